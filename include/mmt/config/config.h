@@ -1,0 +1,35 @@
+/* Resolving an ExperimentConfig: defaults, then a JSON file (comments allowed), then
+ * `--set a.b=value` overrides, in that order; then validation of every named choice.
+ * Unknown keys, wrong types and unknown names fail with messages that list what is valid. */
+#pragma once
+
+#include <nlohmann/json_fwd.hpp>
+#include <string>
+#include <vector>
+
+#include "mmt/config/options.h"
+
+namespace mmt {
+
+/// Resolves a config: defaults <- file (if path is not empty) <- overrides ("a.b=value").
+ExperimentConfig load_config(const std::string& path, const std::vector<std::string>& overrides);
+
+/// Applies a JSON object onto cfg (strict: unknown keys and wrong types throw Error).
+void apply_json(ExperimentConfig& cfg, const nlohmann::json& j);
+
+/// Applies one "a.b=value" override; value is JSON if it parses as JSON, else a string.
+void apply_override(ExperimentConfig& cfg, const std::string& assignment);
+
+/// Checks every named choice (attention types, presets, schedule, ...); throws Error.
+void validate_config(const ExperimentConfig& cfg);
+
+/// The config as plain JSON (what <run>/config.json holds).
+nlohmann::json config_to_json(const ExperimentConfig& cfg);
+
+/// The config as JSON with a `//` comment above every key (loadable by load_config).
+std::string config_to_commented_json(const ExperimentConfig& cfg);
+
+/// Parses JSON text that may carry // and /* */ comments; errors name `origin` and the line.
+nlohmann::json parse_json_with_comments(const std::string& text, const std::string& origin);
+
+}  // namespace mmt

@@ -1,0 +1,212 @@
+/* The options structs of mmt: one plain struct per component, every field commented,
+ * defaults in place, nested into one ExperimentConfig. Files and `--set` flags only fill
+ * these structs (config.h); the resolved struct is written into every run directory.
+ *
+ * Each struct lists its fields once, in visit(): the JSON reader, the JSON writer and the
+ * commented `mmt config dump` all walk the same list, so a field cannot be forgotten by one
+ * of them. A field's doc string is the text users read in `mmt config dump`. */
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace mmt {
+
+/// The synthetic world: the embedded default data (docs/synthetic.md).
+struct SynthOptions {
+  uint64_t seed = 1234;              // world seed: scenes, captions, features derive from it
+  int64_t num_train_images = 20000;  // training scenes (disjoint from every test scene)
+  int64_t num_test_images = 1000;    // images per test set (Flickr30k's test has 1,000)
+  int64_t captions_per_image = 5;    // captions per test image (Flickr30k has 5)
+  int64_t min_objects = 1;           // objects per scene, at least
+  int64_t max_objects = 4;           // objects per scene, at most (<= 4)
+  int64_t num_shapes = 8;            // shapes used, the first N of the lexicon (2..8)
+  int64_t num_colours = 8;           // colours used, the first N of the lexicon (2..8)
+  int64_t binding_group_size = 4;    // images per binding group (same bag, other binding)
+  int64_t image_size = 64;           // side of the rendered RGB image, pixels
+  int64_t feature_dim = 64;          // detector feature size per region
+  double feature_noise = 0.25;       // std of the Gaussian noise on each region feature
+  double detector_confusion = 0.15;  // probability mass the detector gives wrong classes
+
+  template <class V>
+  void visit(V& v) {
+    v.field("seed", seed, "world seed: scenes, captions and features all derive from it");
+    v.field("num_train_images", num_train_images, "training scenes, disjoint from test scenes");
+    v.field("num_test_images", num_test_images, "images per test set (Flickr30k test: 1000)");
+    v.field("captions_per_image", captions_per_image, "captions per test image");
+    v.field("min_objects", min_objects, "objects per scene, at least (>= 1)");
+    v.field("max_objects", max_objects, "objects per scene, at most (<= 4)");
+    v.field("num_shapes", num_shapes, "shapes in use: the first N of the lexicon (2..8)");
+    v.field("num_colours", num_colours, "colours in use: the first N of the lexicon (2..8)");
+    v.field("binding_group_size", binding_group_size,
+            "images per binding group: same bag of attributes, different binding (2..8)");
+    v.field("image_size", image_size, "side of the rendered RGB images in pixels");
+    v.field("feature_dim", feature_dim, "detector feature size of each region");
+    v.field("feature_noise", feature_noise, "std of Gaussian noise added to region features");
+    v.field("detector_confusion", detector_confusion,
+            "probability mass the simulated detector puts on wrong classes (0..1)");
+  }
+};
+
+/// Model shape and attention stack (docs/configs.md; PAPER.md "Attention variants").
+struct ModelOptions {
+  std::string preset = "tiny";        // size preset, applied before the fields that follow it
+  int64_t hidden = 128;               // hidden size H of every token state
+  int64_t num_layers = 4;             // layers, when `layers` is empty
+  std::string attention = "merged";   // attention type of every layer, when `layers` is empty
+  std::vector<std::string> layers;    // per-layer attention types (overrides the two above)
+  int64_t num_heads = 4;              // attention heads
+  int64_t head_dim = 32;              // width of one head (independent of hidden)
+  int64_t ffn_dim = 512;              // feed-forward inner size
+  double dropout = 0.0;               // dropout on embeddings, attention output and FFN
+  int64_t max_text_len = 40;          // position table size; longer captions are truncated
+  std::string itm_pooling = "product";  // ITM input: product of [CLS] and [IMG], or cls
+  bool pre_norm = false;              // LayerNorm before (true) or after (BERT) each block
+  double init_std = 0.02;             // std of the normal initialisation (BERT)
+  double layer_norm_eps = 1e-12;      // LayerNorm epsilon (BERT)
+
+  template <class V>
+  void visit(V& v);  // defined below: needs apply_model_preset
+};
+
+/// Sets the size fields of `m` from the preset named m.preset; throws Error listing the
+/// valid presets for an unknown name.
+void apply_model_preset(ModelOptions& m);
+const std::vector<std::string>& model_preset_names();
+
+template <class V>
+void ModelOptions::visit(V& v) {
+  v.field("preset", preset,
+          "size preset (tiny, base); sets hidden/num_layers/num_heads/head_dim/ffn_dim, "
+          "then the fields given beside it override",
+          [this] { apply_model_preset(*this); });
+  v.field("hidden", hidden, "hidden size of every token state");
+  v.field("num_layers", num_layers, "number of layers when `layers` is empty");
+  v.field("attention", attention,
+          "attention type of every layer when `layers` is empty: merged, single_modality, "
+          "coattention, asymmetric_text_queries, asymmetric_image_queries, single_stream");
+  v.field("layers", layers,
+          "attention type per layer, bottom first (e.g. 5 x single_modality then merged); "
+          "overrides attention and num_layers");
+  v.field("num_heads", num_heads, "attention heads");
+  v.field("head_dim", head_dim, "width of one attention head (independent of hidden)");
+  v.field("ffn_dim", ffn_dim, "feed-forward inner size");
+  v.field("dropout", dropout, "dropout on embeddings, attention output and feed-forward");
+  v.field("max_text_len", max_text_len, "tokens per caption incl. [CLS]/[SEP]; longer ones are truncated");
+  v.field("itm_pooling", itm_pooling,
+          "ITM classifier input: product (element-wise product of the pooled [CLS] and "
+          "[IMG] states, ViLBERT) or cls (pooled [CLS] only, BERT/UNITER)");
+  v.field("pre_norm", pre_norm, "LayerNorm before each block (true) or after it (BERT)");
+  v.field("init_std", init_std, "std of the normal weight initialisation");
+  v.field("layer_norm_eps", layer_norm_eps, "LayerNorm epsilon");
+}
+
+/// Pretraining data.
+struct DataOptions {
+  std::string source = "synthetic";  // where records come from (synthetic for now)
+  SynthOptions synth;                // the synthetic world
+  int64_t max_regions = 100;         // regions kept per image (+1 global token)
+  int64_t bucket_batches = 8;        // length bucketing: sort this many batches' worth by
+                                     // length before cutting batches (1 = off)
+
+  template <class V>
+  void visit(V& v) {
+    v.field("source", source, "where training records come from: synthetic");
+    v.section("synth", synth, "the synthetic world (docs/synthetic.md)");
+    v.field("max_regions", max_regions, "regions kept per image; +1 global token");
+    v.field("bucket_batches", bucket_batches,
+            "length bucketing: draw this many batches of examples, sort them by length and "
+            "cut batches from the sorted pool (1 = no bucketing)");
+  }
+};
+
+/// Optimisation and the pretraining losses.
+struct TrainOptions {
+  int64_t steps = 1000;             // optimizer steps
+  int64_t batch_size = 128;         // examples (caption, image pairs) per step
+  double lr = 1e-3;                 // peak learning rate
+  double weight_decay = 0.01;       // AdamW decoupled weight decay (not on biases / norms)
+  double adam_beta1 = 0.9;          // AdamW beta1
+  double adam_beta2 = 0.999;        // AdamW beta2
+  double adam_eps = 1e-6;           // AdamW epsilon
+  int64_t warmup_steps = 100;       // linear warmup from 0 to lr
+  std::string schedule = "linear";  // after warmup: linear (to 0), cosine (to 0), constant
+  double grad_clip = 1.0;           // max global gradient norm (0 = off)
+  uint64_t seed = 1;                // seed of initialisation, sampling, masking, pairing
+  double mlm_weight = 1.0;          // weight of the MLM loss (0 = off)
+  double itm_weight = 1.0;          // weight of the ITM loss (0 = off)
+  double mlm_prob = 0.15;           // fraction of text tokens selected for MLM
+  double itm_negative_prob = 0.5;   // fraction of pairs whose image is swapped
+  int64_t log_every = 10;           // steps between metric lines in metrics.jsonl
+
+  template <class V>
+  void visit(V& v) {
+    v.field("steps", steps, "optimizer steps");
+    v.field("batch_size", batch_size, "examples (caption, image pairs) per step");
+    v.field("lr", lr, "peak learning rate");
+    v.field("weight_decay", weight_decay, "AdamW weight decay (biases and LayerNorms exempt)");
+    v.field("adam_beta1", adam_beta1, "AdamW beta1");
+    v.field("adam_beta2", adam_beta2, "AdamW beta2");
+    v.field("adam_eps", adam_eps, "AdamW epsilon");
+    v.field("warmup_steps", warmup_steps, "linear warmup steps from 0 to lr");
+    v.field("schedule", schedule, "decay after warmup: linear, cosine (both to 0) or constant");
+    v.field("grad_clip", grad_clip, "max global gradient norm (0 = no clipping)");
+    v.field("seed", seed, "seed of initialisation, sampling, masking and pairing");
+    v.field("mlm_weight", mlm_weight, "weight of the masked language modelling loss (0 = off)");
+    v.field("itm_weight", itm_weight, "weight of the image-text matching loss (0 = off)");
+    v.field("mlm_prob", mlm_prob, "fraction of text tokens selected for MLM (80/10/10)");
+    v.field("itm_negative_prob", itm_negative_prob,
+            "fraction of pairs whose image is swapped with another of the batch");
+    v.field("log_every", log_every, "steps between metric records in metrics.jsonl");
+  }
+};
+
+/// Zero-shot retrieval evaluation.
+struct EvalOptions {
+  std::vector<std::string> test_sets = {"easy", "binding"};  // synthetic test sets to score
+  std::string mode = "exact";   // exact: every (caption, image) pair scored by the ITM head
+  int64_t pair_batch = 2048;    // (caption, image) pairs per forward pass
+
+  template <class V>
+  void visit(V& v) {
+    v.field("test_sets", test_sets, "test sets to evaluate: easy, binding");
+    v.field("mode", mode, "scoring: exact (every caption-image pair through the ITM head)");
+    v.field("pair_batch", pair_batch, "caption-image pairs per forward pass");
+  }
+};
+
+/// Threads and other process-wide settings.
+struct RuntimeOptions {
+  int64_t threads = 1;       // libtorch intra-op threads
+  int64_t blas_threads = 0;  // OpenBLAS threads (0 = number of cores)
+
+  template <class V>
+  void visit(V& v) {
+    v.field("threads", threads, "libtorch intra-op threads (1 was fastest on 2 cores)");
+    v.field("blas_threads", blas_threads, "OpenBLAS threads for matrix products (0 = all cores)");
+  }
+};
+
+/// One experiment: everything a run needs, written to <run>/config.json.
+struct ExperimentConfig {
+  std::string name = "experiment";  // free-form run name, shown in logs and results
+  ModelOptions model;
+  DataOptions data;
+  TrainOptions train;
+  EvalOptions eval;
+  RuntimeOptions runtime;
+
+  template <class V>
+  void visit(V& v) {
+    v.field("name", name, "free-form name of the experiment");
+    v.section("model", model, "model size and attention stack");
+    v.section("data", data, "pretraining data");
+    v.section("train", train, "optimisation and losses");
+    v.section("eval", eval, "zero-shot retrieval evaluation");
+    v.section("runtime", runtime, "threads");
+  }
+};
+
+}  // namespace mmt

@@ -1,0 +1,333 @@
+/* Config resolution: the JSON reader/writers that walk the options structs' visit() lists,
+ * `--set` overrides, presets and validation. */
+#include "mmt/config/config.h"
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "mmt/util/error.h"
+#include "mmt/util/fs.h"
+
+namespace mmt {
+
+using nlohmann::json;
+
+// Names validated here are owned by the areas that implement them.
+const std::vector<std::string>& attention_type_names();  // model/attention.cpp
+const std::vector<std::string>& synthetic_test_set_names();  // data/synthetic_world.cpp
+
+namespace {
+
+std::string type_name(const json& j) {
+  return std::string(j.type_name()) + " " + j.dump();
+}
+
+// ---- reading -------------------------------------------------------------------------
+
+class JsonReader {
+ public:
+  JsonReader(const json& j, std::string prefix) : j_(j), prefix_(std::move(prefix)) {}
+
+  template <class T>
+  void field(const char* name, T& value, const char*, const std::function<void()>& on_set = {}) {
+    names_.emplace_back(name);
+    auto it = j_.find(name);
+    if (it == j_.end()) return;
+    assign(*it, value, prefix_ + name);
+    if (on_set) on_set();
+  }
+
+  template <class S>
+  void section(const char* name, S& sub, const char*) {
+    names_.emplace_back(name);
+    auto it = j_.find(name);
+    if (it == j_.end()) return;
+    if (!it->is_object())
+      throw Error("config key '" + prefix_ + name + "' is a section and expects an object, got " +
+                  type_name(*it));
+    JsonReader reader(*it, prefix_ + name + ".");
+    sub.visit(reader);
+    reader.check_unknown();
+  }
+
+  void check_unknown() const {
+    for (auto it = j_.begin(); it != j_.end(); ++it) {
+      if (std::find(names_.begin(), names_.end(), it.key()) != names_.end()) continue;
+      const std::string where =
+          prefix_.empty() ? "" : " of '" + prefix_.substr(0, prefix_.size() - 1) + "'";
+      throw Error("unknown config key '" + prefix_ + it.key() + "'; valid keys" + where + ": " +
+                  join(names_));
+    }
+  }
+
+ private:
+  static void assign(const json& j, int64_t& v, const std::string& key) {
+    if (!j.is_number_integer()) throw Error("config key '" + key + "' expects an integer, got " + type_name(j));
+    v = j.get<int64_t>();
+  }
+  static void assign(const json& j, uint64_t& v, const std::string& key) {
+    if (!j.is_number_integer() || (j.is_number_integer() && !j.is_number_unsigned() && j.get<int64_t>() < 0))
+      throw Error("config key '" + key + "' expects a non-negative integer, got " + type_name(j));
+    v = j.get<uint64_t>();
+  }
+  static void assign(const json& j, double& v, const std::string& key) {
+    if (!j.is_number()) throw Error("config key '" + key + "' expects a number, got " + type_name(j));
+    v = j.get<double>();
+  }
+  static void assign(const json& j, bool& v, const std::string& key) {
+    if (!j.is_boolean()) throw Error("config key '" + key + "' expects true or false, got " + type_name(j));
+    v = j.get<bool>();
+  }
+  static void assign(const json& j, std::string& v, const std::string& key) {
+    if (j.is_string()) v = j.get<std::string>();
+    else if (j.is_number() || j.is_boolean()) v = j.dump();  // `--set name=123`
+    else throw Error("config key '" + key + "' expects a string, got " + type_name(j));
+  }
+  static void assign(const json& j, std::vector<std::string>& v, const std::string& key) {
+    v.clear();
+    if (j.is_string()) {  // "a,b,c" - convenient on the command line
+      std::stringstream ss(j.get<std::string>());
+      std::string item;
+      while (std::getline(ss, item, ',')) if (!item.empty()) v.push_back(item);
+      return;
+    }
+    if (!j.is_array()) throw Error("config key '" + key + "' expects a list of strings, got " + type_name(j));
+    for (const auto& e : j) {
+      if (!e.is_string())
+        throw Error("config key '" + key + "' expects a list of strings, got element " + type_name(e));
+      v.push_back(e.get<std::string>());
+    }
+  }
+
+  const json& j_;
+  std::string prefix_;
+  std::vector<std::string> names_;
+};
+
+// ---- writing -------------------------------------------------------------------------
+
+class JsonWriter {
+ public:
+  explicit JsonWriter(json& j) : j_(j) {}
+  template <class T>
+  void field(const char* name, const T& value, const char*, const std::function<void()>& = {}) {
+    j_[name] = value;
+  }
+  template <class S>
+  void section(const char* name, S& sub, const char*) {
+    json child = json::object();
+    JsonWriter w(child);
+    sub.visit(w);
+    j_[name] = child;
+  }
+
+ private:
+  json& j_;
+};
+
+class CommentedWriter {
+ public:
+  explicit CommentedWriter(int indent) : indent_(indent) {}
+  template <class T>
+  void field(const char* name, const T& value, const char* doc, const std::function<void()>& = {}) {
+    entries_.push_back({name, doc, json(value).dump(), false});
+  }
+  template <class S>
+  void section(const char* name, S& sub, const char* doc) {
+    CommentedWriter w(indent_ + 2);
+    sub.visit(w);
+    entries_.push_back({name, doc, w.str(), true});
+  }
+  std::string str() const {
+    const std::string pad(indent_ + 2, ' ');
+    std::string out = "{\n";
+    for (size_t i = 0; i < entries_.size(); ++i) {
+      const auto& e = entries_[i];
+      out += pad + "// " + e.doc + "\n";
+      out += pad + "\"" + e.name + "\": " + e.value + (i + 1 < entries_.size() ? "," : "") + "\n";
+    }
+    out += std::string(indent_, ' ') + "}";
+    return out;
+  }
+
+ private:
+  struct Entry {
+    std::string name, doc, value;
+    bool is_section;
+  };
+  int indent_;
+  std::vector<Entry> entries_;
+};
+
+}  // namespace
+
+// ---- presets -------------------------------------------------------------------------
+
+const std::vector<std::string>& model_preset_names() {
+  static const std::vector<std::string> names = {"tiny", "base"};
+  return names;
+}
+
+void apply_model_preset(ModelOptions& m) {
+  check_choice("model preset", m.preset, model_preset_names());
+  if (m.preset == "tiny") {  // fits `make demo` on 2 CPU cores
+    m.hidden = 128, m.num_layers = 4, m.num_heads = 4, m.head_dim = 32, m.ffn_dim = 512;
+    m.dropout = 0.0;
+  } else if (m.preset == "base") {  // the paper's base model: 6 layers, 768, 12 heads
+    m.hidden = 768, m.num_layers = 6, m.num_heads = 12, m.head_dim = 64, m.ffn_dim = 3072;
+    m.dropout = 0.1;
+  }
+}
+
+// ---- API -----------------------------------------------------------------------------
+
+json parse_json_with_comments(const std::string& text, const std::string& origin) {
+  try {
+    return json::parse(text, nullptr, /*allow_exceptions=*/true, /*ignore_comments=*/true);
+  } catch (const json::parse_error& e) {
+    size_t line = 1, col = 1;
+    for (size_t i = 0; i + 1 < e.byte && i < text.size(); ++i) {
+      if (text[i] == '\n') ++line, col = 1;
+      else ++col;
+    }
+    std::string what = e.what();
+    const auto p = what.find("parse error");
+    throw Error(origin + ":" + std::to_string(line) + ":" + std::to_string(col) + ": invalid JSON (" +
+                (p == std::string::npos ? what : what.substr(p)) + ")");
+  }
+}
+
+void apply_json(ExperimentConfig& cfg, const json& j) {
+  if (!j.is_object()) throw Error("a config must be a JSON object, got " + type_name(j));
+  JsonReader reader(j, "");
+  cfg.visit(reader);
+  reader.check_unknown();
+}
+
+void apply_override(ExperimentConfig& cfg, const std::string& assignment) {
+  const auto eq = assignment.find('=');
+  if (eq == std::string::npos || eq == 0)
+    throw Error("--set expects key=value (e.g. train.steps=100), got '" + assignment + "'");
+  const std::string key = assignment.substr(0, eq), raw = assignment.substr(eq + 1);
+  json value;
+  try {
+    value = json::parse(raw);
+  } catch (const json::parse_error&) {
+    value = raw;  // bare words (merged, tiny) are strings
+  }
+  // a.b.c=v -> {"a": {"b": {"c": v}}}
+  json patch = value;
+  std::vector<std::string> parts;
+  std::stringstream ss(key);
+  for (std::string part; std::getline(ss, part, '.');) parts.push_back(part);
+  for (auto it = parts.rbegin(); it != parts.rend(); ++it) {
+    if (it->empty()) throw Error("--set: empty component in key '" + key + "'");
+    json parent = json::object();
+    parent[*it] = std::move(patch);
+    patch = std::move(parent);
+  }
+  apply_json(cfg, patch);
+}
+
+void validate_config(const ExperimentConfig& cfg) {
+  const auto& m = cfg.model;
+  auto key_choice = [](const std::string& key, const std::string& what, const std::string& v,
+                       const std::vector<std::string>& valid) {
+    try {
+      check_choice(what, v, valid);
+    } catch (const Error& e) {
+      throw Error("config key '" + key + "': " + e.what());
+    }
+  };
+  auto positive = [](const std::string& key, double v) {
+    if (!(v > 0)) throw Error("config key '" + key + "' must be > 0, got " + json(v).dump());
+  };
+  auto in_range = [](const std::string& key, double v, double lo, double hi) {
+    if (!(v >= lo && v <= hi))
+      throw Error("config key '" + key + "' must be in [" + json(lo).dump() + ", " + json(hi).dump() +
+                  "], got " + json(v).dump());
+  };
+  key_choice("model.preset", "model preset", m.preset, model_preset_names());
+  key_choice("model.attention", "attention type", m.attention, attention_type_names());
+  for (size_t i = 0; i < m.layers.size(); ++i)
+    key_choice("model.layers[" + std::to_string(i) + "]", "attention type", m.layers[i],
+               attention_type_names());
+  key_choice("model.itm_pooling", "ITM pooling", m.itm_pooling, {"product", "cls"});
+  positive("model.hidden", m.hidden);
+  positive("model.num_heads", m.num_heads);
+  positive("model.head_dim", m.head_dim);
+  positive("model.ffn_dim", m.ffn_dim);
+  if (m.layers.empty()) positive("model.num_layers", m.num_layers);
+  in_range("model.dropout", m.dropout, 0, 0.9);
+  in_range("model.max_text_len", m.max_text_len, 3, 4096);
+
+  key_choice("data.source", "data source", cfg.data.source, {"synthetic"});
+  const auto& s = cfg.data.synth;
+  in_range("data.synth.min_objects", s.min_objects, 1, 4);
+  in_range("data.synth.max_objects", s.max_objects, s.min_objects, 4);
+  in_range("data.synth.num_shapes", s.num_shapes, 2, 8);
+  in_range("data.synth.num_colours", s.num_colours, 2, 8);
+  in_range("data.synth.binding_group_size", s.binding_group_size, 2, 8);
+  positive("data.synth.num_train_images", s.num_train_images);
+  positive("data.synth.num_test_images", s.num_test_images);
+  positive("data.synth.captions_per_image", s.captions_per_image);
+  in_range("data.synth.image_size", s.image_size, 8, 1024);
+  positive("data.synth.feature_dim", s.feature_dim);
+  in_range("data.synth.detector_confusion", s.detector_confusion, 0, 1);
+  in_range("data.synth.feature_noise", s.feature_noise, 0, 100);
+  positive("data.max_regions", cfg.data.max_regions);
+  positive("data.bucket_batches", cfg.data.bucket_batches);
+
+  const auto& t = cfg.train;
+  key_choice("train.schedule", "schedule", t.schedule, {"linear", "cosine", "constant"});
+  in_range("train.steps", t.steps, 0, 1e12);
+  positive("train.batch_size", t.batch_size);
+  positive("train.lr", t.lr);
+  in_range("train.mlm_prob", t.mlm_prob, 0, 1);
+  in_range("train.itm_negative_prob", t.itm_negative_prob, 0, 1);
+  in_range("train.warmup_steps", t.warmup_steps, 0, 1e12);
+  positive("train.log_every", t.log_every);
+  if (t.mlm_weight <= 0 && t.itm_weight <= 0)
+    throw Error("config: train.mlm_weight and train.itm_weight are both 0: nothing to train");
+
+  for (size_t i = 0; i < cfg.eval.test_sets.size(); ++i)
+    key_choice("eval.test_sets[" + std::to_string(i) + "]", "test set", cfg.eval.test_sets[i],
+               synthetic_test_set_names());
+  key_choice("eval.mode", "evaluation mode", cfg.eval.mode, {"exact"});
+  positive("eval.pair_batch", cfg.eval.pair_batch);
+  in_range("runtime.threads", cfg.runtime.threads, 1, 1024);
+  in_range("runtime.blas_threads", cfg.runtime.blas_threads, 0, 1024);
+}
+
+ExperimentConfig load_config(const std::string& path, const std::vector<std::string>& overrides) {
+  ExperimentConfig cfg;
+  apply_model_preset(cfg.model);
+  if (!path.empty()) {
+    if (!file_exists(path)) throw Error("config file '" + path + "' not found");
+    const json j = parse_json_with_comments(read_file(path), path);
+    try {
+      apply_json(cfg, j);
+    } catch (const Error& e) {
+      throw Error(path + ": " + e.what());
+    }
+  }
+  for (const auto& o : overrides) apply_override(cfg, o);
+  validate_config(cfg);
+  return cfg;
+}
+
+json config_to_json(const ExperimentConfig& cfg) {
+  json j = json::object();
+  JsonWriter w(j);
+  const_cast<ExperimentConfig&>(cfg).visit(w);
+  return j;
+}
+
+std::string config_to_commented_json(const ExperimentConfig& cfg) {
+  CommentedWriter w(0);
+  const_cast<ExperimentConfig&>(cfg).visit(w);
+  return w.str() + "\n";
+}
+
+}  // namespace mmt

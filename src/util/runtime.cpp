@@ -1,0 +1,61 @@
+/* Threads and BLAS detection (see runtime.h). */
+#include "mmt/util/runtime.h"
+
+#include <ATen/Parallel.h>
+#include <dlfcn.h>
+#include <link.h>
+
+#include <ostream>
+#include <thread>
+
+namespace mmt {
+
+namespace {
+
+int find_blas_library(dl_phdr_info* info, size_t, void* data) {
+  std::string name = info->dlpi_name ? info->dlpi_name : "";
+  if (name.find("libblas.so") != std::string::npos || name.find("libopenblas") != std::string::npos ||
+      name.find("libmkl") != std::string::npos) {
+    auto* out = static_cast<std::string*>(data);
+    if (!out->empty()) *out += ", ";
+    *out += name;
+  }
+  return 0;
+}
+
+}  // namespace
+
+BlasInfo detect_blas() {
+  BlasInfo info;
+  dl_iterate_phdr(find_blas_library, &info.detail);
+  if (auto get_config = reinterpret_cast<char* (*)()>(dlsym(RTLD_DEFAULT, "openblas_get_config"))) {
+    info.name = "OpenBLAS";
+    info.detail = get_config();
+  } else if (dlsym(RTLD_DEFAULT, "mkl_get_max_threads") || dlsym(RTLD_DEFAULT, "MKL_Get_Max_Threads")) {
+    info.name = "MKL";
+  } else if (info.detail.find("libblas.so") != std::string::npos) {
+    // libblas.so.3 that exports no OpenBLAS entry point: Netlib's reference implementation.
+    info.name = "reference BLAS";
+    info.reference = true;
+  } else {
+    info.name = "unknown";
+  }
+  return info;
+}
+
+std::string configure_runtime(const RuntimeOptions& r, std::ostream& warn) {
+  at::set_num_threads(static_cast<int>(r.threads));
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int blas_threads = r.blas_threads > 0 ? static_cast<int>(r.blas_threads) : cores;
+  const BlasInfo blas = detect_blas();
+  if (auto set = reinterpret_cast<void (*)(int)>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads")))
+    set(blas_threads);
+  if (blas.reference) {
+    warn << "mmt: WARNING: matrix products use the reference BLAS (" << blas.detail
+         << "), about 20x slower than OpenBLAS. Install it: apt-get install libopenblas0-pthread\n";
+  }
+  return "threads: torch " + std::to_string(r.threads) + ", " + blas.name + " " +
+         (blas.name == "OpenBLAS" ? std::to_string(blas_threads) : std::string("default"));
+}
+
+}  // namespace mmt
