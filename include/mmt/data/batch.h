@@ -1,0 +1,38 @@
+/* The padded batch every model and loss consumes (DESIGN.md "The data flow"), and the
+ * function that pads variable-length examples into it. */
+#pragma once
+
+#include <torch/types.h>
+
+#include <vector>
+
+namespace mmt {
+
+namespace synth {
+struct RegionStore;
+}
+
+struct Batch {
+  torch::Tensor text_ids;      // (B, T) int64, [CLS] ... [SEP] then [PAD]
+  torch::Tensor text_mask;     // (B, T) bool, true at real tokens
+  torch::Tensor region_feats;  // (B, R, F) float32, region 0 is the global region
+  torch::Tensor region_boxes;  // (B, R, 5) float32: x1, y1, x2, y2, area
+  torch::Tensor region_mask;   // (B, R) bool, true at real regions
+  torch::Tensor mlm_labels;    // (B, T) int64 original ids at predicted positions, -100 elsewhere
+  torch::Tensor itm_labels;    // (B) int64: 1 = caption matches image, 0 = mismatched
+
+  int64_t size() const { return text_ids.size(0); }
+};
+
+/// Ignored label value of mlm_labels (the cross-entropy convention).
+constexpr int64_t kIgnoreLabel = -100;
+
+/// Pads token id sequences into text_ids / text_mask (pad id 0 is [PAD]).
+void pad_text(const std::vector<std::vector<int64_t>>& ids, int64_t pad_id, Batch& batch);
+
+/// Gathers the regions of the given scenes of a store into region_feats/boxes/mask,
+/// padded to the longest, keeping at most max_regions + 1 (global) regions per scene.
+void gather_regions(const synth::RegionStore& store, const std::vector<int64_t>& scenes,
+                    int64_t max_regions, Batch& batch);
+
+}  // namespace mmt

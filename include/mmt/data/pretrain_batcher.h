@@ -1,0 +1,52 @@
+/* Pretraining batches from the synthetic world: an endless, deterministic stream (a pure
+ * function of the seed and the step, so a run can resume at any step), with length
+ * bucketing, MLM masking (BERT's 15% and 80/10/10) and ITM negatives by image swap. */
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "mmt/config/options.h"
+#include "mmt/data/batch.h"
+
+namespace mmt {
+
+class Vocab;
+namespace synth {
+class World;
+}
+
+/// BERT masking of one sequence in place: each non-special token is selected with
+/// probability `prob`; a selected token becomes [MASK] (80%), a random non-special token
+/// (10%) or stays (10%). Returns labels: the original id where selected, kIgnoreLabel elsewhere.
+class Rng;
+std::vector<int64_t> mask_tokens(std::vector<int64_t>& ids, const Vocab& vocab, double prob, Rng& rng);
+
+class PretrainBatcher {
+ public:
+  PretrainBatcher(const synth::World& world, const Vocab& vocab, const ExperimentConfig& cfg);
+
+  /// The batch of optimizer step `step` (deterministic; any order of calls).
+  Batch batch(int64_t step);
+
+  /// Examples drawn so far in total, for logs.
+  int64_t batch_size() const { return batch_size_; }
+
+ private:
+  struct Example {
+    int64_t scene;
+    std::vector<int64_t> ids;
+  };
+  void fill_pool(int64_t pool);
+
+  const synth::World& world_;
+  const Vocab& vocab_;
+  TrainOptions train_;
+  int64_t max_text_len_, max_regions_, batch_size_, pool_batches_;
+  int64_t pool_index_ = -1;
+  std::vector<std::vector<Example>> pool_;  // pool_batches_ batches of examples
+  std::vector<int64_t> epoch_perm_;
+  int64_t epoch_ = -1;
+};
+
+}  // namespace mmt

@@ -1,0 +1,46 @@
+/* Padding examples into a Batch. */
+#include "mmt/data/batch.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "mmt/data/synthetic_world.h"
+
+namespace mmt {
+
+void pad_text(const std::vector<std::vector<int64_t>>& ids, int64_t pad_id, Batch& batch) {
+  const int64_t b = static_cast<int64_t>(ids.size());
+  int64_t t = 0;
+  for (const auto& s : ids) t = std::max<int64_t>(t, static_cast<int64_t>(s.size()));
+  batch.text_ids = torch::full({b, t}, pad_id, torch::kInt64);
+  batch.text_mask = torch::zeros({b, t}, torch::kBool);
+  auto* idp = batch.text_ids.data_ptr<int64_t>();
+  auto* mp = batch.text_mask.data_ptr<bool>();
+  for (int64_t i = 0; i < b; ++i) {
+    std::copy(ids[i].begin(), ids[i].end(), idp + i * t);
+    std::fill(mp + i * t, mp + i * t + static_cast<int64_t>(ids[i].size()), true);
+  }
+}
+
+void gather_regions(const synth::RegionStore& store, const std::vector<int64_t>& scenes,
+                    int64_t max_regions, Batch& batch) {
+  const int64_t b = static_cast<int64_t>(scenes.size()), d = store.feature_dim;
+  int64_t r = 0;
+  for (int64_t s : scenes) r = std::max(r, std::min(store.num_regions(s), max_regions + 1));
+  batch.region_feats = torch::zeros({b, r, d});
+  batch.region_boxes = torch::zeros({b, r, synth::kBoxDim});
+  batch.region_mask = torch::zeros({b, r}, torch::kBool);
+  float* fp = batch.region_feats.data_ptr<float>();
+  float* bp = batch.region_boxes.data_ptr<float>();
+  bool* mp = batch.region_mask.data_ptr<bool>();
+  for (int64_t i = 0; i < b; ++i) {
+    const int64_t first = store.offsets[scenes[i]];
+    const int64_t n = std::min(store.num_regions(scenes[i]), max_regions + 1);
+    std::memcpy(fp + i * r * d, store.features.data() + first * d, sizeof(float) * n * d);
+    std::memcpy(bp + i * r * synth::kBoxDim, store.boxes.data() + first * synth::kBoxDim,
+                sizeof(float) * n * synth::kBoxDim);
+    std::fill(mp + i * r, mp + i * r + n, true);
+  }
+}
+
+}  // namespace mmt
