@@ -1,0 +1,73 @@
+/* One multimodal transformer layer over the joint sequence [text ; image], parameterised by
+ * an AttentionPattern (attention.h). Each modality has its own stream weights (q, k, v, out,
+ * feed-forward, norms) unless the pattern shares them (single-stream).
+ *
+ * No wasted work: queries of each modality attend only to the key blocks the pattern allows,
+ * so a modality-specific layer runs two independent attentions (never a masked full one),
+ * and key/value projections of a modality nobody attends to are not computed. */
+#pragma once
+
+#include <torch/nn/module.h>
+#include <torch/nn/modules/container/any.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/modules/normalization.h>
+#include <torch/nn/pimpl.h>
+
+#include "mmt/model/attention.h"
+
+namespace mmt {
+
+struct LayerOptions {
+  int64_t hidden = 128;     // H
+  int64_t num_heads = 4;    // heads
+  int64_t head_dim = 32;    // width of one head
+  int64_t ffn_dim = 512;    // feed-forward inner size
+  double dropout = 0.0;     // on attention output and feed-forward output
+  bool pre_norm = false;    // LayerNorm before (true) or after (BERT) each block
+  double layer_norm_eps = 1e-12;
+  AttentionType type = AttentionType::kMerged;
+};
+
+/// The weights one modality uses in one layer.
+class StreamWeightsImpl : public torch::nn::Module {
+ public:
+  explicit StreamWeightsImpl(const LayerOptions& o);
+  torch::nn::Linear query{nullptr}, key{nullptr}, value{nullptr}, out{nullptr};
+  torch::nn::LayerNorm attn_norm{nullptr};
+  torch::nn::Linear ffn_in{nullptr}, ffn_out{nullptr};
+  torch::nn::LayerNorm ffn_norm{nullptr};
+};
+TORCH_MODULE(StreamWeights);
+
+class MultimodalLayerImpl : public torch::nn::Module {
+ public:
+  explicit MultimodalLayerImpl(const LayerOptions& o);
+
+  /// text (B, T, H), image (B, R, H); *_bias are additive key masks, (B, 1, 1, T) and
+  /// (B, 1, 1, R): 0 at real positions, a large negative value at padding.
+  /// Returns the new (text, image) states.
+  std::pair<torch::Tensor, torch::Tensor> forward(const torch::Tensor& text, const torch::Tensor& image,
+                                                  const torch::Tensor& text_bias,
+                                                  const torch::Tensor& image_bias);
+
+  const LayerOptions& options() const { return options_; }
+  const AttentionPattern& pattern() const { return pattern_; }
+
+ private:
+  torch::Tensor attend(StreamWeightsImpl& w, const torch::Tensor& q_in, const torch::Tensor& k_text,
+                       const torch::Tensor& v_text, const torch::Tensor& k_image,
+                       const torch::Tensor& v_image, const torch::Tensor& text_bias,
+                       const torch::Tensor& image_bias, bool use_text, bool use_image);
+  torch::Tensor ffn(StreamWeightsImpl& w, const torch::Tensor& x);
+
+  LayerOptions options_;
+  AttentionPattern pattern_;
+  StreamWeights text_{nullptr}, image_{nullptr};  // the same module when weights are shared
+};
+TORCH_MODULE(MultimodalLayer);
+
+/// The additive key mask of a (B, L) bool padding mask: (B, 1, 1, L) float, 0 or kMaskValue.
+torch::Tensor attention_bias(const torch::Tensor& mask);
+constexpr float kMaskValue = -1e9f;
+
+}  // namespace mmt

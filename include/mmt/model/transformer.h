@@ -1,0 +1,102 @@
+/* The multimodal transformer of the study: text embeddings (word + position + segment,
+ * LayerNorm), region embeddings (feature and box projections, LayerNorm), a stack of
+ * MultimodalLayers (one attention type per layer), and the pretraining heads: ITM (match /
+ * mismatch) and MLM (tied to the word embeddings). Parameter names are the checkpoint keys,
+ * e.g. `layers.3.text.query.weight`. */
+#pragma once
+
+#include <torch/nn/module.h>
+#include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/modules/embedding.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/modules/normalization.h>
+#include <torch/nn/pimpl.h>
+
+#include <vector>
+
+#include "mmt/config/options.h"
+#include "mmt/model/layer.h"
+
+namespace mmt {
+
+struct Batch;
+
+/// Sizes the model takes from the data rather than from ModelOptions.
+struct InputDims {
+  int64_t vocab_size = 0;       // tokenizer vocabulary
+  int64_t region_feat_dim = 0;  // detector feature size
+};
+
+/// The per-layer attention types of a model: `layers`, or num_layers x `attention`.
+std::vector<AttentionType> layer_types(const ModelOptions& m);
+
+class TextEmbeddingsImpl : public torch::nn::Module {
+ public:
+  TextEmbeddingsImpl(const ModelOptions& m, int64_t vocab_size);
+  /// ids (B, T) int64 -> (B, T, H)
+  torch::Tensor forward(const torch::Tensor& ids);
+  torch::nn::Embedding word{nullptr}, position{nullptr}, segment{nullptr};
+  torch::nn::LayerNorm norm{nullptr};
+
+ private:
+  double dropout_;
+};
+TORCH_MODULE(TextEmbeddings);
+
+class RegionEmbeddingsImpl : public torch::nn::Module {
+ public:
+  RegionEmbeddingsImpl(const ModelOptions& m, int64_t feat_dim);
+  /// feats (B, R, F), boxes (B, R, 5) -> (B, R, H)
+  torch::Tensor forward(const torch::Tensor& feats, const torch::Tensor& boxes);
+  torch::nn::Linear feature{nullptr}, box{nullptr};
+  torch::nn::LayerNorm feature_norm{nullptr}, box_norm{nullptr}, norm{nullptr};
+  torch::Tensor type;  // (H) learned image-token type vector (BERT's segment, for images)
+
+ private:
+  double dropout_;
+};
+TORCH_MODULE(RegionEmbeddings);
+
+/// Output of the encoder: final states of both modalities.
+struct Encoded {
+  torch::Tensor text;   // (B, T, H); position 0 is [CLS]
+  torch::Tensor image;  // (B, R, H); position 0 is the global region [IMG]
+};
+
+class MultimodalTransformerImpl : public torch::nn::Module {
+ public:
+  MultimodalTransformerImpl(const ModelOptions& m, const InputDims& dims);
+
+  /// Embeddings and all layers over the batch's text and regions (padding from the masks).
+  Encoded encode(const Batch& batch);
+  /// Layers only, from already embedded inputs (evaluation reuses embeddings across pairs).
+  Encoded encode_embedded(torch::Tensor text, torch::Tensor image, const torch::Tensor& text_mask,
+                          const torch::Tensor& image_mask);
+
+  /// ITM logits (B, 2) [mismatch, match] from the [CLS] and [IMG] states.
+  torch::Tensor itm_logits(const Encoded& e);
+  /// MLM logits (M, V) for states (M, H) of the masked positions.
+  torch::Tensor mlm_logits(const torch::Tensor& states);
+
+  const ModelOptions& options() const { return options_; }
+  const InputDims& dims() const { return dims_; }
+
+  TextEmbeddings text_embed{nullptr};
+  RegionEmbeddings image_embed{nullptr};
+  torch::nn::ModuleList layers{nullptr};
+  torch::nn::LayerNorm text_final_norm{nullptr}, image_final_norm{nullptr};  // pre_norm only
+  // ITM head
+  torch::nn::Linear itm_text_pool{nullptr}, itm_image_pool{nullptr}, itm_classifier{nullptr};
+  // MLM head (decoder weight = text_embed->word->weight)
+  torch::nn::Linear mlm_transform{nullptr};
+  torch::nn::LayerNorm mlm_norm{nullptr};
+  torch::Tensor mlm_bias;
+
+ private:
+  void init_weights();
+  ModelOptions options_;
+  InputDims dims_;
+};
+TORCH_MODULE(MultimodalTransformer);
+
+}  // namespace mmt

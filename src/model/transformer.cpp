@@ -1,0 +1,131 @@
+/* The multimodal transformer (see transformer.h). */
+#include "mmt/model/transformer.h"
+
+#include <torch/nn/init.h>
+
+#include "mmt/data/batch.h"
+#include "mmt/util/error.h"
+
+namespace mmt {
+
+namespace tnn = torch::nn;
+
+std::vector<AttentionType> layer_types(const ModelOptions& m) {
+  std::vector<AttentionType> types;
+  if (!m.layers.empty()) {
+    for (const auto& name : m.layers) types.push_back(attention_type_from_name(name));
+  } else {
+    for (int64_t i = 0; i < m.num_layers; ++i) types.push_back(attention_type_from_name(m.attention));
+  }
+  return types;
+}
+
+TextEmbeddingsImpl::TextEmbeddingsImpl(const ModelOptions& m, int64_t vocab_size) : dropout_(m.dropout) {
+  word = register_module("word", tnn::Embedding(vocab_size, m.hidden));
+  position = register_module("position", tnn::Embedding(m.max_text_len, m.hidden));
+  segment = register_module("segment", tnn::Embedding(2, m.hidden));
+  norm = register_module("norm", tnn::LayerNorm(tnn::LayerNormOptions({m.hidden}).eps(m.layer_norm_eps)));
+}
+
+torch::Tensor TextEmbeddingsImpl::forward(const torch::Tensor& ids) {
+  TORCH_CHECK(ids.dim() == 2, "TextEmbeddings: ids must be (B, T), got ", ids.sizes());
+  const int64_t t = ids.size(1);
+  TORCH_CHECK(t <= position->weight.size(0), "TextEmbeddings: ", t, " tokens exceed max_text_len ",
+              position->weight.size(0));
+  // Segment 0 for every text token: add its row directly instead of a lookup.
+  auto x = word(ids) + position->weight.narrow(0, 0, t).unsqueeze(0) + segment->weight[0];
+  x = norm(x);
+  return dropout_ > 0 ? torch::dropout(x, dropout_, is_training()) : x;
+}
+
+RegionEmbeddingsImpl::RegionEmbeddingsImpl(const ModelOptions& m, int64_t feat_dim) : dropout_(m.dropout) {
+  auto ln = [&] { return tnn::LayerNorm(tnn::LayerNormOptions({m.hidden}).eps(m.layer_norm_eps)); };
+  feature = register_module("feature", tnn::Linear(feat_dim, m.hidden));
+  box = register_module("box", tnn::Linear(5, m.hidden));
+  feature_norm = register_module("feature_norm", ln());
+  box_norm = register_module("box_norm", ln());
+  norm = register_module("norm", ln());
+  type = register_parameter("type", torch::zeros({m.hidden}));
+}
+
+torch::Tensor RegionEmbeddingsImpl::forward(const torch::Tensor& feats, const torch::Tensor& boxes) {
+  TORCH_CHECK(feats.dim() == 3 && boxes.dim() == 3 && boxes.size(2) == 5 && feats.size(1) == boxes.size(1),
+              "RegionEmbeddings: expected feats (B, R, F) and boxes (B, R, 5), got ", feats.sizes(), " and ",
+              boxes.sizes());
+  auto x = norm(feature_norm(feature(feats)) + box_norm(box(boxes)) + type);
+  return dropout_ > 0 ? torch::dropout(x, dropout_, is_training()) : x;
+}
+
+MultimodalTransformerImpl::MultimodalTransformerImpl(const ModelOptions& m, const InputDims& dims)
+    : options_(m), dims_(dims) {
+  if (dims.vocab_size <= 0 || dims.region_feat_dim <= 0)
+    throw Error("model needs a vocabulary size and a region feature size from the data");
+  text_embed = register_module("text_embed", TextEmbeddings(m, dims.vocab_size));
+  image_embed = register_module("image_embed", RegionEmbeddings(m, dims.region_feat_dim));
+  layers = register_module("layers", tnn::ModuleList());
+  for (AttentionType type : layer_types(m)) {
+    LayerOptions lo;
+    lo.hidden = m.hidden, lo.num_heads = m.num_heads, lo.head_dim = m.head_dim, lo.ffn_dim = m.ffn_dim;
+    lo.dropout = m.dropout, lo.pre_norm = m.pre_norm, lo.layer_norm_eps = m.layer_norm_eps, lo.type = type;
+    layers->push_back(MultimodalLayer(lo));
+  }
+  auto ln = [&] { return tnn::LayerNorm(tnn::LayerNormOptions({m.hidden}).eps(m.layer_norm_eps)); };
+  if (m.pre_norm) {
+    text_final_norm = register_module("text_final_norm", ln());
+    image_final_norm = register_module("image_final_norm", ln());
+  }
+  itm_text_pool = register_module("itm_text_pool", tnn::Linear(m.hidden, m.hidden));
+  if (m.itm_pooling == "product") itm_image_pool = register_module("itm_image_pool", tnn::Linear(m.hidden, m.hidden));
+  itm_classifier = register_module("itm_classifier", tnn::Linear(m.hidden, 2));
+  mlm_transform = register_module("mlm_transform", tnn::Linear(m.hidden, m.hidden));
+  mlm_norm = register_module("mlm_norm", ln());
+  mlm_bias = register_parameter("mlm_bias", torch::zeros({dims.vocab_size}));
+  init_weights();
+}
+
+void MultimodalTransformerImpl::init_weights() {
+  torch::NoGradGuard no_grad;
+  const double std = options_.init_std;
+  for (auto& mod : modules(/*include_self=*/false)) {
+    if (auto* lin = mod->as<tnn::Linear>()) {
+      lin->weight.normal_(0.0, std);
+      if (lin->bias.defined()) lin->bias.zero_();
+    } else if (auto* emb = mod->as<tnn::Embedding>()) {
+      emb->weight.normal_(0.0, std);
+    } else if (auto* norm = mod->as<tnn::LayerNorm>()) {
+      norm->weight.fill_(1.0);
+      norm->bias.zero_();
+    }
+  }
+}
+
+Encoded MultimodalTransformerImpl::encode(const Batch& batch) {
+  return encode_embedded(text_embed(batch.text_ids), image_embed(batch.region_feats, batch.region_boxes),
+                         batch.text_mask, batch.region_mask);
+}
+
+Encoded MultimodalTransformerImpl::encode_embedded(torch::Tensor text, torch::Tensor image,
+                                                   const torch::Tensor& text_mask,
+                                                   const torch::Tensor& image_mask) {
+  TORCH_CHECK(text_mask.sizes() == text.sizes().slice(0, 2) && image_mask.sizes() == image.sizes().slice(0, 2),
+              "encode: masks must be (B, T) and (B, R), got ", text_mask.sizes(), " and ", image_mask.sizes());
+  const auto text_bias = attention_bias(text_mask), image_bias = attention_bias(image_mask);
+  for (const auto& layer : *layers) {
+    std::tie(text, image) = layer->as<MultimodalLayer>()->forward(text, image, text_bias, image_bias);
+  }
+  if (options_.pre_norm) text = text_final_norm(text), image = image_final_norm(image);
+  return {text, image};
+}
+
+torch::Tensor MultimodalTransformerImpl::itm_logits(const Encoded& e) {
+  auto pooled = torch::tanh(itm_text_pool(e.text.select(1, 0)));  // [CLS]
+  if (itm_image_pool) pooled = pooled * torch::tanh(itm_image_pool(e.image.select(1, 0)));  // [IMG]
+  return itm_classifier(pooled);
+}
+
+torch::Tensor MultimodalTransformerImpl::mlm_logits(const torch::Tensor& states) {
+  auto h = mlm_norm(torch::gelu(mlm_transform(states)));
+  return torch::linear(h, text_embed->word->weight, mlm_bias);
+}
+
+}  // namespace mmt
