@@ -1,0 +1,28 @@
+/* `mmt eval`: zero-shot retrieval of a trained run on the configured test sets, with each
+ * test set's ceilings beside the model, written to <run>/eval.json and eval.md. */
+#pragma once
+
+#include <iosfwd>
+#include <nlohmann/json_fwd.hpp>
+#include <string>
+#include <vector>
+
+namespace mmt {
+
+struct Ceilings;
+struct RetrievalMetrics;
+
+/// Evaluates the run in `run_dir`. `overrides` ("a.b=v") may change eval.*, runtime.* and
+/// data.synth.num_test_images / captions_per_image; anything else fails (the model is fixed).
+/// Returns the eval.json content; prints the Markdown table to `out`, progress to `log`.
+nlohmann::json evaluate_run(const std::string& run_dir, const std::vector<std::string>& overrides, std::ostream& out,
+                            std::ostream& log);
+
+/// The Markdown results table of one test set (model and ceilings).
+std::string results_table(const std::string& title, const RetrievalMetrics& model, const Ceilings& ceilings);
+
+/// JSON of one direction-pair result: image_retrieval / text_retrieval with r1, r5, r10,
+/// median_rank, mean_rank, rsum.
+nlohmann::json metrics_json(const RetrievalMetrics& m);
+
+}  // namespace mmt

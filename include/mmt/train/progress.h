@@ -1,0 +1,40 @@
+/* A progress line for long loops: done/total, rate, ETA and a caller-supplied tail (losses).
+ * On a terminal it redraws one line in place a few times a second; otherwise (logs, CI) it
+ * prints a plain line every `plain_every` seconds and at the end. */
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <iosfwd>
+#include <string>
+
+namespace mmt {
+
+class Progress {
+ public:
+  /// unit: what is counted ("ex", "pairs"); per_item: units per counted item (rate display).
+  Progress(std::string label, int64_t total, std::ostream& out, std::string unit = "it",
+           double units_per_item = 1.0, double plain_every = 15.0);
+  /// Reports `done` items; `tail` is appended (e.g. "loss 1.23 itm_acc 0.61").
+  void update(int64_t done, const std::string& tail = "");
+  /// Prints the final line (always), with `done` items.
+  void finish(int64_t done, const std::string& tail = "");
+  double elapsed() const;
+
+  static std::string format_duration(double seconds);  // 1h02m, 3m05s, 12s
+
+ private:
+  std::string line(int64_t done, const std::string& tail) const;
+
+  std::string label_, unit_;
+  int64_t total_;
+  double units_per_item_, plain_every_;
+  std::ostream& out_;
+  bool tty_;
+  std::chrono::steady_clock::time_point start_, last_print_;
+};
+
+/// Whether stderr is a terminal (progress lines redraw in place).
+bool stderr_is_tty();
+
+}  // namespace mmt

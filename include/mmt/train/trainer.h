@@ -1,0 +1,25 @@
+/* Pretraining: the loop that turns an ExperimentConfig into a trained run directory. */
+#include <iosfwd>
+#include <map>
+#include <string>
+
+#include "mmt/config/options.h"
+
+#pragma once
+
+namespace mmt {
+
+struct TrainSummary {
+  int64_t steps = 0;                      // optimizer steps taken
+  int64_t skipped_steps = 0;              // steps skipped for a non-finite loss
+  double seconds = 0;                     // wall time of the loop
+  double examples_per_second = 0;         // training throughput
+  std::map<std::string, double> metrics;  // averages over the last logging interval
+};
+
+/// Trains a model as configured and writes the run directory (run_dir.h): config.json,
+/// vocab.txt, metrics.jsonl, model.safetensors + checkpoint.json. Progress goes to `log`.
+/// Refuses a directory that already holds a finished run.
+TrainSummary train_run(const ExperimentConfig& cfg, const std::string& run_dir, std::ostream& log);
+
+}  // namespace mmt

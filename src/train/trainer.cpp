@@ -1,0 +1,155 @@
+/* The pretraining loop (see trainer.h). */
+#include "mmt/train/trainer.h"
+
+#include <torch/nn/utils/clip_grad.h>
+#include <torch/optim/adamw.h>
+
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "mmt/config/config.h"
+#include "mmt/data/pretrain_batcher.h"
+#include "mmt/data/synthetic_world.h"
+#include "mmt/loss/pretraining.h"
+#include "mmt/train/progress.h"
+#include "mmt/train/run_dir.h"
+#include "mmt/train/schedule.h"
+#include "mmt/util/error.h"
+#include "mmt/util/fs.h"
+#include "mmt/util/runtime.h"
+
+namespace mmt {
+
+using nlohmann::json;
+
+namespace {
+
+constexpr int64_t kMaxBadStepsInARow = 10;
+
+std::string format_metrics(const std::map<std::string, double>& m) {
+  std::string out;
+  char buf[64];
+  for (const char* key : {"loss", "mlm", "itm", "mlm_acc", "itm_acc"}) {
+    auto it = m.find(key);
+    if (it == m.end()) continue;
+    std::snprintf(buf, sizeof buf, "%s%s %.3f", out.empty() ? "" : " ", key, it->second);
+    out += buf;
+  }
+  return out;
+}
+
+}  // namespace
+
+TrainSummary train_run(const ExperimentConfig& cfg, const std::string& dir, std::ostream& log) {
+  const RunFiles run(dir);
+  if (file_exists(run.checkpoint()))
+    throw Error("'" + dir + "' already holds a trained run (" + run.checkpoint() + "); choose another --out");
+  make_dirs(dir);
+  write_file_atomic(run.config(), config_to_json(cfg).dump(2) + "\n");
+  log << "mmt train: " << cfg.name << " -> " << dir << "\n";
+  log << "mmt train: " << configure_runtime(cfg.runtime, log) << "\n";
+  torch::manual_seed(cfg.train.seed);
+
+  const auto t_world = std::chrono::steady_clock::now();
+  const synth::World world(cfg.data.synth);
+  const Vocab vocab = Vocab::from_words(synth::lexicon());
+  vocab.save(run.vocab());
+  log << "mmt train: synthetic world of " << world.train_scenes().size() << " train scenes built in "
+      << Progress::format_duration(std::chrono::duration<double>(std::chrono::steady_clock::now() - t_world).count())
+      << "\n";
+
+  MultimodalTransformer model(cfg.model, InputDims{vocab.size(), cfg.data.synth.feature_dim});
+  model->train();
+  int64_t num_params = 0;
+  std::vector<torch::Tensor> decay, no_decay, all;
+  for (const auto& p : model->parameters()) {
+    num_params += p.numel();
+    (p.dim() >= 2 ? decay : no_decay).push_back(p);
+    all.push_back(p);
+  }
+  log << "mmt train: model " << num_params << " parameters, " << layer_types(cfg.model).size() << " layers ("
+      << join(cfg.model.layers.empty() ? std::vector<std::string>{cfg.model.attention} : cfg.model.layers)
+      << "), hidden " << cfg.model.hidden << "\n";
+
+  const auto& t = cfg.train;
+  auto opts = torch::optim::AdamWOptions(t.lr).betas({t.adam_beta1, t.adam_beta2}).eps(t.adam_eps);
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  groups.emplace_back(decay, std::make_unique<torch::optim::AdamWOptions>(opts.weight_decay(t.weight_decay)));
+  groups.emplace_back(no_decay, std::make_unique<torch::optim::AdamWOptions>(opts.weight_decay(0.0)));
+  torch::optim::AdamW optimizer(std::move(groups), opts);
+
+  PretrainBatcher batcher(world, vocab, cfg);
+  std::ofstream metrics_out(run.metrics(), std::ios::app);
+  if (!metrics_out) throw Error("cannot write '" + run.metrics() + "'");
+
+  Progress progress("train", t.steps, log, "ex", static_cast<double>(t.batch_size));
+  std::map<std::string, double> sums, last;
+  std::map<std::string, int64_t> counts;
+  TrainSummary summary;
+  int64_t bad_in_a_row = 0, interval_examples = 0;
+  double data_seconds = 0;
+  auto interval_start = std::chrono::steady_clock::now();
+  for (int64_t step = 0; step < t.steps; ++step) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const Batch batch = batcher.batch(step);
+    data_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double lr = learning_rate(t.schedule, t.lr, step, t.warmup_steps, t.steps);
+    for (auto& g : optimizer.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
+
+    optimizer.zero_grad();
+    LossOutput out = pretraining_loss(*model, batch, t);
+    if (!std::isfinite(out.metrics["loss"])) {
+      ++summary.skipped_steps;
+      if (++bad_in_a_row >= kMaxBadStepsInARow)
+        throw Error("training stopped at step " + std::to_string(step) + ": " + std::to_string(bad_in_a_row) +
+                    " non-finite losses in a row (last: " + format_metrics(out.metrics) + ")");
+      continue;
+    }
+    bad_in_a_row = 0;
+    out.total.backward();
+    if (t.grad_clip > 0)
+      out.metrics["grad_norm"] = torch::nn::utils::clip_grad_norm_(all, t.grad_clip);
+    optimizer.step();
+    ++summary.steps;
+    interval_examples += batch.size();
+
+    for (const auto& [k, v] : out.metrics)
+      if (std::isfinite(v)) sums[k] += v, ++counts[k];
+    if ((step + 1) % t.log_every == 0 || step + 1 == t.steps) {
+      const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - interval_start).count();
+      json rec = {{"step", step + 1}, {"lr", lr}, {"examples_per_s", interval_examples / secs},
+                  {"elapsed_s", progress.elapsed()}};
+      last.clear();
+      for (const auto& [k, v] : sums) rec[k] = last[k] = v / counts[k];
+      metrics_out << rec.dump() << "\n" << std::flush;
+      sums.clear(), counts.clear();
+      interval_examples = 0;
+      interval_start = std::chrono::steady_clock::now();
+    }
+    progress.update(step + 1, format_metrics(last));
+  }
+  summary.seconds = progress.elapsed();
+  summary.examples_per_second = summary.steps * t.batch_size / std::max(1e-9, summary.seconds);
+  summary.metrics = last;
+  progress.finish(t.steps, format_metrics(last));
+  log << "mmt train: " << summary.steps << " steps in " << Progress::format_duration(summary.seconds) << " ("
+      << static_cast<int64_t>(summary.examples_per_second) << " ex/s, "
+      << static_cast<int>(100 * data_seconds / std::max(1e-9, summary.seconds)) << "% in batch preparation)";
+  if (summary.skipped_steps) log << ", " << summary.skipped_steps << " steps skipped for non-finite losses";
+  log << "\n";
+
+  json extra = {{"trained_on", "synthetic world train split (seed " + std::to_string(cfg.data.synth.seed) +
+                                   ", test scenes excluded)"},
+                {"fine_tuned_on", json::array()},
+                {"train_seconds", summary.seconds},
+                {"examples_per_s", summary.examples_per_second},
+                {"skipped_steps", summary.skipped_steps},
+                {"final_metrics", summary.metrics}};
+  save_checkpoint(run, *model, t.steps, extra);
+  log << "mmt train: wrote " << run.weights() << "\n";
+  return summary;
+}
+
+}  // namespace mmt
