@@ -1,0 +1,127 @@
+/* End to end through the real `mmt` binary: train on a small synthetic world, evaluate,
+ * check the loss falls and retrieval beats chance; and bad input fails with clear messages. */
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+namespace {
+
+using nlohmann::json;
+
+struct Result {
+  int status;
+  std::string out, err;
+};
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+Result run_mmt(const std::string& args) {
+  const std::string dir = ::testing::TempDir();
+  const std::string cmd = std::string(MMT_BINARY) + " " + args + " >" + dir + "mmt_out.txt 2>" + dir + "mmt_err.txt";
+  const int rc = std::system(cmd.c_str());
+  return {WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, slurp(dir + "mmt_out.txt"), slurp(dir + "mmt_err.txt")};
+}
+
+TEST(Cli, TrainThenEvalBeatsChanceByFiveTimes) {
+  const std::string run = ::testing::TempDir() + "e2e_run";
+  std::system(("rm -rf " + run).c_str());
+  const std::string config = std::string(MMT_SOURCE_DIR) + "/tests/data/e2e.json";
+  const auto train = run_mmt("train --config " + config + " --out " + run);
+  ASSERT_EQ(train.status, 0) << train.err;
+
+  // The loss falls: the last logged interval is well below the first.
+  std::ifstream metrics(run + "/metrics.jsonl");
+  std::vector<json> recs;
+  for (std::string line; std::getline(metrics, line);) recs.push_back(json::parse(line));
+  ASSERT_GE(recs.size(), 4u);
+  EXPECT_LT(recs.back()["loss"].get<double>(), 0.7 * recs.front()["loss"].get<double>());
+  EXPECT_LT(recs.back()["itm"].get<double>(), 0.6);  // ln 2 = 0.693 is chance
+  for (const char* f : {"/config.json", "/vocab.txt", "/model.safetensors", "/checkpoint.json"})
+    EXPECT_TRUE(std::ifstream(run + f).good()) << f;
+
+  const auto eval = run_mmt("eval --run " + run);
+  ASSERT_EQ(eval.status, 0) << eval.err;
+  EXPECT_NE(eval.out.find("| **model**"), std::string::npos) << eval.out;
+  EXPECT_NE(eval.out.find("| chance"), std::string::npos) << eval.out;
+  const json result = json::parse(slurp(run + "/eval.json"));
+  EXPECT_EQ(result["mode"], "exact");
+  EXPECT_EQ(result["label"], "zero-shot");
+  const json& easy = result["test_sets"]["easy"];
+  for (const char* k : {"image_retrieval", "text_retrieval", "num_images", "num_captions", "mode", "wall_time_s"})
+    EXPECT_TRUE(easy.contains(k)) << k;
+  for (const char* k : {"r1", "r5", "r10", "median_rank"}) EXPECT_TRUE(easy["image_retrieval"].contains(k)) << k;
+  const double r1 = easy["image_retrieval"]["r1"].get<double>();
+  const double chance = easy["ceilings"]["chance"]["image_retrieval"]["r1"].get<double>();
+  EXPECT_NEAR(chance, 100.0 / easy["num_images"].get<double>(), 1e-9);
+  EXPECT_GE(r1, 5 * chance) << "image R@1 " << r1 << " vs chance " << chance;
+  EXPECT_LE(r1, easy["ceilings"]["perfect"]["image_retrieval"]["r1"].get<double>() + 1e-9);
+
+  // Evaluation may change the test set size, not the model.
+  const auto bad = run_mmt("eval --run " + run + " --set model.hidden=64");
+  EXPECT_EQ(bad.status, 2);
+  EXPECT_NE(bad.err.find("fixed by the trained run"), std::string::npos) << bad.err;
+  // A finished run is not overwritten.
+  const auto again = run_mmt("train --config " + config + " --out " + run);
+  EXPECT_EQ(again.status, 2);
+  EXPECT_NE(again.err.find("already holds a trained run"), std::string::npos) << again.err;
+}
+
+TEST(Cli, BadInputFailsWithMessagesThatListTheValidChoices) {
+  auto r = run_mmt("config dump --set model.attention=mergd");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.err.find("valid: merged, single_modality, coattention"), std::string::npos) << r.err;
+  r = run_mmt("config dump --set model.preset=huge");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.err.find("valid: tiny, base"), std::string::npos) << r.err;
+  r = run_mmt("config dump --set train.stepz=3");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.err.find("unknown config key 'train.stepz'"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("steps, batch_size"), std::string::npos) << r.err;
+  r = run_mmt("train --config /definitely/missing.json --out /tmp/never");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.err.find("/definitely/missing.json"), std::string::npos) << r.err;
+  r = run_mmt("eval --run /definitely/missing_run");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.err.find("missing_run"), std::string::npos) << r.err;
+}
+
+TEST(Cli, HelpOnEveryLevel) {
+  for (const char* cmd : {"--help", "train --help", "eval --help", "data --help", "data synth --help",
+                          "config --help", "config dump --help"}) {
+    const auto r = run_mmt(cmd);
+    EXPECT_EQ(r.status, 0) << cmd;
+    EXPECT_NE(r.out.find("Usage"), std::string::npos) << cmd;
+  }
+}
+
+TEST(Cli, ConfigDumpIsLoadable) {
+  const std::string path = ::testing::TempDir() + "dumped.json";
+  ASSERT_EQ(std::system((std::string(MMT_BINARY) + " config dump --set train.steps=5 > " + path).c_str()), 0);
+  const auto r = run_mmt("config dump --plain --config " + path);
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(json::parse(r.out)["train"]["steps"], 5);
+}
+
+TEST(Cli, DataSynthWritesKarpathyStyleSplits) {
+  const std::string out = ::testing::TempDir() + "synth_out";
+  std::system(("rm -rf " + out).c_str());
+  const auto r = run_mmt("data synth --out " + out + " --set data.synth.num_test_images=20 --set data.synth.num_train_images=50");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const json ds = json::parse(slurp(out + "/binding/dataset_synth.json"));
+  ASSERT_EQ(ds["images"].size(), 20u);
+  EXPECT_EQ(ds["images"][0]["sentences"].size(), 5u);
+  EXPECT_EQ(ds["images"][0]["split"], "test");
+  EXPECT_TRUE(std::ifstream(out + "/binding/images/000019.png").good());
+  EXPECT_TRUE(std::ifstream(out + "/easy/region_features.npy").good());
+  EXPECT_TRUE(json::parse(slurp(out + "/easy/ceilings.json")).contains("perfect"));
+}
+
+}  // namespace

@@ -1,0 +1,112 @@
+/* MLM masking statistics and the pretraining batches: 15% of tokens, 80/10/10, special
+ * tokens never masked, MLM labels only on matched pairs, half the pairs mismatched. */
+#include <gtest/gtest.h>
+
+#include "mmt/data/pretrain_batcher.h"
+#include "mmt/data/synthetic_world.h"
+#include "mmt/text/vocab.h"
+#include "mmt/util/rng.h"
+
+namespace mmt {
+namespace {
+
+TEST(Masking, BertStatisticsOver100kTokens) {
+  const Vocab vocab = Vocab::from_words(synth::lexicon());
+  Rng rng(5);
+  int64_t tokens = 0, selected = 0, to_mask = 0, to_random = 0, kept = 0, special_selected = 0;
+  while (tokens < 100000) {
+    std::vector<int64_t> ids = {vocab.cls_id()};
+    for (int i = 0; i < 12; ++i) ids.push_back(5 + rng.below(vocab.size() - 5));
+    ids.push_back(vocab.sep_id());
+    const auto original = ids;
+    const auto labels = mask_tokens(ids, vocab, 0.15, rng);
+    for (size_t i = 0; i < ids.size(); ++i) {
+      if (vocab.is_special(original[i])) {
+        special_selected += labels[i] != kIgnoreLabel;
+        EXPECT_EQ(ids[i], original[i]);
+        continue;
+      }
+      ++tokens;
+      if (labels[i] == kIgnoreLabel) {
+        EXPECT_EQ(ids[i], original[i]);
+        continue;
+      }
+      EXPECT_EQ(labels[i], original[i]);
+      ++selected;
+      if (ids[i] == vocab.mask_id()) ++to_mask;
+      else if (ids[i] == original[i]) ++kept;
+      else {
+        ++to_random;
+        EXPECT_FALSE(vocab.is_special(ids[i]));
+      }
+    }
+  }
+  EXPECT_EQ(special_selected, 0);
+  EXPECT_NEAR(100.0 * selected / tokens, 15.0, 1.0);
+  EXPECT_NEAR(100.0 * to_mask / selected, 80.0, 1.0);
+  // A random replacement may draw the original token (1 in |words|): it then counts as kept.
+  EXPECT_NEAR(100.0 * to_random / selected, 10.0 * (1 - 1.0 / (vocab.size() - 5)), 1.0);
+  EXPECT_NEAR(100.0 * kept / selected, 10.0 + 10.0 / (vocab.size() - 5), 1.0);
+}
+
+TEST(PretrainBatcher, MismatchesHalfThePairsAndLabelsOnlyMatchedOnes) {
+  ExperimentConfig cfg;
+  cfg.data.synth.num_train_images = 2000;
+  cfg.data.synth.num_test_images = 50;
+  cfg.train.batch_size = 64;
+  const synth::World world(cfg.data.synth);
+  const Vocab vocab = Vocab::from_words(synth::lexicon());
+  PretrainBatcher batcher(world, vocab, cfg);
+  int64_t pairs = 0, mismatched = 0, labelled_tokens = 0, real_tokens = 0;
+  for (int64_t step = 0; step < 40; ++step) {
+    const Batch b = batcher.batch(step);
+    ASSERT_EQ(b.size(), 64);
+    const auto itm = b.itm_labels;
+    pairs += b.size();
+    mismatched += (itm == 0).sum().item<int64_t>();
+    const auto labelled = b.mlm_labels.ne(kIgnoreLabel);
+    // No MLM target on a mismatched pair, none on padding.
+    EXPECT_EQ((labelled.sum(1).gt(0) & itm.eq(0)).sum().item<int64_t>(), 0);
+    EXPECT_EQ((labelled & b.text_mask.logical_not()).sum().item<int64_t>(), 0);
+    labelled_tokens += labelled.sum().item<int64_t>();
+    real_tokens += (b.text_mask & itm.eq(1).unsqueeze(1)).sum().item<int64_t>() - 2 * itm.eq(1).sum().item<int64_t>();
+    // The labels hold the original tokens: positions whose input is not [MASK] and differs
+    // from the label were replaced by a random word.
+    EXPECT_TRUE((b.mlm_labels.masked_select(labelled) >= 5).all().item<bool>());
+  }
+  EXPECT_NEAR(100.0 * mismatched / pairs, 50.0, 3.0);
+  EXPECT_NEAR(100.0 * labelled_tokens / real_tokens, 15.0, 1.5);
+}
+
+TEST(PretrainBatcher, DeterministicInTheStepAndBucketedByLength) {
+  ExperimentConfig cfg;
+  cfg.data.synth.num_train_images = 1000;
+  cfg.data.synth.num_test_images = 50;
+  cfg.train.batch_size = 32;
+  const synth::World world(cfg.data.synth);
+  const Vocab vocab = Vocab::from_words(synth::lexicon());
+  PretrainBatcher a(world, vocab, cfg), b(world, vocab, cfg);
+  const Batch x = a.batch(13);
+  b.batch(2);
+  const Batch y = b.batch(13);  // same step, other history
+  EXPECT_TRUE(torch::equal(x.text_ids, y.text_ids));
+  EXPECT_TRUE(torch::equal(x.region_feats, y.region_feats));
+  EXPECT_TRUE(torch::equal(x.itm_labels, y.itm_labels));
+  // Bucketing: far less padding than batches drawn without it.
+  auto padding = [&](const ExperimentConfig& c) {
+    PretrainBatcher p(world, vocab, c);
+    int64_t padded = 0, total = 0;
+    for (int64_t s = 0; s < 32; ++s) {
+      const Batch z = p.batch(s);
+      total += z.text_mask.numel();
+      padded += z.text_mask.logical_not().sum().item<int64_t>();
+    }
+    return static_cast<double>(padded) / total;
+  };
+  auto plain = cfg;
+  plain.data.bucket_batches = 1;
+  EXPECT_LT(padding(cfg), 0.5 * padding(plain));
+}
+
+}  // namespace
+}  // namespace mmt

@@ -1,0 +1,150 @@
+/* Retrieval metrics against a naive reference written plainly here, on random score
+ * matrices with 5 captions per image, and the documented tie rule. */
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <numeric>
+#include <random>
+
+#include "mmt/eval/retrieval_metrics.h"
+
+namespace mmt {
+namespace {
+
+constexpr int64_t kPerImage = 5;
+
+std::vector<int64_t> caption_images(int64_t n) {
+  std::vector<int64_t> ci;
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t k = 0; k < kPerImage; ++k) ci.push_back(i);
+  return ci;
+}
+
+// The naive reference: sort every candidate list, find the first relevant item.
+// Ties are broken by a random permutation, then averaged over `trials` permutations.
+struct Naive {
+  double ir[3] = {0, 0, 0}, tr[3] = {0, 0, 0};
+  double ir_mean_rank = 0, tr_mean_rank = 0;
+};
+
+Naive naive_metrics(const std::vector<float>& s, int64_t ni, const std::vector<int64_t>& ci, int trials, std::mt19937& g) {
+  const int64_t nc = static_cast<int64_t>(ci.size());
+  const int ks[3] = {1, 5, 10};
+  Naive out;
+  for (int trial = 0; trial < trials; ++trial) {
+    for (int64_t c = 0; c < nc; ++c) {  // caption -> images
+      std::vector<int64_t> order(ni);
+      std::iota(order.begin(), order.end(), 0);
+      std::shuffle(order.begin(), order.end(), g);  // random order among ties
+      std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return s[c * ni + a] > s[c * ni + b]; });
+      const int64_t rank = std::find(order.begin(), order.end(), ci[c]) - order.begin() + 1;
+      for (int k = 0; k < 3; ++k) out.ir[k] += rank <= ks[k];
+      out.ir_mean_rank += rank;
+    }
+    for (int64_t i = 0; i < ni; ++i) {  // image -> captions
+      std::vector<int64_t> order(nc);
+      std::iota(order.begin(), order.end(), 0);
+      std::shuffle(order.begin(), order.end(), g);
+      std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return s[a * ni + i] > s[b * ni + i]; });
+      int64_t rank = 0;
+      while (ci[order[rank]] != i) ++rank;
+      ++rank;
+      for (int k = 0; k < 3; ++k) out.tr[k] += rank <= ks[k];
+      out.tr_mean_rank += rank;
+    }
+  }
+  for (int k = 0; k < 3; ++k) out.ir[k] *= 100.0 / (nc * trials), out.tr[k] *= 100.0 / (ni * trials);
+  out.ir_mean_rank /= nc * trials, out.tr_mean_rank /= ni * trials;
+  return out;
+}
+
+TEST(RetrievalMetrics, MatchNaiveReferenceOnRandomScores) {
+  std::mt19937 g(1);
+  std::normal_distribution<float> normal;
+  for (int64_t ni : {7, 20, 64}) {
+    const auto ci = caption_images(ni);
+    std::vector<float> s(ci.size() * ni);
+    for (auto& x : s) x = normal(g);
+    for (size_t c = 0; c < ci.size(); ++c) s[c * ni + ci[c]] += 1.0f;  // better than chance
+    const auto m = retrieval_metrics(s, ni, ci);
+    const auto n = naive_metrics(s, ni, ci, 1, g);  // continuous scores: no ties
+    EXPECT_NEAR(m.image_retrieval.r1, n.ir[0], 1e-9);
+    EXPECT_NEAR(m.image_retrieval.r5, n.ir[1], 1e-9);
+    EXPECT_NEAR(m.image_retrieval.r10, n.ir[2], 1e-9);
+    EXPECT_NEAR(m.text_retrieval.r1, n.tr[0], 1e-9);
+    EXPECT_NEAR(m.text_retrieval.r5, n.tr[1], 1e-9);
+    EXPECT_NEAR(m.text_retrieval.r10, n.tr[2], 1e-9);
+    EXPECT_NEAR(m.image_retrieval.mean_rank, n.ir_mean_rank, 1e-9);
+    EXPECT_NEAR(m.text_retrieval.mean_rank, n.tr_mean_rank, 1e-9);
+    EXPECT_EQ(m.num_captions, ni * kPerImage);
+  }
+}
+
+TEST(RetrievalMetrics, MedianRankMatchesNaive) {
+  std::mt19937 g(2);
+  std::uniform_real_distribution<float> u;
+  const int64_t ni = 11;
+  const auto ci = caption_images(ni);
+  std::vector<float> s(ci.size() * ni);
+  for (auto& x : s) x = u(g);
+  std::vector<double> ranks;
+  for (size_t c = 0; c < ci.size(); ++c) {
+    int64_t rank = 1;
+    for (int64_t i = 0; i < ni; ++i) rank += s[c * ni + i] > s[c * ni + ci[c]];
+    ranks.push_back(rank);
+  }
+  std::sort(ranks.begin(), ranks.end());  // 55 queries: the 28th
+  EXPECT_DOUBLE_EQ(retrieval_metrics(s, ni, ci).image_retrieval.median_rank, ranks[27]);
+}
+
+TEST(RetrievalMetrics, TiesCountAsARandomOrder) {
+  std::mt19937 g(3);
+  std::uniform_int_distribution<int> level(0, 2);  // heavy ties
+  const int64_t ni = 12;
+  const auto ci = caption_images(ni);
+  std::vector<float> s(ci.size() * ni);
+  for (auto& x : s) x = static_cast<float>(level(g));
+  const auto m = retrieval_metrics(s, ni, ci);
+  const auto n = naive_metrics(s, ni, ci, 4000, g);
+  EXPECT_NEAR(m.image_retrieval.r1, n.ir[0], 0.5);
+  EXPECT_NEAR(m.image_retrieval.r5, n.ir[1], 0.5);
+  EXPECT_NEAR(m.text_retrieval.r1, n.tr[0], 0.7);
+  EXPECT_NEAR(m.text_retrieval.r5, n.tr[1], 0.7);
+  EXPECT_NEAR(m.image_retrieval.mean_rank, n.ir_mean_rank, 0.05);
+  EXPECT_NEAR(m.text_retrieval.mean_rank, n.tr_mean_rank, 0.1);
+}
+
+TEST(RetrievalMetrics, ConstantScoresGiveExactlyChance) {
+  const int64_t ni = 100;
+  const auto ci = caption_images(ni);
+  const auto m = retrieval_metrics(std::vector<float>(ci.size() * ni, 0.5f), ni, ci);
+  EXPECT_NEAR(m.image_retrieval.r1, 1.0, 1e-9);
+  EXPECT_NEAR(m.image_retrieval.r10, 10.0, 1e-9);
+  EXPECT_NEAR(m.image_retrieval.median_rank, 50.5, 1e-9);
+  // Text retrieval: P(one of 5 relevant among the first k of 500) = 1 - C(495, k) / C(500, k).
+  double none = 1;
+  for (int i = 0; i < 5; ++i) none *= (495.0 - i) / (500.0 - i);
+  EXPECT_NEAR(m.text_retrieval.r5, 100.0 * (1 - none), 1e-9);
+  EXPECT_NEAR(m.text_retrieval.r1, 1.0, 1e-9);
+}
+
+TEST(RetrievalMetrics, HandWorkedTies) {
+  QueryRank r;
+  r.greater = 0, r.tied_irrelevant = 1, r.tied_relevant = 1;  // relevant tied with one other
+  EXPECT_DOUBLE_EQ(r.recall_at(1), 0.5);
+  EXPECT_DOUBLE_EQ(r.recall_at(2), 1.0);
+  EXPECT_DOUBLE_EQ(r.expected_rank(), 1.5);
+  r.greater = 3, r.tied_irrelevant = 2, r.tied_relevant = 2;  // 2 relevant among 4 tied, after 3
+  EXPECT_DOUBLE_EQ(r.recall_at(3), 0.0);
+  EXPECT_DOUBLE_EQ(r.recall_at(4), 0.5);
+  EXPECT_DOUBLE_EQ(r.recall_at(5), 1.0 - (2.0 / 4) * (1.0 / 3));
+  EXPECT_DOUBLE_EQ(r.expected_rank(), 4.0 + 2.0 / 3);
+}
+
+TEST(RetrievalMetrics, RejectsMalformedInput) {
+  EXPECT_THROW(retrieval_metrics(std::vector<float>(9, 0.f), 2, caption_images(2)), std::exception);
+  EXPECT_THROW(retrieval_metrics({}, 0, {}), std::exception);
+}
+
+}  // namespace
+}  // namespace mmt

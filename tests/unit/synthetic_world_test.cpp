@@ -1,0 +1,229 @@
+/* The synthetic world: determinism, disjoint splits, captions true of their images, binding
+ * groups that share a bag of attributes, and ceilings in the right order. */
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <map>
+#include <set>
+#include <unordered_set>
+
+#include "mmt/data/synthetic_world.h"
+#include "mmt/eval/ceilings.h"
+#include "mmt/text/vocab.h"
+
+namespace mmt::synth {
+namespace {
+
+SynthOptions small_options() {
+  SynthOptions o;
+  o.num_train_images = 3000;
+  o.num_test_images = 200;
+  return o;
+}
+
+TEST(SyntheticWorld, DeterministicFromTheSeed) {
+  const World a(small_options()), b(small_options());
+  auto other = small_options();
+  other.seed = 99;
+  const World c(other);
+  for (const auto& name : test_set_names()) {
+    ASSERT_EQ(a.test_set(name).captions.size(), b.test_set(name).captions.size());
+    for (size_t i = 0; i < a.test_set(name).captions.size(); ++i)
+      EXPECT_EQ(a.test_set(name).captions[i].text, b.test_set(name).captions[i].text);
+    EXPECT_EQ(a.test_set(name).regions.features, b.test_set(name).regions.features);
+  }
+  EXPECT_EQ(a.train_caption(17, 3).text, b.train_caption(17, 3).text);
+  EXPECT_NE(a.test_set("easy").regions.features, c.test_set("easy").regions.features);
+}
+
+TEST(SyntheticWorld, TrainAndTestScenesAreDisjoint) {
+  const World w(small_options());
+  std::unordered_set<std::string> test;
+  for (const auto& name : test_set_names())
+    for (const auto& s : w.test_set(name).images) test.insert(World::signature(s));
+  for (const auto& s : w.train_scenes()) EXPECT_EQ(test.count(World::signature(s)), 0u);
+  // Disjoint also from a larger test set than the one configured (eval may ask for more).
+  auto big = small_options();
+  big.num_test_images = 1000;
+  const World wb(big);
+  for (const auto& name : test_set_names())
+    for (const auto& s : wb.test_set(name).images) test.insert(World::signature(s));
+  for (const auto& s : w.train_scenes()) EXPECT_EQ(test.count(World::signature(s)), 0u);
+}
+
+TEST(SyntheticWorld, TestSetShape) {
+  const World w(small_options());
+  for (const auto& name : test_set_names()) {
+    const auto& t = w.test_set(name);
+    EXPECT_EQ(t.images.size(), 200u);
+    EXPECT_EQ(t.captions.size(), 1000u);
+    EXPECT_EQ(t.regions.num_scenes(), 200);
+    for (size_t c = 0; c < t.captions.size(); ++c) EXPECT_EQ(t.caption_image[c], static_cast<int64_t>(c / 5));
+  }
+}
+
+TEST(SyntheticWorld, EveryCaptionIsTrueOfItsImage) {
+  const World w(small_options());
+  for (const auto& name : test_set_names()) {
+    const auto& t = w.test_set(name);
+    for (size_t c = 0; c < t.captions.size(); ++c) {
+      EXPECT_TRUE(caption_true_of(t.captions[c].content, t.images[t.caption_image[c]])) << t.captions[c].text;
+      EXPECT_TRUE(caption_bag_matches(t.captions[c].content, t.images[t.caption_image[c]])) << t.captions[c].text;
+    }
+  }
+  for (int64_t i = 0; i < 500; ++i) {
+    const auto c = w.train_caption(i, 0);
+    EXPECT_TRUE(caption_true_of(c.content, w.train_scenes()[i])) << c.text;
+  }
+}
+
+TEST(SyntheticWorld, CaptionsUseOnlyTheLexicon) {
+  const World w(small_options());
+  const auto lex = lexicon();
+  const std::set<std::string> words(lex.begin(), lex.end());
+  for (const auto& c : w.test_set("easy").captions)
+    for (const auto& tok : Vocab::basic_tokenize(c.text)) EXPECT_TRUE(words.count(tok)) << tok << " in " << c.text;
+}
+
+TEST(SyntheticWorld, BindingGroupsShareTheBagButNotTheBinding) {
+  const World w(small_options());
+  const auto& t = w.test_set("binding");
+  auto bag = [](const Scene& s) {
+    std::multiset<std::string> b;
+    for (const auto& o : s.objects) {
+      b.insert("s" + std::to_string(o.shape));
+      b.insert("c" + std::to_string(o.colour));
+      b.insert("z" + std::to_string(o.size));
+    }
+    return b;
+  };
+  auto binding = [](const Scene& s) {
+    std::multiset<std::string> b;
+    for (const auto& o : s.objects) b.insert(std::to_string(o.shape) + "/" + std::to_string(o.colour) + "/" + std::to_string(o.size));
+    return b;
+  };
+  size_t groups_seen = 0;
+  for (size_t i = 0; i < t.images.size(); ++i) {
+    for (size_t j = i + 1; j < t.images.size() && t.image_group[j] == t.image_group[i]; ++j) {
+      EXPECT_EQ(bag(t.images[i]), bag(t.images[j]));
+      EXPECT_NE(binding(t.images[i]), binding(t.images[j]));
+      ASSERT_EQ(t.images[i].objects.size(), t.images[j].objects.size());
+      for (size_t k = 0; k < t.images[i].objects.size(); ++k) {  // same layout
+        EXPECT_EQ(t.images[i].objects[k].x, t.images[j].objects[k].x);
+        EXPECT_EQ(t.images[i].objects[k].shape, t.images[j].objects[k].shape);
+      }
+      ++groups_seen;
+    }
+  }
+  EXPECT_GT(groups_seen, 100u);
+}
+
+TEST(SyntheticWorld, RegionsFollowThePaperLayout) {
+  const World w(small_options());
+  const auto& t = w.test_set("easy");
+  const auto& r = t.regions;
+  for (int64_t s = 0; s < r.num_scenes(); ++s) {
+    const int64_t n = r.num_regions(s), first = r.offsets[s];
+    EXPECT_EQ(n, static_cast<int64_t>(t.images[s].objects.size()) + 1);
+    const float* g = &r.boxes[first * kBoxDim];  // the global region covers the image
+    EXPECT_EQ(g[0], 0.f);
+    EXPECT_EQ(g[2], 1.f);
+    EXPECT_EQ(g[4], 1.f);
+    for (int64_t k = 0; k < r.feature_dim; ++k) {  // and is the mean of the regions
+      double mean = 0;
+      for (int64_t i = 1; i < n; ++i) mean += r.features[(first + i) * r.feature_dim + k] / (n - 1);
+      EXPECT_NEAR(r.features[first * r.feature_dim + k], mean, 1e-4);
+    }
+    double prev = 2.0;
+    for (int64_t i = 1; i < n; ++i) {
+      const float* c = &r.classes[(first + i) * r.num_classes];
+      double sum = 0, mx = 0;
+      for (int64_t k = 0; k < r.num_classes; ++k) sum += c[k], mx = std::max<double>(mx, c[k]);
+      EXPECT_NEAR(sum, 1.0, 1e-5);
+      EXPECT_LE(mx, prev + 1e-7);  // ranked by max class score
+      prev = mx;
+      const float* b = &r.boxes[(first + i) * kBoxDim];
+      EXPECT_LT(b[0], b[2]);
+      EXPECT_LT(b[1], b[3]);
+      EXPECT_NEAR(b[4], (b[2] - b[0]) * (b[3] - b[1]), 1e-6);
+    }
+  }
+}
+
+TEST(SyntheticWorld, CeilingsAreOrderedAndBindingDefeatsBagOfWords) {
+  const World w(small_options());
+  for (const auto& name : test_set_names()) {
+    const auto c = test_set_ceilings(w.test_set(name));
+    EXPECT_NEAR(c.chance.image_retrieval.r1, 100.0 / 200, 1e-9);
+    EXPECT_LT(c.chance.image_retrieval.r1, c.bag_of_words.image_retrieval.r1);
+    EXPECT_LT(c.bag_of_words.image_retrieval.r1, c.truth.image_retrieval.r1);
+    EXPECT_LE(c.truth.image_retrieval.r1, c.perfect.image_retrieval.r1 + 1e-9);
+    EXPECT_LE(c.truth.text_retrieval.r1, c.perfect.text_retrieval.r1 + 1e-9);
+    EXPECT_LE(c.perfect.image_retrieval.r1, 100.0);
+  }
+  const auto easy = test_set_ceilings(w.test_set("easy"));
+  const auto binding = test_set_ceilings(w.test_set("binding"));
+  // On the binding set, knowing the bag of attributes is worth much less.
+  EXPECT_LT(binding.bag_of_words.image_retrieval.r1 / binding.truth.image_retrieval.r1,
+            0.6 * easy.bag_of_words.image_retrieval.r1 / easy.truth.image_retrieval.r1);
+}
+
+// The likelihood mirrors the sampler: frequencies of 200k captions sampled from scenes of 1-4
+// objects match it (every text expected 50+ times, 5 sigma), texts of small probability match
+// in aggregate, and a caption has probability > 0 only where it is true.
+TEST(SyntheticWorld, CaptionLikelihoodMatchesSampledFrequencies) {
+  const World w(small_options());
+  const auto& t = w.test_set("easy");
+  int checked_scenes = 0;
+  for (size_t s = 0; s < t.images.size() && checked_scenes < 4; ++s) {
+    const Scene& scene = t.images[s];
+    const size_t n = scene.objects.size();
+    if (static_cast<int>(n) != 1 + checked_scenes) continue;  // 1, 2, 3, 4 objects in turn
+    ++checked_scenes;
+    Rng rng(derive_seed(7, s));
+    std::map<std::string, std::pair<int, CaptionContent>> seen;
+    const int draws = 200000;
+    for (int k = 0; k < draws; ++k) {
+      const Caption c = sample_caption(scene, rng);
+      auto& e = seen[c.text];
+      if (e.first++ == 0) e.second = c.content;
+    }
+    double covered = 0, small_p = 0, small_freq = 0;
+    for (const auto& [text, e] : seen) {
+      const double p = caption_likelihood(e.second, scene), freq = static_cast<double>(e.first) / draws;
+      ASSERT_GT(p, 0.0) << text;
+      covered += p;
+      if (p * draws >= 50) {
+        EXPECT_NEAR(freq, p, 5 * std::sqrt(p * (1 - p) / draws)) << text << " (" << n << " objects)";
+      } else if (p * draws >= 2) {
+        small_p += p, small_freq += freq;
+      }
+    }
+    EXPECT_NEAR(small_freq, small_p, 0.01 + 0.05 * small_p) << n << " objects";
+    EXPECT_LE(covered, 1.0 + 1e-9);
+    if (n <= 3) EXPECT_GT(covered, 0.97) << n << " objects";  // 4 objects: too many rare texts
+  }
+  EXPECT_EQ(checked_scenes, 4);
+  // Relations are generated only when clear, so a true caption can have probability 0 - but
+  // never the reverse.
+  for (size_t c = 0; c < 300; ++c)
+    for (size_t i = 0; i < 20; ++i)
+      if (caption_likelihood(t.captions[c].content, t.images[i]) > 0)
+        EXPECT_TRUE(caption_true_of(t.captions[c].content, t.images[i])) << t.captions[c].text;
+}
+
+TEST(SyntheticWorld, RenderPaintsEachObjectInItsColour) {
+  Scene s;
+  Object o;
+  o.shape = 1, o.colour = 0, o.size = 1, o.x = 0.3f, o.y = 0.3f, o.radius = 0.16f;  // red square
+  s.objects.push_back(o);
+  const auto rgb = render(s, 64);
+  const size_t centre = (static_cast<size_t>(0.3 * 64) * 64 + static_cast<size_t>(0.3 * 64)) * 3;
+  EXPECT_GT(rgb[centre], 200);
+  EXPECT_LT(rgb[centre + 1], 80);
+  const size_t corner = ((60 * 64) + 60) * 3;  // background
+  EXPECT_EQ(rgb[corner], rgb[corner + 1]);
+}
+
+}  // namespace
+}  // namespace mmt::synth

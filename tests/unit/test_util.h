@@ -1,0 +1,35 @@
+/* Helpers shared by the unit tests: small models and random batches. */
+#pragma once
+
+#include <torch/types.h>
+
+#include "mmt/config/options.h"
+#include "mmt/data/batch.h"
+#include "mmt/model/transformer.h"
+
+namespace mmt::testing {
+
+/// A small model: hidden 32, 2 heads of 16, FFN 64, `layers` layers of `attention`.
+inline ModelOptions small_model_options(const std::string& attention, int64_t layers = 2) {
+  ModelOptions m;
+  m.hidden = 32, m.num_heads = 2, m.head_dim = 16, m.ffn_dim = 64, m.num_layers = layers;
+  m.attention = attention, m.max_text_len = 16, m.dropout = 0.0;
+  return m;
+}
+
+constexpr int64_t kVocab = 30, kFeat = 8;
+
+/// A random batch of b examples, t tokens, r regions; every position real.
+inline Batch random_batch(int64_t b, int64_t t, int64_t r, uint64_t seed = 0) {
+  torch::manual_seed(seed);
+  Batch batch;
+  batch.text_ids = torch::randint(5, kVocab, {b, t}, torch::kInt64);
+  batch.text_ids.select(1, 0).fill_(2);  // [CLS]
+  batch.text_mask = torch::ones({b, t}, torch::kBool);
+  batch.region_feats = torch::randn({b, r, kFeat});
+  batch.region_boxes = torch::rand({b, r, 5});
+  batch.region_mask = torch::ones({b, r}, torch::kBool);
+  return batch;
+}
+
+}  // namespace mmt::testing
