@@ -3,6 +3,8 @@
 
 #include <cmath>
 
+#include "mmt/model/fused_attention.h"
+
 namespace mmt {
 
 namespace tnn = torch::nn;
@@ -37,9 +39,9 @@ MultimodalLayerImpl::MultimodalLayerImpl(const LayerOptions& o)
 }
 
 namespace {
-// (B, L, heads * dim) -> (B, heads, L, dim)
+// (B, L, heads * dim) -> (B, L, heads, dim): a view, the layout fused_attention reads.
 torch::Tensor split_heads(const torch::Tensor& x, int64_t heads) {
-  return x.view({x.size(0), x.size(1), heads, -1}).transpose(1, 2);
+  return x.view({x.size(0), x.size(1), heads, -1});
 }
 }  // namespace
 
@@ -48,23 +50,19 @@ torch::Tensor MultimodalLayerImpl::attend(StreamWeightsImpl& w, const torch::Ten
                                           const torch::Tensor& k_image, const torch::Tensor& v_image,
                                           const torch::Tensor& text_bias, const torch::Tensor& image_bias,
                                           bool use_text, bool use_image) {
-  const int64_t heads = options_.num_heads;
   const double scale = 1.0 / std::sqrt(static_cast<double>(options_.head_dim));
-  auto q = split_heads(w.query(q_in), heads);  // (B, h, Lq, d)
+  const auto q = split_heads(w.query(q_in), options_.num_heads);  // (B, Lq, h, d)
   torch::Tensor k, v, bias;
   if (use_text && use_image) {
-    k = torch::cat({k_text, k_image}, 2);
-    v = torch::cat({v_text, v_image}, 2);
+    k = torch::cat({k_text, k_image}, 1);
+    v = torch::cat({v_text, v_image}, 1);
     bias = torch::cat({text_bias, image_bias}, 3);
   } else if (use_text) {
     k = k_text, v = v_text, bias = text_bias;
   } else {
     k = k_image, v = v_image, bias = image_bias;
   }
-  auto scores = torch::matmul(q, k.transpose(-2, -1)).mul_(scale).add_(bias);  // (B, h, Lq, Lk)
-  auto ctx = torch::matmul(torch::softmax(scores, -1), v);                        // (B, h, Lq, d)
-  ctx = ctx.transpose(1, 2).reshape({q_in.size(0), q_in.size(1), -1});
-  return w.out(ctx);
+  return w.out(fused_attention(q, k, v, bias, scale));  // (B, Lq, h * d) -> (B, Lq, H)
 }
 
 torch::Tensor MultimodalLayerImpl::ffn(StreamWeightsImpl& w, const torch::Tensor& x) {
