@@ -1,9 +1,6 @@
 /* The pretraining loop (see trainer.h). */
 #include "mmt/train/trainer.h"
 
-#include <torch/nn/utils/clip_grad.h>
-#include <torch/optim/adamw.h>
-
 #include <chrono>
 #include <cmath>
 #include <fstream>
@@ -12,7 +9,7 @@
 #include "mmt/config/config.h"
 #include "mmt/data/pretrain_batcher.h"
 #include "mmt/data/synthetic_world.h"
-#include "mmt/loss/pretraining.h"
+#include "mmt/train/pretrain_step.h"
 #include "mmt/train/progress.h"
 #include "mmt/train/run_dir.h"
 #include "mmt/train/schedule.h"
@@ -63,23 +60,13 @@ TrainSummary train_run(const ExperimentConfig& cfg, const std::string& dir, std:
   MultimodalTransformer model(cfg.model, InputDims{vocab.size(), cfg.data.synth.feature_dim});
   model->train();
   int64_t num_params = 0;
-  std::vector<torch::Tensor> decay, no_decay, all;
-  for (const auto& p : model->parameters()) {
-    num_params += p.numel();
-    (p.dim() >= 2 ? decay : no_decay).push_back(p);
-    all.push_back(p);
-  }
+  for (const auto& p : model->parameters()) num_params += p.numel();
   log << "mmt train: model " << num_params << " parameters, " << layer_types(cfg.model).size() << " layers ("
       << join(cfg.model.layers.empty() ? std::vector<std::string>{cfg.model.attention} : cfg.model.layers)
       << "), hidden " << cfg.model.hidden << "\n";
 
   const auto& t = cfg.train;
-  auto opts = torch::optim::AdamWOptions(t.lr).betas({t.adam_beta1, t.adam_beta2}).eps(t.adam_eps);
-  std::vector<torch::optim::OptimizerParamGroup> groups;
-  groups.emplace_back(decay, std::make_unique<torch::optim::AdamWOptions>(opts.weight_decay(t.weight_decay)));
-  groups.emplace_back(no_decay, std::make_unique<torch::optim::AdamWOptions>(opts.weight_decay(0.0)));
-  torch::optim::AdamW optimizer(std::move(groups), opts);
-
+  PretrainStep stepper(*model, t);
   PretrainBatcher batcher(world, vocab, cfg);
   std::ofstream metrics_out(run.metrics(), std::ios::app);
   if (!metrics_out) throw Error("cannot write '" + run.metrics() + "'");
@@ -96,26 +83,19 @@ TrainSummary train_run(const ExperimentConfig& cfg, const std::string& dir, std:
     const Batch batch = batcher.batch(step);
     data_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const double lr = learning_rate(t.schedule, t.lr, step, t.warmup_steps, t.steps);
-    for (auto& g : optimizer.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
-
-    optimizer.zero_grad();
-    LossOutput out = pretraining_loss(*model, batch, t);
-    if (!std::isfinite(out.metrics["loss"])) {
+    PretrainStep::Result out = stepper.run(batch, lr);
+    if (!out.finite) {
       ++summary.skipped_steps;
       if (++bad_in_a_row >= kMaxBadStepsInARow)
         throw Error("training stopped at step " + std::to_string(step) + ": " + std::to_string(bad_in_a_row) +
-                    " non-finite losses in a row (last: " + format_metrics(out.metrics) + ")");
+                    " non-finite losses in a row (last: " + format_metrics(out.loss.metrics) + ")");
       continue;
     }
     bad_in_a_row = 0;
-    out.total.backward();
-    if (t.grad_clip > 0)
-      out.metrics["grad_norm"] = torch::nn::utils::clip_grad_norm_(all, t.grad_clip);
-    optimizer.step();
     ++summary.steps;
     interval_examples += batch.size();
 
-    for (const auto& [k, v] : out.metrics)
+    for (const auto& [k, v] : out.loss.metrics)
       if (std::isfinite(v)) sums[k] += v, ++counts[k];
     if ((step + 1) % t.log_every == 0 || step + 1 == t.steps) {
       const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - interval_start).count();

@@ -1,0 +1,48 @@
+/* AdamW over parameters packed into one flat buffer.
+ *
+ * The parameters (and their gradients) become views into two contiguous buffers, so the update
+ * is a handful of vectorised ops over every parameter at once instead of ~10 small ops per
+ * tensor (a tiny model has ~150 tensors: the per-op overhead was 6% of a training step), and
+ * gradient clipping is one norm. The math is PyTorch's AdamW (decoupled weight decay, bias
+ * correction); a unit test checks it against torch::optim::AdamW step by step. One difference:
+ * torch skips a parameter whose gradient is undefined, while here it has a zero gradient, so
+ * weight decay still shrinks it (e.g. the MLM head when the MLM loss is off). */
+#pragma once
+
+#include <torch/types.h>
+
+#include <vector>
+
+namespace mmt {
+
+struct AdamWSettings {
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-6;
+  double weight_decay = 0.01;  // applied to the parameters marked `decay`
+};
+
+class FlatAdamW {
+ public:
+  /// Re-seats every parameter (and its gradient) as a view into the flat buffers; decay[i]
+  /// says whether parameter i gets weight decay. Parameters must be float32 leaves on one device.
+  FlatAdamW(const std::vector<torch::Tensor>& params, const std::vector<bool>& decay, const AdamWSettings& s);
+
+  /// Zeroes every gradient (in place: the gradients stay views into the flat buffer).
+  void zero_grad();
+  /// Scales gradients so their global L2 norm is at most max_norm; returns the norm before.
+  double clip_grad_norm(double max_norm);
+  /// One AdamW update at learning rate lr.
+  void step(double lr);
+
+  int64_t steps() const { return step_; }
+  int64_t numel() const { return params_.numel(); }
+  /// Optimizer state, for checkpoints: first and second moments (flat, parameter order).
+  const torch::Tensor& exp_avg() const { return exp_avg_; }
+  const torch::Tensor& exp_avg_sq() const { return exp_avg_sq_; }
+
+ private:
+  AdamWSettings settings_;
+  torch::Tensor params_, grads_, exp_avg_, exp_avg_sq_, decay_mask_;
+  int64_t step_ = 0;
+};
+
+}  // namespace mmt

@@ -1,0 +1,38 @@
+/* One optimisation step of pretraining: forward, losses, backward, gradient clipping, AdamW
+ * (flat_adamw.h).
+ * Shared by the trainer and the benchmarks so that what is timed is what trains. */
+#pragma once
+
+#include <memory>
+
+#include "mmt/config/options.h"
+#include "mmt/loss/pretraining.h"
+#include "mmt/train/flat_adamw.h"
+
+namespace mmt {
+
+class MultimodalTransformerImpl;
+
+class PretrainStep {
+ public:
+  /// AdamW over the model's parameters: weight decay on matrices, none on biases / norms.
+  PretrainStep(MultimodalTransformerImpl& model, const TrainOptions& options);
+  ~PretrainStep();
+
+  /// Runs one step at learning rate `lr`. A non-finite loss skips the update (no backward)
+  /// and is reported by `finite` in the result.
+  struct Result {
+    LossOutput loss;
+    bool finite = true;
+  };
+  Result run(const Batch& batch, double lr);
+
+  FlatAdamW& optimizer() { return *optimizer_; }
+
+ private:
+  MultimodalTransformerImpl& model_;
+  TrainOptions options_;
+  std::unique_ptr<FlatAdamW> optimizer_;
+};
+
+}  // namespace mmt

@@ -1,0 +1,59 @@
+/* Flat-buffer AdamW (see flat_adamw.h). */
+#include "mmt/train/flat_adamw.h"
+
+#include <cmath>
+
+#include "mmt/util/error.h"
+
+namespace mmt {
+
+FlatAdamW::FlatAdamW(const std::vector<torch::Tensor>& params, const std::vector<bool>& decay,
+                     const AdamWSettings& s)
+    : settings_(s) {
+  if (params.empty() || params.size() != decay.size()) throw Error("FlatAdamW: need one decay flag per parameter");
+  int64_t total = 0;
+  for (const auto& p : params) {
+    TORCH_CHECK(p.scalar_type() == torch::kFloat32 && p.is_leaf(), "FlatAdamW: parameters must be float32 leaves");
+    total += p.numel();
+  }
+  const auto opts = params[0].options().requires_grad(false);
+  params_ = torch::empty({total}, opts);
+  grads_ = torch::zeros({total}, opts);
+  decay_mask_ = torch::empty({total}, opts);
+  int64_t offset = 0;
+  torch::NoGradGuard no_grad;
+  for (size_t i = 0; i < params.size(); ++i) {
+    auto p = params[i];  // shares the autograd identity with the module's parameter
+    const int64_t n = p.numel();
+    params_.narrow(0, offset, n).copy_(p.detach().reshape({-1}));
+    decay_mask_.narrow(0, offset, n).fill_(decay[i] ? 1.f : 0.f);
+    p.set_data(params_.narrow(0, offset, n).view(p.sizes()));
+    p.mutable_grad() = grads_.narrow(0, offset, n).view(p.sizes());
+    offset += n;
+  }
+  exp_avg_ = torch::zeros({total}, opts);
+  exp_avg_sq_ = torch::zeros({total}, opts);
+}
+
+void FlatAdamW::zero_grad() { grads_.zero_(); }
+
+double FlatAdamW::clip_grad_norm(double max_norm) {
+  const double norm = grads_.norm().item<double>();
+  if (max_norm > 0 && norm > max_norm) grads_.mul_(max_norm / (norm + 1e-6));
+  return norm;
+}
+
+void FlatAdamW::step(double lr) {
+  torch::NoGradGuard no_grad;
+  ++step_;
+  const auto& s = settings_;
+  if (s.weight_decay != 0) params_.addcmul_(params_, decay_mask_, -lr * s.weight_decay);
+  exp_avg_.lerp_(grads_, 1.0 - s.beta1);
+  exp_avg_sq_.mul_(s.beta2).addcmul_(grads_, grads_, 1.0 - s.beta2);
+  const double bias1 = 1.0 - std::pow(s.beta1, static_cast<double>(step_));
+  const double bias2 = 1.0 - std::pow(s.beta2, static_cast<double>(step_));
+  const auto denom = exp_avg_sq_.sqrt().div_(std::sqrt(bias2)).add_(s.eps);
+  params_.addcdiv_(exp_avg_, denom, -lr / bias1);
+}
+
+}  // namespace mmt
