@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# All benchmarks of docs/performance.md. usage: bench/run_all.sh [BUILD_DIR]
+set -euo pipefail
+build=${1:-build}
+cd "$(dirname "$0")/.."
+echo "== training step: mmt vs plain PyTorch (tiny preset, batch 128) =="
+bench/run_train_step.sh "$build" 3

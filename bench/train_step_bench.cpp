@@ -1,0 +1,141 @@
+/* Benchmark: pretraining steps of a configured model (default: the demo's tiny preset) on
+ * synthetic batches. Reports examples/s, ms/step, useful GFLOP/s (real tokens only) against
+ * the matrix-product peak measured in the same process. With --dump DIR it also writes the
+ * batches as .npy so that bench/reference_train_step.py can run the same step in plain PyTorch.
+ * Figures and commands: docs/performance.md. */
+#include <CLI/CLI.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "mmt/config/config.h"
+#include "mmt/data/pretrain_batcher.h"
+#include "mmt/data/synthetic_world.h"
+#include "mmt/io/npy.h"
+#include "mmt/model/flops.h"
+#include "mmt/model/transformer.h"
+#include "mmt/text/vocab.h"
+#include "mmt/train/pretrain_step.h"
+#include "mmt/util/fs.h"
+#include "mmt/util/runtime.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// Best sgemm throughput over a few square sizes: the ceiling for this process's settings.
+double matmul_peak_gflops() {
+  double best = 0;
+  for (int64_t n : {256, 512, 1024}) {
+    auto a = torch::randn({n, n}), b = torch::randn({n, n});
+    auto c = torch::mm(a, b);
+    const int reps = static_cast<int>(std::max<int64_t>(3, 4'000'000'000 / (2 * n * n * n)));
+    const auto t0 = Clock::now();
+    for (int i = 0; i < reps; ++i) c = torch::mm(a, b);
+    best = std::max(best, 2.0 * n * n * n * reps / since(t0) / 1e9);
+  }
+  return best;
+}
+
+void dump_batch(const std::string& dir, int64_t i, const mmt::Batch& b) {
+  char prefix[64];
+  std::snprintf(prefix, sizeof prefix, "/batch_%03ld_", long(i));
+  auto save_long = [&](const char* name, const torch::Tensor& t) {
+    auto c = t.to(torch::kInt64).contiguous();
+    mmt::save_npy(dir + prefix + name + ".npy", c.data_ptr<int64_t>(), c.sizes().vec());
+  };
+  auto save_float = [&](const char* name, const torch::Tensor& t) {
+    auto c = t.contiguous();
+    mmt::save_npy(dir + prefix + name + ".npy", c.data_ptr<float>(), c.sizes().vec());
+  };
+  save_long("text_ids", b.text_ids);
+  save_long("text_mask", b.text_mask);
+  save_float("region_feats", b.region_feats);
+  save_float("region_boxes", b.region_boxes);
+  save_long("region_mask", b.region_mask);
+  save_long("mlm_labels", b.mlm_labels);
+  save_long("itm_labels", b.itm_labels);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"mmt_bench_train_step: time pretraining steps"};
+  std::string config_path, dump_dir;
+  std::vector<std::string> overrides;
+  int64_t steps = 60, warmup = 10;
+  app.add_option("--config", config_path, "experiment config (default: built-in defaults = tiny preset)");
+  app.add_option("--set", overrides, "config override, repeatable")->take_all();
+  app.add_option("--steps", steps, "timed steps");
+  app.add_option("--warmup", warmup, "untimed steps first");
+  app.add_option("--dump", dump_dir,
+                 "also write, as .npy into this directory, the batches a plain implementation would see: "
+                 "the same examples drawn without length bucketing (for bench/reference_train_step.py)");
+  CLI11_PARSE(app, argc, argv);
+  try {
+    const auto cfg = mmt::load_config(config_path, overrides);
+    const std::string threads = mmt::configure_runtime(cfg.runtime, std::cerr);
+    torch::manual_seed(cfg.train.seed);
+    const mmt::synth::World world(cfg.data.synth);
+    const auto vocab = mmt::Vocab::from_words(mmt::synth::lexicon());
+    const mmt::InputDims dims{vocab.size(), cfg.data.synth.feature_dim};
+    mmt::MultimodalTransformer model(cfg.model, dims);
+    model->train();
+    mmt::PretrainStep stepper(*model, cfg.train);
+    mmt::PretrainBatcher batcher(world, vocab, cfg);
+
+    const auto t_data = Clock::now();
+    std::vector<mmt::Batch> batches;
+    for (int64_t s = 0; s < warmup + steps; ++s) batches.push_back(batcher.batch(s));
+    const double data_s = since(t_data);
+    if (!dump_dir.empty()) {
+      mmt::make_dirs(dump_dir);
+      auto plain_cfg = cfg;
+      plain_cfg.data.bucket_batches = 1;
+      mmt::PretrainBatcher plain(world, vocab, plain_cfg);
+      for (int64_t s = 0; s < steps; ++s) dump_batch(dump_dir, s, plain.batch(warmup + s));
+      vocab.save(dump_dir + "/vocab.txt");
+    }
+    const double peak = matmul_peak_gflops();
+
+    for (int64_t s = 0; s < warmup; ++s) stepper.run(batches[s], cfg.train.lr);
+    double flops = 0, text_real = 0, text_all = 0, img_real = 0, img_all = 0;
+    int64_t examples = 0;
+    const auto t0 = Clock::now();
+    for (int64_t s = warmup; s < warmup + steps; ++s) {
+      stepper.run(batches[s], cfg.train.lr);
+      examples += batches[s].size();
+    }
+    const double secs = since(t0);
+    for (int64_t s = warmup; s < warmup + steps; ++s) {
+      const auto& b = batches[s];
+      flops += mmt::batch_train_flops(cfg.model, dims, b);
+      text_real += b.text_mask.sum().item<double>(), text_all += static_cast<double>(b.text_mask.numel());
+      img_real += b.region_mask.sum().item<double>(), img_all += static_cast<double>(b.region_mask.numel());
+    }
+    const double gflops = flops / secs / 1e9;
+    nlohmann::json out = {{"config", config_path.empty() ? "defaults" : config_path},
+                          {"overrides", overrides},
+                          {"threads", threads},
+                          {"steps", steps},
+                          {"batch_size", cfg.train.batch_size},
+                          {"examples_per_s", examples / secs},
+                          {"ms_per_step", 1000.0 * secs / steps},
+                          {"batch_prep_ms_per_step", 1000.0 * data_s / (warmup + steps)},
+                          {"useful_gflops_per_s", gflops},
+                          {"matmul_peak_gflops_per_s", peak},
+                          {"fraction_of_peak", gflops / peak},
+                          {"text_padding_fraction", 1.0 - text_real / text_all},
+                          {"region_padding_fraction", 1.0 - img_real / img_all}};
+    std::cout << out.dump() << std::endl;
+    std::fprintf(stderr, "mmt train step: %.0f ex/s, %.1f ms/step, %.1f useful GFLOP/s = %.0f%% of the %.1f GFLOP/s matmul peak (%s)\n",
+                 examples / secs, 1000.0 * secs / steps, gflops, 100.0 * gflops / peak, peak, threads.c_str());
+  } catch (const std::exception& e) {
+    std::cerr << "mmt_bench_train_step: error: " << e.what() << "\n";
+    return 2;
+  }
+  return 0;
+}
