@@ -294,6 +294,9 @@ void validate_config(const ExperimentConfig& cfg) {
   for (size_t i = 0; i < cfg.eval.test_sets.size(); ++i)
     key_choice("eval.test_sets[" + std::to_string(i) + "]", "test set", cfg.eval.test_sets[i],
                synthetic_test_set_names());
+  for (const auto& name : cfg.eval.test_sets)
+    if (name == "binding" && s.max_objects < 2)
+      throw Error("config: the binding test set needs data.synth.max_objects >= 2; drop it from eval.test_sets");
   key_choice("eval.mode", "evaluation mode", cfg.eval.mode, {"exact"});
   positive("eval.pair_batch", cfg.eval.pair_batch);
   in_range("runtime.threads", cfg.runtime.threads, 1, 1024);

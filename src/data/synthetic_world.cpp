@@ -161,6 +161,7 @@ World::World(const SynthOptions& opt) : options_(opt) {
     TestSet t;
     t.name = name;
     const bool binding = name == "binding";
+    if (binding && std::min({opt.max_objects, opt.num_shapes, opt.num_colours}) < 2) continue;  // impossible
     Rng rng(derive_seed(opt.seed, binding ? kBindingScenes : kEasyScenes));
     int64_t group_id = 0, drawn = 0;
     while (drawn < reserve) {
@@ -203,7 +204,7 @@ const TestSet& World::test_set(const std::string& name) const {
   check_choice("test set", name, test_set_names());
   for (const auto& t : tests_)
     if (t.name == name) return t;
-  throw Error("test set '" + name + "' missing");
+  throw Error("the " + name + " test set needs scenes of 2 or more objects (data.synth.max_objects >= 2)");
 }
 
 Caption World::train_caption(int64_t index, uint64_t stream) const {

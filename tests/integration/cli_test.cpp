@@ -65,7 +65,7 @@ TEST(Cli, TrainThenEvalBeatsChanceByFiveTimes) {
   EXPECT_LE(r1, easy["ceilings"]["perfect"]["image_retrieval"]["r1"].get<double>() + 1e-9);
 
   // Evaluation may change the test set size, not the model.
-  const auto bad = run_mmt("eval --run " + run + " --set model.hidden=64");
+  const auto bad = run_mmt("eval --run " + run + " --set model.hidden=96");
   EXPECT_EQ(bad.status, 2);
   EXPECT_NE(bad.err.find("fixed by the trained run"), std::string::npos) << bad.err;
   // A finished run is not overwritten.
