@@ -68,7 +68,7 @@ TrainSummary train_run(const ExperimentConfig& cfg, const std::string& dir, std:
   const auto& t = cfg.train;
   PretrainStep stepper(*model, t);
   PretrainBatcher batcher(world, vocab, cfg);
-  std::ofstream metrics_out(run.metrics(), std::ios::app);
+  std::ofstream metrics_out(run.metrics(), std::ios::trunc);  // a fresh run (resuming is not built yet)
   if (!metrics_out) throw Error("cannot write '" + run.metrics() + "'");
 
   Progress progress("train", t.steps, log, "ex", static_cast<double>(t.batch_size));
