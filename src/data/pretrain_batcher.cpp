@@ -88,7 +88,6 @@ Batch PretrainBatcher::batch(int64_t step) {
       itm[i] = 0;
     }
   }
-  std::vector<int64_t> labels;
   std::vector<std::vector<int64_t>> label_rows(static_cast<size_t>(b));
   for (int64_t i = 0; i < b; ++i) {
     ids[i] = examples[i].ids;

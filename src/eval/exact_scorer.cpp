@@ -60,7 +60,7 @@ std::vector<float> score_exact(MultimodalTransformerImpl& model, const std::vect
     std::vector<std::vector<int64_t>> ids;
     for (int64_t c : idx) ids.push_back(captions[c]);
     Batch b;
-    pad_text(ids, 0, b);
+    pad_text(ids, /*pad_id=*/0, b);  // a block's captions have one length: nothing is padded
     caption_blocks.push_back({idx, model.text_embed(b.text_ids), b.text_mask});
   }
 

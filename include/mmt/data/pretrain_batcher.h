@@ -11,6 +11,7 @@
 
 namespace mmt {
 
+class Rng;
 class Vocab;
 namespace synth {
 class World;
@@ -19,7 +20,6 @@ class World;
 /// BERT masking of one sequence in place: each non-special token is selected with
 /// probability `prob`; a selected token becomes [MASK] (80%), a random non-special token
 /// (10%) or stays (10%). Returns labels: the original id where selected, kIgnoreLabel elsewhere.
-class Rng;
 std::vector<int64_t> mask_tokens(std::vector<int64_t>& ids, const Vocab& vocab, double prob, Rng& rng);
 
 class PretrainBatcher {
@@ -28,9 +28,6 @@ class PretrainBatcher {
 
   /// The batch of optimizer step `step` (deterministic; any order of calls).
   Batch batch(int64_t step);
-
-  /// Examples drawn so far in total, for logs.
-  int64_t batch_size() const { return batch_size_; }
 
  private:
   struct Example {

@@ -1,11 +1,11 @@
 /* Pretraining: the loop that turns an ExperimentConfig into a trained run directory. */
+#pragma once
+
 #include <iosfwd>
 #include <map>
 #include <string>
 
 #include "mmt/config/options.h"
-
-#pragma once
 
 namespace mmt {
 
