@@ -5,7 +5,9 @@
 #include <nlohmann/json.hpp>
 
 #include "mmt/config/config.h"
+#include "mmt/data/data_source.h"
 #include "mmt/data/synthetic_export.h"
+#include "mmt/model/summary.h"
 #include "mmt/eval/evaluate.h"
 #include "mmt/train/trainer.h"
 #include "mmt/util/error.h"
@@ -40,6 +42,14 @@ int main(int argc, char** argv) {
   synth->add_option("--out", out_dir, "output directory")->required();
   synth->add_option("--splits", splits, "splits to write: easy, binding, train")->delimiter(',');
 
+  auto* model_cmd = app.add_subcommand("model", "models");
+  model_cmd->require_subcommand(1);
+  auto* summary = model_cmd->add_subcommand("summary", "parameters by block and FLOPs per example");
+  add_config(summary);
+  int64_t text_tokens = 20, image_tokens = -1;
+  summary->add_option("--text-tokens", text_tokens, "caption length for the FLOP count (default 20)");
+  summary->add_option("--image-tokens", image_tokens, "image tokens for the FLOP count (default data.max_regions + 1)");
+
   auto* config = app.add_subcommand("config", "configuration");
   config->require_subcommand(1);
   auto* dump = config->add_subcommand("dump", "print the resolved config with a comment on every key");
@@ -54,6 +64,10 @@ int main(int argc, char** argv) {
       mmt::evaluate_run(run_dir, overrides, std::cout, std::cerr);
     } else if (synth->parsed()) {
       mmt::export_synthetic(mmt::load_config(config_path, overrides).data.synth, out_dir, splits, std::cerr);
+    } else if (summary->parsed()) {
+      const auto cfg = mmt::load_config(config_path, overrides);
+      std::cout << mmt::model_summary(cfg, mmt::data_input_dims(cfg), text_tokens,
+                                      image_tokens > 0 ? image_tokens : cfg.data.max_regions + 1);
     } else if (dump->parsed()) {
       const auto cfg = mmt::load_config(config_path, overrides);
       std::cout << (plain ? mmt::config_to_json(cfg).dump(2) + "\n" : mmt::config_to_commented_json(cfg));

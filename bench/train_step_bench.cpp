@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "mmt/config/config.h"
+#include "mmt/data/data_source.h"
 #include "mmt/data/pretrain_batcher.h"
 #include "mmt/data/synthetic_world.h"
 #include "mmt/io/npy.h"
@@ -80,8 +81,8 @@ int main(int argc, char** argv) {
     const std::string threads = mmt::configure_runtime(cfg.runtime, std::cerr);
     torch::manual_seed(cfg.train.seed);
     const mmt::synth::World world(cfg.data.synth);
-    const auto vocab = mmt::Vocab::from_words(mmt::synth::lexicon());
-    const mmt::InputDims dims{vocab.size(), cfg.data.synth.feature_dim};
+    const auto vocab = mmt::data_vocab(cfg);
+    const mmt::InputDims dims = mmt::data_input_dims(cfg);
     mmt::MultimodalTransformer model(cfg.model, dims);
     model->train();
     mmt::PretrainStep stepper(*model, cfg.train);

@@ -250,9 +250,9 @@ void validate_config(const ExperimentConfig& cfg) {
   };
   key_choice("model.preset", "model preset", m.preset, model_preset_names());
   key_choice("model.attention", "attention type", m.attention, attention_type_names());
-  for (size_t i = 0; i < m.layers.size(); ++i)
-    key_choice("model.layers[" + std::to_string(i) + "]", "attention type", m.layers[i],
-               attention_type_names());
+  for (size_t i = 0; i < m.layers.size(); ++i)  // "name" or "name*N"
+    key_choice("model.layers[" + std::to_string(i) + "]", "attention type",
+               m.layers[i].substr(0, m.layers[i].find('*')), attention_type_names());
   key_choice("model.itm_pooling", "ITM pooling", m.itm_pooling, {"product", "cls"});
   positive("model.hidden", m.hidden);
   positive("model.num_heads", m.num_heads);

@@ -13,7 +13,20 @@ namespace tnn = torch::nn;
 std::vector<AttentionType> layer_types(const ModelOptions& m) {
   std::vector<AttentionType> types;
   if (!m.layers.empty()) {
-    for (const auto& name : m.layers) types.push_back(attention_type_from_name(name));
+    for (const auto& entry : m.layers) {  // "name" or "name*N"
+      const auto star = entry.find('*');
+      const AttentionType type = attention_type_from_name(entry.substr(0, star));
+      int64_t repeat = 1;
+      if (star != std::string::npos) {
+        try {
+          repeat = std::stoll(entry.substr(star + 1));
+        } catch (const std::exception&) {
+          repeat = 0;
+        }
+        if (repeat < 1) throw Error("model.layers entry '" + entry + "': expected name*N with N >= 1");
+      }
+      for (int64_t i = 0; i < repeat; ++i) types.push_back(type);
+    }
   } else {
     for (int64_t i = 0; i < m.num_layers; ++i) types.push_back(attention_type_from_name(m.attention));
   }

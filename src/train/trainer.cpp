@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "mmt/config/config.h"
+#include "mmt/data/data_source.h"
 #include "mmt/data/pretrain_batcher.h"
 #include "mmt/data/synthetic_world.h"
 #include "mmt/train/pretrain_step.h"
@@ -51,13 +52,13 @@ TrainSummary train_run(const ExperimentConfig& cfg, const std::string& dir, std:
 
   const auto t_world = std::chrono::steady_clock::now();
   const synth::World world(cfg.data.synth);
-  const Vocab vocab = Vocab::from_words(synth::lexicon());
+  const Vocab vocab = data_vocab(cfg);
   vocab.save(run.vocab());
   log << "mmt train: synthetic world of " << world.train_scenes().size() << " train scenes built in "
       << Progress::format_duration(std::chrono::duration<double>(std::chrono::steady_clock::now() - t_world).count())
       << "\n";
 
-  MultimodalTransformer model(cfg.model, InputDims{vocab.size(), cfg.data.synth.feature_dim});
+  MultimodalTransformer model(cfg.model, data_input_dims(cfg));
   model->train();
   int64_t num_params = 0;
   for (const auto& p : model->parameters()) num_params += p.numel();

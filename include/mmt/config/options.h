@@ -56,7 +56,7 @@ struct ModelOptions {
   int64_t hidden = 128;               // hidden size H of every token state
   int64_t num_layers = 4;             // layers, when `layers` is empty
   std::string attention = "merged";   // attention type of every layer, when `layers` is empty
-  std::vector<std::string> layers;    // per-layer attention types (overrides the two above)
+  std::vector<std::string> layers;    // per-layer attention types, name*N repeats (overrides the two above)
   int64_t num_heads = 4;              // attention heads
   int64_t head_dim = 32;              // width of one head (independent of hidden)
   int64_t ffn_dim = 512;              // feed-forward inner size
@@ -88,8 +88,8 @@ void ModelOptions::visit(V& v) {
           "attention type of every layer when `layers` is empty: merged, single_modality, "
           "coattention, asymmetric_text_queries, asymmetric_image_queries, single_stream");
   v.field("layers", layers,
-          "attention type per layer, bottom first (e.g. 5 x single_modality then merged); "
-          "overrides attention and num_layers");
+          "attention type per layer, bottom first; name*N repeats (e.g. [\"single_modality*5\", "
+          "\"merged\"]); overrides attention and num_layers");
   v.field("num_heads", num_heads, "attention heads");
   v.field("head_dim", head_dim, "width of one attention head (independent of hidden)");
   v.field("ffn_dim", ffn_dim, "feed-forward inner size");

@@ -15,17 +15,12 @@
 #include <vector>
 
 #include "mmt/config/options.h"
+#include "mmt/model/input_dims.h"
 #include "mmt/model/layer.h"
 
 namespace mmt {
 
 struct Batch;
-
-/// Sizes the model takes from the data rather than from ModelOptions.
-struct InputDims {
-  int64_t vocab_size = 0;       // tokenizer vocabulary
-  int64_t region_feat_dim = 0;  // detector feature size
-};
 
 /// The per-layer attention types of a model: `layers`, or num_layers x `attention`.
 std::vector<AttentionType> layer_types(const ModelOptions& m);

@@ -1,0 +1,13 @@
+/* Sizes the model takes from the data rather than from ModelOptions (torch-free). */
+#pragma once
+
+#include <cstdint>
+
+namespace mmt {
+
+struct InputDims {
+  int64_t vocab_size = 0;       // tokenizer vocabulary
+  int64_t region_feat_dim = 0;  // detector feature size
+};
+
+}  // namespace mmt

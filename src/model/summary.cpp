@@ -1,0 +1,62 @@
+/* Model summary (see summary.h). */
+#include "mmt/model/summary.h"
+
+#include <cstdio>
+#include <map>
+
+#include "mmt/model/flops.h"
+#include "mmt/model/transformer.h"
+
+namespace mmt {
+
+int64_t stream_parameter_count(const ModelOptions& m) {
+  const int64_t h = m.hidden, inner = m.num_heads * m.head_dim, f = m.ffn_dim;
+  return 3 * (h * inner + inner)  // query, key, value
+         + (inner * h + h)        // out
+         + (h * f + f) + (f * h + h)  // feed-forward
+         + 2 * 2 * h;             // two LayerNorms
+}
+
+std::string model_summary(const ExperimentConfig& cfg, const InputDims& dims, int64_t text_tokens,
+                          int64_t image_tokens) {
+  MultimodalTransformer model(cfg.model, dims);
+  // Group parameters by block: the first name component, or "layers.N".
+  std::vector<std::pair<std::string, int64_t>> blocks;
+  auto add = [&](const std::string& block, int64_t n) {
+    if (blocks.empty() || blocks.back().first != block) blocks.emplace_back(block, 0);
+    blocks.back().second += n;
+  };
+  int64_t total = 0;
+  for (const auto& p : model->named_parameters()) {
+    const std::string& name = p.key();
+    std::string block = name.substr(0, name.find('.'));
+    if (block == "layers") block = name.substr(0, name.find('.', 7));
+    add(block, p.value().numel());
+    total += p.value().numel();
+  }
+  const auto types = layer_types(cfg.model);
+  std::string out;
+  char buf[256];
+  std::snprintf(buf, sizeof buf, "model: %zu layers, hidden %ld, %ld heads x %ld, FFN %ld, vocab %ld, region features %ld\n\n",
+                types.size(), long(cfg.model.hidden), long(cfg.model.num_heads), long(cfg.model.head_dim),
+                long(cfg.model.ffn_dim), long(dims.vocab_size), long(dims.region_feat_dim));
+  out += buf;
+  out += "| block | attention | parameters |\n|---|---|---:|\n";
+  for (const auto& [block, n] : blocks) {
+    std::string attention;
+    if (block.rfind("layers.", 0) == 0) attention = attention_type_name(types.at(std::stoul(block.substr(7))));
+    std::snprintf(buf, sizeof buf, "| %s | %s | %ld |\n", block.c_str(), attention.c_str(), long(n));
+    out += buf;
+  }
+  std::snprintf(buf, sizeof buf, "| **total** | | **%ld** |\n\n", long(total));
+  out += buf;
+  const double fwd = forward_flops(cfg.model, dims, text_tokens, image_tokens, 0);
+  std::snprintf(buf, sizeof buf,
+                "FLOPs per example of %ld text + %ld image tokens (multiply-add = 2): forward %.3g, "
+                "training (forward + backward) %.3g\n",
+                long(text_tokens), long(image_tokens), fwd, 3.0 * fwd);
+  out += buf;
+  return out;
+}
+
+}  // namespace mmt

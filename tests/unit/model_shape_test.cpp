@@ -1,0 +1,67 @@
+/* Model shapes: parameter counts equal closed-form formulas for two-stream and single-stream
+ * layers; heads and head width are independent of the hidden size; layer lists expand. */
+#include <gtest/gtest.h>
+
+#include "mmt/model/summary.h"
+#include "test_util.h"
+
+namespace mmt {
+namespace {
+
+int64_t count(const torch::nn::Module& m) {
+  int64_t n = 0;
+  for (const auto& p : m.parameters()) n += p.numel();
+  return n;
+}
+
+TEST(ModelShape, LayerParameterCountsMatchClosedForms) {
+  for (auto [heads, dim] : std::vector<std::pair<int64_t, int64_t>>{{1, 48}, {3, 16}, {6, 8}, {4, 32}}) {
+    auto m = testing::small_model_options("merged", 1);
+    m.num_heads = heads, m.head_dim = dim;  // inner width heads * dim != hidden in general
+    const int64_t h = m.hidden, inner = heads * dim, f = m.ffn_dim;
+    const int64_t stream = 3 * (h * inner + inner) + inner * h + h + 2 * h * f + f + h + 4 * h;
+    EXPECT_EQ(stream_parameter_count(m), stream);
+    for (const auto& name : attention_type_names()) {
+      LayerOptions lo;
+      lo.hidden = h, lo.num_heads = heads, lo.head_dim = dim, lo.ffn_dim = f;
+      lo.type = attention_type_from_name(name);
+      MultimodalLayer layer(lo);
+      EXPECT_EQ(count(*layer), (name == "single_stream" ? 1 : 2) * stream) << name << " " << heads << "x" << dim;
+    }
+  }
+}
+
+TEST(ModelShape, WholeModelCountIsEmbeddingsLayersAndHeads) {
+  auto m = testing::small_model_options("merged", 3);
+  m.layers = {"single_modality*2", "single_stream"};
+  MultimodalTransformer model(m, InputDims{testing::kVocab, testing::kFeat});
+  const int64_t h = m.hidden, v = testing::kVocab;
+  const int64_t text = v * h + m.max_text_len * h + 2 * h + 2 * h;
+  const int64_t image = testing::kFeat * h + h + 5 * h + h + 3 * 2 * h + h;
+  const int64_t heads = 2 * (h * h + h) + (h * 2 + 2) + (h * h + h) + 2 * h + v;
+  EXPECT_EQ(count(*model), text + image + 5 * stream_parameter_count(m) + heads);
+  EXPECT_EQ(model->layers->size(), 3u);
+}
+
+TEST(ModelShape, LayerListRepeatSyntax) {
+  auto m = testing::small_model_options("merged");
+  m.layers = {"single_modality*5", "merged"};
+  const auto t = layer_types(m);
+  ASSERT_EQ(t.size(), 6u);
+  EXPECT_EQ(t[4], AttentionType::kSingleModality);
+  EXPECT_EQ(t[5], AttentionType::kMerged);
+  m.layers = {"merged*0"};
+  EXPECT_THROW(layer_types(m), std::exception);
+}
+
+TEST(ModelShape, SummaryListsBlocksAndTotal) {
+  ExperimentConfig cfg;
+  cfg.model = testing::small_model_options("merged", 2);
+  const auto text = model_summary(cfg, InputDims{testing::kVocab, testing::kFeat}, 20, 101);
+  EXPECT_NE(text.find("| layers.1 | merged |"), std::string::npos) << text;
+  EXPECT_NE(text.find("**total**"), std::string::npos) << text;
+  EXPECT_NE(text.find("FLOPs per example of 20 text + 101 image tokens"), std::string::npos) << text;
+}
+
+}  // namespace
+}  // namespace mmt
