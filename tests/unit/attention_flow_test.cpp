@@ -84,6 +84,30 @@ TEST_P(AttentionFlow, PaddingChangesNoRealOutput) {
 
 INSTANTIATE_TEST_SUITE_P(AllSix, AttentionFlow, ::testing::ValuesIn(attention_type_names()));
 
+// The pattern table itself, written out from PAPER.md's table (the tests above check that the
+// layers compute what the table says; this checks the table says what the paper says).
+TEST(AttentionFlow, PatternsAreThePapersTable) {
+  struct Row {
+    const char* name;
+    bool tt, ti, it, ii, shared;
+  };
+  const Row paper[] = {{"single_modality", true, false, false, true, false},
+                       {"merged", true, true, true, true, false},
+                       {"coattention", false, true, true, false, false},
+                       {"asymmetric_text_queries", true, true, false, true, false},
+                       {"asymmetric_image_queries", true, false, true, true, false},
+                       {"single_stream", true, true, true, true, true}};
+  for (const auto& row : paper) {
+    const auto p = attention_pattern(attention_type_from_name(row.name));
+    EXPECT_EQ(p.text_to_text, row.tt) << row.name;
+    EXPECT_EQ(p.text_to_image, row.ti) << row.name;
+    EXPECT_EQ(p.image_to_text, row.it) << row.name;
+    EXPECT_EQ(p.image_to_image, row.ii) << row.name;
+    EXPECT_EQ(p.shared_weights, row.shared) << row.name;
+  }
+  EXPECT_EQ(attention_type_names().size(), 6u);
+}
+
 // The foundation issue's statement, over a deeper stack and every input of a modality.
 TEST(AttentionFlow, SingleModalityStacksKeepModalitiesApartMergedMixesThem) {
   torch::NoGradGuard ng;
