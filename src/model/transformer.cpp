@@ -112,27 +112,37 @@ void MultimodalTransformerImpl::init_weights() {
   }
 }
 
-Encoded MultimodalTransformerImpl::encode(const Batch& batch) {
+Encoded MultimodalTransformerImpl::encode(const Batch& batch, bool per_layer) {
   return encode_embedded(text_embed(batch.text_ids), image_embed(batch.region_feats, batch.region_boxes),
-                         batch.text_mask, batch.region_mask);
+                         batch.text_mask, batch.region_mask, per_layer);
 }
 
 Encoded MultimodalTransformerImpl::encode_embedded(torch::Tensor text, torch::Tensor image,
                                                    const torch::Tensor& text_mask,
-                                                   const torch::Tensor& image_mask) {
+                                                   const torch::Tensor& image_mask, bool per_layer) {
   TORCH_CHECK(text_mask.sizes() == text.sizes().slice(0, 2) && image_mask.sizes() == image.sizes().slice(0, 2),
               "encode: masks must be (B, T) and (B, R), got ", text_mask.sizes(), " and ", image_mask.sizes());
   const auto text_bias = attention_bias(text_mask), image_bias = attention_bias(image_mask);
+  Encoded out;
   for (const auto& layer : *layers) {
     std::tie(text, image) = layer->as<MultimodalLayer>()->forward(text, image, text_bias, image_bias);
+    if (per_layer) {  // pre-norm stacks normalise the residual stream before reading it out
+      out.layer_cls.push_back(options_.pre_norm ? text_final_norm(text.select(1, 0)) : text.select(1, 0));
+      out.layer_img.push_back(options_.pre_norm ? image_final_norm(image.select(1, 0)) : image.select(1, 0));
+    }
   }
   if (options_.pre_norm) text = text_final_norm(text), image = image_final_norm(image);
-  return {text, image};
+  out.text = text, out.image = image;
+  return out;
 }
 
 torch::Tensor MultimodalTransformerImpl::itm_logits(const Encoded& e) {
-  auto pooled = torch::tanh(itm_text_pool(e.text.select(1, 0)));  // [CLS]
-  if (itm_image_pool) pooled = pooled * torch::tanh(itm_image_pool(e.image.select(1, 0)));  // [IMG]
+  return itm_logits(e.text.select(1, 0), e.image.select(1, 0));
+}
+
+torch::Tensor MultimodalTransformerImpl::itm_logits(const torch::Tensor& cls, const torch::Tensor& img) {
+  auto pooled = torch::tanh(itm_text_pool(cls));
+  if (itm_image_pool) pooled = pooled * torch::tanh(itm_image_pool(img));
   return itm_classifier(pooled);
 }
 

@@ -65,3 +65,29 @@ TEST(ModelShape, SummaryListsBlocksAndTotal) {
 
 }  // namespace
 }  // namespace mmt
+
+namespace mmt {
+namespace {
+
+TEST(ModelShape, PerLayerPooledOutputs) {
+  torch::NoGradGuard ng;
+  for (bool pre_norm : {false, true}) {
+    auto m = testing::small_model_options("single_modality", 3);
+    m.pre_norm = pre_norm;
+    MultimodalTransformer model(m, InputDims{testing::kVocab, testing::kFeat});
+    model->eval();
+    const Batch b = testing::random_batch(2, 6, 4);
+    const auto e = model->encode(b, /*per_layer=*/true);
+    ASSERT_EQ(e.layer_cls.size(), 3u);
+    ASSERT_EQ(e.layer_img.size(), 3u);
+    EXPECT_EQ(e.layer_cls[0].sizes(), (std::vector<int64_t>{2, m.hidden}));
+    EXPECT_TRUE(torch::allclose(e.layer_cls.back(), e.text.select(1, 0)));  // the top one is the output
+    EXPECT_TRUE(torch::allclose(e.layer_img.back(), e.image.select(1, 0)));
+    EXPECT_FALSE(torch::allclose(e.layer_cls[0], e.layer_cls[1]));
+    EXPECT_EQ(model->itm_logits(e.layer_cls[0], e.layer_img[0]).sizes(), (std::vector<int64_t>{2, 2}));
+    EXPECT_TRUE(model->encode(b).layer_cls.empty());  // only when asked for
+  }
+}
+
+}  // namespace
+}  // namespace mmt

@@ -52,10 +52,13 @@ class RegionEmbeddingsImpl : public torch::nn::Module {
 };
 TORCH_MODULE(RegionEmbeddings);
 
-/// Output of the encoder: final states of both modalities.
+/// Output of the encoder: final states of both modalities and, when asked for, the pooled
+/// tokens after every layer (for an ITM loss at every layer, the release's `-hloss` models).
 struct Encoded {
   torch::Tensor text;   // (B, T, H); position 0 is [CLS]
   torch::Tensor image;  // (B, R, H); position 0 is the global region [IMG]
+  std::vector<torch::Tensor> layer_cls;  // per layer: [CLS] state (B, H), bottom layer first
+  std::vector<torch::Tensor> layer_img;  // per layer: [IMG] state (B, H)
 };
 
 class MultimodalTransformerImpl : public torch::nn::Module {
@@ -63,13 +66,16 @@ class MultimodalTransformerImpl : public torch::nn::Module {
   MultimodalTransformerImpl(const ModelOptions& m, const InputDims& dims);
 
   /// Embeddings and all layers over the batch's text and regions (padding from the masks).
-  Encoded encode(const Batch& batch);
+  /// per_layer: also keep the [CLS] / [IMG] states after every layer.
+  Encoded encode(const Batch& batch, bool per_layer = false);
   /// Layers only, from already embedded inputs (evaluation reuses embeddings across pairs).
   Encoded encode_embedded(torch::Tensor text, torch::Tensor image, const torch::Tensor& text_mask,
-                          const torch::Tensor& image_mask);
+                          const torch::Tensor& image_mask, bool per_layer = false);
 
-  /// ITM logits (B, 2) [mismatch, match] from the [CLS] and [IMG] states.
+  /// ITM logits (B, 2) [mismatch, match] from the final [CLS] and [IMG] states.
   torch::Tensor itm_logits(const Encoded& e);
+  /// ITM logits (B, 2) from any [CLS] (B, H) and [IMG] (B, H) states, e.g. a lower layer's.
+  torch::Tensor itm_logits(const torch::Tensor& cls, const torch::Tensor& img);
   /// MLM logits (M, V) for states (M, H) of the masked positions.
   torch::Tensor mlm_logits(const torch::Tensor& states);
 
