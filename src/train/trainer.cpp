@@ -10,6 +10,7 @@
 #include "mmt/data/data_source.h"
 #include "mmt/data/pretrain_batcher.h"
 #include "mmt/data/synthetic_world.h"
+#include "mmt/text/bert_checkpoint.h"
 #include "mmt/train/pretrain_step.h"
 #include "mmt/train/progress.h"
 #include "mmt/train/run_dir.h"
@@ -59,6 +60,13 @@ TrainSummary train_run(const ExperimentConfig& cfg, const std::string& dir, std:
       << "\n";
 
   MultimodalTransformer model(cfg.model, data_input_dims(cfg));
+  if (!cfg.model.text_init.empty()) {
+    const LoadReport r = load_bert_checkpoint(*model, cfg.model.text_init);
+    log << "mmt train: text side initialised from " << cfg.model.text_init;
+    if (!r.missing.empty()) log << "; not in the checkpoint (left random): " << join(r.missing);
+    if (!r.unexpected.empty()) log << "; checkpoint keys not used: " << join(r.unexpected);
+    log << "\n";
+  }
   model->train();
   int64_t num_params = 0;
   for (const auto& p : model->parameters()) num_params += p.numel();

@@ -66,6 +66,7 @@ struct ModelOptions {
   bool pre_norm = false;              // LayerNorm before (true) or after (BERT) each block
   double init_std = 0.02;             // std of the normal initialisation (BERT)
   double layer_norm_eps = 1e-12;      // LayerNorm epsilon (BERT)
+  std::string text_init;              // BERT checkpoint directory to initialise the text side ("" = none)
 
   template <class V>
   void visit(V& v);  // defined below: needs apply_model_preset
@@ -101,6 +102,9 @@ void ModelOptions::visit(V& v) {
   v.field("pre_norm", pre_norm, "LayerNorm before each block (true) or after it (BERT)");
   v.field("init_std", init_std, "std of the normal weight initialisation");
   v.field("layer_norm_eps", layer_norm_eps, "LayerNorm epsilon");
+  v.field("text_init", text_init,
+          "Hugging Face BERT directory (config.json + model.safetensors) whose weights initialise the "
+          "text embeddings, the text stream of the first layers and the MLM head (\"\" = from scratch)");
 }
 
 /// Pretraining data.
