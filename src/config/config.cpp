@@ -254,6 +254,11 @@ void validate_config(const ExperimentConfig& cfg) {
     key_choice("model.layers[" + std::to_string(i) + "]", "attention type",
                m.layers[i].substr(0, m.layers[i].find('*')), attention_type_names());
   key_choice("model.itm_pooling", "ITM pooling", m.itm_pooling, {"product", "cls"});
+  key_choice("model.image_input", "image input", m.image_input, {"regions", "patches", "resnet50"});
+  positive("model.patch_size", m.patch_size);
+  if (m.image_input == "patches" && cfg.data.synth.image_size % m.patch_size != 0)
+    throw Error("config: data.synth.image_size " + std::to_string(cfg.data.synth.image_size) +
+                " is not a multiple of model.patch_size " + std::to_string(m.patch_size));
   positive("model.hidden", m.hidden);
   positive("model.num_heads", m.num_heads);
   positive("model.head_dim", m.head_dim);

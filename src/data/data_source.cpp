@@ -11,7 +11,11 @@ Vocab data_vocab(const ExperimentConfig& cfg) {
 }
 
 InputDims data_input_dims(const ExperimentConfig& cfg) {
-  return InputDims{data_vocab(cfg).size(), cfg.data.synth.feature_dim};
+  const auto& m = cfg.model;
+  int64_t feat = cfg.data.synth.feature_dim;  // regions: the detector's feature size
+  if (m.image_input == "patches") feat = 3 * m.patch_size * m.patch_size;  // a flattened patch
+  if (m.image_input == "resnet50") feat = 2048;                              // layer4 channels
+  return InputDims{data_vocab(cfg).size(), feat};
 }
 
 }  // namespace mmt

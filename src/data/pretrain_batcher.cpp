@@ -31,8 +31,8 @@ PretrainBatcher::PretrainBatcher(const synth::World& world, const Vocab& vocab, 
     : world_(world),
       vocab_(vocab),
       train_(cfg.train),
+      images_(world.train_scenes(), world.train_regions(), cfg),
       max_text_len_(cfg.model.max_text_len),
-      max_regions_(cfg.data.max_regions),
       batch_size_(cfg.train.batch_size),
       pool_batches_(cfg.data.bucket_batches) {}
 
@@ -55,11 +55,10 @@ void PretrainBatcher::fill_pool(int64_t pool) {
     // The caption stream id is the example index: a scene gets new captions each epoch.
     examples.push_back({scene, vocab_.encode(world_.train_caption(scene, static_cast<uint64_t>(k)).text, max_text_len_)});
   }
-  // Length bucketing: sort the pool by (text length, regions), cut batches, shuffle batches.
-  const auto& regions = world_.train_regions();
+  // Length bucketing: sort the pool by (text length, image tokens), cut batches, shuffle batches.
   std::stable_sort(examples.begin(), examples.end(), [&](const Example& a, const Example& b) {
     if (a.ids.size() != b.ids.size()) return a.ids.size() < b.ids.size();
-    return regions.num_regions(a.scene) < regions.num_regions(b.scene);
+    return images_.tokens(a.scene) < images_.tokens(b.scene);
   });
   pool_.assign(static_cast<size_t>(pool_batches_), {});
   for (int64_t i = 0; i < count; ++i) pool_[static_cast<size_t>(i / batch_size_)].push_back(std::move(examples[i]));
@@ -100,7 +99,7 @@ Batch PretrainBatcher::batch(int64_t step) {
   auto* lp = batch.mlm_labels.data_ptr<int64_t>();
   const int64_t t = batch.text_ids.size(1);
   for (int64_t i = 0; i < b; ++i) std::copy(label_rows[i].begin(), label_rows[i].end(), lp + i * t);
-  gather_regions(world_.train_regions(), scenes, max_regions_, batch);
+  images_.fill(scenes, batch);
   batch.itm_labels = torch::from_blob(itm.data(), {b}, torch::kInt64).clone();
   return batch;
 }

@@ -7,6 +7,7 @@
 #include <ostream>
 
 #include "mmt/config/config.h"
+#include "mmt/data/image_source.h"
 #include "mmt/data/synthetic_world.h"
 #include "mmt/eval/ceilings.h"
 #include "mmt/eval/exact_scorer.h"
@@ -107,8 +108,9 @@ json evaluate_run(const std::string& run_dir, const std::vector<std::string>& ov
     const int64_t ni = static_cast<int64_t>(test.images.size()), nc = static_cast<int64_t>(captions.size());
     Progress progress("eval " + name, ni * nc, log, "pairs");
     ExactScorerOptions so;
-    so.pair_batch = cfg.eval.pair_batch, so.max_regions = cfg.data.max_regions;
-    const auto scores = score_exact(*run.model, captions, test.regions, so,
+    so.pair_batch = cfg.eval.pair_batch;
+    const SyntheticImages images(test.images, test.regions, cfg);
+    const auto scores = score_exact(*run.model, captions, images, so,
                                     [&](int64_t done, int64_t) { progress.update(done); });
     const double seconds = progress.elapsed();
     progress.finish(ni * nc);

@@ -5,7 +5,7 @@
 #include <numeric>
 
 #include "mmt/data/batch.h"
-#include "mmt/data/synthetic_world.h"
+#include "mmt/data/image_source.h"
 #include "mmt/model/transformer.h"
 
 namespace mmt {
@@ -30,27 +30,28 @@ std::vector<std::vector<int64_t>> blocks_by_key(const std::vector<int64_t>& keys
 }  // namespace
 
 std::vector<float> score_exact(MultimodalTransformerImpl& model, const std::vector<std::vector<int64_t>>& captions,
-                               const synth::RegionStore& images, const ExactScorerOptions& options,
+                               const ImageSource& images, const ExactScorerOptions& options,
                                const PairProgress& progress) {
   torch::NoGradGuard no_grad;
   const bool was_training = model.is_training();
   model.eval();
-  const int64_t nc = static_cast<int64_t>(captions.size()), ni = images.num_scenes();
+  const int64_t nc = static_cast<int64_t>(captions.size()), ni = images.size();
   std::vector<float> scores(static_cast<size_t>(nc * ni));
 
-  // Image blocks: equal region count, embedded once.
-  std::vector<int64_t> region_counts(static_cast<size_t>(ni));
-  for (int64_t i = 0; i < ni; ++i) region_counts[i] = std::min(images.num_regions(i), options.max_regions + 1);
+  // Image blocks: equal token count, embedded once.
+  std::vector<int64_t> token_counts(static_cast<size_t>(ni));
+  for (int64_t i = 0; i < ni; ++i) token_counts[i] = images.tokens(i);
   const int64_t image_block = std::min<int64_t>(ni, std::max<int64_t>(1, options.pair_batch / 16));
   struct Block {
     std::vector<int64_t> index;
     torch::Tensor states, mask;  // (n, L, H), (n, L)
   };
   std::vector<Block> image_blocks;
-  for (auto& idx : blocks_by_key(region_counts, image_block)) {
+  for (auto& idx : blocks_by_key(token_counts, image_block)) {
     Batch b;
-    gather_regions(images, idx, options.max_regions, b);
-    image_blocks.push_back({idx, model.image_embed(b.region_feats, b.region_boxes), b.region_mask});
+    images.fill(idx, b);
+    const ImageTokens tokens = model.embed_images(b);
+    image_blocks.push_back({idx, tokens.states, tokens.mask});
   }
   // Caption blocks: equal length, embedded once.
   std::vector<int64_t> lengths(static_cast<size_t>(nc));

@@ -75,6 +75,7 @@ MultimodalTransformerImpl::MultimodalTransformerImpl(const ModelOptions& m, cons
     throw Error("model needs a vocabulary size and a region feature size from the data");
   text_embed = register_module("text_embed", TextEmbeddings(m, dims.vocab_size));
   image_embed = register_module("image_embed", RegionEmbeddings(m, dims.region_feat_dim));
+  if (m.image_input == "resnet50") resnet = register_module("resnet", ResNet50(m.resnet_frozen));
   layers = register_module("layers", tnn::ModuleList());
   for (AttentionType type : layer_types(m)) {
     LayerOptions lo;
@@ -112,9 +113,50 @@ void MultimodalTransformerImpl::init_weights() {
   }
 }
 
+std::pair<torch::Tensor, torch::Tensor> MultimodalTransformerImpl::pixel_features(const torch::Tensor& pixels) {
+  TORCH_CHECK(pixels.dim() == 4 && pixels.size(1) == 3, "pixel_features: pixels must be (B, 3, S, S), got ",
+              pixels.sizes());
+  const int64_t b = pixels.size(0);
+  torch::Tensor grid;  // (B, G, G, F)
+  if (resnet) {
+    grid = resnet->features(pixels).permute({0, 2, 3, 1});
+  } else {
+    const int64_t p = options_.patch_size;
+    TORCH_CHECK(pixels.size(2) % p == 0 && pixels.size(3) % p == 0, "pixel_features: image ", pixels.sizes(),
+                " is not a multiple of patch_size ", p);
+    // (B, 3, G, G, p, p) -> (B, G, G, 3 * p * p): ViT's flattened patches
+    grid = pixels.unfold(2, p, p).unfold(3, p, p).permute({0, 2, 3, 1, 4, 5}).reshape(
+        {b, pixels.size(2) / p, pixels.size(3) / p, 3 * p * p});
+  }
+  const int64_t gh = grid.size(1), gw = grid.size(2);
+  auto tokens = grid.reshape({b, gh * gw, grid.size(3)});
+  auto feats = torch::cat({tokens.mean(1, /*keepdim=*/true), tokens}, 1);
+  auto boxes = torch::empty({1 + gh * gw, 5});
+  auto bp = boxes.accessor<float, 2>();
+  bp[0][0] = 0, bp[0][1] = 0, bp[0][2] = 1, bp[0][3] = 1, bp[0][4] = 1;
+  for (int64_t r = 0; r < gh; ++r)
+    for (int64_t c = 0; c < gw; ++c) {
+      auto row = bp[1 + r * gw + c];
+      row[0] = static_cast<float>(c) / gw, row[1] = static_cast<float>(r) / gh;
+      row[2] = static_cast<float>(c + 1) / gw, row[3] = static_cast<float>(r + 1) / gh;
+      row[4] = 1.f / static_cast<float>(gh * gw);
+    }
+  return {feats, boxes.to(feats.device()).unsqueeze(0).expand({b, -1, -1})};
+}
+
+ImageTokens MultimodalTransformerImpl::embed_images(const Batch& batch) {
+  if (batch.image_pixels.defined()) {
+    auto [feats, boxes] = pixel_features(batch.image_pixels);
+    return {image_embed(feats, boxes), torch::ones({feats.size(0), feats.size(1)}, torch::kBool).to(feats.device())};
+  }
+  TORCH_CHECK(options_.image_input == "regions", "model reads ", options_.image_input,
+              " but the batch holds regions, not pixels");
+  return {image_embed(batch.region_feats, batch.region_boxes), batch.region_mask};
+}
+
 Encoded MultimodalTransformerImpl::encode(const Batch& batch, bool per_layer) {
-  return encode_embedded(text_embed(batch.text_ids), image_embed(batch.region_feats, batch.region_boxes),
-                         batch.text_mask, batch.region_mask, per_layer);
+  const ImageTokens image = embed_images(batch);
+  return encode_embedded(text_embed(batch.text_ids), image.states, batch.text_mask, image.mask, per_layer);
 }
 
 Encoded MultimodalTransformerImpl::encode_embedded(torch::Tensor text, torch::Tensor image,

@@ -10,6 +10,7 @@
 #include "mmt/data/data_source.h"
 #include "mmt/data/pretrain_batcher.h"
 #include "mmt/data/synthetic_world.h"
+#include "mmt/io/safetensors.h"
 #include "mmt/text/bert_checkpoint.h"
 #include "mmt/train/pretrain_step.h"
 #include "mmt/train/progress.h"
@@ -66,6 +67,15 @@ TrainSummary train_run(const ExperimentConfig& cfg, const std::string& dir, std:
     if (!r.missing.empty()) log << "; not in the checkpoint (left random): " << join(r.missing);
     if (!r.unexpected.empty()) log << "; checkpoint keys not used: " << join(r.unexpected);
     log << "\n";
+  }
+  if (!cfg.model.resnet_init.empty()) {
+    if (!model->resnet) throw Error("model.resnet_init is set but model.image_input is not resnet50");
+    try {
+      load_module_state(*model->resnet, load_safetensors(cfg.model.resnet_init), /*strict=*/true);
+    } catch (const Error& e) {
+      throw Error(cfg.model.resnet_init + ": " + e.what());
+    }
+    log << "mmt train: ResNet-50 initialised from " << cfg.model.resnet_init << "\n";
   }
   model->train();
   int64_t num_params = 0;

@@ -2,6 +2,7 @@
  * (caption, image) pair through the model on its own. */
 #include <gtest/gtest.h>
 
+#include "mmt/data/image_source.h"
 #include "mmt/data/synthetic_world.h"
 #include "mmt/eval/exact_scorer.h"
 #include "test_util.h"
@@ -36,7 +37,10 @@ TEST(ExactScorer, EqualsOnePairAtATime) {
   }
   ExactScorerOptions so;
   so.pair_batch = 5;  // many small blocks
-  const auto scores = score_exact(*model, captions, store, so);
+  const std::vector<synth::Scene> scenes(7);
+  ExperimentConfig cfg;
+  const SyntheticImages images(scenes, store, cfg);
+  const auto scores = score_exact(*model, captions, images, so);
   ASSERT_EQ(scores.size(), 77u);
   for (int c = 0; c < 11; ++c) {
     for (int64_t i = 0; i < 7; ++i) {

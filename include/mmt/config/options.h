@@ -67,6 +67,10 @@ struct ModelOptions {
   double init_std = 0.02;             // std of the normal initialisation (BERT)
   double layer_norm_eps = 1e-12;      // LayerNorm epsilon (BERT)
   std::string text_init;              // BERT checkpoint directory to initialise the text side ("" = none)
+  std::string image_input = "regions";  // regions (detector features), patches, resnet50 (pixels)
+  int64_t patch_size = 8;             // patches: side of a square patch, pixels
+  bool resnet_frozen = true;          // resnet50: keep the backbone fixed (no gradients, BN inference)
+  std::string resnet_init;            // resnet50: torchvision resnet50 weights as safetensors ("" = random)
 
   template <class V>
   void visit(V& v);  // defined below: needs apply_model_preset
@@ -102,6 +106,14 @@ void ModelOptions::visit(V& v) {
   v.field("pre_norm", pre_norm, "LayerNorm before each block (true) or after it (BERT)");
   v.field("init_std", init_std, "std of the normal weight initialisation");
   v.field("layer_norm_eps", layer_norm_eps, "LayerNorm epsilon");
+  v.field("image_input", image_input,
+          "image tokens from: regions (detector features + boxes, the paper's input), patches "
+          "(ViT/ViLT-style linear patch embedding of the pixels) or resnet50 (grid features of a "
+          "ResNet-50 over the pixels, 7x7 at 224 px); each plus a global mean token");
+  v.field("patch_size", patch_size, "patches: side of one square patch in pixels");
+  v.field("resnet_frozen", resnet_frozen, "resnet50: keep the backbone fixed (no gradients, BatchNorm in inference)");
+  v.field("resnet_init", resnet_init,
+          "resnet50: safetensors file with torchvision resnet50 weights (state-dict names; \"\" = random)");
   v.field("text_init", text_init,
           "Hugging Face BERT directory (config.json + model.safetensors) whose weights initialise the "
           "text embeddings, the text stream of the first layers and the MLM head (\"\" = from scratch)");

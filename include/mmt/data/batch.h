@@ -18,6 +18,8 @@ struct Batch {
   torch::Tensor region_feats;  // (B, R, F) float32, region 0 is the global region
   torch::Tensor region_boxes;  // (B, R, 5) float32: x1, y1, x2, y2, area
   torch::Tensor region_mask;   // (B, R) bool, true at real regions
+  torch::Tensor image_pixels;  // (B, 3, S, S) float32 ImageNet-normalised, instead of regions when
+                               // the model reads pixels (model.image_input = patches / resnet50)
   torch::Tensor mlm_labels;    // (B, T) int64 original ids at predicted positions, -100 elsewhere
   torch::Tensor itm_labels;    // (B) int64: 1 = caption matches image, 0 = mismatched
 

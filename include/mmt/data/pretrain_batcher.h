@@ -8,6 +8,7 @@
 
 #include "mmt/config/options.h"
 #include "mmt/data/batch.h"
+#include "mmt/data/image_source.h"
 
 namespace mmt {
 
@@ -39,7 +40,8 @@ class PretrainBatcher {
   const synth::World& world_;
   const Vocab& vocab_;
   TrainOptions train_;
-  int64_t max_text_len_, max_regions_, batch_size_, pool_batches_;
+  SyntheticImages images_;
+  int64_t max_text_len_, batch_size_, pool_batches_;
   int64_t pool_index_ = -1;
   std::vector<std::vector<Example>> pool_;  // pool_batches_ batches of examples
   std::vector<int64_t> epoch_perm_;

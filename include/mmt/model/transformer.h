@@ -17,6 +17,7 @@
 #include "mmt/config/options.h"
 #include "mmt/model/input_dims.h"
 #include "mmt/model/layer.h"
+#include "mmt/vision/resnet.h"
 
 namespace mmt {
 
@@ -61,9 +62,23 @@ struct Encoded {
   std::vector<torch::Tensor> layer_img;  // per layer: [IMG] state (B, H)
 };
 
+/// Embedded image tokens and which of them are real.
+struct ImageTokens {
+  torch::Tensor states;  // (B, N, H); token 0 is the global token [IMG]
+  torch::Tensor mask;    // (B, N) bool
+};
+
 class MultimodalTransformerImpl : public torch::nn::Module {
  public:
   MultimodalTransformerImpl(const ModelOptions& m, const InputDims& dims);
+
+  /// The image tokens of a batch: its regions, or its pixels through the patch embedding or the
+  /// ResNet-50 (model.image_input).
+  ImageTokens embed_images(const Batch& batch);
+  /// Pixels (B, 3, S, S) -> region-like features (B, 1 + G*G, F) and boxes (B, 1 + G*G, 5): one
+  /// token per patch / grid cell with its cell as box, after a global token (their mean, whole
+  /// image box). F = 3 * patch^2 (patches) or 2048 (resnet50).
+  std::pair<torch::Tensor, torch::Tensor> pixel_features(const torch::Tensor& pixels);
 
   /// Embeddings and all layers over the batch's text and regions (padding from the masks).
   /// per_layer: also keep the [CLS] / [IMG] states after every layer.
@@ -84,6 +99,7 @@ class MultimodalTransformerImpl : public torch::nn::Module {
 
   TextEmbeddings text_embed{nullptr};
   RegionEmbeddings image_embed{nullptr};
+  ResNet50 resnet{nullptr};  // image_input = resnet50 only; keys resnet.<torchvision name>
   torch::nn::ModuleList layers{nullptr};
   torch::nn::LayerNorm text_final_norm{nullptr}, image_final_norm{nullptr};  // pre_norm only
   // ITM head
