@@ -255,6 +255,16 @@ void validate_config(const ExperimentConfig& cfg) {
                m.layers[i].substr(0, m.layers[i].find('*')), attention_type_names());
   key_choice("model.itm_pooling", "ITM pooling", m.itm_pooling, {"product", "cls"});
   key_choice("model.image_input", "image input", m.image_input, {"regions", "patches", "resnet50"});
+  key_choice("model.kind", "model kind", m.kind, {"transformer", "dual_encoder"});
+  key_choice("model.dual_score", "dual-encoder score", m.dual_score, {"dot", "classifier"});
+  positive("model.embed_dim", m.embed_dim);
+  if (m.kind == "dual_encoder") {
+    const auto& names = m.layers.empty() ? std::vector<std::string>{m.attention} : m.layers;
+    for (const auto& n : names)
+      if (n.substr(0, n.find('*')) != "single_modality")
+        throw Error("config: a dual encoder has no multimodal attention: model.attention / model.layers must be "
+                    "single_modality, got '" + n + "'");
+  }
   positive("model.patch_size", m.patch_size);
   if (m.image_input == "patches" && cfg.data.synth.image_size % m.patch_size != 0)
     throw Error("config: data.synth.image_size " + std::to_string(cfg.data.synth.image_size) +
@@ -293,8 +303,12 @@ void validate_config(const ExperimentConfig& cfg) {
   in_range("train.itm_negative_prob", t.itm_negative_prob, 0, 1);
   in_range("train.warmup_steps", t.warmup_steps, 0, 1e12);
   positive("train.log_every", t.log_every);
-  if (t.mlm_weight <= 0 && t.itm_weight <= 0)
-    throw Error("config: train.mlm_weight and train.itm_weight are both 0: nothing to train");
+  if (t.mlm_weight <= 0 && t.itm_weight <= 0 && t.dual_contrastive_weight <= 0)
+    throw Error("config: train.mlm_weight, itm_weight and dual_contrastive_weight are all 0: nothing to train");
+  if (t.dual_contrastive_weight > 0 && !(m.kind == "dual_encoder" && m.dual_score == "dot"))
+    throw Error("config: train.dual_contrastive_weight needs model.kind=dual_encoder with model.dual_score=dot");
+  positive("model.temperature_init", m.temperature_init);
+  positive("model.max_logit_scale", m.max_logit_scale);
 
   for (size_t i = 0; i < cfg.eval.test_sets.size(); ++i)
     key_choice("eval.test_sets[" + std::to_string(i) + "]", "test set", cfg.eval.test_sets[i],

@@ -33,6 +33,19 @@ std::pair<torch::Tensor, double> loss_itm(MultimodalTransformerImpl& model, cons
   return {torch::cross_entropy_loss(logits, labels), acc};
 }
 
+std::pair<torch::Tensor, double> loss_dual_contrastive(const torch::Tensor& text_emb, const torch::Tensor& image_emb,
+                                                       const torch::Tensor& scale) {
+  TORCH_CHECK(text_emb.dim() == 2 && text_emb.sizes() == image_emb.sizes(),
+              "loss_dual_contrastive: embeddings must both be (M, E), got ", text_emb.sizes(), " and ",
+              image_emb.sizes());
+  const auto logits = scale * torch::matmul(text_emb, image_emb.t());  // (M, M), text rows
+  const auto target = torch::arange(logits.size(0), torch::kInt64);
+  const auto loss = 0.5 * (torch::cross_entropy_loss(logits, target) + torch::cross_entropy_loss(logits.t(), target));
+  const double acc = 0.5 * (logits.argmax(1).eq(target).to(torch::kFloat).mean().item<double>() +
+                            logits.argmax(0).eq(target).to(torch::kFloat).mean().item<double>());
+  return {loss, acc};
+}
+
 LossOutput pretraining_loss(MultimodalTransformerImpl& model, const Batch& batch, const TrainOptions& t) {
   const Encoded enc = model.encode(batch);
   LossOutput out;
@@ -48,6 +61,19 @@ LossOutput pretraining_loss(MultimodalTransformerImpl& model, const Batch& batch
     out.total = out.total + t.itm_weight * loss;
     out.metrics["itm"] = loss.item<double>();
     out.metrics["itm_acc"] = acc;
+  }
+  if (t.dual_contrastive_weight > 0) {
+    // In-batch InfoNCE over the matched pairs (mismatched ones would be false positives).
+    auto rows = batch.itm_labels.defined() ? batch.itm_labels.eq(1).nonzero().squeeze(1)
+                                           : torch::arange(batch.size(), torch::kInt64);
+    if (rows.numel() >= 2) {
+      const auto cls = enc.text.select(1, 0).index_select(0, rows), img = enc.image.select(1, 0).index_select(0, rows);
+      auto [loss, acc] = loss_dual_contrastive(model.text_embedding(cls), model.image_embedding(img),
+                                               model.logit_scale_value());
+      out.total = out.total + t.dual_contrastive_weight * loss;
+      out.metrics["dual"] = loss.item<double>();
+      out.metrics["dual_acc"] = acc;
+    }
   }
   out.metrics["loss"] = out.total.item<double>();
   return out;

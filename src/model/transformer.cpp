@@ -1,7 +1,10 @@
 /* The multimodal transformer (see transformer.h). */
 #include "mmt/model/transformer.h"
 
+#include <torch/nn/functional/normalization.h>
 #include <torch/nn/init.h>
+
+#include <cmath>
 
 #include "mmt/data/batch.h"
 #include "mmt/util/error.h"
@@ -94,6 +97,11 @@ MultimodalTransformerImpl::MultimodalTransformerImpl(const ModelOptions& m, cons
   mlm_transform = register_module("mlm_transform", tnn::Linear(m.hidden, m.hidden));
   mlm_norm = register_module("mlm_norm", ln());
   mlm_bias = register_parameter("mlm_bias", torch::zeros({dims.vocab_size}));
+  if (m.kind == "dual_encoder" && m.dual_score == "dot") {
+    text_proj = register_module("text_proj", tnn::Linear(m.hidden, m.embed_dim));
+    image_proj = register_module("image_proj", tnn::Linear(m.hidden, m.embed_dim));
+    logit_scale = register_parameter("logit_scale", torch::full({}, std::log(1.0 / m.temperature_init)));
+  }
   init_weights();
 }
 
@@ -161,21 +169,75 @@ Encoded MultimodalTransformerImpl::encode(const Batch& batch, bool per_layer) {
 
 Encoded MultimodalTransformerImpl::encode_embedded(torch::Tensor text, torch::Tensor image,
                                                    const torch::Tensor& text_mask,
-                                                   const torch::Tensor& image_mask, bool per_layer) {
+                                                   const torch::Tensor& image_mask, bool per_layer,
+                                                   int64_t first_layer) {
   TORCH_CHECK(text_mask.sizes() == text.sizes().slice(0, 2) && image_mask.sizes() == image.sizes().slice(0, 2),
               "encode: masks must be (B, T) and (B, R), got ", text_mask.sizes(), " and ", image_mask.sizes());
   const auto text_bias = attention_bias(text_mask), image_bias = attention_bias(image_mask);
   Encoded out;
-  for (const auto& layer : *layers) {
-    std::tie(text, image) = layer->as<MultimodalLayer>()->forward(text, image, text_bias, image_bias);
+  for (int64_t i = first_layer; i < static_cast<int64_t>(layers->size()); ++i) {
+    std::tie(text, image) = layers[i]->as<MultimodalLayer>()->forward(text, image, text_bias, image_bias);
     if (per_layer) {  // pre-norm stacks normalise the residual stream before reading it out
       out.layer_cls.push_back(options_.pre_norm ? text_final_norm(text.select(1, 0)) : text.select(1, 0));
       out.layer_img.push_back(options_.pre_norm ? image_final_norm(image.select(1, 0)) : image.select(1, 0));
     }
   }
-  if (options_.pre_norm) text = text_final_norm(text), image = image_final_norm(image);
-  out.text = text, out.image = image;
+  std::tie(out.text, out.image) = final_norms(text, image);
   return out;
+}
+
+std::pair<torch::Tensor, torch::Tensor> MultimodalTransformerImpl::run_layers(torch::Tensor text, torch::Tensor image,
+                                                                            const torch::Tensor& text_mask,
+                                                                            const torch::Tensor& image_mask,
+                                                                            int64_t begin, int64_t end) {
+  const auto text_bias = attention_bias(text_mask), image_bias = attention_bias(image_mask);
+  for (int64_t i = begin; i < end; ++i)
+    std::tie(text, image) = layers[i]->as<MultimodalLayer>()->forward(text, image, text_bias, image_bias);
+  return {text, image};
+}
+
+std::pair<torch::Tensor, torch::Tensor> MultimodalTransformerImpl::final_norms(torch::Tensor text, torch::Tensor image) {
+  if (options_.pre_norm) return {text_final_norm(text), image_final_norm(image)};
+  return {text, image};
+}
+
+int64_t MultimodalTransformerImpl::first_cross_modal_layer() const {
+  int64_t i = 0;
+  for (const auto& layer : *layers) {
+    if (layer->as<MultimodalLayer>()->pattern().cross_modal()) return i;
+    ++i;
+  }
+  return i;
+}
+
+torch::Tensor MultimodalTransformerImpl::text_embedding(const torch::Tensor& cls) {
+  return torch::nn::functional::normalize(text_proj(cls), torch::nn::functional::NormalizeFuncOptions().dim(-1));
+}
+
+torch::Tensor MultimodalTransformerImpl::image_embedding(const torch::Tensor& img) {
+  return torch::nn::functional::normalize(image_proj(img), torch::nn::functional::NormalizeFuncOptions().dim(-1));
+}
+
+torch::Tensor MultimodalTransformerImpl::logit_scale_value() {
+  const double cap = std::log(options_.max_logit_scale);
+  return logit_scale.clamp(-cap, cap).exp();
+}
+
+torch::Tensor MultimodalTransformerImpl::match_scores(const Encoded& e) {
+  const auto cls = e.text.select(1, 0), img = e.image.select(1, 0);
+  if (dual_dot()) return logit_scale_value() * (text_embedding(cls) * image_embedding(img)).sum(-1);
+  const auto logits = itm_logits(cls, img);
+  return logits.select(1, 1) - logits.select(1, 0);
+}
+
+torch::Tensor MultimodalTransformerImpl::match_score_matrix(const torch::Tensor& cls, const torch::Tensor& img) {
+  if (dual_dot()) return logit_scale_value() * torch::matmul(text_embedding(cls), image_embedding(img).t());
+  // margin = (w1 - w0) . (a * b) + (b1 - b0) with a = tanh(W_t cls), b = tanh(W_i img): bilinear.
+  const auto w = itm_classifier->weight, b = itm_classifier->bias;
+  const auto a = torch::tanh(itm_text_pool(cls)) * (w[1] - w[0]);
+  const auto bias = b[1] - b[0];
+  if (!itm_image_pool) return (a.sum(-1) + bias).unsqueeze(1).expand({cls.size(0), img.size(0)});  // cls pooling
+  return torch::matmul(a, torch::tanh(itm_image_pool(img)).t()) + bias;
 }
 
 torch::Tensor MultimodalTransformerImpl::itm_logits(const Encoded& e) {

@@ -10,10 +10,22 @@
 namespace mmt {
 namespace {
 
-TEST(ExactScorer, EqualsOnePairAtATime) {
+struct Case {
+  const char* name;
+  std::vector<std::string> layers;
+  std::string pooling, kind;
+};
+
+class ExactScorer : public ::testing::TestWithParam<Case> {};
+
+// Every path of the scorer - pairs through all layers, a unimodal prefix run once per caption and
+// image, and the matrix product when no layer crosses modalities - equals the plain loop.
+TEST_P(ExactScorer, EqualsOnePairAtATime) {
   torch::NoGradGuard ng;
   torch::manual_seed(0);
-  MultimodalTransformer model(testing::small_model_options("merged", 2), InputDims{testing::kVocab, testing::kFeat});
+  auto opts = testing::small_model_options("merged", 2);
+  opts.layers = GetParam().layers, opts.itm_pooling = GetParam().pooling, opts.kind = GetParam().kind;
+  MultimodalTransformer model(opts, InputDims{testing::kVocab, testing::kFeat});
   model->eval();
   // 7 images with 2..5 regions, 11 captions of 3..8 tokens.
   synth::RegionStore store;
@@ -47,12 +59,23 @@ TEST(ExactScorer, EqualsOnePairAtATime) {
       Batch b;
       pad_text({captions[c]}, 0, b);
       gather_regions(store, {i}, 100, b);
-      const auto logits = model->itm_logits(model->encode(b));
-      const float margin = (logits[0][1] - logits[0][0]).item<float>();
-      EXPECT_NEAR(scores[c * 7 + i], margin, 1e-4) << "caption " << c << " image " << i;
+      const auto e = model->encode(b);
+      const auto logits = model->itm_logits(e);
+      const float expected = opts.kind == "dual_encoder" ? model->match_scores(e).item<float>()
+                                                         : (logits[0][1] - logits[0][0]).item<float>();
+      EXPECT_NEAR(scores[c * 7 + i], expected, 1e-4) << GetParam().name << ": caption " << c << " image " << i;
     }
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(
+    Paths, ExactScorer,
+    ::testing::Values(Case{"merged", {"merged", "merged"}, "product", "transformer"},
+                      Case{"prefix", {"single_modality", "single_modality", "coattention"}, "product", "transformer"},
+                      Case{"unimodal", {"single_modality", "single_modality"}, "product", "transformer"},
+                      Case{"unimodal_cls", {"single_modality"}, "cls", "transformer"},
+                      Case{"dual_dot", {"single_modality", "single_modality"}, "product", "dual_encoder"}),
+    [](const ::testing::TestParamInfo<Case>& info) { return std::string(info.param.name); });
 
 }  // namespace
 }  // namespace mmt

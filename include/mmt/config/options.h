@@ -53,6 +53,11 @@ struct SynthOptions {
 /// Model shape and attention stack (docs/configs.md; PAPER.md "Attention variants").
 struct ModelOptions {
   std::string preset = "tiny";        // size preset, applied before the fields that follow it
+  std::string kind = "transformer";   // transformer (multimodal layers) or dual_encoder (two towers)
+  std::string dual_score = "dot";     // dual_encoder: dot (contrastive) or classifier (ITM head)
+  int64_t embed_dim = 256;            // dual_encoder, dot: size of the projected embeddings
+  double temperature_init = 0.07;     // dual_encoder, dot: initial temperature (learned)
+  double max_logit_scale = 100.0;     // dual_encoder, dot: clamp of the learned 1 / temperature
   int64_t hidden = 128;               // hidden size H of every token state
   int64_t num_layers = 4;             // layers, when `layers` is empty
   std::string attention = "merged";   // attention type of every layer, when `layers` is empty
@@ -87,6 +92,17 @@ void ModelOptions::visit(V& v) {
           "size preset (tiny, base); sets hidden/num_layers/num_heads/head_dim/ffn_dim, "
           "then the fields given beside it override",
           [this] { apply_model_preset(*this); });
+  v.field("kind", kind,
+          "transformer (layers with the configured attention) or dual_encoder (a text tower and an image "
+          "tower: every layer single_modality, no multimodal attention)");
+  v.field("dual_score", dual_score,
+          "dual_encoder scoring: dot (scaled cosine of projected [CLS] and [IMG], trained with "
+          "train.dual_contrastive_weight) or classifier (the ITM head over the two pooled vectors, "
+          "the release's baseline-cls)");
+  v.field("embed_dim", embed_dim, "dual_encoder with dot scoring: size of the projected embeddings");
+  v.field("temperature_init", temperature_init,
+          "dual_encoder with dot scoring: initial temperature (learned, log-parameterised)");
+  v.field("max_logit_scale", max_logit_scale, "dual_encoder with dot scoring: clamp of the learned 1 / temperature");
   v.field("hidden", hidden, "hidden size of every token state");
   v.field("num_layers", num_layers, "number of layers when `layers` is empty");
   v.field("attention", attention,
@@ -153,6 +169,7 @@ struct TrainOptions {
   uint64_t seed = 1;                // seed of initialisation, sampling, masking, pairing
   double mlm_weight = 1.0;          // weight of the MLM loss (0 = off)
   double itm_weight = 1.0;          // weight of the ITM loss (0 = off)
+  double dual_contrastive_weight = 0.0;  // weight of the dual-encoder InfoNCE loss (0 = off)
   double mlm_prob = 0.15;           // fraction of text tokens selected for MLM
   double itm_negative_prob = 0.5;   // fraction of pairs whose image is swapped
   int64_t log_every = 10;           // steps between metric lines in metrics.jsonl
@@ -172,6 +189,9 @@ struct TrainOptions {
     v.field("seed", seed, "seed of initialisation, sampling, masking and pairing");
     v.field("mlm_weight", mlm_weight, "weight of the masked language modelling loss (0 = off)");
     v.field("itm_weight", itm_weight, "weight of the image-text matching loss (0 = off)");
+    v.field("dual_contrastive_weight", dual_contrastive_weight,
+            "weight of the dual-encoder InfoNCE loss over the batch's matched pairs, symmetric, in-batch "
+            "negatives (model.kind=dual_encoder, dual_score=dot; set itm_negative_prob=0 to use every pair)");
     v.field("mlm_prob", mlm_prob, "fraction of text tokens selected for MLM (80/10/10)");
     v.field("itm_negative_prob", itm_negative_prob,
             "fraction of pairs whose image is swapped with another of the batch");

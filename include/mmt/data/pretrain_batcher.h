@@ -9,11 +9,11 @@
 #include "mmt/config/options.h"
 #include "mmt/data/batch.h"
 #include "mmt/data/image_source.h"
+#include "mmt/text/vocab.h"
 
 namespace mmt {
 
 class Rng;
-class Vocab;
 namespace synth {
 class World;
 }
@@ -38,7 +38,7 @@ class PretrainBatcher {
   void fill_pool(int64_t pool);
 
   const synth::World& world_;
-  const Vocab& vocab_;
+  Vocab vocab_;  // a copy: small, and no dangling reference to a temporary
   TrainOptions train_;
   SyntheticImages images_;
   int64_t max_text_len_, batch_size_, pool_batches_;

@@ -2,9 +2,13 @@
  * the multimodal transformer and is scored by its ITM head.
  *
  * What does not depend on the pair is computed once: each caption's and each image's
- * embeddings. Captions are grouped by length and images by token count, so the pair batches
- * carry almost no padding. The score is the ITM logit margin (match - mismatch): monotone in
- * the match probability, without the ties that a saturated fp32 softmax would create. */
+ * embeddings and the layers below the first cross-modal layer (model.first_cross_modal_layer).
+ * When no layer crosses modalities (single_modality stacks, dual encoders) the pair score is a
+ * bilinear function of the two pooled states and all C x N scores come from one matrix product:
+ * exact, at the cost of C + N forward passes. Captions are grouped by length and images by token
+ * count, so pair batches carry almost no padding. The score is MultimodalTransformer::
+ * match_scores: the ITM logit margin (match - mismatch), monotone in the match probability and
+ * free of the ties a saturated fp32 softmax creates, or a dual encoder's scaled cosine. */
 #pragma once
 
 #include <cstdint>

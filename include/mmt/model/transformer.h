@@ -83,9 +83,34 @@ class MultimodalTransformerImpl : public torch::nn::Module {
   /// Embeddings and all layers over the batch's text and regions (padding from the masks).
   /// per_layer: also keep the [CLS] / [IMG] states after every layer.
   Encoded encode(const Batch& batch, bool per_layer = false);
-  /// Layers only, from already embedded inputs (evaluation reuses embeddings across pairs).
+  /// Layers [first_layer, L) and the final norms, from embedded inputs (evaluation reuses
+  /// embeddings and unimodal layers across pairs).
   Encoded encode_embedded(torch::Tensor text, torch::Tensor image, const torch::Tensor& text_mask,
-                          const torch::Tensor& image_mask, bool per_layer = false);
+                          const torch::Tensor& image_mask, bool per_layer = false, int64_t first_layer = 0);
+  /// Layers [begin, end) only (no final norm): (text, image) states.
+  std::pair<torch::Tensor, torch::Tensor> run_layers(torch::Tensor text, torch::Tensor image,
+                                                     const torch::Tensor& text_mask, const torch::Tensor& image_mask,
+                                                     int64_t begin, int64_t end);
+  /// Final norms of pre-norm stacks (identity for post-norm): what the heads read.
+  std::pair<torch::Tensor, torch::Tensor> final_norms(torch::Tensor text, torch::Tensor image);
+  /// Index of the first layer whose attention crosses modalities (num layers if none). Below it
+  /// each modality's states depend on that modality alone.
+  int64_t first_cross_modal_layer() const;
+
+  /// The retrieval score of each (caption, image) pair (B): the ITM logit margin
+  /// (match - mismatch), or for a dual encoder with dot scoring its scaled cosine.
+  torch::Tensor match_scores(const Encoded& e);
+  /// The same scores for every caption x image from unimodal final [CLS] (C, H) and [IMG]
+  /// (N, H) states - valid when no layer crosses modalities, so one forward pass per caption and
+  /// per image replaces one per pair: (C, N).
+  torch::Tensor match_score_matrix(const torch::Tensor& cls, const torch::Tensor& img);
+  /// Dual encoder, dot scoring: normalised projections (B, E) of [CLS] and [IMG] states.
+  torch::Tensor text_embedding(const torch::Tensor& cls);
+  torch::Tensor image_embedding(const torch::Tensor& img);
+  /// Dual encoder, dot scoring: exp(logit_scale), clamped to [1 / max, max_logit_scale].
+  torch::Tensor logit_scale_value();
+
+  bool dual_dot() const { return static_cast<bool>(text_proj); }
 
   /// ITM logits (B, 2) [mismatch, match] from the final [CLS] and [IMG] states.
   torch::Tensor itm_logits(const Encoded& e);
@@ -108,6 +133,9 @@ class MultimodalTransformerImpl : public torch::nn::Module {
   torch::nn::Linear mlm_transform{nullptr};
   torch::nn::LayerNorm mlm_norm{nullptr};
   torch::Tensor mlm_bias;
+  // Dual encoder with dot scoring: projections and the learned log inverse temperature
+  torch::nn::Linear text_proj{nullptr}, image_proj{nullptr};
+  torch::Tensor logit_scale;
 
  private:
   void init_weights();
