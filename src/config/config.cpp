@@ -30,12 +30,11 @@ class JsonReader {
   JsonReader(const json& j, std::string prefix) : j_(j), prefix_(std::move(prefix)) {}
 
   template <class T>
-  void field(const char* name, T& value, const char*, const std::function<void()>& on_set = {}) {
+  void field(const char* name, T& value, const char*) {
     names_.emplace_back(name);
     auto it = j_.find(name);
     if (it == j_.end()) return;
     assign(*it, value, prefix_ + name);
-    if (on_set) on_set();
   }
 
   template <class S>
@@ -111,7 +110,7 @@ class JsonWriter {
  public:
   explicit JsonWriter(json& j) : j_(j) {}
   template <class T>
-  void field(const char* name, const T& value, const char*, const std::function<void()>& = {}) {
+  void field(const char* name, const T& value, const char*) {
     j_[name] = value;
   }
   template <class S>
@@ -130,7 +129,7 @@ class CommentedWriter {
  public:
   explicit CommentedWriter(int indent) : indent_(indent) {}
   template <class T>
-  void field(const char* name, const T& value, const char* doc, const std::function<void()>& = {}) {
+  void field(const char* name, const T& value, const char* doc) {
     entries_.push_back({name, doc, json(value).dump(), false});
   }
   template <class S>
@@ -322,19 +321,43 @@ void validate_config(const ExperimentConfig& cfg) {
   in_range("runtime.blas_threads", cfg.runtime.blas_threads, 0, 1024);
 }
 
-ExperimentConfig load_config(const std::string& path, const std::vector<std::string>& overrides) {
-  ExperimentConfig cfg;
-  apply_model_preset(cfg.model);
-  if (!path.empty()) {
-    if (!file_exists(path)) throw Error("config file '" + path + "' not found");
-    const json j = parse_json_with_comments(read_file(path), path);
-    try {
-      apply_json(cfg, j);
-    } catch (const Error& e) {
-      throw Error(path + ": " + e.what());
-    }
+namespace {
+
+// Applies a config file, after the file named by its "base" key (relative to it), if any.
+void apply_file(ExperimentConfig& cfg, const std::string& path, int depth) {
+  if (depth > 8) throw Error("config file '" + path + "': chain of \"base\" files deeper than 8 (a cycle?)");
+  if (!file_exists(path)) throw Error("config file '" + path + "' not found");
+  json j = parse_json_with_comments(read_file(path), path);
+  if (j.is_object() && j.contains("base")) {
+    if (!j["base"].is_string()) throw Error(path + ": \"base\" must be a path to another config file");
+    const std::string dir = path.find('/') == std::string::npos ? "." : path.substr(0, path.rfind('/'));
+    const std::string base = j["base"].get<std::string>();
+    apply_file(cfg, base.rfind('/', 0) == 0 ? base : dir + "/" + base, depth + 1);
+    j.erase("base");
   }
-  for (const auto& o : overrides) apply_override(cfg, o);
+  try {
+    apply_json(cfg, j);
+  } catch (const Error& e) {
+    throw Error(path + ": " + e.what());
+  }
+}
+
+}  // namespace
+
+ExperimentConfig load_config(const std::string& path, const std::vector<std::string>& overrides) {
+  // The preset applies first, whichever source names it last (--set over file over base file);
+  // every other key then applies over it. So `--set model.preset=tiny` shrinks whatever the
+  // config does not set itself. Pass 1 finds the preset, pass 2 builds the config.
+  auto apply_all = [&](ExperimentConfig& cfg) {
+    if (!path.empty()) apply_file(cfg, path, 0);
+    for (const auto& o : overrides) apply_override(cfg, o);
+  };
+  ExperimentConfig scratch;
+  apply_all(scratch);
+  ExperimentConfig cfg;
+  cfg.model.preset = scratch.model.preset;
+  apply_model_preset(cfg.model);
+  apply_all(cfg);
   validate_config(cfg);
   return cfg;
 }

@@ -12,6 +12,7 @@
 namespace mmt {
 
 /// Resolves a config: defaults <- file (if path is not empty) <- overrides ("a.b=value").
+/// A file may name another with "base": "path" (relative to it): the base applies first.
 ExperimentConfig load_config(const std::string& path, const std::vector<std::string>& overrides);
 
 /// Applies a JSON object onto cfg (strict: unknown keys and wrong types throw Error).

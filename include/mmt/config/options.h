@@ -8,7 +8,6 @@
 #pragma once
 
 #include <cstdint>
-#include <functional>
 #include <string>
 #include <vector>
 
@@ -52,7 +51,7 @@ struct SynthOptions {
 
 /// Model shape and attention stack (docs/configs.md; PAPER.md "Attention variants").
 struct ModelOptions {
-  std::string preset = "tiny";        // size preset, applied before the fields that follow it
+  std::string preset = "tiny";        // size preset, applied before every other key (config.h)
   std::string kind = "transformer";   // transformer (multimodal layers) or dual_encoder (two towers)
   std::string dual_score = "dot";     // dual_encoder: dot (contrastive) or classifier (ITM head)
   int64_t embed_dim = 256;            // dual_encoder, dot: size of the projected embeddings
@@ -78,20 +77,19 @@ struct ModelOptions {
   std::string resnet_init;            // resnet50: torchvision resnet50 weights as safetensors ("" = random)
 
   template <class V>
-  void visit(V& v);  // defined below: needs apply_model_preset
+  void visit(V& v);  // defined below
 };
 
 /// Sets the size fields of `m` from the preset named m.preset; throws Error listing the
-/// valid presets for an unknown name.
+/// valid presets for an unknown name. load_config applies it before every other key.
 void apply_model_preset(ModelOptions& m);
 const std::vector<std::string>& model_preset_names();
 
 template <class V>
 void ModelOptions::visit(V& v) {
   v.field("preset", preset,
-          "size preset (tiny, base); sets hidden/num_layers/num_heads/head_dim/ffn_dim, "
-          "then the fields given beside it override",
-          [this] { apply_model_preset(*this); });
+          "size preset (tiny, base): sets hidden, num_layers, num_heads, head_dim, ffn_dim, dropout "
+          "before any other key applies, whichever file or --set names it");
   v.field("kind", kind,
           "transformer (layers with the configured attention) or dual_encoder (a text tower and an image "
           "tower: every layer single_modality, no multimodal attention)");
