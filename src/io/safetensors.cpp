@@ -83,16 +83,31 @@ NamedTensors load_safetensors(const std::string& path, std::map<std::string, std
   NamedTensors out;
   for (auto it = header.begin(); it != header.end(); ++it) {
     if (it.key() == "__metadata__") {
-      if (metadata) *metadata = it.value().get<std::map<std::string, std::string>>();
+      if (metadata) {
+        try {
+          *metadata = it.value().get<std::map<std::string, std::string>>();
+        } catch (const nlohmann::json::exception&) {
+          throw Error(path + ": __metadata__ must map strings to strings");
+        }
+      }
       continue;
     }
     const std::string where = path + ": tensor '" + it.key() + "'";
     const auto& e = it.value();
     if (!e.contains("dtype") || !e.contains("shape") || !e.contains("data_offsets"))
       throw Error(where + ": entry needs dtype, shape and data_offsets");
-    const auto type = dtype_from(e["dtype"].get<std::string>(), where);
-    const auto shape = e["shape"].get<std::vector<int64_t>>();
-    const auto off = e["data_offsets"].get<std::vector<uint64_t>>();
+    torch::ScalarType type;
+    std::vector<int64_t> shape;
+    std::vector<uint64_t> off;
+    try {
+      type = dtype_from(e["dtype"].get<std::string>(), where);
+      shape = e["shape"].get<std::vector<int64_t>>();
+      off = e["data_offsets"].get<std::vector<uint64_t>>();
+    } catch (const nlohmann::json::exception& ex) {
+      throw Error(where + ": malformed entry (" + ex.what() + ")");
+    }
+    for (int64_t d : shape)
+      if (d < 0) throw Error(where + ": negative dimension in shape");
     int64_t numel = 1;
     for (int64_t s : shape) numel *= s;
     const uint64_t expect = static_cast<uint64_t>(numel) * c10::elementSize(type);

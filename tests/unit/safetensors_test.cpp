@@ -96,6 +96,28 @@ TEST(Safetensors, CorruptFilesNameTheFileAndEntry) {
   EXPECT_THROW(load_safetensors(temp("junk.safetensors")), Error);
 }
 
+// Every prefix of a valid file, and every single-byte corruption of its header, fails with an
+// Error (or, for a corruption that still describes valid tensors, loads) - never a crash.
+TEST(Safetensors, TruncatedOrCorruptedFilesNeverCrash) {
+  save_safetensors(temp("ok.safetensors"), {{"a", torch::randn({3, 2})}, {"b", torch::arange(5)}}, {{"k", "v"}});
+  const std::string good = read_file(temp("ok.safetensors"));
+  for (size_t n = 0; n < good.size(); ++n) {
+    write_file_atomic(temp("cut.safetensors"), good.substr(0, n));
+    EXPECT_THROW(load_safetensors(temp("cut.safetensors")), Error) << "prefix of " << n << " bytes";
+  }
+  uint64_t header = 0;
+  std::memcpy(&header, good.data(), 8);
+  for (size_t i = 0; i < 8 + header; ++i) {
+    std::string bad = good;
+    bad[i] = static_cast<char>(bad[i] ^ 0x5A);
+    write_file_atomic(temp("bad.safetensors"), bad);
+    try {
+      load_safetensors(temp("bad.safetensors"));
+    } catch (const Error&) {
+    }
+  }
+}
+
 TEST(Safetensors, ModuleStateRoundTripAndKeyReport) {
   auto opts = testing::small_model_options("merged", 1);
   MultimodalTransformer a(opts, InputDims{testing::kVocab, testing::kFeat});
