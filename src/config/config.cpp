@@ -302,8 +302,19 @@ void validate_config(const ExperimentConfig& cfg) {
   in_range("train.itm_negative_prob", t.itm_negative_prob, 0, 1);
   in_range("train.warmup_steps", t.warmup_steps, 0, 1e12);
   positive("train.log_every", t.log_every);
-  if (t.mlm_weight <= 0 && t.itm_weight <= 0 && t.dual_contrastive_weight <= 0)
-    throw Error("config: train.mlm_weight, itm_weight and dual_contrastive_weight are all 0: nothing to train");
+  const double mrm = t.mrm_kl_weight + t.mrm_regression_weight + t.mrm_class_weight;
+  positive("train.itm_contrastive_negatives", t.itm_contrastive_negatives);
+  positive("train.itm_contrastive_chunk", t.itm_contrastive_chunk);
+  if (t.itm_contrastive_weight > 0 && t.itm_contrastive_negatives >= s.num_train_images)
+    throw Error("config: train.itm_contrastive_negatives must be below data.synth.num_train_images");
+  if (t.mlm_weight <= 0 && t.itm_weight <= 0 && t.dual_contrastive_weight <= 0 && mrm <= 0 &&
+      t.itm_contrastive_weight <= 0)
+    throw Error("config: every loss weight is 0: nothing to train");
+  if (mrm > 0 && m.image_input != "regions")
+    throw Error("config: MRM predicts detector regions: it needs model.image_input=regions");
+  in_range("train.mrm_prob", t.mrm_prob, 0, 1);
+  key_choice("train.mask_modalities", "masking policy", t.mask_modalities, {"both", "alternate"});
+  key_choice("train.itm_swap", "ITM swap", t.itm_swap, {"image", "caption"});
   if (t.dual_contrastive_weight > 0 && !(m.kind == "dual_encoder" && m.dual_score == "dot"))
     throw Error("config: train.dual_contrastive_weight needs model.kind=dual_encoder with model.dual_score=dot");
   positive("model.temperature_init", m.temperature_init);

@@ -30,7 +30,10 @@ void gather_regions(const synth::RegionStore& store, const std::vector<int64_t>&
   batch.region_feats = torch::zeros({b, r, d});
   batch.region_boxes = torch::zeros({b, r, synth::kBoxDim});
   batch.region_mask = torch::zeros({b, r}, torch::kBool);
+  const int64_t nc = store.num_classes;
+  batch.region_classes = torch::zeros({b, r, nc});
   float* fp = batch.region_feats.data_ptr<float>();
+  float* cp = batch.region_classes.data_ptr<float>();
   float* bp = batch.region_boxes.data_ptr<float>();
   bool* mp = batch.region_mask.data_ptr<bool>();
   for (int64_t i = 0; i < b; ++i) {
@@ -39,6 +42,7 @@ void gather_regions(const synth::RegionStore& store, const std::vector<int64_t>&
     std::memcpy(fp + i * r * d, store.features.data() + first * d, sizeof(float) * n * d);
     std::memcpy(bp + i * r * synth::kBoxDim, store.boxes.data() + first * synth::kBoxDim,
                 sizeof(float) * n * synth::kBoxDim);
+    if (nc > 0) std::memcpy(cp + i * r * nc, store.classes.data() + first * nc, sizeof(float) * n * nc);
     std::fill(mp + i * r, mp + i * r + n, true);
   }
 }

@@ -15,7 +15,8 @@ InputDims data_input_dims(const ExperimentConfig& cfg) {
   int64_t feat = cfg.data.synth.feature_dim;  // regions: the detector's feature size
   if (m.image_input == "patches") feat = 3 * m.patch_size * m.patch_size;  // a flattened patch
   if (m.image_input == "resnet50") feat = 2048;                              // layer4 channels
-  return InputDims{data_vocab(cfg).size(), feat};
+  const int64_t classes = m.image_input == "regions" ? cfg.data.synth.num_shapes : 0;
+  return InputDims{data_vocab(cfg).size(), feat, classes};
 }
 
 }  // namespace mmt

@@ -11,20 +11,59 @@
 namespace mmt {
 
 namespace {
-enum Stream : uint64_t { kEpochOrder = 11, kPoolOrder, kPairing };
+enum Stream : uint64_t { kEpochOrder = 11, kPoolOrder, kPairing, kNegatives };
 }
 
-std::vector<int64_t> mask_tokens(std::vector<int64_t>& ids, const Vocab& vocab, double prob, Rng& rng) {
+std::vector<int64_t> mask_tokens(std::vector<int64_t>& ids, const Vocab& vocab, double prob, Rng& rng,
+                                 bool whole_words) {
   std::vector<int64_t> labels(ids.size(), kIgnoreLabel);
   const int64_t first_word = static_cast<int64_t>(Vocab::special_tokens().size());
+  bool word_selected = false;
   for (size_t i = 0; i < ids.size(); ++i) {
-    if (vocab.is_special(ids[i]) || !rng.bernoulli(prob)) continue;
+    if (vocab.is_special(ids[i])) continue;
+    // A ## continuation piece follows its word's decision when masking whole words.
+    const bool selected = whole_words && vocab.is_continuation(ids[i]) ? word_selected : rng.bernoulli(prob);
+    word_selected = selected;
+    if (!selected) continue;
     labels[i] = ids[i];
     const double r = rng.uniform();
     if (r < 0.8) ids[i] = vocab.mask_id();
     else if (r < 0.9) ids[i] = first_word + rng.below(vocab.size() - first_word);
   }
   return labels;
+}
+
+void mask_regions(Batch& batch, const std::vector<char>& mask_example, const std::vector<char>& targets,
+                  double prob, Rng& rng) {
+  const int64_t b = batch.region_feats.size(0), r = batch.region_feats.size(1), f = batch.region_feats.size(2);
+  batch.region_targets = batch.region_feats.clone();
+  batch.mrm_mask = torch::zeros({b, r}, torch::kBool);
+  float* feats = batch.region_feats.data_ptr<float>();
+  const bool* real = batch.region_mask.data_ptr<bool>();
+  bool* masked = batch.mrm_mask.data_ptr<bool>();
+  std::vector<char> hidden(static_cast<size_t>(r));
+  for (int64_t i = 0; i < b; ++i) {
+    if (!mask_example[i]) continue;
+    std::fill(hidden.begin(), hidden.end(), 0);
+    int64_t kept = 0;
+    std::vector<double> mean(static_cast<size_t>(f), 0.0);
+    for (int64_t k = 1; k < r; ++k) {  // region 0 is the global one: recomputed below, never a target
+      if (!real[i * r + k]) continue;
+      hidden[k] = rng.bernoulli(prob);
+      float* row = feats + (i * r + k) * f;
+      if (hidden[k]) {
+        std::fill(row, row + f, 0.f);
+        masked[i * r + k] = targets[i];
+      } else {
+        for (int64_t d = 0; d < f; ++d) mean[d] += row[d];
+        ++kept;
+      }
+    }
+    // The global region is the mean of the regions: recomputed from the unmasked ones, or it
+    // would carry the masked features to the model.
+    float* global = feats + i * r * f;
+    for (int64_t d = 0; d < f; ++d) global[d] = kept > 0 ? static_cast<float>(mean[d] / kept) : 0.f;
+  }
 }
 
 PretrainBatcher::PretrainBatcher(const synth::World& world, const Vocab& vocab, const ExperimentConfig& cfg)
@@ -75,23 +114,31 @@ Batch PretrainBatcher::batch(int64_t step) {
 
   Rng rng(derive_seed(train_.seed, kPairing, static_cast<uint64_t>(step)));
   std::vector<std::vector<int64_t>> ids(static_cast<size_t>(b));
-  std::vector<int64_t> scenes(static_cast<size_t>(b)), itm(static_cast<size_t>(b), 1);
+  std::vector<int64_t> scenes(static_cast<size_t>(b)), captions(static_cast<size_t>(b)), itm(static_cast<size_t>(b), 1);
   Batch batch;
   for (int64_t i = 0; i < b; ++i) {
-    scenes[i] = examples[i].scene;
-    // ITM negative: swap in the image of another example of the batch.
+    scenes[i] = examples[i].scene, captions[i] = i;
+    // ITM negative: swap in the image (or the caption) of another example of the batch.
     if (b > 1 && rng.bernoulli(train_.itm_negative_prob)) {
       int64_t j = rng.below(b - 1);
       if (j >= i) ++j;
-      scenes[i] = examples[j].scene;
+      if (train_.itm_swap == "image") scenes[i] = examples[j].scene;
+      else captions[i] = j;
       itm[i] = 0;
     }
   }
+  // Which modality each example masks. Every example is masked the same way, matched or not, so
+  // masking carries no hint of the ITM label; only matched pairs get MLM / MRM targets (a
+  // mismatched image is misleading context).
+  const bool mlm = train_.mlm_weight > 0;
+  const bool mrm = train_.mrm_kl_weight + train_.mrm_regression_weight + train_.mrm_class_weight > 0;
+  std::vector<char> mask_text(static_cast<size_t>(b), mlm), mask_image(static_cast<size_t>(b), mrm);
+  if (mlm && mrm && train_.mask_modalities == "alternate")
+    for (int64_t i = 0; i < b; ++i) mask_text[i] = rng.bernoulli(0.5), mask_image[i] = !mask_text[i];
   std::vector<std::vector<int64_t>> label_rows(static_cast<size_t>(b));
   for (int64_t i = 0; i < b; ++i) {
-    ids[i] = examples[i].ids;
-    label_rows[i] = mask_tokens(ids[i], vocab_, train_.mlm_weight > 0 ? train_.mlm_prob : 0.0, rng);
-    // MLM is learned from matched pairs only: a mismatched image is misleading context.
+    ids[i] = examples[captions[i]].ids;
+    label_rows[i] = mask_tokens(ids[i], vocab_, mask_text[i] ? train_.mlm_prob : 0.0, rng, train_.whole_word_mask);
     if (!itm[i]) std::fill(label_rows[i].begin(), label_rows[i].end(), kIgnoreLabel);
   }
   pad_text(ids, vocab_.pad_id(), batch);
@@ -100,7 +147,29 @@ Batch PretrainBatcher::batch(int64_t step) {
   const int64_t t = batch.text_ids.size(1);
   for (int64_t i = 0; i < b; ++i) std::copy(label_rows[i].begin(), label_rows[i].end(), lp + i * t);
   images_.fill(scenes, batch);
+  if (mrm) {
+    std::vector<char> matched(itm.begin(), itm.end());
+    mask_regions(batch, mask_image, matched, train_.mrm_prob, rng);
+  }
   batch.itm_labels = torch::from_blob(itm.data(), {b}, torch::kInt64).clone();
+  if (train_.itm_contrastive_weight > 0) {
+    // K distinct negative images from the whole training set, shared by the batch's captions;
+    // a caption's own image, if drawn, is excluded for that caption.
+    Rng neg(derive_seed(train_.seed, kNegatives, static_cast<uint64_t>(step)));
+    const int64_t k = train_.itm_contrastive_negatives, n = static_cast<int64_t>(world_.train_scenes().size());
+    std::vector<int64_t> pool;
+    std::vector<char> taken(static_cast<size_t>(n), 0);
+    while (static_cast<int64_t>(pool.size()) < k) {
+      const int64_t c = neg.below(n);
+      if (!taken[c]) taken[c] = 1, pool.push_back(c);
+    }
+    batch.negatives = std::make_shared<Batch>();
+    images_.fill(pool, *batch.negatives);
+    batch.negative_excluded = torch::zeros({b, k}, torch::kBool);
+    auto ex = batch.negative_excluded.accessor<bool, 2>();
+    for (int64_t i = 0; i < b; ++i)
+      for (int64_t j = 0; j < k; ++j) ex[i][j] = pool[j] == scenes[i];
+  }
   return batch;
 }
 

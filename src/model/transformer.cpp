@@ -97,6 +97,14 @@ MultimodalTransformerImpl::MultimodalTransformerImpl(const ModelOptions& m, cons
   mlm_transform = register_module("mlm_transform", tnn::Linear(m.hidden, m.hidden));
   mlm_norm = register_module("mlm_norm", ln());
   mlm_bias = register_parameter("mlm_bias", torch::zeros({dims.vocab_size}));
+  if (dims.region_classes > 0) {
+    mrm_feature_transform = register_module("mrm_feature_transform", tnn::Linear(m.hidden, m.hidden));
+    mrm_feature_norm = register_module("mrm_feature_norm", ln());
+    mrm_feature_out = register_module("mrm_feature_out", tnn::Linear(m.hidden, dims.region_feat_dim));
+    mrm_class_transform = register_module("mrm_class_transform", tnn::Linear(m.hidden, m.hidden));
+    mrm_class_norm = register_module("mrm_class_norm", ln());
+    mrm_class_out = register_module("mrm_class_out", tnn::Linear(m.hidden, dims.region_classes));
+  }
   if (m.kind == "dual_encoder" && m.dual_score == "dot") {
     text_proj = register_module("text_proj", tnn::Linear(m.hidden, m.embed_dim));
     image_proj = register_module("image_proj", tnn::Linear(m.hidden, m.embed_dim));
@@ -248,6 +256,16 @@ torch::Tensor MultimodalTransformerImpl::itm_logits(const torch::Tensor& cls, co
   auto pooled = torch::tanh(itm_text_pool(cls));
   if (itm_image_pool) pooled = pooled * torch::tanh(itm_image_pool(img));
   return itm_classifier(pooled);
+}
+
+torch::Tensor MultimodalTransformerImpl::mrm_features(const torch::Tensor& states) {
+  TORCH_CHECK(mrm_feature_out, "this model has no MRM heads (they need region inputs)");
+  return mrm_feature_out(mrm_feature_norm(torch::gelu(mrm_feature_transform(states))));
+}
+
+torch::Tensor MultimodalTransformerImpl::mrm_class_logits(const torch::Tensor& states) {
+  TORCH_CHECK(mrm_class_out, "this model has no MRM heads (they need region inputs)");
+  return mrm_class_out(mrm_class_norm(torch::gelu(mrm_class_transform(states))));
 }
 
 torch::Tensor MultimodalTransformerImpl::mlm_logits(const torch::Tensor& states) {

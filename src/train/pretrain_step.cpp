@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "mmt/data/batch.h"
+#include "mmt/loss/contrastive_itm.h"
 #include "mmt/model/transformer.h"
 
 namespace mmt {
@@ -29,6 +30,16 @@ PretrainStep::Result PretrainStep::run(const Batch& batch, double lr) {
   r.finite = std::isfinite(r.loss.metrics["loss"]);
   if (!r.finite) return r;
   r.loss.total.backward();
+  if (options_.itm_contrastive_weight > 0) {  // back-propagates itself, chunk by chunk
+    const auto c = contrastive_itm(model_, batch, options_.itm_contrastive_weight, options_.itm_contrastive_chunk);
+    r.loss.metrics["itm_contrastive"] = c.loss;
+    r.loss.metrics["itm_contrastive_acc"] = c.accuracy;
+    r.loss.metrics["loss"] += options_.itm_contrastive_weight * c.loss;
+    if (!std::isfinite(c.loss)) {
+      r.finite = false;
+      return r;
+    }
+  }
   if (options_.grad_clip > 0) r.loss.metrics["grad_norm"] = optimizer_->clip_grad_norm(options_.grad_clip);
   optimizer_->step(lr);
   return r;

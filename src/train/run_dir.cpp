@@ -18,7 +18,9 @@ void save_checkpoint(const RunFiles& run, MultimodalTransformerImpl& model, int6
   side["step"] = step;
   side["weights"] = "model.safetensors";
   side["vocab"] = "vocab.txt";
-  side["input_dims"] = {{"vocab_size", model.dims().vocab_size}, {"region_feat_dim", model.dims().region_feat_dim}};
+  side["input_dims"] = {{"vocab_size", model.dims().vocab_size},
+                        {"region_feat_dim", model.dims().region_feat_dim},
+                        {"region_classes", model.dims().region_classes}};
   write_file_atomic(run.checkpoint(), side.dump(2) + "\n");
 }
 
@@ -34,6 +36,7 @@ LoadedRun load_run(const std::string& dir) {
   InputDims dims;
   dims.vocab_size = side.at("input_dims").at("vocab_size").get<int64_t>();
   dims.region_feat_dim = side.at("input_dims").at("region_feat_dim").get<int64_t>();
+  dims.region_classes = side.at("input_dims").value("region_classes", int64_t{0});
   if (dims.vocab_size != out.vocab.size())
     throw Error(run.checkpoint() + ": vocab_size " + std::to_string(dims.vocab_size) + " but " + run.vocab() +
                 " has " + std::to_string(out.vocab.size()) + " tokens");

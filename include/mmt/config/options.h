@@ -168,8 +168,19 @@ struct TrainOptions {
   double mlm_weight = 1.0;          // weight of the MLM loss (0 = off)
   double itm_weight = 1.0;          // weight of the ITM loss (0 = off)
   double dual_contrastive_weight = 0.0;  // weight of the dual-encoder InfoNCE loss (0 = off)
+  double itm_contrastive_weight = 0.0;   // weight of contrastive ITM with K negatives (0 = off)
+  int64_t itm_contrastive_negatives = 32;  // K: negative images per caption
+  int64_t itm_contrastive_chunk = 1024;  // pairs per forward pass of contrastive ITM (bounds memory)
+  double mrm_kl_weight = 0.0;          // MRM: KL to the detector's class distribution (0 = off)
+  double mrm_regression_weight = 0.0;  // MRM: L2 to the original region feature (0 = off)
+  double mrm_class_weight = 0.0;       // MRM: cross-entropy to the detector's top class (0 = off)
   double mlm_prob = 0.15;           // fraction of text tokens selected for MLM
-  double itm_negative_prob = 0.5;   // fraction of pairs whose image is swapped
+  double mrm_prob = 0.15;           // fraction of regions masked for MRM
+  std::string mask_modalities = "both";  // both: MLM and MRM mask an example together; alternate: one of them
+  bool whole_word_mask = false;     // MLM selects whole words (a word's ## pieces together)
+  double itm_negative_prob = 0.5;   // fraction of pairs made mismatched
+  std::string itm_swap = "image";   // mismatch by swapping the image or the caption with another pair's
+  bool itm_all_layers = false;      // ITM loss after every layer, averaged (release: -hloss)
   int64_t log_every = 10;           // steps between metric lines in metrics.jsonl
 
   template <class V>
@@ -187,12 +198,33 @@ struct TrainOptions {
     v.field("seed", seed, "seed of initialisation, sampling, masking and pairing");
     v.field("mlm_weight", mlm_weight, "weight of the masked language modelling loss (0 = off)");
     v.field("itm_weight", itm_weight, "weight of the image-text matching loss (0 = off)");
+    v.field("itm_contrastive_weight", itm_contrastive_weight,
+            "weight of contrastive ITM inside the multimodal transformer: each matched caption is scored "
+            "with its image and K negative images, one forward pass per pair, softmax cross-entropy over the "
+            "K + 1 scores (0 = off)");
+    v.field("itm_contrastive_negatives", itm_contrastive_negatives,
+            "contrastive ITM: K, negative images per caption (the release: 32 and 1024), drawn per step "
+            "from the whole training set and shared by the batch");
+    v.field("itm_contrastive_chunk", itm_contrastive_chunk,
+            "contrastive ITM: pairs per forward pass; gradients are accumulated chunk by chunk, so memory "
+            "stays bounded whatever K is and the result equals the unchunked loss");
     v.field("dual_contrastive_weight", dual_contrastive_weight,
             "weight of the dual-encoder InfoNCE loss over the batch's matched pairs, symmetric, in-batch "
             "negatives (model.kind=dual_encoder, dual_score=dot; set itm_negative_prob=0 to use every pair)");
+    v.field("mrm_kl_weight", mrm_kl_weight, "MRM: KL divergence to the detector's class distribution (0 = off)");
+    v.field("mrm_regression_weight", mrm_regression_weight, "MRM: squared error to the original region feature (0 = off)");
+    v.field("mrm_class_weight", mrm_class_weight, "MRM: cross-entropy to the detector's top class (0 = off)");
     v.field("mlm_prob", mlm_prob, "fraction of text tokens selected for MLM (80/10/10)");
-    v.field("itm_negative_prob", itm_negative_prob,
-            "fraction of pairs whose image is swapped with another of the batch");
+    v.field("mrm_prob", mrm_prob, "fraction of regions (not the global one) masked for MRM: feature zeroed, box kept");
+    v.field("mask_modalities", mask_modalities,
+            "both: an example's text and regions are masked in the same step; alternate: each matched example "
+            "masks one modality, chosen at random (UNITER's conditional masking)");
+    v.field("whole_word_mask", whole_word_mask, "MLM selects whole words: a word's ## continuation pieces go together");
+    v.field("itm_negative_prob", itm_negative_prob, "fraction of pairs made mismatched");
+    v.field("itm_swap", itm_swap, "mismatch a pair by swapping its image or its caption with another pair of the batch");
+    v.field("itm_all_layers", itm_all_layers,
+            "ITM loss after every layer through the same head, averaged over layers (the release's "
+            "single-modality-hloss)");
     v.field("log_every", log_every, "steps between metric records in metrics.jsonl");
   }
 };

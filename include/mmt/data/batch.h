@@ -4,6 +4,7 @@
 
 #include <torch/types.h>
 
+#include <memory>
 #include <vector>
 
 namespace mmt {
@@ -20,8 +21,15 @@ struct Batch {
   torch::Tensor region_mask;   // (B, R) bool, true at real regions
   torch::Tensor image_pixels;  // (B, 3, S, S) float32 ImageNet-normalised, instead of regions when
                                // the model reads pixels (model.image_input = patches / resnet50)
+  torch::Tensor region_classes;  // (B, R, C) float32 detector class distribution of each region
   torch::Tensor mlm_labels;    // (B, T) int64 original ids at predicted positions, -100 elsewhere
+  torch::Tensor mrm_mask;      // (B, R) bool: regions whose features were zeroed, to be predicted
+  torch::Tensor region_targets;  // (B, R, F) the features before masking (MRM regression targets)
   torch::Tensor itm_labels;    // (B) int64: 1 = caption matches image, 0 = mismatched
+  // Contrastive ITM: a pool of K negative images shared by the batch's captions (its image
+  // fields only), and which pool images are a caption's own image and so excluded: (B, K) bool.
+  std::shared_ptr<Batch> negatives;
+  torch::Tensor negative_excluded;
 
   int64_t size() const { return text_ids.size(0); }
 };
@@ -32,7 +40,7 @@ constexpr int64_t kIgnoreLabel = -100;
 /// Pads token id sequences into text_ids / text_mask (pad id 0 is [PAD]).
 void pad_text(const std::vector<std::vector<int64_t>>& ids, int64_t pad_id, Batch& batch);
 
-/// Gathers the regions of the given scenes of a store into region_feats/boxes/mask,
+/// Gathers the regions of the given scenes of a store into region_feats/boxes/classes/mask,
 /// padded to the longest, keeping at most max_regions + 1 (global) regions per scene.
 void gather_regions(const synth::RegionStore& store, const std::vector<int64_t>& scenes,
                     int64_t max_regions, Batch& batch);

@@ -18,10 +18,20 @@ namespace synth {
 class World;
 }
 
-/// BERT masking of one sequence in place: each non-special token is selected with
-/// probability `prob`; a selected token becomes [MASK] (80%), a random non-special token
-/// (10%) or stays (10%). Returns labels: the original id where selected, kIgnoreLabel elsewhere.
-std::vector<int64_t> mask_tokens(std::vector<int64_t>& ids, const Vocab& vocab, double prob, Rng& rng);
+/// BERT masking of one sequence in place: each non-special token (each word, with whole_words:
+/// a ## piece follows the token before it) is selected with probability `prob`; a selected token
+/// becomes [MASK] (80%), a random non-special token (10%) or stays (10%). Special tokens are never
+/// selected. Returns labels: the original id where selected, kIgnoreLabel elsewhere.
+std::vector<int64_t> mask_tokens(std::vector<int64_t>& ids, const Vocab& vocab, double prob, Rng& rng,
+                                 bool whole_words = false);
+
+/// MRM masking of a batch's regions in place: in every example with mask_example[i], each real
+/// region but the global one is selected with probability `prob` and its feature zeroed (box
+/// kept); the global region is recomputed as the mean of the unmasked regions so nothing of a
+/// masked feature reaches the model. Sets region_targets (the features before masking) and
+/// mrm_mask (selected regions of examples with targets[i]).
+void mask_regions(Batch& batch, const std::vector<char>& mask_example, const std::vector<char>& targets,
+                  double prob, Rng& rng);
 
 class PretrainBatcher {
  public:

@@ -1,6 +1,14 @@
-/* The pretraining losses of the foundation: MLM over masked tokens of matched pairs and ITM
- * classification (match / mismatch). Each loss returns its value and its accuracy so that the
- * trainer can log them separately. */
+/* The pretraining losses (PAPER.md "Losses"), each as a function of the model's outputs, and the
+ * weighted sum one training step optimises. Every loss returns its value and an accuracy so the
+ * trainer logs them separately. The *_from_* forms take plain tensors: they are what the golden
+ * tests check against python3-torch.
+ *
+ *   mlm             cross-entropy of the MLM head at masked tokens of matched pairs
+ *   mrm_kl          KL(detector class distribution || predicted) at masked regions
+ *   mrm_regression  mean squared error to the original region feature at masked regions
+ *   mrm_class       cross-entropy to the detector's top class at masked regions
+ *   itm             2-way cross-entropy of the ITM head (optionally after every layer)
+ *   dual            symmetric InfoNCE of a dual encoder over in-batch pairs */
 #pragma once
 
 #include <torch/types.h>
@@ -18,8 +26,18 @@ class MultimodalTransformerImpl;
 
 struct LossOutput {
   torch::Tensor total;                    // weighted sum, scalar, differentiable
-  std::map<std::string, double> metrics;  // mlm, mlm_acc, itm, itm_acc, dual, dual_acc, loss
+  std::map<std::string, double> metrics;  // each loss and its accuracy, and `loss` (detached values)
 };
+
+/// Mean cross-entropy of logits (M, V) against targets (M); returns (loss, accuracy).
+std::pair<torch::Tensor, double> loss_from_logits(const torch::Tensor& logits, const torch::Tensor& targets);
+
+/// MRM regression: mean over elements of (pred - target)^2, both (M, F).
+torch::Tensor loss_mrm_regression_from(const torch::Tensor& pred, const torch::Tensor& target);
+/// MRM KL: mean over regions of KL(p || softmax(logits)), logits and p (M, C), p rows summing to 1.
+torch::Tensor loss_mrm_kl_from(const torch::Tensor& logits, const torch::Tensor& p);
+/// MRM class: cross-entropy to argmax p; returns (loss, accuracy).
+std::pair<torch::Tensor, double> loss_mrm_class_from(const torch::Tensor& logits, const torch::Tensor& p);
 
 /// MLM: cross-entropy of the MLM head at positions with labels != kIgnoreLabel.
 /// Only the labelled positions go through the head (M x V logits, not B x T x V).

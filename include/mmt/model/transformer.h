@@ -118,6 +118,10 @@ class MultimodalTransformerImpl : public torch::nn::Module {
   torch::Tensor itm_logits(const torch::Tensor& cls, const torch::Tensor& img);
   /// MLM logits (M, V) for states (M, H) of the masked positions.
   torch::Tensor mlm_logits(const torch::Tensor& states);
+  /// MRM: predicted region features (M, F) and detector-class logits (M, C) for states (M, H) of
+  /// masked regions (region inputs only).
+  torch::Tensor mrm_features(const torch::Tensor& states);
+  torch::Tensor mrm_class_logits(const torch::Tensor& states);
 
   const ModelOptions& options() const { return options_; }
   const InputDims& dims() const { return dims_; }
@@ -133,6 +137,10 @@ class MultimodalTransformerImpl : public torch::nn::Module {
   torch::nn::Linear mlm_transform{nullptr};
   torch::nn::LayerNorm mlm_norm{nullptr};
   torch::Tensor mlm_bias;
+  // MRM heads (region inputs): a transform each, then features or class logits
+  torch::nn::Linear mrm_feature_transform{nullptr}, mrm_feature_out{nullptr};
+  torch::nn::Linear mrm_class_transform{nullptr}, mrm_class_out{nullptr};
+  torch::nn::LayerNorm mrm_feature_norm{nullptr}, mrm_class_norm{nullptr};
   // Dual encoder with dot scoring: projections and the learned log inverse temperature
   torch::nn::Linear text_proj{nullptr}, image_proj{nullptr};
   torch::Tensor logit_scale;

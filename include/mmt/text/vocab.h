@@ -31,6 +31,8 @@ class Vocab {
   int64_t sep_id() const { return sep_; }
   int64_t mask_id() const { return mask_; }
   bool is_special(int64_t id) const { return id == pad_ || id == unk_ || id == cls_ || id == sep_ || id == mask_; }
+  /// A WordPiece continuation piece (`##ing`): part of the word before it.
+  bool is_continuation(int64_t id) const { return token(id).rfind("##", 0) == 0; }
 
   /// Lower-cases and splits on whitespace and ASCII punctuation (each punctuation mark is a token).
   static std::vector<std::string> basic_tokenize(const std::string& text);

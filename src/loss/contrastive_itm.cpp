@@ -1,0 +1,79 @@
+/* Contrastive ITM with K negatives and chunked exact gradients (see contrastive_itm.h). */
+#include "mmt/loss/contrastive_itm.h"
+
+#include <limits>
+
+#include "mmt/data/batch.h"
+#include "mmt/model/transformer.h"
+#include "mmt/util/error.h"
+
+namespace mmt {
+
+ContrastiveItmResult contrastive_itm(MultimodalTransformerImpl& model, const Batch& batch, double weight,
+                                     int64_t chunk) {
+  if (!batch.negatives) throw Error("contrastive ITM needs a batch drawn with negatives (train.itm_contrastive_weight > 0)");
+  const auto rows = batch.itm_labels.eq(1).nonzero().squeeze(1);  // matched captions
+  const int64_t m = rows.numel(), k = batch.negative_excluded.size(1), candidates = k + 1;
+  ContrastiveItmResult result;
+  result.captions = m;
+  if (m == 0) return result;
+
+  // Candidate c of caption a: c = 0 its own image (row rows[a] of the batch), c >= 1 pool image c - 1.
+  const auto text_ids = batch.text_ids.index_select(0, rows), text_mask = batch.text_mask.index_select(0, rows);
+  const auto excluded = torch::cat({torch::zeros({m, 1}, torch::kBool), batch.negative_excluded.index_select(0, rows)}, 1);
+  Batch own;
+  if (batch.image_pixels.defined()) {
+    own.image_pixels = batch.image_pixels.index_select(0, rows);
+  } else {
+    own.region_feats = batch.region_feats.index_select(0, rows), own.region_boxes = batch.region_boxes.index_select(0, rows);
+    own.region_mask = batch.region_mask.index_select(0, rows);
+  }
+
+  // Scores of the pairs [begin, end) of the flattened (caption, candidate) grid, with a graph
+  // only when asked: embeddings are recomputed per chunk so every chunk's graph stands alone.
+  auto score_pairs = [&](int64_t begin, int64_t end) {
+    const auto idx = torch::arange(begin, end, torch::kInt64);
+    const auto cap = idx.div(candidates, "floor"), cand = idx.remainder(candidates);
+    const ImageTokens own_tokens = model.embed_images(own), pool_tokens = model.embed_images(*batch.negatives);
+    // Pad both image sets to one token count, then pick each pair's image.
+    const int64_t n_tok = std::max(own_tokens.states.size(1), pool_tokens.states.size(1));
+    auto pad = [&](const ImageTokens& t) {
+      const int64_t extra = n_tok - t.states.size(1);
+      if (extra == 0) return t;
+      return ImageTokens{torch::cat({t.states, torch::zeros({t.states.size(0), extra, t.states.size(2)})}, 1),
+                         torch::cat({t.mask, torch::zeros({t.mask.size(0), extra}, torch::kBool)}, 1)};
+    };
+    const ImageTokens a = pad(own_tokens), b = pad(pool_tokens);
+    const auto all_states = torch::cat({a.states, b.states}, 0), all_masks = torch::cat({a.mask, b.mask}, 0);
+    const auto image_row = torch::where(cand.eq(0), cap, m + cand - 1);
+    const auto text = model.text_embed(text_ids.index_select(0, cap));
+    const Encoded e = model.encode_embedded(text, all_states.index_select(0, image_row), text_mask.index_select(0, cap),
+                                            all_masks.index_select(0, image_row));
+    return model.match_scores(e);  // (end - begin)
+  };
+
+  const int64_t total = m * candidates;
+  torch::Tensor scores = torch::empty({total});
+  {
+    torch::NoGradGuard no_grad;
+    for (int64_t b = 0; b < total; b += chunk) scores.narrow(0, b, std::min(chunk, total - b)).copy_(score_pairs(b, std::min(b + chunk, total)));
+  }
+  auto s = scores.view({m, candidates}).masked_fill(excluded, -std::numeric_limits<float>::infinity());
+  const auto log_p = torch::log_softmax(s, 1);
+  result.loss = -log_p.select(1, 0).mean().item<double>();
+  result.accuracy = s.argmax(1).eq(0).to(torch::kFloat).mean().item<double>();
+
+  if (weight > 0 && model.is_training() && torch::GradMode::is_enabled()) {
+    // d loss / d s = (softmax(s) - onehot(0)) / m; excluded candidates have softmax 0.
+    auto grad = log_p.exp();
+    grad.select(1, 0).sub_(1.0);
+    grad = (grad * (weight / static_cast<double>(m))).reshape({-1});
+    for (int64_t b = 0; b < total; b += chunk) {
+      const int64_t e = std::min(b + chunk, total);
+      score_pairs(b, e).backward(grad.narrow(0, b, e - b));
+    }
+  }
+  return result;
+}
+
+}  // namespace mmt
