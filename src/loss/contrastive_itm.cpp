@@ -9,6 +9,13 @@
 
 namespace mmt {
 
+std::pair<torch::Tensor, double> contrastive_loss_from_scores(const torch::Tensor& scores, const torch::Tensor& excluded) {
+  TORCH_CHECK(scores.dim() == 2 && scores.sizes() == excluded.sizes(), "contrastive ITM: scores ", scores.sizes(),
+              " and excluded ", excluded.sizes(), " must both be (M, K + 1)");
+  const auto s = scores.masked_fill(excluded, -std::numeric_limits<float>::infinity());
+  return {-torch::log_softmax(s, 1).select(1, 0).mean(), s.argmax(1).eq(0).to(torch::kFloat).mean().item<double>()};
+}
+
 ContrastiveItmResult contrastive_itm(MultimodalTransformerImpl& model, const Batch& batch, double weight,
                                      int64_t chunk) {
   if (!batch.negatives) throw Error("contrastive ITM needs a batch drawn with negatives (train.itm_contrastive_weight > 0)");
@@ -40,7 +47,7 @@ ContrastiveItmResult contrastive_itm(MultimodalTransformerImpl& model, const Bat
     auto pad = [&](const ImageTokens& t) {
       const int64_t extra = n_tok - t.states.size(1);
       if (extra == 0) return t;
-      return ImageTokens{torch::cat({t.states, torch::zeros({t.states.size(0), extra, t.states.size(2)})}, 1),
+      return ImageTokens{torch::cat({t.states, torch::zeros({t.states.size(0), extra, t.states.size(2)}, t.states.options())}, 1),
                          torch::cat({t.mask, torch::zeros({t.mask.size(0), extra}, torch::kBool)}, 1)};
     };
     const ImageTokens a = pad(own_tokens), b = pad(pool_tokens);
@@ -53,15 +60,15 @@ ContrastiveItmResult contrastive_itm(MultimodalTransformerImpl& model, const Bat
   };
 
   const int64_t total = m * candidates;
-  torch::Tensor scores = torch::empty({total});
+  torch::Tensor scores = torch::empty({total}, model.text_embed->word->weight.options().requires_grad(false));
   {
     torch::NoGradGuard no_grad;
     for (int64_t b = 0; b < total; b += chunk) scores.narrow(0, b, std::min(chunk, total - b)).copy_(score_pairs(b, std::min(b + chunk, total)));
   }
-  auto s = scores.view({m, candidates}).masked_fill(excluded, -std::numeric_limits<float>::infinity());
-  const auto log_p = torch::log_softmax(s, 1);
-  result.loss = -log_p.select(1, 0).mean().item<double>();
-  result.accuracy = s.argmax(1).eq(0).to(torch::kFloat).mean().item<double>();
+  const auto [loss, acc] = contrastive_loss_from_scores(scores.view({m, candidates}), excluded);
+  result.loss = loss.item<double>(), result.accuracy = acc;
+  const auto log_p =
+      torch::log_softmax(scores.view({m, candidates}).masked_fill(excluded, -std::numeric_limits<float>::infinity()), 1);
 
   if (weight > 0 && model.is_training() && torch::GradMode::is_enabled()) {
     // d loss / d s = (softmax(s) - onehot(0)) / m; excluded candidates have softmax 0.

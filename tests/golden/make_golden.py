@@ -9,6 +9,8 @@ python3-torch 1.13 and python3-torchvision 0.14:
 - bert/: a small random BERT in Hugging Face's key names (model.safetensors + config.json),
   input ids with an attention mask, and outputs of a reference built from torch ops
   (sequence output, pooled output, MLM logits) in bert_golden.safetensors.
+- losses.safetensors: every pretraining loss (MLM, ITM, the three MRM variants, dual InfoNCE,
+  contrastive ITM over K + 1 scores, all-layer ITM) on fixed inputs, from torch.nn.functional.
 - resnet50_features.safetensors: torchvision resnet50 with weights from a formula that the C++
   test reproduces exactly (integer hash, see resnet_weight below; 100 MB of weights need not be
   committed), on a formula input of 1 x 3 x 64 x 64: the layer4 feature map.
@@ -187,10 +189,46 @@ def resnet(out):
     save_safetensors(os.path.join(out, "resnet50_features.safetensors"), {"input": x, "features": y})
 
 
+def losses(out):
+    """Each pretraining loss of mmt on fixed random inputs, computed with torch.nn.functional."""
+    torch.manual_seed(3)
+    t = {}
+    t["mlm_logits"], t["mlm_targets"] = torch.randn(12, 30), torch.randint(0, 30, (12,))
+    t["mlm_loss"] = F.cross_entropy(t["mlm_logits"], t["mlm_targets"]).reshape(1)
+    t["itm_logits"], t["itm_labels"] = torch.randn(10, 2), torch.randint(0, 2, (10,))
+    t["itm_loss"] = F.cross_entropy(t["itm_logits"], t["itm_labels"]).reshape(1)
+    t["mrm_pred"], t["mrm_target"] = torch.randn(7, 16), torch.randn(7, 16)
+    t["mrm_regression_loss"] = F.mse_loss(t["mrm_pred"], t["mrm_target"]).reshape(1)
+    t["mrm_logits"] = torch.randn(7, 8)
+    p = torch.softmax(2 * torch.randn(7, 8), -1)
+    p[0] = 0.0
+    p[0, 3] = 1.0  # a one-hot row: 0 log 0 terms
+    t["mrm_p"] = p
+    t["mrm_kl_loss"] = F.kl_div(F.log_softmax(t["mrm_logits"], -1), p, reduction="batchmean").reshape(1)
+    t["mrm_class_loss"] = F.cross_entropy(t["mrm_logits"], p.argmax(-1)).reshape(1)
+    te, ve = F.normalize(torch.randn(6, 8), dim=-1), F.normalize(torch.randn(6, 8), dim=-1)
+    t["dual_text"], t["dual_image"], t["dual_scale"] = te, ve, torch.tensor([12.3])
+    logits = 12.3 * te @ ve.t()
+    target = torch.arange(6)
+    t["dual_loss"] = (0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))).reshape(1)
+    scores = torch.randn(5, 33)
+    excluded = torch.zeros(5, 33, dtype=torch.bool)
+    excluded[1, 7] = excluded[3, 30] = True
+    t["contrastive_scores"], t["contrastive_excluded"] = scores, excluded
+    t["contrastive_loss"] = F.cross_entropy(scores.masked_fill(excluded, float("-inf")),
+                                            torch.zeros(5, dtype=torch.long)).reshape(1)
+    layer_logits = torch.randn(3, 6, 2)
+    layer_labels = torch.randint(0, 2, (6,))
+    t["hitm_logits"], t["hitm_labels"] = layer_logits, layer_labels
+    t["hitm_loss"] = torch.stack([F.cross_entropy(layer_logits[i], layer_labels) for i in range(3)]).mean().reshape(1)
+    save_safetensors(os.path.join(out, "losses.safetensors"), t)
+
+
 if __name__ == "__main__":
     out = sys.argv[1] if len(sys.argv) > 1 else "tests/data/golden"
     os.makedirs(out, exist_ok=True)
     single_stream_layer(out)
     bert(out)
     resnet(out)
+    losses(out)
     print("wrote", out)

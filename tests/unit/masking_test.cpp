@@ -6,6 +6,7 @@
 #include "mmt/data/synthetic_world.h"
 #include "mmt/text/vocab.h"
 #include "mmt/util/rng.h"
+#include "test_util.h"
 
 namespace mmt {
 namespace {
@@ -106,6 +107,88 @@ TEST(PretrainBatcher, DeterministicInTheStepAndBucketedByLength) {
   auto plain = cfg;
   plain.data.bucket_batches = 1;
   EXPECT_LT(padding(cfg), 0.5 * padding(plain));
+}
+
+}  // namespace
+}  // namespace mmt
+
+namespace mmt {
+namespace {
+
+ExperimentConfig mrm_config() {
+  ExperimentConfig cfg;
+  cfg.data.synth.num_train_images = 3000;
+  cfg.data.synth.num_test_images = 20;
+  cfg.train.batch_size = 64;
+  cfg.train.mrm_kl_weight = 1;
+  return cfg;
+}
+
+TEST(RegionMasking, FifteenPercentOfRegionsZeroedBoxesKept) {
+  const auto cfg = mrm_config();
+  const synth::World world(cfg.data.synth);
+  PretrainBatcher batcher(world, Vocab::from_words(synth::lexicon()), cfg);
+  int64_t regions = 0, masked = 0;
+  for (int64_t step = 0; regions < 100000; ++step) {
+    const Batch b = batcher.batch(step);
+    // Candidates: real regions except the global one (index 0), in every example (matched or not).
+    auto candidates = b.region_mask.clone();
+    candidates.select(1, 0).fill_(false);
+    const auto zeroed = b.region_feats.abs().sum(-1).eq(0) & candidates;
+    regions += candidates.sum().item<int64_t>();
+    masked += zeroed.sum().item<int64_t>();
+    // Targets only on matched pairs, only where zeroed; boxes untouched; targets hold the originals.
+    EXPECT_TRUE((b.mrm_mask & ~zeroed).sum().item<int64_t>() == 0);
+    EXPECT_EQ((b.mrm_mask.any(1) & b.itm_labels.eq(0)).sum().item<int64_t>(), 0);
+    EXPECT_GT(b.region_boxes.masked_select(zeroed.unsqueeze(-1)).abs().sum().item<double>(), 0.0);
+    const auto targets = b.region_targets.index({b.mrm_mask});
+    if (targets.numel() > 0) EXPECT_GT(targets.abs().sum().item<double>(), 0.0);
+  }
+  EXPECT_NEAR(100.0 * masked / regions, 15.0, 1.0);
+}
+
+// No leak: what the model sees of an example does not depend on the original features of its
+// masked regions - the global region is recomputed without them.
+TEST(RegionMasking, MaskedFeaturesNeverReachTheModel) {
+  Batch b = testing::random_batch(3, 4, 5, 2);
+  b.region_classes = torch::rand({3, 5, 4});
+  Batch other = b;
+  other.region_feats = b.region_feats.clone();
+  Rng r1(9), r2(9);
+  std::vector<char> all(3, 1);
+  mask_regions(b, all, all, 0.5, r1);
+  // Change every region that was masked in `b` (same RNG: same selection), then mask again.
+  const auto selected = b.mrm_mask.clone();
+  ASSERT_GT(selected.sum().item<int64_t>(), 0);
+  other.region_feats.index_put_({selected}, torch::randn({selected.sum().item<int64_t>(), testing::kFeat}));
+  mask_regions(other, all, all, 0.5, r2);
+  EXPECT_TRUE(torch::equal(b.region_feats, other.region_feats));  // identical model input
+  EXPECT_FALSE(torch::equal(b.region_targets, other.region_targets));
+  // The global region is the mean of the regions left unmasked.
+  for (int64_t i = 0; i < 3; ++i) {
+    const auto keep = b.region_mask[i] & ~b.mrm_mask[i];
+    keep[0] = false;
+    if (keep.sum().item<int64_t>() == 0) continue;
+    EXPECT_TRUE(torch::allclose(b.region_feats[i][0], b.region_feats[i].index({keep}).mean(0), 1e-5, 1e-6));
+  }
+}
+
+TEST(RegionMasking, AlternatePolicyMasksOneModalityPerExample) {
+  auto cfg = mrm_config();
+  cfg.train.mask_modalities = "alternate";
+  const synth::World world(cfg.data.synth);
+  PretrainBatcher batcher(world, Vocab::from_words(synth::lexicon()), cfg);
+  int64_t both = 0, text_only = 0, image_only = 0;
+  for (int64_t step = 0; step < 10; ++step) {
+    const Batch b = batcher.batch(step);
+    const auto text = b.mlm_labels.ne(kIgnoreLabel).any(1), image = b.mrm_mask.any(1);
+    both += (text & image).sum().item<int64_t>();
+    text_only += (text & ~image).sum().item<int64_t>();
+    image_only += (~text & image).sum().item<int64_t>();
+  }
+  EXPECT_EQ(both, 0);
+  EXPECT_GT(text_only, 50);
+  EXPECT_GT(image_only, 50);
 }
 
 }  // namespace

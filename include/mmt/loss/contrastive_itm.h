@@ -9,7 +9,10 @@
  * exact gradient of the unchunked loss with memory bounded by one chunk. */
 #pragma once
 
+#include <torch/types.h>
+
 #include <cstdint>
+#include <utility>
 
 namespace mmt {
 
@@ -21,6 +24,10 @@ struct ContrastiveItmResult {
   double accuracy = 0;  // fraction of captions whose own image scores highest
   int64_t captions = 0; // matched captions used
 };
+
+/// The loss on given scores (M, K + 1), candidate 0 the target, excluded (M, K + 1) candidates out
+/// of the softmax: mean over rows of -log softmax(scores)[0]. Returns (loss, accuracy).
+std::pair<torch::Tensor, double> contrastive_loss_from_scores(const torch::Tensor& scores, const torch::Tensor& excluded);
 
 /// Scores and, when `weight` > 0 and the model is training, accumulates weight x the gradient
 /// of the loss into the parameters' .grad. Uses batch.negatives / negative_excluded and the
