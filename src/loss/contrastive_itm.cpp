@@ -59,6 +59,29 @@ ContrastiveItmResult contrastive_itm(MultimodalTransformerImpl& model, const Bat
     return model.match_scores(e);  // (end - begin)
   };
 
+  if (model.first_cross_modal_layer() == static_cast<int64_t>(model.layers->size())) {
+    // No layer crosses modalities: a pair's score is a function of the caption's and the image's
+    // own states (match_score_matrix), so one pass per caption and per image gives all scores.
+    Batch captions;
+    captions.text_ids = text_ids, captions.text_mask = text_mask;
+    auto unimodal = [&](const Batch& images, bool with_text) {
+      const ImageTokens t = model.embed_images(images);
+      const int64_t n = t.states.size(0);
+      const auto text = with_text ? model.text_embed(captions.text_ids) : torch::zeros({n, 1, t.states.size(2)}, t.states.options());
+      const auto mask = with_text ? captions.text_mask : torch::ones({n, 1}, torch::kBool);
+      const Encoded e = model.encode_embedded(text, t.states, mask, t.mask);
+      return std::make_pair(e.text.select(1, 0), e.image.select(1, 0));
+    };
+    const auto [cls, own_img] = unimodal(own, true);
+    const auto pool_img = unimodal(*batch.negatives, false).second;
+    const auto all = model.match_score_matrix(cls, torch::cat({own_img, pool_img}, 0));  // (m, m + K)
+    const auto scores = torch::cat({all.narrow(1, 0, m).diagonal().unsqueeze(1), all.narrow(1, m, k)}, 1);
+    const auto [loss, acc] = contrastive_loss_from_scores(scores, excluded);
+    result.loss = loss.item<double>(), result.accuracy = acc;
+    if (weight > 0 && model.is_training() && torch::GradMode::is_enabled()) (weight * loss).backward();
+    return result;
+  }
+
   const int64_t total = m * candidates;
   torch::Tensor scores = torch::empty({total}, model.text_embed->word->weight.options().requires_grad(false));
   {

@@ -61,3 +61,61 @@ TEST(Configs, BaseFilesApplyFirstAndCyclesFail) {
 
 }  // namespace
 }  // namespace mmt
+
+#include "mmt/data/pretrain_batcher.h"
+#include "mmt/data/synthetic_world.h"
+#include "mmt/train/pretrain_step.h"
+
+#include <map>
+
+namespace mmt {
+namespace {
+
+// Each paper loss ablation and baseline trains from its own config (tiny preset, small world):
+// each of its losses, averaged over the last steps where it occurs, sums below the same over the
+// first steps (the total itself jumps when a batch happens to mask no region).
+class PaperLossRow : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(PaperLossRow, TrainsWithAFallingLoss) {
+  const auto cfg = load_config(kConfigs + "/paper/" + GetParam() + ".json",
+                               {"model.preset=tiny", "data.synth.num_train_images=3000", "data.synth.num_test_images=10",
+                                "data.synth.max_objects=2", "train.batch_size=16", "train.itm_contrastive_chunk=4096"});
+  const synth::World world(cfg.data.synth);
+  torch::manual_seed(0);
+  MultimodalTransformer model(cfg.model, data_input_dims(cfg));
+  model->train();
+  PretrainBatcher batcher(world, data_vocab(cfg), cfg);
+  PretrainStep step(*model, cfg.train);
+  const int64_t steps = 40, window = 10;
+  std::map<std::string, std::pair<double, int>> first, last;
+  for (int64_t s = 0; s < steps; ++s) {
+    const auto r = step.run(batcher.batch(s), 1e-3);
+    ASSERT_TRUE(r.finite) << GetParam() << " step " << s;
+    for (const auto& [k, v] : r.loss.metrics) {
+      if (k == "loss" || k == "grad_norm" || k.size() > 4 && k.compare(k.size() - 4, 4, "_acc") == 0) continue;
+      auto& w = s < window ? first[k] : last[k];
+      if (s < window || s >= steps - window) w.first += v, ++w.second;
+    }
+  }
+  double before = 0, after = 0;
+  for (const auto& [k, w] : first) {
+    ASSERT_TRUE(last.count(k) && last[k].second > 0) << k;
+    before += w.first / w.second, after += last[k].first / last[k].second;
+  }
+  EXPECT_LT(after, before) << GetParam();
+}
+
+INSTANTIATE_TEST_SUITE_P(Rows, PaperLossRow,
+                         ::testing::Values("loss_itm_mrm", "loss_itm_mlm", "loss_single-modality-contrastive32",
+                                           "loss_single-modality-contrastive1024", "loss_v1-contrastive32",
+                                           "architecture_single-modality-hloss", "baseline_baseline-cls",
+                                           "baseline_baseline-no-bert-transfer"),
+                         [](const ::testing::TestParamInfo<std::string>& info) {
+                           std::string n = info.param;
+                           for (auto& c : n)
+                             if (!isalnum(static_cast<unsigned char>(c))) c = '_';
+                           return n;
+                         });
+
+}  // namespace
+}  // namespace mmt

@@ -37,8 +37,12 @@ std::map<std::string, torch::Tensor> grads(MultimodalTransformerImpl& m) {
   return g;
 }
 
-TEST(ContrastiveItm, EqualsBruteForceLoopOverPairs) {
+class ContrastiveItm : public ::testing::TestWithParam<std::string> {};
+
+// Merged layers take the pair-by-pair path, single-modality ones the unimodal matrix path.
+TEST_P(ContrastiveItm, EqualsBruteForceLoopOverPairs) {
   auto s = make(5, 6);
+  s.cfg.model.attention = GetParam();
   torch::manual_seed(4);
   MultimodalTransformer model(s.cfg.model, data_input_dims(s.cfg));
   model->train();
@@ -83,7 +87,9 @@ TEST(ContrastiveItm, EqualsBruteForceLoopOverPairs) {
   }
 }
 
-TEST(ContrastiveItm, ChunkedEqualsUnchunked) {
+INSTANTIATE_TEST_SUITE_P(Paths, ContrastiveItm, ::testing::Values("merged", "single_modality"));
+
+TEST(ContrastiveItmChunks, ChunkedEqualsUnchunked) {
   auto s = make(7, 8);
   torch::manual_seed(5);
   MultimodalTransformer model(s.cfg.model, data_input_dims(s.cfg));
@@ -100,7 +106,7 @@ TEST(ContrastiveItm, ChunkedEqualsUnchunked) {
         << name;
 }
 
-TEST(ContrastiveItm, ThousandNegativesRunChunked) {
+TEST(ContrastiveItmChunks, ThousandNegativesRunChunked) {
   auto s = make(1024, 2);
   ASSERT_EQ(s.batch.negatives->region_feats.size(0), 1024);
   torch::manual_seed(6);
