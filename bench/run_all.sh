@@ -5,3 +5,5 @@ build=${1:-build}
 cd "$(dirname "$0")/.."
 echo "== training step: mmt vs plain PyTorch (tiny preset, batch 128) =="
 bench/run_train_step.sh "$build" 3
+echo "== losses: contrastive ITM vs classification (tiny preset) =="
+bench/run_losses.sh "$build"
