@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Contrastive ITM (K = 32, 1024) against classification ITM at the same batch, tiny preset, for a
+# Contrastive ITM (K = 32, 1024) and hard-negative ITM against classification ITM at the same batch, tiny preset, for a
 # merged stack (one pass per pair, chunked) and a single-modality one (unimodal scoring path).
 # Each configuration runs in its own process so its peak memory is its own.
 # usage: bench/run_losses.sh [BUILD_DIR]
@@ -10,6 +10,7 @@ for attention in merged single_modality; do
   run() { "$build"/bench/mmt_bench_losses --steps 3 "${common[@]}" --set model.attention=$attention "$@" 2>/dev/null; }
   echo "== $attention =="
   echo "classification ITM : $(run)"
+  echo "hard-negative ITM  : $(run --set train.itm_negatives=hard)"
   for k in 32 1024; do
     echo "contrastive K=$k   : $(run --set train.itm_weight=0 --set train.itm_contrastive_weight=1 \
       --set train.itm_contrastive_negatives=$k --set train.itm_negative_prob=0 --set train.itm_contrastive_chunk=2048)"

@@ -315,6 +315,7 @@ void validate_config(const ExperimentConfig& cfg) {
   in_range("train.mrm_prob", t.mrm_prob, 0, 1);
   key_choice("train.mask_modalities", "masking policy", t.mask_modalities, {"both", "alternate"});
   key_choice("train.itm_swap", "ITM swap", t.itm_swap, {"image", "caption"});
+  key_choice("train.itm_negatives", "ITM negatives", t.itm_negatives, {"random", "hard"});
   if (t.dual_contrastive_weight > 0 && !(m.kind == "dual_encoder" && m.dual_score == "dot"))
     throw Error("config: train.dual_contrastive_weight needs model.kind=dual_encoder with model.dual_score=dot");
   positive("model.temperature_init", m.temperature_init);

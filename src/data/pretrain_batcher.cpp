@@ -116,10 +116,16 @@ Batch PretrainBatcher::batch(int64_t step) {
   std::vector<std::vector<int64_t>> ids(static_cast<size_t>(b));
   std::vector<int64_t> scenes(static_cast<size_t>(b)), captions(static_cast<size_t>(b)), itm(static_cast<size_t>(b), 1);
   Batch batch;
+  const bool hard = train_.itm_negatives == "hard";
+  std::vector<char> pending(static_cast<size_t>(b), 0);
   for (int64_t i = 0; i < b; ++i) {
     scenes[i] = examples[i].scene, captions[i] = i;
-    // ITM negative: swap in the image (or the caption) of another example of the batch.
-    if (b > 1 && rng.bernoulli(train_.itm_negative_prob)) {
+    // ITM negative: swap in the image (or the caption) of another example of the batch. Hard
+    // negatives are chosen later, by the model (train/hard_negatives.h): the row stays matched
+    // for now and is marked.
+    if (b > 1 && hard) {
+      pending[i] = rng.bernoulli(train_.itm_negative_prob);
+    } else if (b > 1 && rng.bernoulli(train_.itm_negative_prob)) {
       int64_t j = rng.below(b - 1);
       if (j >= i) ++j;
       if (train_.itm_swap == "image") scenes[i] = examples[j].scene;
@@ -152,6 +158,13 @@ Batch PretrainBatcher::batch(int64_t step) {
     mask_regions(batch, mask_image, matched, train_.mrm_prob, rng);
   }
   batch.itm_labels = torch::from_blob(itm.data(), {b}, torch::kInt64).clone();
+  if (hard) {
+    batch.hard_negative_rows = torch::zeros({b}, torch::kBool);
+    batch.mask_pattern = torch::zeros({b}, torch::kInt64);
+    auto rows = batch.hard_negative_rows.accessor<bool, 1>();
+    auto pattern = batch.mask_pattern.accessor<int64_t, 1>();
+    for (int64_t i = 0; i < b; ++i) rows[i] = pending[i], pattern[i] = (mask_text[i] ? 1 : 0) | (mask_image[i] ? 2 : 0);
+  }
   if (train_.itm_contrastive_weight > 0) {
     // K distinct negative images from the whole training set, shared by the batch's captions;
     // a caption's own image, if drawn, is excluded for that caption.

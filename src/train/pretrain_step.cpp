@@ -5,6 +5,7 @@
 
 #include "mmt/data/batch.h"
 #include "mmt/loss/contrastive_itm.h"
+#include "mmt/train/hard_negatives.h"
 #include "mmt/model/transformer.h"
 
 namespace mmt {
@@ -23,9 +24,11 @@ PretrainStep::PretrainStep(MultimodalTransformerImpl& model, const TrainOptions&
 
 PretrainStep::~PretrainStep() = default;
 
-PretrainStep::Result PretrainStep::run(const Batch& batch, double lr) {
+PretrainStep::Result PretrainStep::run(const Batch& input, double lr, int64_t step) {
   optimizer_->zero_grad();
   Result r;
+  Batch batch = input;
+  apply_hard_negatives(model_, batch, options_.itm_swap == "caption", options_.seed, step);
   r.loss = pretraining_loss(model_, batch, options_);
   r.finite = std::isfinite(r.loss.metrics["loss"]);
   if (!r.finite) return r;

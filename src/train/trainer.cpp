@@ -102,7 +102,7 @@ TrainSummary train_run(const ExperimentConfig& cfg, const std::string& dir, std:
     const Batch batch = batcher.batch(step);
     data_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const double lr = learning_rate(t.schedule, t.lr, step, t.warmup_steps, t.steps);
-    PretrainStep::Result out = stepper.run(batch, lr);
+    PretrainStep::Result out = stepper.run(batch, lr, step);
     if (!out.finite) {
       ++summary.skipped_steps;
       if (++bad_in_a_row >= kMaxBadStepsInARow)

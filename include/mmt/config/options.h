@@ -180,6 +180,7 @@ struct TrainOptions {
   bool whole_word_mask = false;     // MLM selects whole words (a word's ## pieces together)
   double itm_negative_prob = 0.5;   // fraction of pairs made mismatched
   std::string itm_swap = "image";   // mismatch by swapping the image or the caption with another pair's
+  std::string itm_negatives = "random";  // partner of a swap: random, or hard (sampled by the model's scores)
   bool itm_all_layers = false;      // ITM loss after every layer, averaged (release: -hloss)
   int64_t log_every = 10;           // steps between metric lines in metrics.jsonl
 
@@ -222,6 +223,10 @@ struct TrainOptions {
     v.field("whole_word_mask", whole_word_mask, "MLM selects whole words: a word's ## continuation pieces go together");
     v.field("itm_negative_prob", itm_negative_prob, "fraction of pairs made mismatched");
     v.field("itm_swap", itm_swap, "mismatch a pair by swapping its image or its caption with another pair of the batch");
+    v.field("itm_negatives", itm_negatives,
+            "which pair a mismatched example swaps with: random (uniform over the batch) or hard (ALBEF-style: "
+            "sampled with probability softmax of the model's own match scores over the batch, without "
+            "gradient; cheap for stacks without cross-modal layers, B x B pair passes otherwise)");
     v.field("itm_all_layers", itm_all_layers,
             "ITM loss after every layer through the same head, averaged over layers (the release's "
             "single-modality-hloss)");

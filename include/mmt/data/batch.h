@@ -26,6 +26,12 @@ struct Batch {
   torch::Tensor mrm_mask;      // (B, R) bool: regions whose features were zeroed, to be predicted
   torch::Tensor region_targets;  // (B, R, F) the features before masking (MRM regression targets)
   torch::Tensor itm_labels;    // (B) int64: 1 = caption matches image, 0 = mismatched
+  // ITM with hard negatives: rows still matched that the training step turns into mismatched
+  // pairs, choosing partners by the model's scores: (B) bool.
+  torch::Tensor hard_negative_rows;
+  // Which modalities each row masks (bit 0 text, bit 1 image): (B) int64, set with hard negatives
+  // so a swap only pairs rows masked alike and the masking pattern carries no hint of the label.
+  torch::Tensor mask_pattern;
   // Contrastive ITM: a pool of K negative images shared by the batch's captions (its image
   // fields only), and which pool images are a caption's own image and so excluded: (B, K) bool.
   std::shared_ptr<Batch> negatives;

@@ -19,13 +19,13 @@ class PretrainStep {
   PretrainStep(MultimodalTransformerImpl& model, const TrainOptions& options);
   ~PretrainStep();
 
-  /// Runs one step at learning rate `lr`. A non-finite loss skips the update (no backward)
-  /// and is reported by `finite` in the result.
+  /// Runs one step at learning rate `lr` (`step` seeds the choice of hard ITM negatives). A
+  /// non-finite loss skips the update (no backward) and is reported by `finite` in the result.
   struct Result {
     LossOutput loss;
     bool finite = true;
   };
-  Result run(const Batch& batch, double lr);
+  Result run(const Batch& batch, double lr, int64_t step = 0);
 
   FlatAdamW& optimizer() { return *optimizer_; }
 

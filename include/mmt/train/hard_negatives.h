@@ -1,0 +1,35 @@
+/* ITM hard negatives (ALBEF, Li et al. 2021): a mismatched pair is made by swapping in the image
+ * (or caption) of another pair of the batch, chosen with probability proportional to exp(score)
+ * of the model's own match score for that combination, so the negatives it learns from are the
+ * ones it finds plausible. ALBEF scores with its contrastive head; mmt uses the ITM match score,
+ * computed without gradient: one pass per caption and per image for stacks without cross-modal
+ * layers, B x B pair passes otherwise (documented cost). */
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include <torch/types.h>
+
+namespace mmt {
+
+struct Batch;
+class MultimodalTransformerImpl;
+class Rng;
+
+/// Scores (B, B) of every caption of the batch (rows) with every image of the batch (columns).
+torch::Tensor batch_score_matrix(MultimodalTransformerImpl& model, const Batch& batch);
+
+/// For row i, a partner j != i drawn with probability softmax over the candidates of scores[i] (or of
+/// scores[:, i] when `by_column`: the caption is swapped, so the image stays and captions compete).
+/// Candidates are the j != i with allowed[j] (all j != i when `allowed` is empty or allows none).
+int64_t sample_partner(const torch::Tensor& scores, int64_t i, bool by_column, Rng& rng,
+                       const std::vector<char>& allowed = {});
+
+/// Turns the batch's hard_negative_rows into mismatched pairs: swaps the image (or caption) with
+/// partners sampled from the model's scores, sets their itm_labels to 0 and clears their MLM / MRM
+/// targets. Partners are rows masked alike (Batch::mask_pattern). No-op without hard_negative_rows. Deterministic in (seed, step).
+void apply_hard_negatives(MultimodalTransformerImpl& model, Batch& batch, bool swap_caption, uint64_t seed,
+                          int64_t step);
+
+}  // namespace mmt

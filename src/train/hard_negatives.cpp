@@ -1,0 +1,100 @@
+/* ITM hard negatives (see hard_negatives.h). */
+#include "mmt/train/hard_negatives.h"
+
+#include <cmath>
+#include <stdexcept>
+
+#include "mmt/data/batch.h"
+#include "mmt/model/transformer.h"
+#include "mmt/util/rng.h"
+
+namespace mmt {
+
+torch::Tensor batch_score_matrix(MultimodalTransformerImpl& model, const Batch& batch) {
+  torch::NoGradGuard no_grad;
+  const int64_t b = batch.size();
+  const ImageTokens images = model.embed_images(batch);
+  const auto text = model.text_embed(batch.text_ids);
+  if (model.first_cross_modal_layer() == static_cast<int64_t>(model.layers->size())) {
+    const Encoded e = model.encode_embedded(text, images.states, batch.text_mask, images.mask);
+    return model.match_score_matrix(e.text.select(1, 0), e.image.select(1, 0));
+  }
+  auto scores = torch::empty({b, b});
+  for (int64_t i = 0; i < b; ++i) {  // caption i with every image of the batch
+    const Encoded e = model.encode_embedded(text[i].unsqueeze(0).expand({b, -1, -1}), images.states,
+                                            batch.text_mask[i].unsqueeze(0).expand({b, -1}), images.mask);
+    scores[i] = model.match_scores(e);
+  }
+  return scores;
+}
+
+int64_t sample_partner(const torch::Tensor& scores, int64_t i, bool by_column, Rng& rng,
+                       const std::vector<char>& allowed) {
+  const auto row = (by_column ? scores.select(1, i) : scores.select(0, i)).to(torch::kFloat64).contiguous();
+  const int64_t n = row.size(0);
+  if (n < 2) throw std::invalid_argument("sample_partner: a batch of one has no partner");
+  const double* s = row.data_ptr<double>();
+  std::vector<char> candidate(static_cast<size_t>(n), 1);
+  candidate[static_cast<size_t>(i)] = 0;
+  if (!allowed.empty()) {
+    bool any = false;
+    for (int64_t j = 0; j < n; ++j) any |= j != i && allowed[static_cast<size_t>(j)];
+    if (any)
+      for (int64_t j = 0; j < n; ++j) candidate[static_cast<size_t>(j)] &= allowed[static_cast<size_t>(j)];
+  }
+  double mx = -INFINITY;
+  for (int64_t j = 0; j < n; ++j)
+    if (candidate[j]) mx = std::max(mx, s[j]);
+  std::vector<double> w(static_cast<size_t>(n), 0.0);
+  double total = 0;
+  int64_t last = -1;
+  for (int64_t j = 0; j < n; ++j)
+    if (candidate[j]) total += (w[j] = std::exp(s[j] - mx)), last = j;
+  double u = rng.uniform() * total;
+  for (int64_t j = 0; j < n; ++j)
+    if (candidate[j] && (u -= w[j]) <= 0) return j;
+  return last;  // rounding
+}
+
+void apply_hard_negatives(MultimodalTransformerImpl& model, Batch& batch, bool swap_caption, uint64_t seed,
+                          int64_t step) {
+  if (!batch.hard_negative_rows.defined() || !batch.hard_negative_rows.any().item<bool>()) return;
+  const bool was_training = model.is_training();
+  model.eval();  // scores as the model would give them, no dropout
+  const auto scores = batch_score_matrix(model, batch);
+  if (was_training) model.train();
+  Rng rng(derive_seed(seed, 0x4A3D, static_cast<uint64_t>(step)));
+  const Batch original = batch;  // shallow: the tensors below are replaced, not written into
+  auto take = [](torch::Tensor& dst, const torch::Tensor& src, const std::vector<int64_t>& rows) {
+    if (src.defined()) dst = src.index_select(0, torch::tensor(rows, torch::kInt64));
+  };
+  const int64_t b = batch.size();
+  const auto hard = batch.hard_negative_rows.contiguous();
+  const auto pattern = batch.mask_pattern.defined() ? batch.mask_pattern.contiguous() : torch::zeros({b}, torch::kInt64);
+  std::vector<int64_t> rows(static_cast<size_t>(b));
+  std::vector<char> alike(static_cast<size_t>(b));
+  for (int64_t i = 0; i < b; ++i) {
+    rows[i] = i;
+    if (!hard.data_ptr<bool>()[i]) continue;
+    for (int64_t j = 0; j < b; ++j) alike[j] = pattern.data_ptr<int64_t>()[j] == pattern.data_ptr<int64_t>()[i];
+    rows[i] = sample_partner(scores, i, swap_caption, rng, alike);
+  }
+  if (swap_caption) {
+    take(batch.text_ids, original.text_ids, rows), take(batch.text_mask, original.text_mask, rows);
+    take(batch.mlm_labels, original.mlm_labels, rows);
+  } else {
+    take(batch.region_feats, original.region_feats, rows), take(batch.region_boxes, original.region_boxes, rows);
+    take(batch.region_mask, original.region_mask, rows), take(batch.region_classes, original.region_classes, rows);
+    take(batch.region_targets, original.region_targets, rows), take(batch.mrm_mask, original.mrm_mask, rows);
+    take(batch.image_pixels, original.image_pixels, rows);
+  }
+  // The new mismatched pairs: label 0, no MLM / MRM targets (a mismatched pair is misleading context).
+  const auto negative = batch.hard_negative_rows;
+  batch.itm_labels = original.itm_labels.masked_fill(negative, 0);
+  if (batch.mlm_labels.defined()) batch.mlm_labels = batch.mlm_labels.masked_fill(negative.unsqueeze(1), kIgnoreLabel);
+  if (batch.mrm_mask.defined()) batch.mrm_mask = batch.mrm_mask.masked_fill(negative.unsqueeze(1), false);
+  batch.hard_negative_rows = torch::Tensor();
+  batch.mask_pattern = torch::Tensor();
+}
+
+}  // namespace mmt

@@ -1,0 +1,179 @@
+/* ITM hard negatives: partners are drawn with the softmax of the model's scores over the other
+ * rows (Monte Carlo against the exact probabilities), the score matrix equals per-pair scoring on
+ * both paths, and a hard batch really is made of swapped, label-0, target-free rows. */
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "mmt/data/data_source.h"
+#include "mmt/data/pretrain_batcher.h"
+#include "mmt/data/synthetic_world.h"
+#include "mmt/train/hard_negatives.h"
+#include "mmt/train/pretrain_step.h"
+#include "mmt/util/rng.h"
+#include "test_util.h"
+
+namespace mmt {
+namespace {
+
+TEST(HardNegatives, PartnerFrequenciesFollowSoftmaxOverOtherRows) {
+  const auto scores = torch::tensor({{5.0, 1.0, 0.0, 2.0}, {0.0, 9.0, -1.0, 1.0}, {3.0, 0.5, 7.0, 0.5}, {0.0, 0.0, 0.0, 4.0}});
+  Rng rng(11);
+  constexpr int n = 50000;
+  for (const bool by_column : {false, true}) {
+    for (int64_t i = 0; i < 4; ++i) {
+      const auto line = by_column ? scores.select(1, i) : scores.select(0, i);
+      std::vector<double> expect(4, 0.0);
+      double total = 0;
+      for (int64_t j = 0; j < 4; ++j)
+        if (j != i) total += (expect[j] = std::exp(line[j].item<double>()));
+      std::vector<int> count(4, 0);
+      for (int k = 0; k < n; ++k) ++count[static_cast<size_t>(sample_partner(scores, i, by_column, rng))];
+      EXPECT_EQ(count[static_cast<size_t>(i)], 0) << "a row never partners itself";
+      for (int64_t j = 0; j < 4; ++j) {
+        const double p = expect[j] / total, sd = std::sqrt(p * (1 - p) / n);
+        EXPECT_NEAR(count[j] / static_cast<double>(n), p, 5 * sd + 1e-9) << "i=" << i << " j=" << j << " col=" << by_column;
+      }
+    }
+  }
+}
+
+TEST(HardNegatives, PartnersRespectAllowedRowsAndFallBackWhenNoneAllowed) {
+  const auto scores = torch::zeros({5, 5});
+  Rng rng(3);
+  const std::vector<char> allowed = {1, 0, 1, 0, 0};
+  for (int k = 0; k < 2000; ++k) EXPECT_EQ(sample_partner(scores, 0, false, rng, allowed), 2);
+  const std::vector<char> only_self = {0, 0, 0, 1, 0};
+  std::vector<int> seen(5, 0);
+  for (int k = 0; k < 2000; ++k) ++seen[static_cast<size_t>(sample_partner(scores, 3, false, rng, only_self))];
+  EXPECT_EQ(seen[3], 0);
+  for (int j : {0, 1, 2, 4}) EXPECT_GT(seen[static_cast<size_t>(j)], 350);
+}
+
+class ScoreMatrix : public ::testing::TestWithParam<std::string> {};
+
+// Single-modality stacks take the unimodal matrix path, merged ones the per-caption pair passes.
+TEST_P(ScoreMatrix, EqualsScoringEachPairAlone) {
+  torch::manual_seed(2);
+  MultimodalTransformer model(testing::small_model_options(GetParam(), 2), InputDims{testing::kVocab, testing::kFeat});
+  model->eval();
+  auto batch = testing::random_batch(4, 6, 5, 9);
+  batch.text_mask[1][5] = false, batch.region_mask[2][4] = false;  // padding takes no part
+  const auto m = batch_score_matrix(*model, batch);
+  ASSERT_EQ(m.sizes(), (std::vector<int64_t>{4, 4}));
+  torch::NoGradGuard no_grad;
+  for (int64_t i = 0; i < 4; ++i)
+    for (int64_t j = 0; j < 4; ++j) {
+      Batch pair;
+      const int64_t len = batch.text_mask[i].sum().item<int64_t>(), regions = batch.region_mask[j].sum().item<int64_t>();
+      pair.text_ids = batch.text_ids[i].narrow(0, 0, len).unsqueeze(0);
+      pair.text_mask = torch::ones({1, len}, torch::kBool);
+      pair.region_feats = batch.region_feats[j].narrow(0, 0, regions).unsqueeze(0);
+      pair.region_boxes = batch.region_boxes[j].narrow(0, 0, regions).unsqueeze(0);
+      pair.region_mask = torch::ones({1, regions}, torch::kBool);
+      const double alone = model->match_scores(model->encode(pair)).item<double>();
+      EXPECT_NEAR(m[i][j].item<double>(), alone, 1e-4 * std::max(1.0, std::abs(alone))) << i << "," << j;
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(Paths, ScoreMatrix, ::testing::Values("merged", "single_modality"));
+
+struct HardSetup {
+  ExperimentConfig cfg;
+  std::unique_ptr<synth::World> world;
+  Batch batch;
+};
+
+HardSetup hard_batch(const std::string& swap, const std::string& mask_modalities = "both") {
+  HardSetup s;
+  s.cfg.model = testing::small_model_options("merged", 2);
+  s.cfg.data.synth.num_train_images = 400, s.cfg.data.synth.num_test_images = 10;
+  s.cfg.train.batch_size = 16, s.cfg.train.itm_negatives = "hard", s.cfg.train.itm_swap = swap;
+  s.cfg.train.mlm_weight = 1, s.cfg.train.mrm_regression_weight = 1, s.cfg.train.mask_modalities = mask_modalities;
+  s.world = std::make_unique<synth::World>(s.cfg.data.synth);
+  PretrainBatcher batcher(*s.world, data_vocab(s.cfg), s.cfg);
+  s.batch = batcher.batch(1);
+  return s;
+}
+
+class HardBatch : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(HardBatch, SwapsMarkedRowsIntoLabelZeroPairsWithoutTargets) {
+  auto s = hard_batch(GetParam());
+  const auto& before = s.batch;
+  ASSERT_TRUE(before.hard_negative_rows.defined());
+  // The batcher leaves every pair matched and only marks rows; about half are marked.
+  EXPECT_EQ(before.itm_labels.sum().item<int64_t>(), before.size());
+  const int64_t marked = before.hard_negative_rows.sum().item<int64_t>();
+  EXPECT_GT(marked, 0);
+  EXPECT_LT(marked, before.size());
+
+  torch::manual_seed(1);
+  MultimodalTransformer model(s.cfg.model, data_input_dims(s.cfg));
+  model->train();
+  Batch after = before;
+  apply_hard_negatives(*model, after, GetParam() == "caption", 7, 1);
+  EXPECT_TRUE(model->is_training()) << "scoring must restore training mode";
+  EXPECT_FALSE(after.hard_negative_rows.defined());
+  const bool caption = GetParam() == "caption";
+  for (int64_t i = 0; i < before.size(); ++i) {
+    const bool neg = before.hard_negative_rows[i].item<bool>();
+    EXPECT_EQ(after.itm_labels[i].item<int64_t>(), neg ? 0 : 1) << i;
+    const bool text_same = after.text_ids[i].equal(before.text_ids[i]);
+    const bool image_same = after.region_feats[i].equal(before.region_feats[i]);
+    if (!neg) {
+      EXPECT_TRUE(text_same && image_same) << i;
+      continue;
+    }
+    // The swapped side comes from another row of the batch, the other side stays.
+    EXPECT_TRUE(caption ? image_same : text_same) << i;
+    bool from_other = false;
+    for (int64_t j = 0; j < before.size(); ++j)
+      if (j != i && (caption ? after.text_ids[i].equal(before.text_ids[j]) : after.region_feats[i].equal(before.region_feats[j])))
+        from_other = true;
+    EXPECT_TRUE(from_other) << i;
+    EXPECT_EQ((after.mlm_labels[i] != kIgnoreLabel).sum().item<int64_t>(), 0) << "no MLM target on a negative";
+    EXPECT_EQ(after.mrm_mask[i].sum().item<int64_t>(), 0) << "no MRM target on a negative";
+  }
+  // Deterministic in (seed, step).
+  Batch again = before;
+  apply_hard_negatives(*model, again, caption, 7, 1);
+  EXPECT_TRUE(again.text_ids.equal(after.text_ids) && again.region_feats.equal(after.region_feats));
+}
+
+INSTANTIATE_TEST_SUITE_P(Swap, HardBatch, ::testing::Values("image", "caption"));
+
+TEST(HardBatch, AlternateMaskingOnlyPairsRowsMaskedAlike) {
+  auto s = hard_batch("image", "alternate");
+  ASSERT_TRUE(s.batch.mask_pattern.defined());
+  torch::manual_seed(1);
+  MultimodalTransformer model(s.cfg.model, data_input_dims(s.cfg));
+  const Batch before = s.batch;
+  for (int64_t step = 0; step < 5; ++step) {
+    Batch after = before;
+    apply_hard_negatives(*model, after, false, 3, step);
+    for (int64_t i = 0; i < before.size(); ++i) {
+      if (!before.hard_negative_rows[i].item<bool>()) continue;
+      for (int64_t j = 0; j < before.size(); ++j)
+        if (after.region_feats[i].equal(before.region_feats[j]) && j != i)
+          EXPECT_EQ(before.mask_pattern[i].item<int64_t>(), before.mask_pattern[j].item<int64_t>()) << i << "<-" << j;
+    }
+  }
+}
+
+TEST(HardBatch, TrainingStepsRunWithFiniteLosses) {
+  auto s = hard_batch("image");
+  s.cfg.train.lr = 1e-3;
+  torch::manual_seed(1);
+  MultimodalTransformer model(s.cfg.model, data_input_dims(s.cfg));
+  PretrainStep step(*model, s.cfg.train);
+  PretrainBatcher batcher(*s.world, data_vocab(s.cfg), s.cfg);
+  for (int64_t k = 0; k < 3; ++k) {
+    const auto r = step.run(batcher.batch(k), s.cfg.train.lr, k);
+    EXPECT_TRUE(r.finite);
+    EXPECT_GT(r.loss.metrics.at("itm"), 0.0);
+  }
+}
+
+}  // namespace
+}  // namespace mmt
