@@ -1,6 +1,7 @@
 /* mmt: the command-line tool. Subcommands only parse arguments and call the library. */
 #include <CLI/CLI.hpp>
 
+#include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
@@ -8,6 +9,7 @@
 #include "mmt/data/data_source.h"
 #include "mmt/data/synthetic_export.h"
 #include "mmt/model/summary.h"
+#include "mmt/text/tokenizer.h"
 #include "mmt/eval/evaluate.h"
 #include "mmt/train/trainer.h"
 #include "mmt/util/error.h"
@@ -56,6 +58,28 @@ int main(int argc, char** argv) {
   add_config(dump);
   dump->add_flag("--plain", plain, "plain JSON without comments");
 
+  auto* tokenizer = app.add_subcommand("tokenizer", "tokenizers: encode text, train a SentencePiece model");
+  tokenizer->require_subcommand(1);
+  auto* encode = tokenizer->add_subcommand(
+      "encode", "read lines on stdin, print one JSON array of ids per line ([CLS] ... [SEP])");
+  std::string vocab_path, spm_model, input_path, out_prefix;
+  bool cased = false, show_pieces = false;
+  int64_t max_len = 512;
+  auto* vocab_opt = encode->add_option("--vocab", vocab_path, "WordPiece vocab.txt (BERT)");
+  auto* model_opt = encode->add_option("--model", spm_model, "SentencePiece .model");
+  vocab_opt->excludes(model_opt);
+  encode->add_flag("--cased", cased, "WordPiece: keep case and accents (cased BERT vocabularies)");
+  encode->add_option("--max-len", max_len, "truncate to this many ids, [CLS] and [SEP] included (default 512)");
+  encode->add_flag("--pieces", show_pieces, "print the pieces (JSON strings) instead of ids");
+  auto* tok_train = tokenizer->add_subcommand("train", "train a SentencePiece model on captions (one per line)");
+  mmt::SentencePieceTrainOptions spm_options;
+  tok_train->add_option("--input", input_path, "text file, one caption per line")->required();
+  tok_train->add_option("--out", out_prefix, "output prefix: writes PREFIX.model and PREFIX.vocab")->required();
+  tok_train->add_option("--vocab-size", spm_options.vocab_size, "pieces, specials included (default 8000)");
+  tok_train->add_option("--type", spm_options.model_type, "unigram (default), bpe, char or word");
+  tok_train->add_option("--seed", spm_options.seed, "random seed");
+  tok_train->add_flag("!--cased", spm_options.lower_case, "keep case (default: NFKC + case folding)");
+
   CLI11_PARSE(app, argc, argv);
   try {
     if (train->parsed()) {
@@ -68,6 +92,31 @@ int main(int argc, char** argv) {
       const auto cfg = mmt::load_config(config_path, overrides);
       std::cout << mmt::model_summary(cfg, mmt::data_input_dims(cfg), text_tokens,
                                       image_tokens > 0 ? image_tokens : cfg.data.max_regions + 1);
+    } else if (encode->parsed()) {
+      if (vocab_path.empty() && spm_model.empty()) throw mmt::Error("tokenizer encode: give --vocab or --model");
+      mmt::BasicTokenizerOptions basic;
+      basic.lower_case = !cased;
+      const auto tok = spm_model.empty() ? std::unique_ptr<mmt::Tokenizer>(mmt::WordPieceTokenizer::load(vocab_path, basic))
+                                         : std::unique_ptr<mmt::Tokenizer>(mmt::SentencePieceTokenizer::load(spm_model));
+      std::string line;
+      while (std::getline(std::cin, line)) {
+        if (!line.empty() && line.back() == '\r') line.pop_back();
+        const auto ids = tok->encode(line, max_len);
+        nlohmann::json out = nlohmann::json::array();
+        for (int64_t id : ids)
+          if (show_pieces) out.push_back(nlohmann::json(tok->vocab().token(id)));
+          else out.push_back(id);
+        std::cout << out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+      }
+    } else if (tok_train->parsed()) {
+      std::ifstream in(input_path);
+      if (!in) throw mmt::Error(input_path + ": cannot open");
+      std::vector<std::string> lines;
+      for (std::string line; std::getline(in, line);)
+        if (!line.empty()) lines.push_back(line);
+      mmt::train_sentencepiece(lines, out_prefix, spm_options);
+      const auto tok = mmt::SentencePieceTokenizer::load(out_prefix + ".model");
+      std::cerr << "mmt tokenizer train: " << lines.size() << " lines -> " << tok->describe() << "\n";
     } else if (dump->parsed()) {
       const auto cfg = mmt::load_config(config_path, overrides);
       std::cout << (plain ? mmt::config_to_json(cfg).dump(2) + "\n" : mmt::config_to_commented_json(cfg));

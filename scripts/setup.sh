@@ -8,7 +8,7 @@ packages=(
   build-essential cmake ninja-build ccache pkg-config
   libtorch-dev libopenblas0-pthread libblas-dev libgloo-dev
   nlohmann-json3-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev
-  libjpeg62-turbo-dev libpng-dev libarchive-dev libsentencepiece-dev
+  libjpeg62-turbo-dev libpng-dev libarchive-dev libsentencepiece-dev libicu-dev
   python3-torch python3-numpy
 )
 

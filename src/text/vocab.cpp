@@ -1,6 +1,7 @@
 /* Word vocabulary (see vocab.h). */
 #include "mmt/text/vocab.h"
 
+#include <algorithm>
 #include <cctype>
 #include <fstream>
 
@@ -24,6 +25,27 @@ Vocab Vocab::from_words(const std::vector<std::string>& words) {
   }
   v.index();
   return v;
+}
+
+Vocab Vocab::from_tokens(std::vector<std::string> tokens, bool sentencepiece) {
+  Vocab v;
+  v.tokens_ = std::move(tokens);
+  v.sentencepiece_ = sentencepiece;
+  v.index();
+  for (const auto& s : special_tokens())
+    if (!v.ids_.count(s)) throw Error("vocabulary lacks the special token " + s);
+  return v;
+}
+
+bool Vocab::is_special_token(const std::string& token) {
+  const auto& s = special_tokens();
+  return std::find(s.begin(), s.end(), token) != s.end();
+}
+
+bool Vocab::is_continuation(int64_t id) const {
+  const std::string& t = token(id);
+  if (!sentencepiece_) return t.rfind("##", 0) == 0;
+  return !is_special(id) && t.rfind("\xe2\x96\x81", 0) != 0;  // U+2581 in UTF-8
 }
 
 Vocab Vocab::load(const std::string& path) {

@@ -1,0 +1,80 @@
+/* `mmt tokenizer encode` and `mmt tokenizer train` through the real binary: ids per stdin line as
+ * JSON arrays with [CLS] / [SEP], pieces, a SentencePiece model trained and used, clear errors. */
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+namespace {
+
+struct Result {
+  int status;
+  std::string out, err;
+};
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+Result mmt_with_stdin(const std::string& args, const std::string& input) {
+  const std::string dir = ::testing::TempDir();
+  std::ofstream(dir + "tok_in.txt") << input;
+  const std::string cmd = std::string(MMT_BINARY) + " " + args + " <" + dir + "tok_in.txt >" + dir + "tok_out.txt 2>" +
+                          dir + "tok_err.txt";
+  const int rc = std::system(cmd.c_str());
+  return {WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, slurp(dir + "tok_out.txt"), slurp(dir + "tok_err.txt")};
+}
+
+TEST(TokenizerCli, EncodesEachLineAsJsonIds) {
+  const std::string vocab = ::testing::TempDir() + "tok_vocab.txt";
+  std::ofstream(vocab) << "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nwant\n##want\n##ed\nwa\nun\nrunn\n##ing\n,\n";
+  const auto r = mmt_with_stdin("tokenizer encode --vocab " + vocab, "UNwant\xC3\xA9" "d,running\n\nxyz\n");
+  ASSERT_EQ(r.status, 0) << r.err;
+  std::istringstream lines(r.out);
+  std::string line;
+  std::vector<nlohmann::json> rows;
+  while (std::getline(lines, line)) rows.push_back(nlohmann::json::parse(line));
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_EQ(rows[0], nlohmann::json::parse("[2, 9, 6, 7, 12, 10, 11, 3]"));
+  EXPECT_EQ(rows[1], nlohmann::json::parse("[2, 3]"));  // an empty line
+  EXPECT_EQ(rows[2], nlohmann::json::parse("[2, 1, 3]"));
+  const auto pieces = mmt_with_stdin("tokenizer encode --pieces --max-len 4 --vocab " + vocab, "unwanted running\n");
+  EXPECT_EQ(nlohmann::json::parse(pieces.out), nlohmann::json::parse(R"(["[CLS]", "un", "##want", "[SEP]"])"));
+}
+
+TEST(TokenizerCli, TrainsASentencePieceModelAndEncodesWithIt) {
+  const std::string dir = ::testing::TempDir();
+  {
+    std::ofstream captions(dir + "tok_captions.txt");
+    for (const char* s : {"a man rides a horse", "a woman rides a bicycle", "two dogs play in the snow",
+                          "a red car parked by the road", "a cat sleeps on a sofa", "children play football"})
+      for (int k = 0; k < 20; ++k) captions << s << "\n";
+  }
+  const auto train = mmt_with_stdin("tokenizer train --input " + dir + "tok_captions.txt --out " + dir +
+                                        "tok_spm --vocab-size 60 --type bpe",
+                                    "");
+  ASSERT_EQ(train.status, 0) << train.err;
+  EXPECT_NE(train.err.find("sentencepiece"), std::string::npos) << train.err;
+  const auto enc = mmt_with_stdin("tokenizer encode --model " + dir + "tok_spm.model", "A man rides\n");
+  ASSERT_EQ(enc.status, 0) << enc.err;
+  const auto ids = nlohmann::json::parse(enc.out);
+  ASSERT_GE(ids.size(), 3u);
+  EXPECT_EQ(ids.front(), 2);
+  EXPECT_EQ(ids.back(), 3);
+}
+
+TEST(TokenizerCli, MissingFilesAreNamed) {
+  const auto r = mmt_with_stdin("tokenizer encode --vocab /nonexistent/vocab.txt", "x\n");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.err.find("/nonexistent/vocab.txt"), std::string::npos) << r.err;
+  const auto m = mmt_with_stdin("tokenizer encode --model /nonexistent/x.model", "x\n");
+  EXPECT_EQ(m.status, 2);
+  EXPECT_NE(m.err.find("/nonexistent/x.model"), std::string::npos) << m.err;
+}
+
+}  // namespace
