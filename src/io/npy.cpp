@@ -1,7 +1,14 @@
-/* .npy writer (see npy.h). */
+/* .npy writer and .npy / .npz reader (see npy.h). */
 #include "mmt/io/npy.h"
 
+#include <archive.h>
+#include <archive_entry.h>
+
 #include <cstring>
+#include <algorithm>
+#include <regex>
+
+#include "mmt/util/error.h"
 
 #include "mmt/util/fs.h"
 
@@ -39,6 +46,147 @@ void save_npy(const std::string& path, const float* data, const std::vector<int6
 
 void save_npy(const std::string& path, const int64_t* data, const std::vector<int64_t>& shape) {
   save(path, data, sizeof(int64_t), "<i8", shape);
+}
+
+int64_t NpyArray::numel() const {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
+namespace {
+
+float half_to_float(uint16_t h) {
+  const uint32_t sign = (h & 0x8000u) << 16, exp = (h >> 10) & 0x1F, mant = h & 0x3FF;
+  uint32_t bits;
+  if (exp == 0) {
+    if (mant == 0) {
+      bits = sign;
+    } else {  // subnormal: normalise
+      int e = -1;
+      uint32_t m = mant;
+      do ++e, m <<= 1;
+      while ((m & 0x400) == 0);
+      bits = sign | ((127 - 15 - e) << 23) | ((m & 0x3FF) << 13);
+    }
+  } else if (exp == 31) {
+    bits = sign | 0x7F800000u | (mant << 13);
+  } else {
+    bits = sign | ((exp - 15 + 127) << 23) | (mant << 13);
+  }
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+template <typename T>
+T load_value(const char* p, bool swap) {
+  char b[sizeof(T)];
+  std::memcpy(b, p, sizeof(T));
+  if (swap) std::reverse(b, b + sizeof(T));
+  T v;
+  std::memcpy(&v, b, sizeof(T));
+  return v;
+}
+
+}  // namespace
+
+std::vector<float> NpyArray::to_float(const std::string& name) const {
+  const int64_t n = numel();
+  std::vector<float> out(static_cast<size_t>(n));
+  const char order = descr[0];
+  const bool swap = order == '>';
+  const std::string kind = descr.substr(1);
+  const char* p = data.data();
+  auto fill = [&](auto tag) {
+    using T = decltype(tag);
+    for (int64_t i = 0; i < n; ++i) out[i] = static_cast<float>(load_value<T>(p + i * sizeof(T), swap));
+  };
+  if (kind == "f4") fill(float{});
+  else if (kind == "f8") fill(double{});
+  else if (kind == "f2") {
+    for (int64_t i = 0; i < n; ++i) out[i] = half_to_float(load_value<uint16_t>(p + i * 2, swap));
+  } else if (kind == "i8") fill(int64_t{});
+  else if (kind == "i4") fill(int32_t{});
+  else if (kind == "i2") fill(int16_t{});
+  else if (kind == "i1") fill(int8_t{});
+  else if (kind == "u1" || kind == "b1") fill(uint8_t{});
+  else if (kind == "u2") fill(uint16_t{});
+  else if (kind == "u4") fill(uint32_t{});
+  else throw Error(name + ": dtype " + descr + " cannot be read as numbers");
+  return out;
+}
+
+NpyArray parse_npy(const std::string& bytes, const std::string& name) {
+  if (bytes.size() < 10 || bytes.compare(0, 6, "\x93NUMPY") != 0) throw Error(name + ": not a .npy file (bad magic)");
+  const int major = static_cast<uint8_t>(bytes[6]);
+  size_t header_len, offset;
+  if (major == 1) {
+    header_len = static_cast<uint8_t>(bytes[8]) | (static_cast<size_t>(static_cast<uint8_t>(bytes[9])) << 8), offset = 10;
+  } else if (major == 2 || major == 3) {
+    if (bytes.size() < 12) throw Error(name + ": truncated .npy header");
+    header_len = 0;
+    for (int i = 0; i < 4; ++i) header_len |= static_cast<size_t>(static_cast<uint8_t>(bytes[8 + i])) << (8 * i);
+    offset = 12;
+  } else {
+    throw Error(name + ": unsupported .npy version " + std::to_string(major));
+  }
+  if (bytes.size() < offset + header_len) throw Error(name + ": truncated .npy header");
+  const std::string header = bytes.substr(offset, header_len);
+  std::smatch m;
+  NpyArray a;
+  if (!std::regex_search(header, m, std::regex(R"('descr'\s*:\s*'([^']+)')"))) throw Error(name + ": .npy header lacks descr");
+  a.descr = m[1];
+  if (std::regex_search(header, m, std::regex(R"('fortran_order'\s*:\s*True)")))
+    throw Error(name + ": Fortran-order arrays are not supported; save with np.ascontiguousarray");
+  if (!std::regex_search(header, m, std::regex(R"('shape'\s*:\s*\(([^)]*)\))"))) throw Error(name + ": .npy header lacks shape");
+  const std::string dims = m[1];
+  static const std::regex number(R"(\d+)");
+  for (std::sregex_iterator it(dims.begin(), dims.end(), number), end; it != end; ++it)
+    a.shape.push_back(std::stoll(it->str()));
+  static const std::map<std::string, size_t> sizes = {{"f2", 2}, {"f4", 4}, {"f8", 8}, {"i1", 1}, {"i2", 2}, {"i4", 4},
+                                                      {"i8", 8}, {"u1", 1}, {"u2", 2}, {"u4", 4}, {"b1", 1}};
+  auto it = sizes.find(a.descr.substr(1));
+  if (a.descr.size() < 2 || it == sizes.end()) throw Error(name + ": unsupported dtype " + a.descr);
+  const size_t want = static_cast<size_t>(a.numel()) * it->second, at = offset + header_len;
+  if (bytes.size() - at < want)
+    throw Error(name + ": truncated .npy data: " + std::to_string(bytes.size() - at) + " bytes of " + std::to_string(want));
+  a.data = bytes.substr(at, want);
+  return a;
+}
+
+NpyArray load_npy(const std::string& path) { return parse_npy(read_file(path), path); }
+
+std::map<std::string, NpyArray> load_npz(const std::string& path) {
+  struct archive* a = archive_read_new();
+  archive_read_support_format_zip(a);
+  if (archive_read_open_filename(a, path.c_str(), 1 << 16) != ARCHIVE_OK) {
+    const std::string msg = archive_error_string(a) ? archive_error_string(a) : "cannot open";
+    archive_read_free(a);
+    throw Error(path + ": " + msg);
+  }
+  std::map<std::string, NpyArray> out;
+  struct archive_entry* e;
+  int rc;
+  while ((rc = archive_read_next_header(a, &e)) == ARCHIVE_OK) {
+    std::string member = archive_entry_pathname(e);
+    std::string bytes;
+    char buf[1 << 16];
+    la_ssize_t got;
+    while ((got = archive_read_data(a, buf, sizeof buf)) > 0) bytes.append(buf, static_cast<size_t>(got));
+    if (got < 0) {
+      const std::string msg = archive_error_string(a) ? archive_error_string(a) : "read error";
+      archive_read_free(a);
+      throw Error(path + ": " + member + ": " + msg);
+    }
+    if (member.size() > 4 && member.compare(member.size() - 4, 4, ".npy") == 0) member.resize(member.size() - 4);
+    out[member] = parse_npy(bytes, path + ":" + member);
+  }
+  const bool bad = rc != ARCHIVE_EOF;
+  const std::string msg = bad && archive_error_string(a) ? archive_error_string(a) : "";
+  archive_read_free(a);
+  if (bad) throw Error(path + ": not a readable .npz (zip): " + msg);
+  return out;
 }
 
 }  // namespace mmt
