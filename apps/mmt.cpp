@@ -7,6 +7,7 @@
 
 #include "mmt/config/config.h"
 #include "mmt/data/data_source.h"
+#include "mmt/data/region_features.h"
 #include "mmt/data/synthetic_export.h"
 #include "mmt/model/summary.h"
 #include "mmt/text/tokenizer.h"
@@ -80,6 +81,16 @@ int main(int argc, char** argv) {
   tok_train->add_option("--seed", spm_options.seed, "random seed");
   tok_train->add_flag("!--cased", spm_options.lower_case, "keep case (default: NFKC + case folding)");
 
+  auto* features = app.add_subcommand("features", "region feature stores");
+  features->require_subcommand(1);
+  auto* pack = features->add_subcommand("pack", "pack a folder of per-image .npz / .npy features into one memory-mapped store");
+  std::string pack_in, pack_out;
+  bool pack_f32 = false, pack_no_classes = false;
+  pack->add_option("--input", pack_in, "folder of KEY.npz (or KEY.npy) files")->required();
+  pack->add_option("--out", pack_out, "store to write (plus OUT.idx)")->required();
+  pack->add_flag("--float32", pack_f32, "keep features in float32 (default float16: half the size)");
+  pack->add_flag("--no-classes", pack_no_classes, "drop class probabilities (MRM-KL / -class need them)");
+
   CLI11_PARSE(app, argc, argv);
   try {
     if (train->parsed()) {
@@ -117,6 +128,11 @@ int main(int argc, char** argv) {
       mmt::train_sentencepiece(lines, out_prefix, spm_options);
       const auto tok = mmt::SentencePieceTokenizer::load(out_prefix + ".model");
       std::cerr << "mmt tokenizer train: " << lines.size() << " lines -> " << tok->describe() << "\n";
+    } else if (pack->parsed()) {
+      const int64_t n = mmt::pack_region_folder(pack_in, pack_out, {!pack_f32, !pack_no_classes}, &std::cerr);
+      const mmt::PackedStore store(pack_out);
+      std::cerr << "mmt features pack: " << n << " images -> " << pack_out << " (dim " << store.dim() << ", "
+                << store.classes() << " classes)\n";
     } else if (dump->parsed()) {
       const auto cfg = mmt::load_config(config_path, overrides);
       std::cout << (plain ? mmt::config_to_json(cfg).dump(2) + "\n" : mmt::config_to_commented_json(cfg));
