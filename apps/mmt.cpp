@@ -7,6 +7,7 @@
 
 #include "mmt/config/config.h"
 #include "mmt/data/data_source.h"
+#include "mmt/data/data_tools.h"
 #include "mmt/data/region_features.h"
 #include "mmt/data/synthetic_export.h"
 #include "mmt/model/summary.h"
@@ -44,6 +45,16 @@ int main(int argc, char** argv) {
   add_config(synth);
   synth->add_option("--out", out_dir, "output directory")->required();
   synth->add_option("--splits", splits, "splits to write: easy, binding, train")->delimiter(',');
+
+  auto* check = data->add_subcommand("check", "read a dataset, count images / captions per split and skipped records");
+  std::vector<std::string> dataset_args;
+  bool decode = false, as_json = false;
+  check->add_option("--dataset", dataset_args, "format=F,path=P[,images=DIR][,splits=a+b][,name=N] (repeatable)")->required();
+  check->add_flag("--decode", decode, "also decode every image and count the undecodable ones");
+  check->add_flag("--json", as_json, "print JSON");
+  auto* stats = data->add_subcommand("stats", "caption lengths, vocabulary, and vocabulary overlap between datasets");
+  stats->add_option("--dataset", dataset_args, "format=F,path=P[,images=DIR][,splits=a+b][,name=N] (repeatable)")->required();
+  stats->add_flag("--json", as_json, "print JSON");
 
   auto* model_cmd = app.add_subcommand("model", "models");
   model_cmd->require_subcommand(1);
@@ -99,6 +110,23 @@ int main(int argc, char** argv) {
       mmt::evaluate_run(run_dir, overrides, std::cout, std::cerr);
     } else if (synth->parsed()) {
       mmt::export_synthetic(mmt::load_config(config_path, overrides).data.synth, out_dir, splits, std::cerr);
+    } else if (check->parsed()) {
+      nlohmann::json all = nlohmann::json::array();
+      for (const auto& a : dataset_args) {
+        const auto c = mmt::check_dataset(mmt::parse_dataset_arg(a), decode, &std::cerr);
+        if (as_json) all.push_back(c);
+        else std::cout << mmt::format_check(c);
+      }
+      if (as_json) std::cout << all.dump(2) << "\n";
+    } else if (stats->parsed()) {
+      std::vector<mmt::Dataset> sets;
+      for (const auto& a : dataset_args) {
+        auto spec = mmt::parse_dataset_arg(a);
+        spec.max_bad_fraction = 1.0, spec.check_images = false;
+        sets.push_back(mmt::read_dataset(spec, &std::cerr));
+      }
+      const auto s = mmt::dataset_stats(sets);
+      std::cout << (as_json ? s.dump(2) + "\n" : mmt::format_stats(s));
     } else if (summary->parsed()) {
       const auto cfg = mmt::load_config(config_path, overrides);
       std::cout << mmt::model_summary(cfg, mmt::data_input_dims(cfg), text_tokens,

@@ -50,6 +50,26 @@ class JsonReader {
     reader.check_unknown();
   }
 
+  template <class S>
+  void list(const char* name, std::vector<S>& items, const char*) {
+    names_.emplace_back(name);
+    auto it = j_.find(name);
+    if (it == j_.end()) return;
+    if (!it->is_array())
+      throw Error("config key '" + prefix_ + name + "' expects a list of objects, got " + type_name(*it));
+    items.clear();
+    for (size_t i = 0; i < it->size(); ++i) {
+      const json& e = (*it)[i];
+      const std::string where = prefix_ + name + "[" + std::to_string(i) + "]";
+      if (!e.is_object()) throw Error("config key '" + where + "' expects an object, got " + type_name(e));
+      S item;
+      JsonReader reader(e, where + ".");
+      item.visit(reader);
+      reader.check_unknown();
+      items.push_back(std::move(item));
+    }
+  }
+
   void check_unknown() const {
     for (auto it = j_.begin(); it != j_.end(); ++it) {
       if (std::find(names_.begin(), names_.end(), it.key()) != names_.end()) continue;
@@ -120,6 +140,17 @@ class JsonWriter {
     sub.visit(w);
     j_[name] = child;
   }
+  template <class S>
+  void list(const char* name, std::vector<S>& items, const char*) {
+    json arr = json::array();
+    for (auto& item : items) {
+      json child = json::object();
+      JsonWriter w(child);
+      item.visit(w);
+      arr.push_back(child);
+    }
+    j_[name] = arr;
+  }
 
  private:
   json& j_;
@@ -137,6 +168,17 @@ class CommentedWriter {
     CommentedWriter w(indent_ + 2);
     sub.visit(w);
     entries_.push_back({name, doc, w.str(), true});
+  }
+  template <class S>
+  void list(const char* name, std::vector<S>& items, const char* doc) {
+    json arr = json::array();
+    for (auto& item : items) {
+      json child = json::object();
+      JsonWriter w(child);
+      item.visit(w);
+      arr.push_back(child);
+    }
+    entries_.push_back({name, doc, arr.dump(), false});
   }
   std::string str() const {
     const std::string pad(indent_ + 2, ' ');
@@ -276,7 +318,24 @@ void validate_config(const ExperimentConfig& cfg) {
   in_range("model.dropout", m.dropout, 0, 0.9);
   in_range("model.max_text_len", m.max_text_len, 3, 4096);
 
-  key_choice("data.source", "data source", cfg.data.source, {"synthetic"});
+  key_choice("data.source", "data source", cfg.data.source, {"synthetic", "datasets"});
+  key_choice("data.sampling", "mixture sampling", cfg.data.sampling, {"instance", "dataset", "weights"});
+  in_range("data.max_bad_fraction", cfg.data.max_bad_fraction, 0, 1);
+  if (cfg.data.loader_threads < 0 || cfg.data.prefetch < 1)
+    throw Error("config: data.loader_threads must be >= 0 and data.prefetch >= 1");
+  if (cfg.data.source == "datasets") {
+    if (cfg.data.datasets.empty()) throw Error("config: data.source = datasets needs data.datasets (a list of datasets)");
+    if (cfg.data.tokenizer.empty())
+      throw Error("config: data.source = datasets needs data.tokenizer (a vocab.txt or a SentencePiece .model)");
+    for (size_t i = 0; i < cfg.data.datasets.size(); ++i) {
+      const auto& d = cfg.data.datasets[i];
+      const std::string key = "data.datasets[" + std::to_string(i) + "]";
+      key_choice(key + ".format", "dataset format", d.format,
+                 {"coco", "karpathy", "tsv", "webdataset", "files", "folder", "narratives", "vg"});
+      if (d.path.empty()) throw Error("config: " + key + ".path is empty");
+      if (!(d.weight >= 0)) throw Error("config: " + key + ".weight must be >= 0");
+    }
+  }
   const auto& s = cfg.data.synth;
   in_range("data.synth.min_objects", s.min_objects, 1, 4);
   in_range("data.synth.max_objects", s.max_objects, s.min_objects, 4);

@@ -1,22 +1,54 @@
 /* Vocabulary and input sizes of the configured data (see data_source.h). */
 #include "mmt/data/data_source.h"
 
+#include <filesystem>
+#include <tuple>
+
+#include "mmt/data/region_features.h"
 #include "mmt/data/synthetic_world.h"
+#include "mmt/text/tokenizer.h"
+#include "mmt/util/error.h"
 
 namespace mmt {
 
 Vocab data_vocab(const ExperimentConfig& cfg) {
-  (void)cfg;  // only the synthetic source exists so far
+  if (cfg.data.source == "datasets") {
+    BasicTokenizerOptions basic;
+    basic.lower_case = !cfg.data.cased;
+    return load_tokenizer(cfg.data.tokenizer, basic)->vocab();
+  }
   return Vocab::from_words(synth::lexicon());
 }
+
+namespace {
+// Feature size and classes of the first dataset's region features (a store or a folder of files).
+std::pair<int64_t, int64_t> dataset_feature_dims(const ExperimentConfig& cfg) {
+  for (const auto& d : cfg.data.datasets) {
+    if (d.features.empty()) continue;
+    if (!std::filesystem::is_directory(d.features)) {
+      const PackedStore s(d.features);
+      return {s.dim(), s.classes()};
+    }
+    for (const auto& e : std::filesystem::directory_iterator(d.features)) {
+      const auto ext = e.path().extension();
+      if (ext == ".npz" || ext == ".npy") {
+        const RegionSet r = load_region_file(e.path().string());
+        return {r.dim, r.classes};
+      }
+    }
+  }
+  throw Error("config: model.image_input = regions with data.source = datasets needs a dataset with `features`");
+}
+}  // namespace
 
 InputDims data_input_dims(const ExperimentConfig& cfg) {
   const auto& m = cfg.model;
   int64_t feat = cfg.data.synth.feature_dim;  // regions: the detector's feature size
+  int64_t classes = cfg.data.synth.num_shapes;
+  if (cfg.data.source == "datasets" && m.image_input == "regions") std::tie(feat, classes) = dataset_feature_dims(cfg);
   if (m.image_input == "patches") feat = 3 * m.patch_size * m.patch_size;  // a flattened patch
   if (m.image_input == "resnet50") feat = 2048;                              // layer4 channels
-  const int64_t classes = m.image_input == "regions" ? cfg.data.synth.num_shapes : 0;
-  return InputDims{data_vocab(cfg).size(), feat, classes};
+  return InputDims{data_vocab(cfg).size(), feat, m.image_input == "regions" ? classes : 0};
 }
 
 }  // namespace mmt

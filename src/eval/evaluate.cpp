@@ -89,6 +89,9 @@ json evaluate_run(const std::string& run_dir, const std::vector<std::string>& ov
   const bool fine_tuned = side.contains("fine_tuned_on") && !side["fine_tuned_on"].empty();
   const std::string label = fine_tuned ? "fine-tuned" : "zero-shot";
 
+  if (cfg.data.source != "synthetic")
+    throw Error(run_dir + " was trained on real datasets; evaluating it on Karpathy test splits (Flickr30k 1k, COCO "
+                "5k / 1k) is not built yet (the evaluation-protocols issue); mmt eval reads the synthetic test sets only");
   const synth::World world(cfg.data.synth);
   json result = {{"run", run_dir},
                  {"step", run.step},

@@ -8,6 +8,8 @@
 
 #include "mmt/config/config.h"
 #include "mmt/data/data_source.h"
+#include "mmt/data/dataset_batcher.h"
+#include "mmt/text/tokenizer.h"
 #include "mmt/data/pretrain_batcher.h"
 #include "mmt/data/synthetic_world.h"
 #include "mmt/io/safetensors.h"
@@ -52,15 +54,29 @@ TrainSummary train_run(const ExperimentConfig& cfg, const std::string& dir, std:
   log << "mmt train: " << configure_runtime(cfg.runtime, log) << "\n";
   torch::manual_seed(cfg.train.seed);
 
-  const auto t_world = std::chrono::steady_clock::now();
-  const synth::World world(cfg.data.synth);
-  const Vocab vocab = data_vocab(cfg);
-  vocab.save(run.vocab());
-  log << "mmt train: synthetic world of " << world.train_scenes().size() << " train scenes built in "
-      << Progress::format_duration(std::chrono::duration<double>(std::chrono::steady_clock::now() - t_world).count())
-      << "\n";
+  // The data: the synthetic world, or a mixture of real datasets behind the threaded loader.
+  const auto t_data = std::chrono::steady_clock::now();
+  const bool real = cfg.data.source == "datasets";
+  std::unique_ptr<synth::World> world;
+  std::unique_ptr<DatasetBatcher> datasets;
+  InputDims dims;
+  if (real) {
+    datasets = std::make_unique<DatasetBatcher>(cfg, &log);
+    datasets->tokenizer().vocab().save(run.vocab());
+    dims = datasets->input_dims();
+    log << "mmt train: " << datasets->datasets().size() << " datasets read in "
+        << Progress::format_duration(std::chrono::duration<double>(std::chrono::steady_clock::now() - t_data).count())
+        << "; tokenizer " << datasets->tokenizer().describe() << "\n";
+  } else {
+    world = std::make_unique<synth::World>(cfg.data.synth);
+    data_vocab(cfg).save(run.vocab());
+    dims = data_input_dims(cfg);
+    log << "mmt train: synthetic world of " << world->train_scenes().size() << " train scenes built in "
+        << Progress::format_duration(std::chrono::duration<double>(std::chrono::steady_clock::now() - t_data).count())
+        << "\n";
+  }
 
-  MultimodalTransformer model(cfg.model, data_input_dims(cfg));
+  MultimodalTransformer model(cfg.model, dims);
   if (!cfg.model.text_init.empty()) {
     const LoadReport r = load_bert_checkpoint(*model, cfg.model.text_init);
     log << "mmt train: text side initialised from " << cfg.model.text_init;
@@ -86,7 +102,11 @@ TrainSummary train_run(const ExperimentConfig& cfg, const std::string& dir, std:
 
   const auto& t = cfg.train;
   PretrainStep stepper(*model, t);
-  PretrainBatcher batcher(world, vocab, cfg);
+  std::unique_ptr<PretrainBatcher> synthetic;
+  std::unique_ptr<BatchLoader> loader;
+  if (real) loader = datasets->loader(0);
+  else synthetic = std::make_unique<PretrainBatcher>(*world, data_vocab(cfg), cfg);
+  json sampler_state;  // after the last consumed step (datasets)
   std::ofstream metrics_out(run.metrics(), std::ios::trunc);  // a fresh run (resuming is not built yet)
   if (!metrics_out) throw Error("cannot write '" + run.metrics() + "'");
 
@@ -99,7 +119,14 @@ TrainSummary train_run(const ExperimentConfig& cfg, const std::string& dir, std:
   auto interval_start = std::chrono::steady_clock::now();
   for (int64_t step = 0; step < t.steps; ++step) {
     const auto t0 = std::chrono::steady_clock::now();
-    const Batch batch = batcher.batch(step);
+    Batch batch;
+    if (real) {
+      BatchLoader::Item item = loader->next();
+      batch = std::move(item.batch);
+      sampler_state = DatasetBatcher::sampler_state(item.plan);
+    } else {
+      batch = synthetic->batch(step);
+    }
     data_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const double lr = learning_rate(t.schedule, t.lr, step, t.warmup_steps, t.steps);
     PretrainStep::Result out = stepper.run(batch, lr, step);
@@ -122,6 +149,7 @@ TrainSummary train_run(const ExperimentConfig& cfg, const std::string& dir, std:
                   {"elapsed_s", progress.elapsed()}};
       last.clear();
       for (const auto& [k, v] : sums) rec[k] = last[k] = v / counts[k];
+      if (real) rec["dataset_counts"] = sampler_state["counts"];
       metrics_out << rec.dump() << "\n" << std::flush;
       sums.clear(), counts.clear();
       interval_examples = 0;
@@ -138,14 +166,27 @@ TrainSummary train_run(const ExperimentConfig& cfg, const std::string& dir, std:
       << static_cast<int>(100 * data_seconds / std::max(1e-9, summary.seconds)) << "% in batch preparation)";
   if (summary.skipped_steps) log << ", " << summary.skipped_steps << " steps skipped for non-finite losses";
   log << "\n";
+  json trained_on;
+  if (real) {
+    log << "mmt train: examples per dataset: " << datasets->counts();
+    if (datasets->bad_images()) log << "; " << datasets->bad_images() << " undecodable images skipped";
+    log << "\n";
+    trained_on = json::array();
+    for (const auto& d : datasets->datasets())
+      trained_on.push_back({{"name", d.spec.name}, {"format", d.spec.format}, {"path", d.spec.path},
+                            {"splits", d.spec.splits.empty() ? json("all") : json(d.spec.splits)},
+                            {"images", d.records.size()}, {"skipped", d.bad.by_reason()}});
+  } else {
+    trained_on = "synthetic world train split (seed " + std::to_string(cfg.data.synth.seed) + ", test scenes excluded)";
+  }
 
-  json extra = {{"trained_on", "synthetic world train split (seed " + std::to_string(cfg.data.synth.seed) +
-                                   ", test scenes excluded)"},
+  json extra = {{"trained_on", trained_on},
                 {"fine_tuned_on", json::array()},
                 {"train_seconds", summary.seconds},
                 {"examples_per_s", summary.examples_per_second},
                 {"skipped_steps", summary.skipped_steps},
                 {"final_metrics", summary.metrics}};
+  if (real) extra["sampler"] = sampler_state;
   save_checkpoint(run, *model, t.steps, extra);
   log << "mmt train: wrote " << run.weights() << "\n";
   return summary;

@@ -134,8 +134,42 @@ void ModelOptions::visit(V& v) {
 }
 
 /// Pretraining data.
+/// One real dataset of a mixture (formats and fields: include/mmt/data/dataset.h, docs/datasets.md).
+struct DatasetOptions {
+  std::string name;            // shown in logs and counts (default: the format)
+  std::string format;          // coco, karpathy, tsv, webdataset, files, folder, narratives, vg
+  std::string path;            // annotation file, shard or folder
+  std::string images;          // image folder ("" = next to path)
+  std::string features;        // region features: a packed store (mmt features pack) or a folder of KEY.npz
+  std::vector<std::string> splits;  // keep only these splits (karpathy)
+  std::string split;           // split of formats without one (default train)
+  std::string naming = "index";  // tsv: index (img2dataset keys) or basename
+  double weight = 1.0;         // with data.sampling = weights
+
+  template <class V>
+  void visit(V& v) {
+    v.field("name", name, "name in logs and per-dataset counts (default: the format)");
+    v.field("format", format, "coco, karpathy, tsv, webdataset, files, folder, narratives or vg");
+    v.field("path", path, "annotation file, shard or folder");
+    v.field("images", images, "image folder (default: next to path)");
+    v.field("features", features, "region features: a packed store (mmt features pack) or a folder of KEY.npz");
+    v.field("splits", splits, "keep only these splits (karpathy: train, restval, val, test)");
+    v.field("split", split, "split given to records of formats without one (default train)");
+    v.field("naming", naming, "tsv: image file of a row: index (img2dataset keys) or basename of the URL");
+    v.field("weight", weight, "sampling weight with data.sampling = weights");
+  }
+};
+
 struct DataOptions {
-  std::string source = "synthetic";  // where records come from (synthetic for now)
+  std::string source = "synthetic";  // where records come from: synthetic or datasets
+  std::vector<DatasetOptions> datasets;  // source = datasets: the mixture's datasets
+  std::string sampling = "instance";     // instance, dataset or weights (PAPER.md "Data")
+  std::string tokenizer;                 // vocab.txt (WordPiece) or .model (SentencePiece); source = datasets
+  bool cased = false;                    // WordPiece: keep case and accents
+  int64_t loader_threads = 2;            // batch-building worker threads (0 = on the training thread)
+  int64_t prefetch = 4;                  // batches built ahead of the training step
+  double max_bad_fraction = 0.05;        // skipped records (and undecodable images) past this fraction stop the run
+  int64_t image_size = 224;              // source = datasets, pixel models: side of the centre crop
   SynthOptions synth;                // the synthetic world
   int64_t max_regions = 100;         // regions kept per image (+1 global token)
   int64_t bucket_batches = 8;        // length bucketing: sort this many batches' worth by
@@ -143,7 +177,16 @@ struct DataOptions {
 
   template <class V>
   void visit(V& v) {
-    v.field("source", source, "where training records come from: synthetic");
+    v.field("source", source, "where training records come from: synthetic or datasets");
+    v.list("datasets", datasets, "source = datasets: the datasets of the mixture (docs/datasets.md)");
+    v.field("sampling", sampling, "mixture sampling: instance (every example equally likely), dataset (every dataset "
+            "equally likely) or weights (each dataset's weight)");
+    v.field("tokenizer", tokenizer, "source = datasets: a WordPiece vocab.txt or a SentencePiece .model");
+    v.field("cased", cased, "WordPiece: keep case and accents");
+    v.field("loader_threads", loader_threads, "worker threads building batches (0 = on the training thread)");
+    v.field("prefetch", prefetch, "batches built ahead of the training step");
+    v.field("max_bad_fraction", max_bad_fraction, "skipped records or undecodable images past this fraction stop the run");
+    v.field("image_size", image_size, "source = datasets, pixel models (patches, resnet50): side of the resized centre crop");
     v.section("synth", synth, "the synthetic world (docs/synthetic.md)");
     v.field("max_regions", max_regions, "regions kept per image; +1 global token");
     v.field("bucket_batches", bucket_batches,

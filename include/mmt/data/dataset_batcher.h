@@ -1,0 +1,67 @@
+/* Pretraining batches from real datasets (data.source = datasets): the configured datasets are
+ * read (bad records skipped and counted), mixed by the MixtureSampler, tokenised, masked and
+ * paired into the same Batch the synthetic world gives, through the BatchLoader's plan / build
+ * split so worker threads can build them. Images are region features (model.image_input =
+ * regions, from each dataset's `features` store or folder) or decoded pixels (patches, resnet50). */
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <iosfwd>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json_fwd.hpp>
+#include <string>
+#include <vector>
+
+#include "mmt/config/options.h"
+#include "mmt/data/batch.h"
+#include "mmt/data/dataset.h"
+#include "mmt/data/loader.h"
+#include "mmt/model/input_dims.h"
+
+namespace mmt {
+
+class Tokenizer;
+class MixtureSampler;
+class PackedStore;
+
+class DatasetBatcher {
+ public:
+  DatasetBatcher(const ExperimentConfig& cfg, std::ostream* log);
+  ~DatasetBatcher();
+
+  const Tokenizer& tokenizer() const { return *tokenizer_; }
+  InputDims input_dims() const;
+  const std::vector<Dataset>& datasets() const { return datasets_; }
+
+  /// Loader plumbing: plan = the step's draws (sequential, moves the sampler), build = the batch.
+  BatchLoader::Plan plan(int64_t step);
+  Batch build(int64_t step, const BatchLoader::Plan& plan) const;
+  /// A loader over this batcher from `first_step` (threads and prefetch from the config).
+  std::unique_ptr<BatchLoader> loader(int64_t first_step);
+
+  /// Sampler state after a planned step (for checkpoints), and restoring one.
+  static nlohmann::json sampler_state(const BatchLoader::Plan& plan);
+  void restore_sampler(const nlohmann::json& state);
+  /// "coco 812 (63%), cc 480 (37%)": examples drawn per dataset.
+  std::string counts() const;
+  int64_t bad_images() const { return bad_images_.load(); }
+
+ private:
+  struct Image;
+  std::shared_ptr<const Image> load_image(size_t dataset, const Record& r) const;
+
+  ExperimentConfig cfg_;
+  std::ostream* log_;
+  std::vector<Dataset> datasets_;
+  std::vector<std::vector<int64_t>> first_example_;  // per dataset: first example index of each record
+  std::unique_ptr<Tokenizer> tokenizer_;
+  std::unique_ptr<MixtureSampler> sampler_;
+  std::vector<std::unique_ptr<PackedStore>> stores_;  // per dataset, when its features are packed
+  int64_t feature_dim_ = 0, classes_ = 0;
+  mutable std::atomic<int64_t> bad_images_{0}, images_seen_{0};
+  mutable std::mutex log_mu_;
+};
+
+}  // namespace mmt

@@ -1,0 +1,256 @@
+/* Pretraining batches from real datasets (see dataset_batcher.h). */
+#include "mmt/data/dataset_batcher.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <ostream>
+
+#include "mmt/data/image_source.h"
+#include "mmt/data/mixture.h"
+#include "mmt/data/pretrain_batcher.h"
+#include "mmt/data/region_features.h"
+#include "mmt/io/image.h"
+#include "mmt/text/tokenizer.h"
+#include "mmt/util/error.h"
+#include "mmt/util/rng.h"
+
+namespace fs = std::filesystem;
+
+namespace mmt {
+namespace {
+enum Stream : uint64_t { kPairing = 21, kMasking };
+
+struct StepPlan {
+  std::vector<MixtureSampler::Draw> draws;
+  nlohmann::json sampler_state;
+};
+}  // namespace
+
+struct DatasetBatcher::Image {
+  // Regions: (tokens, dim) features, (tokens, 5) boxes, (tokens, classes) class probabilities.
+  int64_t tokens = 0;
+  std::vector<float> features, boxes, classes;
+  // Pixels: (3, S, S) normalised.
+  std::vector<float> pixels;
+};
+
+DatasetBatcher::DatasetBatcher(const ExperimentConfig& cfg, std::ostream* log) : cfg_(cfg), log_(log) {
+  if (cfg.data.source != "datasets") throw Error("DatasetBatcher: data.source is not datasets");
+  if (cfg.train.itm_contrastive_weight > 0)
+    throw Error("config: contrastive ITM (train.itm_contrastive_weight) is not yet available with data.source = datasets");
+  BasicTokenizerOptions basic;
+  basic.lower_case = !cfg.data.cased;
+  tokenizer_ = load_tokenizer(cfg.data.tokenizer, basic);
+  const bool regions = cfg.model.image_input == "regions";
+  std::vector<int64_t> sizes;
+  std::vector<double> given;
+  for (const auto& o : cfg.data.datasets) {
+    DatasetSpec spec;
+    spec.name = o.name, spec.format = o.format, spec.path = o.path, spec.images = o.images;
+    spec.splits = o.splits, spec.split = o.split, spec.naming = o.naming;
+    spec.max_bad_fraction = cfg.data.max_bad_fraction;
+    spec.check_images = !regions;  // with region features, the features are the image
+    Dataset d = read_dataset(spec, log);
+    std::unique_ptr<PackedStore> store;
+    if (regions) {
+      if (o.features.empty())
+        throw Error("dataset " + d.spec.name + ": model.image_input = regions needs its `features` (a store or a folder)");
+      // Records without features are skipped and counted, like any other bad record.
+      if (!fs::is_directory(o.features)) store = std::make_unique<PackedStore>(o.features);
+      std::vector<Record> kept;
+      for (auto& r : d.records) {
+        const bool has = store ? store->find(r.key) >= 0
+                               : fs::exists(fs::path(o.features) / (r.key + ".npz")) || fs::exists(fs::path(o.features) / (r.key + ".npy"));
+        if (has) kept.push_back(std::move(r));
+        else d.bad.skip(d.spec.name + ": " + r.key, "no region features", o.features);
+      }
+      d.records = std::move(kept);
+      if (store) {
+        if (feature_dim_ && (store->dim() != feature_dim_ || store->classes() != classes_))
+          throw Error(o.features + ": feature size differs from the other datasets' stores");
+        feature_dim_ = store->dim(), classes_ = store->classes();
+      } else if (!d.records.empty() && feature_dim_ == 0) {
+        const auto& k = d.records.front().key;
+        const auto p = fs::exists(fs::path(o.features) / (k + ".npz")) ? fs::path(o.features) / (k + ".npz") : fs::path(o.features) / (k + ".npy");
+        const RegionSet r = load_region_file(p.string());
+        feature_dim_ = r.dim, classes_ = r.classes;
+      }
+    }
+    if (d.records.empty()) throw Error("dataset " + d.spec.name + " (" + d.spec.path + "): no usable records (" + d.bad.summary() + ")");
+    std::vector<int64_t> first;
+    int64_t n = 0;
+    for (const auto& r : d.records) first.push_back(n), n += static_cast<int64_t>(r.captions.size());
+    first_example_.push_back(std::move(first));
+    sizes.push_back(n), given.push_back(o.weight);
+    if (log) *log << "dataset " << d.spec.name << ": " << d.records.size() << " images, " << n << " captions ("
+                  << d.bad.summary() << ")\n";
+    datasets_.push_back(std::move(d));
+    stores_.push_back(std::move(store));
+  }
+  sampler_ = std::make_unique<MixtureSampler>(sizes, MixtureSampler::policy_weights(cfg.data.sampling, sizes, given),
+                                              cfg.train.seed);
+}
+
+DatasetBatcher::~DatasetBatcher() = default;
+
+InputDims DatasetBatcher::input_dims() const {
+  const auto& m = cfg_.model;
+  int64_t feat = feature_dim_;
+  if (m.image_input == "patches") feat = 3 * m.patch_size * m.patch_size;
+  if (m.image_input == "resnet50") feat = 2048;
+  return InputDims{tokenizer_->vocab().size(), feat, m.image_input == "regions" ? classes_ : 0};
+}
+
+BatchLoader::Plan DatasetBatcher::plan(int64_t step) {
+  (void)step;
+  auto p = std::make_shared<StepPlan>();
+  for (int64_t i = 0; i < cfg_.train.batch_size; ++i) p->draws.push_back(sampler_->next());
+  p->sampler_state = sampler_->state();
+  return p;
+}
+
+nlohmann::json DatasetBatcher::sampler_state(const BatchLoader::Plan& plan) {
+  return static_cast<const StepPlan*>(plan.get())->sampler_state;
+}
+
+void DatasetBatcher::restore_sampler(const nlohmann::json& state) { sampler_->restore(state); }
+
+std::string DatasetBatcher::counts() const {
+  std::string s;
+  const int64_t total = std::max<int64_t>(1, sampler_->draws());
+  for (size_t d = 0; d < datasets_.size(); ++d) {
+    const int64_t c = sampler_->counts()[d];
+    s += (s.empty() ? "" : ", ") + datasets_[d].spec.name + " " + std::to_string(c) + " (" +
+         std::to_string(static_cast<int>(100.0 * c / total + 0.5)) + "%)";
+  }
+  return s;
+}
+
+std::shared_ptr<const DatasetBatcher::Image> DatasetBatcher::load_image(size_t dataset, const Record& r) const {
+  auto img = std::make_shared<Image>();
+  if (cfg_.model.image_input == "regions") {
+    RegionSet set;
+    if (stores_[dataset]) {
+      set = stores_[dataset]->get(stores_[dataset]->find(r.key));
+    } else {
+      const fs::path dir(cfg_.data.datasets[dataset].features);
+      set = load_region_file(fs::exists(dir / (r.key + ".npz")) ? (dir / (r.key + ".npz")).string() : (dir / (r.key + ".npy")).string());
+    }
+    const RegionLayout l = paper_layout(set, cfg_.data.max_regions);
+    img->tokens = l.tokens, img->features = l.features, img->boxes = l.boxes, img->classes = l.class_probs;
+  } else {
+    const int side = static_cast<int>(cfg_.data.image_size);
+    const RgbImage rgb = load_image_for_model(read_image_bytes(r.image), r.image.describe(), side);
+    img->pixels.resize(static_cast<size_t>(3 * side * side));
+    normalize_chw(rgb, kImageMean, kImageStd, img->pixels.data());
+  }
+  return img;
+}
+
+Batch DatasetBatcher::build(int64_t step, const BatchLoader::Plan& plan) const {
+  const auto& draws = static_cast<const StepPlan*>(plan.get())->draws;
+  const auto& t = cfg_.train;
+  // Resolve draws to (record, caption); load images; drop rows whose image cannot be decoded.
+  struct Row {
+    const Record* record;
+    int64_t caption;
+    std::shared_ptr<const Image> image;
+  };
+  std::vector<Row> rows;
+  for (const auto& d : draws) {
+    const auto& first = first_example_[static_cast<size_t>(d.dataset)];
+    const size_t rec = static_cast<size_t>(std::upper_bound(first.begin(), first.end(), d.example) - first.begin() - 1);
+    const Record& r = datasets_[static_cast<size_t>(d.dataset)].records[rec];
+    ++images_seen_;
+    try {
+      rows.push_back({&r, d.example - first[rec], load_image(static_cast<size_t>(d.dataset), r)});
+    } catch (const Error& e) {
+      const int64_t bad = ++bad_images_;
+      {
+        std::lock_guard<std::mutex> lock(log_mu_);
+        if (log_ && bad <= 20) *log_ << "warning: " << e.what() << "; example skipped\n";
+      }
+      if (images_seen_ >= 100 && bad > cfg_.data.max_bad_fraction * images_seen_)
+        throw Error(std::to_string(bad) + " of " + std::to_string(images_seen_.load()) +
+                    " images could not be read, over data.max_bad_fraction; last: " + e.what());
+    }
+  }
+  if (rows.size() < 2) throw Error("step " + std::to_string(step) + ": fewer than 2 readable images in the batch");
+  const int64_t b = static_cast<int64_t>(rows.size());
+  Rng rng(derive_seed(t.seed, kPairing, static_cast<uint64_t>(step)));
+  // ITM pairing: a random other row's image (or caption); hard negatives are chosen by the model later.
+  std::vector<int64_t> image_of(static_cast<size_t>(b)), caption_of(static_cast<size_t>(b)), itm(static_cast<size_t>(b), 1);
+  std::vector<char> pending(static_cast<size_t>(b), 0);
+  const bool hard = t.itm_negatives == "hard";
+  for (int64_t i = 0; i < b; ++i) {
+    image_of[i] = caption_of[i] = i;
+    if (!rng.bernoulli(t.itm_negative_prob)) continue;
+    if (hard) {
+      pending[i] = 1;
+      continue;
+    }
+    int64_t j = rng.below(b - 1);
+    if (j >= i) ++j;
+    (t.itm_swap == "image" ? image_of[i] : caption_of[i]) = j;
+    itm[i] = 0;
+  }
+  const bool mlm = t.mlm_weight > 0;
+  const bool mrm = t.mrm_kl_weight + t.mrm_regression_weight + t.mrm_class_weight > 0 && cfg_.model.image_input == "regions";
+  std::vector<char> mask_text(static_cast<size_t>(b), mlm), mask_image(static_cast<size_t>(b), mrm);
+  if (mlm && mrm && t.mask_modalities == "alternate")
+    for (int64_t i = 0; i < b; ++i) mask_text[i] = rng.bernoulli(0.5), mask_image[i] = !mask_text[i];
+  Batch batch;
+  std::vector<std::vector<int64_t>> ids(static_cast<size_t>(b)), labels(static_cast<size_t>(b));
+  for (int64_t i = 0; i < b; ++i) {
+    const Row& row = rows[static_cast<size_t>(caption_of[i])];
+    ids[i] = tokenizer_->encode(row.record->captions[static_cast<size_t>(row.caption)], cfg_.model.max_text_len);
+    labels[i] = mask_tokens(ids[i], tokenizer_->vocab(), mask_text[i] ? t.mlm_prob : 0.0, rng, t.whole_word_mask);
+    if (!itm[i]) std::fill(labels[i].begin(), labels[i].end(), kIgnoreLabel);
+  }
+  pad_text(ids, tokenizer_->vocab().pad_id(), batch);
+  batch.mlm_labels = torch::full_like(batch.text_ids, kIgnoreLabel);
+  const int64_t tl = batch.text_ids.size(1);
+  for (int64_t i = 0; i < b; ++i) std::copy(labels[i].begin(), labels[i].end(), batch.mlm_labels.data_ptr<int64_t>() + i * tl);
+  if (cfg_.model.image_input == "regions") {
+    int64_t r = 0;
+    for (const auto& row : rows) r = std::max(r, row.image->tokens);
+    const int64_t f = feature_dim_, c = classes_;
+    batch.region_feats = torch::zeros({b, r, f});
+    batch.region_boxes = torch::zeros({b, r, 5});
+    batch.region_mask = torch::zeros({b, r}, torch::kBool);
+    if (c > 0) batch.region_classes = torch::zeros({b, r, c});
+    for (int64_t i = 0; i < b; ++i) {
+      const Image& im = *rows[static_cast<size_t>(image_of[i])].image;
+      std::copy(im.features.begin(), im.features.end(), batch.region_feats.data_ptr<float>() + i * r * f);
+      std::copy(im.boxes.begin(), im.boxes.end(), batch.region_boxes.data_ptr<float>() + i * r * 5);
+      if (c > 0) std::copy(im.classes.begin(), im.classes.end(), batch.region_classes.data_ptr<float>() + i * r * c);
+      batch.region_mask[i].narrow(0, 0, im.tokens).fill_(true);
+    }
+    if (mrm) mask_regions(batch, mask_image, std::vector<char>(itm.begin(), itm.end()), t.mrm_prob, rng);
+  } else {
+    const int64_t s = cfg_.data.image_size;
+    batch.image_pixels = torch::empty({b, 3, s, s});
+    for (int64_t i = 0; i < b; ++i) {
+      const auto& px = rows[static_cast<size_t>(image_of[i])].image->pixels;
+      std::copy(px.begin(), px.end(), batch.image_pixels.data_ptr<float>() + i * 3 * s * s);
+    }
+  }
+  batch.itm_labels = torch::tensor(itm, torch::kInt64);
+  if (hard) {
+    batch.hard_negative_rows = torch::zeros({b}, torch::kBool);
+    batch.mask_pattern = torch::zeros({b}, torch::kInt64);
+    for (int64_t i = 0; i < b; ++i)
+      batch.hard_negative_rows[i] = static_cast<bool>(pending[i]),
+      batch.mask_pattern[i] = (mask_text[i] ? 1 : 0) | (mask_image[i] ? 2 : 0);
+  }
+  return batch;
+}
+
+std::unique_ptr<BatchLoader> DatasetBatcher::loader(int64_t first_step) {
+  return std::make_unique<BatchLoader>([this](int64_t s) { return plan(s); },
+                                       [this](int64_t s, const BatchLoader::Plan& p) { return build(s, p); },
+                                       cfg_.data.loader_threads, cfg_.data.prefetch, first_step);
+}
+
+}  // namespace mmt

@@ -1,0 +1,188 @@
+/* Mixtures and the loader: instance vs dataset sampling frequencies against theory, epochs, exact
+ * resume of the sampler mid-epoch, the same batches whatever the number of loader threads, worker
+ * errors reaching the caller, and real-data batches from the fixtures (pixels and regions). */
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "mmt/data/dataset_batcher.h"
+#include "mmt/data/loader.h"
+#include "mmt/data/mixture.h"
+#include "mmt/io/npy.h"
+#include "mmt/text/tokenizer.h"
+#include "mmt/util/error.h"
+
+namespace mmt {
+namespace {
+
+namespace fs = std::filesystem;
+const std::string kData = std::string(MMT_SOURCE_DIR) + "/tests/data/datasets/";
+
+TEST(Mixture, InstanceAndDatasetSamplingFrequenciesMatchTheory) {
+  const std::vector<int64_t> sizes = {1000, 300, 50};
+  for (const std::string policy : {"instance", "dataset"}) {
+    MixtureSampler s(sizes, MixtureSampler::policy_weights(policy, sizes), 7);
+    const int n = 100000;
+    for (int i = 0; i < n; ++i) s.next();
+    for (size_t d = 0; d < sizes.size(); ++d) {
+      const double want = policy == "instance" ? sizes[d] / 1350.0 : 1.0 / 3;
+      EXPECT_NEAR(s.counts()[d] / double(n), want, 0.01) << policy << " dataset " << d;  // within 1 point
+    }
+  }
+  MixtureSampler w(sizes, MixtureSampler::policy_weights("weights", sizes, {1, 0, 3}), 1);
+  for (int i = 0; i < 20000; ++i) w.next();
+  EXPECT_EQ(w.counts()[1], 0);
+  EXPECT_NEAR(w.counts()[2] / 20000.0, 0.75, 0.01);
+  EXPECT_THROW(MixtureSampler::policy_weights("weights", sizes, {1}), Error);
+}
+
+TEST(Mixture, EveryExampleOncePerEpochAndEpochsDiffer) {
+  MixtureSampler s({10, 7}, {1, 1}, 3);
+  std::vector<std::vector<int64_t>> seen(2);
+  while (seen[1].size() < 14) {
+    const auto d = s.next();
+    seen[static_cast<size_t>(d.dataset)].push_back(d.example);
+  }
+  const std::vector<int64_t> first(seen[1].begin(), seen[1].begin() + 7), second(seen[1].begin() + 7, seen[1].begin() + 14);
+  EXPECT_EQ(std::set<int64_t>(first.begin(), first.end()).size(), 7u);
+  EXPECT_EQ(std::set<int64_t>(second.begin(), second.end()).size(), 7u);
+  EXPECT_NE(first, second);
+}
+
+TEST(Mixture, RestoredMidEpochGivesTheSameNextDraws) {
+  const std::vector<int64_t> sizes = {13, 5, 29};
+  MixtureSampler a(sizes, {1, 2, 3}, 11);
+  for (int i = 0; i < 37; ++i) a.next();
+  const nlohmann::json state = nlohmann::json::parse(a.state().dump());  // as a checkpoint holds it
+  MixtureSampler b(sizes, {1, 2, 3}, 11);
+  b.restore(state);
+  for (int i = 0; i < 200; ++i) {
+    const auto x = a.next(), y = b.next();
+    ASSERT_EQ(x.dataset, y.dataset) << i;
+    ASSERT_EQ(x.example, y.example) << i;
+  }
+  EXPECT_EQ(a.counts(), b.counts());
+  MixtureSampler other(sizes, {1, 2, 3}, 12);
+  EXPECT_THROW(other.restore(state), Error);
+}
+
+TEST(Loader, WorkerErrorsReachTheCallerAtTheirStep) {
+  BatchLoader loader([](int64_t s) { return std::make_shared<int64_t>(s); },
+                     [](int64_t s, const BatchLoader::Plan&) {
+                       if (s == 3) throw Error("bad image at step 3");
+                       Batch b;
+                       b.text_ids = torch::full({1, 1}, s, torch::kInt64);
+                       return b;
+                     },
+                     2, 3);
+  for (int64_t s = 0; s < 3; ++s) EXPECT_EQ(loader.next().batch.text_ids.item<int64_t>(), s);
+  EXPECT_THROW(loader.next(), Error);
+}
+
+// A vocabulary of every word of the fixtures' captions.
+std::string fixture_vocab() {
+  const std::string path = ::testing::TempDir() + "mmt_loader_vocab.txt";
+  std::set<std::string> words;
+  BasicTokenizer basic;
+  for (const auto& spec : {std::pair<std::string, std::string>{"folder", "folder"}, {"webdataset", "wds"},
+                           {"coco", "coco/annotations/captions_train2017.json"}}) {
+    DatasetSpec s;
+    s.format = spec.first, s.path = kData + spec.second;
+    if (spec.first == "coco") s.images = kData + "coco/train2017";
+    for (const auto& r : read_dataset(s).records)
+      for (const auto& c : r.captions)
+        for (const auto& w : basic.tokenize(c)) words.insert(w);
+  }
+  std::ofstream out(path);
+  for (const auto& t : Vocab::special_tokens()) out << t << "\n";
+  for (const auto& w : words) out << w << "\n";
+  return path;
+}
+
+ExperimentConfig real_config(const std::string& image_input) {
+  ExperimentConfig cfg;
+  cfg.data.source = "datasets";
+  cfg.data.tokenizer = fixture_vocab();
+  DatasetOptions folder, wds, coco;
+  folder.format = "folder", folder.path = kData + "folder";
+  wds.format = "webdataset", wds.path = kData + "wds";
+  coco.format = "coco", coco.path = kData + "coco/annotations/captions_train2017.json", coco.images = kData + "coco/train2017";
+  cfg.data.datasets = {folder, wds, coco};
+  cfg.data.sampling = "dataset";
+  cfg.data.image_size = 32;
+  cfg.model.image_input = image_input, cfg.model.patch_size = 8;
+  cfg.train.batch_size = 6, cfg.train.seed = 5;
+  return cfg;
+}
+
+std::vector<Batch> batches(const ExperimentConfig& cfg, int64_t threads, int64_t n) {
+  ExperimentConfig c = cfg;
+  c.data.loader_threads = threads;
+  DatasetBatcher b(c, nullptr);
+  auto loader = b.loader(0);
+  std::vector<Batch> out;
+  for (int64_t i = 0; i < n; ++i) out.push_back(loader->next().batch);
+  return out;
+}
+
+TEST(Loader, SameBatchesWhateverTheNumberOfThreads) {
+  const auto cfg = real_config("patches");
+  const auto ref = batches(cfg, 0, 6);
+  for (int64_t threads : {1, 2, 4}) {
+    const auto got = batches(cfg, threads, 6);
+    for (size_t i = 0; i < ref.size(); ++i) {
+      EXPECT_TRUE(got[i].text_ids.equal(ref[i].text_ids)) << threads << " threads, step " << i;
+      EXPECT_TRUE(got[i].mlm_labels.equal(ref[i].mlm_labels)) << threads << " threads, step " << i;
+      EXPECT_TRUE(got[i].image_pixels.equal(ref[i].image_pixels)) << threads << " threads, step " << i;
+      EXPECT_TRUE(got[i].itm_labels.equal(ref[i].itm_labels)) << threads << " threads, step " << i;
+    }
+  }
+}
+
+TEST(DatasetBatches, PixelsFromJpegPngAndShardsAreNormalisedCrops) {
+  const auto cfg = real_config("patches");
+  DatasetBatcher b(cfg, nullptr);
+  EXPECT_EQ(b.datasets().size(), 3u);
+  auto loader = b.loader(0);
+  const auto item = loader->next();
+  const Batch& batch = item.batch;
+  EXPECT_EQ(batch.size(), 6);
+  EXPECT_EQ(batch.image_pixels.sizes(), (std::vector<int64_t>{6, 3, 32, 32}));
+  EXPECT_TRUE(torch::isfinite(batch.image_pixels).all().item<bool>());
+  EXPECT_EQ(batch.text_ids.select(1, 0).eq(b.tokenizer().vocab().cls_id()).sum().item<int64_t>(), 6);
+  // Every caption token is known to the fixture vocabulary: no [UNK] unless MLM put a random word there.
+  EXPECT_EQ(batch.text_ids.eq(b.tokenizer().vocab().unk_id()).sum().item<int64_t>(), 0);
+  EXPECT_EQ(DatasetBatcher::sampler_state(item.plan)["draws"].get<int64_t>(), 6);
+  EXPECT_EQ(b.input_dims().region_feat_dim, 3 * 8 * 8);
+}
+
+TEST(DatasetBatches, RegionFeaturesFromAFolderAndRecordsWithoutThemSkipped) {
+  // Features for two of the three COCO fixture images.
+  const std::string dir = ::testing::TempDir() + "mmt_loader_feats/";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  for (const char* key : {"9", "25"})
+    fs::copy_file(std::string(MMT_SOURCE_DIR) + "/tests/data/images/features.npz", dir + key + ".npz");
+  auto cfg = real_config("regions");
+  DatasetOptions coco = cfg.data.datasets[2];
+  coco.features = dir;
+  cfg.data.datasets = {coco};
+  cfg.data.max_bad_fraction = 0.5;
+  cfg.train.mrm_kl_weight = 1;
+  DatasetBatcher b(cfg, nullptr);
+  EXPECT_EQ(b.datasets()[0].records.size(), 2u);
+  EXPECT_EQ(b.datasets()[0].bad.by_reason().at("no region features"), 1);
+  EXPECT_EQ(b.input_dims().region_feat_dim, 6);
+  EXPECT_EQ(b.input_dims().region_classes, 3);
+  auto loader = b.loader(0);
+  const Batch batch = loader->next().batch;
+  EXPECT_EQ(batch.region_feats.sizes(), (std::vector<int64_t>{6, 5, 6}));  // 4 regions + global
+  EXPECT_EQ(batch.region_classes.size(2), 3);
+  EXPECT_TRUE(batch.mrm_mask.defined());
+}
+
+}  // namespace
+}  // namespace mmt
