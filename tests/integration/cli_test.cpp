@@ -16,6 +16,11 @@ struct Result {
   std::string out, err;
 };
 
+// Files of this test alone: ctest runs the tests of this file as parallel processes.
+std::string own(const std::string& what) {
+  return ::testing::TempDir() + ::testing::UnitTest::GetInstance()->current_test_info()->name() + "_" + what;
+}
+
 std::string slurp(const std::string& path) {
   std::ifstream in(path);
   std::stringstream ss;
@@ -24,10 +29,9 @@ std::string slurp(const std::string& path) {
 }
 
 Result run_mmt(const std::string& args) {
-  const std::string dir = ::testing::TempDir();
-  const std::string cmd = std::string(MMT_BINARY) + " " + args + " >" + dir + "mmt_out.txt 2>" + dir + "mmt_err.txt";
+  const std::string cmd = std::string(MMT_BINARY) + " " + args + " >" + own("out.txt") + " 2>" + own("err.txt");
   const int rc = std::system(cmd.c_str());
-  return {WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, slurp(dir + "mmt_out.txt"), slurp(dir + "mmt_err.txt")};
+  return {WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, slurp(own("out.txt")), slurp(own("err.txt"))};
 }
 
 TEST(Cli, TrainThenEvalBeatsChanceByFiveTimes) {

@@ -14,6 +14,11 @@ struct Result {
   std::string out, err;
 };
 
+// Files of this test alone: ctest runs the tests of this file as parallel processes.
+std::string own(const std::string& what) {
+  return ::testing::TempDir() + ::testing::UnitTest::GetInstance()->current_test_info()->name() + "_" + what;
+}
+
 std::string slurp(const std::string& path) {
   std::ifstream in(path);
   std::stringstream ss;
@@ -22,12 +27,11 @@ std::string slurp(const std::string& path) {
 }
 
 Result mmt_with_stdin(const std::string& args, const std::string& input) {
-  const std::string dir = ::testing::TempDir();
-  std::ofstream(dir + "tok_in.txt") << input;
-  const std::string cmd = std::string(MMT_BINARY) + " " + args + " <" + dir + "tok_in.txt >" + dir + "tok_out.txt 2>" +
-                          dir + "tok_err.txt";
+  std::ofstream(own("in.txt")) << input;
+  const std::string cmd =
+      std::string(MMT_BINARY) + " " + args + " <" + own("in.txt") + " >" + own("out.txt") + " 2>" + own("err.txt");
   const int rc = std::system(cmd.c_str());
-  return {WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, slurp(dir + "tok_out.txt"), slurp(dir + "tok_err.txt")};
+  return {WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, slurp(own("out.txt")), slurp(own("err.txt"))};
 }
 
 TEST(TokenizerCli, EncodesEachLineAsJsonIds) {
