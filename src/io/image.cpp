@@ -105,34 +105,77 @@ RgbImage decode_png(const std::string& bytes, const std::string& name) {
   return img;
 }
 
-// Weights of a triangle filter from `in` samples onto `out` samples (Pillow-style: the support
-// grows with the shrink factor, so every input pixel contributes and nothing aliases).
+// Weights of a triangle filter from `in` samples onto outputs [first, first + count) of a
+// resize to `out` samples (Pillow-style: the support grows with the shrink factor, so every input
+// pixel contributes and nothing aliases).
 struct Taps {
   std::vector<int> first, count;
   std::vector<float> weights;  // count[i] weights for output i, at offset i * max_taps
   int max_taps = 0;
 };
 
-Taps make_taps(int in, int out) {
+Taps make_taps(int in, int out, int first_out, int count_out) {
   const double scale = static_cast<double>(in) / out, support = std::max(1.0, scale);
   Taps t;
   t.max_taps = static_cast<int>(std::ceil(support)) * 2 + 1;
-  t.first.resize(static_cast<size_t>(out)), t.count.resize(static_cast<size_t>(out));
-  t.weights.assign(static_cast<size_t>(out) * t.max_taps, 0.f);
-  for (int o = 0; o < out; ++o) {
-    const double center = (o + 0.5) * scale;
+  t.first.resize(static_cast<size_t>(count_out)), t.count.resize(static_cast<size_t>(count_out));
+  t.weights.assign(static_cast<size_t>(count_out) * t.max_taps, 0.f);
+  for (int j = 0; j < count_out; ++j) {
+    const double center = (first_out + j + 0.5) * scale;
     const int lo = std::max(0, static_cast<int>(std::floor(center - support))), hi = std::min(in, static_cast<int>(std::ceil(center + support)));
     double total = 0;
     int n = 0;
     for (int i = lo; i < hi && n < t.max_taps; ++i, ++n) {
       const double w = std::max(0.0, 1.0 - std::abs((i + 0.5 - center) / support));
-      t.weights[static_cast<size_t>(o) * t.max_taps + n] = static_cast<float>(w);
+      t.weights[static_cast<size_t>(j) * t.max_taps + n] = static_cast<float>(w);
       total += w;
     }
-    for (int k = 0; k < n; ++k) t.weights[static_cast<size_t>(o) * t.max_taps + k] /= static_cast<float>(total > 0 ? total : 1);
-    t.first[o] = lo, t.count[o] = n;
+    for (int k = 0; k < n; ++k) t.weights[static_cast<size_t>(j) * t.max_taps + k] /= static_cast<float>(total > 0 ? total : 1);
+    t.first[j] = lo, t.count[j] = n;
   }
   return t;
+}
+
+// The window [x0, x0 + out_w) x [y0, y0 + out_h) of `in` resized to full_w x full_h: only the
+// pixels kept are computed (a centre crop never pays for the columns it drops).
+RgbImage resize_window(const RgbImage& in, int full_w, int full_h, int x0, int y0, int out_w, int out_h) {
+  const Taps h = make_taps(in.width, full_w, x0, out_w), v = make_taps(in.height, full_h, y0, out_h);
+  // Only the input rows the vertical pass reads go through the horizontal pass.
+  const int row_lo = v.first.front(), row_hi = v.first.back() + v.count.back();
+  const size_t stride = static_cast<size_t>(out_w) * 3;
+  std::vector<float> mid(stride * static_cast<size_t>(row_hi - row_lo));
+  std::vector<float> src(static_cast<size_t>(in.width) * 3);
+  for (int y = row_lo; y < row_hi; ++y) {
+    const uint8_t* row = in.pixels.data() + static_cast<size_t>(y) * in.width * 3;
+    for (size_t i = 0; i < src.size(); ++i) src[i] = row[i];
+    float* dst = mid.data() + static_cast<size_t>(y - row_lo) * stride;
+    for (int x = 0; x < out_w; ++x) {
+      float r = 0, g = 0, b = 0;
+      const float* w = h.weights.data() + static_cast<size_t>(x) * h.max_taps;
+      const float* s = src.data() + static_cast<size_t>(h.first[x]) * 3;
+      for (int k = 0; k < h.count[x]; ++k) r += w[k] * s[k * 3], g += w[k] * s[k * 3 + 1], b += w[k] * s[k * 3 + 2];
+      dst[x * 3] = r, dst[x * 3 + 1] = g, dst[x * 3 + 2] = b;
+    }
+  }
+  RgbImage out;
+  out.width = out_w, out.height = out_h;
+  out.pixels.resize(stride * static_cast<size_t>(out_h));
+  std::vector<float> acc(stride);
+  for (int y = 0; y < out_h; ++y) {
+    std::fill(acc.begin(), acc.end(), 0.f);
+    const float* w = v.weights.data() + static_cast<size_t>(y) * v.max_taps;
+    for (int k = 0; k < v.count[y]; ++k) {
+      const float* row = mid.data() + static_cast<size_t>(v.first[y] + k - row_lo) * stride;
+      const float wk = w[k];
+      for (size_t i = 0; i < stride; ++i) acc[i] += wk * row[i];
+    }
+    uint8_t* dst = out.pixels.data() + static_cast<size_t>(y) * stride;
+    for (size_t i = 0; i < stride; ++i) {
+      const float c = std::min(255.f, std::max(0.f, acc[i]));
+      dst[i] = static_cast<uint8_t>(c + 0.5f);  // round half up: values are >= 0
+    }
+  }
+  return out;
 }
 
 }  // namespace
@@ -146,50 +189,14 @@ RgbImage decode_image(const std::string& bytes, const std::string& name, int min
 RgbImage resize(const RgbImage& in, int width, int height) {
   if (width <= 0 || height <= 0) throw Error("resize: target size must be positive");
   if (in.width == width && in.height == height) return in;
-  const Taps h = make_taps(in.width, width), v = make_taps(in.height, height);
-  // Horizontal pass into floats, then vertical into bytes.
-  std::vector<float> mid(static_cast<size_t>(width) * in.height * 3);
-  for (int y = 0; y < in.height; ++y) {
-    const uint8_t* src = in.pixels.data() + static_cast<size_t>(y) * in.width * 3;
-    float* dst = mid.data() + static_cast<size_t>(y) * width * 3;
-    for (int x = 0; x < width; ++x) {
-      float r = 0, g = 0, b = 0;
-      const float* w = h.weights.data() + static_cast<size_t>(x) * h.max_taps;
-      const uint8_t* s = src + static_cast<size_t>(h.first[x]) * 3;
-      for (int k = 0; k < h.count[x]; ++k) r += w[k] * s[k * 3], g += w[k] * s[k * 3 + 1], b += w[k] * s[k * 3 + 2];
-      dst[x * 3] = r, dst[x * 3 + 1] = g, dst[x * 3 + 2] = b;
-    }
-  }
-  RgbImage out;
-  out.width = width, out.height = height;
-  out.pixels.resize(static_cast<size_t>(width) * height * 3);
-  std::vector<float> acc(static_cast<size_t>(width) * 3);
-  for (int y = 0; y < height; ++y) {
-    std::fill(acc.begin(), acc.end(), 0.f);
-    const float* w = v.weights.data() + static_cast<size_t>(y) * v.max_taps;
-    for (int k = 0; k < v.count[y]; ++k) {
-      const float* row = mid.data() + static_cast<size_t>(v.first[y] + k) * width * 3;
-      for (size_t i = 0; i < acc.size(); ++i) acc[i] += w[k] * row[i];
-    }
-    uint8_t* dst = out.pixels.data() + static_cast<size_t>(y) * width * 3;
-    for (size_t i = 0; i < acc.size(); ++i) dst[i] = static_cast<uint8_t>(std::clamp(std::lround(acc[i]), 0L, 255L));
-  }
-  return out;
+  return resize_window(in, width, height, 0, 0, width, height);
 }
 
 RgbImage resize_center_crop(const RgbImage& in, int side) {
   if (in.width <= 0 || in.height <= 0) throw Error("resize: empty image");
   const double s = static_cast<double>(side) / std::min(in.width, in.height);
   const int w = std::max(side, static_cast<int>(std::lround(in.width * s))), h = std::max(side, static_cast<int>(std::lround(in.height * s)));
-  const RgbImage scaled = resize(in, w, h);
-  RgbImage out;
-  out.width = out.height = side;
-  out.pixels.resize(static_cast<size_t>(side) * side * 3);
-  const int x0 = (w - side) / 2, y0 = (h - side) / 2;
-  for (int y = 0; y < side; ++y)
-    std::memcpy(out.pixels.data() + static_cast<size_t>(y) * side * 3,
-                scaled.pixels.data() + (static_cast<size_t>(y + y0) * w + x0) * 3, static_cast<size_t>(side) * 3);
-  return out;
+  return resize_window(in, w, h, (w - side) / 2, (h - side) / 2, side, side);
 }
 
 void normalize_chw(const RgbImage& in, const float mean[3], const float std[3], float* out) {
