@@ -221,6 +221,33 @@ void apply_model_preset(ModelOptions& m) {
   }
 }
 
+const std::vector<std::string>& synthetic_analogue_names() {
+  static const std::vector<std::string> names = {"cc", "sbu", "vg", "coco", "coco-ln", "oi-ln"};
+  return names;
+}
+
+// The six analogues of PAPER.md's datasets differ in the factors the paper names: caption noise,
+// language style, size, image distribution (objects per scene). docs/synthetic.md has the table.
+void apply_synthetic_analogue(SynthOptions& s) {
+  if (s.analogue.empty()) return;
+  check_choice("synthetic analogue", s.analogue, synthetic_analogue_names());
+  const std::string a = s.analogue;
+  if (a == "cc") {  // Conceptual Captions: large, web alt-text: terse, misaligned, corrupted
+    s.num_train_images = 30000, s.caption_style = "terse", s.caption_noise = 0.3, s.caption_corruption = 0.1;
+  } else if (a == "sbu") {  // SBU: web captions, sentences but noisy, smaller
+    s.num_train_images = 10000, s.caption_style = "descriptive", s.caption_noise = 0.25, s.caption_corruption = 0.05;
+  } else if (a == "vg") {  // Visual Genome: clean region phrases about one object, busy images
+    s.num_train_images = 10000, s.caption_style = "phrase", s.min_objects = 2;
+  } else if (a == "coco") {  // COCO: clean descriptive sentences
+    s.num_train_images = 8000, s.caption_style = "descriptive";
+  } else if (a == "coco-ln") {  // COCO Localized Narratives: COCO's images, long spoken descriptions
+    s.num_train_images = 8000, s.caption_style = "narrative";
+  } else if (a == "oi-ln") {  // Open Images Localized Narratives: narratives of other, busier images
+    s.num_train_images = 15000, s.caption_style = "narrative", s.min_objects = 3;
+  }
+  s.caption_noise = std::min(s.caption_noise, 1.0);
+}
+
 // ---- API -----------------------------------------------------------------------------
 
 json parse_json_with_comments(const std::string& text, const std::string& origin) {
@@ -387,6 +414,10 @@ void validate_config(const ExperimentConfig& cfg) {
     if (name == "binding" && s.max_objects < 2)
       throw Error("config: the binding test set needs data.synth.max_objects >= 2; drop it from eval.test_sets");
   key_choice("eval.mode", "evaluation mode", cfg.eval.mode, {"exact"});
+  if (!s.analogue.empty()) key_choice("data.synth.analogue", "synthetic analogue", s.analogue, synthetic_analogue_names());
+  key_choice("data.synth.caption_style", "caption style", s.caption_style, {"descriptive", "terse", "phrase", "narrative"});
+  in_range("data.synth.caption_noise", s.caption_noise, 0, 1);
+  in_range("data.synth.caption_corruption", s.caption_corruption, 0, 1);
   positive("eval.pair_batch", cfg.eval.pair_batch);
   in_range("runtime.threads", cfg.runtime.threads, 1, 1024);
   in_range("runtime.blas_threads", cfg.runtime.blas_threads, 0, 1024);
@@ -428,6 +459,8 @@ ExperimentConfig load_config(const std::string& path, const std::vector<std::str
   ExperimentConfig cfg;
   cfg.model.preset = scratch.model.preset;
   apply_model_preset(cfg.model);
+  cfg.data.synth.analogue = scratch.data.synth.analogue;  // likewise the synthetic analogue
+  apply_synthetic_analogue(cfg.data.synth);
   apply_all(cfg);
   validate_config(cfg);
   return cfg;

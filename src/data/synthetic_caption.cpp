@@ -5,6 +5,8 @@
 #include <set>
 
 #include "mmt/data/synthetic_world.h"
+#include "mmt/text/vocab.h"
+#include "mmt/util/error.h"
 
 namespace mmt::synth {
 
@@ -298,6 +300,57 @@ double caption_likelihood(const CaptionContent& c, const Scene& scene) {
   double total = 0;  // "there is <a>"
   for (const auto& o : scene.objects) total += describes(r0, o) ? describe_prob(r0) : 0.0;
   return p_single * kPrefixProb * total / n;
+}
+
+Caption styled_caption(const Scene& scene, const std::string& style, Rng& rng) {
+  if (style == "descriptive") return sample_caption(scene, rng);
+  if (style == "phrase") {  // Visual Genome: one object's noun phrase, sometimes with its place
+    CaptionBuilder b(rng);
+    const SceneFacts facts = scene_facts(scene);
+    const int i = static_cast<int>(rng.below(static_cast<int64_t>(scene.objects.size())));
+    const int a = b.object(scene.objects[static_cast<size_t>(i)]);
+    std::vector<Place> places;
+    for (const auto& p : facts.places)
+      if (p.first == i) places.push_back(p.second);
+    if (!places.empty() && rng.bernoulli(0.4)) {
+      const Place p = rng.pick(places);
+      b.words(place_words(p));
+      b.content().objects[static_cast<size_t>(a)].place = p;
+    }
+    return b.finish();
+  }
+  if (style == "terse") {  // alt-text: content words only, no grammar ("large red circle left")
+    Caption c = sample_caption(scene, rng);
+    static const std::set<std::string> keep = [] {
+      std::set<std::string> k = {"left", "right", "top", "bottom", "above", "below"};
+      for (const auto& w : shape_words()) k.insert(w);
+      for (const auto& w : colour_words()) k.insert(w);
+      for (const auto& s : kSizeWords) k.insert(s[0]), k.insert(s[1]);
+      for (const char* w : kCountWords) k.insert(w);
+      return k;
+    }();
+    std::string text;
+    for (const auto& w : Vocab::basic_tokenize(c.text))
+      if (keep.count(w)) text += (text.empty() ? "" : " ") + w;
+    c.text = text.empty() ? c.text : text;
+    c.content.relations.clear();  // word order no longer carries them
+    return c;
+  }
+  if (style == "narrative") {  // Localized Narratives: several statements about one picture
+    const int parts = static_cast<int>(rng.range(2, 3));
+    Caption out = sample_caption(scene, rng);
+    out.text = "a picture of " + out.text;
+    for (int k = 1; k < parts; ++k) {
+      const Caption more = sample_caption(scene, rng);
+      out.text += std::string(" , and ") + (k + 1 == parts ? "" : "there is ") + more.text;
+      const int base = static_cast<int>(out.content.objects.size());
+      for (const auto& o : more.content.objects) out.content.objects.push_back(o);
+      for (auto r : more.content.relations) r.a += base, r.b += base, out.content.relations.push_back(r);
+    }
+    out.content.count = -1;
+    return out;
+  }
+  throw Error("synthetic caption style '" + style + "' unknown; valid: descriptive, terse, phrase, narrative");
 }
 
 std::vector<std::string> lexicon() {

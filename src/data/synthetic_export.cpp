@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <ostream>
 
+#include "mmt/data/region_features.h"
 #include "mmt/data/synthetic_world.h"
 #include "mmt/eval/ceilings.h"
 #include "mmt/eval/evaluate.h"
@@ -72,6 +73,21 @@ void write_split(const std::string& dir, const std::string& name, const std::vec
   save_npy(dir + "/region_boxes.npy", regions.boxes.data(), {nr, synth::kBoxDim});
   save_npy(dir + "/region_classes.npy", regions.classes.data(), {nr, regions.num_classes});
   save_npy(dir + "/region_offsets.npy", regions.offsets.data(), {static_cast<int64_t>(regions.offsets.size())});
+  // The same regions as a packed store keyed by imgid, so `data.datasets` can train on an export
+  // (format karpathy + features regions.feat). Boxes are already normalised (image size 1 x 1);
+  // the global region is left out: the loader's layout recomputes it.
+  PackedWriter store(dir + "/regions.feat", {/*half=*/false, /*class_probs=*/true});
+  for (int64_t i = 0; i < regions.num_scenes(); ++i) {
+    RegionSet r;
+    const int64_t first = regions.offsets[i] + 1, n = regions.num_regions(i) - 1;
+    r.n = n, r.dim = regions.feature_dim, r.classes = regions.num_classes, r.image_w = 1, r.image_h = 1;
+    r.features.assign(regions.features.begin() + first * r.dim, regions.features.begin() + (first + n) * r.dim);
+    r.class_probs.assign(regions.classes.begin() + first * r.classes, regions.classes.begin() + (first + n) * r.classes);
+    for (int64_t k = first; k < first + n; ++k)
+      for (int c = 0; c < 4; ++c) r.boxes.push_back(regions.boxes[k * synth::kBoxDim + c]);
+    store.add(std::to_string(i), r);
+  }
+  store.finish();
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <unordered_set>
 
 #include "mmt/data/synthetic_world.h"
+#include "mmt/text/vocab.h"
 #include "mmt/util/error.h"
 
 namespace mmt {
@@ -209,7 +210,23 @@ const TestSet& World::test_set(const std::string& name) const {
 
 Caption World::train_caption(int64_t index, uint64_t stream) const {
   Rng rng(derive_seed(options_.seed, kTrainCaptions, stream, static_cast<uint64_t>(index)));
-  return sample_caption(train_[static_cast<size_t>(index)], rng);
+  const auto& o = options_;
+  if (o.caption_style == "descriptive" && o.caption_noise == 0 && o.caption_corruption == 0)
+    return sample_caption(train_[static_cast<size_t>(index)], rng);  // the default world's exact stream
+  int64_t described = index;
+  if (o.caption_noise > 0 && rng.bernoulli(o.caption_noise)) {  // misaligned: about another scene
+    described = rng.below(static_cast<int64_t>(train_.size()) - 1);
+    if (described >= index) ++described;
+  }
+  Caption c = styled_caption(train_[static_cast<size_t>(described)], o.caption_style, rng);
+  if (o.caption_corruption > 0) {
+    static const std::vector<std::string> words = lexicon();
+    std::string text;
+    for (const auto& w : Vocab::basic_tokenize(c.text))
+      text += (text.empty() ? "" : " ") + (rng.bernoulli(o.caption_corruption) ? rng.pick(words) : w);
+    c.text = text;
+  }
+  return c;
 }
 
 RegionStore World::make_regions(const std::vector<Scene>& scenes, uint64_t split) const {

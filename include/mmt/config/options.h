@@ -15,6 +15,7 @@ namespace mmt {
 
 /// The synthetic world: the embedded default data (docs/synthetic.md).
 struct SynthOptions {
+  std::string analogue;              // "" or a named analogue of a paper dataset (a preset of the fields below)
   uint64_t seed = 1234;              // world seed: scenes, captions, features derive from it
   int64_t num_train_images = 20000;  // training scenes (disjoint from every test scene)
   int64_t num_test_images = 1000;    // images per test set (Flickr30k's test has 1,000)
@@ -28,9 +29,15 @@ struct SynthOptions {
   int64_t feature_dim = 64;          // detector feature size per region
   double feature_noise = 0.25;       // std of the Gaussian noise on each region feature
   double detector_confusion = 0.15;  // probability mass the detector gives wrong classes
+  std::string caption_style = "descriptive";  // training captions: descriptive, terse, phrase, narrative
+  double caption_noise = 0.0;        // training captions describing another scene (misaligned alt-text)
+  double caption_corruption = 0.0;   // each word of a training caption replaced by a random word
 
   template <class V>
   void visit(V& v) {
+    v.field("analogue", analogue,
+            "a named analogue of a paper dataset, applied before the other keys: cc, sbu, vg, coco, coco-ln, "
+            "oi-ln (docs/synthetic.md); \"\" = none");
     v.field("seed", seed, "world seed: scenes, captions and features all derive from it");
     v.field("num_train_images", num_train_images, "training scenes, disjoint from test scenes");
     v.field("num_test_images", num_test_images, "images per test set (Flickr30k test: 1000)");
@@ -46,6 +53,13 @@ struct SynthOptions {
     v.field("feature_noise", feature_noise, "std of Gaussian noise added to region features");
     v.field("detector_confusion", detector_confusion,
             "probability mass the simulated detector puts on wrong classes (0..1)");
+    v.field("caption_style", caption_style,
+            "language of training captions: descriptive (COCO-like sentences), terse (alt-text: content words "
+            "only), phrase (Visual Genome: one object's phrase), narrative (Localized Narratives: several statements)");
+    v.field("caption_noise", caption_noise,
+            "fraction of training captions that describe another scene (web alt-text misalignment)");
+    v.field("caption_corruption", caption_corruption,
+            "probability that each word of a training caption is replaced by a random lexicon word");
   }
 };
 

@@ -74,6 +74,11 @@ bool place_holds(const Object& o, Place place);
 /// Samples a caption that is true of `scene`.
 Caption sample_caption(const Scene& scene, Rng& rng);
 
+/// A training caption in a language style: descriptive (sample_caption), terse (alt-text: the
+/// content words only), phrase (one object's noun phrase, Visual Genome), narrative (two or three
+/// statements joined, Localized Narratives). Always true of `scene` (noise is applied by World).
+Caption styled_caption(const Scene& scene, const std::string& style, Rng& rng);
+
 /// The perfect matcher: the caption's objects map to distinct scene objects satisfying every
 /// attribute, place and relation, and the count (if any) is right.
 bool caption_true_of(const CaptionContent& c, const Scene& scene);
@@ -128,7 +133,9 @@ class World {
   const RegionStore& train_regions() const { return train_regions_; }
   /// A test set by name (easy, binding); throws Error listing the valid names.
   const TestSet& test_set(const std::string& name) const;
-  /// Samples a training caption for scene `index`, deterministic in (seed, stream, index).
+  /// Samples a training caption for scene `index`, deterministic in (seed, stream, index): in
+  /// options().caption_style, describing another scene with probability caption_noise, and each
+  /// word replaced by a random lexicon word with probability caption_corruption.
   Caption train_caption(int64_t index, uint64_t stream) const;
 
   /// Layout signature: objects with attributes and a coarse 3x3 cell, order-free.
