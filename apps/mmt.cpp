@@ -85,7 +85,11 @@ int main(int argc, char** argv) {
   encode->add_flag("--pieces", show_pieces, "print the pieces (JSON strings) instead of ids");
   auto* tok_train = tokenizer->add_subcommand("train", "train a SentencePiece model on captions (one per line)");
   mmt::SentencePieceTrainOptions spm_options;
-  tok_train->add_option("--input", input_path, "text file, one caption per line")->required();
+  std::vector<std::string> tok_datasets;
+  auto* tok_input = tok_train->add_option("--input", input_path, "text file, one caption per line");
+  auto* tok_ds = tok_train->add_option("--dataset", tok_datasets,
+                                       "or the captions of datasets: format=F,path=P[,splits=train] (repeatable)");
+  tok_input->excludes(tok_ds);
   tok_train->add_option("--out", out_prefix, "output prefix: writes PREFIX.model and PREFIX.vocab")->required();
   tok_train->add_option("--vocab-size", spm_options.vocab_size, "pieces, specials included (default 8000)");
   tok_train->add_option("--type", spm_options.model_type, "unigram (default), bpe, char or word");
@@ -148,11 +152,21 @@ int main(int argc, char** argv) {
         std::cout << out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
       }
     } else if (tok_train->parsed()) {
-      std::ifstream in(input_path);
-      if (!in) throw mmt::Error(input_path + ": cannot open");
       std::vector<std::string> lines;
-      for (std::string line; std::getline(in, line);)
-        if (!line.empty()) lines.push_back(line);
+      if (!tok_datasets.empty()) {
+        for (const auto& a : tok_datasets) {
+          auto spec = mmt::parse_dataset_arg(a);
+          spec.check_images = false;
+          for (const auto& r : mmt::read_dataset(spec, &std::cerr).records)
+            lines.insert(lines.end(), r.captions.begin(), r.captions.end());
+        }
+      } else {
+        if (input_path.empty()) throw mmt::Error("tokenizer train: give --input or --dataset");
+        std::ifstream in(input_path);
+        if (!in) throw mmt::Error(input_path + ": cannot open");
+        for (std::string line; std::getline(in, line);)
+          if (!line.empty()) lines.push_back(line);
+      }
       mmt::train_sentencepiece(lines, out_prefix, spm_options);
       const auto tok = mmt::SentencePieceTokenizer::load(out_prefix + ".model");
       std::cerr << "mmt tokenizer train: " << lines.size() << " lines -> " << tok->describe() << "\n";

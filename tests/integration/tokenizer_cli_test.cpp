@@ -72,6 +72,19 @@ TEST(TokenizerCli, TrainsASentencePieceModelAndEncodesWithIt) {
   EXPECT_EQ(ids.back(), 3);
 }
 
+TEST(TokenizerCli, TrainsOnADatasetsCaptions) {
+  const std::string dir = ::testing::TempDir();
+  const auto train = mmt_with_stdin("tokenizer train --dataset format=coco,path=" + std::string(MMT_SOURCE_DIR) +
+                                        "/tests/data/datasets/coco/annotations/captions_train2017.json --out " + dir +
+                                        "tok_coco --vocab-size 40 --type bpe",
+                                    "");
+  ASSERT_EQ(train.status, 0) << train.err;
+  EXPECT_NE(train.err.find("14 lines"), std::string::npos) << train.err;
+  const auto enc = mmt_with_stdin("tokenizer encode --pieces --model " + dir + "tok_coco.model", "a photo of object 9\n");
+  ASSERT_EQ(enc.status, 0) << enc.err;
+  EXPECT_EQ(nlohmann::json::parse(enc.out).front(), "[CLS]");
+}
+
 TEST(TokenizerCli, MissingFilesAreNamed) {
   const auto r = mmt_with_stdin("tokenizer encode --vocab /nonexistent/vocab.txt", "x\n");
   EXPECT_EQ(r.status, 2);

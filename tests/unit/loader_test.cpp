@@ -186,3 +186,31 @@ TEST(DatasetBatches, RegionFeaturesFromAFolderAndRecordsWithoutThemSkipped) {
 
 }  // namespace
 }  // namespace mmt
+
+namespace mmt {
+namespace {
+
+TEST(DatasetBatches, ResumedSamplerGivesTheSameNextBatches) {
+  const auto cfg = real_config("patches");
+  DatasetBatcher a(cfg, nullptr);
+  auto la = a.loader(0);
+  std::vector<Batch> straight;
+  nlohmann::json state_after_2;
+  for (int64_t s = 0; s < 5; ++s) {
+    auto item = la->next();
+    if (s == 2) state_after_2 = nlohmann::json::parse(DatasetBatcher::sampler_state(item.plan).dump());
+    straight.push_back(item.batch);
+  }
+  DatasetBatcher b(cfg, nullptr);
+  b.restore_sampler(state_after_2);
+  auto lb = b.loader(3);  // the step after the checkpoint
+  for (int64_t s = 3; s < 5; ++s) {
+    const Batch r = lb->next().batch;
+    EXPECT_TRUE(r.text_ids.equal(straight[static_cast<size_t>(s)].text_ids)) << s;
+    EXPECT_TRUE(r.image_pixels.equal(straight[static_cast<size_t>(s)].image_pixels)) << s;
+    EXPECT_TRUE(r.mlm_labels.equal(straight[static_cast<size_t>(s)].mlm_labels)) << s;
+  }
+}
+
+}  // namespace
+}  // namespace mmt
