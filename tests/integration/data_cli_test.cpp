@@ -127,3 +127,61 @@ TEST(DataCli, TrainsOnAMixtureOfRealDatasets) {
 }
 
 }  // namespace
+
+namespace {
+
+// scripts/make_real_datasets.py on miniature copies of its inputs: an openclipart tree (PNGs
+// with Title text chunks) and the two emoji npm packages' layout; mmt reads what it writes.
+TEST(DataCli, RealDatasetScriptsWriteKarpathyDatasetsMmtReads) {
+  const std::string dir = scratch("real");
+  const std::string png = kData + "folder/cat.png";  // any PNG: the script reads its text chunks
+  auto png_with_title = [&](const std::string& path, const std::string& title) {
+    std::ifstream in(png, std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    // Insert a tEXt chunk after IHDR (8 + 25 bytes); its CRC is not checked by the script or libpng's
+    // text-agnostic decode of the image data.
+    const std::string body = "Title" + std::string(1, '\0') + title;
+    std::string chunk(4, '\0');
+    for (int i = 0; i < 4; ++i) chunk[i] = static_cast<char>((body.size() >> (24 - 8 * i)) & 0xFF);
+    chunk += "tEXt" + body + std::string(4, '\0');
+    fs::create_directories(fs::path(path).parent_path());
+    std::ofstream(path, std::ios::binary) << bytes.substr(0, 33) + chunk + bytes.substr(33);
+  };
+  png_with_title(dir + "oc/animals/armadillo_architetto_fra_01.png", "Armadillo");
+  png_with_title(dir + "oc/animals/birds/acquila_architetto_franc_01.png", "Acquila");
+  fs::create_directories(dir + "pkg/emojibase-data/en");
+  fs::create_directories(dir + "pkg/emoji-datasource-google/img/google/64");
+  std::ofstream(dir + "pkg/emojibase-data/en/data.json")
+      << R"([{"label": "grinning face", "hexcode": "1F600", "tags": ["face", "grin"], "group": 0, "subgroup": 0},
+             {"label": "red heart", "hexcode": "2764", "tags": ["heart"], "group": 6, "subgroup": 1},
+             {"label": "light skin tone", "hexcode": "1F3FB", "group": 2, "subgroup": 3},
+             {"label": "no image", "hexcode": "1FFFF", "group": 0, "subgroup": 0}])";
+  std::ofstream(dir + "pkg/emojibase-data/en/messages.json")
+      << R"({"groups": [], "subgroups": [{"key": "face-smiling", "message": "smiling", "order": 0},
+                                        {"key": "heart", "message": "heart", "order": 1}]})";
+  for (const char* f : {"1f600.png", "2764-fe0f.png", "1f3fb.png"})
+    fs::copy_file(png, dir + "pkg/emoji-datasource-google/img/google/64/" + f);
+  const std::string script = std::string(MMT_SOURCE_DIR) + "/scripts/make_real_datasets.py";
+  ASSERT_EQ(std::system(("python3 " + script + " openclipart " + dir + "out_oc " + dir + "oc 2>/dev/null").c_str()), 0);
+  ASSERT_EQ(std::system(("python3 " + script + " emoji " + dir + "out_emoji " + dir + "pkg 2>/dev/null").c_str()), 0);
+  const auto oc = json::parse(slurp(dir + "out_oc/dataset_openclipart.json"));
+  ASSERT_EQ(oc["images"].size(), 2u);
+  EXPECT_EQ(oc["images"][0]["sentences"][0]["raw"], "Armadillo");
+  EXPECT_EQ(oc["images"][0]["sentences"][1]["raw"], "Armadillo, animals");
+  EXPECT_EQ(oc["images"][1]["sentences"][1]["raw"], "Acquila, animals birds");
+  const auto em = json::parse(slurp(dir + "out_emoji/dataset_emoji.json"));
+  ASSERT_EQ(em["images"].size(), 2u);  // the skin tone (a component) and the imageless entry left out
+  EXPECT_EQ(em["images"][0]["sentences"][1]["raw"], "grinning face: face, grin");
+  EXPECT_EQ(em["images"][1]["filename"], "2764-fe0f.png");  // matched without its FE0F
+  EXPECT_EQ(em["images"][1]["sentences"][2]["raw"], "a heart emoji: red heart");
+  const auto r = run_mmt("data check --json --decode --dataset format=karpathy,path=" + dir +
+                         "out_oc/dataset_openclipart.json --dataset format=karpathy,path=" + dir + "out_emoji/dataset_emoji.json");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const json c = json::parse(r.out);
+  EXPECT_EQ(c[0]["images"], 2);
+  EXPECT_EQ(c[0]["undecodable_images"], 0);
+  EXPECT_EQ(c[1]["captions"], 6);  // label, tags, subgroup each
+  EXPECT_EQ(c[1]["undecodable_images"], 0);
+}
+
+}  // namespace
