@@ -33,7 +33,12 @@ int main(int argc, char** argv) {
 
   auto* train = app.add_subcommand("train", "pretrain a model and write a run directory");
   add_config(train);
-  train->add_option("--out", out_dir, "run directory to create")->required();
+  std::string resume_dir;
+  auto* out_opt = train->add_option("--out", out_dir, "run directory to create");
+  auto* resume_opt = train->add_option("--resume", resume_dir,
+                                       "continue the run in this directory from its newest checkpoint (its config; "
+                                       "--set may change train.steps and runtime.*)");
+  out_opt->excludes(resume_opt);
 
   auto* eval = app.add_subcommand("eval", "zero-shot retrieval of a trained run (writes eval.json / eval.md)");
   eval->add_option("--run", run_dir, "run directory written by mmt train")->required();
@@ -109,7 +114,18 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   try {
     if (train->parsed()) {
-      mmt::train_run(mmt::load_config(config_path, overrides), out_dir, std::cerr);
+      if (!resume_dir.empty()) {
+        if (!config_path.empty()) throw mmt::Error("train --resume uses the run's own config.json; drop --config");
+        const auto saved = mmt::load_config(resume_dir + "/config.json", {});
+        const auto cfg = mmt::load_config(resume_dir + "/config.json", overrides);
+        auto same = mmt::config_to_json(cfg), was = mmt::config_to_json(saved);
+        for (auto* j : {&same, &was}) (*j)["train"].erase("steps"), j->erase("runtime");
+        if (same != was) throw mmt::Error("train --resume: --set may change only train.steps and runtime.*");
+        mmt::train_run(cfg, resume_dir, std::cerr, /*resume=*/true);
+      } else {
+        if (out_dir.empty()) throw mmt::Error("train: give --out DIR (a new run) or --resume DIR");
+        mmt::train_run(mmt::load_config(config_path, overrides), out_dir, std::cerr);
+      }
     } else if (eval->parsed()) {
       mmt::evaluate_run(run_dir, overrides, std::cout, std::cerr);
     } else if (synth->parsed()) {
@@ -179,6 +195,9 @@ int main(int argc, char** argv) {
       const auto cfg = mmt::load_config(config_path, overrides);
       std::cout << (plain ? mmt::config_to_json(cfg).dump(2) + "\n" : mmt::config_to_commented_json(cfg));
     }
+  } catch (const mmt::Interrupted& e) {
+    std::cerr << "mmt: " << e.what() << "\n";
+    return 128 + e.signal;
   } catch (const mmt::Error& e) {
     std::cerr << "mmt: error: " << e.what() << "\n";
     return 2;

@@ -35,6 +35,16 @@ FlatAdamW::FlatAdamW(const std::vector<torch::Tensor>& params, const std::vector
   exp_avg_sq_ = torch::zeros({total}, opts);
 }
 
+void FlatAdamW::load_state(const torch::Tensor& exp_avg, const torch::Tensor& exp_avg_sq, int64_t steps) {
+  if (exp_avg.numel() != exp_avg_.numel() || exp_avg_sq.numel() != exp_avg_sq_.numel())
+    throw Error("optimizer state of " + std::to_string(exp_avg.numel()) + " values, the model has " +
+                std::to_string(exp_avg_.numel()) + " parameters");
+  torch::NoGradGuard no_grad;
+  exp_avg_.copy_(exp_avg.reshape({-1}));
+  exp_avg_sq_.copy_(exp_avg_sq.reshape({-1}));
+  step_ = steps;
+}
+
 void FlatAdamW::zero_grad() { grads_.zero_(); }
 
 double FlatAdamW::clip_grad_norm(double max_norm) {

@@ -1,10 +1,15 @@
 /* The pretraining loop (see trainer.h). */
 #include "mmt/train/trainer.h"
 
+#include <signal.h>
+
+#include <atomic>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "mmt/config/config.h"
 #include "mmt/data/data_source.h"
@@ -14,6 +19,7 @@
 #include "mmt/data/synthetic_world.h"
 #include "mmt/io/safetensors.h"
 #include "mmt/text/bert_checkpoint.h"
+#include "mmt/train/flat_adamw.h"
 #include "mmt/train/pretrain_step.h"
 #include "mmt/train/progress.h"
 #include "mmt/train/run_dir.h"
@@ -42,14 +48,59 @@ std::string format_metrics(const std::map<std::string, double>& m) {
   return out;
 }
 
+std::atomic<int> g_signal{0};
+void on_signal(int sig) { g_signal.store(sig); }
+
+// SIGINT / SIGTERM set a flag the loop checks after each step; the old handlers come back after.
+class SignalGuard {
+ public:
+  SignalGuard() {
+    g_signal.store(0);
+    struct sigaction sa {};
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old_int_);
+    sigaction(SIGTERM, &sa, &old_term_);
+  }
+  ~SignalGuard() {
+    sigaction(SIGINT, &old_int_, nullptr);
+    sigaction(SIGTERM, &old_term_, nullptr);
+  }
+
+ private:
+  struct sigaction old_int_ {}, old_term_ {};
+};
+
+// Test hook (docs/formats.md): MMT_FAULT_KILL_AFTER_STEP=N kills the process with SIGKILL once
+// step N (and its checkpoint, if one is due) is done - a crash at a known point.
+int64_t fault_kill_step() {
+  const char* v = std::getenv("MMT_FAULT_KILL_AFTER_STEP");
+  return v ? std::atoll(v) : -1;
+}
+
 }  // namespace
 
-TrainSummary train_run(const ExperimentConfig& cfg, const std::string& dir, std::ostream& log) {
+TrainSummary train_run(const ExperimentConfig& cfg, const std::string& dir, std::ostream& log, bool resume) {
   const RunFiles run(dir);
-  if (file_exists(run.checkpoint()))
-    throw Error("'" + dir + "' already holds a trained run (" + run.checkpoint() + "); choose another --out");
-  make_dirs(dir);
-  write_file_atomic(run.config(), config_to_json(cfg).dump(2) + "\n");
+  int64_t start = 0;
+  if (resume) {
+    if (!file_exists(run.config())) throw Error("'" + dir + "' is not a run directory (no config.json) to resume");
+    if (file_exists(run.checkpoint())) {
+      const json done = parse_json_with_comments(read_file(run.checkpoint()), run.checkpoint());
+      if (done.value("step", int64_t{0}) >= cfg.train.steps)
+        throw Error("'" + dir + "' has finished its " + std::to_string(cfg.train.steps) +
+                    " steps; to train longer, resume with --set train.steps=M (M > " + std::to_string(cfg.train.steps) + ")");
+    }
+    start = latest_train_checkpoint(run);
+    if (start < 0) throw Error("nothing to resume in '" + dir + "': " + run.checkpoints() + " has no complete checkpoint");
+    write_file_atomic(run.config(), config_to_json(cfg).dump(2) + "\n");  // train.steps may have grown
+    log << "mmt train: resuming " << dir << " at step " << start << "\n";
+  } else {
+    if (file_exists(run.checkpoint()) || latest_train_checkpoint(run) >= 0)
+      throw Error("'" + dir + "' already holds a run; choose another --out, or continue it with --resume " + dir);
+    make_dirs(dir);
+    write_file_atomic(run.config(), config_to_json(cfg).dump(2) + "\n");
+  }
   log << "mmt train: " << cfg.name << " -> " << dir << "\n";
   log << "mmt train: " << configure_runtime(cfg.runtime, log) << "\n";
   torch::manual_seed(cfg.train.seed);
@@ -77,14 +128,14 @@ TrainSummary train_run(const ExperimentConfig& cfg, const std::string& dir, std:
   }
 
   MultimodalTransformer model(cfg.model, dims);
-  if (!cfg.model.text_init.empty()) {
+  if (!resume && !cfg.model.text_init.empty()) {
     const LoadReport r = load_bert_checkpoint(*model, cfg.model.text_init);
     log << "mmt train: text side initialised from " << cfg.model.text_init;
     if (!r.missing.empty()) log << "; not in the checkpoint (left random): " << join(r.missing);
     if (!r.unexpected.empty()) log << "; checkpoint keys not used: " << join(r.unexpected);
     log << "\n";
   }
-  if (!cfg.model.resnet_init.empty()) {
+  if (!resume && !cfg.model.resnet_init.empty()) {
     if (!model->resnet) throw Error("model.resnet_init is set but model.image_input is not resnet50");
     try {
       load_module_state(*model->resnet, load_safetensors(cfg.model.resnet_init), /*strict=*/true);
@@ -102,22 +153,49 @@ TrainSummary train_run(const ExperimentConfig& cfg, const std::string& dir, std:
 
   const auto& t = cfg.train;
   PretrainStep stepper(*model, t);
-  std::unique_ptr<PretrainBatcher> synthetic;
-  std::unique_ptr<BatchLoader> loader;
-  if (real) loader = datasets->loader(0);
-  else synthetic = std::make_unique<PretrainBatcher>(*world, data_vocab(cfg), cfg);
-  json sampler_state;  // after the last consumed step (datasets)
-  std::ofstream metrics_out(run.metrics(), std::ios::trunc);  // a fresh run (resuming is not built yet)
-  if (!metrics_out) throw Error("cannot write '" + run.metrics() + "'");
-
-  Progress progress("train", t.steps, log, "ex", static_cast<double>(t.batch_size));
   std::map<std::string, double> sums, last;
   std::map<std::string, int64_t> counts;
   TrainSummary summary;
   int64_t bad_in_a_row = 0, interval_examples = 0;
+  json sampler_state;  // after the last consumed step (datasets)
+  if (resume) {
+    // Weights, AdamW moments, the torch RNG, the sampler and the logging sums of the checkpoint.
+    const json state = load_train_checkpoint(run, start, *model, stepper.optimizer());
+    sums = state.at("log_sums").get<std::map<std::string, double>>();
+    counts = state.at("log_counts").get<std::map<std::string, int64_t>>();
+    interval_examples = state.at("log_examples").get<int64_t>();
+    summary.skipped_steps = state.value("skipped_steps", int64_t{0});
+    if (real) {
+      sampler_state = state.at("sampler");
+      datasets->restore_sampler(sampler_state);
+    }
+    // metrics.jsonl keeps what was logged up to the checkpoint; later lines are written again.
+    std::string kept;
+    std::istringstream lines(file_exists(run.metrics()) ? read_file(run.metrics()) : "");
+    for (std::string line; std::getline(lines, line);)
+      if (!line.empty() && json::parse(line).value("step", int64_t{0}) <= start) kept += line + "\n";
+    write_file_atomic(run.metrics(), kept);
+  }
+  std::unique_ptr<PretrainBatcher> synthetic;
+  std::unique_ptr<BatchLoader> loader;
+  if (real) loader = datasets->loader(start);
+  else synthetic = std::make_unique<PretrainBatcher>(*world, data_vocab(cfg), cfg);
+  std::ofstream metrics_out(run.metrics(), resume ? std::ios::app : std::ios::trunc);
+  if (!metrics_out) throw Error("cannot write '" + run.metrics() + "'");
+
+  auto checkpoint = [&](int64_t steps_done) {
+    json state = {{"log_sums", sums}, {"log_counts", counts}, {"log_examples", interval_examples},
+                  {"skipped_steps", summary.skipped_steps}};
+    if (real) state["sampler"] = sampler_state;
+    save_train_checkpoint(run, *model, stepper.optimizer(), steps_done, state, t.keep_checkpoints);
+  };
+  const SignalGuard signals;
+  const int64_t kill_after = fault_kill_step();
+
+  Progress progress("train", t.steps, log, "ex", static_cast<double>(t.batch_size));
   double data_seconds = 0;
   auto interval_start = std::chrono::steady_clock::now();
-  for (int64_t step = 0; step < t.steps; ++step) {
+  for (int64_t step = start; step < t.steps; ++step) {
     const auto t0 = std::chrono::steady_clock::now();
     Batch batch;
     if (real) {
@@ -135,14 +213,13 @@ TrainSummary train_run(const ExperimentConfig& cfg, const std::string& dir, std:
       if (++bad_in_a_row >= kMaxBadStepsInARow)
         throw Error("training stopped at step " + std::to_string(step) + ": " + std::to_string(bad_in_a_row) +
                     " non-finite losses in a row (last: " + format_metrics(out.loss.metrics) + ")");
-      continue;
+    } else {
+      bad_in_a_row = 0;
+      ++summary.steps;
+      interval_examples += batch.size();
+      for (const auto& [k, v] : out.loss.metrics)
+        if (std::isfinite(v)) sums[k] += v, ++counts[k];
     }
-    bad_in_a_row = 0;
-    ++summary.steps;
-    interval_examples += batch.size();
-
-    for (const auto& [k, v] : out.loss.metrics)
-      if (std::isfinite(v)) sums[k] += v, ++counts[k];
     if ((step + 1) % t.log_every == 0 || step + 1 == t.steps) {
       const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - interval_start).count();
       json rec = {{"step", step + 1}, {"lr", lr}, {"examples_per_s", interval_examples / secs},
@@ -156,6 +233,18 @@ TrainSummary train_run(const ExperimentConfig& cfg, const std::string& dir, std:
       interval_start = std::chrono::steady_clock::now();
     }
     progress.update(step + 1, format_metrics(last));
+
+    // A due checkpoint, an interruption (SIGINT / SIGTERM), the crash test hook.
+    const int64_t done = step + 1;
+    const int sig = g_signal.load();
+    if (done < t.steps && ((t.checkpoint_every > 0 && done % t.checkpoint_every == 0) || sig)) checkpoint(done);
+    if (sig && done < t.steps) {
+      progress.finish(done, format_metrics(last));
+      throw Interrupted("interrupted by " + std::string(sig == SIGINT ? "SIGINT" : "SIGTERM") + " after step " +
+                            std::to_string(done) + "; checkpoint written: continue with mmt train --resume " + dir,
+                        sig);
+    }
+    if (done == kill_after) ::raise(SIGKILL);
   }
   summary.seconds = progress.elapsed();
   summary.examples_per_second = summary.steps * t.batch_size / std::max(1e-9, summary.seconds);

@@ -7,32 +7,12 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "cli_util.h"
+
 namespace {
 
 using nlohmann::json;
-
-struct Result {
-  int status;
-  std::string out, err;
-};
-
-// Files of this test alone: ctest runs the tests of this file as parallel processes.
-std::string own(const std::string& what) {
-  return ::testing::TempDir() + ::testing::UnitTest::GetInstance()->current_test_info()->name() + "_" + what;
-}
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-Result run_mmt(const std::string& args) {
-  const std::string cmd = std::string(MMT_BINARY) + " " + args + " >" + own("out.txt") + " 2>" + own("err.txt");
-  const int rc = std::system(cmd.c_str());
-  return {WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, slurp(own("out.txt")), slurp(own("err.txt"))};
-}
+using namespace mmt::cli_test;
 
 TEST(Cli, TrainThenEvalBeatsChanceByFiveTimes) {
   const std::string run = ::testing::TempDir() + "e2e_run";

@@ -9,41 +9,14 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "cli_util.h"
+
 namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
+using namespace mmt::cli_test;
 const std::string kData = std::string(MMT_SOURCE_DIR) + "/tests/data/datasets/";
-
-struct Result {
-  int status;
-  std::string out, err;
-};
-
-// Files of this test alone: ctest runs the tests of this file as parallel processes.
-std::string own(const std::string& what) {
-  return ::testing::TempDir() + ::testing::UnitTest::GetInstance()->current_test_info()->name() + "_" + what;
-}
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-Result run_mmt(const std::string& args) {
-  const std::string cmd = std::string(MMT_BINARY) + " " + args + " >" + own("out.txt") + " 2>" + own("err.txt");
-  const int rc = std::system(cmd.c_str());
-  return {WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, slurp(own("out.txt")), slurp(own("err.txt"))};
-}
-
-std::string scratch(const std::string& name) {
-  const auto dir = fs::path(::testing::TempDir()) / ("mmt_data_cli_" + name);
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir.string() + "/";
-}
 
 TEST(DataCli, CheckCountsSplitsSkippedAndUndecodableImages) {
   const std::string dir = scratch("check");
@@ -86,25 +59,7 @@ TEST(DataCli, StatsVocabularyOverlapMatchesAHandCount) {
 
 TEST(DataCli, TrainsOnAMixtureOfRealDatasets) {
   const std::string dir = scratch("train");
-  // A WordPiece vocabulary: the specials and the fixtures' words.
-  {
-    std::ofstream v(dir + "vocab.txt");
-    v << "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n";
-    for (const char* w : {"a", "cat", "on", "mat", "red", "brown", "dog", "web", "caption", "number", "0", "1", "2",
-                          "photo", "of", "object", ",", ".", "9", "25", "30", "3", "4"})
-      v << w << "\n";
-  }
-  const json cfg = {
-      {"name", "real-mixture"},
-      {"model", {{"preset", "tiny"}, {"image_input", "patches"}, {"patch_size", 8}, {"attention", "merged"}, {"num_layers", 2}}},
-      {"data", {{"source", "datasets"}, {"tokenizer", dir + "vocab.txt"}, {"sampling", "dataset"}, {"image_size", 32},
-                {"loader_threads", 2}, {"prefetch", 3},
-                {"datasets", {{{"format", "folder"}, {"path", kData + "folder"}, {"name", "clipart"}},
-                              {{"format", "webdataset"}, {"path", kData + "wds"}, {"name", "web"}},
-                              {{"format", "coco"}, {"path", kData + "coco/annotations/captions_train2017.json"},
-                               {"images", kData + "coco/train2017"}, {"name", "coco"}}}}}},
-      {"train", {{"steps", 6}, {"batch_size", 4}, {"log_every", 3}, {"warmup_steps", 2}}}};
-  std::ofstream(dir + "config.json") << cfg.dump(2);
+  real_mixture_config(dir, 6);
   const auto r = run_mmt("train --config " + dir + "config.json --out " + dir + "run");
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_NE(r.err.find("dataset clipart: 2 images, 3 captions"), std::string::npos) << r.err;

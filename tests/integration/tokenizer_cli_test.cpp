@@ -7,32 +7,13 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "cli_util.h"
+
 namespace {
 
-struct Result {
-  int status;
-  std::string out, err;
-};
+using namespace mmt::cli_test;
 
-// Files of this test alone: ctest runs the tests of this file as parallel processes.
-std::string own(const std::string& what) {
-  return ::testing::TempDir() + ::testing::UnitTest::GetInstance()->current_test_info()->name() + "_" + what;
-}
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-Result mmt_with_stdin(const std::string& args, const std::string& input) {
-  std::ofstream(own("in.txt")) << input;
-  const std::string cmd =
-      std::string(MMT_BINARY) + " " + args + " <" + own("in.txt") + " >" + own("out.txt") + " 2>" + own("err.txt");
-  const int rc = std::system(cmd.c_str());
-  return {WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, slurp(own("out.txt")), slurp(own("err.txt"))};
-}
+Result mmt_with_stdin(const std::string& args, const std::string& input) { return run_mmt(args, "", &input); }
 
 TEST(TokenizerCli, EncodesEachLineAsJsonIds) {
   const std::string vocab = ::testing::TempDir() + "tok_vocab.txt";

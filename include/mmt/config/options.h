@@ -240,6 +240,8 @@ struct TrainOptions {
   std::string itm_negatives = "random";  // partner of a swap: random, or hard (sampled by the model's scores)
   bool itm_all_layers = false;      // ITM loss after every layer, averaged (release: -hloss)
   int64_t log_every = 10;           // steps between metric lines in metrics.jsonl
+  int64_t checkpoint_every = 500;   // steps between resumable checkpoints (0 = only at the end)
+  int64_t keep_checkpoints = 2;     // resumable checkpoints kept (the newest)
 
   template <class V>
   void visit(V& v) {
@@ -288,6 +290,9 @@ struct TrainOptions {
             "ITM loss after every layer through the same head, averaged over layers (the release's "
             "single-modality-hloss)");
     v.field("log_every", log_every, "steps between metric records in metrics.jsonl");
+    v.field("checkpoint_every", checkpoint_every,
+            "steps between resumable checkpoints in DIR/checkpoints (0 = only at the end); `mmt train --resume DIR`");
+    v.field("keep_checkpoints", keep_checkpoints, "resumable checkpoints kept, the newest (>= 1)");
   }
 };
 

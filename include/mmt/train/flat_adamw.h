@@ -38,6 +38,8 @@ class FlatAdamW {
   /// Optimizer state, for checkpoints: first and second moments (flat, parameter order).
   const torch::Tensor& exp_avg() const { return exp_avg_; }
   const torch::Tensor& exp_avg_sq() const { return exp_avg_sq_; }
+  /// Restores a checkpoint's moments and step count (sizes must match; errors say so).
+  void load_state(const torch::Tensor& exp_avg, const torch::Tensor& exp_avg_sq, int64_t steps);
 
  private:
   AdamWSettings settings_;

@@ -4,6 +4,8 @@
  *   metrics.jsonl      one JSON object per logged step
  *   model.safetensors  weights; checkpoint.json is its sidecar (step, input sizes, data)
  *   eval.json/eval.md  results of `mmt eval`
+ *   checkpoints/step-N/  resumable checkpoints: model.safetensors, optimizer.safetensors (AdamW
+ *                        moments, torch RNG state), state.json (step, sampler, logging sums)
  */
 #pragma once
 
@@ -26,7 +28,22 @@ struct RunFiles {
   std::string checkpoint() const { return dir + "/checkpoint.json"; }
   std::string eval_json() const { return dir + "/eval.json"; }
   std::string eval_md() const { return dir + "/eval.md"; }
+  std::string checkpoints() const { return dir + "/checkpoints"; }
+  std::string step_dir(int64_t step) const;
 };
+
+class FlatAdamW;
+
+/// Writes a resumable checkpoint atomically: everything goes into checkpoints/.tmp-step-N, each
+/// file fsynced, then the folder is renamed to checkpoints/step-N (a crash at any point leaves the
+/// previous checkpoints as they were). Then all but the newest `keep` are removed.
+void save_train_checkpoint(const RunFiles& run, MultimodalTransformerImpl& model, const FlatAdamW& optimizer,
+                           int64_t step, const nlohmann::json& state, int64_t keep);
+/// Step of the newest complete resumable checkpoint, or -1.
+int64_t latest_train_checkpoint(const RunFiles& run);
+/// Loads checkpoint `step` into model and optimizer (and the torch RNG); returns its state.json.
+nlohmann::json load_train_checkpoint(const RunFiles& run, int64_t step, MultimodalTransformerImpl& model,
+                                     FlatAdamW& optimizer);
 
 /// Writes model.safetensors and then checkpoint.json (the sidecar marks the weights complete).
 void save_checkpoint(const RunFiles& run, MultimodalTransformerImpl& model, int64_t step,

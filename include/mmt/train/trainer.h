@@ -3,6 +3,7 @@
 
 #include <iosfwd>
 #include <map>
+#include <stdexcept>
 #include <string>
 
 #include "mmt/config/options.h"
@@ -18,8 +19,18 @@ struct TrainSummary {
 };
 
 /// Trains a model as configured and writes the run directory (run_dir.h): config.json,
-/// vocab.txt, metrics.jsonl, model.safetensors + checkpoint.json. Progress goes to `log`.
-/// Refuses a directory that already holds a finished run.
-TrainSummary train_run(const ExperimentConfig& cfg, const std::string& run_dir, std::ostream& log);
+/// vocab.txt, metrics.jsonl, resumable checkpoints every train.checkpoint_every steps, and at
+/// the end model.safetensors + checkpoint.json. Progress goes to `log`. Refuses a directory that
+/// already holds a run unless `resume`: then it continues from the newest complete checkpoint so
+/// that, on CPU, losses and weights are those of an uninterrupted run (`cfg` must be the run's
+/// config.json, train.steps and runtime.* aside). SIGINT / SIGTERM write a checkpoint and throw
+/// Interrupted.
+TrainSummary train_run(const ExperimentConfig& cfg, const std::string& run_dir, std::ostream& log, bool resume = false);
+
+/// Thrown after a SIGINT / SIGTERM once the checkpoint is written.
+struct Interrupted : std::runtime_error {
+  Interrupted(const std::string& what, int signal) : std::runtime_error(what), signal(signal) {}
+  int signal;
+};
 
 }  // namespace mmt
