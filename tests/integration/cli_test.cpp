@@ -55,7 +55,7 @@ TEST(Cli, TrainThenEvalBeatsChanceByFiveTimes) {
   // A finished run is not overwritten.
   const auto again = run_mmt("train --config " + config + " --out " + run);
   EXPECT_EQ(again.status, 2);
-  EXPECT_NE(again.err.find("already holds a trained run"), std::string::npos) << again.err;
+  EXPECT_NE(again.err.find("already holds a run"), std::string::npos) << again.err;
 }
 
 TEST(Cli, BadInputFailsWithMessagesThatListTheValidChoices) {

@@ -22,8 +22,14 @@ TEST(Configs, EveryCommittedConfigLoadsAndBuildsSmall) {
     const std::string path = entry.path().string();
     ExperimentConfig cfg;
     ASSERT_NO_THROW(cfg = load_config(path, {"model.preset=tiny"})) << path;
-    EXPECT_NO_THROW(MultimodalTransformer(cfg.model, data_input_dims(cfg))) << path;
     ++n;
+    // Real-data configs name files relative to the repository root that scripts build (data/real,
+    // the BERT vocabulary): their model is built with a stand-in vocabulary size.
+    if (cfg.data.source == "datasets") {
+      EXPECT_NO_THROW(MultimodalTransformer(cfg.model, InputDims{30522, 3 * cfg.model.patch_size * cfg.model.patch_size, 0})) << path;
+      continue;
+    }
+    EXPECT_NO_THROW(MultimodalTransformer(cfg.model, data_input_dims(cfg))) << path;
   }
   EXPECT_GE(n, 20);
 }
