@@ -24,6 +24,7 @@
 #include "mmt/train/progress.h"
 #include "mmt/train/run_dir.h"
 #include "mmt/train/schedule.h"
+#include "mmt/train/tensorboard.h"
 #include "mmt/util/error.h"
 #include "mmt/util/fs.h"
 #include "mmt/util/runtime.h"
@@ -182,6 +183,7 @@ TrainSummary train_run(const ExperimentConfig& cfg, const std::string& dir, std:
   else synthetic = std::make_unique<PretrainBatcher>(*world, data_vocab(cfg), cfg);
   std::ofstream metrics_out(run.metrics(), resume ? std::ios::app : std::ios::trunc);
   if (!metrics_out) throw Error("cannot write '" + run.metrics() + "'");
+  TensorBoardWriter tensorboard(dir + "/tensorboard");  // `tensorboard --logdir DIR/tensorboard`
 
   auto checkpoint = [&](int64_t steps_done) {
     json state = {{"log_sums", sums}, {"log_counts", counts}, {"log_examples", interval_examples},
@@ -228,6 +230,10 @@ TrainSummary train_run(const ExperimentConfig& cfg, const std::string& dir, std:
       for (const auto& [k, v] : sums) rec[k] = last[k] = v / counts[k];
       if (real) rec["dataset_counts"] = sampler_state["counts"];
       metrics_out << rec.dump() << "\n" << std::flush;
+      std::map<std::string, double> scalars = last;
+      scalars["lr"] = lr, scalars["examples_per_s"] = interval_examples / secs;
+      tensorboard.scalars(scalars, step + 1, "train/");
+      tensorboard.flush();
       sums.clear(), counts.clear();
       interval_examples = 0;
       interval_start = std::chrono::steady_clock::now();

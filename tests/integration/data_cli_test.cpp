@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "cli_util.h"
+#include "mmt/train/tensorboard.h"
 
 namespace {
 
@@ -75,6 +76,18 @@ TEST(DataCli, TrainsOnAMixtureOfRealDatasets) {
   EXPECT_EQ(ckpt["sampler"]["draws"], 24);
   EXPECT_EQ(ckpt["trained_on"].size(), 3u);
   EXPECT_EQ(ckpt["trained_on"][2]["name"], "coco");
+  // The TensorBoard file holds the logged losses at the logged steps.
+  std::vector<mmt::TensorBoardEvent> events;
+  for (const auto& e : fs::directory_iterator(dir + "run/tensorboard")) events = mmt::read_tensorboard_events(e.path().string());
+  ASSERT_EQ(events.size(), 3u);  // file_version + 2 logged steps
+  EXPECT_EQ(events[2].step, 6);
+  bool has_loss = false;
+  for (const auto& [tag, v] : events[2].scalars)
+    if (tag == "train/loss") {
+      has_loss = true;
+      EXPECT_NEAR(v, recs.back()["loss"].get<double>(), 1e-5);
+    }
+  EXPECT_TRUE(has_loss);
   // Evaluating a real-data run needs the Karpathy protocols, not built yet: a clear refusal.
   const auto e = run_mmt("eval --run " + dir + "run");
   EXPECT_EQ(e.status, 2);
