@@ -402,6 +402,10 @@ void validate_config(const ExperimentConfig& cfg) {
   key_choice("train.mask_modalities", "masking policy", t.mask_modalities, {"both", "alternate"});
   key_choice("train.itm_swap", "ITM swap", t.itm_swap, {"image", "caption"});
   key_choice("train.itm_negatives", "ITM negatives", t.itm_negatives, {"random", "hard"});
+  key_choice("train.optimizer", "optimizer", t.optimizer, {"adamw", "adam"});
+  if (t.grad_accum_steps < 1) throw Error("config key 'train.grad_accum_steps' must be >= 1");
+  if (!(t.cross_modal_lr_mult >= 0)) throw Error("config key 'train.cross_modal_lr_mult' must be >= 0");
+  if (t.keep_checkpoints < 1) throw Error("config key 'train.keep_checkpoints' must be >= 1");
   if (t.dual_contrastive_weight > 0 && !(m.kind == "dual_encoder" && m.dual_score == "dot"))
     throw Error("config: train.dual_contrastive_weight needs model.kind=dual_encoder with model.dual_score=dot");
   positive("model.temperature_init", m.temperature_init);

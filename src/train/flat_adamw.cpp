@@ -8,9 +8,12 @@
 namespace mmt {
 
 FlatAdamW::FlatAdamW(const std::vector<torch::Tensor>& params, const std::vector<bool>& decay,
-                     const AdamWSettings& s)
+                     const AdamWSettings& s, const std::vector<double>& lr_scale)
     : settings_(s) {
   if (params.empty() || params.size() != decay.size()) throw Error("FlatAdamW: need one decay flag per parameter");
+  if (!lr_scale.empty() && lr_scale.size() != params.size()) throw Error("FlatAdamW: need one lr scale per parameter");
+  bool scaled = false;
+  for (double v : lr_scale) scaled = scaled || v != 1.0;
   int64_t total = 0;
   for (const auto& p : params) {
     TORCH_CHECK(p.scalar_type() == torch::kFloat32 && p.is_leaf(), "FlatAdamW: parameters must be float32 leaves");
@@ -20,6 +23,7 @@ FlatAdamW::FlatAdamW(const std::vector<torch::Tensor>& params, const std::vector
   params_ = torch::empty({total}, opts);
   grads_ = torch::zeros({total}, opts);
   decay_mask_ = torch::empty({total}, opts);
+  if (scaled) lr_scale_ = torch::empty({total}, opts);
   int64_t offset = 0;
   torch::NoGradGuard no_grad;
   for (size_t i = 0; i < params.size(); ++i) {
@@ -27,12 +31,14 @@ FlatAdamW::FlatAdamW(const std::vector<torch::Tensor>& params, const std::vector
     const int64_t n = p.numel();
     params_.narrow(0, offset, n).copy_(p.detach().reshape({-1}));
     decay_mask_.narrow(0, offset, n).fill_(decay[i] ? 1.f : 0.f);
+    if (scaled) lr_scale_.narrow(0, offset, n).fill_(lr_scale[i]);
     p.set_data(params_.narrow(0, offset, n).view(p.sizes()));
     p.mutable_grad() = grads_.narrow(0, offset, n).view(p.sizes());
     offset += n;
   }
   exp_avg_ = torch::zeros({total}, opts);
   exp_avg_sq_ = torch::zeros({total}, opts);
+  if (scaled) decay_mask_.mul_(lr_scale_);  // decoupled decay follows each parameter's learning rate
 }
 
 void FlatAdamW::load_state(const torch::Tensor& exp_avg, const torch::Tensor& exp_avg_sq, int64_t steps) {
@@ -57,13 +63,18 @@ void FlatAdamW::step(double lr) {
   torch::NoGradGuard no_grad;
   ++step_;
   const auto& s = settings_;
-  if (s.weight_decay != 0) params_.addcmul_(params_, decay_mask_, -lr * s.weight_decay);
+  if (s.weight_decay != 0 && s.decoupled) params_.addcmul_(params_, decay_mask_, -lr * s.weight_decay);
+  if (s.weight_decay != 0 && !s.decoupled) {  // Adam's L2: the decay joins the gradient (and the moments)
+    const auto mask = lr_scale_.defined() ? (decay_mask_ > 0).to(params_.scalar_type()) : decay_mask_;
+    grads_.addcmul_(params_, mask, s.weight_decay);
+  }
   exp_avg_.lerp_(grads_, 1.0 - s.beta1);
   exp_avg_sq_.mul_(s.beta2).addcmul_(grads_, grads_, 1.0 - s.beta2);
   const double bias1 = 1.0 - std::pow(s.beta1, static_cast<double>(step_));
   const double bias2 = 1.0 - std::pow(s.beta2, static_cast<double>(step_));
   const auto denom = exp_avg_sq_.sqrt().div_(std::sqrt(bias2)).add_(s.eps);
-  params_.addcdiv_(exp_avg_, denom, -lr / bias1);
+  if (lr_scale_.defined()) params_.addcdiv_(exp_avg_ * lr_scale_, denom, -lr / bias1);
+  else params_.addcdiv_(exp_avg_, denom, -lr / bias1);
 }
 
 }  // namespace mmt

@@ -2,6 +2,7 @@
 #include "mmt/train/pretrain_step.h"
 
 #include <cmath>
+#include <map>
 
 #include "mmt/data/batch.h"
 #include "mmt/loss/contrastive_itm.h"
@@ -19,30 +20,61 @@ PretrainStep::PretrainStep(MultimodalTransformerImpl& model, const TrainOptions&
   }
   AdamWSettings s;
   s.beta1 = t.adam_beta1, s.beta2 = t.adam_beta2, s.eps = t.adam_eps, s.weight_decay = t.weight_decay;
-  optimizer_ = std::make_unique<FlatAdamW>(params, decay, s);
+  s.decoupled = t.optimizer == "adamw";
+  // Per-parameter learning-rate scale: layers with cross-modal attention get cross_modal_lr_mult.
+  std::vector<double> scale;
+  if (t.cross_modal_lr_mult != 1.0) {
+    const auto types = layer_types(model.options());
+    for (const auto& item : model.named_parameters()) {
+      double m = 1.0;
+      const std::string& name = item.key();
+      if (name.rfind("layers.", 0) == 0) {
+        const size_t layer = std::stoul(name.substr(7, name.find('.', 7) - 7));
+        if (layer < types.size() && types[layer] != AttentionType::kSingleModality) m = t.cross_modal_lr_mult;
+      }
+      scale.push_back(m);
+    }
+  }
+  optimizer_ = std::make_unique<FlatAdamW>(params, decay, s, scale);
 }
 
 PretrainStep::~PretrainStep() = default;
 
 PretrainStep::Result PretrainStep::run(const Batch& input, double lr, int64_t step) {
+  return run(std::vector<Batch>{input}, lr, step);
+}
+
+PretrainStep::Result PretrainStep::run(const std::vector<Batch>& micro_batches, double lr, int64_t step) {
   optimizer_->zero_grad();
   Result r;
-  Batch batch = input;
-  apply_hard_negatives(model_, batch, options_.itm_swap == "caption", options_.seed, step);
-  r.loss = pretraining_loss(model_, batch, options_);
-  r.finite = std::isfinite(r.loss.metrics["loss"]);
-  if (!r.finite) return r;
-  r.loss.total.backward();
-  if (options_.itm_contrastive_weight > 0) {  // back-propagates itself, chunk by chunk
-    const auto c = contrastive_itm(model_, batch, options_.itm_contrastive_weight, options_.itm_contrastive_chunk);
-    r.loss.metrics["itm_contrastive"] = c.loss;
-    r.loss.metrics["itm_contrastive_acc"] = c.accuracy;
-    r.loss.metrics["loss"] += options_.itm_contrastive_weight * c.loss;
-    if (!std::isfinite(c.loss)) {
+  const double n = static_cast<double>(micro_batches.size());
+  std::map<std::string, double> sums;
+  for (size_t k = 0; k < micro_batches.size(); ++k) {
+    Batch batch = micro_batches[k];
+    apply_hard_negatives(model_, batch, options_.itm_swap == "caption", options_.seed,
+                         step * static_cast<int64_t>(micro_batches.size()) + static_cast<int64_t>(k));
+    LossOutput loss = pretraining_loss(model_, batch, options_);
+    if (!std::isfinite(loss.metrics["loss"])) {
+      r.loss = std::move(loss);
       r.finite = false;
       return r;
     }
+    (n == 1 ? loss.total : loss.total / n).backward();
+    if (options_.itm_contrastive_weight > 0) {  // back-propagates itself, chunk by chunk
+      const auto c = contrastive_itm(model_, batch, options_.itm_contrastive_weight / n, options_.itm_contrastive_chunk);
+      loss.metrics["itm_contrastive"] = c.loss;
+      loss.metrics["itm_contrastive_acc"] = c.accuracy;
+      loss.metrics["loss"] += options_.itm_contrastive_weight * c.loss;
+      if (!std::isfinite(c.loss)) {
+        r.loss = std::move(loss);
+        r.finite = false;
+        return r;
+      }
+    }
+    for (const auto& [key, v] : loss.metrics) sums[key] += v / n;
+    if (k + 1 == micro_batches.size()) r.loss = std::move(loss);
   }
+  r.loss.metrics = sums;
   if (options_.grad_clip > 0) r.loss.metrics["grad_norm"] = optimizer_->clip_grad_norm(options_.grad_clip);
   optimizer_->step(lr);
   return r;

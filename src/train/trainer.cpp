@@ -179,7 +179,8 @@ TrainSummary train_run(const ExperimentConfig& cfg, const std::string& dir, std:
   }
   std::unique_ptr<PretrainBatcher> synthetic;
   std::unique_ptr<BatchLoader> loader;
-  if (real) loader = datasets->loader(start);
+  const int64_t accum = t.grad_accum_steps;
+  if (real) loader = datasets->loader(start * accum);
   else synthetic = std::make_unique<PretrainBatcher>(*world, data_vocab(cfg), cfg);
   std::ofstream metrics_out(run.metrics(), resume ? std::ios::app : std::ios::trunc);
   if (!metrics_out) throw Error("cannot write '" + run.metrics() + "'");
@@ -194,22 +195,27 @@ TrainSummary train_run(const ExperimentConfig& cfg, const std::string& dir, std:
   const SignalGuard signals;
   const int64_t kill_after = fault_kill_step();
 
-  Progress progress("train", t.steps, log, "ex", static_cast<double>(t.batch_size));
+  Progress progress("train", t.steps, log, "ex", static_cast<double>(t.batch_size * accum));
   double data_seconds = 0;
   auto interval_start = std::chrono::steady_clock::now();
   for (int64_t step = start; step < t.steps; ++step) {
     const auto t0 = std::chrono::steady_clock::now();
-    Batch batch;
-    if (real) {
-      BatchLoader::Item item = loader->next();
-      batch = std::move(item.batch);
-      sampler_state = DatasetBatcher::sampler_state(item.plan);
-    } else {
-      batch = synthetic->batch(step);
+    // grad_accum_steps micro-batches per optimizer step: micro-batch m = step * accum + k.
+    std::vector<Batch> micro;
+    int64_t step_examples = 0;
+    for (int64_t k = 0; k < accum; ++k) {
+      if (real) {
+        BatchLoader::Item item = loader->next();
+        micro.push_back(std::move(item.batch));
+        sampler_state = DatasetBatcher::sampler_state(item.plan);
+      } else {
+        micro.push_back(synthetic->batch(step * accum + k));
+      }
+      step_examples += micro.back().size();
     }
     data_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const double lr = learning_rate(t.schedule, t.lr, step, t.warmup_steps, t.steps);
-    PretrainStep::Result out = stepper.run(batch, lr, step);
+    PretrainStep::Result out = stepper.run(micro, lr, step);
     if (!out.finite) {
       ++summary.skipped_steps;
       if (++bad_in_a_row >= kMaxBadStepsInARow)
@@ -218,7 +224,7 @@ TrainSummary train_run(const ExperimentConfig& cfg, const std::string& dir, std:
     } else {
       bad_in_a_row = 0;
       ++summary.steps;
-      interval_examples += batch.size();
+      interval_examples += step_examples;
       for (const auto& [k, v] : out.loss.metrics)
         if (std::isfinite(v)) sums[k] += v, ++counts[k];
     }
@@ -253,7 +259,7 @@ TrainSummary train_run(const ExperimentConfig& cfg, const std::string& dir, std:
     if (done == kill_after) ::raise(SIGKILL);
   }
   summary.seconds = progress.elapsed();
-  summary.examples_per_second = summary.steps * t.batch_size / std::max(1e-9, summary.seconds);
+  summary.examples_per_second = summary.steps * t.batch_size * accum / std::max(1e-9, summary.seconds);
   summary.metrics = last;
   progress.finish(t.steps, format_metrics(last));
   log << "mmt train: " << summary.steps << " steps in " << Progress::format_duration(summary.seconds) << " ("

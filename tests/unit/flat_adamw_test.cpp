@@ -64,3 +64,105 @@ TEST(FlatAdamW, MatchesTorchAdamWOverManySteps) {
 
 }  // namespace
 }  // namespace mmt
+
+#include <torch/optim/adam.h>
+
+#include "mmt/data/data_source.h"
+#include "mmt/data/pretrain_batcher.h"
+#include "mmt/data/synthetic_world.h"
+#include "mmt/train/pretrain_step.h"
+
+namespace mmt {
+namespace {
+
+// Adam with L2 (train.optimizer = adam): the decay joins the gradient, as torch::optim::Adam's.
+TEST(FlatAdam, CoupledDecayMatchesTorchAdam) {
+  torch::manual_seed(5);
+  auto w = torch::randn({7, 5}, torch::requires_grad()), v = w.detach().clone().requires_grad_(true);
+  AdamWSettings s;
+  s.weight_decay = 0.05, s.decoupled = false;
+  FlatAdamW flat({w}, {true}, s);
+  torch::optim::Adam ref({v}, torch::optim::AdamOptions(3e-2).betas({s.beta1, s.beta2}).eps(s.eps).weight_decay(0.05));
+  for (int step = 0; step < 10; ++step) {
+    const auto x = torch::randn({5, 3});
+    flat.zero_grad();
+    ref.zero_grad();
+    w.matmul(x).tanh().sum().backward();
+    v.matmul(x).tanh().sum().backward();
+    flat.step(3e-2);
+    ref.step();
+  }
+  EXPECT_LT((w - v).abs().max().item<double>(), 1e-5);
+}
+
+TEST(FlatAdamW, PerParameterLearningRateScale) {
+  torch::manual_seed(6);
+  auto a = torch::randn({4}, torch::requires_grad()), b = torch::randn({4}, torch::requires_grad()),
+       c = torch::randn({4}, torch::requires_grad());
+  const auto a0 = a.detach().clone(), b0 = b.detach().clone(), c0 = c.detach().clone();
+  AdamWSettings s;
+  s.weight_decay = 0;
+  FlatAdamW flat({a, b, c}, {true, true, true}, s, {1.0, 0.0, 2.0});
+  flat.zero_grad();
+  (a.sum() + b.sum() + c.sum()).backward();
+  flat.step(0.1);
+  EXPECT_TRUE(b.detach().equal(b0));  // scale 0: frozen
+  // Adam's first step moves every weight by lr (g / |g|): scale 2 moves twice as far.
+  EXPECT_LT(((c.detach() - c0) - 2 * (a.detach() - a0)).abs().max().item<double>(), 1e-6);
+  EXPECT_NEAR((a.detach() - a0).abs().max().item<double>(), 0.1, 1e-5);
+}
+
+ExperimentConfig step_config() {
+  ExperimentConfig cfg;
+  cfg.model = testing::small_model_options("single_modality", 2);
+  cfg.model.layers = {"single_modality", "merged"};
+  cfg.data.synth.num_train_images = 300, cfg.data.synth.num_test_images = 10;
+  cfg.train.batch_size = 8, cfg.train.grad_clip = 0;
+  return cfg;
+}
+
+TEST(PretrainStepAccumulation, IdenticalMicroBatchesEqualOneBatch) {
+  const auto cfg = step_config();
+  const synth::World world(cfg.data.synth);
+  PretrainBatcher batcher(world, data_vocab(cfg), cfg);
+  const Batch batch = batcher.batch(2);
+  torch::manual_seed(9);
+  MultimodalTransformer a(cfg.model, data_input_dims(cfg));
+  torch::manual_seed(9);
+  MultimodalTransformer b(cfg.model, data_input_dims(cfg));
+  PretrainStep one(*a, cfg.train), two(*b, cfg.train);
+  const auto r1 = one.run(batch, 1e-3, 0);
+  const auto r2 = two.run(std::vector<Batch>{batch, batch}, 1e-3, 0);
+  EXPECT_NEAR(r1.loss.metrics.at("loss"), r2.loss.metrics.at("loss"), 1e-6);  // the mean of equal losses
+  auto pa = a->named_parameters(), pb = b->named_parameters();
+  for (size_t i = 0; i < pa.size(); ++i)
+    EXPECT_LT((pa[i].value() - pb[i].value()).abs().max().item<double>(), 1e-6) << pa[i].key();
+}
+
+TEST(PretrainStepAccumulation, CrossModalLayersGetTheirMultiplier) {
+  auto cfg = step_config();
+  cfg.train.cross_modal_lr_mult = 0.0;  // freeze the merged layer only
+  const synth::World world(cfg.data.synth);
+  PretrainBatcher batcher(world, data_vocab(cfg), cfg);
+  torch::manual_seed(2);
+  MultimodalTransformer m(cfg.model, data_input_dims(cfg));
+  std::map<std::string, torch::Tensor> before;
+  for (const auto& p : m->named_parameters()) before[p.key()] = p.value().detach().clone();
+  PretrainStep step(*m, cfg.train);
+  step.run(batcher.batch(0), 1e-2, 0);
+  int frozen = 0, moved = 0;
+  for (const auto& p : m->named_parameters()) {
+    const bool same = p.value().detach().equal(before[p.key()]);
+    if (p.key().rfind("layers.1.", 0) == 0) {
+      EXPECT_TRUE(same) << p.key();
+      ++frozen;
+    } else if (p.key().rfind("layers.0.", 0) == 0) {
+      moved += !same;
+    }
+  }
+  EXPECT_GT(frozen, 0);
+  EXPECT_GT(moved, 0);
+}
+
+}  // namespace
+}  // namespace mmt

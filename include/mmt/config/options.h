@@ -240,6 +240,9 @@ struct TrainOptions {
   std::string itm_negatives = "random";  // partner of a swap: random, or hard (sampled by the model's scores)
   bool itm_all_layers = false;      // ITM loss after every layer, averaged (release: -hloss)
   int64_t log_every = 10;           // steps between metric lines in metrics.jsonl
+  std::string optimizer = "adamw";  // adamw (decoupled weight decay) or adam (L2 added to the gradient)
+  int64_t grad_accum_steps = 1;     // micro-batches of batch_size per optimizer step
+  double cross_modal_lr_mult = 1.0; // learning-rate multiplier of layers with cross-modal attention
   int64_t checkpoint_every = 500;   // steps between resumable checkpoints (0 = only at the end)
   int64_t keep_checkpoints = 2;     // resumable checkpoints kept (the newest)
 
@@ -290,6 +293,11 @@ struct TrainOptions {
             "ITM loss after every layer through the same head, averaged over layers (the release's "
             "single-modality-hloss)");
     v.field("log_every", log_every, "steps between metric records in metrics.jsonl");
+    v.field("optimizer", optimizer, "adamw (decoupled weight decay) or adam (L2 penalty added to the gradient)");
+    v.field("grad_accum_steps", grad_accum_steps,
+            "micro-batches of batch_size accumulated per optimizer step (effective batch = batch_size x this)");
+    v.field("cross_modal_lr_mult", cross_modal_lr_mult,
+            "learning-rate multiplier of the layers whose attention mixes modalities (all but single_modality)");
     v.field("checkpoint_every", checkpoint_every,
             "steps between resumable checkpoints in DIR/checkpoints (0 = only at the end); `mmt train --resume DIR`");
     v.field("keep_checkpoints", keep_checkpoints, "resumable checkpoints kept, the newest (>= 1)");

@@ -18,13 +18,16 @@ namespace mmt {
 struct AdamWSettings {
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-6;
   double weight_decay = 0.01;  // applied to the parameters marked `decay`
+  bool decoupled = true;       // AdamW (decay applied to the weights); false: Adam with L2 (decay added to the gradient)
 };
 
 class FlatAdamW {
  public:
   /// Re-seats every parameter (and its gradient) as a view into the flat buffers; decay[i]
   /// says whether parameter i gets weight decay. Parameters must be float32 leaves on one device.
-  FlatAdamW(const std::vector<torch::Tensor>& params, const std::vector<bool>& decay, const AdamWSettings& s);
+  /// lr_scale (optional, one per parameter) multiplies the learning rate of that parameter.
+  FlatAdamW(const std::vector<torch::Tensor>& params, const std::vector<bool>& decay, const AdamWSettings& s,
+            const std::vector<double>& lr_scale = {});
 
   /// Zeroes every gradient (in place: the gradients stay views into the flat buffer).
   void zero_grad();
@@ -43,7 +46,7 @@ class FlatAdamW {
 
  private:
   AdamWSettings settings_;
-  torch::Tensor params_, grads_, exp_avg_, exp_avg_sq_, decay_mask_;
+  torch::Tensor params_, grads_, exp_avg_, exp_avg_sq_, decay_mask_, lr_scale_;  // lr_scale_ undefined: all 1
   int64_t step_ = 0;
 };
 

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <memory>
+#include <vector>
 
 #include "mmt/config/options.h"
 #include "mmt/loss/pretraining.h"
@@ -26,6 +27,9 @@ class PretrainStep {
     bool finite = true;
   };
   Result run(const Batch& batch, double lr, int64_t step = 0);
+  /// One optimizer step over several micro-batches: the gradient is the mean of theirs (each
+  /// loss scaled by 1 / n), metrics are their means. `step` seeds hard negatives per micro-batch.
+  Result run(const std::vector<Batch>& micro_batches, double lr, int64_t step = 0);
 
   FlatAdamW& optimizer() { return *optimizer_; }
 
