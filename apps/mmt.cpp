@@ -42,6 +42,11 @@ int main(int argc, char** argv) {
 
   auto* eval = app.add_subcommand("eval", "zero-shot retrieval of a trained run (writes eval.json / eval.md)");
   eval->add_option("--run", run_dir, "run directory written by mmt train")->required();
+  std::string protocol, karpathy, eval_images, eval_features;
+  eval->add_option("--protocol", protocol, "real-image protocol: flickr30k-1k, coco-5k, coco-1k or test (needs --karpathy)");
+  eval->add_option("--karpathy", karpathy, "the Karpathy split file of the protocol (dataset_flickr30k.json, ...)");
+  eval->add_option("--images", eval_images, "its image folder (default: next to the file)");
+  eval->add_option("--features", eval_features, "region models: the test images' features (store or folder)");
   eval->add_option("--set", overrides, "override eval.*, runtime.* or the test set size")->take_all();
 
   auto* data = app.add_subcommand("data", "datasets");
@@ -127,7 +132,12 @@ int main(int argc, char** argv) {
         mmt::train_run(mmt::load_config(config_path, overrides), out_dir, std::cerr);
       }
     } else if (eval->parsed()) {
-      mmt::evaluate_run(run_dir, overrides, std::cout, std::cerr);
+      if (!protocol.empty()) {
+        if (karpathy.empty()) throw mmt::Error("eval --protocol needs --karpathy FILE (a Karpathy split file)");
+        mmt::evaluate_protocol(run_dir, protocol, karpathy, eval_images, eval_features, overrides, std::cout, std::cerr);
+      } else {
+        mmt::evaluate_run(run_dir, overrides, std::cout, std::cerr);
+      }
     } else if (synth->parsed()) {
       mmt::export_synthetic(mmt::load_config(config_path, overrides).data.synth, out_dir, splits, std::cerr);
     } else if (check->parsed()) {

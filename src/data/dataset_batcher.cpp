@@ -9,6 +9,7 @@
 #include "mmt/data/image_source.h"
 #include "mmt/data/mixture.h"
 #include "mmt/data/pretrain_batcher.h"
+#include "mmt/data/record_images.h"
 #include "mmt/data/region_features.h"
 #include "mmt/io/image.h"
 #include "mmt/text/tokenizer.h"
@@ -27,14 +28,6 @@ struct StepPlan {
 };
 }  // namespace
 
-struct DatasetBatcher::Image {
-  // Regions: (tokens, dim) features, (tokens, 5) boxes, (tokens, classes) class probabilities.
-  int64_t tokens = 0;
-  std::vector<float> features, boxes, classes;
-  // Pixels: (3, S, S) normalised.
-  std::vector<float> pixels;
-};
-
 DatasetBatcher::DatasetBatcher(const ExperimentConfig& cfg, std::ostream* log) : cfg_(cfg), log_(log) {
   if (cfg.data.source != "datasets") throw Error("DatasetBatcher: data.source is not datasets");
   if (cfg.train.itm_contrastive_weight > 0)
@@ -52,17 +45,17 @@ DatasetBatcher::DatasetBatcher(const ExperimentConfig& cfg, std::ostream* log) :
     spec.max_bad_fraction = cfg.data.max_bad_fraction;
     spec.check_images = !regions;  // with region features, the features are the image
     Dataset d = read_dataset(spec, log);
-    std::unique_ptr<PackedStore> store;
+    std::shared_ptr<PackedStore> store;
+    FeatureSource features;
     if (regions) {
       if (o.features.empty())
         throw Error("dataset " + d.spec.name + ": model.image_input = regions needs its `features` (a store or a folder)");
       // Records without features are skipped and counted, like any other bad record.
-      if (!fs::is_directory(o.features)) store = std::make_unique<PackedStore>(o.features);
+      features = FeatureSource::open(o.features);
+      store = features.store;
       std::vector<Record> kept;
       for (auto& r : d.records) {
-        const bool has = store ? store->find(r.key) >= 0
-                               : fs::exists(fs::path(o.features) / (r.key + ".npz")) || fs::exists(fs::path(o.features) / (r.key + ".npy"));
-        if (has) kept.push_back(std::move(r));
+        if (features.has(r.key)) kept.push_back(std::move(r));
         else d.bad.skip(d.spec.name + ": " + r.key, "no region features", o.features);
       }
       d.records = std::move(kept);
@@ -86,7 +79,7 @@ DatasetBatcher::DatasetBatcher(const ExperimentConfig& cfg, std::ostream* log) :
     if (log) *log << "dataset " << d.spec.name << ": " << d.records.size() << " images, " << n << " captions ("
                   << d.bad.summary() << ")\n";
     datasets_.push_back(std::move(d));
-    stores_.push_back(std::move(store));
+    features_.push_back(std::move(features));
   }
   sampler_ = std::make_unique<MixtureSampler>(sizes, MixtureSampler::policy_weights(cfg.data.sampling, sizes, given),
                                               cfg.train.seed);
@@ -127,25 +120,8 @@ std::string DatasetBatcher::counts() const {
   return s;
 }
 
-std::shared_ptr<const DatasetBatcher::Image> DatasetBatcher::load_image(size_t dataset, const Record& r) const {
-  auto img = std::make_shared<Image>();
-  if (cfg_.model.image_input == "regions") {
-    RegionSet set;
-    if (stores_[dataset]) {
-      set = stores_[dataset]->get(stores_[dataset]->find(r.key));
-    } else {
-      const fs::path dir(cfg_.data.datasets[dataset].features);
-      set = load_region_file(fs::exists(dir / (r.key + ".npz")) ? (dir / (r.key + ".npz")).string() : (dir / (r.key + ".npy")).string());
-    }
-    const RegionLayout l = paper_layout(set, cfg_.data.max_regions);
-    img->tokens = l.tokens, img->features = l.features, img->boxes = l.boxes, img->classes = l.class_probs;
-  } else {
-    const int side = static_cast<int>(cfg_.data.image_size);
-    const RgbImage rgb = load_image_for_model(read_image_bytes(r.image), r.image.describe(), side);
-    img->pixels.resize(static_cast<size_t>(3 * side * side));
-    normalize_chw(rgb, kImageMean, kImageStd, img->pixels.data());
-  }
-  return img;
+std::shared_ptr<const ModelImage> DatasetBatcher::load_image(size_t dataset, const Record& r) const {
+  return std::make_shared<ModelImage>(load_model_image(cfg_, r, features_[dataset]));
 }
 
 Batch DatasetBatcher::build(int64_t step, const BatchLoader::Plan& plan) const {
@@ -155,7 +131,7 @@ Batch DatasetBatcher::build(int64_t step, const BatchLoader::Plan& plan) const {
   struct Row {
     const Record* record;
     int64_t caption;
-    std::shared_ptr<const Image> image;
+    std::shared_ptr<const ModelImage> image;
   };
   std::vector<Row> rows;
   for (const auto& d : draws) {
@@ -212,30 +188,10 @@ Batch DatasetBatcher::build(int64_t step, const BatchLoader::Plan& plan) const {
   batch.mlm_labels = torch::full_like(batch.text_ids, kIgnoreLabel);
   const int64_t tl = batch.text_ids.size(1);
   for (int64_t i = 0; i < b; ++i) std::copy(labels[i].begin(), labels[i].end(), batch.mlm_labels.data_ptr<int64_t>() + i * tl);
-  if (cfg_.model.image_input == "regions") {
-    int64_t r = 0;
-    for (const auto& row : rows) r = std::max(r, row.image->tokens);
-    const int64_t f = feature_dim_, c = classes_;
-    batch.region_feats = torch::zeros({b, r, f});
-    batch.region_boxes = torch::zeros({b, r, 5});
-    batch.region_mask = torch::zeros({b, r}, torch::kBool);
-    if (c > 0) batch.region_classes = torch::zeros({b, r, c});
-    for (int64_t i = 0; i < b; ++i) {
-      const Image& im = *rows[static_cast<size_t>(image_of[i])].image;
-      std::copy(im.features.begin(), im.features.end(), batch.region_feats.data_ptr<float>() + i * r * f);
-      std::copy(im.boxes.begin(), im.boxes.end(), batch.region_boxes.data_ptr<float>() + i * r * 5);
-      if (c > 0) std::copy(im.classes.begin(), im.classes.end(), batch.region_classes.data_ptr<float>() + i * r * c);
-      batch.region_mask[i].narrow(0, 0, im.tokens).fill_(true);
-    }
-    if (mrm) mask_regions(batch, mask_image, std::vector<char>(itm.begin(), itm.end()), t.mrm_prob, rng);
-  } else {
-    const int64_t s = cfg_.data.image_size;
-    batch.image_pixels = torch::empty({b, 3, s, s});
-    for (int64_t i = 0; i < b; ++i) {
-      const auto& px = rows[static_cast<size_t>(image_of[i])].image->pixels;
-      std::copy(px.begin(), px.end(), batch.image_pixels.data_ptr<float>() + i * 3 * s * s);
-    }
-  }
+  std::vector<const ModelImage*> images;
+  for (int64_t i = 0; i < b; ++i) images.push_back(rows[static_cast<size_t>(image_of[i])].image.get());
+  fill_model_images(cfg_, images, feature_dim_, classes_, batch);
+  if (mrm) mask_regions(batch, mask_image, std::vector<char>(itm.begin(), itm.end()), t.mrm_prob, rng);
   batch.itm_labels = torch::tensor(itm, torch::kInt64);
   if (hard) {
     batch.hard_negative_rows = torch::zeros({b}, torch::kBool);

@@ -3,11 +3,18 @@
 
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
+#include <map>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <ostream>
 
 #include "mmt/config/config.h"
 #include "mmt/data/image_source.h"
+#include "mmt/data/record_images.h"
+#include "mmt/eval/protocols.h"
+#include "mmt/io/npy.h"
+#include "mmt/text/tokenizer.h"
 #include "mmt/data/synthetic_world.h"
 #include "mmt/eval/ceilings.h"
 #include "mmt/eval/exact_scorer.h"
@@ -145,6 +152,123 @@ json evaluate_run(const std::string& run_dir, const std::vector<std::string>& ov
   const RunFiles files(run_dir);
   write_file_atomic(files.eval_json(), result.dump(2) + "\n");
   write_file_atomic(files.eval_md(), markdown);
+  out << markdown << std::flush;
+  return result;
+}
+
+namespace {
+
+// Which test images the run's pretraining data holds, by image file name.
+std::pair<int64_t, std::string> pretraining_overlap(const ExperimentConfig& cfg, const std::vector<Record>& test) {
+  if (cfg.data.source != "datasets") return {0, "pretrained on the synthetic world only"};
+  std::set<std::string> names;
+  for (const auto& r : test) names.insert(std::filesystem::path(r.image.offset < 0 ? r.image.path : r.image.member).filename().string());
+  int64_t overlap = 0;
+  std::string where, checked;
+  for (const auto& o : cfg.data.datasets) {
+    DatasetSpec spec;
+    spec.name = o.name, spec.format = o.format, spec.path = o.path, spec.images = o.images, spec.splits = o.splits;
+    spec.split = o.split, spec.naming = o.naming, spec.check_images = false, spec.max_bad_fraction = 1.0;
+    Dataset d;
+    try {
+      d = read_dataset(spec);
+    } catch (const Error& e) {
+      return {-1, "could not re-read pretraining dataset " + o.path + " to check for test images: " + e.what()};
+    }
+    int64_t here = 0;
+    for (const auto& r : d.records)
+      here += names.count(std::filesystem::path(r.image.offset < 0 ? r.image.path : r.image.member).filename().string());
+    if (here) where += (where.empty() ? "" : ", ") + d.spec.name + " (" + std::to_string(here) + ")";
+    checked += (checked.empty() ? "" : ", ") + d.spec.name;
+    overlap += here;
+  }
+  return {overlap, overlap ? where : "checked by image file name against " + checked};
+}
+
+}  // namespace
+
+json evaluate_protocol(const std::string& run_dir, const std::string& protocol, const std::string& karpathy,
+                       const std::string& images, const std::string& features, const std::vector<std::string>& overrides,
+                       std::ostream& out, std::ostream& log) {
+  LoadedRun run = load_run(run_dir);
+  ExperimentConfig cfg = run.config;
+  for (const auto& o : overrides) apply_override(cfg, o);
+  validate_config(cfg);
+  log << "mmt eval: " << configure_runtime(cfg.runtime, log) << "\n";
+  // The run's tokenizer: its SentencePiece model, or WordPiece over its vocab.txt.
+  std::unique_ptr<Tokenizer> tokenizer;
+  const std::string& tk = cfg.data.tokenizer;
+  if (tk.size() > 6 && tk.compare(tk.size() - 6, 6, ".model") == 0) {
+    tokenizer = SentencePieceTokenizer::load(tk);
+  } else {
+    BasicTokenizerOptions basic;
+    basic.lower_case = !cfg.data.cased;
+    tokenizer = std::make_unique<WordPieceTokenizer>(run.vocab, basic);
+  }
+  const auto splits = load_protocol(protocol, karpathy, images);
+  const json side = parse_json_with_comments(read_file(RunFiles(run_dir).checkpoint()), "checkpoint.json");
+  const bool fine_tuned = side.contains("fine_tuned_on") && !side["fine_tuned_on"].empty();
+  std::vector<Record> all;
+  for (const auto& s : splits) all.insert(all.end(), s.images.begin(), s.images.end());
+  const auto [overlap, where] = pretraining_overlap(cfg, all);
+  std::string label = "zero-shot", reason = "no test image in the pretraining data (" + where + ")";
+  if (cfg.data.source != "datasets") reason = where;
+  if (overlap < 0) reason = "unverified: " + where;
+  if (overlap > 0) label = "not zero-shot", reason = std::to_string(overlap) + " of " + std::to_string(all.size()) +
+                                                    " test images are in the pretraining data: " + where;
+  if (fine_tuned) label = "fine-tuned", reason = "the run was fine-tuned on retrieval data";
+
+  const FeatureSource feats = FeatureSource::open(features);
+  json result = {{"run", run_dir}, {"step", run.step}, {"protocol", protocol}, {"karpathy", karpathy}, {"mode", "exact"},
+                 {"label", label}, {"label_reason", reason}, {"splits", json::object()}};
+  std::string markdown = "## " + protocol + ": " + run_dir + " (step " + std::to_string(run.step) + ", exact ITM scoring, " +
+                         label + ")\n\n" + reason + "\n\n| split | image R@1 | R@5 | R@10 | text R@1 | R@5 | R@10 | RSUM | "
+                         "median rank (img / txt) | s | pairs/s |\n|---|---|---|---|---|---|---|---|---|---|---|\n";
+  std::map<std::string, double> mean;
+  double total_seconds = 0;
+  for (const auto& split : splits) {
+    std::vector<std::vector<int64_t>> captions;
+    for (const auto& c : split.captions) captions.push_back(tokenizer->encode(c, cfg.model.max_text_len));
+    const int64_t ni = static_cast<int64_t>(split.images.size()), nc = static_cast<int64_t>(captions.size());
+    const RecordImages source(cfg, split.images, feats, run.model->dims().region_feat_dim, run.model->dims().region_classes);
+    Progress progress("eval " + split.name, ni * nc, log, "pairs");
+    ExactScorerOptions so;
+    so.pair_batch = cfg.eval.pair_batch;
+    const auto scores = score_exact(*run.model, captions, source, so, [&](int64_t done, int64_t) { progress.update(done); });
+    const double seconds = progress.elapsed();
+    progress.finish(ni * nc);
+    total_seconds += seconds;
+    const RetrievalMetrics m = retrieval_metrics(scores, ni, split.caption_image);
+    save_npy(run_dir + "/eval-" + split.name + "-scores.npy", scores.data(), {nc, ni});
+    json entry = metrics_json(m);
+    entry["wall_time_s"] = seconds;
+    entry["pairs_per_s"] = static_cast<double>(ni * nc) / std::max(1e-9, seconds);
+    entry["scores"] = "eval-" + split.name + "-scores.npy";
+    result["splits"][split.name] = entry;
+    const auto& ir = m.image_retrieval;
+    const auto& tr = m.text_retrieval;
+    for (const auto& [k, v] : std::map<std::string, double>{{"image_r1", ir.r1}, {"image_r5", ir.r5}, {"image_r10", ir.r10},
+                                                            {"text_r1", tr.r1}, {"text_r5", tr.r5}, {"text_r10", tr.r10}})
+      mean[k] += v / static_cast<double>(splits.size());
+    char row[512];
+    std::snprintf(row, sizeof row, "| %s | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.0f / %.0f | %.1f | %.0f |\n",
+                  split.name.c_str(), ir.r1, ir.r5, ir.r10, tr.r1, tr.r5, tr.r10, ir.rsum() + tr.rsum(), ir.median_rank,
+                  tr.median_rank, seconds, entry["pairs_per_s"].get<double>());
+    markdown += row;
+  }
+  if (splits.size() > 1) {
+    result["mean_over_splits"] = mean;
+    char row[256];
+    std::snprintf(row, sizeof row, "| **mean of %zu folds** | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | | | |\n",
+                  splits.size(), mean["image_r1"], mean["image_r5"], mean["image_r10"], mean["text_r1"], mean["text_r5"],
+                  mean["text_r10"], mean["image_r1"] + mean["image_r5"] + mean["image_r10"] + mean["text_r1"] +
+                                        mean["text_r5"] + mean["text_r10"]);
+    markdown += row;
+  }
+  result["wall_time_s"] = total_seconds;
+  markdown += "\nR@K in percent; ties count as a uniformly random order (docs/evaluation.md).\n";
+  write_file_atomic(run_dir + "/eval-" + protocol + ".json", result.dump(2) + "\n");
+  write_file_atomic(run_dir + "/eval-" + protocol + ".md", markdown);
   out << markdown << std::flush;
   return result;
 }

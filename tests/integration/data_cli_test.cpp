@@ -153,3 +153,50 @@ TEST(DataCli, RealDatasetScriptsWriteKarpathyDatasetsMmtReads) {
 }
 
 }  // namespace
+
+namespace {
+
+// `mmt eval --protocol` on real images: metrics, the score matrix, and an honest label - a run
+// whose pretraining data holds the test images is not called zero-shot.
+TEST(DataCli, ProtocolEvalLabelsZeroShotHonestly) {
+  const std::string dir = scratch("protocol");
+  const std::string karpathy = kData + "flickr30k/dataset_flickr30k.json", images = kData + "flickr30k/flickr30k-images";
+  {
+    std::ofstream v(dir + "vocab.txt");
+    v << "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n";
+    for (const char* w : {"a", "cat", "on", "mat", "red", "brown", "dog", "two", "young", "guys", "near", "image", "sentence", ",", "."})
+      v << w << "\n";
+  }
+  auto config = [&](const json& dataset) {
+    const json cfg = {{"model", {{"preset", "tiny"}, {"image_input", "patches"}, {"patch_size", 8}, {"num_layers", 2}}},
+                      {"data", {{"source", "datasets"}, {"tokenizer", dir + "vocab.txt"}, {"image_size", 32}, {"datasets", {dataset}}}},
+                      {"train", {{"steps", 3}, {"batch_size", 4}, {"log_every", 3}}}};
+    std::ofstream(dir + "cfg.json") << cfg.dump();
+    return dir + "cfg.json";
+  };
+  ASSERT_EQ(run_mmt("train --config " + config({{"format", "folder"}, {"path", kData + "folder"}}) + " --out " + dir + "a").status, 0);
+  const auto zs = run_mmt("eval --run " + dir + "a --protocol test --karpathy " + karpathy + " --images " + images);
+  ASSERT_EQ(zs.status, 0) << zs.err;
+  const json a = json::parse(slurp(dir + "a/eval-test.json"));
+  EXPECT_EQ(a["label"], "zero-shot");
+  EXPECT_EQ(a["splits"]["test"]["num_images"], 2);
+  EXPECT_EQ(a["splits"]["test"]["num_captions"], 10);
+  for (const char* k : {"r1", "r5", "r10", "median_rank", "mean_rank"}) EXPECT_TRUE(a["splits"]["test"]["image_retrieval"].contains(k)) << k;
+  // The score matrix: a (10, 2) float32 .npy.
+  const std::string npy = slurp(dir + "a/eval-test-scores.npy");
+  EXPECT_NE(npy.find("'shape': (10, 2)"), std::string::npos);
+  EXPECT_NE(zs.out.find("| test |"), std::string::npos) << zs.out;
+
+  // Pretraining on the whole Karpathy file (test split included): not zero-shot, and says why.
+  ASSERT_EQ(run_mmt("train --config " + config({{"format", "karpathy"}, {"path", karpathy}, {"images", images}}) + " --out " + dir + "b").status, 0);
+  ASSERT_EQ(run_mmt("eval --run " + dir + "b --protocol test --karpathy " + karpathy + " --images " + images).status, 0);
+  const json b = json::parse(slurp(dir + "b/eval-test.json"));
+  EXPECT_EQ(b["label"], "not zero-shot");
+  EXPECT_NE(b["label_reason"].get<std::string>().find("2 of 2 test images are in the pretraining data"), std::string::npos)
+      << b["label_reason"];
+  const auto bad = run_mmt("eval --run " + dir + "a --protocol coco-5k --karpathy " + karpathy);
+  EXPECT_EQ(bad.status, 2);
+  EXPECT_NE(bad.err.find("expects 5000 test images"), std::string::npos) << bad.err;
+}
+
+}  // namespace

@@ -18,6 +18,7 @@
 #include "mmt/data/batch.h"
 #include "mmt/data/dataset.h"
 #include "mmt/data/loader.h"
+#include "mmt/data/record_images.h"
 #include "mmt/model/input_dims.h"
 
 namespace mmt {
@@ -49,8 +50,7 @@ class DatasetBatcher {
   int64_t bad_images() const { return bad_images_.load(); }
 
  private:
-  struct Image;
-  std::shared_ptr<const Image> load_image(size_t dataset, const Record& r) const;
+  std::shared_ptr<const ModelImage> load_image(size_t dataset, const Record& r) const;
 
   ExperimentConfig cfg_;
   std::ostream* log_;
@@ -58,7 +58,7 @@ class DatasetBatcher {
   std::vector<std::vector<int64_t>> first_example_;  // per dataset: first example index of each record
   std::unique_ptr<Tokenizer> tokenizer_;
   std::unique_ptr<MixtureSampler> sampler_;
-  std::vector<std::unique_ptr<PackedStore>> stores_;  // per dataset, when its features are packed
+  std::vector<FeatureSource> features_;  // per dataset (regions)
   int64_t feature_dim_ = 0, classes_ = 0;
   mutable std::atomic<int64_t> bad_images_{0}, images_seen_{0};
   mutable std::mutex log_mu_;

@@ -14,6 +14,15 @@ struct RetrievalMetrics;
 
 /// Evaluates the run in `run_dir`. `overrides` ("a.b=v") may change eval.*, runtime.* and
 /// data.synth.num_test_images / captions_per_image; anything else fails (the model is fixed).
+/// A standard protocol on real images (eval/protocols.h): exact ITM scoring of every pair of each
+/// split, written to <run>/eval-<protocol>.json / .md and the score matrices to
+/// <run>/eval-<split>-scores.npy (captions x images). The label is `zero-shot` unless the run's
+/// pretraining data holds test images (compared by image file name): then `not zero-shot`, with
+/// the count; a run fine-tuned on retrieval data is `fine-tuned`.
+nlohmann::json evaluate_protocol(const std::string& run_dir, const std::string& protocol, const std::string& karpathy,
+                                 const std::string& images, const std::string& features,
+                                 const std::vector<std::string>& overrides, std::ostream& out, std::ostream& log);
+
 /// Returns the eval.json content; prints the Markdown table to `out`, progress to `log`.
 nlohmann::json evaluate_run(const std::string& run_dir, const std::vector<std::string>& overrides, std::ostream& out,
                             std::ostream& log);
