@@ -97,8 +97,8 @@ json evaluate_run(const std::string& run_dir, const std::vector<std::string>& ov
   const std::string label = fine_tuned ? "fine-tuned" : "zero-shot";
 
   if (cfg.data.source != "synthetic")
-    throw Error(run_dir + " was trained on real datasets; evaluating it on Karpathy test splits (Flickr30k 1k, COCO "
-                "5k / 1k) is not built yet (the evaluation-protocols issue); mmt eval reads the synthetic test sets only");
+    throw Error(run_dir + " was trained on real datasets: evaluate it on real images with --protocol (flickr30k-1k, "
+                "coco-5k, coco-1k, test) and --karpathy FILE; without them mmt eval reads the synthetic test sets");
   const synth::World world(cfg.data.synth);
   json result = {{"run", run_dir},
                  {"step", run.step},
