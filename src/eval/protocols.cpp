@@ -13,14 +13,17 @@ const std::vector<std::string>& protocol_names() {
 namespace {
 constexpr int64_t kCaptions = 5;
 
-RetrievalSplit make_split(const std::string& name, const std::vector<Record>& images, size_t first, size_t count) {
+// `per_image` captions of each image (0: all of them).
+RetrievalSplit make_split(const std::string& name, const std::vector<Record>& images, size_t first, size_t count,
+                          int64_t per_image = kCaptions) {
   RetrievalSplit s;
   s.name = name;
   for (size_t i = first; i < first + count; ++i) {
     const Record& r = images[i];
     s.images.push_back(r);
-    for (int64_t c = 0; c < kCaptions; ++c) {
-      s.captions.push_back(r.captions[static_cast<size_t>(c)]);
+    const size_t n = per_image > 0 ? static_cast<size_t>(per_image) : r.captions.size();
+    for (size_t c = 0; c < n; ++c) {
+      s.captions.push_back(r.captions[c]);
       s.caption_image.push_back(static_cast<int64_t>(i - first));
     }
   }
@@ -37,7 +40,7 @@ std::vector<RetrievalSplit> load_protocol(const std::string& protocol, const std
   spec.max_bad_fraction = 0.0;     // a protocol set must be whole
   const Dataset d = read_dataset(spec);
   for (const auto& r : d.records)
-    if (static_cast<int64_t>(r.captions.size()) < kCaptions)
+    if (protocol != "test" && static_cast<int64_t>(r.captions.size()) < kCaptions)
       throw Error(karpathy_json + ": test image " + r.key + " has " + std::to_string(r.captions.size()) +
                   " captions; the protocols use 5 per image");
   const size_t n = d.records.size();
@@ -61,7 +64,7 @@ std::vector<RetrievalSplit> load_protocol(const std::string& protocol, const std
     return folds;
   }
   if (n == 0) throw Error(karpathy_json + ": no test images");
-  return {make_split("test", d.records, 0, n)};
+  return {make_split("test", d.records, 0, n, /*per_image=*/0)};
 }
 
 }  // namespace mmt

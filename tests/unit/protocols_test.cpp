@@ -68,12 +68,15 @@ TEST(Protocols, WrongSizesAndShortImagesAreNamed) {
     EXPECT_NE(std::string(e.what()).find("expects 5000 test images, the file has 20"), std::string::npos) << e.what();
   }
   try {
-    load_protocol("test", karpathy_file("short.json", 3, 4));
+    load_protocol("flickr30k-1k", karpathy_file("short.json", 3, 4));
     ADD_FAILURE();
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("has 4 captions; the protocols use 5"), std::string::npos) << e.what();
   }
   EXPECT_EQ(load_protocol("test", karpathy_file("any.json", 7, 5))[0].images.size(), 7u);
+  const auto all = load_protocol("test", karpathy_file("three.json", 4, 3));  // the generic set keeps every caption
+  EXPECT_EQ(all[0].captions.size(), 12u);
+  EXPECT_EQ(all[0].caption_image[11], 3);
   EXPECT_THROW(load_protocol("flickr8k", karpathy_file("x.json", 1, 5)), Error);
 }
 

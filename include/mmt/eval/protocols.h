@@ -2,8 +2,8 @@
  *   flickr30k-1k  dataset_flickr30k.json: the 1,000 `test` images, 5 captions each
  *   coco-5k       dataset_coco.json: the 5,000 `test` images, the first 5 captions each
  *   coco-1k       the same 5,000 in five folds of 1,000 consecutive images (results: the mean)
- *   test          any Karpathy file: all its `test` images, the first 5 captions each
- * An image with fewer than 5 captions is an error naming it (the protocol would change).
+ *   test          any Karpathy file: all its `test` images with all their captions
+ * In the standard protocols an image with fewer than 5 captions is an error naming it.
  * Torch-free. */
 #pragma once
 
@@ -17,7 +17,7 @@ namespace mmt {
 struct RetrievalSplit {
   std::string name;                     // "coco-1k-fold2"
   std::vector<Record> images;           // in file order
-  std::vector<std::string> captions;    // image-major: image i owns captions [5i, 5i + 5)
+  std::vector<std::string> captions;    // image-major (the standard protocols: image i owns [5i, 5i + 5))
   std::vector<int64_t> caption_image;   // image index of each caption
 };
 
