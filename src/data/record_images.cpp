@@ -78,8 +78,14 @@ void fill_model_images(const ExperimentConfig& cfg, const std::vector<const Mode
 }
 
 RecordImages::RecordImages(const ExperimentConfig& cfg, std::vector<Record> records, FeatureSource features,
-                           int64_t feature_dim, int64_t classes)
-    : cfg_(cfg), records_(std::move(records)), features_(std::move(features)), feature_dim_(feature_dim), classes_(classes) {
+                           int64_t feature_dim, int64_t classes, int64_t cache_mb)
+    : cfg_(cfg),
+      records_(std::move(records)),
+      features_(std::move(features)),
+      feature_dim_(feature_dim),
+      classes_(classes),
+      cache_bytes_left_(cache_mb << 20) {
+  cache_.resize(records_.size());
   for (const auto& r : records_) {
     if (cfg_.model.image_input != "regions") {
       tokens_.push_back(1);
@@ -97,11 +103,26 @@ RecordImages::RecordImages(const ExperimentConfig& cfg, std::vector<Record> reco
 int64_t RecordImages::tokens(int64_t i) const { return tokens_.at(static_cast<size_t>(i)); }
 
 void RecordImages::fill(const std::vector<int64_t>& images, Batch& batch) const {
-  std::vector<ModelImage> loaded;
+  std::vector<std::shared_ptr<const ModelImage>> loaded;
   loaded.reserve(images.size());
-  for (int64_t i : images) loaded.push_back(load_model_image(cfg_, records_.at(static_cast<size_t>(i)), features_));
+  for (int64_t i : images) {
+    const size_t k = static_cast<size_t>(i);
+    {
+      std::lock_guard<std::mutex> lock(cache_mu_);
+      if (cache_.at(k)) {
+        loaded.push_back(cache_[k]);
+        continue;
+      }
+    }
+    auto img = std::make_shared<const ModelImage>(load_model_image(cfg_, records_.at(k), features_));
+    const int64_t bytes = static_cast<int64_t>(sizeof(float) * (img->pixels.size() + img->features.size() +
+                                                                img->boxes.size() + img->classes.size()));
+    std::lock_guard<std::mutex> lock(cache_mu_);
+    if (cache_bytes_left_ >= bytes) cache_[k] = img, cache_bytes_left_ -= bytes;
+    loaded.push_back(std::move(img));
+  }
   std::vector<const ModelImage*> ptrs;
-  for (const auto& m : loaded) ptrs.push_back(&m);
+  for (const auto& m : loaded) ptrs.push_back(m.get());
   fill_model_images(cfg_, ptrs, feature_dim_, classes_, batch);
 }
 

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -36,12 +37,13 @@ ModelImage load_model_image(const ExperimentConfig& cfg, const Record& r, const 
 void fill_model_images(const ExperimentConfig& cfg, const std::vector<const ModelImage*>& images, int64_t feature_dim,
                        int64_t classes, Batch& batch);
 
-/// Evaluation images: records loaded on demand (an undecodable one is an error: a test set must
-/// be whole).
+/// Evaluation images: records loaded on first use and kept (the exact scorer asks for each image
+/// once per caption block; decoding it each time would dominate), up to `cache_mb`; an
+/// undecodable one is an error: a test set must be whole.
 class RecordImages : public ImageSource {
  public:
   RecordImages(const ExperimentConfig& cfg, std::vector<Record> records, FeatureSource features, int64_t feature_dim,
-               int64_t classes);
+               int64_t classes, int64_t cache_mb = 4096);
   int64_t size() const override { return static_cast<int64_t>(records_.size()); }
   int64_t tokens(int64_t i) const override;
   void fill(const std::vector<int64_t>& images, Batch& batch) const override;
@@ -52,6 +54,9 @@ class RecordImages : public ImageSource {
   FeatureSource features_;
   int64_t feature_dim_, classes_;
   std::vector<int64_t> tokens_;
+  mutable int64_t cache_bytes_left_;
+  mutable std::vector<std::shared_ptr<const ModelImage>> cache_;
+  mutable std::mutex cache_mu_;
 };
 
 }  // namespace mmt
