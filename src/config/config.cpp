@@ -142,6 +142,11 @@ class JsonWriter {
   }
   template <class S>
   void list(const char* name, std::vector<S>& items, const char*) {
+    j_[name] = to_array(items);
+  }
+  /// A list of option structs as a JSON array of objects.
+  template <class S>
+  static json to_array(std::vector<S>& items) {
     json arr = json::array();
     for (auto& item : items) {
       json child = json::object();
@@ -149,7 +154,7 @@ class JsonWriter {
       item.visit(w);
       arr.push_back(child);
     }
-    j_[name] = arr;
+    return arr;
   }
 
  private:
@@ -171,14 +176,7 @@ class CommentedWriter {
   }
   template <class S>
   void list(const char* name, std::vector<S>& items, const char* doc) {
-    json arr = json::array();
-    for (auto& item : items) {
-      json child = json::object();
-      JsonWriter w(child);
-      item.visit(w);
-      arr.push_back(child);
-    }
-    entries_.push_back({name, doc, arr.dump(), false});
+    entries_.push_back({name, doc, JsonWriter::to_array(items).dump(), false});
   }
   std::string str() const {
     const std::string pad(indent_ + 2, ' ');

@@ -117,3 +117,28 @@ TEST(Config, RangesAreChecked) {
 
 }  // namespace
 }  // namespace mmt
+
+namespace mmt {
+namespace {
+
+TEST(ConfigDatasets, ListsOfDatasetsParseAndNameTheirBadElements) {
+  const auto cfg = load_config("", {"data.source=datasets", "data.tokenizer=v.txt",
+                                    R"(data.datasets=[{"format": "coco", "path": "a.json", "weight": 2}, {"format": "tsv", "path": "b.tsv"}])"});
+  ASSERT_EQ(cfg.data.datasets.size(), 2u);
+  EXPECT_EQ(cfg.data.datasets[0].weight, 2.0);
+  EXPECT_EQ(cfg.data.datasets[1].format, "tsv");
+  // Round trip through the written config.
+  EXPECT_EQ(config_to_json(cfg)["data"]["datasets"][1]["path"], "b.tsv");
+  try {
+    load_config("", {"data.source=datasets", "data.tokenizer=v.txt", R"(data.datasets=[{"format": "coco", "path": "a", "colour": 1}])"});
+    ADD_FAILURE();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("data.datasets[0].colour"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(load_config("", {"data.source=datasets", "data.tokenizer=v.txt", R"(data.datasets=[{"format": "parquet", "path": "a"}])"}),
+               Error);
+  EXPECT_THROW(load_config("", {"data.source=datasets", R"(data.datasets=[{"format": "coco", "path": "a"}])"}), Error);  // no tokenizer
+}
+
+}  // namespace
+}  // namespace mmt
