@@ -1,10 +1,9 @@
 /* Vocabulary and input sizes of the configured data (see data_source.h). */
 #include "mmt/data/data_source.h"
 
-#include <filesystem>
 #include <tuple>
 
-#include "mmt/data/region_features.h"
+#include "mmt/data/record_images.h"
 #include "mmt/data/synthetic_world.h"
 #include "mmt/text/tokenizer.h"
 #include "mmt/util/error.h"
@@ -21,22 +20,10 @@ Vocab data_vocab(const ExperimentConfig& cfg) {
 }
 
 namespace {
-// Feature size and classes of the first dataset's region features (a store or a folder of files).
+// Feature size and classes of the first dataset with region features.
 std::pair<int64_t, int64_t> dataset_feature_dims(const ExperimentConfig& cfg) {
-  for (const auto& d : cfg.data.datasets) {
-    if (d.features.empty()) continue;
-    if (!std::filesystem::is_directory(d.features)) {
-      const PackedStore s(d.features);
-      return {s.dim(), s.classes()};
-    }
-    for (const auto& e : std::filesystem::directory_iterator(d.features)) {
-      const auto ext = e.path().extension();
-      if (ext == ".npz" || ext == ".npy") {
-        const RegionSet r = load_region_file(e.path().string());
-        return {r.dim, r.classes};
-      }
-    }
-  }
+  for (const auto& d : cfg.data.datasets)
+    if (!d.features.empty()) return FeatureSource::open(d.features).dims();
   throw Error("config: model.image_input = regions with data.source = datasets needs a dataset with `features`");
 }
 }  // namespace

@@ -45,30 +45,22 @@ DatasetBatcher::DatasetBatcher(const ExperimentConfig& cfg, std::ostream* log) :
     spec.max_bad_fraction = cfg.data.max_bad_fraction;
     spec.check_images = !regions;  // with region features, the features are the image
     Dataset d = read_dataset(spec, log);
-    std::shared_ptr<PackedStore> store;
     FeatureSource features;
     if (regions) {
       if (o.features.empty())
         throw Error("dataset " + d.spec.name + ": model.image_input = regions needs its `features` (a store or a folder)");
       // Records without features are skipped and counted, like any other bad record.
       features = FeatureSource::open(o.features);
-      store = features.store;
       std::vector<Record> kept;
       for (auto& r : d.records) {
         if (features.has(r.key)) kept.push_back(std::move(r));
         else d.bad.skip(d.spec.name + ": " + r.key, "no region features", o.features);
       }
       d.records = std::move(kept);
-      if (store) {
-        if (feature_dim_ && (store->dim() != feature_dim_ || store->classes() != classes_))
-          throw Error(o.features + ": feature size differs from the other datasets' stores");
-        feature_dim_ = store->dim(), classes_ = store->classes();
-      } else if (!d.records.empty() && feature_dim_ == 0) {
-        const auto& k = d.records.front().key;
-        const auto p = fs::exists(fs::path(o.features) / (k + ".npz")) ? fs::path(o.features) / (k + ".npz") : fs::path(o.features) / (k + ".npy");
-        const RegionSet r = load_region_file(p.string());
-        feature_dim_ = r.dim, classes_ = r.classes;
-      }
+      const auto [dim, classes] = features.dims();
+      if (feature_dim_ && (dim != feature_dim_ || classes != classes_))
+        throw Error(o.features + ": feature size / classes differ from the other datasets' features");
+      feature_dim_ = dim, classes_ = classes;
     }
     if (d.records.empty()) throw Error("dataset " + d.spec.name + " (" + d.spec.path + "): no usable records (" + d.bad.summary() + ")");
     std::vector<int64_t> first;
@@ -109,19 +101,14 @@ nlohmann::json DatasetBatcher::sampler_state(const BatchLoader::Plan& plan) {
 
 void DatasetBatcher::restore_sampler(const nlohmann::json& state) { sampler_->restore(state); }
 
-std::string DatasetBatcher::counts() const {
+std::string DatasetBatcher::counts(const nlohmann::json& state) const {
+  const auto c = state.at("counts").get<std::vector<int64_t>>();
+  const int64_t total = std::max<int64_t>(1, state.at("draws").get<int64_t>());
   std::string s;
-  const int64_t total = std::max<int64_t>(1, sampler_->draws());
-  for (size_t d = 0; d < datasets_.size(); ++d) {
-    const int64_t c = sampler_->counts()[d];
-    s += (s.empty() ? "" : ", ") + datasets_[d].spec.name + " " + std::to_string(c) + " (" +
-         std::to_string(static_cast<int>(100.0 * c / total + 0.5)) + "%)";
-  }
+  for (size_t d = 0; d < datasets_.size() && d < c.size(); ++d)
+    s += (s.empty() ? "" : ", ") + datasets_[d].spec.name + " " + std::to_string(c[d]) + " (" +
+         std::to_string(static_cast<int>(100.0 * c[d] / total + 0.5)) + "%)";
   return s;
-}
-
-std::shared_ptr<const ModelImage> DatasetBatcher::load_image(size_t dataset, const Record& r) const {
-  return std::make_shared<ModelImage>(load_model_image(cfg_, r, features_[dataset]));
 }
 
 Batch DatasetBatcher::build(int64_t step, const BatchLoader::Plan& plan) const {
@@ -140,7 +127,7 @@ Batch DatasetBatcher::build(int64_t step, const BatchLoader::Plan& plan) const {
     const Record& r = datasets_[static_cast<size_t>(d.dataset)].records[rec];
     ++images_seen_;
     try {
-      rows.push_back({&r, d.example - first[rec], load_image(static_cast<size_t>(d.dataset), r)});
+      rows.push_back({&r, d.example - first[rec], std::make_shared<const ModelImage>(load_model_image(cfg_, r, features_[static_cast<size_t>(d.dataset)]))});
     } catch (const Error& e) {
       const int64_t bad = ++bad_images_;
       {

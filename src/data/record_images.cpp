@@ -15,6 +15,7 @@ namespace mmt {
 
 FeatureSource FeatureSource::open(const std::string& path) {
   FeatureSource f;
+  f.path = path;
   if (path.empty()) return f;
   if (fs::is_directory(path)) f.folder = path;
   else f.store = std::make_shared<PackedStore>(path);
@@ -26,21 +27,37 @@ bool FeatureSource::has(const std::string& key) const {
   return !folder.empty() && (fs::exists(fs::path(folder) / (key + ".npz")) || fs::exists(fs::path(folder) / (key + ".npy")));
 }
 
+RegionSet FeatureSource::get(const std::string& key) const {
+  if (store) {
+    const int64_t i = store->find(key);
+    if (i < 0) throw Error(path + ": no region features for key " + key);
+    return store->get(i);
+  }
+  if (folder.empty()) throw Error("no region features for key " + key + " (model.image_input = regions needs them)");
+  const fs::path dir(folder);
+  const fs::path npz = dir / (key + ".npz"), npy = dir / (key + ".npy");
+  if (!fs::exists(npz) && !fs::exists(npy)) throw Error(folder + ": no region features for key " + key);
+  return load_region_file((fs::exists(npz) ? npz : npy).string());
+}
+
+std::pair<int64_t, int64_t> FeatureSource::dims() const {
+  if (store) return {store->dim(), store->classes()};
+  if (!folder.empty())
+    for (const auto& e : fs::directory_iterator(folder)) {
+      const std::string name = e.path().filename().string();
+      const bool sibling = name.find("_boxes.npy") != std::string::npos || name.find("_cls_prob.npy") != std::string::npos;
+      if (!sibling && (e.path().extension() == ".npz" || e.path().extension() == ".npy")) {
+        const RegionSet r = load_region_file(e.path().string());
+        return {r.dim, r.classes};
+      }
+    }
+  throw Error((folder.empty() ? std::string("region features") : folder) + ": no feature files");
+}
+
 ModelImage load_model_image(const ExperimentConfig& cfg, const Record& r, const FeatureSource& features) {
   ModelImage img;
   if (cfg.model.image_input == "regions") {
-    RegionSet set;
-    if (features.store) {
-      const int64_t i = features.store->find(r.key);
-      if (i < 0) throw Error(r.image.describe() + ": no region features for key " + r.key);
-      set = features.store->get(i);
-    } else if (!features.folder.empty()) {
-      const fs::path dir(features.folder);
-      set = load_region_file(fs::exists(dir / (r.key + ".npz")) ? (dir / (r.key + ".npz")).string() : (dir / (r.key + ".npy")).string());
-    } else {
-      throw Error(r.image.describe() + ": model.image_input = regions needs region features");
-    }
-    const RegionLayout l = paper_layout(set, cfg.data.max_regions);
+    const RegionLayout l = paper_layout(features.get(r.key), cfg.data.max_regions);
     img.tokens = l.tokens, img.features = l.features, img.boxes = l.boxes, img.classes = l.class_probs;
   } else {
     const int side = static_cast<int>(cfg.data.image_size);
@@ -86,21 +103,15 @@ RecordImages::RecordImages(const ExperimentConfig& cfg, std::vector<Record> reco
       classes_(classes),
       cache_bytes_left_(cache_mb << 20) {
   cache_.resize(records_.size());
-  for (const auto& r : records_) {
-    if (cfg_.model.image_input != "regions") {
-      tokens_.push_back(1);
-    } else if (features_.store) {
-      const int64_t i = features_.store->find(r.key);
-      if (i < 0) throw Error(r.image.describe() + ": no region features for key " + r.key);
-      tokens_.push_back(1);  // exact count needs a read; grouping by length is only an optimisation
-    } else {
+  // A test set must be whole: every image needs its features before any scoring starts.
+  if (cfg_.model.image_input == "regions")
+    for (const auto& r : records_)
       if (!features_.has(r.key)) throw Error(r.image.describe() + ": no region features for key " + r.key);
-      tokens_.push_back(1);
-    }
-  }
 }
 
-int64_t RecordImages::tokens(int64_t i) const { return tokens_.at(static_cast<size_t>(i)); }
+// Every image counts as one block: the exact token count needs a read, and grouping images by
+// length is only an optimisation of the scorer.
+int64_t RecordImages::tokens(int64_t) const { return 1; }
 
 void RecordImages::fill(const std::vector<int64_t>& images, Batch& batch) const {
   std::vector<std::shared_ptr<const ModelImage>> loaded;

@@ -269,7 +269,7 @@ TrainSummary train_run(const ExperimentConfig& cfg, const std::string& dir, std:
   log << "\n";
   json trained_on;
   if (real) {
-    log << "mmt train: examples per dataset: " << datasets->counts();
+    if (!sampler_state.is_null()) log << "mmt train: examples per dataset: " << datasets->counts(sampler_state);
     if (datasets->bad_images()) log << "; " << datasets->bad_images() << " undecodable images skipped";
     log << "\n";
     trained_on = json::array();

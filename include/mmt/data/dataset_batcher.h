@@ -45,12 +45,12 @@ class DatasetBatcher {
   /// Sampler state after a planned step (for checkpoints), and restoring one.
   static nlohmann::json sampler_state(const BatchLoader::Plan& plan);
   void restore_sampler(const nlohmann::json& state);
-  /// "coco 812 (63%), cc 480 (37%)": examples drawn per dataset.
-  std::string counts() const;
+  /// "coco 812 (63%), cc 480 (37%)": examples drawn per dataset, from a sampler_state() (the
+  /// live sampler runs ahead of training by the prefetch, on the loader's thread).
+  std::string counts(const nlohmann::json& sampler_state) const;
   int64_t bad_images() const { return bad_images_.load(); }
 
  private:
-  std::shared_ptr<const ModelImage> load_image(size_t dataset, const Record& r) const;
 
   ExperimentConfig cfg_;
   std::ostream* log_;

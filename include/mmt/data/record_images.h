@@ -11,16 +11,20 @@
 #include "mmt/config/options.h"
 #include "mmt/data/dataset.h"
 #include "mmt/data/image_source.h"
+#include "mmt/data/region_features.h"
 
 namespace mmt {
-
-class PackedStore;
 
 /// Where a dataset's region features are: a packed store, or a folder of KEY.npz / KEY.npy.
 struct FeatureSource {
   std::shared_ptr<PackedStore> store;
   std::string folder;
+  std::string path;  // as given, for messages
   bool has(const std::string& key) const;
+  /// The detections of `key`; throws Error naming it when there are none.
+  RegionSet get(const std::string& key) const;
+  /// (feature size, classes): the store's header, or the folder's first feature file.
+  std::pair<int64_t, int64_t> dims() const;
   static FeatureSource open(const std::string& path);  // "" = none
 };
 
@@ -53,7 +57,6 @@ class RecordImages : public ImageSource {
   std::vector<Record> records_;
   FeatureSource features_;
   int64_t feature_dim_, classes_;
-  std::vector<int64_t> tokens_;
   mutable int64_t cache_bytes_left_;
   mutable std::vector<std::shared_ptr<const ModelImage>> cache_;
   mutable std::mutex cache_mu_;
