@@ -13,6 +13,7 @@
 #include "mmt/model/summary.h"
 #include "mmt/text/tokenizer.h"
 #include "mmt/eval/evaluate.h"
+#include "mmt/train/finetune.h"
 #include "mmt/train/trainer.h"
 #include "mmt/util/error.h"
 
@@ -48,6 +49,19 @@ int main(int argc, char** argv) {
   eval->add_option("--images", eval_images, "its image folder (default: next to the file)");
   eval->add_option("--features", eval_features, "region models: the test images' features (store or folder)");
   eval->add_option("--set", overrides, "override eval.*, runtime.* or the test set size")->take_all();
+  bool eval_best = false;
+  eval->add_flag("--best", eval_best, "evaluate the best weights kept during training (<run>/best) instead of the final ones");
+
+  auto* finetune = app.add_subcommand("finetune", "fine-tune a finished run for retrieval (ITM, hard negatives) on a Karpathy split file");
+  std::string ft_run;
+  mmt::FinetuneData ft_data;
+  finetune->add_option("--run", ft_run, "the pretrained run directory")->required();
+  finetune->add_option("--karpathy", ft_data.karpathy, "Karpathy split file with the retrieval training images")->required();
+  finetune->add_option("--images", ft_data.images, "its image folder (default: next to the file)");
+  finetune->add_option("--features", ft_data.features, "region models: features of its images (store or folder)");
+  finetune->add_option("--splits", ft_data.splits, "splits to fine-tune on (default train,restval)")->delimiter(',');
+  finetune->add_option("--out", out_dir, "run directory to create")->required();
+  finetune->add_option("--set", overrides, "override a config key of the fine-tuning run (train.steps=..., ...)")->take_all();
 
   auto* data = app.add_subcommand("data", "datasets");
   data->require_subcommand(1);
@@ -134,10 +148,13 @@ int main(int argc, char** argv) {
     } else if (eval->parsed()) {
       if (!protocol.empty()) {
         if (karpathy.empty()) throw mmt::Error("eval --protocol needs --karpathy FILE (a Karpathy split file)");
-        mmt::evaluate_protocol(run_dir, protocol, karpathy, eval_images, eval_features, overrides, std::cout, std::cerr);
+        mmt::evaluate_protocol(run_dir, protocol, karpathy, eval_images, eval_features, overrides, std::cout, std::cerr,
+                               eval_best);
       } else {
-        mmt::evaluate_run(run_dir, overrides, std::cout, std::cerr);
+        mmt::evaluate_run(run_dir, overrides, std::cout, std::cerr, eval_best);
       }
+    } else if (finetune->parsed()) {
+      mmt::train_run(mmt::finetune_config(ft_run, ft_data, overrides), out_dir, std::cerr);
     } else if (synth->parsed()) {
       mmt::export_synthetic(mmt::load_config(config_path, overrides).data.synth, out_dir, splits, std::cerr);
     } else if (check->parsed()) {

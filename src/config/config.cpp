@@ -404,6 +404,9 @@ void validate_config(const ExperimentConfig& cfg) {
   if (t.grad_accum_steps < 1) throw Error("config key 'train.grad_accum_steps' must be >= 1");
   if (!(t.cross_modal_lr_mult >= 0)) throw Error("config key 'train.cross_modal_lr_mult' must be >= 0");
   if (t.keep_checkpoints < 1) throw Error("config key 'train.keep_checkpoints' must be >= 1");
+  in_range("train.eval_every", t.eval_every, 0, 1e12);
+  positive("train.eval_max_images", t.eval_max_images);
+  key_choice("train.stage", "training stage", t.stage, {"pretrain", "finetune"});
   if (t.dual_contrastive_weight > 0 && !(m.kind == "dual_encoder" && m.dual_score == "dot"))
     throw Error("config: train.dual_contrastive_weight needs model.kind=dual_encoder with model.dual_score=dot");
   positive("model.temperature_init", m.temperature_init);
@@ -415,7 +418,11 @@ void validate_config(const ExperimentConfig& cfg) {
   for (const auto& name : cfg.eval.test_sets)
     if (name == "binding" && s.max_objects < 2)
       throw Error("config: the binding test set needs data.synth.max_objects >= 2; drop it from eval.test_sets");
-  key_choice("eval.mode", "evaluation mode", cfg.eval.mode, {"exact"});
+  key_choice("eval.mode", "evaluation mode", cfg.eval.mode, {"exact", "dual", "rerank"});
+  positive("eval.rerank_k", cfg.eval.rerank_k);
+  key_choice("runtime.precision", "precision", cfg.runtime.precision, {"fp32", "bf16"});
+  if (cfg.runtime.device != "cpu" && cfg.runtime.device != "auto" && cfg.runtime.device.rfind("cuda", 0) != 0)
+    throw Error("config key 'runtime.device': '" + cfg.runtime.device + "' is not a device (cpu, cuda, cuda:N, auto)");
   if (!s.analogue.empty()) key_choice("data.synth.analogue", "synthetic analogue", s.analogue, synthetic_analogue_names());
   key_choice("data.synth.caption_style", "caption style", s.caption_style, {"descriptive", "terse", "phrase", "narrative"});
   in_range("data.synth.caption_noise", s.caption_noise, 0, 1);

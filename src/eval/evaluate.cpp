@@ -13,11 +13,10 @@
 #include "mmt/data/image_source.h"
 #include "mmt/data/record_images.h"
 #include "mmt/eval/protocols.h"
-#include "mmt/io/npy.h"
 #include "mmt/text/tokenizer.h"
 #include "mmt/data/synthetic_world.h"
 #include "mmt/eval/ceilings.h"
-#include "mmt/eval/exact_scorer.h"
+#include "mmt/eval/score_modes.h"
 #include "mmt/train/progress.h"
 #include "mmt/train/run_dir.h"
 #include "mmt/util/error.h"
@@ -45,6 +44,15 @@ std::string row(const std::string& name, const RetrievalMetrics& m) {
   std::snprintf(buf, sizeof buf, "| %-13s | %6.1f | %6.1f | %6.1f | %7.1f | %6.1f | %6.1f | %6.1f | %7.1f |\n",
                 name.c_str(), ir.r1, ir.r5, ir.r10, ir.median_rank, tr.r1, tr.r5, tr.r10, tr.median_rank);
   return buf;
+}
+
+// "exact ITM scoring", "dual scoring", "rerank (top 128 of dual, ITM)".
+std::string mode_phrase(const ExperimentConfig& cfg) {
+  const auto& e = cfg.eval;
+  if (e.mode == "exact") return std::string("exact ITM scoring") + (e.cache ? "" : " (uncached)");
+  if (e.mode == "dual") return "dual scoring";
+  return "rerank: top " + std::to_string(e.rerank_k) + " of " + (e.first_stage == "dual" ? "dual" : e.first_stage) +
+         " by ITM";
 }
 
 // Overrides allowed at evaluation: they change what is measured, not the trained model.
@@ -84,15 +92,17 @@ std::string results_table(const std::string& title, const RetrievalMetrics& mode
 }
 
 json evaluate_run(const std::string& run_dir, const std::vector<std::string>& overrides, std::ostream& out,
-                  std::ostream& log) {
-  LoadedRun run = load_run(run_dir);
+                  std::ostream& log, bool best) {
+  LoadedRun run = load_run(run_dir, best);
+  const std::string tag = best ? "-best" : "";
   ExperimentConfig cfg = run.config;
   for (const auto& o : overrides) apply_override(cfg, o);
   validate_config(cfg);
   check_eval_overrides(run.config, cfg);
   log << "mmt eval: " << configure_runtime(cfg.runtime, log) << "\n";
 
-  const json side = parse_json_with_comments(read_file(RunFiles(run_dir).checkpoint()), "checkpoint.json");
+  const RunFiles weights_dir(best ? RunFiles(run_dir).best() : run_dir);
+  const json side = parse_json_with_comments(read_file(weights_dir.checkpoint()), weights_dir.checkpoint());
   const bool fine_tuned = side.contains("fine_tuned_on") && !side["fine_tuned_on"].empty();
   const std::string label = fine_tuned ? "fine-tuned" : "zero-shot";
 
@@ -102,6 +112,7 @@ json evaluate_run(const std::string& run_dir, const std::vector<std::string>& ov
   const synth::World world(cfg.data.synth);
   json result = {{"run", run_dir},
                  {"step", run.step},
+                 {"weights", best ? "best (held-out RSUM during training)" : "final"},
                  {"mode", cfg.eval.mode},
                  {"label", label},
                  {"label_reason", fine_tuned ? "the run was fine-tuned on retrieval data"
@@ -109,30 +120,22 @@ json evaluate_run(const std::string& run_dir, const std::vector<std::string>& ov
                                                "test scene; no retrieval fine-tuning"},
                  {"test_sets", json::object()}};
   std::string markdown = "## Zero-shot retrieval: " + run_dir + " (step " + std::to_string(run.step) + ", " +
-                         cfg.eval.mode + " ITM scoring, " + label + ")\n\n";
+                         mode_phrase(cfg) + ", " + label + ")\n\n";
   double total_seconds = 0;
   for (const auto& name : cfg.eval.test_sets) {
     const synth::TestSet& test = world.test_set(name);
     std::vector<std::vector<int64_t>> captions;
     for (const auto& c : test.captions) captions.push_back(run.vocab.encode(c.text, cfg.model.max_text_len));
     const int64_t ni = static_cast<int64_t>(test.images.size()), nc = static_cast<int64_t>(captions.size());
-    Progress progress("eval " + name, ni * nc, log, "pairs");
-    ExactScorerOptions so;
-    so.pair_batch = cfg.eval.pair_batch;
     const SyntheticImages images(test.images, test.regions, cfg);
-    const auto scores = score_exact(*run.model, captions, images, so,
-                                    [&](int64_t done, int64_t) { progress.update(done); });
-    const double seconds = progress.elapsed();
-    progress.finish(ni * nc);
-    total_seconds += seconds;
-
-    const RetrievalMetrics m = retrieval_metrics(scores, ni, test.caption_image);
+    const TestSetScores scored = score_test_set(*run.model, captions, images, test.caption_image, cfg, name, log);
+    total_seconds += scored.seconds;
+    const RetrievalMetrics& m = scored.metrics;
     const Ceilings c = test_set_ceilings(test);
     json entry = metrics_json(m);
-    entry["mode"] = cfg.eval.mode;
+    entry.update(scored.info);
     entry["label"] = label;
-    entry["wall_time_s"] = seconds;
-    entry["pairs_per_s"] = static_cast<double>(ni * nc) / std::max(1e-9, seconds);
+    entry["scores_files"] = save_scores(scored, run_dir, "eval" + tag + "-" + name, nc, ni);
     entry["ceilings"] = {{"chance", metrics_json(c.chance)},
                          {"bag_of_words", metrics_json(c.bag_of_words)},
                          {"truth", metrics_json(c.truth)},
@@ -140,7 +143,7 @@ json evaluate_run(const std::string& run_dir, const std::vector<std::string>& ov
     result["test_sets"][name] = entry;
     char title[256];
     std::snprintf(title, sizeof title, "%s: %ld images x %ld captions, %.1f s (%.0f pairs/s)", name.c_str(),
-                  long(ni), long(nc / std::max<int64_t>(1, ni)), seconds, entry["pairs_per_s"].get<double>());
+                  long(ni), long(nc / std::max<int64_t>(1, ni)), scored.seconds, entry["pairs_per_s"].get<double>());
     markdown += results_table(title, m, c) + "\n";
   }
   result["wall_time_s"] = total_seconds;
@@ -149,9 +152,8 @@ json evaluate_run(const std::string& run_dir, const std::vector<std::string>& ov
       "order. Reference scorers on the same test set: chance (constant score); bag-of-words (knows the\n"
       "attributes present, not which object has which); truth (knows whether the caption is true of the\n"
       "image); perfect (Bayes-optimal: the grammar's exact likelihood - the ceiling). docs/evaluation.md\n";
-  const RunFiles files(run_dir);
-  write_file_atomic(files.eval_json(), result.dump(2) + "\n");
-  write_file_atomic(files.eval_md(), markdown);
+  write_file_atomic(run_dir + "/eval" + tag + ".json", result.dump(2) + "\n");
+  write_file_atomic(run_dir + "/eval" + tag + ".md", markdown);
   out << markdown << std::flush;
   return result;
 }
@@ -189,8 +191,9 @@ std::pair<int64_t, std::string> pretraining_overlap(const ExperimentConfig& cfg,
 
 json evaluate_protocol(const std::string& run_dir, const std::string& protocol, const std::string& karpathy,
                        const std::string& images, const std::string& features, const std::vector<std::string>& overrides,
-                       std::ostream& out, std::ostream& log) {
-  LoadedRun run = load_run(run_dir);
+                       std::ostream& out, std::ostream& log, bool best) {
+  LoadedRun run = load_run(run_dir, best);
+  const std::string tag = best ? "-best" : "";
   ExperimentConfig cfg = run.config;
   for (const auto& o : overrides) apply_override(cfg, o);
   validate_config(cfg);
@@ -206,7 +209,8 @@ json evaluate_protocol(const std::string& run_dir, const std::string& protocol, 
     tokenizer = std::make_unique<WordPieceTokenizer>(run.vocab, basic);
   }
   const auto splits = load_protocol(protocol, karpathy, images);
-  const json side = parse_json_with_comments(read_file(RunFiles(run_dir).checkpoint()), "checkpoint.json");
+  const RunFiles weights_dir(best ? RunFiles(run_dir).best() : run_dir);
+  const json side = parse_json_with_comments(read_file(weights_dir.checkpoint()), weights_dir.checkpoint());
   const bool fine_tuned = side.contains("fine_tuned_on") && !side["fine_tuned_on"].empty();
   std::vector<Record> all;
   for (const auto& s : splits) all.insert(all.end(), s.images.begin(), s.images.end());
@@ -219,9 +223,9 @@ json evaluate_protocol(const std::string& run_dir, const std::string& protocol, 
   if (fine_tuned) label = "fine-tuned", reason = "the run was fine-tuned on retrieval data";
 
   const FeatureSource feats = FeatureSource::open(features);
-  json result = {{"run", run_dir}, {"step", run.step}, {"protocol", protocol}, {"karpathy", karpathy}, {"mode", "exact"},
+  json result = {{"run", run_dir}, {"step", run.step}, {"protocol", protocol}, {"karpathy", karpathy}, {"mode", cfg.eval.mode},
                  {"label", label}, {"label_reason", reason}, {"splits", json::object()}};
-  std::string markdown = "## " + protocol + ": " + run_dir + " (step " + std::to_string(run.step) + ", exact ITM scoring, " +
+  std::string markdown = "## " + protocol + ": " + run_dir + " (step " + std::to_string(run.step) + ", " + mode_phrase(cfg) + ", " +
                          label + ")\n\n" + reason + "\n\n| split | image R@1 | R@5 | R@10 | text R@1 | R@5 | R@10 | RSUM | "
                          "median rank (img / txt) | s | pairs/s |\n|---|---|---|---|---|---|---|---|---|---|---|\n";
   std::map<std::string, double> mean;
@@ -231,19 +235,13 @@ json evaluate_protocol(const std::string& run_dir, const std::string& protocol, 
     for (const auto& c : split.captions) captions.push_back(tokenizer->encode(c, cfg.model.max_text_len));
     const int64_t ni = static_cast<int64_t>(split.images.size()), nc = static_cast<int64_t>(captions.size());
     const RecordImages source(cfg, split.images, feats, run.model->dims().region_feat_dim, run.model->dims().region_classes);
-    Progress progress("eval " + split.name, ni * nc, log, "pairs");
-    ExactScorerOptions so;
-    so.pair_batch = cfg.eval.pair_batch;
-    const auto scores = score_exact(*run.model, captions, source, so, [&](int64_t done, int64_t) { progress.update(done); });
-    const double seconds = progress.elapsed();
-    progress.finish(ni * nc);
+    const TestSetScores scored = score_test_set(*run.model, captions, source, split.caption_image, cfg, split.name, log);
+    const double seconds = scored.seconds;
     total_seconds += seconds;
-    const RetrievalMetrics m = retrieval_metrics(scores, ni, split.caption_image);
-    save_npy(run_dir + "/eval-" + split.name + "-scores.npy", scores.data(), {nc, ni});
+    const RetrievalMetrics& m = scored.metrics;
     json entry = metrics_json(m);
-    entry["wall_time_s"] = seconds;
-    entry["pairs_per_s"] = static_cast<double>(ni * nc) / std::max(1e-9, seconds);
-    entry["scores"] = "eval-" + split.name + "-scores.npy";
+    entry.update(scored.info);
+    entry["scores_files"] = save_scores(scored, run_dir, "eval" + tag + "-" + split.name, nc, ni);
     result["splits"][split.name] = entry;
     const auto& ir = m.image_retrieval;
     const auto& tr = m.text_retrieval;
@@ -267,8 +265,9 @@ json evaluate_protocol(const std::string& run_dir, const std::string& protocol, 
   }
   result["wall_time_s"] = total_seconds;
   markdown += "\nR@K in percent; ties count as a uniformly random order (docs/evaluation.md).\n";
-  write_file_atomic(run_dir + "/eval-" + protocol + ".json", result.dump(2) + "\n");
-  write_file_atomic(run_dir + "/eval-" + protocol + ".md", markdown);
+  result["weights"] = best ? "best (held-out RSUM during training)" : "final";
+  write_file_atomic(run_dir + "/eval-" + protocol + tag + ".json", result.dump(2) + "\n");
+  write_file_atomic(run_dir + "/eval-" + protocol + tag + ".md", markdown);
   out << markdown << std::flush;
   return result;
 }

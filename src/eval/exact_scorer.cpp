@@ -1,134 +1,312 @@
-/* Exact all-pairs ITM scoring (see exact_scorer.h). */
+/* Exact, dual and two-stage retrieval scoring (see exact_scorer.h). */
 #include "mmt/eval/exact_scorer.h"
 
 #include <algorithm>
+#include <map>
 #include <numeric>
+#include <unordered_map>
 
 #include "mmt/data/batch.h"
 #include "mmt/data/image_source.h"
 #include "mmt/model/transformer.h"
+#include "mmt/util/device.h"
+#include "mmt/util/error.h"
 
 namespace mmt {
 
 namespace {
 
-// Splits indices, sorted by key, into blocks of equal key of at most `size` items.
-std::vector<std::vector<int64_t>> blocks_by_key(const std::vector<int64_t>& keys, int64_t size) {
-  std::vector<int64_t> order(keys.size());
-  std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return keys[a] < keys[b]; });
-  std::vector<std::vector<int64_t>> blocks;
-  for (size_t i = 0; i < order.size(); ++i) {
-    if (blocks.empty() || static_cast<int64_t>(blocks.back().size()) == size ||
-        keys[order[i]] != keys[blocks.back().front()])
-      blocks.emplace_back();
-    blocks.back().push_back(order[i]);
-  }
-  return blocks;
+// Items of equal key (caption length, image token count), with their states side by side.
+struct Group {
+  std::vector<int64_t> index;    // item ids, in row order
+  torch::Tensor states, mask;    // (n, L, H), (n, L) on the device
+};
+
+std::vector<float> to_host(const torch::Tensor& t) {
+  const auto c = t.to(torch::kCPU, torch::kFloat32).contiguous();
+  return std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
 }
 
 }  // namespace
 
-std::vector<float> score_exact(MultimodalTransformerImpl& model, const std::vector<std::vector<int64_t>>& captions,
-                               const ImageSource& images, const ExactScorerOptions& options,
-                               const PairProgress& progress) {
-  torch::NoGradGuard no_grad;
-  const bool was_training = model.is_training();
-  model.eval();
-  const int64_t nc = static_cast<int64_t>(captions.size()), ni = images.size();
-  const int64_t num_layers = static_cast<int64_t>(model.layers->size());
-  // Layers below the first cross-modal one see one modality only: run them once per caption and
-  // once per image (beside a placeholder token of the other modality, which they ignore).
-  const int64_t prefix = model.first_cross_modal_layer();
-  const int64_t hidden = model.options().hidden;
-  auto placeholder = [&](int64_t n) { return torch::zeros({n, 1, hidden}); };
-  auto all_real = [](int64_t n) { return torch::ones({n, 1}, torch::kBool); };
-  std::vector<float> scores(static_cast<size_t>(nc * ni));
+struct PairScorer::Impl {
+  MultimodalTransformerImpl& model;
+  ExactScorerOptions options;
+  torch::Device device;
+  int64_t nc = 0, ni = 0, hidden = 0, num_layers = 0;
+  int64_t prefix = 0;  // layers below the first cross-modal one
+  int64_t start = 0;   // the layer pair passes start at: prefix when cached, else 0
+  std::vector<Group> captions, images;
+  std::vector<std::pair<int64_t, int64_t>> caption_at, image_at;  // item -> (group, row)
+  bool was_training = false;
 
-  struct Block {
-    std::vector<int64_t> index;
-    torch::Tensor states, mask;  // (n, L, H), (n, L)
-  };
-  // Image blocks: equal token count, embedded once.
-  std::vector<int64_t> token_counts(static_cast<size_t>(ni));
-  for (int64_t i = 0; i < ni; ++i) token_counts[i] = images.tokens(i);
-  const int64_t image_block = std::min<int64_t>(ni, std::max<int64_t>(1, options.pair_batch / 16));
-  std::vector<Block> image_blocks;
-  for (auto& idx : blocks_by_key(token_counts, image_block)) {
-    Batch b;
-    images.fill(idx, b);
-    ImageTokens tokens = model.embed_images(b);
-    const int64_t n = tokens.states.size(0);
-    if (prefix > 0)
-      tokens.states = model.run_layers(placeholder(n), tokens.states, all_real(n), tokens.mask, 0, prefix).second;
-    image_blocks.push_back({idx, tokens.states, tokens.mask});
-  }
-  // Caption blocks: equal length, embedded once.
-  std::vector<int64_t> lengths(static_cast<size_t>(nc));
-  for (int64_t c = 0; c < nc; ++c) lengths[c] = static_cast<int64_t>(captions[c].size());
-  std::vector<Block> caption_blocks;
-  for (auto& idx : blocks_by_key(lengths, 256)) {
-    std::vector<std::vector<int64_t>> ids;
-    for (int64_t c : idx) ids.push_back(captions[c]);
-    Batch b;
-    pad_text(ids, /*pad_id=*/0, b);  // a block's captions have one length: nothing is padded
-    auto states = model.text_embed(b.text_ids);
+  Impl(MultimodalTransformerImpl& m, const ExactScorerOptions& o)
+      : model(m), options(o), device(resolve_device(o.device)) {}
+
+  torch::Tensor placeholder(int64_t n) const { return torch::zeros({n, 1, hidden}, torch::device(device)); }
+  torch::Tensor all_real(int64_t n) const { return torch::ones({n, 1}, torch::device(device).dtype(torch::kBool)); }
+
+  // Layers [begin, end) of one modality alone, beside a placeholder of the other.
+  torch::Tensor unimodal(const torch::Tensor& states, const torch::Tensor& mask, bool text, int64_t begin, int64_t end) {
+    if (begin >= end) return states;
     const int64_t n = states.size(0);
-    if (prefix > 0) states = model.run_layers(states, placeholder(n), b.text_mask, all_real(n), 0, prefix).first;
-    caption_blocks.push_back({idx, states, b.text_mask});
+    return text ? model.run_layers(states, placeholder(n), mask, all_real(n), begin, end).first
+                : model.run_layers(placeholder(n), states, all_real(n), mask, begin, end).second;
   }
 
-  if (prefix == num_layers) {
-    // No layer crosses modalities: the score of a pair is a function of the caption's and the
-    // image's pooled states alone, so all C x N scores come from one matrix product.
-    auto cls = torch::empty({nc, hidden}), img = torch::empty({ni, hidden});
-    for (const auto& cb : caption_blocks) {
-      const auto t = model.final_norms(cb.states, placeholder(cb.states.size(0))).first.select(1, 0);
-      cls.index_copy_(0, torch::tensor(cb.index), t);
+  // Scores of pairs (caption rows cr of group cg, image rows ir of group ig), one pass.
+  torch::Tensor score(const Group& cg, const torch::Tensor& cr, const Group& ig, const torch::Tensor& ir) {
+    const Encoded enc = model.encode_embedded(cg.states.index_select(0, cr), ig.states.index_select(0, ir),
+                                              cg.mask.index_select(0, cr), ig.mask.index_select(0, ir),
+                                              /*per_layer=*/false, start);
+    return model.match_scores(enc);
+  }
+};
+
+PairScorer::PairScorer(MultimodalTransformerImpl& model, const std::vector<std::vector<int64_t>>& captions,
+                       const ImageSource& images, const ExactScorerOptions& options)
+    : impl_(std::make_unique<Impl>(model, options)) {
+  Impl& s = *impl_;
+  torch::NoGradGuard no_grad;
+  s.was_training = model.is_training();
+  model.eval();
+  s.nc = static_cast<int64_t>(captions.size()), s.ni = images.size();
+  s.hidden = model.options().hidden;
+  s.num_layers = static_cast<int64_t>(model.layers->size());
+  s.prefix = model.first_cross_modal_layer();
+  s.start = options.cache ? s.prefix : 0;
+  // The model moves to the scoring device (a model trained there is there already).
+  if (!model.parameters().empty() && model.parameters().front().device() != s.device) model.to(s.device);
+  const AutocastGuard autocast(s.device, options.bf16);
+
+  // Images by token count, embedded in chunks.
+  std::map<int64_t, std::vector<int64_t>> by_tokens;
+  for (int64_t i = 0; i < s.ni; ++i) by_tokens[images.tokens(i)].push_back(i);
+  const int64_t chunk = std::max<int64_t>(1, options.pair_batch / 16);
+  s.image_at.resize(static_cast<size_t>(s.ni));
+  for (auto& [tokens, idx] : by_tokens) {
+    std::vector<torch::Tensor> states, masks;
+    for (size_t a = 0; a < idx.size(); a += static_cast<size_t>(chunk)) {
+      const std::vector<int64_t> part(idx.begin() + a, idx.begin() + std::min(idx.size(), a + chunk));
+      Batch b;
+      images.fill(part, b);
+      ImageTokens t = model.embed_images(batch_to(b, s.device));
+      states.push_back(s.unimodal(t.states, t.mask, false, 0, s.start));
+      masks.push_back(t.mask);
     }
-    for (const auto& ib : image_blocks) {
-      const auto v = model.final_norms(placeholder(ib.states.size(0)), ib.states).second.select(1, 0);
-      img.index_copy_(0, torch::tensor(ib.index), v);
+    for (size_t r = 0; r < idx.size(); ++r) s.image_at[idx[r]] = {static_cast<int64_t>(s.images.size()), r};
+    s.images.push_back({idx, torch::cat(states), torch::cat(masks)});
+  }
+  // Captions by length (a group's captions have one length: nothing is padded).
+  std::map<int64_t, std::vector<int64_t>> by_length;
+  for (int64_t c = 0; c < s.nc; ++c) by_length[static_cast<int64_t>(captions[c].size())].push_back(c);
+  s.caption_at.resize(static_cast<size_t>(s.nc));
+  for (auto& [length, idx] : by_length) {
+    std::vector<torch::Tensor> states, masks;
+    for (size_t a = 0; a < idx.size(); a += 256) {
+      std::vector<std::vector<int64_t>> ids;
+      for (size_t r = a; r < std::min(idx.size(), a + 256); ++r) ids.push_back(captions[idx[r]]);
+      Batch b;
+      pad_text(ids, /*pad_id=*/0, b);
+      b = batch_to(b, s.device);
+      states.push_back(s.unimodal(model.text_embed(b.text_ids), b.text_mask, true, 0, s.start));
+      masks.push_back(b.text_mask);
     }
-    const auto matrix = model.match_score_matrix(cls, img).contiguous();
-    std::copy(matrix.data_ptr<float>(), matrix.data_ptr<float>() + nc * ni, scores.begin());
-    if (progress) progress(nc * ni, nc * ni);
-    if (was_training) model.train();
+    for (size_t r = 0; r < idx.size(); ++r) s.caption_at[idx[r]] = {static_cast<int64_t>(s.captions.size()), r};
+    s.captions.push_back({idx, torch::cat(states), torch::cat(masks)});
+  }
+}
+
+PairScorer::~PairScorer() {
+  if (impl_ && impl_->was_training) impl_->model.train();
+}
+
+int64_t PairScorer::num_captions() const { return impl_->nc; }
+int64_t PairScorer::num_images() const { return impl_->ni; }
+
+std::vector<float> PairScorer::dual_scores() {
+  Impl& s = *impl_;
+  torch::NoGradGuard no_grad;
+  const AutocastGuard autocast(s.device, s.options.bf16);
+  auto cls = torch::empty({s.nc, s.hidden}, torch::device(s.device)), img = torch::empty({s.ni, s.hidden}, torch::device(s.device));
+  const bool exact = s.prefix == s.num_layers;  // no cross-modal layer: the final pooled states
+  auto pooled = [&](const Group& g, bool text) {
+    auto states = s.unimodal(g.states, g.mask, text, s.start, s.prefix);
+    if (exact) {
+      const int64_t n = states.size(0);
+      states = text ? s.model.final_norms(states, s.placeholder(n)).first : s.model.final_norms(s.placeholder(n), states).second;
+    }
+    return states.select(1, 0).to(torch::kFloat32);
+  };
+  for (const auto& g : s.captions) cls.index_copy_(0, torch::tensor(g.index).to(s.device), pooled(g, true));
+  for (const auto& g : s.images) img.index_copy_(0, torch::tensor(g.index).to(s.device), pooled(g, false));
+  if (exact) return to_host(s.model.match_score_matrix(cls, img));
+  namespace F = torch::nn::functional;
+  const auto opts = F::NormalizeFuncOptions().dim(1);
+  return to_host(torch::matmul(F::normalize(cls, opts), F::normalize(img, opts).t()));
+}
+
+std::string PairScorer::dual_description() const {
+  const Impl& s = *impl_;
+  if (s.prefix == s.num_layers) return "the model's own unimodal scores (no cross-modal layer: dual = exact)";
+  if (s.prefix == 0) return "cosine of the [CLS] and [IMG] embeddings (the stack crosses modalities from layer 0)";
+  return "cosine of the [CLS] and [IMG] states after layer " + std::to_string(s.prefix) +
+         ", the last unimodal one (not trained to match)";
+}
+
+std::vector<float> PairScorer::all_pairs(const PairProgress& progress) {
+  Impl& s = *impl_;
+  if (s.options.cache && s.prefix == s.num_layers) {
+    auto scores = dual_scores();  // exact for such stacks: one matrix product
+    if (progress) progress(s.nc * s.ni, s.nc * s.ni);
     return scores;
   }
-
+  torch::NoGradGuard no_grad;
+  const AutocastGuard autocast(s.device, s.options.bf16);
+  std::vector<float> scores(static_cast<size_t>(s.nc * s.ni));
+  const int64_t image_chunk = std::max<int64_t>(1, s.options.pair_batch / 16);
   int64_t done = 0;
-  for (const auto& ib : image_blocks) {
-    const int64_t n_img = static_cast<int64_t>(ib.index.size());
-    const int64_t captions_per_pass = std::max<int64_t>(1, options.pair_batch / n_img);
-    for (const auto& cb : caption_blocks) {
-      const int64_t n_cap = static_cast<int64_t>(cb.index.size());
-      for (int64_t c0 = 0; c0 < n_cap; c0 += captions_per_pass) {
-        const int64_t k = std::min(captions_per_pass, n_cap - c0);
-        // Pairs (caption c0 + a, image b) at row a * n_img + b.
-        auto expand = [&](const torch::Tensor& t, bool captions_side) {
-          auto s = captions_side ? t.narrow(0, c0, k).unsqueeze(1) : t.unsqueeze(0);
-          auto sizes = s.sizes().vec();
-          sizes[0] = k, sizes[1] = n_img;
-          auto e = s.expand(sizes);
-          sizes.erase(sizes.begin());
-          sizes[0] = k * n_img;
-          return e.reshape(sizes);
-        };
-        const Encoded enc = model.encode_embedded(expand(cb.states, true), expand(ib.states, false),
-                                                  expand(cb.mask, true), expand(ib.mask, false),
-                                                  /*per_layer=*/false, prefix);
-        const auto margin = model.match_scores(enc).contiguous();
-        const float* m = margin.data_ptr<float>();
-        for (int64_t a = 0; a < k; ++a)
-          for (int64_t b = 0; b < n_img; ++b) scores[cb.index[c0 + a] * ni + ib.index[b]] = m[a * n_img + b];
-        done += k * n_img;
-        if (progress) progress(done, nc * ni);
+  for (const auto& ig : s.images) {
+    const int64_t n_group = static_cast<int64_t>(ig.index.size());
+    for (int64_t i0 = 0; i0 < n_group; i0 += image_chunk) {
+      const int64_t n_img = std::min(image_chunk, n_group - i0);
+      const int64_t per_pass = std::max<int64_t>(1, s.options.pair_batch / n_img);
+      const auto img_rows = torch::arange(i0, i0 + n_img, torch::device(s.device).dtype(torch::kInt64));
+      for (const auto& cg : s.captions) {
+        const int64_t n_cap = static_cast<int64_t>(cg.index.size());
+        for (int64_t c0 = 0; c0 < n_cap; c0 += per_pass) {
+          const int64_t k = std::min(per_pass, n_cap - c0);
+          // Pairs (caption c0 + a, image i0 + b) at row a * n_img + b.
+          const auto cap_rows = torch::arange(c0, c0 + k, torch::device(s.device).dtype(torch::kInt64));
+          const auto cr = cap_rows.unsqueeze(1).expand({k, n_img}).reshape({-1});
+          const auto ir = img_rows.unsqueeze(0).expand({k, n_img}).reshape({-1});
+          const auto m = to_host(s.score(cg, cr, ig, ir));
+          for (int64_t a = 0; a < k; ++a)
+            for (int64_t b = 0; b < n_img; ++b) scores[cg.index[c0 + a] * s.ni + ig.index[i0 + b]] = m[a * n_img + b];
+          done += k * n_img;
+          if (progress) progress(done, s.nc * s.ni);
+        }
       }
     }
   }
-  if (was_training) model.train();
   return scores;
+}
+
+std::vector<float> PairScorer::pairs(const std::vector<int64_t>& caption, const std::vector<int64_t>& image,
+                                     const PairProgress& progress) {
+  Impl& s = *impl_;
+  if (caption.size() != image.size()) throw std::invalid_argument("PairScorer::pairs: caption and image lists differ in length");
+  for (size_t p = 0; p < caption.size(); ++p)
+    if (caption[p] < 0 || caption[p] >= s.nc || image[p] < 0 || image[p] >= s.ni)
+      throw std::out_of_range("PairScorer::pairs: pair (" + std::to_string(caption[p]) + ", " + std::to_string(image[p]) + ") out of range");
+  if (s.options.cache && s.prefix == s.num_layers) {
+    // No cross-modal layer: the entries of the one matrix product, exactly what all_pairs gives.
+    const auto all = dual_scores();
+    std::vector<float> scores(caption.size());
+    for (size_t p = 0; p < caption.size(); ++p) scores[p] = all[caption[p] * s.ni + image[p]];
+    if (progress) progress(static_cast<int64_t>(caption.size()), static_cast<int64_t>(caption.size()));
+    return scores;
+  }
+  torch::NoGradGuard no_grad;
+  const AutocastGuard autocast(s.device, s.options.bf16);
+  // Pairs grouped by (caption group, image group): equal shapes in one pass.
+  std::map<std::pair<int64_t, int64_t>, std::vector<int64_t>> by_groups;
+  for (size_t p = 0; p < caption.size(); ++p) {
+    by_groups[{s.caption_at[caption[p]].first, s.image_at[image[p]].first}].push_back(static_cast<int64_t>(p));
+  }
+  std::vector<float> scores(caption.size());
+  int64_t done = 0;
+  const int64_t total = static_cast<int64_t>(caption.size());
+  for (const auto& [groups, list] : by_groups) {
+    const Group &cg = s.captions[groups.first], &ig = s.images[groups.second];
+    for (size_t a = 0; a < list.size(); a += static_cast<size_t>(s.options.pair_batch)) {
+      const size_t end = std::min(list.size(), a + static_cast<size_t>(s.options.pair_batch));
+      std::vector<int64_t> cr, ir;
+      for (size_t q = a; q < end; ++q) cr.push_back(s.caption_at[caption[list[q]]].second), ir.push_back(s.image_at[image[list[q]]].second);
+      const auto m = to_host(s.score(cg, torch::tensor(cr).to(s.device), ig, torch::tensor(ir).to(s.device)));
+      for (size_t q = a; q < end; ++q) scores[list[q]] = m[q - a];
+      done += static_cast<int64_t>(end - a);
+      if (progress) progress(done, total);
+    }
+  }
+  return scores;
+}
+
+std::vector<float> score_exact(MultimodalTransformerImpl& model, const std::vector<std::vector<int64_t>>& captions,
+                               const ImageSource& images, const ExactScorerOptions& options,
+                               const PairProgress& progress) {
+  PairScorer scorer(model, captions, images, options);
+  return scorer.all_pairs(progress);
+}
+
+std::vector<std::vector<int64_t>> top_k(const std::vector<float>& scores, int64_t rows, int64_t cols, int64_t k,
+                                        bool by_row) {
+  const int64_t queries = by_row ? rows : cols, candidates = by_row ? cols : rows;
+  k = std::min(k, candidates);
+  std::vector<std::vector<int64_t>> out(static_cast<size_t>(queries));
+  std::vector<int64_t> order(static_cast<size_t>(candidates));
+  for (int64_t q = 0; q < queries; ++q) {
+    auto at = [&](int64_t c) { return by_row ? scores[q * cols + c] : scores[c * cols + q]; };
+    std::iota(order.begin(), order.end(), 0);
+    std::partial_sort(order.begin(), order.begin() + k, order.end(), [&](int64_t a, int64_t b) {
+      const float sa = at(a), sb = at(b);
+      return sa > sb || (sa == sb && a < b);
+    });
+    out[q].assign(order.begin(), order.begin() + k);
+  }
+  return out;
+}
+
+RerankScores rerank(PairScorer& scorer, const std::vector<float>& first_stage, int64_t k, const PairProgress& progress) {
+  const int64_t nc = scorer.num_captions(), ni = scorer.num_images();
+  if (static_cast<int64_t>(first_stage.size()) != nc * ni)
+    throw Error("rerank: the first-stage score matrix has " + std::to_string(first_stage.size()) + " entries, not " +
+                std::to_string(nc) + " captions x " + std::to_string(ni) + " images");
+  const auto images_of = top_k(first_stage, nc, ni, k, /*by_row=*/true);
+  const auto captions_of = top_k(first_stage, nc, ni, k, /*by_row=*/false);
+  // The distinct pairs of both directions, scored once.
+  std::unordered_map<int64_t, int64_t> slot;
+  std::vector<int64_t> pc, pi;
+  auto want = [&](int64_t c, int64_t i) {
+    if (slot.emplace(c * ni + i, static_cast<int64_t>(pc.size())).second) pc.push_back(c), pi.push_back(i);
+  };
+  for (int64_t c = 0; c < nc; ++c)
+    for (int64_t i : images_of[c]) want(c, i);
+  for (int64_t i = 0; i < ni; ++i)
+    for (int64_t c : captions_of[i]) want(c, i);
+  const auto exact = scorer.pairs(pc, pi, progress);
+
+  RerankScores out;
+  out.pairs_scored = static_cast<int64_t>(pc.size());
+  out.k_images = std::min(k, ni), out.k_captions = std::min(k, nc);
+  out.caption_to_image.assign(first_stage.begin(), first_stage.end());
+  out.image_to_caption.assign(first_stage.begin(), first_stage.end());
+  // One query's candidates get their exact scores; the others are mapped into [low - 2, low - 1]
+  // (low = the lowest exact score), in the first stage's order.
+  auto place = [&](std::vector<float>& m, const std::vector<int64_t>& chosen, int64_t query, bool row) {
+    const int64_t n = row ? ni : nc;
+    auto cell = [&](int64_t j) -> float& { return row ? m[query * ni + j] : m[j * ni + query]; };
+    std::vector<char> is_candidate(static_cast<size_t>(n), 0);
+    float low = 0;
+    bool first = true;
+    for (int64_t j : chosen) {
+      is_candidate[j] = 1;
+      const float e = exact[slot.at(row ? query * ni + j : j * ni + query)];
+      cell(j) = e;
+      low = first ? e : std::min(low, e);
+      first = false;
+    }
+    float lo = 0, hi = 0;
+    first = true;
+    for (int64_t j = 0; j < n; ++j)
+      if (!is_candidate[j]) lo = first ? cell(j) : std::min(lo, cell(j)), hi = first ? cell(j) : std::max(hi, cell(j)), first = false;
+    const double range = hi > lo ? static_cast<double>(hi) - lo : 1.0;
+    for (int64_t j = 0; j < n; ++j)
+      if (!is_candidate[j]) cell(j) = static_cast<float>(low - 2.0 + (static_cast<double>(cell(j)) - lo) / range);
+  };
+  for (int64_t c = 0; c < nc; ++c) place(out.caption_to_image, images_of[c], c, true);
+  for (int64_t i = 0; i < ni; ++i) place(out.image_to_caption, captions_of[i], i, false);
+  return out;
 }
 
 }  // namespace mmt

@@ -27,7 +27,7 @@ ContrastiveItmResult contrastive_itm(MultimodalTransformerImpl& model, const Bat
 
   // Candidate c of caption a: c = 0 its own image (row rows[a] of the batch), c >= 1 pool image c - 1.
   const auto text_ids = batch.text_ids.index_select(0, rows), text_mask = batch.text_mask.index_select(0, rows);
-  const auto excluded = torch::cat({torch::zeros({m, 1}, torch::kBool), batch.negative_excluded.index_select(0, rows)}, 1);
+  const auto excluded = torch::cat({torch::zeros({m, 1}, batch.negative_excluded.options()), batch.negative_excluded.index_select(0, rows)}, 1);
   Batch own;
   if (batch.image_pixels.defined()) {
     own.image_pixels = batch.image_pixels.index_select(0, rows);
@@ -39,7 +39,7 @@ ContrastiveItmResult contrastive_itm(MultimodalTransformerImpl& model, const Bat
   // Scores of the pairs [begin, end) of the flattened (caption, candidate) grid, with a graph
   // only when asked: embeddings are recomputed per chunk so every chunk's graph stands alone.
   auto score_pairs = [&](int64_t begin, int64_t end) {
-    const auto idx = torch::arange(begin, end, torch::kInt64);
+    const auto idx = torch::arange(begin, end, text_ids.options());
     const auto cap = idx.div(candidates, "floor"), cand = idx.remainder(candidates);
     const ImageTokens own_tokens = model.embed_images(own), pool_tokens = model.embed_images(*batch.negatives);
     // Pad both image sets to one token count, then pick each pair's image.
@@ -48,7 +48,7 @@ ContrastiveItmResult contrastive_itm(MultimodalTransformerImpl& model, const Bat
       const int64_t extra = n_tok - t.states.size(1);
       if (extra == 0) return t;
       return ImageTokens{torch::cat({t.states, torch::zeros({t.states.size(0), extra, t.states.size(2)}, t.states.options())}, 1),
-                         torch::cat({t.mask, torch::zeros({t.mask.size(0), extra}, torch::kBool)}, 1)};
+                         torch::cat({t.mask, torch::zeros({t.mask.size(0), extra}, t.mask.options())}, 1)};
     };
     const ImageTokens a = pad(own_tokens), b = pad(pool_tokens);
     const auto all_states = torch::cat({a.states, b.states}, 0), all_masks = torch::cat({a.mask, b.mask}, 0);
@@ -68,7 +68,7 @@ ContrastiveItmResult contrastive_itm(MultimodalTransformerImpl& model, const Bat
       const ImageTokens t = model.embed_images(images);
       const int64_t n = t.states.size(0);
       const auto text = with_text ? model.text_embed(captions.text_ids) : torch::zeros({n, 1, t.states.size(2)}, t.states.options());
-      const auto mask = with_text ? captions.text_mask : torch::ones({n, 1}, torch::kBool);
+      const auto mask = with_text ? captions.text_mask : torch::ones({n, 1}, t.mask.options());
       const Encoded e = model.encode_embedded(text, t.states, mask, t.mask);
       return std::make_pair(e.text.select(1, 0), e.image.select(1, 0));
     };

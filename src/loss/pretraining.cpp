@@ -60,7 +60,7 @@ std::pair<torch::Tensor, double> loss_dual_contrastive(const torch::Tensor& text
               "loss_dual_contrastive: embeddings must both be (M, E), got ", text_emb.sizes(), " and ",
               image_emb.sizes());
   const auto logits = scale * torch::matmul(text_emb, image_emb.t());  // (M, M), text rows
-  const auto target = torch::arange(logits.size(0), torch::kInt64);
+  const auto target = torch::arange(logits.size(0), torch::device(logits.device()).dtype(torch::kInt64));
   const auto loss = 0.5 * (torch::cross_entropy_loss(logits, target) + torch::cross_entropy_loss(logits.t(), target));
   const double acc = 0.5 * (accuracy(logits, target) + accuracy(logits.t(), target));
   return {loss, acc};
@@ -69,7 +69,7 @@ std::pair<torch::Tensor, double> loss_dual_contrastive(const torch::Tensor& text
 LossOutput pretraining_loss(MultimodalTransformerImpl& model, const Batch& batch, const TrainOptions& t) {
   const Encoded enc = model.encode(batch, /*per_layer=*/t.itm_all_layers);
   LossOutput out;
-  out.total = torch::zeros({});
+  out.total = torch::zeros({}, torch::device(enc.text.device()));
   auto add = [&](const char* name, const torch::Tensor& loss, double weight, double acc) {
     out.total = out.total + weight * loss;
     out.metrics[name] = loss.item<double>();
@@ -99,7 +99,7 @@ LossOutput pretraining_loss(MultimodalTransformerImpl& model, const Batch& batch
   if (t.itm_weight > 0 && batch.itm_labels.defined()) {
     auto [loss, acc] = loss_itm(model, enc, batch.itm_labels);
     if (t.itm_all_layers) {  // the same head after every layer, averaged (the top one included)
-      auto sum = torch::zeros({});
+      auto sum = torch::zeros({}, torch::device(enc.text.device()));
       for (size_t l = 0; l < enc.layer_cls.size(); ++l)
         sum = sum + torch::cross_entropy_loss(model.itm_logits(enc.layer_cls[l], enc.layer_img[l]), batch.itm_labels);
       loss = sum / static_cast<double>(enc.layer_cls.size());
@@ -109,7 +109,7 @@ LossOutput pretraining_loss(MultimodalTransformerImpl& model, const Batch& batch
   if (t.dual_contrastive_weight > 0) {
     // In-batch InfoNCE over the matched pairs (mismatched ones would be false positives).
     auto rows = batch.itm_labels.defined() ? batch.itm_labels.eq(1).nonzero().squeeze(1)
-                                           : torch::arange(batch.size(), torch::kInt64);
+                                           : torch::arange(batch.size(), batch.text_ids.options());
     if (rows.numel() >= 2) {
       const auto cls = enc.text.select(1, 0).index_select(0, rows), img = enc.image.select(1, 0).index_select(0, rows);
       auto [loss, acc] = loss_dual_contrastive(model.text_embedding(cls), model.image_embedding(img),

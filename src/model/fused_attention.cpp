@@ -5,14 +5,22 @@
  *   dP = dO V^T;  dV = P^T dO;  dS = P * (dP - rowsum(dP * P));  dQ = scale dS K;  dK = scale dS^T Q */
 #include "mmt/model/fused_attention.h"
 
-#include <cblas.h>
 #include <torch/autograd.h>
+#include <torch/version.h>
+
+// The kernel needs a CBLAS; libtorch >= 2 has a fused attention of its own, so a build against
+// it (the GPU build) may lack one.
+#if __has_include(<cblas.h>)
+#include <cblas.h>
+#define MMT_HAVE_CBLAS 1
+#endif
 
 #include <algorithm>
 #include <cmath>
 
 namespace mmt {
 
+#ifdef MMT_HAVE_CBLAS
 namespace {
 
 using torch::autograd::AutogradContext;
@@ -117,9 +125,10 @@ class FusedAttention : public torch::autograd::Function<FusedAttention> {
 };
 
 }  // namespace
+#endif  // MMT_HAVE_CBLAS
 
 bool fused_attention_applies(const torch::Tensor& q) {
-#if TORCH_VERSION_MAJOR >= 2
+#if TORCH_VERSION_MAJOR >= 2 || !defined(MMT_HAVE_CBLAS)
   (void)q;
   return false;  // libtorch 2.x has a fused scaled_dot_product_attention of its own
 #else
@@ -151,7 +160,11 @@ torch::Tensor fused_attention(const torch::Tensor& q, const torch::Tensor& k, co
   if (!fused_attention_applies(q) || q.stride(3) != 1 || k.stride(3) != 1 || v.stride(3) != 1 ||
       q.stride(2) != q.size(3) || k.stride(2) != k.size(3) || v.stride(2) != v.size(3))
     return plain_attention(q, k, v, bias, scale);
+#ifdef MMT_HAVE_CBLAS
   return FusedAttention::apply(q, k, v, bias.to(torch::kFloat32), scale);
+#else
+  return plain_attention(q, k, v, bias, scale);
+#endif
 }
 
 }  // namespace mmt

@@ -11,7 +11,7 @@ namespace tnn = torch::nn;
 
 torch::Tensor attention_bias(const torch::Tensor& mask) {
   // (B, L) bool -> (B, 1, 1, L) float: 0 where real, kMaskValue where padding.
-  return torch::zeros(mask.sizes(), torch::kFloat)
+  return torch::zeros(mask.sizes(), torch::device(mask.device()).dtype(torch::kFloat))
       .masked_fill_(mask.logical_not(), kMaskValue)
       .view({mask.size(0), 1, 1, mask.size(1)});
 }

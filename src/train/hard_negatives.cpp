@@ -19,7 +19,7 @@ torch::Tensor batch_score_matrix(MultimodalTransformerImpl& model, const Batch& 
     const Encoded e = model.encode_embedded(text, images.states, batch.text_mask, images.mask);
     return model.match_score_matrix(e.text.select(1, 0), e.image.select(1, 0));
   }
-  auto scores = torch::empty({b, b});
+  auto scores = torch::empty({b, b}, torch::device(text.device()));
   for (int64_t i = 0; i < b; ++i) {  // caption i with every image of the batch
     const Encoded e = model.encode_embedded(text[i].unsqueeze(0).expand({b, -1, -1}), images.states,
                                             batch.text_mask[i].unsqueeze(0).expand({b, -1}), images.mask);
@@ -61,16 +61,16 @@ void apply_hard_negatives(MultimodalTransformerImpl& model, Batch& batch, bool s
   if (!batch.hard_negative_rows.defined() || !batch.hard_negative_rows.any().item<bool>()) return;
   const bool was_training = model.is_training();
   model.eval();  // scores as the model would give them, no dropout
-  const auto scores = batch_score_matrix(model, batch);
+  const auto scores = batch_score_matrix(model, batch).to(torch::kCPU, torch::kFloat32);
   if (was_training) model.train();
   Rng rng(derive_seed(seed, 0x4A3D, static_cast<uint64_t>(step)));
   const Batch original = batch;  // shallow: the tensors below are replaced, not written into
   auto take = [](torch::Tensor& dst, const torch::Tensor& src, const std::vector<int64_t>& rows) {
-    if (src.defined()) dst = src.index_select(0, torch::tensor(rows, torch::kInt64));
+    if (src.defined()) dst = src.index_select(0, torch::tensor(rows, torch::kInt64).to(src.device()));
   };
   const int64_t b = batch.size();
-  const auto hard = batch.hard_negative_rows.contiguous();
-  const auto pattern = batch.mask_pattern.defined() ? batch.mask_pattern.contiguous() : torch::zeros({b}, torch::kInt64);
+  const auto hard = batch.hard_negative_rows.cpu().contiguous();
+  const auto pattern = batch.mask_pattern.defined() ? batch.mask_pattern.cpu().contiguous() : torch::zeros({b}, torch::kInt64);
   std::vector<int64_t> rows(static_cast<size_t>(b));
   std::vector<char> alike(static_cast<size_t>(b));
   for (int64_t i = 0; i < b; ++i) {

@@ -3,15 +3,18 @@
 
 #include <cmath>
 #include <map>
+#include <optional>
 
 #include "mmt/data/batch.h"
 #include "mmt/loss/contrastive_itm.h"
 #include "mmt/train/hard_negatives.h"
 #include "mmt/model/transformer.h"
+#include "mmt/util/device.h"
 
 namespace mmt {
 
-PretrainStep::PretrainStep(MultimodalTransformerImpl& model, const TrainOptions& t) : model_(model), options_(t) {
+PretrainStep::PretrainStep(MultimodalTransformerImpl& model, const TrainOptions& t, const RuntimeOptions& runtime)
+    : model_(model), options_(t), runtime_(runtime) {
   std::vector<torch::Tensor> params;
   std::vector<bool> decay;
   for (const auto& p : model.parameters()) {
@@ -49,11 +52,17 @@ PretrainStep::Result PretrainStep::run(const std::vector<Batch>& micro_batches, 
   Result r;
   const double n = static_cast<double>(micro_batches.size());
   std::map<std::string, double> sums;
+  const torch::Device device = resolve_device(runtime_.device);
   for (size_t k = 0; k < micro_batches.size(); ++k) {
-    Batch batch = micro_batches[k];
+    Batch batch = batch_to(micro_batches[k], device);
+    // Forward passes (and contrastive ITM's chunked backward) under autocast; the main backward
+    // outside it, as libtorch recommends.
+    std::optional<AutocastGuard> autocast;
+    autocast.emplace(device, use_bf16(runtime_));
     apply_hard_negatives(model_, batch, options_.itm_swap == "caption", options_.seed,
                          step * static_cast<int64_t>(micro_batches.size()) + static_cast<int64_t>(k));
     LossOutput loss = pretraining_loss(model_, batch, options_);
+    autocast.reset();
     if (!std::isfinite(loss.metrics["loss"])) {
       r.loss = std::move(loss);
       r.finite = false;
@@ -61,6 +70,7 @@ PretrainStep::Result PretrainStep::run(const std::vector<Batch>& micro_batches, 
     }
     (n == 1 ? loss.total : loss.total / n).backward();
     if (options_.itm_contrastive_weight > 0) {  // back-propagates itself, chunk by chunk
+      const AutocastGuard contrastive_autocast(device, use_bf16(runtime_));
       const auto c = contrastive_itm(model_, batch, options_.itm_contrastive_weight / n, options_.itm_contrastive_chunk);
       loss.metrics["itm_contrastive"] = c.loss;
       loss.metrics["itm_contrastive_acc"] = c.accuracy;

@@ -32,6 +32,18 @@ void save_checkpoint(const RunFiles& run, MultimodalTransformerImpl& model, int6
   write_file_atomic(run.checkpoint(), side.dump(2) + "\n");
 }
 
+void save_best(const RunFiles& run, MultimodalTransformerImpl& model, int64_t step, const json& extra) {
+  namespace fs = std::filesystem;
+  const std::string tmp = run.dir + "/.tmp-best", old = run.dir + "/.old-best";
+  fs::remove_all(tmp);
+  fs::create_directories(tmp);
+  save_checkpoint(RunFiles(tmp), model, step, extra);
+  fs::remove_all(old);
+  if (fs::exists(run.best())) fs::rename(run.best(), old);
+  fs::rename(tmp, run.best());
+  fs::remove_all(old);
+}
+
 std::string RunFiles::step_dir(int64_t step) const {
   char name[32];
   std::snprintf(name, sizeof name, "step-%09lld", static_cast<long long>(step));
@@ -122,13 +134,16 @@ json load_train_checkpoint(const RunFiles& run, int64_t step, MultimodalTransfor
   return state;
 }
 
-LoadedRun load_run(const std::string& dir) {
-  const RunFiles run(dir);
-  for (const auto& f : {run.config(), run.vocab(), run.checkpoint(), run.weights()})
+LoadedRun load_run(const std::string& dir, bool best) {
+  const RunFiles files(dir);
+  RunFiles run(best ? files.best() : dir);  // weights and sidecar
+  if (best && !file_exists(run.checkpoint()))
+    throw Error("'" + dir + "' has no best weights (" + run.checkpoint() + " is missing): train with train.eval_every > 0");
+  for (const auto& f : {files.config(), files.vocab(), run.checkpoint(), run.weights()})
     if (!file_exists(f)) throw Error("'" + dir + "' is not a finished run: " + f + " is missing");
   LoadedRun out;
-  out.config = load_config(run.config(), {});
-  out.vocab = Vocab::load(run.vocab());
+  out.config = load_config(files.config(), {});
+  out.vocab = Vocab::load(files.vocab());
   const json side = parse_json_with_comments(read_file(run.checkpoint()), run.checkpoint());
   out.step = side.value("step", int64_t{0});
   InputDims dims;
@@ -136,7 +151,7 @@ LoadedRun load_run(const std::string& dir) {
   dims.region_feat_dim = side.at("input_dims").at("region_feat_dim").get<int64_t>();
   dims.region_classes = side.at("input_dims").value("region_classes", int64_t{0});
   if (dims.vocab_size != out.vocab.size())
-    throw Error(run.checkpoint() + ": vocab_size " + std::to_string(dims.vocab_size) + " but " + run.vocab() +
+    throw Error(run.checkpoint() + ": vocab_size " + std::to_string(dims.vocab_size) + " but " + files.vocab() +
                 " has " + std::to_string(out.vocab.size()) + " tokens");
   out.model = MultimodalTransformer(out.config.model, dims);
   try {

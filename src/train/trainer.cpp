@@ -25,8 +25,10 @@
 #include "mmt/train/run_dir.h"
 #include "mmt/train/schedule.h"
 #include "mmt/train/tensorboard.h"
+#include "mmt/train/train_eval.h"
 #include "mmt/util/error.h"
 #include "mmt/util/fs.h"
+#include "mmt/util/device.h"
 #include "mmt/util/runtime.h"
 
 namespace mmt {
@@ -74,6 +76,15 @@ class SignalGuard {
 
 // Test hook (docs/formats.md): MMT_FAULT_KILL_AFTER_STEP=N kills the process with SIGKILL once
 // step N (and its checkpoint, if one is due) is done - a crash at a known point.
+// The datasets of the config (name, format, path, splits), for sidecars written before the end.
+json configured_datasets(const ExperimentConfig& cfg) {
+  json out = json::array();
+  for (const auto& d : cfg.data.datasets)
+    out.push_back({{"name", d.name.empty() ? d.format : d.name}, {"format", d.format}, {"path", d.path},
+                   {"splits", d.splits.empty() ? json("all") : json(d.splits)}});
+  return out;
+}
+
 int64_t fault_kill_step() {
   const char* v = std::getenv("MMT_FAULT_KILL_AFTER_STEP");
   return v ? std::atoll(v) : -1;
@@ -129,6 +140,17 @@ TrainSummary train_run(const ExperimentConfig& cfg, const std::string& dir, std:
   }
 
   MultimodalTransformer model(cfg.model, dims);
+  if (!resume && !cfg.train.init.empty()) {
+    // The whole model from another run's final weights (mmt finetune): same architecture and inputs.
+    const RunFiles from(cfg.train.init);
+    if (!file_exists(from.weights())) throw Error("train.init: " + from.weights() + " not found (a finished run directory)");
+    try {
+      load_module_state(*model, load_safetensors(from.weights()), /*strict=*/true);
+    } catch (const Error& e) {
+      throw Error("train.init: " + from.weights() + ": " + e.what());
+    }
+    log << "mmt train: initialised from " << from.weights() << "\n";
+  }
   if (!resume && !cfg.model.text_init.empty()) {
     const LoadReport r = load_bert_checkpoint(*model, cfg.model.text_init);
     log << "mmt train: text side initialised from " << cfg.model.text_init;
@@ -145,6 +167,9 @@ TrainSummary train_run(const ExperimentConfig& cfg, const std::string& dir, std:
     }
     log << "mmt train: ResNet-50 initialised from " << cfg.model.resnet_init << "\n";
   }
+  const torch::Device device = resolve_device(cfg.runtime.device);
+  model->to(device);  // before the optimizer flattens the parameters
+  log << "mmt train: " << describe_device(device, use_bf16(cfg.runtime)) << "\n";
   model->train();
   int64_t num_params = 0;
   for (const auto& p : model->parameters()) num_params += p.numel();
@@ -153,7 +178,7 @@ TrainSummary train_run(const ExperimentConfig& cfg, const std::string& dir, std:
       << "), hidden " << cfg.model.hidden << "\n";
 
   const auto& t = cfg.train;
-  PretrainStep stepper(*model, t);
+  PretrainStep stepper(*model, t, cfg.runtime);
   std::map<std::string, double> sums, last;
   std::map<std::string, int64_t> counts;
   TrainSummary summary;
@@ -176,6 +201,18 @@ TrainSummary train_run(const ExperimentConfig& cfg, const std::string& dir, std:
     for (std::string line; std::getline(lines, line);)
       if (!line.empty() && json::parse(line).value("step", int64_t{0}) <= start) kept += line + "\n";
     write_file_atomic(run.metrics(), kept);
+  }
+  // Held-out evaluation every train.eval_every steps; the best weights by RSUM go to <run>/best.
+  std::unique_ptr<TrainEvaluator> evaluator;
+  double best_rsum = -1;
+  if (t.eval_every > 0) {
+    evaluator = real ? std::make_unique<TrainEvaluator>(cfg, datasets->tokenizer(), dims.region_feat_dim, dims.region_classes)
+                     : std::make_unique<TrainEvaluator>(cfg, *world, data_vocab(cfg));
+    log << "mmt train: every " << t.eval_every << " steps: retrieval on " << evaluator->describe() << "\n";
+    if (resume && file_exists(RunFiles(run.best()).checkpoint())) {
+      const json b = parse_json_with_comments(read_file(RunFiles(run.best()).checkpoint()), run.best());
+      if (b.contains("best") && b["best"].value("step", int64_t{0}) <= start) best_rsum = b["best"].value("rsum", -1.0);
+    }
   }
   std::unique_ptr<PretrainBatcher> synthetic;
   std::unique_ptr<BatchLoader> loader;
@@ -246,8 +283,30 @@ TrainSummary train_run(const ExperimentConfig& cfg, const std::string& dir, std:
     }
     progress.update(step + 1, format_metrics(last));
 
-    // A due checkpoint, an interruption (SIGINT / SIGTERM), the crash test hook.
     const int64_t done = step + 1;
+    if (evaluator && (done % t.eval_every == 0 || done == t.steps)) {
+      json m = evaluator->run(*model, log);
+      const bool better = m["rsum"].get<double>() > best_rsum;
+      m["best"] = better;
+      metrics_out << json{{"step", done}, {"eval", m}}.dump() << "\n" << std::flush;
+      std::map<std::string, double> scalars;
+      for (const char* k : {"rsum", "image_r1", "image_r5", "image_r10", "text_r1", "text_r5", "text_r10"}) scalars[k] = m[k];
+      tensorboard.scalars(scalars, done, "eval/");
+      tensorboard.flush();
+      char line[160];
+      std::snprintf(line, sizeof line, "mmt train: step %lld held-out RSUM %.1f (image R@1 %.1f, text R@1 %.1f)%s\n",
+                    static_cast<long long>(done), m["rsum"].get<double>(), m["image_r1"].get<double>(),
+                    m["text_r1"].get<double>(), better ? ", best so far: saved to best/" : "");
+      log << line;
+      if (better) {
+        best_rsum = m["rsum"].get<double>();
+        json side = {{"best", {{"step", done}, {"rsum", best_rsum}, {"metrics", m}, {"set", evaluator->describe()}}},
+                     {"fine_tuned_on", t.stage == "finetune" ? configured_datasets(cfg) : json::array()}};
+        if (t.stage == "finetune") side["pretrained_from"] = t.init;
+        save_best(run, *model, done, side);
+      }
+    }
+    // A due checkpoint, an interruption (SIGINT / SIGTERM), the crash test hook.
     const int sig = g_signal.load();
     if (done < t.steps && ((t.checkpoint_every > 0 && done % t.checkpoint_every == 0) || sig)) checkpoint(done);
     if (sig && done < t.steps) {
@@ -281,13 +340,23 @@ TrainSummary train_run(const ExperimentConfig& cfg, const std::string& dir, std:
     trained_on = "synthetic world train split (seed " + std::to_string(cfg.data.synth.seed) + ", test scenes excluded)";
   }
 
+  json fine_tuned_on = json::array();
+  if (t.stage == "finetune") {
+    // What this run trained on is retrieval data; what the model was pretrained on is the init run's.
+    fine_tuned_on = trained_on;
+    trained_on = "unknown (train.init not a run directory)";
+    if (!t.init.empty() && file_exists(RunFiles(t.init).checkpoint()))
+      trained_on = parse_json_with_comments(read_file(RunFiles(t.init).checkpoint()), RunFiles(t.init).checkpoint())
+                       .value("trained_on", json("unknown"));
+  }
   json extra = {{"trained_on", trained_on},
-                {"fine_tuned_on", json::array()},
+                {"fine_tuned_on", fine_tuned_on},
                 {"train_seconds", summary.seconds},
                 {"examples_per_s", summary.examples_per_second},
                 {"skipped_steps", summary.skipped_steps},
                 {"final_metrics", summary.metrics}};
   if (real) extra["sampler"] = sampler_state;
+  if (t.stage == "finetune") extra["pretrained_from"] = t.init;
   save_checkpoint(run, *model, t.steps, extra);
   log << "mmt train: wrote " << run.weights() << "\n";
   return summary;

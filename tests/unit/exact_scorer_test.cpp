@@ -1,10 +1,21 @@
 /* Exact scoring: the blocked, embedding-reusing scorer equals a plain loop that runs each
- * (caption, image) pair through the model on its own. */
+ * (caption, image) pair through the model on its own, and equals itself uncached; rerank with
+ * k = all is exact, with small k it puts the re-scored candidates first; dual is exact for
+ * stacks without cross-modal layers; bf16 autocast stays close to fp32. */
 #include <gtest/gtest.h>
 
 #include "mmt/data/image_source.h"
 #include "mmt/data/synthetic_world.h"
 #include "mmt/eval/exact_scorer.h"
+#include "mmt/eval/retrieval_metrics.h"
+#include "mmt/util/error.h"
+
+#include <ATen/autocast_mode.h>
+#include <torch/version.h>
+
+#include <cmath>
+#include <numeric>
+#include <set>
 #include "test_util.h"
 
 namespace mmt {
@@ -18,52 +29,207 @@ struct Case {
 
 class ExactScorer : public ::testing::TestWithParam<Case> {};
 
+// 7 images with 2..5 regions, 11 captions of 3..8 tokens, and a small model of the case.
+struct Fixture {
+  ModelOptions opts;
+  MultimodalTransformer model{nullptr};
+  synth::RegionStore store;
+  std::vector<std::vector<int64_t>> captions;
+  std::vector<synth::Scene> scenes = std::vector<synth::Scene>(7);
+  ExperimentConfig cfg;
+  std::unique_ptr<SyntheticImages> images;
+
+  explicit Fixture(const Case& c) {
+    torch::manual_seed(0);
+    opts = testing::small_model_options("merged", 2);
+    opts.layers = c.layers, opts.itm_pooling = c.pooling, opts.kind = c.kind;
+    model = MultimodalTransformer(opts, InputDims{testing::kVocab, testing::kFeat});
+    model->eval();
+    store.feature_dim = testing::kFeat, store.num_classes = 1;
+    store.offsets = {0};
+    for (int i = 0; i < 7; ++i) {
+      const int n = 2 + i % 4;
+      for (int r = 0; r < n; ++r) {
+        for (int k = 0; k < testing::kFeat; ++k) store.features.push_back(static_cast<float>(std::sin(i * 7 + r * 3 + k)));
+        for (int k = 0; k < 5; ++k) store.boxes.push_back(0.1f * static_cast<float>((i + r + k) % 10));
+        store.classes.push_back(1.f);
+      }
+      store.offsets.push_back(store.offsets.back() + n);
+    }
+    for (int c = 0; c < 11; ++c) {
+      std::vector<int64_t> ids = {2};
+      for (int t = 0; t < 1 + c % 6; ++t) ids.push_back(5 + (c * 5 + t * 3) % (testing::kVocab - 5));
+      ids.push_back(3);
+      captions.push_back(ids);
+    }
+    images = std::make_unique<SyntheticImages>(scenes, store, cfg);
+  }
+  ExactScorerOptions options(bool cache = true) const {
+    ExactScorerOptions so;
+    so.pair_batch = 5;  // many small blocks
+    so.cache = cache;
+    return so;
+  }
+};
+
 // Every path of the scorer - pairs through all layers, a unimodal prefix run once per caption and
 // image, and the matrix product when no layer crosses modalities - equals the plain loop.
 TEST_P(ExactScorer, EqualsOnePairAtATime) {
   torch::NoGradGuard ng;
-  torch::manual_seed(0);
-  auto opts = testing::small_model_options("merged", 2);
-  opts.layers = GetParam().layers, opts.itm_pooling = GetParam().pooling, opts.kind = GetParam().kind;
-  MultimodalTransformer model(opts, InputDims{testing::kVocab, testing::kFeat});
-  model->eval();
-  // 7 images with 2..5 regions, 11 captions of 3..8 tokens.
-  synth::RegionStore store;
-  store.feature_dim = testing::kFeat, store.num_classes = 1;
-  store.offsets = {0};
-  for (int i = 0; i < 7; ++i) {
-    const int n = 2 + i % 4;
-    for (int r = 0; r < n; ++r) {
-      for (int k = 0; k < testing::kFeat; ++k) store.features.push_back(static_cast<float>(std::sin(i * 7 + r * 3 + k)));
-      for (int k = 0; k < 5; ++k) store.boxes.push_back(0.1f * static_cast<float>((i + r + k) % 10));
-      store.classes.push_back(1.f);
-    }
-    store.offsets.push_back(store.offsets.back() + n);
-  }
-  std::vector<std::vector<int64_t>> captions;
-  for (int c = 0; c < 11; ++c) {
-    std::vector<int64_t> ids = {2};
-    for (int t = 0; t < 1 + c % 6; ++t) ids.push_back(5 + (c * 5 + t * 3) % (testing::kVocab - 5));
-    ids.push_back(3);
-    captions.push_back(ids);
-  }
-  ExactScorerOptions so;
-  so.pair_batch = 5;  // many small blocks
-  const std::vector<synth::Scene> scenes(7);
-  ExperimentConfig cfg;
-  const SyntheticImages images(scenes, store, cfg);
-  const auto scores = score_exact(*model, captions, images, so);
+  Fixture f(GetParam());
+  const auto scores = score_exact(*f.model, f.captions, *f.images, f.options());
   ASSERT_EQ(scores.size(), 77u);
   for (int c = 0; c < 11; ++c) {
     for (int64_t i = 0; i < 7; ++i) {
       Batch b;
-      pad_text({captions[c]}, 0, b);
-      gather_regions(store, {i}, 100, b);
-      const auto e = model->encode(b);
-      const auto logits = model->itm_logits(e);
-      const float expected = opts.kind == "dual_encoder" ? model->match_scores(e).item<float>()
-                                                         : (logits[0][1] - logits[0][0]).item<float>();
+      pad_text({f.captions[c]}, 0, b);
+      gather_regions(f.store, {i}, 100, b);
+      const auto e = f.model->encode(b);
+      const auto logits = f.model->itm_logits(e);
+      const float expected = f.opts.kind == "dual_encoder" ? f.model->match_scores(e).item<float>()
+                                                           : (logits[0][1] - logits[0][0]).item<float>();
       EXPECT_NEAR(scores[c * 7 + i], expected, 1e-4) << GetParam().name << ": caption " << c << " image " << i;
+    }
+  }
+}
+
+// Reusing the unimodal layers changes nothing: cached exact == every pair from the embeddings up.
+TEST_P(ExactScorer, CachedEqualsUncached) {
+  Fixture f(GetParam());
+  const auto cached = score_exact(*f.model, f.captions, *f.images, f.options(true));
+  const auto uncached = score_exact(*f.model, f.captions, *f.images, f.options(false));
+  ASSERT_EQ(cached.size(), uncached.size());
+  for (size_t k = 0; k < cached.size(); ++k) EXPECT_NEAR(cached[k], uncached[k], 1e-4) << GetParam().name << " pair " << k;
+}
+
+// Scoring a list of pairs gives the all-pairs entries, whatever the order and repetition.
+TEST_P(ExactScorer, PairListEqualsAllPairs) {
+  Fixture f(GetParam());
+  PairScorer scorer(*f.model, f.captions, *f.images, f.options());
+  const auto all = scorer.all_pairs();
+  std::vector<int64_t> pc, pi;
+  for (int k = 0; k < 40; ++k) pc.push_back((k * 7) % 11), pi.push_back((k * 3 + k / 5) % 7);
+  const auto some = scorer.pairs(pc, pi);
+  for (size_t k = 0; k < pc.size(); ++k) EXPECT_NEAR(some[k], all[pc[k] * 7 + pi[k]], 1e-5) << GetParam().name;
+  EXPECT_THROW(scorer.pairs({11}, {0}), std::out_of_range);
+}
+
+// rerank with k = every candidate re-scores every pair: the exact scores and metrics.
+TEST_P(ExactScorer, RerankOfAllCandidatesIsExact) {
+  Fixture f(GetParam());
+  PairScorer scorer(*f.model, f.captions, *f.images, f.options());
+  const auto exact = scorer.all_pairs();
+  const RerankScores r = rerank(scorer, scorer.dual_scores(), 11, {});
+  EXPECT_EQ(r.pairs_scored, 77);
+  for (size_t k = 0; k < exact.size(); ++k) {
+    EXPECT_NEAR(r.caption_to_image[k], exact[k], 1e-5);
+    EXPECT_NEAR(r.image_to_caption[k], exact[k], 1e-5);
+  }
+  std::vector<int64_t> caption_image;
+  for (int c = 0; c < 11; ++c) caption_image.push_back(c % 7);
+  const auto a = retrieval_metrics(exact, 7, caption_image);
+  const auto b = retrieval_metrics(r.caption_to_image, 7, caption_image);
+  const auto c = retrieval_metrics(r.image_to_caption, 7, caption_image);
+  EXPECT_DOUBLE_EQ(a.image_retrieval.r1, b.image_retrieval.r1);
+  EXPECT_DOUBLE_EQ(a.image_retrieval.mean_rank, b.image_retrieval.mean_rank);
+  EXPECT_DOUBLE_EQ(a.text_retrieval.r5, c.text_retrieval.r5);
+  EXPECT_DOUBLE_EQ(a.text_retrieval.mean_rank, c.text_retrieval.mean_rank);
+}
+
+// rerank with a small k: each query's k first-stage candidates carry their exact scores and rank
+// above all others, which keep the first stage's order.
+TEST_P(ExactScorer, RerankPlacesCandidatesAboveTheRest) {
+  Fixture f(GetParam());
+  PairScorer scorer(*f.model, f.captions, *f.images, f.options());
+  const auto exact = scorer.all_pairs();
+  std::vector<float> first(77);
+  for (int k = 0; k < 77; ++k) first[k] = static_cast<float>(std::cos(k * 1.7));
+  const RerankScores r = rerank(scorer, first, 3, {});
+  EXPECT_EQ(r.k_images, 3);
+  EXPECT_EQ(r.k_captions, 3);
+  EXPECT_LE(r.pairs_scored, 11 * 3 + 7 * 3);
+  const auto by_caption = top_k(first, 11, 7, 3, true);
+  for (int c = 0; c < 11; ++c) {
+    std::set<int64_t> chosen(by_caption[c].begin(), by_caption[c].end());
+    float lowest_candidate = INFINITY;
+    for (int64_t i : chosen) {
+      EXPECT_NEAR(r.caption_to_image[c * 7 + i], exact[c * 7 + i], 1e-5);
+      lowest_candidate = std::min(lowest_candidate, r.caption_to_image[c * 7 + i]);
+    }
+    for (int64_t i = 0; i < 7; ++i) {
+      if (chosen.count(i)) continue;
+      EXPECT_LT(r.caption_to_image[c * 7 + i], lowest_candidate);
+      for (int64_t j = 0; j < 7; ++j)
+        if (!chosen.count(j) && first[c * 7 + i] < first[c * 7 + j])
+          EXPECT_LE(r.caption_to_image[c * 7 + i], r.caption_to_image[c * 7 + j]);
+    }
+  }
+  const auto by_image = top_k(first, 11, 7, 3, false);
+  for (int i = 0; i < 7; ++i) {
+    std::set<int64_t> chosen(by_image[i].begin(), by_image[i].end());
+    float lowest_candidate = INFINITY;
+    for (int64_t c : chosen) lowest_candidate = std::min(lowest_candidate, r.image_to_caption[c * 7 + i]);
+    for (int64_t c = 0; c < 11; ++c)
+      if (!chosen.count(c)) EXPECT_LT(r.image_to_caption[c * 7 + i], lowest_candidate);
+  }
+  EXPECT_THROW(rerank(scorer, std::vector<float>(5), 3, {}), Error);
+}
+
+// Without cross-modal layers the dual scores are the exact scores.
+TEST_P(ExactScorer, DualIsExactWithoutCrossModalLayers) {
+  Fixture f(GetParam());
+  PairScorer scorer(*f.model, f.captions, *f.images, f.options());
+  if (f.model->first_cross_modal_layer() < static_cast<int64_t>(f.model->layers->size())) {
+    EXPECT_NE(scorer.dual_description().find("cosine"), std::string::npos);
+    for (float v : scorer.dual_scores()) EXPECT_LE(std::abs(v), 1.0f + 1e-5f);  // cosines
+    return;
+  }
+  const auto exact = score_exact(*f.model, f.captions, *f.images, f.options(false));
+  const auto dual = scorer.dual_scores();
+  for (size_t k = 0; k < exact.size(); ++k) EXPECT_NEAR(dual[k], exact[k], 1e-4);
+}
+
+// bf16 autocast (here on the CPU, the path a GPU takes) scores close to fp32 and restores the
+// autocast state afterwards.
+TEST_P(ExactScorer, Bf16AutocastIsCloseToFp32) {
+  Fixture f(GetParam());
+  const auto fp32 = score_exact(*f.model, f.captions, *f.images, f.options());
+  auto so = f.options();
+  so.bf16 = true;
+#if TORCH_VERSION_MAJOR < 2
+  // libtorch 1.13's CPU LayerNorm rejects bf16 activations next to fp32 weights: refused clearly.
+  try {
+    score_exact(*f.model, f.captions, *f.images, so);
+    FAIL() << "bf16 on the CPU with libtorch 1.13 should be refused";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("libtorch >= 2"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(at::autocast::is_cpu_enabled());
+  return;
+#endif
+  const auto bf16 = score_exact(*f.model, f.captions, *f.images, so);
+  float range = 0;
+  for (float v : fp32) range = std::max(range, std::abs(v));
+  for (size_t k = 0; k < fp32.size(); ++k) EXPECT_NEAR(bf16[k], fp32[k], 0.05f * range + 0.02f) << GetParam().name;
+  const auto again = score_exact(*f.model, f.captions, *f.images, f.options());
+  for (size_t k = 0; k < fp32.size(); ++k) EXPECT_EQ(again[k], fp32[k]);  // autocast is off again
+}
+
+TEST(TopK, EqualsAFullStableSort) {
+  std::vector<float> m(6 * 9);
+  for (size_t k = 0; k < m.size(); ++k) m[k] = static_cast<float>((k * 37) % 11);  // many ties
+  for (bool by_row : {true, false}) {
+    const int64_t queries = by_row ? 6 : 9, cands = by_row ? 9 : 6;
+    for (int64_t k : {1, 4, 100}) {
+      const auto got = top_k(m, 6, 9, k, by_row);
+      for (int64_t q = 0; q < queries; ++q) {
+        std::vector<int64_t> order(static_cast<size_t>(cands));
+        std::iota(order.begin(), order.end(), 0);
+        auto at = [&](int64_t c) { return by_row ? m[q * 9 + c] : m[c * 9 + q]; };
+        std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return at(a) > at(b); });
+        order.resize(static_cast<size_t>(std::min(k, cands)));
+        EXPECT_EQ(got[q], order);
+      }
     }
   }
 }

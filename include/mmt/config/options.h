@@ -245,6 +245,13 @@ struct TrainOptions {
   double cross_modal_lr_mult = 1.0; // learning-rate multiplier of layers with cross-modal attention
   int64_t checkpoint_every = 500;   // steps between resumable checkpoints (0 = only at the end)
   int64_t keep_checkpoints = 2;     // resumable checkpoints kept (the newest)
+  int64_t eval_every = 0;           // steps between held-out evaluations (0 = none); best kept in <run>/best
+  int64_t eval_max_images = 100;    // images of the held-out set evaluated during training
+  std::string eval_karpathy;        // source = datasets: Karpathy file of the held-out set (its test split)
+  std::string eval_image_dir;       // its image folder ("" = next to the file)
+  std::string eval_features;        // its region features (region models)
+  std::string stage = "pretrain";   // pretrain, or finetune (`mmt finetune`: results are labelled fine-tuned)
+  std::string init;                 // a run directory whose final weights initialise the model (finetune)
 
   template <class V>
   void visit(V& v) {
@@ -301,20 +308,44 @@ struct TrainOptions {
     v.field("checkpoint_every", checkpoint_every,
             "steps between resumable checkpoints in DIR/checkpoints (0 = only at the end); `mmt train --resume DIR`");
     v.field("keep_checkpoints", keep_checkpoints, "resumable checkpoints kept, the newest (>= 1)");
+    v.field("eval_every", eval_every,
+            "steps between evaluations on a held-out retrieval set during training (0 = none); the best weights by "
+            "RSUM are kept in <run>/best (mmt eval --best)");
+    v.field("eval_max_images", eval_max_images, "images of the held-out set scored during training (with their captions)");
+    v.field("eval_karpathy", eval_karpathy,
+            "data.source = datasets: Karpathy split file whose test images form the held-out set (synthetic runs use "
+            "the first of eval.test_sets)");
+    v.field("eval_image_dir", eval_image_dir, "image folder of train.eval_karpathy (default: next to it)");
+    v.field("eval_features", eval_features, "region features of the held-out images (region models)");
+    v.field("stage", stage, "pretrain, or finetune: set by mmt finetune; its results are labelled fine-tuned");
+    v.field("init", init, "a run directory whose final weights initialise the whole model (mmt finetune sets it)");
   }
 };
 
 /// Zero-shot retrieval evaluation.
 struct EvalOptions {
   std::vector<std::string> test_sets = {"easy", "binding"};  // synthetic test sets to score
-  std::string mode = "exact";   // exact: every (caption, image) pair scored by the ITM head
+  std::string mode = "exact";   // exact, dual or rerank (docs/evaluation.md)
   int64_t pair_batch = 2048;    // (caption, image) pairs per forward pass
+  int64_t rerank_k = 128;       // rerank: candidates per query re-scored by the ITM head
+  std::string first_stage = "dual";  // rerank: dual, or a .npy score matrix ({split} = split name)
+  bool cache = true;            // exact: compute the unimodal layers once per caption / image
 
   template <class V>
   void visit(V& v) {
     v.field("test_sets", test_sets, "test sets to evaluate: easy, binding");
-    v.field("mode", mode, "scoring: exact (every caption-image pair through the ITM head)");
+    v.field("mode", mode,
+            "scoring: exact (every caption-image pair through the ITM head), dual (dot products of unimodal "
+            "embeddings: a dual encoder's, or the pooled states below the first cross-modal layer), rerank (the "
+            "top rerank_k of the first stage per query re-scored by the ITM head, ALBEF style)");
     v.field("pair_batch", pair_batch, "caption-image pairs per forward pass");
+    v.field("rerank_k", rerank_k, "rerank: candidates per query (each caption's images, each image's captions)");
+    v.field("first_stage", first_stage,
+            "rerank: the cheap first stage: dual (this model's unimodal embeddings), or a score matrix .npy "
+            "(captions x images, e.g. another run's eval-{split}-scores.npy; {split} becomes the split name)");
+    v.field("cache", cache,
+            "exact: run the layers below the first cross-modal layer once per caption and once per image and reuse "
+            "them for every pair (false: every pair from the embeddings up - for checking and timing)");
   }
 };
 
@@ -322,11 +353,17 @@ struct EvalOptions {
 struct RuntimeOptions {
   int64_t threads = 1;       // libtorch intra-op threads
   int64_t blas_threads = 0;  // OpenBLAS threads (0 = number of cores)
+  std::string device = "cpu";      // cpu, cuda, cuda:N, auto (CUDA when present)
+  std::string precision = "fp32";  // fp32, or bf16 autocast (matrix products in bf16, weights fp32)
 
   template <class V>
   void visit(V& v) {
     v.field("threads", threads, "libtorch intra-op threads (1 was fastest on 2 cores)");
     v.field("blas_threads", blas_threads, "OpenBLAS threads for matrix products (0 = all cores)");
+    v.field("device", device, "where training and evaluation run: cpu, cuda, cuda:N, or auto (CUDA when libtorch sees a GPU)");
+    v.field("precision", precision,
+            "fp32, or bf16 (autocast: matrix products and attention in bfloat16, weights, norms and losses in "
+            "fp32; for GPUs - on a CPU without bf16 instructions it is slower than fp32)");
   }
 };
 

@@ -21,11 +21,14 @@ struct RetrievalMetrics;
 /// the count; a run fine-tuned on retrieval data is `fine-tuned`.
 nlohmann::json evaluate_protocol(const std::string& run_dir, const std::string& protocol, const std::string& karpathy,
                                  const std::string& images, const std::string& features,
-                                 const std::vector<std::string>& overrides, std::ostream& out, std::ostream& log);
+                                 const std::vector<std::string>& overrides, std::ostream& out, std::ostream& log,
+                                 bool best = false);
 
+/// `best`: the weights of <run>/best (train.eval_every) instead of the final ones; results go to
+/// files named with "-best" (eval-best.json, eval-<protocol>-best.json, eval-best-<set>-scores.npy).
 /// Returns the eval.json content; prints the Markdown table to `out`, progress to `log`.
 nlohmann::json evaluate_run(const std::string& run_dir, const std::vector<std::string>& overrides, std::ostream& out,
-                            std::ostream& log);
+                            std::ostream& log, bool best = false);
 
 /// The Markdown results table of one test set (model and ceilings).
 std::string results_table(const std::string& title, const RetrievalMetrics& model, const Ceilings& ceilings);

@@ -17,7 +17,9 @@ class MultimodalTransformerImpl;
 class PretrainStep {
  public:
   /// AdamW over the model's parameters: weight decay on matrices, none on biases / norms.
-  PretrainStep(MultimodalTransformerImpl& model, const TrainOptions& options);
+  /// Batches go to runtime.device (where the model must already be), forward passes in bf16
+  /// autocast when runtime.precision = bf16.
+  PretrainStep(MultimodalTransformerImpl& model, const TrainOptions& options, const RuntimeOptions& runtime = {});
   ~PretrainStep();
 
   /// Runs one step at learning rate `lr` (`step` seeds the choice of hard ITM negatives). A
@@ -36,6 +38,7 @@ class PretrainStep {
  private:
   MultimodalTransformerImpl& model_;
   TrainOptions options_;
+  RuntimeOptions runtime_;
   std::unique_ptr<FlatAdamW> optimizer_;
 };
 

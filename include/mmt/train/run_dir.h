@@ -4,6 +4,7 @@
  *   metrics.jsonl      one JSON object per logged step
  *   model.safetensors  weights; checkpoint.json is its sidecar (step, input sizes, data)
  *   eval.json/eval.md  results of `mmt eval`
+ *   best/              the best weights by held-out RSUM so far: model.safetensors, checkpoint.json
  *   checkpoints/step-N/  resumable checkpoints: model.safetensors, optimizer.safetensors (AdamW
  *                        moments, torch RNG state), state.json (step, sampler, logging sums)
  */
@@ -29,6 +30,7 @@ struct RunFiles {
   std::string eval_json() const { return dir + "/eval.json"; }
   std::string eval_md() const { return dir + "/eval.md"; }
   std::string checkpoints() const { return dir + "/checkpoints"; }
+  std::string best() const { return dir + "/best"; }  // best weights by held-out RSUM (train.eval_every)
   std::string step_dir(int64_t step) const;
 };
 
@@ -49,6 +51,10 @@ nlohmann::json load_train_checkpoint(const RunFiles& run, int64_t step, Multimod
 void save_checkpoint(const RunFiles& run, MultimodalTransformerImpl& model, int64_t step,
                      const nlohmann::json& extra);
 
+/// Replaces <run>/best with these weights and a sidecar like checkpoint.json (plus `extra`),
+/// atomically: a folder written aside, then swapped in.
+void save_best(const RunFiles& run, MultimodalTransformerImpl& model, int64_t step, const nlohmann::json& extra);
+
 /// A trained run, ready to evaluate.
 struct LoadedRun {
   ExperimentConfig config;
@@ -57,7 +63,8 @@ struct LoadedRun {
   int64_t step = 0;
 };
 
-/// Loads config, vocabulary and weights of a finished run; errors name the missing file.
-LoadedRun load_run(const std::string& dir);
+/// Loads config, vocabulary and weights of a finished run (`best`: the weights of <run>/best);
+/// errors name the missing file.
+LoadedRun load_run(const std::string& dir, bool best = false);
 
 }  // namespace mmt

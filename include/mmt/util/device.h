@@ -1,0 +1,45 @@
+/* Where the model runs and in which precision: runtime.device (cpu, cuda, cuda:N, auto) and
+ * runtime.precision (fp32, bf16 autocast). CPU fp32 is the default and the reference; the CUDA
+ * path is compiled in whatever libtorch the build found and is only taken when a GPU exists. */
+#pragma once
+
+#include <torch/types.h>
+
+#include <string>
+
+namespace mmt {
+
+struct RuntimeOptions;
+struct Batch;
+
+/// The device named by runtime.device; "auto" is CUDA when libtorch sees a GPU, else the CPU.
+/// Fails with a clear message for "cuda" on a machine or build without CUDA.
+torch::Device resolve_device(const std::string& name);
+
+/// True when runtime.precision asks for bf16 autocast.
+bool use_bf16(const RuntimeOptions& r);
+
+/// One line for logs: "device cuda:0 (NVIDIA H100 80GB HBM3), bf16 autocast".
+std::string describe_device(torch::Device device, bool bf16);
+
+/// Mixed precision for the lifetime of the guard: matrix products and attention in bf16 on
+/// `device`, reductions and norms in fp32 (libtorch's autocast lists), weights stay fp32.
+/// A disabled guard does nothing.
+class AutocastGuard {
+ public:
+  AutocastGuard(torch::Device device, bool enabled);
+  ~AutocastGuard();
+  AutocastGuard(const AutocastGuard&) = delete;
+  AutocastGuard& operator=(const AutocastGuard&) = delete;
+
+ private:
+  bool enabled_;
+  bool cuda_;
+  bool was_enabled_ = false;
+  torch::ScalarType was_dtype_ = torch::kFloat32;
+};
+
+/// A copy of the batch with every tensor on `device` (shallow when it is there already).
+Batch batch_to(const Batch& batch, torch::Device device);
+
+}  // namespace mmt

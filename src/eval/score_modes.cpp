@@ -1,0 +1,98 @@
+/* Scoring a test set in the configured mode (see score_modes.h). */
+#include "mmt/eval/score_modes.h"
+
+#include <ostream>
+
+#include "mmt/config/options.h"
+#include "mmt/data/image_source.h"
+#include "mmt/eval/exact_scorer.h"
+#include "mmt/io/npy.h"
+#include "mmt/train/progress.h"
+#include "mmt/util/device.h"
+#include "mmt/util/error.h"
+#include "mmt/util/fs.h"
+
+namespace mmt {
+
+namespace {
+
+std::string shape_string(const std::vector<int64_t>& shape) {
+  std::string s = "(";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + ")";
+}
+
+std::vector<float> first_stage_file(std::string path, const std::string& name, int64_t nc, int64_t ni) {
+  const auto at = path.find("{split}");
+  if (at != std::string::npos) path.replace(at, 7, name);
+  if (!file_exists(path)) throw Error("eval.first_stage: '" + path + "' not found (a .npy of captions x images scores)");
+  const NpyArray a = load_npy(path);
+  if (a.shape != std::vector<int64_t>{nc, ni})
+    throw Error("eval.first_stage: '" + path + "' has shape " + shape_string(a.shape) + ", but the test set '" + name +
+                "' has " + std::to_string(nc) + " captions x " + std::to_string(ni) + " images");
+  return a.to_float(path);
+}
+
+}  // namespace
+
+TestSetScores score_test_set(MultimodalTransformerImpl& model, const std::vector<std::vector<int64_t>>& captions,
+                             const ImageSource& images, const std::vector<int64_t>& caption_image,
+                             const ExperimentConfig& cfg, const std::string& name, std::ostream& log) {
+  const auto& e = cfg.eval;
+  const int64_t nc = static_cast<int64_t>(captions.size()), ni = images.size();
+  ExactScorerOptions so;
+  so.pair_batch = e.pair_batch, so.cache = e.cache, so.device = cfg.runtime.device, so.bf16 = use_bf16(cfg.runtime);
+  TestSetScores out;
+  out.info = {{"mode", e.mode}, {"device", resolve_device(cfg.runtime.device).str()}, {"precision", cfg.runtime.precision}};
+  if (e.mode == "exact") out.info["cache"] = e.cache;
+  Progress progress("eval " + name, e.mode == "dual" ? 1 : nc * ni, log, "pairs");
+  PairScorer scorer(model, captions, images, so);
+  int64_t itm_pairs = 0;
+  if (e.mode == "exact") {
+    out.scores = scorer.all_pairs([&](int64_t done, int64_t) { progress.update(done); });
+    itm_pairs = nc * ni;
+    progress.finish(nc * ni);
+  } else if (e.mode == "dual") {
+    out.scores = scorer.dual_scores();
+    out.info["scores"] = scorer.dual_description();
+    progress.finish(1);
+  } else {  // rerank
+    std::vector<float> first;
+    if (e.first_stage == "dual") {
+      first = scorer.dual_scores();
+      out.info["first_stage"] = "dual: " + scorer.dual_description();
+    } else {
+      first = first_stage_file(e.first_stage, name, nc, ni);
+      out.info["first_stage"] = e.first_stage;
+    }
+    RerankScores r = rerank(scorer, first, e.rerank_k, [&](int64_t done, int64_t total) {
+      progress.update(done * nc * ni / std::max<int64_t>(1, total));
+    });
+    progress.finish(nc * ni);
+    itm_pairs = r.pairs_scored;
+    out.info["rerank_k"] = {{"images_per_caption", r.k_images}, {"captions_per_image", r.k_captions}};
+    out.scores = std::move(r.caption_to_image);
+    out.image_to_caption = std::move(r.image_to_caption);
+  }
+  out.seconds = progress.elapsed();
+  out.metrics = retrieval_metrics(out.scores, ni, caption_image);
+  if (!out.image_to_caption.empty())
+    out.metrics.text_retrieval = retrieval_metrics(out.image_to_caption, ni, caption_image).text_retrieval;
+  out.info["wall_time_s"] = out.seconds;
+  out.info["pairs_per_s"] = static_cast<double>(nc * ni) / std::max(1e-9, out.seconds);  // pairs ranked
+  out.info["itm_pairs"] = itm_pairs;  // pairs through the ITM head
+  return out;
+}
+
+std::vector<std::string> save_scores(const TestSetScores& s, const std::string& dir, const std::string& stem,
+                                     int64_t num_captions, int64_t num_images) {
+  std::vector<std::string> names{stem + "-scores.npy"};
+  save_npy(dir + "/" + names[0], s.scores.data(), {num_captions, num_images});
+  if (!s.image_to_caption.empty()) {
+    names.push_back(stem + "-scores-i2t.npy");
+    save_npy(dir + "/" + names[1], s.image_to_caption.data(), {num_captions, num_images});
+  }
+  return names;
+}
+
+}  // namespace mmt

@@ -1,0 +1,104 @@
+/* Device and precision selection (see device.h). */
+#include "mmt/util/device.h"
+
+#include <ATen/autocast_mode.h>
+#include <torch/cuda.h>
+#include <torch/version.h>
+
+#include "mmt/config/options.h"
+#include "mmt/data/batch.h"
+#include "mmt/util/error.h"
+
+// libtorch 2.4 replaced the per-backend autocast setters by ones taking the device type.
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+#define MMT_AUTOCAST_BY_DEVICE 1
+#endif
+
+namespace mmt {
+
+torch::Device resolve_device(const std::string& name) {
+  if (name == "cpu") return torch::kCPU;
+  if (name == "auto") return torch::cuda::is_available() ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
+  if (name.rfind("cuda", 0) == 0) {
+    if (!torch::cuda::is_available())
+      throw Error("runtime.device = " + name + ", but libtorch sees no CUDA device (a CPU-only build, or no GPU "
+                  "visible); use runtime.device = cpu or auto");
+    torch::Device d(torch::kCPU);
+    try {
+      d = torch::Device(name);
+    } catch (const std::exception&) {
+      throw Error("runtime.device: '" + name + "' is not a device (cpu, cuda, cuda:N or auto)");
+    }
+    const int64_t n = static_cast<int64_t>(torch::cuda::device_count());
+    if (d.has_index() && d.index() >= n)
+      throw Error("runtime.device = " + name + ", but only " + std::to_string(n) + " CUDA device(s) are visible");
+    return d.has_index() ? d : torch::Device(torch::kCUDA, 0);
+  }
+  throw Error("runtime.device: '" + name + "' is not a device (cpu, cuda, cuda:N or auto)");
+}
+
+bool use_bf16(const RuntimeOptions& r) { return r.precision == "bf16"; }
+
+std::string describe_device(torch::Device device, bool bf16) {
+  return "device " + device.str() + (bf16 ? ", bf16 autocast" : ", fp32");
+}
+
+AutocastGuard::AutocastGuard(torch::Device device, bool enabled) : enabled_(enabled), cuda_(device.is_cuda()) {
+  if (!enabled_) return;
+#if TORCH_VERSION_MAJOR < 2
+  if (!cuda_)
+    throw Error("runtime.precision = bf16 on the CPU needs libtorch >= 2 (libtorch " + std::string(TORCH_VERSION) +
+                "'s CPU LayerNorm rejects the bf16 activations autocast gives it); use precision fp32 here");
+#endif
+#ifdef MMT_AUTOCAST_BY_DEVICE
+  const auto type = cuda_ ? at::kCUDA : at::kCPU;
+  was_enabled_ = at::autocast::is_autocast_enabled(type);
+  was_dtype_ = at::autocast::get_autocast_dtype(type);
+  at::autocast::set_autocast_dtype(type, at::kBFloat16);
+  at::autocast::set_autocast_enabled(type, true);
+#else
+  if (cuda_) {
+    was_enabled_ = at::autocast::is_enabled(), was_dtype_ = at::autocast::get_autocast_gpu_dtype();
+    at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
+    at::autocast::set_enabled(true);
+  } else {
+    was_enabled_ = at::autocast::is_cpu_enabled(), was_dtype_ = at::autocast::get_autocast_cpu_dtype();
+    at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+    at::autocast::set_cpu_enabled(true);
+  }
+#endif
+  at::autocast::increment_nesting();
+}
+
+AutocastGuard::~AutocastGuard() {
+  if (!enabled_) return;
+  // The cast weights are cached while autocast is on; leaving the outermost region drops them
+  // (the weights change at the next optimizer step).
+  if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+#ifdef MMT_AUTOCAST_BY_DEVICE
+  const auto type = cuda_ ? at::kCUDA : at::kCPU;
+  at::autocast::set_autocast_enabled(type, was_enabled_);
+  at::autocast::set_autocast_dtype(type, was_dtype_);
+#else
+  if (cuda_) {
+    at::autocast::set_enabled(was_enabled_);
+    at::autocast::set_autocast_gpu_dtype(was_dtype_);
+  } else {
+    at::autocast::set_cpu_enabled(was_enabled_);
+    at::autocast::set_autocast_cpu_dtype(was_dtype_);
+  }
+#endif
+}
+
+Batch batch_to(const Batch& batch, torch::Device device) {
+  Batch out = batch;
+  const bool pinned_ok = device.is_cuda();
+  for (torch::Tensor* t : {&out.text_ids, &out.text_mask, &out.region_feats, &out.region_boxes, &out.region_mask,
+                           &out.image_pixels, &out.region_classes, &out.mlm_labels, &out.mrm_mask, &out.region_targets,
+                           &out.itm_labels, &out.hard_negative_rows, &out.mask_pattern, &out.negative_excluded})
+    if (t->defined() && t->device() != device) *t = t->to(device, /*non_blocking=*/pinned_ok && t->is_pinned());
+  if (batch.negatives) out.negatives = std::make_shared<Batch>(batch_to(*batch.negatives, device));
+  return out;
+}
+
+}  // namespace mmt
