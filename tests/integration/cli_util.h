@@ -13,10 +13,16 @@
 
 namespace mmt::cli_test {
 
-/// A path of this test alone.
-inline std::string own(const std::string& what) {
-  return ::testing::TempDir() + ::testing::UnitTest::GetInstance()->current_test_info()->name() + "_" + what;
+/// This test's name as a file name (parameterized tests have a '/' in theirs).
+inline std::string test_name() {
+  std::string n = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+  for (auto& c : n)
+    if (c == '/') c = '_';
+  return n;
 }
+
+/// A path of this test alone.
+inline std::string own(const std::string& what) { return ::testing::TempDir() + test_name() + "_" + what; }
 
 inline std::string slurp(const std::string& path) {
   std::ifstream in(path);
@@ -45,8 +51,7 @@ inline Result run_mmt(const std::string& args, const std::string& env = "", cons
 
 /// A fresh, empty folder of this test.
 inline std::string scratch(const std::string& name) {
-  const auto dir = std::filesystem::path(::testing::TempDir()) / (std::string("mmt_cli_") +
-                   ::testing::UnitTest::GetInstance()->current_test_info()->name() + "_" + name);
+  const auto dir = std::filesystem::path(::testing::TempDir()) / (std::string("mmt_cli_") + test_name() + "_" + name);
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   return dir.string() + "/";
