@@ -13,6 +13,7 @@
 #include "mmt/model/summary.h"
 #include "mmt/text/tokenizer.h"
 #include "mmt/eval/evaluate.h"
+#include "mmt/study/study.h"
 #include "mmt/train/finetune.h"
 #include "mmt/train/trainer.h"
 #include "mmt/util/error.h"
@@ -62,6 +63,19 @@ int main(int argc, char** argv) {
   finetune->add_option("--splits", ft_data.splits, "splits to fine-tune on (default train,restval)")->delimiter(',');
   finetune->add_option("--out", out_dir, "run directory to create")->required();
   finetune->add_option("--set", overrides, "override a config key of the fine-tuning run (train.steps=..., ...)")->take_all();
+
+  auto* study = app.add_subcommand("study", "grids of runs: train and evaluate every cell, then compare");
+  study->require_subcommand(1);
+  auto* study_run = study->add_subcommand("run", "train and evaluate every cell x seed of a grid (resumable: rerun to continue)");
+  std::string grid_path, study_dir;
+  study_run->add_option("grid", grid_path, "the grid file (configs/studies/*.json)")->required();
+  study_run->add_option("--out", study_dir, "study folder (default runs/studies/<grid name>)");
+  std::vector<std::string> only_cells;
+  std::vector<int64_t> only_seeds;
+  study_run->add_option("--cells", only_cells, "run only these cells (names as in the report: base, attention=coattention)")->delimiter(',');
+  study_run->add_option("--seeds", only_seeds, "run only these seeds")->delimiter(',');
+  auto* study_report = study->add_subcommand("report", "tables (Markdown, CSV), SVG charts and an HTML page of a study folder");
+  study_report->add_option("dir", study_dir, "the study folder")->required();
 
   auto* data = app.add_subcommand("data", "datasets");
   data->require_subcommand(1);
@@ -153,6 +167,11 @@ int main(int argc, char** argv) {
       } else {
         mmt::evaluate_run(run_dir, overrides, std::cout, std::cerr, eval_best);
       }
+    } else if (study_run->parsed()) {
+      if (study_dir.empty()) study_dir = "runs/studies/" + mmt::load_grid(grid_path).name;
+      mmt::run_study(grid_path, study_dir, std::cerr, only_cells, only_seeds);
+    } else if (study_report->parsed()) {
+      std::cout << mmt::report_study(study_dir, std::cerr);
     } else if (finetune->parsed()) {
       mmt::train_run(mmt::finetune_config(ft_run, ft_data, overrides), out_dir, std::cerr);
     } else if (synth->parsed()) {

@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
-# `make demo`: pretrain the tiny model on the synthetic world, then print the zero-shot
-# retrieval table with chance and the test sets' ceilings beside the model.
+# `make demo`: a part of the mini-study (configs/studies/mini.json, docs/study.md): its base cell
+# (tiny merged-attention model, MLM + MRM + ITM, on the synthetic Conceptual-Captions analogue)
+# and the modality-specific-attention cell, seed 1, 600 steps each; then the base model's zero-shot
+# retrieval table with chance and the test sets' ceilings, and the study's attention table.
+# The runs land in runs/studies/mini, so a later `mmt study run configs/studies/mini.json`
+# skips them.
 set -euo pipefail
 mmt=${1:-build/mmt}
 cd "$(dirname "$0")/.."
-run=runs/demo-$(date +%Y%m%d-%H%M%S)
-echo "mmt demo: pretraining the tiny merged-attention model (MLM + ITM) on the synthetic world,"
-echo "          then scoring every caption-image pair of two test sets (about 5 minutes on 2 cores)"
-"$mmt" train --config configs/demo.json --out "$run"
-"$mmt" eval --run "$run"
+out=${MMT_DEMO_OUT:-runs/studies/mini}
+echo "mmt demo: two cells of the mini-study - merged vs modality-specific attention - each pretrained"
+echo "          600 steps on the synthetic world, then every caption-image pair of two test sets scored"
+echo "          (about 8 minutes on 2 cores)"
+"$mmt" study run configs/studies/mini.json --out "$out" --cells base,attention=single_modality --seeds 1
 echo
-echo "mmt demo: run directory $run (config.json, metrics.jsonl, model.safetensors, eval.json, eval.md)"
+cat "$out/cells/base/seed-1/eval.md"
+"$mmt" study report "$out" 2>/dev/null | awk '/^## attention/{on=1} /^## loss/{on=0} on' | grep -v '^!\['
+echo "mmt demo: runs in $out/cells/*/seed-1 (config.json, metrics.jsonl, model.safetensors, eval.json);"
+echo "          the whole study: mmt study run configs/studies/mini.json && mmt study report $out"

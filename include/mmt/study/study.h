@@ -1,0 +1,71 @@
+/* Studies (docs/study.md): a grid of training runs that vary the paper's factors around a base
+ * config, each trained and evaluated, then compared with mean +- std over seeds.
+ *
+ * A grid file (JSON with comments):
+ *   {"name": "mini",
+ *    "base": "../demo.json",                 config file every cell starts from (relative to the grid)
+ *    "set": {"train.steps": 1000},           --set overrides of every cell (equal steps per cell)
+ *    "seeds": [1, 2, 3],                     each cell once per seed (train.seed)
+ *    "design": "one_at_a_time",              or "product"
+ *    "factors": [{"name": "attention",
+ *                 "levels": [{"name": "merged"},                          the first level is the base's
+ *                            {"name": "coattention", "set": {"model.attention": "coattention"},
+ *                             "config": {...nested config JSON, e.g. a data.datasets list...}}]}]}
+ * one_at_a_time: the base cell (every factor at its first level) plus, for each factor, each
+ * other level with the rest at their first (the paper's design); product: every combination.
+ * Set values may be strings, numbers, booleans or arrays (joined with ','). */
+#pragma once
+
+#include <cstdint>
+#include <iosfwd>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "mmt/config/options.h"
+
+namespace mmt {
+
+struct StudyCell {
+  std::string name;                         // "base", "attention=coattention", "a=x,b=y"
+  std::map<std::string, std::string> levels;  // factor -> level name
+  std::vector<std::string> overrides;       // --set assignments (grid set + levels), seed excluded
+  std::vector<nlohmann::json> configs;      // nested config fragments of its levels
+};
+
+struct StudyGrid {
+  std::string name, path, base, design;
+  std::vector<int64_t> seeds;
+  std::vector<std::string> factors;                         // in file order
+  std::map<std::string, std::vector<std::string>> levels;   // factor -> level names, base level first
+  std::vector<StudyCell> cells;
+  nlohmann::json source;                                    // the grid file's JSON
+};
+
+/// Reads and expands a grid file; errors name the file and the key.
+StudyGrid load_grid(const std::string& path);
+
+/// The resolved config of one cell and seed (validated).
+ExperimentConfig cell_config(const StudyGrid& grid, const StudyCell& cell, int64_t seed);
+
+/// "attention=coattention" -> "attention-coattention" (a folder name).
+std::string cell_slug(const std::string& name);
+
+/// Runs every cell x seed under out_dir (cells/<slug>/seed-<s>/), seed by seed (every cell of
+/// the first seed, then of the second, ...): trains, then evaluates. A cell
+/// with eval.json is skipped, one with a checkpoint resumes, one trained but not evaluated is
+/// evaluated. Progress (cells done, ETA) on `log`. Writes out_dir/grid.json (the grid) and
+/// out_dir/study.json (cells, seeds, status, seconds).
+/// `only_cells` / `only_seeds` (empty = all) run a part of the grid (make demo).
+void run_study(const std::string& grid_path, const std::string& out_dir, std::ostream& log,
+               const std::vector<std::string>& only_cells = {}, const std::vector<int64_t>& only_seeds = {});
+
+/// Tables (Markdown + CSV), SVG charts and one HTML page from a study folder: report.md,
+/// report.csv, report.html, charts/*.svg. Returns the Markdown.
+std::string report_study(const std::string& out_dir, std::ostream& log);
+
+/// mean and sample standard deviation (0 for one value).
+std::pair<double, double> mean_std(const std::vector<double>& v);
+
+}  // namespace mmt

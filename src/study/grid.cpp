@@ -1,0 +1,242 @@
+/* Study grids and running them (see study.h). */
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <ostream>
+#include <sstream>
+
+#include "mmt/config/config.h"
+#include "mmt/eval/evaluate.h"
+#include "mmt/study/study.h"
+#include "mmt/train/progress.h"
+#include "mmt/train/trainer.h"
+#include "mmt/util/error.h"
+#include "mmt/util/fs.h"
+
+namespace mmt {
+
+using nlohmann::json;
+
+namespace {
+
+// A --set value from JSON: strings as they are, arrays joined with ','.
+std::string set_value(const json& v, const std::string& where) {
+  if (v.is_string()) return v.get<std::string>();
+  if (v.is_boolean()) return v.get<bool>() ? "true" : "false";
+  if (v.is_number()) return v.dump();
+  if (v.is_array()) {
+    std::string out;
+    for (const auto& e : v) out += (out.empty() ? "" : ",") + set_value(e, where);
+    return out;
+  }
+  throw Error(where + ": a set value must be a string, number, boolean or array (nested objects go in \"config\")");
+}
+
+std::vector<std::string> set_list(const json& j, const std::string& where) {
+  std::vector<std::string> out;
+  if (j.is_null()) return out;
+  if (!j.is_object()) throw Error(where + " must be an object of \"key\": value");
+  for (const auto& [k, v] : j.items()) out.push_back(k + "=" + set_value(v, where + "." + k));
+  return out;
+}
+
+}  // namespace
+
+std::string cell_slug(const std::string& name) {
+  std::string s;
+  for (char c : name) s += (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.') ? c : '-';
+  return s;
+}
+
+StudyGrid load_grid(const std::string& path) {
+  if (!file_exists(path)) throw Error("study grid '" + path + "' not found");
+  StudyGrid g;
+  g.path = path;
+  g.source = parse_json_with_comments(read_file(path), path);
+  const json& j = g.source;
+  if (!j.is_object()) throw Error(path + ": a study grid is a JSON object");
+  for (const auto& [k, v] : j.items())
+    if (k != "name" && k != "base" && k != "set" && k != "seeds" && k != "design" && k != "factors" && k != "comment")
+      throw Error(path + ": unknown key '" + k + "' (name, base, set, seeds, design, factors)");
+  g.name = j.value("name", std::filesystem::path(path).stem().string());
+  g.design = j.value("design", std::string("one_at_a_time"));
+  if (g.design != "one_at_a_time" && g.design != "product")
+    throw Error(path + ": design '" + g.design + "' is not one_at_a_time or product");
+  const std::string dir = std::filesystem::path(path).parent_path().string();
+  if (j.contains("base")) {
+    const std::string b = j["base"].get<std::string>();
+    g.base = b.empty() || b[0] == '/' || dir.empty() ? b : dir + "/" + b;
+    if (!file_exists(g.base)) throw Error(path + ": base config '" + g.base + "' not found");
+  }
+  g.seeds = j.value("seeds", std::vector<int64_t>{1});
+  if (g.seeds.empty()) throw Error(path + ": seeds is empty");
+  const auto common = set_list(j.value("set", json()), path + ": set");
+
+  struct Level {
+    std::string name;
+    std::vector<std::string> set;
+    json config;
+  };
+  std::vector<std::vector<Level>> factors;
+  for (const auto& f : j.value("factors", json::array())) {
+    const std::string fname = f.value("name", std::string());
+    if (fname.empty()) throw Error(path + ": every factor needs a name");
+    if (!f.contains("levels") || f["levels"].empty()) throw Error(path + ": factor '" + fname + "' has no levels");
+    std::vector<Level> levels;
+    for (const auto& l : f["levels"]) {
+      Level lv;
+      lv.name = l.value("name", std::string());
+      if (lv.name.empty()) throw Error(path + ": a level of factor '" + fname + "' has no name");
+      for (const auto& s : g.levels[fname])
+        if (s == lv.name) throw Error(path + ": factor '" + fname + "' has two levels named '" + lv.name + "'");
+      lv.set = set_list(l.value("set", json()), path + ": " + fname + "=" + lv.name + ".set");
+      lv.config = l.value("config", json());
+      g.levels[fname].push_back(lv.name);
+      levels.push_back(lv);
+    }
+    g.factors.push_back(fname);
+    factors.push_back(levels);
+  }
+  auto make = [&](const std::vector<size_t>& pick, const std::string& name) {
+    StudyCell c;
+    c.name = name;
+    c.overrides = common;
+    for (size_t f = 0; f < factors.size(); ++f) {
+      const Level& l = factors[f][pick[f]];
+      c.levels[g.factors[f]] = l.name;
+      c.overrides.insert(c.overrides.end(), l.set.begin(), l.set.end());
+      if (!l.config.is_null()) c.configs.push_back(l.config);
+    }
+    g.cells.push_back(c);
+  };
+  const std::vector<size_t> base(factors.size(), 0);
+  if (g.design == "one_at_a_time") {
+    make(base, "base");
+    for (size_t f = 0; f < factors.size(); ++f)
+      for (size_t l = 1; l < factors[f].size(); ++l) {
+        auto pick = base;
+        pick[f] = l;
+        make(pick, g.factors[f] + "=" + factors[f][l].name);
+      }
+  } else {
+    std::vector<size_t> pick = base;
+    while (true) {
+      std::string name;
+      for (size_t f = 0; f < factors.size(); ++f) name += (f ? "," : "") + g.factors[f] + "=" + factors[f][pick[f]].name;
+      make(pick, name.empty() ? "base" : name);
+      size_t f = 0;
+      for (; f < factors.size(); ++f) {
+        if (++pick[f] < factors[f].size()) break;
+        pick[f] = 0;
+      }
+      if (f == factors.size()) break;
+    }
+  }
+  // Every cell must resolve: a typo fails now, not hours into the study.
+  for (const auto& c : g.cells) {
+    try {
+      cell_config(g, c, g.seeds.front());
+    } catch (const Error& e) {
+      throw Error(path + ": cell " + c.name + ": " + e.what());
+    }
+  }
+  return g;
+}
+
+ExperimentConfig cell_config(const StudyGrid& grid, const StudyCell& cell, int64_t seed) {
+  std::vector<std::string> overrides = cell.overrides;
+  overrides.push_back("train.seed=" + std::to_string(seed));
+  ExperimentConfig cfg = load_config(grid.base, overrides);
+  for (const auto& fragment : cell.configs) apply_json(cfg, fragment);
+  if (!cell.configs.empty()) {
+    for (const auto& o : overrides) apply_override(cfg, o);  // the --set keys still win
+    validate_config(cfg);
+  }
+  cfg.name = grid.name + "/" + cell.name + "/seed-" + std::to_string(seed);
+  return cfg;
+}
+
+void run_study(const std::string& grid_path, const std::string& out_dir, std::ostream& log,
+               const std::vector<std::string>& only_cells, const std::vector<int64_t>& only_seeds) {
+  StudyGrid grid = load_grid(grid_path);
+  std::vector<std::string> cell_names;
+  for (const auto& c : grid.cells) cell_names.push_back(c.name);  // the whole grid, for the report
+  if (!only_cells.empty()) {
+    std::vector<StudyCell> kept;
+    for (const auto& name : only_cells) {
+      auto it = std::find_if(grid.cells.begin(), grid.cells.end(), [&](const StudyCell& c) { return c.name == name; });
+      if (it == grid.cells.end()) {
+        std::string all;
+        for (const auto& c : cell_names) all += (all.empty() ? "" : ", ") + c;
+        throw Error("study " + grid.name + " has no cell '" + name + "'; its cells: " + all);
+      }
+      kept.push_back(*it);
+    }
+    grid.cells = kept;
+  }
+  if (!only_seeds.empty()) grid.seeds = only_seeds;
+  make_dirs(out_dir);
+  write_file_atomic(out_dir + "/grid.json", grid.source.dump(2) + "\n");
+  const int64_t total = static_cast<int64_t>(grid.cells.size() * grid.seeds.size());
+  log << "mmt study: " << grid.name << ": " << grid.cells.size() << " cells x " << grid.seeds.size() << " seeds = " << total
+      << " runs (" << grid.design << ") -> " << out_dir << "\n";
+  // Runs recorded earlier (another part of the grid) stay in study.json.
+  json status = json::array();
+  if (file_exists(out_dir + "/study.json")) {
+    const json old = parse_json_with_comments(read_file(out_dir + "/study.json"), out_dir + "/study.json");
+    for (const auto& r : old.value("runs", json::array())) {
+      bool now = false;
+      for (const auto& c : grid.cells)
+        for (int64_t seed : grid.seeds) now |= r["cell"] == c.name && r["seed"] == seed;
+      if (!now) status.push_back(r);
+    }
+  }
+  int64_t done = 0, ran = 0;
+  double ran_seconds = 0;
+  const auto t_start = std::chrono::steady_clock::now();
+  auto save_status = [&] {
+    write_file_atomic(out_dir + "/study.json",
+                      json{{"name", grid.name}, {"design", grid.design}, {"factors", grid.factors}, {"levels", grid.levels},
+                           {"seeds", grid.seeds}, {"cells", cell_names}, {"runs", status}}.dump(2) + "\n");
+  };
+  // Seeds outermost: a study cut short still has every cell once.
+  for (int64_t seed : grid.seeds) {
+    for (const auto& cell : grid.cells) {
+      const std::string dir = out_dir + "/cells/" + cell_slug(cell.name) + "/seed-" + std::to_string(seed);
+      json entry = {{"cell", cell.name}, {"levels", cell.levels}, {"seed", seed}, {"dir", "cells/" + cell_slug(cell.name) + "/seed-" + std::to_string(seed)}};
+      const int64_t remaining = total - done;
+      std::string eta;
+      if (ran > 0) eta = ", ETA " + Progress::format_duration(ran_seconds / ran * remaining);
+      log << "mmt study: [" << done + 1 << "/" << total << "] " << cell.name << " seed " << seed << eta << "\n";
+      const auto t0 = std::chrono::steady_clock::now();
+      if (file_exists(dir + "/eval.json")) {
+        log << "mmt study:   finished earlier: skipped\n";
+        entry["status"] = "skipped (finished earlier)";
+      } else {
+        const ExperimentConfig cfg = cell_config(grid, cell, seed);
+        const bool trained = file_exists(dir + "/checkpoint.json");
+        const bool started = !trained && std::filesystem::is_directory(dir + "/checkpoints");
+        if (!trained) {
+          if (started) log << "mmt study:   resuming from its last checkpoint\n";
+          else if (std::filesystem::exists(dir)) std::filesystem::remove_all(dir);  // died before its first checkpoint
+          train_run(cfg, dir, log, /*resume=*/started);
+        }
+        std::ostringstream table;
+        evaluate_run(dir, {}, table, log);
+        const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        ran_seconds += s, ++ran;
+        entry["status"] = trained ? "evaluated" : started ? "resumed" : "ran";
+        entry["seconds"] = s;
+      }
+      ++done;
+      status.push_back(entry);
+      save_status();
+    }
+  }
+  log << "mmt study: " << total << " runs done in "
+      << Progress::format_duration(std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count())
+      << "; report: mmt study report " << out_dir << "\n";
+}
+
+}  // namespace mmt

@@ -1,0 +1,255 @@
+/* Study reports: tables, charts, one HTML page (see study.h). */
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <ostream>
+#include <set>
+#include <sstream>
+
+#include "mmt/config/config.h"
+#include "mmt/study/study.h"
+#include "mmt/util/error.h"
+#include "mmt/util/fs.h"
+
+namespace mmt {
+
+using nlohmann::json;
+
+std::pair<double, double> mean_std(const std::vector<double>& v) {
+  if (v.empty()) return {NAN, NAN};
+  double m = 0;
+  for (double x : v) m += x;
+  m /= static_cast<double>(v.size());
+  if (v.size() < 2) return {m, 0.0};
+  double ss = 0;
+  for (double x : v) ss += (x - m) * (x - m);
+  return {m, std::sqrt(ss / static_cast<double>(v.size() - 1))};
+}
+
+namespace {
+
+const std::vector<std::pair<std::string, std::string>> kMetrics = {
+    {"image_r1", "image R@1"}, {"image_r5", "R@5"}, {"image_r10", "R@10"}, {"text_r1", "text R@1"}, {"text_r10", "text R@10"}};
+
+struct CellResults {
+  std::map<std::string, std::map<std::string, std::vector<double>>> values;  // test set -> metric -> per seed
+  std::map<std::string, double> chance;                                      // test set -> chance image R@1
+  std::map<int64_t, std::vector<double>> loss;                               // step -> loss per seed
+  int64_t seeds = 0;
+};
+
+std::string fmt(double mean, double sd, int64_t n) {
+  char b[64];
+  if (std::isnan(mean)) return "-";
+  if (n > 1) std::snprintf(b, sizeof b, "%.1f +- %.1f", mean, sd);
+  else std::snprintf(b, sizeof b, "%.1f", mean);
+  return b;
+}
+
+std::string xml_escape(const std::string& s) {
+  std::string o;
+  for (char c : s) o += c == '<' ? "&lt;" : c == '>' ? "&gt;" : c == '&' ? "&amp;" : std::string(1, c);
+  return o;
+}
+
+// Bars with error bars: one per cell, mean image R@1 +- std, and a dashed chance line.
+std::string bar_chart(const std::string& title, const std::vector<std::string>& labels, const std::vector<double>& means,
+                      const std::vector<double>& sds, double chance) {
+  const int w = 120 + 90 * static_cast<int>(labels.size()), h = 300, top = 40, bottom = 240, left = 60;
+  double ymax = chance;
+  for (size_t i = 0; i < means.size(); ++i)
+    if (!std::isnan(means[i])) ymax = std::max(ymax, means[i] + sds[i]);
+  ymax = std::max(1.0, std::ceil(ymax / 10.0) * 10.0);
+  auto y = [&](double v) { return bottom - (bottom - top) * v / ymax; };
+  std::ostringstream s;
+  s << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << w << "\" height=\"" << h << "\" font-family=\"sans-serif\" font-size=\"11\">\n";
+  s << "<text x=\"" << left << "\" y=\"20\" font-size=\"13\">" << xml_escape(title) << "</text>\n";
+  s << "<line x1=\"" << left << "\" y1=\"" << bottom << "\" x2=\"" << w - 20 << "\" y2=\"" << bottom << "\" stroke=\"black\"/>\n";
+  for (int t = 0; t <= 4; ++t) {
+    const double v = ymax * t / 4;
+    s << "<text x=\"" << left - 6 << "\" y=\"" << y(v) + 4 << "\" text-anchor=\"end\">" << v << "</text>"
+      << "<line x1=\"" << left << "\" y1=\"" << y(v) << "\" x2=\"" << w - 20 << "\" y2=\"" << y(v) << "\" stroke=\"#ddd\"/>\n";
+  }
+  for (size_t i = 0; i < labels.size(); ++i) {
+    const double x = left + 20 + 90.0 * static_cast<double>(i);
+    if (!std::isnan(means[i])) {
+      s << "<rect x=\"" << x << "\" y=\"" << y(means[i]) << "\" width=\"50\" height=\"" << bottom - y(means[i])
+        << "\" fill=\"" << (i == 0 ? "#888" : "#4a7ab5") << "\"/>\n";
+      if (sds[i] > 0)
+        s << "<line x1=\"" << x + 25 << "\" y1=\"" << y(means[i] + sds[i]) << "\" x2=\"" << x + 25 << "\" y2=\""
+          << y(std::max(0.0, means[i] - sds[i])) << "\" stroke=\"black\" stroke-width=\"1.5\"/>\n";
+      s << "<text x=\"" << x + 25 << "\" y=\"" << y(means[i] + sds[i]) - 4 << "\" text-anchor=\"middle\">" << fmt(means[i], 0, 1)
+        << "</text>\n";
+    }
+    s << "<text x=\"" << x + 25 << "\" y=\"" << bottom + 14 << "\" text-anchor=\"end\" transform=\"rotate(-30 " << x + 25 << " "
+      << bottom + 14 << ")\">" << xml_escape(labels[i]) << "</text>\n";
+  }
+  s << "<line x1=\"" << left << "\" y1=\"" << y(chance) << "\" x2=\"" << w - 20 << "\" y2=\"" << y(chance)
+    << "\" stroke=\"red\" stroke-dasharray=\"4 3\"/><text x=\"" << w - 22 << "\" y=\"" << y(chance) - 3
+    << "\" text-anchor=\"end\" fill=\"red\">chance</text>\n</svg>\n";
+  return s.str();
+}
+
+// Training loss against step, one line per cell (mean over seeds).
+std::string curve_chart(const std::string& title, const std::vector<std::string>& labels,
+                        const std::vector<const CellResults*>& cells) {
+  const int w = 640, h = 300, top = 40, bottom = 250, left = 60, right = 460;
+  double xmax = 1, ymax = 0;
+  for (const auto* c : cells)
+    for (const auto& [step, v] : c->loss) xmax = std::max(xmax, static_cast<double>(step)), ymax = std::max(ymax, mean_std(v).first);
+  ymax = std::max(1e-9, ymax * 1.05);
+  const char* colours[] = {"#555", "#4a7ab5", "#d9822b", "#3d9b5b", "#b54a6b", "#7a5ab5", "#9b8b3d", "#3d8b9b"};
+  std::ostringstream s;
+  s << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << w << "\" height=\"" << h << "\" font-family=\"sans-serif\" font-size=\"11\">\n";
+  s << "<text x=\"" << left << "\" y=\"20\" font-size=\"13\">" << xml_escape(title) << "</text>\n";
+  s << "<line x1=\"" << left << "\" y1=\"" << bottom << "\" x2=\"" << right << "\" y2=\"" << bottom << "\" stroke=\"black\"/>"
+    << "<line x1=\"" << left << "\" y1=\"" << top << "\" x2=\"" << left << "\" y2=\"" << bottom << "\" stroke=\"black\"/>\n";
+  s << "<text x=\"" << right << "\" y=\"" << bottom + 16 << "\" text-anchor=\"end\">step " << xmax << "</text>"
+    << "<text x=\"" << left - 6 << "\" y=\"" << top + 4 << "\" text-anchor=\"end\">" << fmt(ymax, 0, 1) << "</text>"
+    << "<text x=\"" << left - 6 << "\" y=\"" << bottom << "\" text-anchor=\"end\">0</text>\n";
+  for (size_t i = 0; i < cells.size(); ++i) {
+    std::string points;
+    for (const auto& [step, v] : cells[i]->loss) {
+      char b[64];
+      std::snprintf(b, sizeof b, "%.1f,%.1f ", left + (right - left) * step / xmax, bottom - (bottom - top) * mean_std(v).first / ymax);
+      points += b;
+    }
+    const char* colour = colours[i % 8];
+    s << "<polyline fill=\"none\" stroke=\"" << colour << "\" stroke-width=\"1.5\" points=\"" << points << "\"/>\n";
+    s << "<text x=\"" << right + 10 << "\" y=\"" << top + 14 * static_cast<int>(i) << "\" fill=\"" << colour << "\">"
+      << xml_escape(labels[i]) << "</text>\n";
+  }
+  s << "</svg>\n";
+  return s.str();
+}
+
+}  // namespace
+
+std::string report_study(const std::string& out_dir, std::ostream& log) {
+  const std::string status_path = out_dir + "/study.json";
+  if (!file_exists(status_path)) throw Error("'" + out_dir + "' is not a study folder (no study.json): run mmt study run first");
+  const json study = parse_json_with_comments(read_file(status_path), status_path);
+  std::map<std::string, CellResults> cells;
+  std::set<std::string> test_sets;
+  int64_t missing = 0;
+  for (const auto& r : study["runs"]) {
+    const std::string dir = out_dir + "/" + r["dir"].get<std::string>();
+    CellResults& c = cells[r["cell"].get<std::string>()];
+    if (!file_exists(dir + "/eval.json")) {
+      ++missing;
+      continue;
+    }
+    ++c.seeds;
+    const json e = parse_json_with_comments(read_file(dir + "/eval.json"), dir + "/eval.json");
+    for (const auto& [name, t] : e["test_sets"].items()) {
+      test_sets.insert(name);
+      auto& v = c.values[name];
+      v["image_r1"].push_back(t["image_retrieval"]["r1"]), v["image_r5"].push_back(t["image_retrieval"]["r5"]);
+      v["image_r10"].push_back(t["image_retrieval"]["r10"]), v["text_r1"].push_back(t["text_retrieval"]["r1"]);
+      v["text_r10"].push_back(t["text_retrieval"]["r10"]);
+      if (t.contains("ceilings")) c.chance[name] = t["ceilings"]["chance"]["image_retrieval"]["r1"].get<double>();
+    }
+    std::ifstream m(dir + "/metrics.jsonl");
+    for (std::string line; std::getline(m, line);) {
+      const json j = json::parse(line, nullptr, false);
+      if (j.is_object() && j.contains("loss")) c.loss[j["step"].get<int64_t>()].push_back(j["loss"].get<double>());
+    }
+  }
+  const std::string design = study.value("design", std::string("one_at_a_time"));
+  const std::vector<std::string> order = study["cells"].get<std::vector<std::string>>();
+  // Groups: one_at_a_time -> per factor, the base cell and that factor's cells; product -> all.
+  std::vector<std::pair<std::string, std::vector<std::string>>> groups;
+  if (design == "one_at_a_time") {
+    for (const auto& f : study["factors"]) {
+      std::vector<std::string> members{"base"};
+      for (const auto& name : order)
+        if (name.rfind(f.get<std::string>() + "=", 0) == 0) members.push_back(name);
+      groups.push_back({f.get<std::string>(), members});
+    }
+    if (groups.empty()) groups.push_back({"base", {"base"}});
+  } else {
+    groups.push_back({"all cells", order});
+  }
+
+  std::string md = "# Study " + study.value("name", std::string()) + "\n\nmean +- sample std over seeds (" +
+                   std::to_string(study["seeds"].size()) + " seeds: " + study["seeds"].dump() +
+                   "); R@K in percent. Generated by `mmt study report " + out_dir + "`.\n";
+  int64_t expected = static_cast<int64_t>(order.size() * study["seeds"].size()), have = 0;
+  for (const auto& [name, c] : cells) have += c.seeds;
+  if (have < expected)
+    md += "\n**" + std::to_string(have) + " of " + std::to_string(expected) + " runs have results**; cells without any are left out" +
+          (missing ? " (" + std::to_string(missing) + " started, not finished)" : "") + ".\n";
+  std::string csv = "group,cell,test_set,metric,mean,std,n,values\n";
+  std::string html = "<!doctype html><html><head><meta charset=\"utf-8\"><title>Study " + xml_escape(study.value("name", std::string())) +
+                     "</title><style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}"
+                     "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td:first-child{text-align:left}</style></head><body>\n"
+                     "<h1>Study " + xml_escape(study.value("name", std::string())) + "</h1><p>mean &plusmn; sample std over seeds; R@K in percent.</p>\n";
+  std::filesystem::create_directories(out_dir + "/charts");
+  for (const auto& [group, members] : groups) {
+    md += "\n## " + group + "\n";
+    html += "<h2>" + xml_escape(group) + "</h2>\n";
+    for (const auto& ts : test_sets) {
+      md += "\n### " + ts + "\n\n| cell | seeds |";
+      html += "<h3>" + xml_escape(ts) + "</h3><table><tr><th>cell</th><th>seeds</th>";
+      for (const auto& [key, label] : kMetrics) md += " " + label + " |", html += "<th>" + label + "</th>";
+      md += " image R@1 vs base |\n|---|---|";
+      html += "<th>image R@1 vs base</th></tr>\n";
+      for (size_t k = 0; k <= kMetrics.size(); ++k) md += "---|";
+      md += "\n";
+      const double base_r1 = cells.count("base") ? mean_std(cells["base"].values[ts]["image_r1"]).first : NAN;
+      std::vector<std::string> labels;
+      std::vector<double> means, sds;
+      double chance = 0;
+      for (const auto& name : members) {
+        if (!cells.count(name) || cells[name].seeds == 0) continue;  // not run (yet)
+        CellResults& c = cells[name];
+        auto& v = c.values[ts];
+        md += "| " + name + " | " + std::to_string(c.seeds) + " |";
+        html += "<tr><td>" + xml_escape(name) + "</td><td>" + std::to_string(c.seeds) + "</td>";
+        for (const auto& [key, label] : kMetrics) {
+          const auto [m, sd] = mean_std(v[key]);
+          md += " " + fmt(m, sd, static_cast<int64_t>(v[key].size())) + " |";
+          html += "<td>" + fmt(m, sd, static_cast<int64_t>(v[key].size())) + "</td>";
+          std::string values;
+          for (double x : v[key]) values += (values.empty() ? "" : ";") + std::to_string(x);
+          char row[512];
+          std::snprintf(row, sizeof row, "%s,%s,%s,%s,%.4f,%.4f,%zu,%s\n", group.c_str(), name.c_str(), ts.c_str(), key.c_str(), m, sd,
+                        v[key].size(), values.c_str());
+          csv += row;
+        }
+        const double m = mean_std(v["image_r1"]).first;
+        char delta[32];
+        std::snprintf(delta, sizeof delta, name == "base" || std::isnan(m) || std::isnan(base_r1) ? "" : "%+.1f", m - base_r1);
+        md += std::string(" ") + delta + " |\n";
+        html += std::string("<td>") + delta + "</td></tr>\n";
+        labels.push_back(name == "base" ? "base" : name.substr(name.find('=') + 1));
+        means.push_back(m), sds.push_back(mean_std(v["image_r1"]).second);
+        if (c.chance.count(ts)) chance = c.chance[ts];
+      }
+      html += "</table>\n";
+      const std::string chart = "charts/" + cell_slug(group) + "-" + cell_slug(ts) + "-r1.svg";
+      const std::string svg = bar_chart(group + ": image R@1 on " + ts + " (mean +- std)", labels, means, sds, chance);
+      write_file_atomic(out_dir + "/" + chart, svg);
+      md += "\n![" + group + " " + ts + "](" + chart + ")\n";
+      html += svg;
+    }
+    std::vector<std::string> labels;
+    std::vector<const CellResults*> members_results;
+    for (const auto& name : members)
+      if (cells.count(name) && cells[name].seeds > 0) labels.push_back(name), members_results.push_back(&cells[name]);
+    const std::string curve = curve_chart(group + ": training loss (mean over seeds)", labels, members_results);
+    write_file_atomic(out_dir + "/charts/" + cell_slug(group) + "-loss.svg", curve);
+    html += curve;
+  }
+  html += "</body></html>\n";
+  write_file_atomic(out_dir + "/report.md", md);
+  write_file_atomic(out_dir + "/report.csv", csv);
+  write_file_atomic(out_dir + "/report.html", html);
+  log << "mmt study report: " << out_dir << "/report.md, report.csv, report.html, charts/\n";
+  return md;
+}
+
+}  // namespace mmt

@@ -1,0 +1,115 @@
+/* mmt study through the real binary: a 2-cell grid runs end to end and reports; a re-run skips
+ * finished cells; a cell killed mid-run resumes from its checkpoint to the same result as an
+ * uninterrupted study. */
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "cli_util.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using namespace mmt::cli_test;
+
+std::string write_grid(const std::string& dir) {
+  const json grid = {
+      {"name", "two"},
+      {"base", std::string(MMT_SOURCE_DIR) + "/configs/demo.json"},
+      {"set", {{"train.steps", 30}, {"train.batch_size", 32}, {"train.log_every", 5}, {"train.checkpoint_every", 10},
+               {"model.num_layers", 2}, {"data.synth.num_train_images", 600}, {"data.synth.num_test_images", 20},
+               {"data.synth.max_objects", 2}, {"eval.test_sets", json::array({"easy"})}}},
+      {"seeds", {1}},
+      {"factors", {{{"name", "attention"},
+                    {"levels", {{{"name", "merged"}}, {{"name", "single_modality"}, {"set", {{"model.attention", "single_modality"}}}}}}}}}};
+  std::ofstream(dir + "grid.json") << grid.dump(2);
+  return dir + "grid.json";
+}
+
+json runs(const std::string& study) { return json::parse(slurp(study + "/study.json"))["runs"]; }
+
+TEST(Study, TwoCellsRunReportAndRerunSkips) {
+  const std::string dir = scratch("s");
+  const std::string grid = write_grid(dir), out = dir + "study";
+  auto r = run_mmt("study run " + grid + " --out " + out);
+  ASSERT_EQ(r.status, 0) << r.err;
+  json s = runs(out);
+  ASSERT_EQ(s.size(), 2u);
+  EXPECT_EQ(s[0]["cell"], "base");
+  EXPECT_EQ(s[1]["cell"], "attention=single_modality");
+  for (const auto& run : s) {
+    EXPECT_EQ(run["status"], "ran");
+    EXPECT_TRUE(fs::exists(out + "/" + run["dir"].get<std::string>() + "/eval.json"));
+  }
+  const auto written = fs::last_write_time(out + "/cells/base/seed-1/eval.json");
+
+  r = run_mmt("study run " + grid + " --out " + out);
+  ASSERT_EQ(r.status, 0) << r.err;
+  for (const auto& run : runs(out)) EXPECT_EQ(run["status"], "skipped (finished earlier)");
+  EXPECT_EQ(fs::last_write_time(out + "/cells/base/seed-1/eval.json"), written);
+
+  r = run_mmt("study report " + out);
+  ASSERT_EQ(r.status, 0) << r.err;
+  const std::string md = slurp(out + "/report.md");
+  EXPECT_NE(md.find("| base | 1 |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| attention=single_modality | 1 |"), std::string::npos) << md;
+  const double base_r1 = json::parse(slurp(out + "/cells/base/seed-1/eval.json"))["test_sets"]["easy"]["image_retrieval"]["r1"];
+  char cell[64];
+  std::snprintf(cell, sizeof cell, "| base | 1 | %.1f |", base_r1);
+  EXPECT_NE(md.find(cell), std::string::npos) << md;
+  EXPECT_NE(slurp(out + "/report.csv").find("attention,attention=single_modality,easy,image_r1,"), std::string::npos);
+  EXPECT_NE(slurp(out + "/report.html").find("<svg"), std::string::npos);
+  EXPECT_TRUE(fs::exists(out + "/charts/attention-easy-r1.svg"));
+  EXPECT_TRUE(fs::exists(out + "/charts/attention-loss.svg"));
+}
+
+TEST(Study, PartOfAGridRunsAloneAndTheRestLater) {
+  const std::string dir = scratch("p");
+  const std::string grid = write_grid(dir), out = dir + "study";
+  auto r = run_mmt("study run " + grid + " --out " + out + " --cells attention=single_modality --seeds 1");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_FALSE(fs::exists(out + "/cells/base"));
+  ASSERT_EQ(runs(out).size(), 1u);
+  r = run_mmt("study report " + out);
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(slurp(out + "/report.md").find("1 of 2 runs have results"), std::string::npos) << slurp(out + "/report.md");
+  r = run_mmt("study run " + grid + " --out " + out);  // the rest; the part already run is kept
+  ASSERT_EQ(r.status, 0) << r.err;
+  const json s = runs(out);
+  ASSERT_EQ(s.size(), 2u);
+  EXPECT_EQ(s[0]["status"], "ran");
+  EXPECT_EQ(s[1]["status"], "skipped (finished earlier)");
+  r = run_mmt("study run " + grid + " --out " + out + " --cells attention=sideways");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.err.find("its cells: base, attention=single_modality"), std::string::npos) << r.err;
+}
+
+TEST(Study, KilledCellResumesToTheUninterruptedResult) {
+  const std::string dir = scratch("k");
+  const std::string grid = write_grid(dir);
+  // Reference: the study straight through.
+  auto r = run_mmt("study run " + grid + " --out " + dir + "straight");
+  ASSERT_EQ(r.status, 0) << r.err;
+  // The same study killed (SIGKILL) after step 20 of its first cell, then run again.
+  r = run_mmt("study run " + grid + " --out " + dir + "killed", "MMT_FAULT_KILL_AFTER_STEP=20");
+  EXPECT_EQ(r.status, 128 + 9);
+  EXPECT_FALSE(fs::exists(dir + "killed/cells/base/seed-1/eval.json"));
+  r = run_mmt("study run " + grid + " --out " + dir + "killed");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.err.find("resuming from its last checkpoint"), std::string::npos) << r.err;
+  const json s = runs(dir + "killed");
+  EXPECT_EQ(s[0]["status"], "resumed");
+  EXPECT_EQ(s[1]["status"], "ran");
+  for (const char* cell : {"base", "attention-single_modality"}) {
+    const std::string a = dir + "straight/cells/" + cell + "/seed-1/", b = dir + "killed/cells/" + cell + "/seed-1/";
+    EXPECT_EQ(slurp(a + "model.safetensors"), slurp(b + "model.safetensors")) << cell;
+    const json ea = json::parse(slurp(a + "eval.json"))["test_sets"]["easy"], eb = json::parse(slurp(b + "eval.json"))["test_sets"]["easy"];
+    EXPECT_EQ(ea["image_retrieval"], eb["image_retrieval"]) << cell;
+    EXPECT_EQ(ea["text_retrieval"], eb["text_retrieval"]) << cell;
+  }
+}
+
+}  // namespace
