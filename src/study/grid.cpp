@@ -57,8 +57,8 @@ StudyGrid load_grid(const std::string& path) {
   const json& j = g.source;
   if (!j.is_object()) throw Error(path + ": a study grid is a JSON object");
   for (const auto& [k, v] : j.items())
-    if (k != "name" && k != "base" && k != "set" && k != "seeds" && k != "design" && k != "factors" && k != "comment")
-      throw Error(path + ": unknown key '" + k + "' (name, base, set, seeds, design, factors)");
+    if (k != "name" && k != "base" && k != "set" && k != "seeds" && k != "design" && k != "factors" && k != "eval")
+      throw Error(path + ": unknown key '" + k + "' (name, base, set, seeds, design, factors, eval)");
   g.name = j.value("name", std::filesystem::path(path).stem().string());
   g.design = j.value("design", std::string("one_at_a_time"));
   if (g.design != "one_at_a_time" && g.design != "product")
@@ -70,6 +70,18 @@ StudyGrid load_grid(const std::string& path) {
     if (!file_exists(g.base)) throw Error(path + ": base config '" + g.base + "' not found");
   }
   g.seeds = j.value("seeds", std::vector<int64_t>{1});
+  if (j.contains("eval")) {
+    const json& e = j["eval"];
+    for (const auto& [k, v] : e.items())
+      if (k != "protocol" && k != "karpathy" && k != "images" && k != "features")
+        throw Error(path + ": unknown key 'eval." + k + "' (protocol, karpathy, images, features)");
+    auto rel = [&](const std::string& p) { return p.empty() || p[0] == '/' || dir.empty() ? p : dir + "/" + p; };
+    g.protocol = e.value("protocol", std::string("test"));
+    g.karpathy = rel(e.value("karpathy", std::string()));
+    g.images = e.contains("images") ? rel(e["images"].get<std::string>()) : "";
+    g.features = e.contains("features") ? rel(e["features"].get<std::string>()) : "";
+    if (g.karpathy.empty()) throw Error(path + ": eval needs \"karpathy\": the split file of the protocol");
+  }
   if (g.seeds.empty()) throw Error(path + ": seeds is empty");
   const auto common = set_list(j.value("set", json()), path + ": set");
 
@@ -92,6 +104,16 @@ StudyGrid load_grid(const std::string& path) {
         if (s == lv.name) throw Error(path + ": factor '" + fname + "' has two levels named '" + lv.name + "'");
       lv.set = set_list(l.value("set", json()), path + ": " + fname + "=" + lv.name + ".set");
       lv.config = l.value("config", json());
+      if (l.contains("file")) {
+        // A config file's own keys (not its "base" or "name"): e.g. a configs/paper row on top of the grid's base.
+        const std::string f = l["file"].get<std::string>();
+        const std::string file = f.empty() || f[0] == '/' || dir.empty() ? f : dir + "/" + f;
+        if (!file_exists(file)) throw Error(path + ": " + fname + "=" + lv.name + ": file '" + file + "' not found");
+        json fragment = parse_json_with_comments(read_file(file), file);
+        fragment.erase("base"), fragment.erase("name");
+        if (lv.config.is_null()) lv.config = fragment;
+        else lv.config = fragment, lv.config.merge_patch(l["config"]);
+      }
       g.levels[fname].push_back(lv.name);
       levels.push_back(lv);
     }
@@ -210,7 +232,9 @@ void run_study(const std::string& grid_path, const std::string& out_dir, std::os
       if (ran > 0) eta = ", ETA " + Progress::format_duration(ran_seconds / ran * remaining);
       log << "mmt study: [" << done + 1 << "/" << total << "] " << cell.name << " seed " << seed << eta << "\n";
       const auto t0 = std::chrono::steady_clock::now();
-      if (file_exists(dir + "/eval.json")) {
+      const std::string result = grid.protocol.empty() ? "eval.json" : "eval-" + grid.protocol + ".json";
+      entry["results"] = result;
+      if (file_exists(dir + "/" + result)) {
         log << "mmt study:   finished earlier: skipped\n";
         entry["status"] = "skipped (finished earlier)";
       } else {
@@ -223,7 +247,8 @@ void run_study(const std::string& grid_path, const std::string& out_dir, std::os
           train_run(cfg, dir, log, /*resume=*/started);
         }
         std::ostringstream table;
-        evaluate_run(dir, {}, table, log);
+        if (grid.protocol.empty()) evaluate_run(dir, {}, table, log);
+        else evaluate_protocol(dir, grid.protocol, grid.karpathy, grid.images, grid.features, {}, table, log);
         const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         ran_seconds += s, ++ran;
         entry["status"] = trained ? "evaluated" : started ? "resumed" : "ran";

@@ -138,19 +138,21 @@ std::string report_study(const std::string& out_dir, std::ostream& log) {
   for (const auto& r : study["runs"]) {
     const std::string dir = out_dir + "/" + r["dir"].get<std::string>();
     CellResults& c = cells[r["cell"].get<std::string>()];
-    if (!file_exists(dir + "/eval.json")) {
+    const std::string result = dir + "/" + r.value("results", std::string("eval.json"));
+    if (!file_exists(result)) {
       ++missing;
       continue;
     }
     ++c.seeds;
-    const json e = parse_json_with_comments(read_file(dir + "/eval.json"), dir + "/eval.json");
-    for (const auto& [name, t] : e["test_sets"].items()) {
+    const json e = parse_json_with_comments(read_file(result), result);
+    for (const auto& [name, t] : e.contains("test_sets") ? e["test_sets"].items() : e["splits"].items()) {
       test_sets.insert(name);
       auto& v = c.values[name];
       v["image_r1"].push_back(t["image_retrieval"]["r1"]), v["image_r5"].push_back(t["image_retrieval"]["r5"]);
       v["image_r10"].push_back(t["image_retrieval"]["r10"]), v["text_r1"].push_back(t["text_retrieval"]["r1"]);
       v["text_r10"].push_back(t["text_retrieval"]["r10"]);
       if (t.contains("ceilings")) c.chance[name] = t["ceilings"]["chance"]["image_retrieval"]["r1"].get<double>();
+      else if (t.value("num_images", int64_t{0}) > 0) c.chance[name] = 100.0 / t["num_images"].get<double>();
     }
     std::ifstream m(dir + "/metrics.jsonl");
     for (std::string line; std::getline(m, line);) {

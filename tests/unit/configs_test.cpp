@@ -8,6 +8,7 @@
 #include "mmt/config/config.h"
 #include "mmt/data/data_source.h"
 #include "mmt/model/transformer.h"
+#include "mmt/study/study.h"
 #include "mmt/util/error.h"
 
 namespace mmt {
@@ -20,6 +21,7 @@ TEST(Configs, EveryCommittedConfigLoadsAndBuildsSmall) {
   for (const auto& entry : std::filesystem::recursive_directory_iterator(kConfigs)) {
     if (entry.path().extension() != ".json") continue;
     const std::string path = entry.path().string();
+    if (path.find("/configs/studies/") != std::string::npos) continue;  // grids (next test)
     ExperimentConfig cfg;
     ASSERT_NO_THROW(cfg = load_config(path, {"model.preset=tiny"})) << path;
     ++n;
@@ -32,6 +34,20 @@ TEST(Configs, EveryCommittedConfigLoadsAndBuildsSmall) {
     EXPECT_NO_THROW(MultimodalTransformer(cfg.model, data_input_dims(cfg))) << path;
   }
   EXPECT_GE(n, 20);
+}
+
+// Every committed study grid expands, and each of its cells resolves to a valid config.
+TEST(Configs, EveryStudyGridExpands) {
+  std::map<std::string, size_t> cells;
+  for (const auto& entry : std::filesystem::directory_iterator(kConfigs + "/studies"))
+    if (entry.path().extension() == ".json") {
+      StudyGrid g;
+      ASSERT_NO_THROW(g = load_grid(entry.path().string())) << entry.path();
+      cells[g.name] = g.cells.size();
+    }
+  EXPECT_EQ(cells["mini"], 17u);
+  EXPECT_EQ(cells["clipart"], 4u);
+  EXPECT_EQ(cells["paper"], 35u);  // every configs/paper row but _base: data_cc is the base cell
 }
 
 TEST(Configs, PaperRowsKeepTheirFactorAtTheTinyPreset) {

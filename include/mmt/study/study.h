@@ -10,7 +10,10 @@
  *    "factors": [{"name": "attention",
  *                 "levels": [{"name": "merged"},                          the first level is the base's
  *                            {"name": "coattention", "set": {"model.attention": "coattention"},
- *                             "config": {...nested config JSON, e.g. a data.datasets list...}}]}]}
+ *                             "config": {...nested config JSON, e.g. a data.datasets list...}},
+ *                            {"name": "sbu", "file": "../paper/data_sbu.json"}]}],  a config file's own keys
+ *    "eval": {"protocol": "test", "karpathy": "...", "images": "..."}}  real-image protocol (optional;
+ *                                            default: the synthetic test sets of eval.test_sets)
  * one_at_a_time: the base cell (every factor at its first level) plus, for each factor, each
  * other level with the rest at their first (the paper's design); product: every combination.
  * Set values may be strings, numbers, booleans or arrays (joined with ','). */
@@ -36,6 +39,7 @@ struct StudyCell {
 
 struct StudyGrid {
   std::string name, path, base, design;
+  std::string protocol, karpathy, images, features;  // "eval": a real-image protocol instead of the synthetic test sets
   std::vector<int64_t> seeds;
   std::vector<std::string> factors;                         // in file order
   std::map<std::string, std::vector<std::string>> levels;   // factor -> level names, base level first
