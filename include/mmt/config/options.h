@@ -197,7 +197,9 @@ struct DataOptions {
             "equally likely) or weights (each dataset's weight)");
     v.field("tokenizer", tokenizer, "source = datasets: a WordPiece vocab.txt or a SentencePiece .model");
     v.field("cased", cased, "WordPiece: keep case and accents");
-    v.field("loader_threads", loader_threads, "worker threads building batches (0 = on the training thread)");
+    v.field("loader_threads", loader_threads,
+            "worker threads building batches (0 = on the training thread); the synthetic world, on a GPU, uses "
+            "one thread whenever this is > 0");
     v.field("prefetch", prefetch, "batches built ahead of the training step");
     v.field("max_bad_fraction", max_bad_fraction, "skipped records or undecodable images past this fraction stop the run");
     v.field("image_size", image_size, "source = datasets, pixel models (patches, resnet50): side of the resized centre crop");

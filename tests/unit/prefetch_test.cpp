@@ -1,0 +1,69 @@
+/* The background batch builder returns make(first), make(first + 1), ... in order whatever the
+ * timing, rethrows what building threw, stops cleanly mid-stream, and gives the synthetic
+ * batcher's stream unchanged. */
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <stdexcept>
+#include <thread>
+
+#include "mmt/config/config.h"
+#include "mmt/data/prefetch.h"
+#include "mmt/data/pretrain_batcher.h"
+#include "mmt/data/synthetic_world.h"
+#include "mmt/data/data_source.h"
+
+namespace mmt {
+namespace {
+
+Batch numbered(int64_t i) {
+  if (i % 3 == 0) std::this_thread::sleep_for(std::chrono::milliseconds(2));  // uneven build times
+  Batch b;
+  b.text_ids = torch::full({1, 1}, i, torch::kInt64);
+  return b;
+}
+
+TEST(Prefetch, InOrderAndThenDone) {
+  BatchPrefetcher p(numbered, 5, 25, 3, /*pin=*/false);
+  for (int64_t i = 5; i < 25; ++i) EXPECT_EQ(p.next().text_ids.item<int64_t>(), i);
+  EXPECT_THROW(p.next(), std::out_of_range);
+}
+
+TEST(Prefetch, RethrowsWhatBuildingThrew) {
+  BatchPrefetcher p([](int64_t i) -> Batch {
+    if (i == 2) throw std::runtime_error("bad batch 2");
+    return numbered(i);
+  }, 0, 10, 4, false);
+  EXPECT_EQ(p.next().text_ids.item<int64_t>(), 0);
+  EXPECT_EQ(p.next().text_ids.item<int64_t>(), 1);
+  try {
+    p.next();
+    FAIL();
+  } catch (const std::runtime_error& e) {
+    EXPECT_STREQ(e.what(), "bad batch 2");
+  }
+}
+
+TEST(Prefetch, StopsMidStream) {
+  auto p = std::make_unique<BatchPrefetcher>(numbered, 0, 1000000, 2, false);
+  p->next();
+  p.reset();  // joins without building the rest
+  SUCCEED();
+}
+
+TEST(Prefetch, SyntheticStreamIsUnchanged) {
+  ExperimentConfig cfg = load_config("", {"data.synth.num_train_images=300", "train.batch_size=8"});
+  const synth::World world(cfg.data.synth);
+  PretrainBatcher direct(world, data_vocab(cfg), cfg), ahead(world, data_vocab(cfg), cfg);
+  BatchPrefetcher p([&](int64_t i) { return ahead.batch(i); }, 3, 12, 4, false);
+  for (int64_t i = 3; i < 12; ++i) {
+    const Batch a = direct.batch(i), b = p.next();
+    EXPECT_TRUE(torch::equal(a.text_ids, b.text_ids)) << i;
+    EXPECT_TRUE(torch::equal(a.region_feats, b.region_feats)) << i;
+    EXPECT_TRUE(torch::equal(a.itm_labels, b.itm_labels)) << i;
+    EXPECT_TRUE(torch::equal(a.mlm_labels, b.mlm_labels)) << i;
+  }
+}
+
+}  // namespace
+}  // namespace mmt
