@@ -17,8 +17,6 @@ TINY=${TINY:-runs/gpu-tiny}
 mkdir -p "$OUT"
 left() { echo $((DEADLINE - ($(date +%s) - T0))); }
 step() { echo "=== $1 ($(left) s left)"; }
-G=$PWD/.gpu
-export LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu:/lib/x86_64-linux-gnu:$G/lib:${LD_LIBRARY_PATH:-}
 
 step "machine"
 nvidia-smi -L; nproc; g++ --version | head -1; cmake --version | head -1
@@ -34,19 +32,8 @@ print(f"bf16 matmul 8192^3: {2 * 8192**3 / dt / 1e12:.0f} TFLOP/s")
 PY
 
 step "build"
-TP=$(python3 -c 'import torch;print(torch.utils.cmake_prefix_path)')
-ZLIB=$(ldconfig -p | awk '$1 == "libz.so.1" { print $NF; exit }')
-cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DMMT_BUILD_TESTS=OFF -DMMT_BUILD_BENCH=OFF \
-  -DMMT_REQUIRE_SENTENCEPIECE=OFF -DCMAKE_PREFIX_PATH="$TP;$G" \
-  -DPNG_LIBRARY="$G/lib/libpng16.so.16" -DPNG_PNG_INCLUDE_DIR="$G/include" \
-  -DZLIB_LIBRARY="$ZLIB" -DZLIB_INCLUDE_DIR="$G/include" \
-  -DJPEG_LIBRARY="$G/lib/libjpeg.so.62" -DJPEG_INCLUDE_DIR="$G/include" \
-  -DLibArchive_LIBRARY="$G/lib/libarchive.so.13" -DLibArchive_INCLUDE_DIR="$G/include" \
-  -DICU_INCLUDE_DIR="$G/include" -DICU_UC_LIBRARY="$G/lib/libicuuc.so.72" -DICU_UC_LIBRARY_RELEASE="$G/lib/libicuuc.so.72" -DICU_DATA_LIBRARY="$G/lib/libicudata.so.72" \
-  -DCMAKE_EXE_LINKER_FLAGS="-Wl,-rpath-link,$G/lib -Wl,--allow-shlib-undefined" > "$OUT/cmake.log" 2>&1 \
-  || { tail -40 "$OUT/cmake.log"; exit 1; }
-grep "mmt:" "$OUT/cmake.log"
-timeout $(($(left) - 200)) ninja -C build-gpu mmt > "$OUT/build.log" 2>&1 || { grep -B2 -A12 "error" "$OUT/build.log" | head -80; tail -5 "$OUT/build.log"; exit 1; }
+source scripts/gpu_build.sh
+gpu_build "$OUT"
 echo "built in $(($(date +%s) - T0)) s"
 MMT=build-gpu/mmt
 

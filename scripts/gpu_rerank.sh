@@ -10,23 +10,12 @@ T0=$(date +%s); DEADLINE=${1:-480}; OUT=${OUT:-out/gpu}; TINY=${TINY:-runs/gpu-t
 R=$OUT/r; mkdir -p "$R"
 left() { echo $((DEADLINE - ($(date +%s) - T0))); }
 step() { echo "=== $1 ($(left) s left)"; }
-G=$PWD/.gpu
-export LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu:/lib/x86_64-linux-gnu:$G/lib:${LD_LIBRARY_PATH:-}
 pack() { tar -C "$R" -czf "$OUT/results.tar.gz" . ; }
 trap pack EXIT
 
 step build
-TP=$(python3 -c 'import torch;print(torch.utils.cmake_prefix_path)')
-ZLIB=$(ldconfig -p | awk '$1 == "libz.so.1" { print $NF; exit }')
-cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DMMT_BUILD_TESTS=OFF -DMMT_BUILD_BENCH=OFF \
-  -DMMT_REQUIRE_SENTENCEPIECE=OFF -DCMAKE_PREFIX_PATH="$TP;$G" \
-  -DPNG_LIBRARY="$G/lib/libpng16.so.16" -DPNG_PNG_INCLUDE_DIR="$G/include" \
-  -DZLIB_LIBRARY="$ZLIB" -DZLIB_INCLUDE_DIR="$G/include" \
-  -DJPEG_LIBRARY="$G/lib/libjpeg.so.62" -DJPEG_INCLUDE_DIR="$G/include" \
-  -DLibArchive_LIBRARY="$G/lib/libarchive.so.13" -DLibArchive_INCLUDE_DIR="$G/include" \
-  -DICU_INCLUDE_DIR="$G/include" -DICU_UC_LIBRARY="$G/lib/libicuuc.so.72" -DICU_UC_LIBRARY_RELEASE="$G/lib/libicuuc.so.72" \
-  -DCMAKE_EXE_LINKER_FLAGS="-Wl,-rpath-link,$G/lib -Wl,--allow-shlib-undefined" > "$R/cmake.log" 2>&1 || { tail -30 "$R/cmake.log"; exit 1; }
-ninja -C build-gpu mmt > "$R/build.log" 2>&1 || { grep -A10 error "$R/build.log" | head -60; exit 1; }
+source scripts/gpu_build.sh
+gpu_build "$R"
 MMT=build-gpu/mmt
 GPU="--set runtime.device=cuda"
 SET1K="--set eval.test_sets=easy --set data.synth.num_test_images=1000 --set data.synth.captions_per_image=5 --set eval.pair_batch=8192"

@@ -1,0 +1,21 @@
+#!/bin/bash
+# Builds build-gpu/mmt against the installed PyTorch's libtorch and the carried .gpu/ folder
+# (scripts/gpu_deps.sh), logging to $1/cmake.log and $1/build.log. Sourced by gpu_check.sh and
+# gpu_rerank.sh (docs/gpu.md); exits on failure with the log's errors.
+gpu_build() {
+  local log=$1 G=$PWD/.gpu TP ZLIB
+  export LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu:/lib/x86_64-linux-gnu:$G/lib:${LD_LIBRARY_PATH:-}
+  TP=$(python3 -c 'import torch;print(torch.utils.cmake_prefix_path)')
+  ZLIB=$(ldconfig -p | awk '$1 == "libz.so.1" { print $NF; exit }')
+  cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DMMT_BUILD_TESTS=OFF -DMMT_BUILD_BENCH=OFF \
+    -DMMT_REQUIRE_SENTENCEPIECE=OFF -DCMAKE_PREFIX_PATH="$TP;$G" \
+    -DPNG_LIBRARY="$G/lib/libpng16.so.16" -DPNG_PNG_INCLUDE_DIR="$G/include" \
+    -DZLIB_LIBRARY="$ZLIB" -DZLIB_INCLUDE_DIR="$G/include" \
+    -DJPEG_LIBRARY="$G/lib/libjpeg.so.62" -DJPEG_INCLUDE_DIR="$G/include" \
+    -DLibArchive_LIBRARY="$G/lib/libarchive.so.13" -DLibArchive_INCLUDE_DIR="$G/include" \
+    -DICU_INCLUDE_DIR="$G/include" -DICU_UC_LIBRARY="$G/lib/libicuuc.so.72" -DICU_UC_LIBRARY_RELEASE="$G/lib/libicuuc.so.72" \
+    -DCMAKE_EXE_LINKER_FLAGS="-Wl,-rpath-link,$G/lib -Wl,--allow-shlib-undefined" > "$log/cmake.log" 2>&1 \
+    || { tail -40 "$log/cmake.log"; exit 1; }
+  grep "mmt:" "$log/cmake.log"
+  ninja -C build-gpu mmt > "$log/build.log" 2>&1 || { grep -B2 -A12 "error" "$log/build.log" | head -80; exit 1; }
+}
