@@ -1,5 +1,5 @@
 # mmt: the two commands. Both install what is missing (scripts/setup.sh), configure and build.
-#   make demo   pretrain the tiny model on the synthetic world and print the retrieval table
+#   make demo   two cells of the mini-study (tiny models, synthetic world) and their retrieval tables
 #   make test   build and run the test suite
 BUILD ?= build
 export CCACHE_SLOPPINESS := pch_defines,time_macros,include_file_mtime,include_file_ctime
