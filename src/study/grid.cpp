@@ -1,4 +1,8 @@
 /* Study grids and running them (see study.h). */
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
@@ -199,6 +203,19 @@ void run_study(const std::string& grid_path, const std::string& out_dir, std::os
   }
   if (!only_seeds.empty()) grid.seeds = only_seeds;
   make_dirs(out_dir);
+  // One runner per study folder: a second would train the same cells and race on study.json.
+  const std::string lock_path = out_dir + "/.lock";
+  const int lock = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (lock < 0) throw Error("cannot create " + lock_path);
+  if (::flock(lock, LOCK_EX | LOCK_NB) != 0) {
+    ::close(lock);
+    throw Error("another mmt study run is working in " + out_dir + " (it holds " + lock_path +
+                "); wait for it, or stop it - a rerun continues where it stopped");
+  }
+  struct Unlock {
+    int fd;
+    ~Unlock() { ::close(fd); }
+  } unlock{lock};
   write_file_atomic(out_dir + "/grid.json", grid.source.dump(2) + "\n");
   const int64_t total = static_cast<int64_t>(grid.cells.size() * grid.seeds.size());
   log << "mmt study: " << grid.name << ": " << grid.cells.size() << " cells x " << grid.seeds.size() << " seeds = " << total

@@ -1,7 +1,10 @@
 /* mmt study through the real binary: a 2-cell grid runs end to end and reports; a re-run skips
  * finished cells; a cell killed mid-run resumes from its checkpoint to the same result as an
  * uninterrupted study. */
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -85,6 +88,16 @@ TEST(Study, PartOfAGridRunsAloneAndTheRestLater) {
   r = run_mmt("study run " + grid + " --out " + out + " --cells attention=sideways");
   EXPECT_EQ(r.status, 2);
   EXPECT_NE(r.err.find("its cells: base, attention=single_modality"), std::string::npos) << r.err;
+
+  // A second runner on the same folder is refused while the first holds it.
+  const int fd = ::open((out + "/.lock").c_str(), O_RDWR | O_CREAT, 0644);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::flock(fd, LOCK_EX | LOCK_NB), 0);
+  r = run_mmt("study run " + grid + " --out " + out);
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.err.find("another mmt study run is working in"), std::string::npos) << r.err;
+  ::close(fd);
+  EXPECT_EQ(run_mmt("study run " + grid + " --out " + out).status, 0);
 }
 
 TEST(Study, KilledCellResumesToTheUninterruptedResult) {
