@@ -7,6 +7,7 @@
 #include "mmt/data/image_source.h"
 #include "mmt/eval/exact_scorer.h"
 #include "mmt/io/npy.h"
+#include "mmt/model/transformer.h"
 #include "mmt/train/progress.h"
 #include "mmt/util/device.h"
 #include "mmt/util/error.h"
@@ -61,6 +62,11 @@ TestSetScores score_test_set(MultimodalTransformerImpl& model, const std::vector
     if (e.first_stage == "dual") {
       first = scorer.dual_scores();
       out.info["first_stage"] = "dual: " + scorer.dual_description();
+      if (model.first_cross_modal_layer() < static_cast<int64_t>(model.layers->size()))
+        log << "mmt eval: warning: the rerank first stage is this model's " << scorer.dual_description()
+            << "; nothing trained those vectors to match, so the right candidate is often outside the top "
+            << e.rerank_k << " (docs/performance.md measured image R@1 18 -> 4). A trained dual encoder's scores make "
+            << "a good first stage: eval.first_stage=<its eval-{split}-scores.npy>\n";
     } else {
       first = first_stage_file(e.first_stage, name, nc, ni);
       out.info["first_stage"] = e.first_stage;
