@@ -47,4 +47,14 @@ void gather_regions(const synth::RegionStore& store, const std::vector<int64_t>&
   }
 }
 
+Batch map_tensors(const Batch& batch, const std::function<torch::Tensor(const torch::Tensor&)>& f) {
+  Batch out = batch;
+  for (torch::Tensor* t : {&out.text_ids, &out.text_mask, &out.region_feats, &out.region_boxes, &out.region_mask,
+                           &out.image_pixels, &out.region_classes, &out.mlm_labels, &out.mrm_mask, &out.region_targets,
+                           &out.itm_labels, &out.hard_negative_rows, &out.mask_pattern, &out.negative_excluded})
+    if (t->defined()) *t = f(*t);
+  if (batch.negatives) out.negatives = std::make_shared<Batch>(map_tensors(*batch.negatives, f));
+  return out;
+}
+
 }  // namespace mmt

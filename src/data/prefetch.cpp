@@ -5,19 +5,6 @@
 
 namespace mmt {
 
-namespace {
-
-Batch pinned(Batch b) {
-  for (torch::Tensor* t : {&b.text_ids, &b.text_mask, &b.region_feats, &b.region_boxes, &b.region_mask, &b.image_pixels,
-                           &b.region_classes, &b.mlm_labels, &b.mrm_mask, &b.region_targets, &b.itm_labels,
-                           &b.hard_negative_rows, &b.mask_pattern, &b.negative_excluded})
-    if (t->defined()) *t = t->pin_memory();
-  if (b.negatives) b.negatives = std::make_shared<Batch>(pinned(*b.negatives));
-  return b;
-}
-
-}  // namespace
-
 BatchPrefetcher::BatchPrefetcher(std::function<Batch(int64_t)> make, int64_t first, int64_t end, int64_t depth, bool pin)
     : make_(std::move(make)), next_(first), end_(end), depth_(static_cast<size_t>(std::max<int64_t>(1, depth))), pin_(pin) {
   thread_ = std::thread([this] { produce(); });
@@ -41,7 +28,7 @@ void BatchPrefetcher::produce() {
         if (stop_) return;
       }
       Batch b = make_(i);
-      if (pin_) b = pinned(std::move(b));
+      if (pin_) b = map_tensors(b, [](const torch::Tensor& t) { return t.pin_memory(); });
       {
         std::lock_guard<std::mutex> lock(mutex_);
         ready_.push_back(std::move(b));

@@ -91,14 +91,10 @@ AutocastGuard::~AutocastGuard() {
 }
 
 Batch batch_to(const Batch& batch, torch::Device device) {
-  Batch out = batch;
-  const bool pinned_ok = device.is_cuda();
-  for (torch::Tensor* t : {&out.text_ids, &out.text_mask, &out.region_feats, &out.region_boxes, &out.region_mask,
-                           &out.image_pixels, &out.region_classes, &out.mlm_labels, &out.mrm_mask, &out.region_targets,
-                           &out.itm_labels, &out.hard_negative_rows, &out.mask_pattern, &out.negative_excluded})
-    if (t->defined() && t->device() != device) *t = t->to(device, /*non_blocking=*/pinned_ok && t->is_pinned());
-  if (batch.negatives) out.negatives = std::make_shared<Batch>(batch_to(*batch.negatives, device));
-  return out;
+  const bool non_blocking = device.is_cuda();  // for pinned tensors (BatchPrefetcher)
+  return map_tensors(batch, [&](const torch::Tensor& t) {
+    return t.device() == device ? t : t.to(device, non_blocking && t.is_pinned());
+  });
 }
 
 }  // namespace mmt

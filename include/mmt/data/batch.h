@@ -4,6 +4,7 @@
 
 #include <torch/types.h>
 
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -39,6 +40,10 @@ struct Batch {
 
   int64_t size() const { return text_ids.size(0); }
 };
+
+/// A copy of the batch with `f` applied to every defined tensor, the negatives' included (the
+/// one list of a Batch's tensors: moving to a device, pinning).
+Batch map_tensors(const Batch& batch, const std::function<torch::Tensor(const torch::Tensor&)>& f);
 
 /// Ignored label value of mlm_labels (the cross-entropy convention).
 constexpr int64_t kIgnoreLabel = -100;
