@@ -38,6 +38,7 @@ struct PairScorer::Impl {
   int64_t start = 0;   // the layer pair passes start at: prefix when cached, else 0
   std::vector<Group> captions, images;
   std::vector<std::pair<int64_t, int64_t>> caption_at, image_at;  // item -> (group, row)
+  std::vector<float> dual;  // dual_scores(), once computed (rerank and pairs() both want it)
   bool was_training = false;
 
   Impl(MultimodalTransformerImpl& m, const ExactScorerOptions& o)
@@ -126,6 +127,7 @@ int64_t PairScorer::num_images() const { return impl_->ni; }
 
 std::vector<float> PairScorer::dual_scores() {
   Impl& s = *impl_;
+  if (!s.dual.empty()) return s.dual;
   torch::NoGradGuard no_grad;
   const AutocastGuard autocast(s.device, s.options.bf16);
   auto cls = torch::empty({s.nc, s.hidden}, torch::device(s.device)), img = torch::empty({s.ni, s.hidden}, torch::device(s.device));
@@ -140,10 +142,11 @@ std::vector<float> PairScorer::dual_scores() {
   };
   for (const auto& g : s.captions) cls.index_copy_(0, torch::tensor(g.index).to(s.device), pooled(g, true));
   for (const auto& g : s.images) img.index_copy_(0, torch::tensor(g.index).to(s.device), pooled(g, false));
-  if (exact) return to_host(s.model.match_score_matrix(cls, img));
   namespace F = torch::nn::functional;
   const auto opts = F::NormalizeFuncOptions().dim(1);
-  return to_host(torch::matmul(F::normalize(cls, opts), F::normalize(img, opts).t()));
+  s.dual = to_host(exact ? s.model.match_score_matrix(cls, img)
+                         : torch::matmul(F::normalize(cls, opts), F::normalize(img, opts).t()));
+  return s.dual;
 }
 
 std::string PairScorer::dual_description() const {
