@@ -3,7 +3,6 @@
 
 #include <cmath>
 #include <map>
-#include <optional>
 
 #include "mmt/data/batch.h"
 #include "mmt/loss/contrastive_itm.h"
@@ -14,7 +13,7 @@
 namespace mmt {
 
 PretrainStep::PretrainStep(MultimodalTransformerImpl& model, const TrainOptions& t, const RuntimeOptions& runtime)
-    : model_(model), options_(t), runtime_(runtime) {
+    : model_(model), options_(t), device_(resolve_device(runtime.device)), bf16_(use_bf16(runtime)) {
   std::vector<torch::Tensor> params;
   std::vector<bool> decay;
   for (const auto& p : model.parameters()) {
@@ -52,17 +51,17 @@ PretrainStep::Result PretrainStep::run(const std::vector<Batch>& micro_batches, 
   Result r;
   const double n = static_cast<double>(micro_batches.size());
   std::map<std::string, double> sums;
-  const torch::Device device = resolve_device(runtime_.device);
   for (size_t k = 0; k < micro_batches.size(); ++k) {
-    Batch batch = batch_to(micro_batches[k], device);
+    Batch batch = batch_to(micro_batches[k], device_);
     // Forward passes (and contrastive ITM's chunked backward) under autocast; the main backward
     // outside it, as libtorch recommends.
-    std::optional<AutocastGuard> autocast;
-    autocast.emplace(device, use_bf16(runtime_));
-    apply_hard_negatives(model_, batch, options_.itm_swap == "caption", options_.seed,
-                         step * static_cast<int64_t>(micro_batches.size()) + static_cast<int64_t>(k));
-    LossOutput loss = pretraining_loss(model_, batch, options_);
-    autocast.reset();
+    LossOutput loss;
+    {
+      const AutocastGuard autocast(device_, bf16_);
+      apply_hard_negatives(model_, batch, options_.itm_swap == "caption", options_.seed,
+                           step * static_cast<int64_t>(micro_batches.size()) + static_cast<int64_t>(k));
+      loss = pretraining_loss(model_, batch, options_);
+    }
     if (!std::isfinite(loss.metrics["loss"])) {
       r.loss = std::move(loss);
       r.finite = false;
@@ -70,7 +69,7 @@ PretrainStep::Result PretrainStep::run(const std::vector<Batch>& micro_batches, 
     }
     (n == 1 ? loss.total : loss.total / n).backward();
     if (options_.itm_contrastive_weight > 0) {  // back-propagates itself, chunk by chunk
-      const AutocastGuard contrastive_autocast(device, use_bf16(runtime_));
+      const AutocastGuard contrastive_autocast(device_, bf16_);
       const auto c = contrastive_itm(model_, batch, options_.itm_contrastive_weight / n, options_.itm_contrastive_chunk);
       loss.metrics["itm_contrastive"] = c.loss;
       loss.metrics["itm_contrastive_acc"] = c.accuracy;

@@ -10,6 +10,8 @@
 #include "mmt/loss/pretraining.h"
 #include "mmt/train/flat_adamw.h"
 
+#include <torch/types.h>
+
 namespace mmt {
 
 class MultimodalTransformerImpl;
@@ -38,7 +40,8 @@ class PretrainStep {
  private:
   MultimodalTransformerImpl& model_;
   TrainOptions options_;
-  RuntimeOptions runtime_;
+  torch::Device device_;  // runtime.device, resolved once
+  bool bf16_;
   std::unique_ptr<FlatAdamW> optimizer_;
 };
 
