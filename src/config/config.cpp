@@ -405,6 +405,7 @@ void validate_config(const ExperimentConfig& cfg) {
   if (!(t.cross_modal_lr_mult >= 0)) throw Error("config key 'train.cross_modal_lr_mult' must be >= 0");
   if (t.keep_checkpoints < 1) throw Error("config key 'train.keep_checkpoints' must be >= 1");
   in_range("train.eval_every", t.eval_every, 0, 1e12);
+  positive("train.max_bad_steps", t.max_bad_steps);
   positive("train.eval_max_images", t.eval_max_images);
   key_choice("train.stage", "training stage", t.stage, {"pretrain", "finetune"});
   if (t.dual_contrastive_weight > 0 && !(m.kind == "dual_encoder" && m.dual_score == "dot"))

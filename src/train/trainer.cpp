@@ -38,8 +38,6 @@ using nlohmann::json;
 
 namespace {
 
-constexpr int64_t kMaxBadStepsInARow = 10;
-
 std::string format_metrics(const std::map<std::string, double>& m) {
   std::string out;
   char buf[64];
@@ -267,7 +265,7 @@ TrainSummary train_run(const ExperimentConfig& cfg, const std::string& dir, std:
     PretrainStep::Result out = stepper.run(micro, lr, step);
     if (!out.finite) {
       ++summary.skipped_steps;
-      if (++bad_in_a_row >= kMaxBadStepsInARow)
+      if (++bad_in_a_row >= t.max_bad_steps)
         throw Error("training stopped at step " + std::to_string(step) + ": " + std::to_string(bad_in_a_row) +
                     " non-finite losses in a row (last: " + format_metrics(out.loss.metrics) + ")");
     } else {

@@ -73,6 +73,20 @@ TEST(TrainEval, HeldOutRsumIsLoggedAndTheBestWeightsKept) {
   EXPECT_NE(none.err.find("train.eval_every"), std::string::npos) << none.err;
 }
 
+// A diverging run (an absurd learning rate) skips its non-finite steps and stops after
+// train.max_bad_steps of them in a row, naming the step and the losses.
+TEST(TrainEval, NonFiniteLossesStopTheRunAfterMaxBadSteps) {
+  const std::string dir = own("nan");
+  fs::remove_all(dir);
+  const auto r = run_mmt("train --config " + std::string(MMT_SOURCE_DIR) + "/configs/demo.json --out " + dir + kSmall +
+                         " --set train.steps=20 --set train.lr=1e30 --set train.warmup_steps=0 --set train.grad_clip=0"
+                         " --set train.max_bad_steps=3");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.err.find("3 non-finite losses in a row"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("training stopped at step"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("nan"), std::string::npos) << r.err;
+}
+
 TEST(TrainEval, FineTunedRunsAreLabelledFineTuned) {
   const std::string pre = pretrain("pre", 30);
   const std::string data = scratch("data");
