@@ -46,6 +46,14 @@ std::string row(const std::string& name, const RetrievalMetrics& m) {
   return buf;
 }
 
+// Whether the weights evaluated (the final ones, or <run>/best) come from retrieval fine-tuning:
+// their sidecar lists what they were fine-tuned on.
+bool was_fine_tuned(const std::string& run_dir, bool best) {
+  const RunFiles weights_dir(best ? RunFiles(run_dir).best() : run_dir);
+  const json side = parse_json_with_comments(read_file(weights_dir.checkpoint()), weights_dir.checkpoint());
+  return side.contains("fine_tuned_on") && !side["fine_tuned_on"].empty();
+}
+
 // "exact ITM scoring", "dual scoring", "rerank (top 128 of dual, ITM)".
 std::string mode_phrase(const ExperimentConfig& cfg) {
   const auto& e = cfg.eval;
@@ -101,9 +109,7 @@ json evaluate_run(const std::string& run_dir, const std::vector<std::string>& ov
   check_eval_overrides(run.config, cfg);
   log << "mmt eval: " << configure_runtime(cfg.runtime, log) << "\n";
 
-  const RunFiles weights_dir(best ? RunFiles(run_dir).best() : run_dir);
-  const json side = parse_json_with_comments(read_file(weights_dir.checkpoint()), weights_dir.checkpoint());
-  const bool fine_tuned = side.contains("fine_tuned_on") && !side["fine_tuned_on"].empty();
+  const bool fine_tuned = was_fine_tuned(run_dir, best);
   const std::string label = fine_tuned ? "fine-tuned" : "zero-shot";
 
   if (cfg.data.source != "synthetic")
@@ -209,9 +215,7 @@ json evaluate_protocol(const std::string& run_dir, const std::string& protocol, 
     tokenizer = std::make_unique<WordPieceTokenizer>(run.vocab, basic);
   }
   const auto splits = load_protocol(protocol, karpathy, images);
-  const RunFiles weights_dir(best ? RunFiles(run_dir).best() : run_dir);
-  const json side = parse_json_with_comments(read_file(weights_dir.checkpoint()), weights_dir.checkpoint());
-  const bool fine_tuned = side.contains("fine_tuned_on") && !side["fine_tuned_on"].empty();
+  const bool fine_tuned = was_fine_tuned(run_dir, best);
   std::vector<Record> all;
   for (const auto& s : splits) all.insert(all.end(), s.images.begin(), s.images.end());
   const auto [overlap, where] = pretraining_overlap(cfg, all);
