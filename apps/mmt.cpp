@@ -14,6 +14,7 @@
 #include "mmt/text/tokenizer.h"
 #include "mmt/eval/evaluate.h"
 #include "mmt/study/study.h"
+#include "mmt/train/dist_env.h"
 #include "mmt/train/finetune.h"
 #include "mmt/train/trainer.h"
 #include "mmt/util/error.h"
@@ -145,7 +146,26 @@ int main(int argc, char** argv) {
   pack->add_flag("--no-classes", pack_no_classes, "drop class probabilities (MRM-KL / -class need them)");
 
   CLI11_PARSE(app, argc, argv);
+  const mmt::DistEnv dist = [] {
+    try {
+      return mmt::read_dist_env();
+    } catch (const mmt::Error& e) {
+      std::cerr << "mmt: error: " << e.what() << "\n";
+      std::exit(2);
+    }
+  }();
+  // Launched as one of several processes (torchrun, srun): train, finetune and eval join the
+  // process group with their config's runtime options; other commands run in one process only.
+  auto join = [&](const mmt::RuntimeOptions& runtime) {
+    if (dist.distributed()) mmt::set_current_communicator(mmt::connect(dist, runtime));
+  };
+  auto only_one = [&](const char* command) {
+    if (dist.distributed())
+      throw mmt::Error(std::string(command) + " runs in one process; it was launched as " + dist.describe() +
+                       " (only train, finetune and eval are distributed)");
+  };
   try {
+    if (!train->parsed() && !eval->parsed() && !finetune->parsed()) only_one("this command");
     if (train->parsed()) {
       if (!resume_dir.empty()) {
         if (!config_path.empty()) throw mmt::Error("train --resume uses the run's own config.json; drop --config");
@@ -154,12 +174,20 @@ int main(int argc, char** argv) {
         auto same = mmt::config_to_json(cfg), was = mmt::config_to_json(saved);
         for (auto* j : {&same, &was}) (*j)["train"].erase("steps"), j->erase("runtime");
         if (same != was) throw mmt::Error("train --resume: --set may change only train.steps and runtime.*");
+        join(cfg.runtime);
         mmt::train_run(cfg, resume_dir, std::cerr, /*resume=*/true);
       } else {
         if (out_dir.empty()) throw mmt::Error("train: give --out DIR (a new run) or --resume DIR");
-        mmt::train_run(mmt::load_config(config_path, overrides), out_dir, std::cerr);
+        const auto cfg = mmt::load_config(config_path, overrides);
+        join(cfg.runtime);
+        mmt::train_run(cfg, out_dir, std::cerr);
       }
     } else if (eval->parsed()) {
+      if (dist.distributed()) {  // the run's runtime options, with --set applied, for the rendezvous timeout
+        auto cfg = mmt::load_config(run_dir + "/config.json", {});
+        for (const auto& o : overrides) mmt::apply_override(cfg, o);
+        join(cfg.runtime);
+      }
       if (!protocol.empty()) {
         if (karpathy.empty()) throw mmt::Error("eval --protocol needs --karpathy FILE (a Karpathy split file)");
         mmt::evaluate_protocol(run_dir, protocol, karpathy, eval_images, eval_features, overrides, std::cout, std::cerr,
@@ -173,7 +201,9 @@ int main(int argc, char** argv) {
     } else if (study_report->parsed()) {
       std::cout << mmt::report_study(study_dir, std::cerr);
     } else if (finetune->parsed()) {
-      mmt::train_run(mmt::finetune_config(ft_run, ft_data, overrides), out_dir, std::cerr);
+      const auto cfg = mmt::finetune_config(ft_run, ft_data, overrides);
+      join(cfg.runtime);
+      mmt::train_run(cfg, out_dir, std::cerr);
     } else if (synth->parsed()) {
       mmt::export_synthetic(mmt::load_config(config_path, overrides).data.synth, out_dir, splits, std::cerr);
     } else if (check->parsed()) {
@@ -245,7 +275,8 @@ int main(int argc, char** argv) {
     std::cerr << "mmt: " << e.what() << "\n";
     return 128 + e.signal;
   } catch (const mmt::Error& e) {
-    std::cerr << "mmt: error: " << e.what() << "\n";
+    std::cerr << "mmt: error: " << (dist.distributed() && std::string(e.what()).rfind("rank ", 0) != 0 ? "rank " + std::to_string(dist.rank) + ": " : "")
+              << e.what() << "\n";
     return 2;
   } catch (const std::exception& e) {
     std::cerr << "mmt: internal error: " << e.what() << "\n";

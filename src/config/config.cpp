@@ -431,6 +431,7 @@ void validate_config(const ExperimentConfig& cfg) {
   positive("eval.pair_batch", cfg.eval.pair_batch);
   in_range("runtime.threads", cfg.runtime.threads, 1, 1024);
   in_range("runtime.blas_threads", cfg.runtime.blas_threads, 0, 1024);
+  positive("runtime.dist_timeout_s", cfg.runtime.dist_timeout_s);
 }
 
 namespace {

@@ -47,14 +47,22 @@ void gather_regions(const synth::RegionStore& store, const std::vector<int64_t>&
   }
 }
 
-Batch map_tensors(const Batch& batch, const std::function<torch::Tensor(const torch::Tensor&)>& f) {
+Batch map_tensors(const Batch& batch, const std::function<torch::Tensor(const torch::Tensor&)>& f, bool negatives) {
   Batch out = batch;
   for (torch::Tensor* t : {&out.text_ids, &out.text_mask, &out.region_feats, &out.region_boxes, &out.region_mask,
                            &out.image_pixels, &out.region_classes, &out.mlm_labels, &out.mrm_mask, &out.region_targets,
                            &out.itm_labels, &out.hard_negative_rows, &out.mask_pattern, &out.negative_excluded})
     if (t->defined()) *t = f(*t);
-  if (batch.negatives) out.negatives = std::make_shared<Batch>(map_tensors(*batch.negatives, f));
+  if (batch.negatives && negatives) out.negatives = std::make_shared<Batch>(map_tensors(*batch.negatives, f));
   return out;
+}
+
+Batch batch_rows(const Batch& batch, int64_t begin, int64_t end) {
+  TORCH_CHECK(0 <= begin && begin <= end && end <= batch.size(), "batch_rows: rows [", begin, ", ", end,
+              ") of a batch of ", batch.size());
+  // Every field but the negatives' pool is one row per example; the pool is shared by all rows.
+  return map_tensors(batch, [&](const torch::Tensor& t) { return t.narrow(0, begin, end - begin).contiguous(); },
+                     /*negatives=*/false);
 }
 
 }  // namespace mmt

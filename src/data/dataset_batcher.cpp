@@ -87,10 +87,24 @@ InputDims DatasetBatcher::input_dims() const {
   return InputDims{tokenizer_->vocab().size(), feat, m.image_input == "regions" ? classes_ : 0};
 }
 
+void DatasetBatcher::shard(int rank, int world) {
+  if (world < 1 || rank < 0 || rank >= world) throw Error("DatasetBatcher::shard: rank " + std::to_string(rank) + " of " + std::to_string(world));
+  if (cfg_.train.batch_size < 2 * world)
+    throw Error("train.batch_size " + std::to_string(cfg_.train.batch_size) + " gives fewer than 2 examples to each of " +
+                std::to_string(world) + " processes");
+  shard_rank_ = rank, shard_world_ = world;
+}
+
 BatchLoader::Plan DatasetBatcher::plan(int64_t step) {
   (void)step;
   auto p = std::make_shared<StepPlan>();
-  for (int64_t i = 0; i < cfg_.train.batch_size; ++i) p->draws.push_back(sampler_->next());
+  // Every rank draws the whole global batch (the sampler's state stays the same everywhere) and
+  // keeps its share of the draws: ranks never overlap and together see the one-process batch.
+  const auto [begin, end] = shard_range(cfg_.train.batch_size, shard_rank_, shard_world_);
+  for (int64_t i = 0; i < cfg_.train.batch_size; ++i) {
+    const auto d = sampler_->next();
+    if (i >= begin && i < end) p->draws.push_back(d);
+  }
   p->sampler_state = sampler_->state();
   return p;
 }
@@ -141,7 +155,9 @@ Batch DatasetBatcher::build(int64_t step, const BatchLoader::Plan& plan) const {
   }
   if (rows.size() < 2) throw Error("step " + std::to_string(step) + ": fewer than 2 readable images in the batch");
   const int64_t b = static_cast<int64_t>(rows.size());
-  Rng rng(derive_seed(t.seed, kPairing, static_cast<uint64_t>(step)));
+  // ITM pairing and masking within this rank's rows; one process keeps its original stream.
+  Rng rng(shard_world_ == 1 ? derive_seed(t.seed, kPairing, static_cast<uint64_t>(step))
+                            : derive_seed(t.seed, kPairing, static_cast<uint64_t>(step), static_cast<uint64_t>(shard_rank_)));
   // ITM pairing: a random other row's image (or caption); hard negatives are chosen by the model later.
   std::vector<int64_t> image_of(static_cast<size_t>(b)), caption_of(static_cast<size_t>(b)), itm(static_cast<size_t>(b), 1);
   std::vector<char> pending(static_cast<size_t>(b), 0);

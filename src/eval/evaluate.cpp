@@ -1,6 +1,8 @@
 /* `mmt eval` (see evaluate.h). */
 #include "mmt/eval/evaluate.h"
 
+#include "mmt/train/dist_env.h"
+
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -99,8 +101,13 @@ std::string results_table(const std::string& title, const RetrievalMetrics& mode
   return out;
 }
 
-json evaluate_run(const std::string& run_dir, const std::vector<std::string>& overrides, std::ostream& out,
-                  std::ostream& log, bool best) {
+json evaluate_run(const std::string& run_dir, const std::vector<std::string>& overrides, std::ostream& out_all,
+                  std::ostream& log_all, bool best) {
+  // Distributed (`mmt eval` under torchrun): every rank scores its share, rank 0 reports and writes.
+  std::ostream discard(nullptr);
+  const bool root = is_root_process();
+  std::ostream& out = root ? out_all : discard;
+  std::ostream& log = root ? log_all : discard;
   LoadedRun run = load_run(run_dir, best);
   const std::string tag = best ? "-best" : "";
   ExperimentConfig cfg = run.config;
@@ -141,7 +148,7 @@ json evaluate_run(const std::string& run_dir, const std::vector<std::string>& ov
     json entry = metrics_json(m);
     entry.update(scored.info);
     entry["label"] = label;
-    entry["scores_files"] = save_scores(scored, run_dir, "eval" + tag + "-" + name, nc, ni);
+    if (root) entry["scores_files"] = save_scores(scored, run_dir, "eval" + tag + "-" + name, nc, ni);
     entry["ceilings"] = {{"chance", metrics_json(c.chance)},
                          {"bag_of_words", metrics_json(c.bag_of_words)},
                          {"truth", metrics_json(c.truth)},
@@ -158,8 +165,10 @@ json evaluate_run(const std::string& run_dir, const std::vector<std::string>& ov
       "order. Reference scorers on the same test set: chance (constant score); bag-of-words (knows the\n"
       "attributes present, not which object has which); truth (knows whether the caption is true of the\n"
       "image); perfect (Bayes-optimal: the grammar's exact likelihood - the ceiling). docs/evaluation.md\n";
-  write_file_atomic(run_dir + "/eval" + tag + ".json", result.dump(2) + "\n");
-  write_file_atomic(run_dir + "/eval" + tag + ".md", markdown);
+  if (root) {
+    write_file_atomic(run_dir + "/eval" + tag + ".json", result.dump(2) + "\n");
+    write_file_atomic(run_dir + "/eval" + tag + ".md", markdown);
+  }
   out << markdown << std::flush;
   return result;
 }
@@ -197,7 +206,12 @@ std::pair<int64_t, std::string> pretraining_overlap(const ExperimentConfig& cfg,
 
 json evaluate_protocol(const std::string& run_dir, const std::string& protocol, const std::string& karpathy,
                        const std::string& images, const std::string& features, const std::vector<std::string>& overrides,
-                       std::ostream& out, std::ostream& log, bool best) {
+                       std::ostream& out_all, std::ostream& log_all, bool best) {
+  // Distributed (`mmt eval` under torchrun): every rank scores its share, rank 0 reports and writes.
+  std::ostream discard(nullptr);
+  const bool root = is_root_process();
+  std::ostream& out = root ? out_all : discard;
+  std::ostream& log = root ? log_all : discard;
   LoadedRun run = load_run(run_dir, best);
   const std::string tag = best ? "-best" : "";
   ExperimentConfig cfg = run.config;
@@ -245,7 +259,7 @@ json evaluate_protocol(const std::string& run_dir, const std::string& protocol, 
     const RetrievalMetrics& m = scored.metrics;
     json entry = metrics_json(m);
     entry.update(scored.info);
-    entry["scores_files"] = save_scores(scored, run_dir, "eval" + tag + "-" + split.name, nc, ni);
+    if (root) entry["scores_files"] = save_scores(scored, run_dir, "eval" + tag + "-" + split.name, nc, ni);
     result["splits"][split.name] = entry;
     const auto& ir = m.image_retrieval;
     const auto& tr = m.text_retrieval;
@@ -270,8 +284,10 @@ json evaluate_protocol(const std::string& run_dir, const std::string& protocol, 
   result["wall_time_s"] = total_seconds;
   markdown += "\nR@K in percent; ties count as a uniformly random order (docs/evaluation.md).\n";
   result["weights"] = best ? "best (held-out RSUM during training)" : "final";
-  write_file_atomic(run_dir + "/eval-" + protocol + tag + ".json", result.dump(2) + "\n");
-  write_file_atomic(run_dir + "/eval-" + protocol + tag + ".md", markdown);
+  if (root) {
+    write_file_atomic(run_dir + "/eval-" + protocol + tag + ".json", result.dump(2) + "\n");
+    write_file_atomic(run_dir + "/eval-" + protocol + tag + ".md", markdown);
+  }
   out << markdown << std::flush;
   return result;
 }

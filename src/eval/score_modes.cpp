@@ -8,7 +8,9 @@
 #include "mmt/eval/exact_scorer.h"
 #include "mmt/io/npy.h"
 #include "mmt/model/transformer.h"
+#include "mmt/train/distributed.h"
 #include "mmt/train/progress.h"
+#include "mmt/data/batch.h"
 #include "mmt/util/device.h"
 #include "mmt/util/error.h"
 #include "mmt/util/fs.h"
@@ -47,8 +49,32 @@ TestSetScores score_test_set(MultimodalTransformerImpl& model, const std::vector
   out.info = {{"mode", e.mode}, {"device", resolve_device(cfg.runtime.device).str()}, {"precision", cfg.runtime.precision}};
   if (e.mode == "exact") out.info["cache"] = e.cache;
   Progress progress("eval " + name, e.mode == "dual" ? 1 : nc * ni, log, "pairs");
-  PairScorer scorer(model, captions, images, so);
   int64_t itm_pairs = 0;
+  const auto group = current_communicator();
+  if (e.mode == "exact" && group && group->size() > 1) {
+    // Distributed (mmt eval under torchrun / srun): each rank scores its rows of captions against
+    // every image, the rows are gathered, and every rank holds the whole matrix.
+    Communicator& comm = *group;
+    std::vector<int64_t> rows_of;
+    for (int r = 0; r < comm.size(); ++r) {
+      const auto [b, end] = shard_range(nc, r, comm.size());
+      rows_of.push_back(end - b);
+    }
+    const auto [begin, end] = shard_range(nc, comm.rank(), comm.size());
+    const std::vector<std::vector<int64_t>> mine(captions.begin() + begin, captions.begin() + end);
+    std::vector<float> local;
+    if (!mine.empty()) {
+      PairScorer shard(model, mine, images, so);
+      local = shard.all_pairs([&](int64_t done, int64_t) { progress.update(done * comm.size()); });
+    }
+    const auto rows = torch::from_blob(local.data(), {end - begin, ni}, torch::kFloat32);
+    const auto all = all_gather_rows(comm, rows, rows_of, "exact score rows").contiguous();
+    out.scores.assign(all.data_ptr<float>(), all.data_ptr<float>() + all.numel());
+    out.info["processes"] = comm.size();
+    itm_pairs = nc * ni;
+    progress.finish(nc * ni);
+  } else {
+  PairScorer scorer(model, captions, images, so);
   if (e.mode == "exact") {
     out.scores = scorer.all_pairs([&](int64_t done, int64_t) { progress.update(done); });
     itm_pairs = nc * ni;
@@ -79,6 +105,7 @@ TestSetScores score_test_set(MultimodalTransformerImpl& model, const std::vector
     out.info["rerank_k"] = {{"images_per_caption", r.k_images}, {"captions_per_image", r.k_captions}};
     out.scores = std::move(r.caption_to_image);
     out.image_to_caption = std::move(r.image_to_caption);
+  }
   }
   out.seconds = progress.elapsed();
   out.metrics = retrieval_metrics(out.scores, ni, caption_image);

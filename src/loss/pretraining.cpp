@@ -3,9 +3,11 @@
 
 #include <cmath>
 #include <limits>
+#include <tuple>
 
 #include "mmt/data/batch.h"
 #include "mmt/model/transformer.h"
+#include "mmt/train/distributed.h"
 
 namespace mmt {
 
@@ -66,37 +68,84 @@ std::pair<torch::Tensor, double> loss_dual_contrastive(const torch::Tensor& text
   return {loss, acc};
 }
 
-LossOutput pretraining_loss(MultimodalTransformerImpl& model, const Batch& batch, const TrainOptions& t) {
+LossOutput pretraining_loss(MultimodalTransformerImpl& model, const Batch& batch, const TrainOptions& t,
+                            Communicator* comm) {
+  const bool distributed = comm && comm->size() > 1;
+  // How many terms each loss averages over here, and over every rank: a loss computed as a mean
+  // over the local terms, times local / global, is this rank's share of the global mean.
+  enum { kMlm, kMrm, kItm, kDual, kCounts };
+  const bool mlm_on = t.mlm_weight > 0 && batch.mlm_labels.defined();
+  const bool itm_on = t.itm_weight > 0 && batch.itm_labels.defined();
+  torch::Tensor dual_rows;
+  if (t.dual_contrastive_weight > 0)  // in-batch InfoNCE over the matched pairs (mismatched ones would be false positives)
+    dual_rows = batch.itm_labels.defined() ? batch.itm_labels.eq(1).nonzero().squeeze(1)
+                                           : torch::arange(batch.size(), batch.text_ids.options());
+  std::vector<double> local(kCounts, 0.0);
+  if (mlm_on) local[kMlm] = static_cast<double>(batch.mlm_labels.ne(kIgnoreLabel).sum().item<int64_t>());
+  if (batch.mrm_mask.defined()) local[kMrm] = static_cast<double>(batch.mrm_mask.sum().item<int64_t>());
+  if (itm_on) local[kItm] = static_cast<double>(batch.size());
+  if (dual_rows.defined()) local[kDual] = static_cast<double>(dual_rows.numel());
+  std::vector<double> global = local;
+  std::vector<int64_t> dual_counts{static_cast<int64_t>(local[kDual])};
+  if (distributed) {
+    const auto per_rank = comm->all_gather(torch::tensor(local, torch::kFloat64), "loss counts").contiguous();  // (W, kCounts)
+    const auto sums = per_rank.sum(0).contiguous();
+    std::copy(sums.data_ptr<double>(), sums.data_ptr<double>() + kCounts, global.begin());
+    dual_counts.clear();
+    for (int r = 0; r < comm->size(); ++r) dual_counts.push_back(static_cast<int64_t>(per_rank[r][kDual].item<double>()));
+  }
+  auto share = [&](int k) { return global[k] > 0 ? local[k] / global[k] : 0.0; };
+
   const Encoded enc = model.encode(batch, /*per_layer=*/t.itm_all_layers);
   LossOutput out;
   out.total = torch::zeros({}, torch::device(enc.text.device()));
-  auto add = [&](const char* name, const torch::Tensor& loss, double weight, double acc) {
-    out.total = out.total + weight * loss;
-    out.metrics[name] = loss.item<double>();
-    if (!std::isnan(acc)) out.metrics[std::string(name) + "_acc"] = acc;
+  double reported_total = 0;
+  // `f`: this rank's share of the loss (1 in one process); the metrics are shares too, so summing
+  // them over ranks gives the global values.
+  auto add = [&](const char* name, const torch::Tensor& loss, double weight, double acc, double f) {
+    if (f > 0) out.total = out.total + (f == 1.0 ? weight * loss : weight * f * loss);
+    const double value = f > 0 ? loss.item<double>() * f : 0.0;
+    out.metrics[name] = value;
+    reported_total += weight * value;
+    if (!std::isnan(acc) || distributed) out.metrics[std::string(name) + "_acc"] = f > 0 && !std::isnan(acc) ? acc * f : 0.0;
   };
-  if (t.mlm_weight > 0 && batch.mlm_labels.defined()) {
-    auto [loss, acc] = loss_mlm(model, enc, batch.mlm_labels);
-    add("mlm", loss, t.mlm_weight, acc);
+  if (mlm_on && global[kMlm] > 0) {
+    if (local[kMlm] > 0) {
+      auto [loss, acc] = loss_mlm(model, enc, batch.mlm_labels);
+      add("mlm", loss, t.mlm_weight, acc, share(kMlm));
+    } else {
+      add("mlm", torch::Tensor(), t.mlm_weight, NAN, 0.0);
+    }
   }
-  if (batch.mrm_mask.defined() && batch.mrm_mask.any().item<bool>()) {
-    const auto positions = batch.mrm_mask.reshape({-1}).nonzero().squeeze(1);
-    const auto states = enc.image.reshape({-1, enc.image.size(2)}).index_select(0, positions);  // (M, H)
-    const auto classes = batch.region_classes.reshape({-1, batch.region_classes.size(2)}).index_select(0, positions);
+  if (global[kMrm] > 0) {
+    torch::Tensor states, classes;
+    if (local[kMrm] > 0) {
+      const auto positions = batch.mrm_mask.reshape({-1}).nonzero().squeeze(1);
+      states = enc.image.reshape({-1, enc.image.size(2)}).index_select(0, positions);  // (M, H)
+      classes = batch.region_classes.reshape({-1, batch.region_classes.size(2)}).index_select(0, positions);
+    }
+    const double f = share(kMrm);
     if (t.mrm_regression_weight > 0) {
-      const auto target = batch.region_targets.reshape({-1, batch.region_targets.size(2)}).index_select(0, positions);
-      add("mrm_regression", loss_mrm_regression_from(model.mrm_features(states), target), t.mrm_regression_weight, NAN);
+      torch::Tensor loss;
+      if (f > 0) {
+        const auto positions = batch.mrm_mask.reshape({-1}).nonzero().squeeze(1);
+        const auto target = batch.region_targets.reshape({-1, batch.region_targets.size(2)}).index_select(0, positions);
+        loss = loss_mrm_regression_from(model.mrm_features(states), target);
+      }
+      add("mrm_regression", loss, t.mrm_regression_weight, NAN, f);
     }
     if (t.mrm_kl_weight > 0 || t.mrm_class_weight > 0) {
-      const auto logits = model.mrm_class_logits(states);
-      if (t.mrm_kl_weight > 0) add("mrm_kl", loss_mrm_kl_from(logits, classes), t.mrm_kl_weight, NAN);
+      const auto logits = f > 0 ? model.mrm_class_logits(states) : torch::Tensor();
+      if (t.mrm_kl_weight > 0) add("mrm_kl", f > 0 ? loss_mrm_kl_from(logits, classes) : torch::Tensor(), t.mrm_kl_weight, NAN, f);
       if (t.mrm_class_weight > 0) {
-        auto [loss, acc] = loss_mrm_class_from(logits, classes);
-        add("mrm_class", loss, t.mrm_class_weight, acc);
+        torch::Tensor loss;
+        double acc = NAN;
+        if (f > 0) std::tie(loss, acc) = loss_mrm_class_from(logits, classes);
+        add("mrm_class", loss, t.mrm_class_weight, acc, f);
       }
     }
   }
-  if (t.itm_weight > 0 && batch.itm_labels.defined()) {
+  if (itm_on && global[kItm] > 0) {
     auto [loss, acc] = loss_itm(model, enc, batch.itm_labels);
     if (t.itm_all_layers) {  // the same head after every layer, averaged (the top one included)
       auto sum = torch::zeros({}, torch::device(enc.text.device()));
@@ -104,20 +153,30 @@ LossOutput pretraining_loss(MultimodalTransformerImpl& model, const Batch& batch
         sum = sum + torch::cross_entropy_loss(model.itm_logits(enc.layer_cls[l], enc.layer_img[l]), batch.itm_labels);
       loss = sum / static_cast<double>(enc.layer_cls.size());
     }
-    add("itm", loss, t.itm_weight, acc);
+    add("itm", loss, t.itm_weight, acc, share(kItm));
   }
-  if (t.dual_contrastive_weight > 0) {
-    // In-batch InfoNCE over the matched pairs (mismatched ones would be false positives).
-    auto rows = batch.itm_labels.defined() ? batch.itm_labels.eq(1).nonzero().squeeze(1)
-                                           : torch::arange(batch.size(), batch.text_ids.options());
-    if (rows.numel() >= 2) {
-      const auto cls = enc.text.select(1, 0).index_select(0, rows), img = enc.image.select(1, 0).index_select(0, rows);
-      auto [loss, acc] = loss_dual_contrastive(model.text_embedding(cls), model.image_embedding(img),
-                                               model.logit_scale_value());
-      add("dual", loss, t.dual_contrastive_weight, acc);
+  if (dual_rows.defined() && global[kDual] >= 2) {
+    const auto cls = enc.text.select(1, 0).index_select(0, dual_rows), img = enc.image.select(1, 0).index_select(0, dual_rows);
+    auto text_emb = model.text_embedding(cls), image_emb = model.image_embedding(img);
+    auto scale = model.logit_scale_value();
+    double f = 1.0;
+    if (distributed) {
+      // Every rank scores the whole global batch: its own rows keep their graph, the others' are
+      // constants, so the sum over ranks of the gradients is the one-process gradient. The
+      // temperature enters every rank's copy of the loss: its gradient is divided among them.
+      text_emb = all_gather_rows(*comm, text_emb, dual_counts, "dual-encoder text embeddings");
+      image_emb = all_gather_rows(*comm, image_emb, dual_counts, "dual-encoder image embeddings");
+      const double w = static_cast<double>(comm->size());
+      scale = scale.detach() + (scale - scale.detach()) / w;
+      f = 1.0 / w;
     }
+    auto [loss, acc] = loss_dual_contrastive(text_emb, image_emb, scale);
+    out.total = out.total + t.dual_contrastive_weight * loss;
+    out.metrics["dual"] = loss.item<double>() * f;
+    out.metrics["dual_acc"] = acc * f;
+    reported_total += t.dual_contrastive_weight * out.metrics["dual"];
   }
-  out.metrics["loss"] = out.total.item<double>();
+  out.metrics["loss"] = distributed ? reported_total : out.total.item<double>();
   return out;
 }
 

@@ -8,12 +8,15 @@
 #include "mmt/loss/contrastive_itm.h"
 #include "mmt/train/hard_negatives.h"
 #include "mmt/model/transformer.h"
+#include "mmt/train/distributed.h"
 #include "mmt/util/device.h"
 
 namespace mmt {
 
-PretrainStep::PretrainStep(MultimodalTransformerImpl& model, const TrainOptions& t, const RuntimeOptions& runtime)
-    : model_(model), options_(t), device_(resolve_device(runtime.device)), bf16_(use_bf16(runtime)) {
+PretrainStep::PretrainStep(MultimodalTransformerImpl& model, const TrainOptions& t, const RuntimeOptions& runtime,
+                           Communicator* comm)
+    : model_(model), options_(t), device_(resolve_device(runtime.device)), bf16_(use_bf16(runtime)),
+      comm_(comm && comm->size() > 1 ? comm : nullptr) {
   std::vector<torch::Tensor> params;
   std::vector<bool> decay;
   for (const auto& p : model.parameters()) {
@@ -58,23 +61,33 @@ PretrainStep::Result PretrainStep::run(const std::vector<Batch>& micro_batches, 
     LossOutput loss;
     {
       const AutocastGuard autocast(device_, bf16_);
+      // Distributed: hard negatives are mined among this rank's rows (docs/distributed.md).
       apply_hard_negatives(model_, batch, options_.itm_swap == "caption", options_.seed,
                            step * static_cast<int64_t>(micro_batches.size()) + static_cast<int64_t>(k));
-      loss = pretraining_loss(model_, batch, options_);
+      loss = pretraining_loss(model_, batch, options_, comm_);
     }
-    if (!std::isfinite(loss.metrics["loss"])) {
+    // One process stops at a non-finite loss before its backward; ranks cannot (the others would
+    // wait in the collectives): they decide together below, from the summed metrics.
+    if (!comm_ && !std::isfinite(loss.metrics["loss"])) {
       r.loss = std::move(loss);
       r.finite = false;
       return r;
     }
     (n == 1 ? loss.total : loss.total / n).backward();
     if (options_.itm_contrastive_weight > 0) {  // back-propagates itself, chunk by chunk
+      double f = 1.0;  // this rank's share of the matched captions
+      if (comm_) {
+        const double mine = static_cast<double>(batch.itm_labels.eq(1).sum().item<int64_t>());
+        const double all = all_reduce_sum(comm_, {mine}, "contrastive ITM counts")[0];
+        f = all > 0 ? mine / all : 0.0;
+      }
       const AutocastGuard contrastive_autocast(device_, bf16_);
-      const auto c = contrastive_itm(model_, batch, options_.itm_contrastive_weight / n, options_.itm_contrastive_chunk);
-      loss.metrics["itm_contrastive"] = c.loss;
-      loss.metrics["itm_contrastive_acc"] = c.accuracy;
-      loss.metrics["loss"] += options_.itm_contrastive_weight * c.loss;
-      if (!std::isfinite(c.loss)) {
+      const auto c = f > 0 ? contrastive_itm(model_, batch, options_.itm_contrastive_weight * f / n, options_.itm_contrastive_chunk)
+                           : ContrastiveItmResult{};
+      loss.metrics["itm_contrastive"] = c.loss * f;
+      loss.metrics["itm_contrastive_acc"] = c.accuracy * f;
+      loss.metrics["loss"] += options_.itm_contrastive_weight * c.loss * f;
+      if (!comm_ && !std::isfinite(c.loss)) {
         r.loss = std::move(loss);
         r.finite = false;
         return r;
@@ -82,6 +95,20 @@ PretrainStep::Result PretrainStep::run(const std::vector<Batch>& micro_batches, 
     }
     for (const auto& [key, v] : loss.metrics) sums[key] += v / n;
     if (k + 1 == micro_batches.size()) r.loss = std::move(loss);
+  }
+  if (comm_) {
+    // The gradient of the global batch: every rank's share, summed (one flat buffer, one call).
+    comm_->all_reduce_sum(optimizer_->grads(), "gradients");
+    std::vector<double> values;
+    for (const auto& [key, v] : sums) values.push_back(v);
+    values = all_reduce_sum(comm_, values, "loss metrics");  // same keys on every rank, in map order
+    size_t i = 0;
+    for (auto& [key, v] : sums) v = values[i++];
+    if (!std::isfinite(sums["loss"])) {
+      r.loss.metrics = sums;
+      r.finite = false;
+      return r;
+    }
   }
   r.loss.metrics = sums;
   if (options_.grad_clip > 0) r.loss.metrics["grad_norm"] = optimizer_->clip_grad_norm(options_.grad_clip);

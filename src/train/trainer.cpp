@@ -20,6 +20,7 @@
 #include "mmt/data/synthetic_world.h"
 #include "mmt/io/safetensors.h"
 #include "mmt/text/bert_checkpoint.h"
+#include "mmt/train/distributed.h"
 #include "mmt/train/flat_adamw.h"
 #include "mmt/train/pretrain_step.h"
 #include "mmt/train/progress.h"
@@ -29,6 +30,7 @@
 #include "mmt/train/train_eval.h"
 #include "mmt/util/error.h"
 #include "mmt/util/fs.h"
+#include "mmt/util/rng.h"
 #include "mmt/util/device.h"
 #include "mmt/util/runtime.h"
 
@@ -91,9 +93,19 @@ int64_t fault_kill_step() {
 
 }  // namespace
 
-TrainSummary train_run(const ExperimentConfig& cfg, const std::string& dir, std::ostream& log, bool resume) {
+TrainSummary train_run(const ExperimentConfig& cfg, const std::string& dir, std::ostream& out_log, bool resume) {
+  // Distributed (docs/distributed.md): every rank trains on its share of each global batch; rank 0
+  // alone writes the run directory and the log.
+  const std::shared_ptr<Communicator> group = current_communicator();
+  Communicator* comm = group && group->size() > 1 ? group.get() : nullptr;
+  const int rank = comm ? comm->rank() : 0, world = comm ? comm->size() : 1;
+  const bool root = rank == 0;
+  std::ostream discard(nullptr);
+  std::ostream& log = root ? out_log : discard;
   const RunFiles run(dir);
   int64_t start = 0;
+  std::string setup_error;  // ranks agree on the run directory before any of them trains
+  try {
   if (resume) {
     if (!file_exists(run.config())) throw Error("'" + dir + "' is not a run directory (no config.json) to resume");
     if (file_exists(run.checkpoint())) {
@@ -104,13 +116,26 @@ TrainSummary train_run(const ExperimentConfig& cfg, const std::string& dir, std:
     }
     start = latest_train_checkpoint(run);
     if (start < 0) throw Error("nothing to resume in '" + dir + "': " + run.checkpoints() + " has no complete checkpoint");
-    write_file_atomic(run.config(), config_to_json(cfg).dump(2) + "\n");  // train.steps may have grown
+    if (root) write_file_atomic(run.config(), config_to_json(cfg).dump(2) + "\n");  // train.steps may have grown
     log << "mmt train: resuming " << dir << " at step " << start << "\n";
-  } else {
+  } else if (root) {
     if (file_exists(run.checkpoint()) || latest_train_checkpoint(run) >= 0)
       throw Error("'" + dir + "' already holds a run; choose another --out, or continue it with --resume " + dir);
     make_dirs(dir);
     write_file_atomic(run.config(), config_to_json(cfg).dump(2) + "\n");
+  }
+  } catch (const Error& e) {
+    setup_error = e.what();
+  }
+  agree(comm, setup_error, "opening the run directory");
+  if (comm) {
+    log << "mmt train: " << world << " processes (" << comm->describe()
+        << "); each takes " << cfg.train.batch_size / world << "-" << (cfg.train.batch_size + world - 1) / world
+        << " rows of the global batch of " << cfg.train.batch_size << "\n";
+    if (cfg.train.batch_size < world) throw Error("train.batch_size " + std::to_string(cfg.train.batch_size) + " is smaller than the " + std::to_string(world) + " processes");
+    if (cfg.train.itm_negatives == "hard")
+      log << "mmt train: note: hard ITM negatives are mined among each rank's own rows (" << cfg.train.batch_size / world
+          << " candidates, not " << cfg.train.batch_size << ")\n";
   }
   log << "mmt train: " << cfg.name << " -> " << dir << "\n";
   log << "mmt train: " << configure_runtime(cfg.runtime, log) << "\n";
@@ -119,21 +144,22 @@ TrainSummary train_run(const ExperimentConfig& cfg, const std::string& dir, std:
   // The data: the synthetic world, or a mixture of real datasets behind the threaded loader.
   const auto t_data = std::chrono::steady_clock::now();
   const bool real = cfg.data.source == "datasets";
-  std::unique_ptr<synth::World> world;
+  std::unique_ptr<synth::World> synth_world;
   std::unique_ptr<DatasetBatcher> datasets;
   InputDims dims;
   if (real) {
     datasets = std::make_unique<DatasetBatcher>(cfg, &log);
-    datasets->tokenizer().vocab().save(run.vocab());
+    datasets->shard(rank, world);
+    if (root) datasets->tokenizer().vocab().save(run.vocab());
     dims = datasets->input_dims();
     log << "mmt train: " << datasets->datasets().size() << " datasets read in "
         << Progress::format_duration(std::chrono::duration<double>(std::chrono::steady_clock::now() - t_data).count())
         << "; tokenizer " << datasets->tokenizer().describe() << "\n";
   } else {
-    world = std::make_unique<synth::World>(cfg.data.synth);
-    data_vocab(cfg).save(run.vocab());
+    synth_world = std::make_unique<synth::World>(cfg.data.synth);
+    if (root) data_vocab(cfg).save(run.vocab());
     dims = data_input_dims(cfg);
-    log << "mmt train: synthetic world of " << world->train_scenes().size() << " train scenes built in "
+    log << "mmt train: synthetic world of " << synth_world->train_scenes().size() << " train scenes built in "
         << Progress::format_duration(std::chrono::duration<double>(std::chrono::steady_clock::now() - t_data).count())
         << "\n";
   }
@@ -177,7 +203,7 @@ TrainSummary train_run(const ExperimentConfig& cfg, const std::string& dir, std:
       << "), hidden " << cfg.model.hidden << "\n";
 
   const auto& t = cfg.train;
-  PretrainStep stepper(*model, t, cfg.runtime);
+  PretrainStep stepper(*model, t, cfg.runtime, comm);
   std::map<std::string, double> sums, last;
   std::map<std::string, int64_t> counts;
   TrainSummary summary;
@@ -199,14 +225,20 @@ TrainSummary train_run(const ExperimentConfig& cfg, const std::string& dir, std:
     std::istringstream lines(file_exists(run.metrics()) ? read_file(run.metrics()) : "");
     for (std::string line; std::getline(lines, line);)
       if (!line.empty() && json::parse(line).value("step", int64_t{0}) <= start) kept += line + "\n";
-    write_file_atomic(run.metrics(), kept);
+    if (root) write_file_atomic(run.metrics(), kept);
+  }
+  if (comm) {
+    // Every rank starts from rank 0's weights (they agree anyway: same seed, same checkpoint), and
+    // draws its own dropout masks: one torch RNG stream per rank, seeded by (seed, rank, step).
+    if (!resume) comm->broadcast(stepper.optimizer().params(), 0, "initial weights");
+    torch::manual_seed(derive_seed(static_cast<uint64_t>(t.seed), 0xD157, static_cast<uint64_t>(rank), static_cast<uint64_t>(start)));
   }
   // Held-out evaluation every train.eval_every steps; the best weights by RSUM go to <run>/best.
   std::unique_ptr<TrainEvaluator> evaluator;
   double best_rsum = -1;
-  if (t.eval_every > 0) {
+  if (t.eval_every > 0 && root) {  // rank 0 evaluates; the others wait at the next step's collectives
     evaluator = real ? std::make_unique<TrainEvaluator>(cfg, datasets->tokenizer(), dims.region_feat_dim, dims.region_classes)
-                     : std::make_unique<TrainEvaluator>(cfg, *world, data_vocab(cfg));
+                     : std::make_unique<TrainEvaluator>(cfg, *synth_world, data_vocab(cfg));
     log << "mmt train: every " << t.eval_every << " steps: retrieval on " << evaluator->describe() << "\n";
     if (resume && file_exists(RunFiles(run.best()).checkpoint())) {
       const json b = parse_json_with_comments(read_file(RunFiles(run.best()).checkpoint()), run.best());
@@ -214,33 +246,45 @@ TrainSummary train_run(const ExperimentConfig& cfg, const std::string& dir, std:
     }
   }
   std::unique_ptr<PretrainBatcher> synthetic;
+  // Distributed: this rank's rows of the global synthetic batch (the same batch on every rank).
+  const auto [row_begin, row_end] = shard_range(t.batch_size, rank, world);
+  auto my_rows = [&, row_begin = row_begin, row_end = row_end](Batch b) {
+    return comm ? batch_rows(b, row_begin, row_end) : b;
+  };
   std::unique_ptr<BatchLoader> loader;
   const int64_t accum = t.grad_accum_steps;
   std::unique_ptr<BatchPrefetcher> prefetch;
   if (real) {
     loader = datasets->loader(start * accum);
   } else {
-    synthetic = std::make_unique<PretrainBatcher>(*world, data_vocab(cfg), cfg);
+    synthetic = std::make_unique<PretrainBatcher>(*synth_world, data_vocab(cfg), cfg);
     // Synthetic batches are a pure function of their index: built ahead on one thread, pinned, the
     // stream unchanged - for a GPU, whose step waited on them (28-54 % of the time on an H100). On
     // the 2-core CPU the extra thread only competes with the step (0 % of the time is batch
     // building there; 214-259 vs 289-426 examples/s with it, docs/performance.md): not used.
     if (cfg.data.loader_threads > 0 && device.is_cuda())
-      prefetch = std::make_unique<BatchPrefetcher>([&](int64_t i) { return synthetic->batch(i); }, start * accum,
+      prefetch = std::make_unique<BatchPrefetcher>([&](int64_t i) { return my_rows(synthetic->batch(i)); }, start * accum,
                                                    t.steps * accum, cfg.data.prefetch, device.is_cuda());
   }
-  std::ofstream metrics_out(run.metrics(), resume ? std::ios::app : std::ios::trunc);
-  if (!metrics_out) throw Error("cannot write '" + run.metrics() + "'");
-  TensorBoardWriter tensorboard(dir + "/tensorboard");  // `tensorboard --logdir DIR/tensorboard`
+  std::ofstream metrics_file;
+  if (root) {
+    metrics_file.open(run.metrics(), resume ? std::ios::app : std::ios::trunc);
+    if (!metrics_file) throw Error("cannot write '" + run.metrics() + "'");
+  }
+  std::ostream& metrics_out = root ? static_cast<std::ostream&>(metrics_file) : discard;
+  std::unique_ptr<TensorBoardWriter> tensorboard;  // `tensorboard --logdir DIR/tensorboard`
+  if (root) tensorboard = std::make_unique<TensorBoardWriter>(dir + "/tensorboard");
 
   auto checkpoint = [&](int64_t steps_done) {
     json state = {{"log_sums", sums}, {"log_counts", counts}, {"log_examples", interval_examples},
                   {"skipped_steps", summary.skipped_steps}};
     if (real) state["sampler"] = sampler_state;
-    save_train_checkpoint(run, *model, stepper.optimizer(), steps_done, state, t.keep_checkpoints);
+    if (root) save_train_checkpoint(run, *model, stepper.optimizer(), steps_done, state, t.keep_checkpoints);
   };
   const SignalGuard signals;
   const int64_t kill_after = fault_kill_step();
+  const char* kill_rank_env = std::getenv("MMT_FAULT_KILL_RANK");  // with it, only that rank is killed
+  const int kill_rank = kill_rank_env ? std::atoi(kill_rank_env) : -1;
 
   Progress progress("train", t.steps, log, "ex", static_cast<double>(t.batch_size * accum));
   double data_seconds = 0;
@@ -256,13 +300,19 @@ TrainSummary train_run(const ExperimentConfig& cfg, const std::string& dir, std:
         micro.push_back(std::move(item.batch));
         sampler_state = DatasetBatcher::sampler_state(item.plan);
       } else {
-        micro.push_back(prefetch ? prefetch->next() : synthetic->batch(step * accum + k));
+        micro.push_back(prefetch ? prefetch->next() : my_rows(synthetic->batch(step * accum + k)));
       }
       step_examples += micro.back().size();
     }
     data_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const double lr = learning_rate(t.schedule, t.lr, step, t.warmup_steps, t.steps);
     PretrainStep::Result out = stepper.run(micro, lr, step);
+    int sig = g_signal.load();
+    if (comm) {  // the global batch's examples; a signal to any rank stops every rank after this step
+      const auto v = all_reduce_sum(comm, {sig ? 1.0 : 0.0, static_cast<double>(step_examples)}, "step status");
+      if (v[0] > 0 && !sig) sig = SIGTERM;
+      step_examples = static_cast<int64_t>(v[1]);
+    }
     if (!out.finite) {
       ++summary.skipped_steps;
       if (++bad_in_a_row >= t.max_bad_steps)
@@ -285,8 +335,7 @@ TrainSummary train_run(const ExperimentConfig& cfg, const std::string& dir, std:
       metrics_out << rec.dump() << "\n" << std::flush;
       std::map<std::string, double> scalars = last;
       scalars["lr"] = lr, scalars["examples_per_s"] = interval_examples / secs;
-      tensorboard.scalars(scalars, step + 1, "train/");
-      tensorboard.flush();
+      if (tensorboard) tensorboard->scalars(scalars, step + 1, "train/"), tensorboard->flush();
       sums.clear(), counts.clear();
       interval_examples = 0;
       interval_start = std::chrono::steady_clock::now();
@@ -301,8 +350,8 @@ TrainSummary train_run(const ExperimentConfig& cfg, const std::string& dir, std:
       metrics_out << json{{"step", done}, {"eval", m}}.dump() << "\n" << std::flush;
       std::map<std::string, double> scalars;
       for (const char* k : {"rsum", "image_r1", "image_r5", "image_r10", "text_r1", "text_r5", "text_r10"}) scalars[k] = m[k];
-      tensorboard.scalars(scalars, done, "eval/");
-      tensorboard.flush();
+      tensorboard->scalars(scalars, done, "eval/");
+      tensorboard->flush();
       char line[160];
       std::snprintf(line, sizeof line, "mmt train: step %lld held-out RSUM %.1f (image R@1 %.1f, text R@1 %.1f)%s\n",
                     static_cast<long long>(done), m["rsum"].get<double>(), m["image_r1"].get<double>(),
@@ -317,7 +366,6 @@ TrainSummary train_run(const ExperimentConfig& cfg, const std::string& dir, std:
       }
     }
     // A due checkpoint, an interruption (SIGINT / SIGTERM), the crash test hook.
-    const int sig = g_signal.load();
     if (done < t.steps && ((t.checkpoint_every > 0 && done % t.checkpoint_every == 0) || sig)) checkpoint(done);
     if (sig && done < t.steps) {
       progress.finish(done, format_metrics(last));
@@ -325,7 +373,7 @@ TrainSummary train_run(const ExperimentConfig& cfg, const std::string& dir, std:
                             std::to_string(done) + "; checkpoint written: continue with mmt train --resume " + dir,
                         sig);
     }
-    if (done == kill_after) ::raise(SIGKILL);
+    if (done == kill_after && (kill_rank < 0 || kill_rank == rank)) ::raise(SIGKILL);
   }
   summary.seconds = progress.elapsed();
   summary.examples_per_second = summary.steps * t.batch_size * accum / std::max(1e-9, summary.seconds);
@@ -367,7 +415,8 @@ TrainSummary train_run(const ExperimentConfig& cfg, const std::string& dir, std:
                 {"final_metrics", summary.metrics}};
   if (real) extra["sampler"] = sampler_state;
   if (t.stage == "finetune") extra["pretrained_from"] = t.init;
-  save_checkpoint(run, *model, t.steps, extra);
+  if (root) save_checkpoint(run, *model, t.steps, extra);
+  if (comm) comm->barrier("the end of training");  // the weights are on disk when any rank returns
   log << "mmt train: wrote " << run.weights() << "\n";
   return summary;
 }

@@ -5,6 +5,8 @@
 #include <dlfcn.h>
 #include <link.h>
 
+#include <algorithm>
+#include <cstdlib>
 #include <ostream>
 #include <thread>
 
@@ -46,7 +48,10 @@ BlasInfo detect_blas() {
 std::string configure_runtime(const RuntimeOptions& r, std::ostream& warn) {
   at::set_num_threads(static_cast<int>(r.threads));
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  const int blas_threads = r.blas_threads > 0 ? static_cast<int>(r.blas_threads) : cores;
+  // Processes sharing this machine (torchrun sets LOCAL_WORLD_SIZE) share its cores.
+  const char* local_env = std::getenv("LOCAL_WORLD_SIZE");
+  const int local_procs = local_env ? std::max(1, std::atoi(local_env)) : 1;
+  const int blas_threads = r.blas_threads > 0 ? static_cast<int>(r.blas_threads) : std::max(1, cores / local_procs);
   const BlasInfo blas = detect_blas();
   if (auto set = reinterpret_cast<void (*)(int)>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads")))
     set(blas_threads);

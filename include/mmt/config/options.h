@@ -361,6 +361,7 @@ struct RuntimeOptions {
   int64_t blas_threads = 0;  // OpenBLAS threads (0 = number of cores)
   std::string device = "cpu";      // cpu, cuda, cuda:N, auto (CUDA when present)
   std::string precision = "fp32";  // fp32, or bf16 autocast (matrix products in bf16, weights fp32)
+  double dist_timeout_s = 300;     // a collective waiting longer for another rank fails the job
 
   template <class V>
   void visit(V& v) {
@@ -370,6 +371,9 @@ struct RuntimeOptions {
     v.field("precision", precision,
             "fp32, or bf16 (autocast: matrix products and attention in bfloat16, weights, norms and losses in "
             "fp32; for GPUs - on a CPU without bf16 instructions it is slower than fp32)");
+    v.field("dist_timeout_s", dist_timeout_s,
+            "distributed runs (docs/distributed.md): seconds a rank waits for the others at the rendezvous or a "
+            "collective before the job fails with an error (a dead or hung rank)");
   }
 };
 

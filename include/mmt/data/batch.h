@@ -6,6 +6,7 @@
 
 #include <functional>
 #include <memory>
+#include <utility>
 #include <vector>
 
 namespace mmt {
@@ -42,8 +43,19 @@ struct Batch {
 };
 
 /// A copy of the batch with `f` applied to every defined tensor, the negatives' included (the
-/// one list of a Batch's tensors: moving to a device, pinning).
-Batch map_tensors(const Batch& batch, const std::function<torch::Tensor(const torch::Tensor&)>& f);
+/// one list of a Batch's tensors: moving to a device, pinning). negatives = false: the negatives'
+/// pool is kept as it is.
+Batch map_tensors(const Batch& batch, const std::function<torch::Tensor(const torch::Tensor&)>& f,
+                  bool negatives = true);
+
+/// Rows [begin, end) of `total` taken by `rank` of `world` ranks: contiguous, in rank order,
+/// sizes differing by at most one.
+inline std::pair<int64_t, int64_t> shard_range(int64_t total, int rank, int world) {
+  return {total * rank / world, total * (rank + 1) / world};
+}
+
+/// Rows [begin, end) of a batch (a rank's share of the global batch); the negatives' pool whole.
+Batch batch_rows(const Batch& batch, int64_t begin, int64_t end);
 
 /// Ignored label value of mlm_labels (the cross-entropy convention).
 constexpr int64_t kIgnoreLabel = -100;

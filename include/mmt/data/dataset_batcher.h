@@ -36,6 +36,10 @@ class DatasetBatcher {
   InputDims input_dims() const;
   const std::vector<Dataset>& datasets() const { return datasets_; }
 
+  /// Distributed: this process builds only its share (shard_range) of every global batch's
+  /// draws; the ITM pairing and masking happen within the share. Call before loader().
+  void shard(int rank, int world);
+
   /// Loader plumbing: plan = the step's draws (sequential, moves the sampler), build = the batch.
   BatchLoader::Plan plan(int64_t step);
   Batch build(int64_t step, const BatchLoader::Plan& plan) const;
@@ -60,6 +64,7 @@ class DatasetBatcher {
   std::unique_ptr<MixtureSampler> sampler_;
   std::vector<FeatureSource> features_;  // per dataset (regions)
   int64_t feature_dim_ = 0, classes_ = 0;
+  int shard_rank_ = 0, shard_world_ = 1;
   mutable std::atomic<int64_t> bad_images_{0}, images_seen_{0};
   mutable std::mutex log_mu_;
 };

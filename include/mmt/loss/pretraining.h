@@ -23,6 +23,7 @@ namespace mmt {
 struct Batch;
 struct Encoded;
 class MultimodalTransformerImpl;
+class Communicator;
 
 struct LossOutput {
   torch::Tensor total;                    // weighted sum, scalar, differentiable
@@ -56,7 +57,12 @@ std::pair<torch::Tensor, double> loss_itm(MultimodalTransformerImpl& model, cons
 std::pair<torch::Tensor, double> loss_dual_contrastive(const torch::Tensor& text_emb, const torch::Tensor& image_emb,
                                                        const torch::Tensor& scale);
 
-/// One forward pass of the batch and the weighted pretraining losses.
-LossOutput pretraining_loss(MultimodalTransformerImpl& model, const Batch& batch, const TrainOptions& t);
+/// One forward pass of the batch and the weighted pretraining losses. With a communicator of
+/// several ranks, `batch` is this rank's share of the global batch: each loss is normalised by its
+/// global count (so the gradients summed over ranks are those of the whole batch in one process),
+/// dual-encoder InfoNCE runs over every rank's pairs, and the metrics are this rank's shares
+/// (their sum over ranks is the global value; `loss` included).
+LossOutput pretraining_loss(MultimodalTransformerImpl& model, const Batch& batch, const TrainOptions& t,
+                            Communicator* comm = nullptr);
 
 }  // namespace mmt

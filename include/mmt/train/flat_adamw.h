@@ -37,6 +37,10 @@ class FlatAdamW {
   void step(double lr);
 
   int64_t steps() const { return step_; }
+  /// Every parameter's gradient, flat (the views the parameters hold): what ranks all-reduce.
+  torch::Tensor& grads() { return grads_; }
+  /// Every parameter, flat (for broadcasting rank 0's initial weights).
+  torch::Tensor& params() { return params_; }
   int64_t numel() const { return params_.numel(); }
   /// Optimizer state, for checkpoints: first and second moments (flat, parameter order).
   const torch::Tensor& exp_avg() const { return exp_avg_; }

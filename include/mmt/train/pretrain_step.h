@@ -15,13 +15,18 @@
 namespace mmt {
 
 class MultimodalTransformerImpl;
+class Communicator;
 
 class PretrainStep {
  public:
   /// AdamW over the model's parameters: weight decay on matrices, none on biases / norms.
   /// Batches go to runtime.device (where the model must already be), forward passes in bf16
-  /// autocast when runtime.precision = bf16.
-  PretrainStep(MultimodalTransformerImpl& model, const TrainOptions& options, const RuntimeOptions& runtime = {});
+  /// autocast when runtime.precision = bf16. With a communicator of several ranks, each batch is
+  /// this rank's share of the global batch (pretraining_loss), the gradients are summed over the
+  /// ranks before the update (one all-reduce of the flat buffer per optimizer step, after every
+  /// micro-batch), the metrics are global, and a non-finite loss on any rank skips the step on all.
+  PretrainStep(MultimodalTransformerImpl& model, const TrainOptions& options, const RuntimeOptions& runtime = {},
+               Communicator* comm = nullptr);
   ~PretrainStep();
 
   /// Runs one step at learning rate `lr` (`step` seeds the choice of hard ITM negatives). A
@@ -42,6 +47,7 @@ class PretrainStep {
   TrainOptions options_;
   torch::Device device_;  // runtime.device, resolved once
   bool bf16_;
+  Communicator* comm_;  // null or one rank: a single process
   std::unique_ptr<FlatAdamW> optimizer_;
 };
 
