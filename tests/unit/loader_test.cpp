@@ -214,3 +214,50 @@ TEST(DatasetBatches, ResumedSamplerGivesTheSameNextBatches) {
 
 }  // namespace
 }  // namespace mmt
+
+namespace mmt {
+namespace {
+
+// Distributed training (docs/distributed.md): every rank plans the whole global batch and builds
+// its share of the draws. Without ITM swaps or masking (which happen within a share), the shares of
+// 3 ranks, in rank order, are the one-process batch row for row: the same samples, no overlap.
+TEST(DatasetBatches, RankSharesOfEachGlobalBatchAreTheOneProcessBatch) {
+  auto cfg = real_config("patches");
+  cfg.train.itm_negative_prob = 0, cfg.train.mlm_prob = 0;
+  cfg.train.batch_size = 7;  // shares of 2, 2 and 3 rows
+  DatasetBatcher one(cfg, nullptr);
+  std::vector<std::unique_ptr<DatasetBatcher>> ranks;
+  for (int r = 0; r < 3; ++r) {
+    ranks.push_back(std::make_unique<DatasetBatcher>(cfg, nullptr));
+    ranks.back()->shard(r, 3);
+  }
+  auto rows_of = [](const Batch& b) {
+    std::vector<std::vector<int64_t>> rows;
+    for (int64_t i = 0; i < b.size(); ++i) {
+      std::vector<int64_t> ids;
+      for (int64_t t = 0; t < b.text_ids.size(1); ++t)
+        if (b.text_mask[i][t].item<bool>()) ids.push_back(b.text_ids[i][t].item<int64_t>());
+      rows.push_back(ids);
+    }
+    return rows;
+  };
+  for (int64_t step = 0; step < 4; ++step) {
+    const Batch whole = one.build(step, one.plan(step));
+    std::vector<std::vector<int64_t>> joined;
+    std::vector<torch::Tensor> pixels;
+    for (int r = 0; r < 3; ++r) {
+      const Batch part = ranks[r]->build(step, ranks[r]->plan(step));
+      const auto [begin, end] = shard_range(7, r, 3);
+      EXPECT_EQ(part.size(), end - begin) << "rank " << r;
+      for (auto& row : rows_of(part)) joined.push_back(row);
+      pixels.push_back(part.image_pixels);
+    }
+    EXPECT_EQ(joined, rows_of(whole)) << "step " << step;
+    EXPECT_TRUE(torch::cat(pixels).equal(whole.image_pixels)) << "step " << step;
+  }
+  EXPECT_THROW(ranks[0]->shard(3, 3), Error);
+  EXPECT_THROW(ranks[0]->shard(0, 4), Error);  // fewer than 2 examples per rank
+}
+
+}  // namespace
+}  // namespace mmt

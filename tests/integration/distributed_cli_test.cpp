@@ -1,0 +1,218 @@
+/* Data-parallel training and evaluation through the real binary (docs/distributed.md): 2
+ * processes with Gloo reach the parameters of 1 process on the same global batch; a rank that
+ * dies makes the other fail with a clear error within the timeout, and the job resumes from its
+ * last checkpoint; distributed exact evaluation equals one process's; torchrun launches it. */
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "cli_util.h"
+#include "mmt/io/npy.h"
+#include "mmt/io/safetensors.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using namespace mmt::cli_test;
+
+// Small and deterministic: no dropout, so ranks and one process draw no different random numbers.
+const std::string kRun =
+    "train --config " + std::string(MMT_SOURCE_DIR) +
+    "/configs/demo.json --set train.batch_size=16 --set train.log_every=2 --set model.num_layers=2"
+    " --set data.synth.num_train_images=300 --set data.synth.num_test_images=20 --set data.synth.max_objects=2"
+    " --set model.dropout=0 --set train.warmup_steps=2";
+
+int free_port() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t n = sizeof a;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &n);
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+Result run_to(const std::string& cmd, const std::string& stem) {
+  const std::string full = cmd + " >" + stem + ".out 2>" + stem + ".err";
+  const int rc = std::system(full.c_str());
+  const int status = WIFEXITED(rc) ? WEXITSTATUS(rc) : WIFSIGNALED(rc) ? 128 + WTERMSIG(rc) : -1;
+  return {status, slurp(stem + ".out"), slurp(stem + ".err")};
+}
+
+// `mmt args` as `world` processes, as torchrun would start them (RANK, WORLD_SIZE, MASTER_*).
+std::vector<Result> launch(int world, const std::string& args, const std::string& env = "",
+                           const std::string& env_rank1 = "") {
+  const int port = free_port();
+  std::vector<std::future<Result>> procs;
+  for (int r = 0; r < world; ++r) {
+    const std::string cmd = "RANK=" + std::to_string(r) + " WORLD_SIZE=" + std::to_string(world) + " LOCAL_RANK=" +
+                            std::to_string(r) + " LOCAL_WORLD_SIZE=" + std::to_string(world) +
+                            " MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(port) + " " + env + " " +
+                            (r == 1 ? env_rank1 : "") + " " + MMT_BINARY + " " + args;
+    procs.push_back(std::async(std::launch::async, run_to, cmd, own("rank" + std::to_string(r))));
+  }
+  std::vector<Result> out;
+  for (auto& p : procs) out.push_back(p.get());
+  return out;
+}
+
+// Every parameter of two runs agrees to a relative 1e-5 (L2 per tensor). Tensors whose gradient
+// is mathematically zero (attention key biases: softmax ignores them) hold only rounding noise
+// near 1e-10, so an absolute 1e-7 per element is allowed besides.
+void expect_same_parameters(const std::string& a_run, const std::string& b_run) {
+  const auto a = mmt::load_safetensors(a_run + "/model.safetensors");
+  const auto b = mmt::load_safetensors(b_run + "/model.safetensors");
+  ASSERT_EQ(a.size(), b.size());
+  const std::map<std::string, torch::Tensor> by_name(b.begin(), b.end());
+  double worst = 0;
+  std::string worst_name;
+  for (const auto& [name, ta] : a) {
+    ASSERT_TRUE(by_name.count(name)) << name;
+    const torch::Tensor tb = by_name.at(name);
+    const double diff = (ta.to(torch::kFloat64) - tb.to(torch::kFloat64)).norm().template item<double>();
+    const double allowed = 1e-5 * ta.to(torch::kFloat64).norm().template item<double>() + 1e-7 * std::sqrt(double(ta.numel()));
+    if (diff / allowed > worst) worst = diff / allowed, worst_name = name;
+  }
+  EXPECT_LE(worst, 1.0) << worst_name << ": difference " << worst << " x the tolerance";
+}
+
+std::string ranks_err(const std::vector<Result>& r) {
+  std::string s;
+  for (size_t i = 0; i < r.size(); ++i) s += "--- rank " + std::to_string(i) + ":\n" + r[i].err;
+  return s;
+}
+
+struct Case {
+  const char* name;
+  const char* settings;
+};
+
+class TwoProcesses : public ::testing::TestWithParam<Case> {};
+
+TEST_P(TwoProcesses, ReachTheParametersOfOneProcess) {
+  const std::string one = own("one"), two = own("two");
+  fs::remove_all(one), fs::remove_all(two);
+  const std::string args = kRun + " --set train.steps=6 --set train.checkpoint_every=0 " + GetParam().settings;
+  const auto r1 = run_mmt(args + " --out " + one);
+  ASSERT_EQ(r1.status, 0) << r1.err;
+  const auto r2 = launch(2, args + " --out " + two);
+  ASSERT_EQ(r2[0].status, 0) << ranks_err(r2);
+  ASSERT_EQ(r2[1].status, 0) << ranks_err(r2);
+  EXPECT_NE(r2[0].err.find("2 processes"), std::string::npos) << r2[0].err;
+  EXPECT_EQ(r2[1].err, "");  // rank 1 says nothing and writes nothing
+  expect_same_parameters(one, two);
+  // The logged losses are the global batch's: the same as one process's.
+  auto last_loss = [](const std::string& run) {
+    std::ifstream in(run + "/metrics.jsonl");
+    double loss = NAN;
+    for (std::string line; std::getline(in, line);)
+      if (json::parse(line).contains("loss")) loss = json::parse(line)["loss"].get<double>();
+    return loss;
+  };
+  EXPECT_NEAR(last_loss(one), last_loss(two), 1e-5);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Losses, TwoProcesses,
+    ::testing::Values(
+        // MLM + MRM (masked regions differ per row: counts are global) + ITM, 2 micro-batches per step.
+        Case{"mlm_mrm_itm_accumulated", "--set train.mrm_kl_weight=1 --set train.mrm_regression_weight=1 --set train.grad_accum_steps=2"},
+        // Dual-encoder InfoNCE: negatives gathered from the other rank.
+        Case{"dual_encoder_infonce",
+             "--set model.kind=dual_encoder --set model.attention=single_modality --set model.dual_score=dot "
+             "--set model.embed_dim=64 --set train.itm_weight=0 --set train.mlm_weight=0 "
+             "--set train.dual_contrastive_weight=1 --set train.itm_negative_prob=0"}),
+    [](const ::testing::TestParamInfo<Case>& i) { return std::string(i.param.name); });
+
+TEST(Distributed, ADeadRankFailsTheOtherWithinTheTimeoutAndTheJobResumes) {
+  const std::string dir = own("run"), straight = own("straight");
+  fs::remove_all(dir), fs::remove_all(straight);
+  const std::string args = kRun + " --set train.steps=8 --set train.checkpoint_every=2 --set runtime.dist_timeout_s=20";
+  // Rank 1 is killed (SIGKILL) after step 3; rank 0 has written the checkpoint of step 2.
+  const auto start = std::chrono::steady_clock::now();
+  const auto r = launch(2, args + " --out " + dir, "", "MMT_FAULT_KILL_AFTER_STEP=3 MMT_FAULT_KILL_RANK=1");
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_EQ(r[1].status, 128 + 9) << ranks_err(r);
+  EXPECT_EQ(r[0].status, 2) << ranks_err(r);
+  EXPECT_NE(r[0].err.find("rank 0 of 2"), std::string::npos) << r[0].err;
+  EXPECT_NE(r[0].err.find("failed across processes"), std::string::npos) << r[0].err;
+  EXPECT_NE(r[0].err.find("--resume"), std::string::npos) << r[0].err;
+  EXPECT_LT(seconds, 60) << "rank 0 should fail within the 20 s timeout, not hang";
+  ASSERT_TRUE(fs::exists(dir + "/checkpoints"));
+  EXPECT_FALSE(fs::exists(dir + "/model.safetensors"));
+
+  // Relaunched with --resume, the job continues from step 2 and ends where an uninterrupted
+  // 2-process run ends.
+  const auto resumed = launch(2, "train --resume " + dir);
+  ASSERT_EQ(resumed[0].status, 0) << ranks_err(resumed);
+  ASSERT_EQ(resumed[1].status, 0) << ranks_err(resumed);
+  EXPECT_NE(resumed[0].err.find("resuming " + dir + " at step "), std::string::npos) << resumed[0].err;
+  const auto whole = launch(2, args + " --out " + straight);
+  ASSERT_EQ(whole[0].status, 0) << ranks_err(whole);
+  expect_same_parameters(straight, dir);
+}
+
+TEST(Distributed, ExactEvaluationEqualsOneProcess) {
+  const std::string run = own("run");
+  fs::remove_all(run);
+  const auto t = run_mmt(kRun + " --set train.steps=4 --set train.checkpoint_every=0 --out " + run);
+  ASSERT_EQ(t.status, 0) << t.err;
+  const auto one = run_mmt("eval --run " + run + " --set eval.test_sets=easy,binding");
+  ASSERT_EQ(one.status, 0) << one.err;
+  const json single = json::parse(slurp(run + "/eval.json"));
+  std::map<std::string, std::vector<float>> scores;
+  for (const char* s : {"easy", "binding"}) {
+    const std::string path = run + "/eval-" + std::string(s) + "-scores.npy";
+    scores[s] = mmt::load_npy(path).to_float(path);
+    fs::remove(path);
+  }
+  fs::remove(run + "/eval.json");
+  const auto two = launch(2, "eval --run " + run + " --set eval.test_sets=easy,binding");
+  ASSERT_EQ(two[0].status, 0) << ranks_err(two);
+  ASSERT_EQ(two[1].status, 0) << ranks_err(two);
+  EXPECT_EQ(two[1].out, "");  // rank 0 reports
+  const json dist = json::parse(slurp(run + "/eval.json"));
+  for (const char* s : {"easy", "binding"}) {
+    EXPECT_EQ(dist["test_sets"][s]["processes"], 2);
+    for (const char* dir : {"image_retrieval", "text_retrieval"})
+      for (const char* k : {"r1", "r5", "r10", "median_rank", "mean_rank"})
+        EXPECT_NEAR(dist["test_sets"][s][dir][k].get<double>(), single["test_sets"][s][dir][k].get<double>(), 1e-9)
+            << s << " " << dir << " " << k;
+    const std::string path = run + "/eval-" + std::string(s) + "-scores.npy";
+    const auto got = mmt::load_npy(path).to_float(path);
+    ASSERT_EQ(got.size(), scores[s].size());
+    float worst = 0;
+    for (size_t i = 0; i < got.size(); ++i) worst = std::max(worst, std::abs(got[i] - scores[s][i]));
+    EXPECT_LE(worst, 1e-5) << s << ": the gathered score matrix differs from one process's";
+  }
+}
+
+TEST(Distributed, TorchrunLaunchesTraining) {
+  if (!fs::exists("/usr/bin/torchrun")) GTEST_SKIP() << "no torchrun (python3-torch) on this machine";
+  const std::string dir = own("run"), logs = own("logs");
+  fs::remove_all(dir), fs::remove_all(logs);
+  // -r 1 -t 1 --log_dir: Debian 12's torchrun (torch 1.13 on Python 3.11) fails with its default
+  // redirects (docs/distributed.md).
+  const std::string cmd = "torchrun --no_python --nproc_per_node=2 --master_port=" + std::to_string(free_port()) +
+                          " -r 1 -t 1 --log_dir " + logs + " " + MMT_BINARY + " " + kRun +
+                          " --set train.steps=4 --set train.checkpoint_every=0 --out " + dir;
+  const auto r = run_to(cmd, own("torchrun"));
+  ASSERT_EQ(r.status, 0) << r.out << r.err;
+  EXPECT_NE(r.err.find("2 processes (rank 0 of 2"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("torchrun"), std::string::npos) << r.err;
+  EXPECT_TRUE(fs::exists(dir + "/model.safetensors"));
+}
+
+}  // namespace

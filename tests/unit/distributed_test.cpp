@@ -1,0 +1,190 @@
+/* Distributed plumbing: the environment torchrun / SLURM set, shares of a batch, and the Gloo
+ * collectives in-process (two ranks as two threads): sums, gathers that keep the local rows'
+ * gradient, agreement on a failure, and a rank that stops answering failing the other with an
+ * error instead of a hang. The end-to-end checks (2 processes = 1 process) are CLI tests. */
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <map>
+#include <thread>
+
+#include "mmt/config/options.h"
+#include "mmt/data/batch.h"
+#include "mmt/train/distributed.h"
+
+namespace mmt {
+namespace {
+
+DistEnv env_of(const std::map<std::string, std::string>& vars) {
+  return read_dist_env([&](const char* name) -> const char* {
+    auto it = vars.find(name);
+    return it == vars.end() ? nullptr : it->second.c_str();
+  });
+}
+
+TEST(DistEnv, ReadsTorchrunAndSlurmVariables) {
+  EXPECT_FALSE(env_of({}).distributed());
+  const DistEnv t = env_of({{"RANK", "1"}, {"WORLD_SIZE", "4"}, {"LOCAL_RANK", "1"}, {"MASTER_ADDR", "10.0.0.2"},
+                            {"MASTER_PORT", "29400"}, {"TORCHELASTIC_RUN_ID", "x"},
+                            {"TORCHELASTIC_USE_AGENT_STORE", "True"}, {"TORCHELASTIC_RESTART_COUNT", "2"}});
+  EXPECT_EQ(t.rank, 1);
+  EXPECT_EQ(t.world, 4);
+  EXPECT_EQ(t.local_rank, 1);
+  EXPECT_EQ(t.master_addr, "10.0.0.2");
+  EXPECT_EQ(t.master_port, 29400);
+  EXPECT_TRUE(t.agent_store);
+  EXPECT_EQ(t.restart_count, "2");
+  EXPECT_EQ(t.launcher, "torchrun");
+  const DistEnv s = env_of({{"SLURM_PROCID", "3"}, {"SLURM_NTASKS", "8"}, {"SLURM_LOCALID", "1"},
+                            {"SLURM_LAUNCH_NODE_IPADDR", "10.1.1.1"}});
+  EXPECT_EQ(s.rank, 3);
+  EXPECT_EQ(s.world, 8);
+  EXPECT_EQ(s.local_rank, 1);
+  EXPECT_EQ(s.master_addr, "10.1.1.1");
+  EXPECT_EQ(s.master_port, 29500);
+  EXPECT_EQ(s.launcher, "slurm");
+  // torchrun's variables win over SLURM's (torchrun inside an allocation).
+  EXPECT_EQ(env_of({{"RANK", "0"}, {"WORLD_SIZE", "1"}, {"SLURM_PROCID", "3"}, {"SLURM_NTASKS", "8"}}).world, 1);
+}
+
+TEST(DistEnv, InconsistentVariablesAreErrorsNamingThem) {
+  auto message = [](const std::map<std::string, std::string>& vars) {
+    try {
+      env_of(vars);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(message({{"RANK", "0"}}).find("WORLD_SIZE"), std::string::npos);
+  EXPECT_NE(message({{"RANK", "2"}, {"WORLD_SIZE", "2"}}).find("not below the world size"), std::string::npos);
+  EXPECT_NE(message({{"RANK", "x"}, {"WORLD_SIZE", "2"}}).find("RANK='x'"), std::string::npos);
+  EXPECT_NE(message({{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"MASTER_PORT", "1"}}).find("MASTER_ADDR"), std::string::npos);
+  EXPECT_NE(message({{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "h"}, {"MASTER_PORT", "70000"}}).find("MASTER_PORT"),
+            std::string::npos);
+}
+
+TEST(Shards, RowsAreSplitContiguouslyWithoutOverlap) {
+  for (int64_t total : {1, 7, 8, 128})
+    for (int world : {1, 2, 3, 8}) {
+      int64_t next = 0;
+      for (int r = 0; r < world; ++r) {
+        const auto [b, e] = shard_range(total, r, world);
+        EXPECT_EQ(b, next);
+        EXPECT_LE(e - b, total / world + 1);
+        EXPECT_GE(e - b, total / world);
+        next = e;
+      }
+      EXPECT_EQ(next, total);
+    }
+  Batch b;
+  b.text_ids = torch::arange(12).reshape({6, 2});
+  b.itm_labels = torch::arange(6);
+  b.negatives = std::make_shared<Batch>();
+  b.negatives->region_feats = torch::ones({3, 2, 4});
+  b.negative_excluded = torch::zeros({6, 3}, torch::kBool);
+  const Batch part = batch_rows(b, 2, 5);
+  EXPECT_TRUE(part.text_ids.equal(b.text_ids.narrow(0, 2, 3)));
+  EXPECT_TRUE(part.itm_labels.equal(torch::arange(2, 5)));
+  EXPECT_EQ(part.negative_excluded.size(0), 3);
+  EXPECT_EQ(part.negatives, b.negatives);  // the pool of negatives is shared by every row: kept whole
+}
+
+int free_port() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t n = sizeof a;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &n);
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+// Runs f(rank, communicator) on two threads joined in one process group.
+void two_ranks(double timeout_s, const std::function<void(int, Communicator&)>& f) {
+  const int port = free_port();
+  RuntimeOptions rt;
+  rt.dist_timeout_s = timeout_s;
+  std::vector<std::thread> threads;
+  std::vector<std::string> errors(2);
+  for (int r = 0; r < 2; ++r)
+    threads.emplace_back([&, r] {
+      try {
+        DistEnv env;
+        env.rank = r, env.world = 2, env.master_addr = "127.0.0.1", env.master_port = port;
+        auto comm = connect(env, rt);
+        f(r, *comm);
+      } catch (const std::exception& e) {
+        errors[r] = e.what();
+      }
+    });
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(errors[0], "");
+  EXPECT_EQ(errors[1], "");
+}
+
+TEST(Gloo, SumsGathersAndBroadcasts) {
+  two_ranks(30, [](int r, Communicator& comm) {
+    EXPECT_EQ(comm.rank(), r);
+    auto t = torch::full({3}, static_cast<double>(r + 1), torch::kFloat64);
+    comm.all_reduce_sum(t, "test sum");
+    EXPECT_TRUE(t.equal(torch::full({3}, 3.0, torch::kFloat64)));
+    EXPECT_EQ(all_reduce_sum(&comm, {1.0, static_cast<double>(r)}, "test"), (std::vector<double>{2.0, 1.0}));
+    auto b = torch::full({2}, static_cast<float>(r + 5));
+    comm.broadcast(b, 1, "test broadcast");
+    EXPECT_TRUE(b.equal(torch::full({2}, 6.f)));
+    // Rank 0 has 1 row, rank 1 has 3: gathered in rank order, the local rows keep their graph.
+    const std::vector<int64_t> counts{1, 3};
+    auto x = torch::full({counts[r], 2}, static_cast<float>(r + 1)).requires_grad_(true);
+    const auto all = all_gather_rows(comm, x * 2, counts, "test gather");
+    ASSERT_EQ(all.size(0), 4);
+    EXPECT_TRUE(all.narrow(0, 0, 1).equal(torch::full({1, 2}, 2.f)));
+    EXPECT_TRUE(all.narrow(0, 1, 3).equal(torch::full({3, 2}, 4.f)));
+    all.sum().backward();
+    EXPECT_TRUE(x.grad().equal(torch::full({counts[r], 2}, 2.f)));  // only through this rank's rows
+  });
+}
+
+TEST(Gloo, AFailureOnOneRankStopsTheOtherWithAMessage) {
+  two_ranks(30, [](int r, Communicator& comm) {
+    try {
+      agree(&comm, r == 1 ? "rank 1's own problem" : "", "setting up");
+      ADD_FAILURE() << "agree() passed on rank " << r;
+    } catch (const DistError& e) {
+      EXPECT_EQ(r, 0);
+      EXPECT_NE(std::string(e.what()).find("rank 1 failed setting up"), std::string::npos) << e.what();
+    } catch (const Error& e) {
+      EXPECT_EQ(r, 1);
+      EXPECT_EQ(std::string(e.what()), "rank 1's own problem");
+    }
+    agree(&comm, "", "the next phase");  // both fine: no throw
+  });
+}
+
+TEST(Gloo, ARankThatStopsAnsweringFailsTheOtherWithinTheTimeout) {
+  two_ranks(2, [](int r, Communicator& comm) {
+    if (r == 1) {  // joined, then silent for longer than the timeout
+      std::this_thread::sleep_for(std::chrono::seconds(5));
+      return;
+    }
+    auto t = torch::ones({4});
+    const auto start = std::chrono::steady_clock::now();
+    try {
+      comm.all_reduce_sum(t, "gradients");
+      ADD_FAILURE() << "the all-reduce returned without rank 1";
+    } catch (const DistError& e) {
+      const std::string m = e.what();
+      EXPECT_NE(m.find("rank 0 of 2: gradients failed"), std::string::npos) << m;
+      EXPECT_NE(m.find("--resume"), std::string::npos) << m;
+    }
+    EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), 4.5);
+  });
+}
+
+}  // namespace
+}  // namespace mmt
