@@ -1,6 +1,7 @@
 /* One pretraining step (see pretrain_step.h). */
 #include "mmt/train/pretrain_step.h"
 
+#include <chrono>
 #include <cmath>
 #include <map>
 
@@ -98,7 +99,9 @@ PretrainStep::Result PretrainStep::run(const std::vector<Batch>& micro_batches, 
   }
   if (comm_) {
     // The gradient of the global batch: every rank's share, summed (one flat buffer, one call).
+    const auto t0 = std::chrono::steady_clock::now();
     comm_->all_reduce_sum(optimizer_->grads(), "gradients");
+    all_reduce_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::vector<double> values;
     for (const auto& [key, v] : sums) values.push_back(v);
     values = all_reduce_sum(comm_, values, "loss metrics");  // same keys on every rank, in map order

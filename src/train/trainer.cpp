@@ -381,7 +381,11 @@ TrainSummary train_run(const ExperimentConfig& cfg, const std::string& dir, std:
   progress.finish(t.steps, format_metrics(last));
   log << "mmt train: " << summary.steps << " steps in " << Progress::format_duration(summary.seconds) << " ("
       << static_cast<int64_t>(summary.examples_per_second) << " ex/s, "
-      << static_cast<int>(100 * data_seconds / std::max(1e-9, summary.seconds)) << "% in batch preparation)";
+      << static_cast<int>(100 * data_seconds / std::max(1e-9, summary.seconds)) << "% in batch preparation";
+  if (comm)
+    log << ", " << static_cast<int>(100 * stepper.all_reduce_seconds() / std::max(1e-9, summary.seconds))
+        << "% in the gradient all-reduce of " << world << " processes";
+  log << ")";
   if (summary.skipped_steps) log << ", " << summary.skipped_steps << " steps skipped for non-finite losses";
   log << "\n";
   json trained_on;

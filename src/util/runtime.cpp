@@ -50,6 +50,7 @@ std::string configure_runtime(const RuntimeOptions& r, std::ostream& warn) {
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   // Processes sharing this machine (torchrun sets LOCAL_WORLD_SIZE) share its cores.
   const char* local_env = std::getenv("LOCAL_WORLD_SIZE");
+  if (!local_env) local_env = std::getenv("SLURM_NTASKS_PER_NODE");  // "8" or "8(x2)": atoi reads 8
   const int local_procs = local_env ? std::max(1, std::atoi(local_env)) : 1;
   const int blas_threads = r.blas_threads > 0 ? static_cast<int>(r.blas_threads) : std::max(1, cores / local_procs);
   const BlasInfo blas = detect_blas();

@@ -41,6 +41,9 @@ class PretrainStep {
   Result run(const std::vector<Batch>& micro_batches, double lr, int64_t step = 0);
 
   FlatAdamW& optimizer() { return *optimizer_; }
+  /// Wall time spent in the gradient all-reduce so far (distributed; it includes waiting for the
+  /// slowest rank).
+  double all_reduce_seconds() const { return all_reduce_seconds_; }
 
  private:
   MultimodalTransformerImpl& model_;
@@ -48,6 +51,7 @@ class PretrainStep {
   torch::Device device_;  // runtime.device, resolved once
   bool bf16_;
   Communicator* comm_;  // null or one rank: a single process
+  double all_reduce_seconds_ = 0;
   std::unique_ptr<FlatAdamW> optimizer_;
 };
 
