@@ -1,0 +1,132 @@
+/* GPU tests (ctest label `gpu`): the CUDA path against the CPU path. Each test skips itself when
+ * libtorch sees no CUDA device, so the suite builds and passes on CPU-only machines; on a GPU
+ * machine, `ctest -L gpu` (or scripts/gpu_check.sh) runs them.
+ *   - one training step on CUDA in fp32 gives the CPU step's parameters;
+ *   - a bf16 autocast step stays finite and near the fp32 losses;
+ *   - exact scores on CUDA equal the CPU's;
+ *   - the pinned prefetcher delivers the batcher's batches. */
+#include <gtest/gtest.h>
+#include <torch/cuda.h>
+
+#include <cmath>
+#include <cstdlib>
+
+#include "mmt/config/config.h"
+#include "mmt/data/batch.h"
+#include "mmt/data/data_source.h"
+#include "mmt/data/image_source.h"
+#include "mmt/data/prefetch.h"
+#include "mmt/data/pretrain_batcher.h"
+#include "mmt/data/synthetic_world.h"
+#include "mmt/eval/exact_scorer.h"
+#include "mmt/model/transformer.h"
+#include "mmt/train/pretrain_step.h"
+
+namespace mmt {
+namespace {
+
+// MMT_GPU_TESTS_ON_CPU=1 runs the tests with "cpu" for the GPU: it checks the tests themselves
+// on a machine without one (both sides are then the CPU path).
+std::string gpu() { return std::getenv("MMT_GPU_TESTS_ON_CPU") ? "cpu" : "cuda"; }
+#define SKIP_WITHOUT_CUDA() \
+  if (gpu() == "cuda" && !torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device: the GPU path is not exercised here"
+
+ExperimentConfig small_config() {
+  ExperimentConfig cfg;
+  cfg.model.preset = "tiny";
+  cfg.model.num_layers = 2;
+  cfg.model.dropout = 0;
+  cfg.data.synth.num_train_images = 300, cfg.data.synth.num_test_images = 10, cfg.data.synth.max_objects = 2;
+  cfg.train.batch_size = 16, cfg.train.mrm_kl_weight = 1;
+  validate_config(cfg);
+  return cfg;
+}
+
+// Parameters after `steps` steps on `device` in `precision`, and the losses of each step.
+std::pair<std::vector<torch::Tensor>, std::vector<double>> train(const ExperimentConfig& base, const std::string& device,
+                                                                 const std::string& precision, int steps) {
+  ExperimentConfig cfg = base;
+  cfg.runtime.device = device, cfg.runtime.precision = precision;
+  const synth::World world(cfg.data.synth);
+  torch::manual_seed(3);
+  MultimodalTransformer model(cfg.model, data_input_dims(cfg));
+  model->to(torch::Device(device));
+  model->train();
+  PretrainBatcher batcher(world, data_vocab(cfg), cfg);
+  PretrainStep step(*model, cfg.train, cfg.runtime);
+  std::vector<double> losses;
+  for (int s = 0; s < steps; ++s) losses.push_back(step.run(batcher.batch(s), 1e-3, s).loss.metrics.at("loss"));
+  std::vector<torch::Tensor> params;
+  for (const auto& p : model->parameters()) params.push_back(p.detach().cpu().clone());
+  return {params, losses};
+}
+
+TEST(Gpu, TrainingStepsEqualTheCpuSteps) {
+  SKIP_WITHOUT_CUDA();
+  const auto cfg = small_config();
+  const auto [cpu, cpu_loss] = train(cfg, "cpu", "fp32", 3);
+  const auto [dev, dev_loss] = train(cfg, gpu(), "fp32", 3);
+  for (size_t s = 0; s < cpu_loss.size(); ++s) EXPECT_NEAR(dev_loss[s], cpu_loss[s], 1e-3 * std::abs(cpu_loss[s])) << s;
+  ASSERT_EQ(cpu.size(), dev.size());
+  for (size_t i = 0; i < cpu.size(); ++i) {
+    const double diff = (cpu[i] - dev[i]).norm().item<double>(), norm = cpu[i].norm().item<double>();
+    EXPECT_LE(diff, 1e-3 * norm + 1e-6 * std::sqrt(double(cpu[i].numel()))) << "parameter " << i;
+  }
+}
+
+TEST(Gpu, Bf16AutocastStepsStayFiniteAndNearFp32) {
+  SKIP_WITHOUT_CUDA();
+  if (gpu() == "cpu") GTEST_SKIP() << "bf16 on the CPU is refused with libtorch 1.13 (docs/gpu.md)";
+  const auto cfg = small_config();
+  const auto [fp32, fp32_loss] = train(cfg, gpu(), "fp32", 5);
+  const auto [bf16, bf16_loss] = train(cfg, gpu(), "bf16", 5);
+  for (size_t s = 0; s < fp32_loss.size(); ++s) {
+    EXPECT_TRUE(std::isfinite(bf16_loss[s])) << s;
+    EXPECT_NEAR(bf16_loss[s], fp32_loss[s], 0.03 * std::abs(fp32_loss[s])) << "step " << s;
+  }
+}
+
+TEST(Gpu, ExactScoresEqualTheCpuScores) {
+  SKIP_WITHOUT_CUDA();
+  const auto cfg = small_config();
+  torch::manual_seed(5);
+  MultimodalTransformer model(cfg.model, data_input_dims(cfg));
+  model->eval();
+  const synth::World world(cfg.data.synth);
+  const std::vector<synth::Scene> scenes(world.train_scenes().begin(), world.train_scenes().begin() + 12);
+  const SyntheticImages images(scenes, world.train_regions(), cfg);
+  PretrainBatcher batcher(world, data_vocab(cfg), cfg);
+  const Batch b = batcher.batch(0);
+  std::vector<std::vector<int64_t>> captions;  // 16 captions of the first batch, as token ids
+  for (int64_t i = 0; i < b.size(); ++i) {
+    std::vector<int64_t> ids;
+    for (int64_t t = 0; t < b.text_ids.size(1); ++t)
+      if (b.text_mask[i][t].item<bool>()) ids.push_back(b.text_ids[i][t].item<int64_t>());
+    captions.push_back(ids);
+  }
+  ExactScorerOptions so;
+  so.pair_batch = 64;
+  const auto cpu = score_exact(*model, captions, images, so);
+  model->to(torch::Device(gpu()));
+  so.device = gpu();
+  const auto dev = score_exact(*model, captions, images, so);
+  ASSERT_EQ(cpu.size(), dev.size());
+  for (size_t k = 0; k < cpu.size(); ++k) EXPECT_NEAR(dev[k], cpu[k], 1e-3) << "pair " << k;
+}
+
+TEST(Gpu, PinnedPrefetcherDeliversTheBatchersBatches) {
+  SKIP_WITHOUT_CUDA();
+  const auto cfg = small_config();
+  const synth::World world(cfg.data.synth);
+  PretrainBatcher batcher(world, data_vocab(cfg), cfg);
+  const bool pin = gpu() == "cuda";
+  BatchPrefetcher prefetch([&](int64_t i) { return batcher.batch(i); }, 2, 6, 2, pin);
+  for (int64_t i = 2; i < 6; ++i) {
+    const Batch got = prefetch.next();
+    EXPECT_EQ(got.text_ids.is_pinned(), pin) << i;
+    EXPECT_TRUE(got.text_ids.equal(batcher.batch(i).text_ids)) << i;
+  }
+}
+
+}  // namespace
+}  // namespace mmt
