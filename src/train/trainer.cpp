@@ -236,7 +236,7 @@ TrainSummary train_run(const ExperimentConfig& cfg, const std::string& dir, std:
   // Held-out evaluation every train.eval_every steps; the best weights by RSUM go to <run>/best.
   std::unique_ptr<TrainEvaluator> evaluator;
   double best_rsum = -1;
-  if (t.eval_every > 0 && root) {  // rank 0 evaluates; the others wait at the next step's collectives
+  if (t.eval_every > 0) {  // distributed: every rank scores its share of the captions, rank 0 reports
     evaluator = real ? std::make_unique<TrainEvaluator>(cfg, datasets->tokenizer(), dims.region_feat_dim, dims.region_classes)
                      : std::make_unique<TrainEvaluator>(cfg, *synth_world, data_vocab(cfg));
     log << "mmt train: every " << t.eval_every << " steps: retrieval on " << evaluator->describe() << "\n";
@@ -350,8 +350,7 @@ TrainSummary train_run(const ExperimentConfig& cfg, const std::string& dir, std:
       metrics_out << json{{"step", done}, {"eval", m}}.dump() << "\n" << std::flush;
       std::map<std::string, double> scalars;
       for (const char* k : {"rsum", "image_r1", "image_r5", "image_r10", "text_r1", "text_r5", "text_r10"}) scalars[k] = m[k];
-      tensorboard->scalars(scalars, done, "eval/");
-      tensorboard->flush();
+      if (tensorboard) tensorboard->scalars(scalars, done, "eval/"), tensorboard->flush();
       char line[160];
       std::snprintf(line, sizeof line, "mmt train: step %lld held-out RSUM %.1f (image R@1 %.1f, text R@1 %.1f)%s\n",
                     static_cast<long long>(done), m["rsum"].get<double>(), m["image_r1"].get<double>(),
@@ -362,7 +361,7 @@ TrainSummary train_run(const ExperimentConfig& cfg, const std::string& dir, std:
         json side = {{"best", {{"step", done}, {"rsum", best_rsum}, {"metrics", m}, {"set", evaluator->describe()}}},
                      {"fine_tuned_on", t.stage == "finetune" ? configured_datasets(cfg) : json::array()}};
         if (t.stage == "finetune") side["pretrained_from"] = t.init;
-        save_best(run, *model, done, side);
+        if (root) save_best(run, *model, done, side);
       }
     }
     // A due checkpoint, an interruption (SIGINT / SIGTERM), the crash test hook.

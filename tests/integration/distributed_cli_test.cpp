@@ -122,13 +122,48 @@ TEST_P(TwoProcesses, ReachTheParametersOfOneProcess) {
     return loss;
   };
   EXPECT_NEAR(last_loss(one), last_loss(two), 1e-5);
+  // Held-out retrieval during training (every rank scores its share): the same RSUM.
+  auto rsums = [](const std::string& run) {
+    std::ifstream in(run + "/metrics.jsonl");
+    std::vector<double> r;
+    for (std::string line; std::getline(in, line);)
+      if (json::parse(line).contains("eval")) r.push_back(json::parse(line)["eval"]["rsum"].get<double>());
+    return r;
+  };
+  if (std::string(GetParam().settings).find("eval_every") == std::string::npos) return;
+  const auto a = rsums(one), b = rsums(two);
+  ASSERT_EQ(a.size(), 2u);
+  ASSERT_EQ(b.size(), 2u);
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], b[i], 2.0) << "evaluation " << i;  // a near-tie may flip
+  EXPECT_TRUE(fs::exists(two + "/best/model.safetensors"));
+}
+
+// Real datasets: each rank loads only its share of every global batch's draws; the mixture
+// sampler's draws per dataset are those of one process.
+TEST(Distributed, RealDataRanksShareTheSamplersDraws) {
+  const std::string d1 = scratch("one"), d2 = scratch("two");
+  const std::string c1 = real_mixture_config(d1, 6), c2 = real_mixture_config(d2, 6);
+  const std::string set = " --set train.batch_size=8 --set model.dropout=0";
+  const auto r1 = run_mmt("train --config " + c1 + set + " --out " + d1 + "run");
+  ASSERT_EQ(r1.status, 0) << r1.err;
+  const auto r2 = launch(2, "train --config " + c2 + set + " --out " + d2 + "run");
+  ASSERT_EQ(r2[0].status, 0) << ranks_err(r2);
+  ASSERT_EQ(r2[1].status, 0) << ranks_err(r2);
+  const json s1 = json::parse(slurp(d1 + "run/checkpoint.json"))["sampler"];
+  const json s2 = json::parse(slurp(d2 + "run/checkpoint.json"))["sampler"];
+  EXPECT_EQ(s1["counts"], s2["counts"]);
+  EXPECT_EQ(s1["draws"], s2["draws"]);
+  EXPECT_EQ(s2["draws"].get<int64_t>(), 6 * 8);
 }
 
 INSTANTIATE_TEST_SUITE_P(
     Losses, TwoProcesses,
     ::testing::Values(
         // MLM + MRM (masked regions differ per row: counts are global) + ITM, 2 micro-batches per step.
-        Case{"mlm_mrm_itm_accumulated", "--set train.mrm_kl_weight=1 --set train.mrm_regression_weight=1 --set train.grad_accum_steps=2"},
+        // Held-out retrieval every 3 steps.
+        Case{"mlm_mrm_itm_accumulated",
+             "--set train.mrm_kl_weight=1 --set train.mrm_regression_weight=1 --set train.grad_accum_steps=2 "
+             "--set train.eval_every=3 --set train.eval_max_images=10 --set eval.test_sets=easy"},
         // Dual-encoder InfoNCE: negatives gathered from the other rank.
         Case{"dual_encoder_infonce",
              "--set model.kind=dual_encoder --set model.attention=single_modality --set model.dual_score=dot "
