@@ -102,25 +102,28 @@ LossOutput pretraining_loss(MultimodalTransformerImpl& model, const Batch& batch
   double reported_total = 0;
   // `f`: this rank's share of the loss (1 in one process); the metrics are shares too, so summing
   // them over ranks gives the global values.
-  auto add = [&](const char* name, const torch::Tensor& loss, double weight, double acc, double f) {
+  // `acc`: NaN for losses without an accuracy; ranks report one wherever any rank may have it
+  // (every rank must send the same metric names).
+  auto add = [&](const char* name, const torch::Tensor& loss, double weight, double acc, double f, bool has_acc) {
     if (f > 0) out.total = out.total + (f == 1.0 ? weight * loss : weight * f * loss);
     const double value = f > 0 ? loss.item<double>() * f : 0.0;
     out.metrics[name] = value;
     reported_total += weight * value;
-    if (!std::isnan(acc) || distributed) out.metrics[std::string(name) + "_acc"] = f > 0 && !std::isnan(acc) ? acc * f : 0.0;
+    if (has_acc && (distributed || !std::isnan(acc)))
+      out.metrics[std::string(name) + "_acc"] = f > 0 && !std::isnan(acc) ? acc * f : 0.0;
   };
   if (mlm_on && global[kMlm] > 0) {
     if (local[kMlm] > 0) {
       auto [loss, acc] = loss_mlm(model, enc, batch.mlm_labels);
-      add("mlm", loss, t.mlm_weight, acc, share(kMlm));
+      add("mlm", loss, t.mlm_weight, acc, share(kMlm), true);
     } else {
-      add("mlm", torch::Tensor(), t.mlm_weight, NAN, 0.0);
+      add("mlm", torch::Tensor(), t.mlm_weight, NAN, 0.0, true);
     }
   }
   if (global[kMrm] > 0) {
-    torch::Tensor states, classes;
+    torch::Tensor positions, states, classes;
     if (local[kMrm] > 0) {
-      const auto positions = batch.mrm_mask.reshape({-1}).nonzero().squeeze(1);
+      positions = batch.mrm_mask.reshape({-1}).nonzero().squeeze(1);
       states = enc.image.reshape({-1, enc.image.size(2)}).index_select(0, positions);  // (M, H)
       classes = batch.region_classes.reshape({-1, batch.region_classes.size(2)}).index_select(0, positions);
     }
@@ -128,20 +131,19 @@ LossOutput pretraining_loss(MultimodalTransformerImpl& model, const Batch& batch
     if (t.mrm_regression_weight > 0) {
       torch::Tensor loss;
       if (f > 0) {
-        const auto positions = batch.mrm_mask.reshape({-1}).nonzero().squeeze(1);
         const auto target = batch.region_targets.reshape({-1, batch.region_targets.size(2)}).index_select(0, positions);
         loss = loss_mrm_regression_from(model.mrm_features(states), target);
       }
-      add("mrm_regression", loss, t.mrm_regression_weight, NAN, f);
+      add("mrm_regression", loss, t.mrm_regression_weight, NAN, f, false);
     }
     if (t.mrm_kl_weight > 0 || t.mrm_class_weight > 0) {
       const auto logits = f > 0 ? model.mrm_class_logits(states) : torch::Tensor();
-      if (t.mrm_kl_weight > 0) add("mrm_kl", f > 0 ? loss_mrm_kl_from(logits, classes) : torch::Tensor(), t.mrm_kl_weight, NAN, f);
+      if (t.mrm_kl_weight > 0) add("mrm_kl", f > 0 ? loss_mrm_kl_from(logits, classes) : torch::Tensor(), t.mrm_kl_weight, NAN, f, false);
       if (t.mrm_class_weight > 0) {
         torch::Tensor loss;
         double acc = NAN;
         if (f > 0) std::tie(loss, acc) = loss_mrm_class_from(logits, classes);
-        add("mrm_class", loss, t.mrm_class_weight, acc, f);
+        add("mrm_class", loss, t.mrm_class_weight, acc, f, true);
       }
     }
   }
@@ -153,7 +155,7 @@ LossOutput pretraining_loss(MultimodalTransformerImpl& model, const Batch& batch
         sum = sum + torch::cross_entropy_loss(model.itm_logits(enc.layer_cls[l], enc.layer_img[l]), batch.itm_labels);
       loss = sum / static_cast<double>(enc.layer_cls.size());
     }
-    add("itm", loss, t.itm_weight, acc, share(kItm));
+    add("itm", loss, t.itm_weight, acc, share(kItm), true);
   }
   if (dual_rows.defined() && global[kDual] >= 2) {
     const auto cls = enc.text.select(1, 0).index_select(0, dual_rows), img = enc.image.select(1, 0).index_select(0, dual_rows);
