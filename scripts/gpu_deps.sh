@@ -8,7 +8,7 @@
 set -eu
 dest=${1:-.gpu}
 mkdir -p "$dest/include" "$dest/lib" "$dest/share/cmake"
-cp -r /usr/include/nlohmann /usr/include/CLI /usr/include/unicode "$dest/include/"
+cp -r /usr/include/nlohmann /usr/include/CLI /usr/include/unicode /usr/include/gloo "$dest/include/"  # gloo: headers of distributed.cpp
 cp -r /usr/share/cmake/nlohmann_json /usr/share/cmake/CLI11 "$dest/share/cmake/"
 for h in png.h pngconf.h pnglibconf.h zlib.h zconf.h jpeglib.h jmorecfg.h jerror.h archive.h archive_entry.h; do
   cp -L "/usr/include/$h" "$dest/include/"
