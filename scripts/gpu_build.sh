@@ -1,7 +1,10 @@
 #!/bin/bash
 # Builds build-gpu/mmt against the installed PyTorch's libtorch and the carried .gpu/ folder
 # (scripts/gpu_deps.sh), logging to $1/cmake.log and $1/build.log. Sourced by gpu_check.sh and
-# gpu_rerank.sh (docs/gpu.md); exits on failure with the log's errors.
+# gpu_rerank.sh (docs/gpu.md); exits on failure with the log's errors. Also the time keeping both
+# scripts share: left (seconds before DEADLINE, counted from T0) and step (a section header).
+left() { echo $((DEADLINE - ($(date +%s) - T0))); }
+step() { echo "=== $1 ($(left) s left)"; }
 gpu_build() {
   local log=$1 G=$PWD/.gpu TP ZLIB
   export LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu:/lib/x86_64-linux-gnu:$G/lib:${LD_LIBRARY_PATH:-}

@@ -15,8 +15,7 @@ DEADLINE=${1:-540}
 OUT=${OUT:-out/gpu}
 TINY=${TINY:-runs/gpu-tiny}
 mkdir -p "$OUT"
-left() { echo $((DEADLINE - ($(date +%s) - T0))); }
-step() { echo "=== $1 ($(left) s left)"; }
+source scripts/gpu_build.sh  # gpu_build, left, step
 
 step "machine"
 nvidia-smi -L; nproc; g++ --version | head -1; cmake --version | head -1
@@ -32,7 +31,6 @@ print(f"bf16 matmul 8192^3: {2 * 8192**3 / dt / 1e12:.0f} TFLOP/s")
 PY
 
 step "build"
-source scripts/gpu_build.sh
 gpu_build "$OUT"
 echo "built in $(($(date +%s) - T0)) s"
 MMT=build-gpu/mmt

@@ -8,13 +8,11 @@
 set -u
 T0=$(date +%s); DEADLINE=${1:-480}; OUT=${OUT:-out/gpu}; TINY=${TINY:-runs/gpu-tiny}
 R=$OUT/r; mkdir -p "$R"
-left() { echo $((DEADLINE - ($(date +%s) - T0))); }
-step() { echo "=== $1 ($(left) s left)"; }
+source scripts/gpu_build.sh  # gpu_build, left, step
 pack() { tar -C "$R" -czf "$OUT/results.tar.gz" . ; }
 trap pack EXIT
 
 step build
-source scripts/gpu_build.sh
 gpu_build "$R"
 MMT=build-gpu/mmt
 GPU="--set runtime.device=cuda"
