@@ -42,6 +42,11 @@ int main(int argc, char** argv) {
                                        "continue the run in this directory from its newest checkpoint (its config; "
                                        "--set may change train.steps and runtime.*)");
   out_opt->excludes(resume_opt);
+  bool auto_resume = false;
+  train->add_flag("--auto-resume", auto_resume,
+                  "with --out: if DIR already holds this run (same config, train.steps and runtime.* aside), continue "
+                  "it from its newest checkpoint instead of refusing - for relaunches by torchrun --max_restarts or a "
+                  "requeued SLURM job (docs/distributed.md)");
 
   auto* eval = app.add_subcommand("eval", "zero-shot retrieval of a trained run (writes eval.json / eval.md)");
   eval->add_option("--run", run_dir, "run directory written by mmt train")->required();
@@ -178,9 +183,18 @@ int main(int argc, char** argv) {
         mmt::train_run(cfg, resume_dir, std::cerr, /*resume=*/true);
       } else {
         if (out_dir.empty()) throw mmt::Error("train: give --out DIR (a new run) or --resume DIR");
+
         const auto cfg = mmt::load_config(config_path, overrides);
+        const bool continuing = auto_resume && mmt::has_resumable_checkpoint(out_dir);
+        if (continuing) {  // the command must describe the run the directory holds
+          auto same = mmt::config_to_json(cfg), was = mmt::config_to_json(mmt::load_config(out_dir + "/config.json", {}));
+          for (auto* j : {&same, &was}) (*j)["train"].erase("steps"), j->erase("runtime");
+          if (same != was)
+            throw mmt::Error("train --auto-resume: " + out_dir + " holds a run with another config (only train.steps and "
+                             "runtime.* may differ); choose another --out");
+        }
         join(cfg.runtime);
-        mmt::train_run(cfg, out_dir, std::cerr);
+        mmt::train_run(cfg, out_dir, std::cerr, /*resume=*/continuing);
       }
     } else if (eval->parsed()) {
       if (dist.distributed()) {  // the run's runtime options, with --set applied, for the rendezvous timeout

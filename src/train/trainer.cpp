@@ -93,6 +93,11 @@ int64_t fault_kill_step() {
 
 }  // namespace
 
+bool has_resumable_checkpoint(const std::string& dir) {
+  const RunFiles run(dir);
+  return file_exists(run.config()) && latest_train_checkpoint(run) >= 0;
+}
+
 TrainSummary train_run(const ExperimentConfig& cfg, const std::string& dir, std::ostream& out_log, bool resume) {
   // Distributed (docs/distributed.md): every rank trains on its share of each global batch; rank 0
   // alone writes the run directory and the log.

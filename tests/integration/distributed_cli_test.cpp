@@ -188,9 +188,9 @@ TEST(Distributed, ADeadRankFailsTheOtherWithinTheTimeoutAndTheJobResumes) {
   ASSERT_TRUE(fs::exists(dir + "/checkpoints"));
   EXPECT_FALSE(fs::exists(dir + "/model.safetensors"));
 
-  // Relaunched with --resume, the job continues from step 2 and ends where an uninterrupted
-  // 2-process run ends.
-  const auto resumed = launch(2, "train --resume " + dir);
+  // Relaunched as it was, with --auto-resume (what torchrun --max_restarts or a requeued SLURM job
+  // does), the job continues from step 2 and ends where an uninterrupted 2-process run ends.
+  const auto resumed = launch(2, args + " --out " + dir + " --auto-resume");
   ASSERT_EQ(resumed[0].status, 0) << ranks_err(resumed);
   ASSERT_EQ(resumed[1].status, 0) << ranks_err(resumed);
   EXPECT_NE(resumed[0].err.find("resuming " + dir + " at step "), std::string::npos) << resumed[0].err;

@@ -47,6 +47,20 @@ std::string fresh(const std::string& name) {
   return dir;
 }
 
+// --auto-resume: the same command relaunched continues the run its --out holds; a new folder
+// starts one; a folder holding a run of another config is refused.
+TEST(Resume, AutoResumeContinuesTheSameCommandsRun) {
+  const std::string straight = fresh("straight"), killed = fresh("killed");
+  ASSERT_EQ(run("train --out " + straight + kSmall + " --auto-resume"), 0) << slurp(own("err.txt"));  // new: starts
+  EXPECT_EQ(run("train --out " + killed + kSmall + " --auto-resume", "MMT_FAULT_KILL_AFTER_STEP=20"), 128 + 9);
+  EXPECT_EQ(run("train --out " + killed + kSmall + " --set train.lr=0.5 --auto-resume"), 2);
+  EXPECT_NE(slurp(own("err.txt")).find("holds a run with another config"), std::string::npos) << slurp(own("err.txt"));
+  ASSERT_EQ(run("train --out " + killed + kSmall + " --auto-resume"), 0) << slurp(own("err.txt"));
+  EXPECT_NE(slurp(own("err.txt")).find("resuming " + killed + " at step 20"), std::string::npos);
+  EXPECT_EQ(slurp(killed + "/model.safetensors"), slurp(straight + "/model.safetensors"));
+  EXPECT_EQ(run("train --out " + straight + kSmall), 2);  // without the flag a used folder is still refused
+}
+
 TEST(Resume, KilledAndResumedEqualsUninterrupted) {
   const std::string straight = fresh("straight"), killed = fresh("killed");
   ASSERT_EQ(run("train --out " + straight + kSmall), 0) << slurp(own("err.txt"));

@@ -27,6 +27,9 @@ struct TrainSummary {
 /// Interrupted.
 TrainSummary train_run(const ExperimentConfig& cfg, const std::string& run_dir, std::ostream& log, bool resume = false);
 
+/// Whether `run_dir` holds a run (config.json) with a complete resumable checkpoint.
+bool has_resumable_checkpoint(const std::string& run_dir);
+
 /// Thrown after a SIGINT / SIGTERM once the checkpoint is written.
 struct Interrupted : std::runtime_error {
   Interrupted(const std::string& what, int signal) : std::runtime_error(what), signal(signal) {}
