@@ -21,6 +21,7 @@
 #include "mmt/eval/exact_scorer.h"
 #include "mmt/model/transformer.h"
 #include "mmt/train/pretrain_step.h"
+#include "../unit/test_util.h"
 
 namespace mmt {
 namespace {
@@ -97,13 +98,7 @@ TEST(Gpu, ExactScoresEqualTheCpuScores) {
   const SyntheticImages images(scenes, world.train_regions(), cfg);
   PretrainBatcher batcher(world, data_vocab(cfg), cfg);
   const Batch b = batcher.batch(0);
-  std::vector<std::vector<int64_t>> captions;  // 16 captions of the first batch, as token ids
-  for (int64_t i = 0; i < b.size(); ++i) {
-    std::vector<int64_t> ids;
-    for (int64_t t = 0; t < b.text_ids.size(1); ++t)
-      if (b.text_mask[i][t].item<bool>()) ids.push_back(b.text_ids[i][t].item<int64_t>());
-    captions.push_back(ids);
-  }
+  const auto captions = testing::token_rows(b);  // the first batch's 16 captions, as token ids
   ExactScorerOptions so;
   so.pair_batch = 64;
   const auto cpu = score_exact(*model, captions, images, so);

@@ -3,9 +3,8 @@
  * dies makes the other fail with a clear error within the timeout, and the job resumes from its
  * last checkpoint; distributed exact evaluation equals one process's; torchrun launches it. */
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
+
+#include "../common/free_port.h"
 
 #include <chrono>
 #include <cmath>
@@ -32,17 +31,7 @@ const std::string kRun =
     " --set data.synth.num_train_images=300 --set data.synth.num_test_images=20 --set data.synth.max_objects=2"
     " --set model.dropout=0 --set train.warmup_steps=2";
 
-int free_port() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t n = sizeof a;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &n);
-  close(fd);
-  return ntohs(a.sin_port);
-}
+using mmt::test_net::free_port;
 
 Result run_to(const std::string& cmd, const std::string& stem) {
   const std::string full = cmd + " >" + stem + ".out 2>" + stem + ".err";

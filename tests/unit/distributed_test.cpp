@@ -3,9 +3,8 @@
  * gradient, agreement on a failure, and a rank that stops answering failing the other with an
  * error instead of a hang. The end-to-end checks (2 processes = 1 process) are CLI tests. */
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
+
+#include "../common/free_port.h"
 
 #include <chrono>
 #include <map>
@@ -93,17 +92,7 @@ TEST(Shards, RowsAreSplitContiguouslyWithoutOverlap) {
   EXPECT_EQ(part.negatives, b.negatives);  // the pool of negatives is shared by every row: kept whole
 }
 
-int free_port() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t n = sizeof a;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &n);
-  close(fd);
-  return ntohs(a.sin_port);
-}
+using test_net::free_port;
 
 // Runs f(rank, communicator) on two threads joined in one process group.
 void two_ranks(double timeout_s, const std::function<void(int, Communicator&)>& f) {

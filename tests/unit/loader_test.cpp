@@ -14,6 +14,7 @@
 #include "mmt/io/npy.h"
 #include "mmt/text/tokenizer.h"
 #include "mmt/util/error.h"
+#include "test_util.h"
 
 namespace mmt {
 namespace {
@@ -231,16 +232,6 @@ TEST(DatasetBatches, RankSharesOfEachGlobalBatchAreTheOneProcessBatch) {
     ranks.push_back(std::make_unique<DatasetBatcher>(cfg, nullptr));
     ranks.back()->shard(r, 3);
   }
-  auto rows_of = [](const Batch& b) {
-    std::vector<std::vector<int64_t>> rows;
-    for (int64_t i = 0; i < b.size(); ++i) {
-      std::vector<int64_t> ids;
-      for (int64_t t = 0; t < b.text_ids.size(1); ++t)
-        if (b.text_mask[i][t].item<bool>()) ids.push_back(b.text_ids[i][t].item<int64_t>());
-      rows.push_back(ids);
-    }
-    return rows;
-  };
   for (int64_t step = 0; step < 4; ++step) {
     const Batch whole = one.build(step, one.plan(step));
     std::vector<std::vector<int64_t>> joined;
@@ -249,10 +240,10 @@ TEST(DatasetBatches, RankSharesOfEachGlobalBatchAreTheOneProcessBatch) {
       const Batch part = ranks[r]->build(step, ranks[r]->plan(step));
       const auto [begin, end] = shard_range(7, r, 3);
       EXPECT_EQ(part.size(), end - begin) << "rank " << r;
-      for (auto& row : rows_of(part)) joined.push_back(row);
+      for (auto& row : testing::token_rows(part)) joined.push_back(row);
       pixels.push_back(part.image_pixels);
     }
-    EXPECT_EQ(joined, rows_of(whole)) << "step " << step;
+    EXPECT_EQ(joined, testing::token_rows(whole)) << "step " << step;
     EXPECT_TRUE(torch::cat(pixels).equal(whole.image_pixels)) << "step " << step;
   }
   EXPECT_THROW(ranks[0]->shard(3, 3), Error);

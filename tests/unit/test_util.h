@@ -19,6 +19,18 @@ inline ModelOptions small_model_options(const std::string& attention, int64_t la
 
 constexpr int64_t kVocab = 30, kFeat = 8;
 
+/// Each row's token ids without padding (where text_mask is true).
+inline std::vector<std::vector<int64_t>> token_rows(const Batch& b) {
+  std::vector<std::vector<int64_t>> rows;
+  for (int64_t i = 0; i < b.size(); ++i) {
+    std::vector<int64_t> ids;
+    for (int64_t t = 0; t < b.text_ids.size(1); ++t)
+      if (b.text_mask[i][t].item<bool>()) ids.push_back(b.text_ids[i][t].item<int64_t>());
+    rows.push_back(ids);
+  }
+  return rows;
+}
+
 /// A random batch of b examples, t tokens, r regions; every position real.
 inline Batch random_batch(int64_t b, int64_t t, int64_t r, uint64_t seed = 0) {
   torch::manual_seed(seed);
