@@ -166,8 +166,10 @@ LossOutput pretraining_loss(MultimodalTransformerImpl& model, const Batch& batch
       // Every rank scores the whole global batch: its own rows keep their graph, the others' are
       // constants, so the sum over ranks of the gradients is the one-process gradient. The
       // temperature enters every rank's copy of the loss: its gradient is divided among them.
-      text_emb = all_gather_rows(*comm, text_emb, dual_counts, "dual-encoder text embeddings");
-      image_emb = all_gather_rows(*comm, image_emb, dual_counts, "dual-encoder image embeddings");
+      // Text and image embeddings side by side: one gather per step, not two.
+      const int64_t e = text_emb.size(1);
+      const auto both = all_gather_rows(*comm, torch::cat({text_emb, image_emb}, 1), dual_counts, "dual-encoder embeddings");
+      text_emb = both.narrow(1, 0, e), image_emb = both.narrow(1, e, both.size(1) - e);
       const double w = static_cast<double>(comm->size());
       scale = scale.detach() + (scale - scale.detach()) / w;
       f = 1.0 / w;
