@@ -82,26 +82,32 @@ ContrastiveItmResult contrastive_itm(MultimodalTransformerImpl& model, const Bat
     return result;
   }
 
-  const int64_t total = m * candidates;
+  // Every chunk but the last is scored without a graph; the last keeps its graph, so a step
+  // whose pairs fit one chunk (the usual case) runs one forward pass, not two.
+  const int64_t total = m * candidates, last = (total - 1) / chunk * chunk;
+  const bool backprop = weight > 0 && model.is_training() && torch::GradMode::is_enabled();
   torch::Tensor scores = torch::empty({total}, model.text_embed->word->weight.options().requires_grad(false));
   {
     torch::NoGradGuard no_grad;
-    for (int64_t b = 0; b < total; b += chunk) scores.narrow(0, b, std::min(chunk, total - b)).copy_(score_pairs(b, std::min(b + chunk, total)));
+    for (int64_t b = 0; b < last; b += chunk) scores.narrow(0, b, chunk).copy_(score_pairs(b, b + chunk));
   }
+  torch::Tensor last_scores;
+  {
+    const torch::AutoGradMode graph(backprop);
+    last_scores = score_pairs(last, total);
+  }
+  scores.narrow(0, last, total - last).copy_(last_scores.detach());
   const auto [loss, acc] = contrastive_loss_from_scores(scores.view({m, candidates}), excluded);
   result.loss = loss.item<double>(), result.accuracy = acc;
-  const auto log_p =
-      torch::log_softmax(scores.view({m, candidates}).masked_fill(excluded, -std::numeric_limits<float>::infinity()), 1);
 
-  if (weight > 0 && model.is_training() && torch::GradMode::is_enabled()) {
+  if (backprop) {
     // d loss / d s = (softmax(s) - onehot(0)) / m; excluded candidates have softmax 0.
-    auto grad = log_p.exp();
+    auto grad = torch::log_softmax(scores.view({m, candidates}).masked_fill(excluded, -std::numeric_limits<float>::infinity()), 1).exp();
     grad.select(1, 0).sub_(1.0);
     grad = (grad * (weight / static_cast<double>(m))).reshape({-1});
-    for (int64_t b = 0; b < total; b += chunk) {
-      const int64_t e = std::min(b + chunk, total);
-      score_pairs(b, e).backward(grad.narrow(0, b, e - b));
-    }
+    last_scores.backward(grad.narrow(0, last, total - last));
+    last_scores = torch::Tensor();  // its graph goes before the others are rebuilt
+    for (int64_t b = 0; b < last; b += chunk) score_pairs(b, b + chunk).backward(grad.narrow(0, b, chunk));
   }
   return result;
 }
