@@ -2,6 +2,11 @@
 #include "mmt/eval/exact_scorer.h"
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <exception>
+#include <mutex>
+#include <thread>
 #include <map>
 #include <numeric>
 #include <unordered_map>
@@ -11,6 +16,7 @@
 #include "mmt/model/transformer.h"
 #include "mmt/util/device.h"
 #include "mmt/util/error.h"
+#include "mmt/util/runtime.h"
 
 namespace mmt {
 
@@ -53,6 +59,50 @@ struct PairScorer::Impl {
     const int64_t n = states.size(0);
     return text ? model.run_layers(states, placeholder(n), mask, all_real(n), begin, end).first
                 : model.run_layers(placeholder(n), states, all_real(n), mask, begin, end).second;
+  }
+
+  // Runs passes 0..n-1 (each returns the pairs it scored) on `threads` threads - each pass on
+  // one thread with single-threaded matrix products - or on this thread with the process's BLAS
+  // threads. Progress is reported from this thread only.
+  void run_passes(int64_t n, const std::function<int64_t(int64_t)>& pass, int64_t total, const PairProgress& progress) {
+    const int64_t threads = std::min<int64_t>(n, options.threads);
+    std::atomic<int64_t> next{0}, done{0};
+    std::exception_ptr failure;
+    std::mutex failure_lock;
+    auto work = [&] {
+      torch::NoGradGuard no_grad;  // both are per thread
+      const AutocastGuard autocast(device, options.bf16);
+      for (int64_t p; (p = next.fetch_add(1)) < n;) {
+        try {
+          done += pass(p);
+        } catch (...) {
+          const std::lock_guard<std::mutex> lock(failure_lock);
+          if (!failure) failure = std::current_exception();
+          next = n;
+        }
+      }
+    };
+    if (threads <= 1) {
+      torch::NoGradGuard no_grad;
+      const AutocastGuard autocast(device, options.bf16);
+      for (int64_t p = 0; p < n; ++p) {
+        done += pass(p);
+        if (progress) progress(done, total);
+      }
+      return;
+    }
+    const BlasThreadsScope one_blas_thread(1);
+    std::atomic<int64_t> finished{0};
+    std::vector<std::thread> pool;
+    for (int64_t t = 0; t < threads; ++t) pool.emplace_back([&] { work(), ++finished; });
+    for (int64_t reported = -1; finished.load() < threads;) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      const int64_t d = done.load();
+      if (progress && d != reported && !failure) progress(d, total), reported = d;
+    }
+    for (auto& t : pool) t.join();
+    if (failure) std::rethrow_exception(failure);
+    if (progress) progress(done.load(), total);
   }
 
   // Scores of pairs (caption rows cr of group cg, image rows ir of group ig), one pass.
@@ -164,34 +214,36 @@ std::vector<float> PairScorer::all_pairs(const PairProgress& progress) {
     if (progress) progress(s.nc * s.ni, s.nc * s.ni);
     return scores;
   }
-  torch::NoGradGuard no_grad;
-  const AutocastGuard autocast(s.device, s.options.bf16);
   std::vector<float> scores(static_cast<size_t>(s.nc * s.ni));
   const int64_t image_chunk = std::max<int64_t>(1, s.options.pair_batch / 16);
-  int64_t done = 0;
+  // The passes, listed first: (image group, first image, images; caption group, first caption, captions).
+  struct Pass {
+    const Group *ig, *cg;
+    int64_t i0, n_img, c0, k;
+  };
+  std::vector<Pass> passes;
   for (const auto& ig : s.images) {
     const int64_t n_group = static_cast<int64_t>(ig.index.size());
     for (int64_t i0 = 0; i0 < n_group; i0 += image_chunk) {
       const int64_t n_img = std::min(image_chunk, n_group - i0);
       const int64_t per_pass = std::max<int64_t>(1, s.options.pair_batch / n_img);
-      const auto img_rows = torch::arange(i0, i0 + n_img, torch::device(s.device).dtype(torch::kInt64));
       for (const auto& cg : s.captions) {
         const int64_t n_cap = static_cast<int64_t>(cg.index.size());
-        for (int64_t c0 = 0; c0 < n_cap; c0 += per_pass) {
-          const int64_t k = std::min(per_pass, n_cap - c0);
-          // Pairs (caption c0 + a, image i0 + b) at row a * n_img + b.
-          const auto cap_rows = torch::arange(c0, c0 + k, torch::device(s.device).dtype(torch::kInt64));
-          const auto cr = cap_rows.unsqueeze(1).expand({k, n_img}).reshape({-1});
-          const auto ir = img_rows.unsqueeze(0).expand({k, n_img}).reshape({-1});
-          const auto m = to_host(s.score(cg, cr, ig, ir));
-          for (int64_t a = 0; a < k; ++a)
-            for (int64_t b = 0; b < n_img; ++b) scores[cg.index[c0 + a] * s.ni + ig.index[i0 + b]] = m[a * n_img + b];
-          done += k * n_img;
-          if (progress) progress(done, s.nc * s.ni);
-        }
+        for (int64_t c0 = 0; c0 < n_cap; c0 += per_pass) passes.push_back({&ig, &cg, i0, n_img, c0, std::min(per_pass, n_cap - c0)});
       }
     }
   }
+  s.run_passes(static_cast<int64_t>(passes.size()), [&](int64_t p) {
+    const Pass& q = passes[static_cast<size_t>(p)];
+    // Pairs (caption c0 + a, image i0 + b) at row a * n_img + b.
+    const auto opts = torch::device(s.device).dtype(torch::kInt64);
+    const auto cr = torch::arange(q.c0, q.c0 + q.k, opts).unsqueeze(1).expand({q.k, q.n_img}).reshape({-1});
+    const auto ir = torch::arange(q.i0, q.i0 + q.n_img, opts).unsqueeze(0).expand({q.k, q.n_img}).reshape({-1});
+    const auto m = to_host(s.score(*q.cg, cr, *q.ig, ir));
+    for (int64_t a = 0; a < q.k; ++a)
+      for (int64_t b = 0; b < q.n_img; ++b) scores[q.cg->index[q.c0 + a] * s.ni + q.ig->index[q.i0 + b]] = m[a * q.n_img + b];
+    return q.k * q.n_img;
+  }, s.nc * s.ni, progress);
   return scores;
 }
 
@@ -210,28 +262,32 @@ std::vector<float> PairScorer::pairs(const std::vector<int64_t>& caption, const 
     if (progress) progress(static_cast<int64_t>(caption.size()), static_cast<int64_t>(caption.size()));
     return scores;
   }
-  torch::NoGradGuard no_grad;
-  const AutocastGuard autocast(s.device, s.options.bf16);
   // Pairs grouped by (caption group, image group): equal shapes in one pass.
   std::map<std::pair<int64_t, int64_t>, std::vector<int64_t>> by_groups;
   for (size_t p = 0; p < caption.size(); ++p) {
     by_groups[{s.caption_at[caption[p]].first, s.image_at[image[p]].first}].push_back(static_cast<int64_t>(p));
   }
-  std::vector<float> scores(caption.size());
-  int64_t done = 0;
-  const int64_t total = static_cast<int64_t>(caption.size());
+  struct Pass {
+    const Group *cg, *ig;
+    const std::vector<int64_t>* list;
+    size_t a, end;
+  };
+  std::vector<Pass> passes;
   for (const auto& [groups, list] : by_groups) {
-    const Group &cg = s.captions[groups.first], &ig = s.images[groups.second];
-    for (size_t a = 0; a < list.size(); a += static_cast<size_t>(s.options.pair_batch)) {
-      const size_t end = std::min(list.size(), a + static_cast<size_t>(s.options.pair_batch));
-      std::vector<int64_t> cr, ir;
-      for (size_t q = a; q < end; ++q) cr.push_back(s.caption_at[caption[list[q]]].second), ir.push_back(s.image_at[image[list[q]]].second);
-      const auto m = to_host(s.score(cg, torch::tensor(cr).to(s.device), ig, torch::tensor(ir).to(s.device)));
-      for (size_t q = a; q < end; ++q) scores[list[q]] = m[q - a];
-      done += static_cast<int64_t>(end - a);
-      if (progress) progress(done, total);
-    }
+    for (size_t a = 0; a < list.size(); a += static_cast<size_t>(s.options.pair_batch))
+      passes.push_back({&s.captions[groups.first], &s.images[groups.second], &list, a,
+                        std::min(list.size(), a + static_cast<size_t>(s.options.pair_batch))});
   }
+  std::vector<float> scores(caption.size());
+  s.run_passes(static_cast<int64_t>(passes.size()), [&](int64_t p) {
+    const Pass& q = passes[static_cast<size_t>(p)];
+    const auto& list = *q.list;
+    std::vector<int64_t> cr, ir;
+    for (size_t r = q.a; r < q.end; ++r) cr.push_back(s.caption_at[caption[list[r]]].second), ir.push_back(s.image_at[image[list[r]]].second);
+    const auto m = to_host(s.score(*q.cg, torch::tensor(cr).to(s.device), *q.ig, torch::tensor(ir).to(s.device)));
+    for (size_t r = q.a; r < q.end; ++r) scores[list[r]] = m[r - q.a];
+    return static_cast<int64_t>(q.end - q.a);
+  }, static_cast<int64_t>(caption.size()), progress);
   return scores;
 }
 

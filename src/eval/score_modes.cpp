@@ -14,6 +14,7 @@
 #include "mmt/util/device.h"
 #include "mmt/util/error.h"
 #include "mmt/util/fs.h"
+#include "mmt/util/runtime.h"
 
 namespace mmt {
 
@@ -45,6 +46,7 @@ TestSetScores score_test_set(MultimodalTransformerImpl& model, const std::vector
   const int64_t nc = static_cast<int64_t>(captions.size()), ni = images.size();
   ExactScorerOptions so;
   so.pair_batch = e.pair_batch, so.cache = e.cache, so.device = cfg.runtime.device, so.bf16 = use_bf16(cfg.runtime);
+  if (resolve_device(cfg.runtime.device).is_cpu()) so.threads = e.threads > 0 ? e.threads : cores_per_process();
   TestSetScores out;
   out.info = {{"mode", e.mode}, {"device", resolve_device(cfg.runtime.device).str()}, {"precision", cfg.runtime.precision}};
   if (e.mode == "exact") out.info["cache"] = e.cache;

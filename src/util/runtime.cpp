@@ -45,14 +45,18 @@ BlasInfo detect_blas() {
   return info;
 }
 
-std::string configure_runtime(const RuntimeOptions& r, std::ostream& warn) {
-  at::set_num_threads(static_cast<int>(r.threads));
+int cores_per_process() {
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   // Processes sharing this machine (torchrun sets LOCAL_WORLD_SIZE) share its cores.
   const char* local_env = std::getenv("LOCAL_WORLD_SIZE");
   if (!local_env) local_env = std::getenv("SLURM_NTASKS_PER_NODE");  // "8" or "8(x2)": atoi reads 8
   const int local_procs = local_env ? std::max(1, std::atoi(local_env)) : 1;
-  const int blas_threads = r.blas_threads > 0 ? static_cast<int>(r.blas_threads) : std::max(1, cores / local_procs);
+  return std::max(1, cores / local_procs);
+}
+
+std::string configure_runtime(const RuntimeOptions& r, std::ostream& warn) {
+  at::set_num_threads(static_cast<int>(r.threads));
+  const int blas_threads = r.blas_threads > 0 ? static_cast<int>(r.blas_threads) : cores_per_process();
   const BlasInfo blas = detect_blas();
   if (auto set = reinterpret_cast<void (*)(int)>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads")))
     set(blas_threads);
@@ -62,6 +66,21 @@ std::string configure_runtime(const RuntimeOptions& r, std::ostream& warn) {
   }
   return "threads: torch " + std::to_string(r.threads) + ", " + blas.name + " " +
          (blas.name == "OpenBLAS" ? std::to_string(blas_threads) : std::string("default"));
+}
+
+int blas_threads() {
+  auto get = reinterpret_cast<int (*)()>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
+  return get ? get() : 0;
+}
+
+BlasThreadsScope::BlasThreadsScope(int threads) : saved_(blas_threads()) {
+  if (auto set = reinterpret_cast<void (*)(int)>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads")); set && saved_ > 0)
+    set(threads);
+}
+
+BlasThreadsScope::~BlasThreadsScope() {
+  if (auto set = reinterpret_cast<void (*)(int)>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads")); set && saved_ > 0)
+    set(saved_);
 }
 
 }  // namespace mmt

@@ -114,6 +114,31 @@ TEST_P(ExactScorer, PairListEqualsAllPairs) {
   EXPECT_THROW(scorer.pairs({11}, {0}), std::out_of_range);
 }
 
+// Pair batches scored on several threads (each with single-threaded BLAS) land in the same cells
+// as on one thread: the same scores up to the matrix products' summation order.
+TEST_P(ExactScorer, ThreadsScoreTheSamePairs) {
+  Fixture f(GetParam());
+  auto threaded = f.options();
+  threaded.threads = 3;
+  PairScorer one(*f.model, f.captions, *f.images, f.options()), three(*f.model, f.captions, *f.images, threaded);
+  const auto a = one.all_pairs();
+  int64_t last_done = -1, calls = 0;
+  const auto b = three.all_pairs([&](int64_t done, int64_t total) {
+    EXPECT_EQ(total, 77);
+    EXPECT_GE(done, last_done);
+    last_done = done, ++calls;
+  });
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t k = 0; k < a.size(); ++k) EXPECT_NEAR(a[k], b[k], 1e-5) << GetParam().name << " pair " << k;
+  EXPECT_EQ(last_done, 77);
+  EXPECT_GE(calls, 1);
+  std::vector<int64_t> pc, pi;
+  for (int k = 0; k < 40; ++k) pc.push_back((k * 5) % 11), pi.push_back((k * 2 + k / 3) % 7);
+  const auto some = three.pairs(pc, pi);
+  for (size_t k = 0; k < pc.size(); ++k) EXPECT_NEAR(some[k], a[pc[k] * 7 + pi[k]], 1e-5) << GetParam().name;
+  EXPECT_THROW(three.pairs({0}, {7}), std::out_of_range);
+}
+
 // rerank with k = every candidate re-scores every pair: the exact scores and metrics.
 TEST_P(ExactScorer, RerankOfAllCandidatesIsExact) {
   Fixture f(GetParam());

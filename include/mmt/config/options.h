@@ -336,6 +336,7 @@ struct EvalOptions {
   int64_t rerank_k = 128;       // rerank: candidates per query re-scored by the ITM head
   std::string first_stage = "dual";  // rerank: dual, or a .npy score matrix ({split} = split name)
   bool cache = true;            // exact: compute the unimodal layers once per caption / image
+  int64_t threads = 0;          // CPU: threads scoring pair batches side by side (0 = this process's cores)
 
   template <class V>
   void visit(V& v) {
@@ -352,6 +353,9 @@ struct EvalOptions {
     v.field("cache", cache,
             "exact: run the layers below the first cross-modal layer once per caption and once per image and reuse "
             "them for every pair (false: every pair from the embeddings up - for checking and timing)");
+    v.field("threads", threads,
+            "CPU: threads scoring pair batches side by side, each with single-threaded matrix products (0 = the "
+            "cores of this process: all of them, or their share under torchrun / SLURM); GPUs score on one");
   }
 };
 

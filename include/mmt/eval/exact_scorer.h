@@ -9,7 +9,10 @@
  * exact, at the cost of C + N forward passes. Captions are grouped by length and images by token
  * count, so pair batches carry no padding. The score is MultimodalTransformer::match_scores: the
  * ITM logit margin (match - mismatch), monotone in the match probability and free of the ties a
- * saturated fp32 softmax creates, or a dual encoder's scaled cosine.
+ * saturated fp32 softmax creates, or a dual encoder's scaled cosine. On the CPU the pair batches
+ * run on `threads` threads side by side, each with single-threaded matrix products: on small
+ * models half a step is elementwise work that one thread would do alone while the BLAS threads
+ * spin (1.5x on 2 cores, docs/performance.md).
  *
  * dual: one vector per caption and per image, compared by a matrix product. For stacks without
  * cross-modal layers this *is* exact. Otherwise the vectors are the [CLS] / [IMG] states below
@@ -37,6 +40,7 @@ struct ExactScorerOptions {
   bool cache = true;           // unimodal layers once per caption / image (false: per pair)
   std::string device = "cpu";  // runtime.device
   bool bf16 = false;           // bf16 autocast
+  int64_t threads = 1;         // CPU: pair passes on this many threads, each with 1-thread BLAS
 };
 
 /// Called after each pair batch with (pairs done, pairs total).

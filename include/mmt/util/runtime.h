@@ -19,8 +19,27 @@ struct BlasInfo {
 
 BlasInfo detect_blas();
 
-/// Applies runtime.threads / runtime.blas_threads; warns on `warn` when the reference BLAS
+/// This machine's cores over the processes sharing it (LOCAL_WORLD_SIZE, SLURM_NTASKS_PER_NODE).
+int cores_per_process();
+
+/// Applies runtime.threads / runtime.blas_threads (0: cores_per_process()); warns on `warn` when the reference BLAS
 /// is in use. Returns a one-line description for logs.
 std::string configure_runtime(const RuntimeOptions& r, std::ostream& warn);
+
+/// OpenBLAS's thread count (0 when the BLAS is not OpenBLAS).
+int blas_threads();
+
+/// Sets OpenBLAS's thread count for its lifetime and restores it after (nothing for other BLAS):
+/// threads that each run their own matrix products want single-threaded ones.
+class BlasThreadsScope {
+ public:
+  explicit BlasThreadsScope(int threads);
+  ~BlasThreadsScope();
+  BlasThreadsScope(const BlasThreadsScope&) = delete;
+  BlasThreadsScope& operator=(const BlasThreadsScope&) = delete;
+
+ private:
+  int saved_ = 0;
+};
 
 }  // namespace mmt
