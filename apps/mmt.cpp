@@ -192,6 +192,11 @@ int main(int argc, char** argv) {
           if (same != was)
             throw mmt::Error("train --auto-resume: " + out_dir + " holds a run with another config (only train.steps and "
                              "runtime.* may differ); choose another --out");
+          // A job relaunched after its run finished (a requeue, a restart after the last step) succeeds.
+          if (const int64_t done = mmt::finished_steps(out_dir); done >= cfg.train.steps) {
+            std::cerr << "mmt train: " << out_dir << " has finished its " << done << " steps; nothing to do\n";
+            return 0;
+          }
         }
         join(cfg.runtime);
         mmt::train_run(cfg, out_dir, std::cerr, /*resume=*/continuing);

@@ -98,6 +98,12 @@ bool has_resumable_checkpoint(const std::string& dir) {
   return file_exists(run.config()) && latest_train_checkpoint(run) >= 0;
 }
 
+int64_t finished_steps(const std::string& dir) {
+  const RunFiles run(dir);
+  if (!file_exists(run.checkpoint())) return -1;
+  return parse_json_with_comments(read_file(run.checkpoint()), run.checkpoint()).value("step", int64_t{-1});
+}
+
 TrainSummary train_run(const ExperimentConfig& cfg, const std::string& dir, std::ostream& out_log, bool resume) {
   // Distributed (docs/distributed.md): every rank trains on its share of each global batch; rank 0
   // alone writes the run directory and the log.
@@ -113,12 +119,9 @@ TrainSummary train_run(const ExperimentConfig& cfg, const std::string& dir, std:
   try {
   if (resume) {
     if (!file_exists(run.config())) throw Error("'" + dir + "' is not a run directory (no config.json) to resume");
-    if (file_exists(run.checkpoint())) {
-      const json done = parse_json_with_comments(read_file(run.checkpoint()), run.checkpoint());
-      if (done.value("step", int64_t{0}) >= cfg.train.steps)
-        throw Error("'" + dir + "' has finished its " + std::to_string(cfg.train.steps) +
-                    " steps; to train longer, resume with --set train.steps=M (M > " + std::to_string(cfg.train.steps) + ")");
-    }
+    if (finished_steps(dir) >= cfg.train.steps)
+      throw Error("'" + dir + "' has finished its " + std::to_string(cfg.train.steps) +
+                  " steps; to train longer, resume with --set train.steps=M (M > " + std::to_string(cfg.train.steps) + ")");
     start = latest_train_checkpoint(run);
     if (start < 0) throw Error("nothing to resume in '" + dir + "': " + run.checkpoints() + " has no complete checkpoint");
     if (root) write_file_atomic(run.config(), config_to_json(cfg).dump(2) + "\n");  // train.steps may have grown
@@ -290,6 +293,11 @@ TrainSummary train_run(const ExperimentConfig& cfg, const std::string& dir, std:
   const int64_t kill_after = fault_kill_step();
   const char* kill_rank_env = std::getenv("MMT_FAULT_KILL_RANK");  // with it, only that rank is killed
   const int kill_rank = kill_rank_env ? std::atoi(kill_rank_env) : -1;
+  // Test hook: a batch that cannot be built at step N (on rank MMT_FAULT_BATCH_ERROR_RANK, or all).
+  const char* batch_error_env = std::getenv("MMT_FAULT_BATCH_ERROR_AT_STEP");
+  const char* batch_error_rank_env = std::getenv("MMT_FAULT_BATCH_ERROR_RANK");
+  const int64_t batch_error_at = batch_error_env ? std::atoll(batch_error_env) : -1;
+  const int batch_error_rank = batch_error_rank_env ? std::atoi(batch_error_rank_env) : -1;
 
   Progress progress("train", t.steps, log, "ex", static_cast<double>(t.batch_size * accum));
   double data_seconds = 0;
@@ -299,25 +307,43 @@ TrainSummary train_run(const ExperimentConfig& cfg, const std::string& dir, std:
     // grad_accum_steps micro-batches per optimizer step: micro-batch m = step * accum + k.
     std::vector<Batch> micro;
     int64_t step_examples = 0;
-    for (int64_t k = 0; k < accum; ++k) {
-      if (real) {
-        BatchLoader::Item item = loader->next();
-        micro.push_back(std::move(item.batch));
-        sampler_state = DatasetBatcher::sampler_state(item.plan);
-      } else {
-        micro.push_back(prefetch ? prefetch->next() : my_rows(synthetic->batch(step * accum + k)));
+    std::string data_error;  // distributed: a rank without its batch stops every rank at once
+    try {
+      if (step == batch_error_at && (batch_error_rank < 0 || batch_error_rank == rank))
+        throw Error("step " + std::to_string(step) + ": injected batch error (MMT_FAULT_BATCH_ERROR_AT_STEP)");
+      for (int64_t k = 0; k < accum; ++k) {
+        if (real) {
+          BatchLoader::Item item = loader->next();
+          micro.push_back(std::move(item.batch));
+          sampler_state = DatasetBatcher::sampler_state(item.plan);
+        } else {
+          micro.push_back(prefetch ? prefetch->next() : my_rows(synthetic->batch(step * accum + k)));
+        }
+        step_examples += micro.back().size();
       }
-      step_examples += micro.back().size();
+    } catch (const Error& e) {
+      if (!comm) throw;
+      data_error = e.what();
     }
     data_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    int sig = g_signal.load();
+    if (comm) {
+      // One small collective before the step's: whether every rank has its batch (else all stop
+      // now, not at the timeout), a signal to any rank (every rank stops after this step), and
+      // the global batch's examples.
+      const auto v = all_reduce_sum(comm, {data_error.empty() ? 0.0 : 1.0, sig ? 1.0 : 0.0, static_cast<double>(step_examples)},
+                                    "step status");
+      if (!data_error.empty()) throw Error(data_error);
+      if (v[0] > 0)
+        throw DistError("rank " + std::to_string(rank) + ": stopping at step " + std::to_string(step) + ": " +
+                        std::to_string(static_cast<int>(v[0])) + " other rank(s) could not build their batch (their "
+                        "messages say why); continue with mmt train --resume " + dir);
+      if (v[1] > 0 && !sig) sig = SIGTERM;
+      step_examples = static_cast<int64_t>(v[2]);
+    }
     const double lr = learning_rate(t.schedule, t.lr, step, t.warmup_steps, t.steps);
     PretrainStep::Result out = stepper.run(micro, lr, step);
-    int sig = g_signal.load();
-    if (comm) {  // the global batch's examples; a signal to any rank stops every rank after this step
-      const auto v = all_reduce_sum(comm, {sig ? 1.0 : 0.0, static_cast<double>(step_examples)}, "step status");
-      if (v[0] > 0 && !sig) sig = SIGTERM;
-      step_examples = static_cast<int64_t>(v[1]);
-    }
+    if (!comm) sig = g_signal.load();  // one process: a signal during the step stops it after the step
     if (!out.finite) {
       ++summary.skipped_steps;
       if (++bad_in_a_row >= t.max_bad_steps)

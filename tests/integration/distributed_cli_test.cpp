@@ -188,6 +188,24 @@ TEST(Distributed, ADeadRankFailsTheOtherWithinTheTimeoutAndTheJobResumes) {
   expect_same_parameters(straight, dir);
 }
 
+// A rank that cannot build its batch (unreadable images, a broken store) stops the others at
+// once, at that step, instead of leaving them to the rendezvous timeout.
+TEST(Distributed, ARankWithoutItsBatchStopsEveryRankAtOnce) {
+  const std::string dir = own("batch-error");
+  fs::remove_all(dir);
+  const auto start = std::chrono::steady_clock::now();
+  const auto r = launch(2, kRun + " --set train.steps=8 --set runtime.dist_timeout_s=300 --out " + dir, "",
+                        "MMT_FAULT_BATCH_ERROR_AT_STEP=3");
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_EQ(r[1].status, 2) << ranks_err(r);
+  EXPECT_NE(r[1].err.find("step 3: injected batch error"), std::string::npos) << r[1].err;
+  EXPECT_EQ(r[0].status, 2) << ranks_err(r);
+  EXPECT_NE(r[0].err.find("rank 0: stopping at step 3: 1 other rank(s) could not build their batch"), std::string::npos)
+      << r[0].err;
+  EXPECT_NE(r[0].err.find("--resume"), std::string::npos) << r[0].err;
+  EXPECT_LT(seconds, 120) << "rank 0 should stop at once, not at the 300 s timeout";
+}
+
 TEST(Distributed, ExactEvaluationEqualsOneProcess) {
   const std::string run = own("run");
   fs::remove_all(run);

@@ -48,7 +48,8 @@ std::string fresh(const std::string& name) {
 }
 
 // --auto-resume: the same command relaunched continues the run its --out holds; a new folder
-// starts one; a folder holding a run of another config is refused.
+// starts one; a finished run is left as it is (exit 0); a folder holding a run of another
+// config is refused.
 TEST(Resume, AutoResumeContinuesTheSameCommandsRun) {
   const std::string straight = fresh("straight"), killed = fresh("killed");
   ASSERT_EQ(run("train --out " + straight + kSmall + " --auto-resume"), 0) << slurp(own("err.txt"));  // new: starts
@@ -58,6 +59,11 @@ TEST(Resume, AutoResumeContinuesTheSameCommandsRun) {
   ASSERT_EQ(run("train --out " + killed + kSmall + " --auto-resume"), 0) << slurp(own("err.txt"));
   EXPECT_NE(slurp(own("err.txt")).find("resuming " + killed + " at step 20"), std::string::npos);
   EXPECT_EQ(slurp(killed + "/model.safetensors"), slurp(straight + "/model.safetensors"));
+  // Relaunched once more after it finished (a requeued job): nothing to do, and success.
+  const std::string weights = slurp(killed + "/model.safetensors");
+  ASSERT_EQ(run("train --out " + killed + kSmall + " --auto-resume"), 0) << slurp(own("err.txt"));
+  EXPECT_NE(slurp(own("err.txt")).find("has finished its 40 steps; nothing to do"), std::string::npos) << slurp(own("err.txt"));
+  EXPECT_EQ(slurp(killed + "/model.safetensors"), weights);
   EXPECT_EQ(run("train --out " + straight + kSmall), 2);  // without the flag a used folder is still refused
 }
 

@@ -30,6 +30,9 @@ TrainSummary train_run(const ExperimentConfig& cfg, const std::string& run_dir, 
 /// Whether `run_dir` holds a run (config.json) with a complete resumable checkpoint.
 bool has_resumable_checkpoint(const std::string& run_dir);
 
+/// The steps a finished run trained (its checkpoint.json), or -1 when it has not finished.
+int64_t finished_steps(const std::string& run_dir);
+
 /// Thrown after a SIGINT / SIGTERM once the checkpoint is written.
 struct Interrupted : std::runtime_error {
   Interrupted(const std::string& what, int signal) : std::runtime_error(what), signal(signal) {}
