@@ -79,6 +79,45 @@ void check_eval_overrides(const ExperimentConfig& trained, const ExperimentConfi
                 "data.synth.captions_per_image; the rest is fixed by the trained run");
 }
 
+// What both evaluations share: the run loaded, the overrides applied and checked, the threads
+// set; under torchrun every rank scores its share and rank 0 alone prints and writes.
+struct Evaluation {
+  std::ostream discard{nullptr};
+  const bool root = is_root_process();
+  std::ostream& out;
+  std::ostream& log;
+  LoadedRun run;
+  ExperimentConfig cfg;
+  const std::string tag;  // "-best" for <run>/best's weights
+
+  Evaluation(const std::string& run_dir, const std::vector<std::string>& overrides, std::ostream& out_all,
+             std::ostream& log_all, bool best)
+      : out(root ? out_all : discard), log(root ? log_all : discard), run(load_run(run_dir, best)), cfg(run.config),
+        tag(best ? "-best" : "") {
+    for (const auto& o : overrides) apply_override(cfg, o);
+    validate_config(cfg);
+    check_eval_overrides(run.config, cfg);
+    log << "mmt eval: " << configure_runtime(cfg.runtime, log) << "\n";
+  }
+
+  // One test set's or split's entry of the result: metrics, how they were scored, the score files.
+  json entry(const TestSetScores& scored, const std::string& run_dir, const std::string& name, int64_t nc, int64_t ni) const {
+    json e = metrics_json(scored.metrics);
+    e.update(scored.info);
+    if (root) e["scores_files"] = save_scores(scored, run_dir, "eval" + tag + "-" + name, nc, ni);
+    return e;
+  }
+
+  // <stem>.json and <stem>.md (rank 0), and the Markdown on `out`.
+  void finish(const std::string& stem, const json& result, const std::string& markdown) {
+    if (root) {
+      write_file_atomic(stem + ".json", result.dump(2) + "\n");
+      write_file_atomic(stem + ".md", markdown);
+    }
+    out << markdown << std::flush;
+  }
+};
+
 }  // namespace
 
 json metrics_json(const RetrievalMetrics& m) {
@@ -103,19 +142,9 @@ std::string results_table(const std::string& title, const RetrievalMetrics& mode
 
 json evaluate_run(const std::string& run_dir, const std::vector<std::string>& overrides, std::ostream& out_all,
                   std::ostream& log_all, bool best) {
-  // Distributed (`mmt eval` under torchrun): every rank scores its share, rank 0 reports and writes.
-  std::ostream discard(nullptr);
-  const bool root = is_root_process();
-  std::ostream& out = root ? out_all : discard;
-  std::ostream& log = root ? log_all : discard;
-  LoadedRun run = load_run(run_dir, best);
-  const std::string tag = best ? "-best" : "";
-  ExperimentConfig cfg = run.config;
-  for (const auto& o : overrides) apply_override(cfg, o);
-  validate_config(cfg);
-  check_eval_overrides(run.config, cfg);
-  log << "mmt eval: " << configure_runtime(cfg.runtime, log) << "\n";
-
+  Evaluation ev(run_dir, overrides, out_all, log_all, best);
+  const ExperimentConfig& cfg = ev.cfg;
+  LoadedRun& run = ev.run;
   const bool fine_tuned = was_fine_tuned(run_dir, best);
   const std::string label = fine_tuned ? "fine-tuned" : "zero-shot";
 
@@ -141,14 +170,12 @@ json evaluate_run(const std::string& run_dir, const std::vector<std::string>& ov
     for (const auto& c : test.captions) captions.push_back(run.vocab.encode(c.text, cfg.model.max_text_len));
     const int64_t ni = static_cast<int64_t>(test.images.size()), nc = static_cast<int64_t>(captions.size());
     const SyntheticImages images(test.images, test.regions, cfg);
-    const TestSetScores scored = score_test_set(*run.model, captions, images, test.caption_image, cfg, name, log);
+    const TestSetScores scored = score_test_set(*run.model, captions, images, test.caption_image, cfg, name, ev.log);
     total_seconds += scored.seconds;
     const RetrievalMetrics& m = scored.metrics;
     const Ceilings c = test_set_ceilings(test);
-    json entry = metrics_json(m);
-    entry.update(scored.info);
+    json entry = ev.entry(scored, run_dir, name, nc, ni);
     entry["label"] = label;
-    if (root) entry["scores_files"] = save_scores(scored, run_dir, "eval" + tag + "-" + name, nc, ni);
     entry["ceilings"] = {{"chance", metrics_json(c.chance)},
                          {"bag_of_words", metrics_json(c.bag_of_words)},
                          {"truth", metrics_json(c.truth)},
@@ -165,11 +192,7 @@ json evaluate_run(const std::string& run_dir, const std::vector<std::string>& ov
       "order. Reference scorers on the same test set: chance (constant score); bag-of-words (knows the\n"
       "attributes present, not which object has which); truth (knows whether the caption is true of the\n"
       "image); perfect (Bayes-optimal: the grammar's exact likelihood - the ceiling). docs/evaluation.md\n";
-  if (root) {
-    write_file_atomic(run_dir + "/eval" + tag + ".json", result.dump(2) + "\n");
-    write_file_atomic(run_dir + "/eval" + tag + ".md", markdown);
-  }
-  out << markdown << std::flush;
+  ev.finish(run_dir + "/eval" + ev.tag, result, markdown);
   return result;
 }
 
@@ -207,17 +230,9 @@ std::pair<int64_t, std::string> pretraining_overlap(const ExperimentConfig& cfg,
 json evaluate_protocol(const std::string& run_dir, const std::string& protocol, const std::string& karpathy,
                        const std::string& images, const std::string& features, const std::vector<std::string>& overrides,
                        std::ostream& out_all, std::ostream& log_all, bool best) {
-  // Distributed (`mmt eval` under torchrun): every rank scores its share, rank 0 reports and writes.
-  std::ostream discard(nullptr);
-  const bool root = is_root_process();
-  std::ostream& out = root ? out_all : discard;
-  std::ostream& log = root ? log_all : discard;
-  LoadedRun run = load_run(run_dir, best);
-  const std::string tag = best ? "-best" : "";
-  ExperimentConfig cfg = run.config;
-  for (const auto& o : overrides) apply_override(cfg, o);
-  validate_config(cfg);
-  log << "mmt eval: " << configure_runtime(cfg.runtime, log) << "\n";
+  Evaluation ev(run_dir, overrides, out_all, log_all, best);
+  const ExperimentConfig& cfg = ev.cfg;
+  LoadedRun& run = ev.run;
   // The run's tokenizer: its SentencePiece model, or WordPiece over its vocab.txt.
   std::unique_ptr<Tokenizer> tokenizer;
   const std::string& tk = cfg.data.tokenizer;
@@ -253,13 +268,11 @@ json evaluate_protocol(const std::string& run_dir, const std::string& protocol, 
     for (const auto& c : split.captions) captions.push_back(tokenizer->encode(c, cfg.model.max_text_len));
     const int64_t ni = static_cast<int64_t>(split.images.size()), nc = static_cast<int64_t>(captions.size());
     const RecordImages source(cfg, split.images, feats, run.model->dims().region_feat_dim, run.model->dims().region_classes);
-    const TestSetScores scored = score_test_set(*run.model, captions, source, split.caption_image, cfg, split.name, log);
+    const TestSetScores scored = score_test_set(*run.model, captions, source, split.caption_image, cfg, split.name, ev.log);
     const double seconds = scored.seconds;
     total_seconds += seconds;
     const RetrievalMetrics& m = scored.metrics;
-    json entry = metrics_json(m);
-    entry.update(scored.info);
-    if (root) entry["scores_files"] = save_scores(scored, run_dir, "eval" + tag + "-" + split.name, nc, ni);
+    const json entry = ev.entry(scored, run_dir, split.name, nc, ni);
     result["splits"][split.name] = entry;
     const auto& ir = m.image_retrieval;
     const auto& tr = m.text_retrieval;
@@ -284,11 +297,7 @@ json evaluate_protocol(const std::string& run_dir, const std::string& protocol, 
   result["wall_time_s"] = total_seconds;
   markdown += "\nR@K in percent; ties count as a uniformly random order (docs/evaluation.md).\n";
   result["weights"] = best ? "best (held-out RSUM during training)" : "final";
-  if (root) {
-    write_file_atomic(run_dir + "/eval-" + protocol + tag + ".json", result.dump(2) + "\n");
-    write_file_atomic(run_dir + "/eval-" + protocol + tag + ".md", markdown);
-  }
-  out << markdown << std::flush;
+  ev.finish(run_dir + "/eval-" + protocol + ev.tag, result, markdown);
   return result;
 }
 

@@ -118,6 +118,10 @@ TEST(TrainEval, FineTunedRunsAreLabelledFineTuned) {
   r = run_mmt("eval --run " + pre + protocol);
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(read_json(pre + "/eval-test.json")["label"], "zero-shot");
+  // --set may not change what the run was trained with (here: how its captions are tokenized).
+  r = run_mmt("eval --run " + pre + protocol + " --set data.cased=true");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.err.find("may change only eval.*, runtime.*"), std::string::npos) << r.err;
 
   // A run that is not finished cannot be fine-tuned.
   r = run_mmt("finetune --run " + own("nothing") + " --karpathy " + data + "train/dataset_synth.json --out " + own("ft2"));
