@@ -6,16 +6,17 @@
 # two R times (machine noise is +-20 %) and prints examples/s of each, the share of rank 0's time in
 # the gradient all-reduce (waiting for the slower rank included) and the median ratio.
 # Nothing else should run on the machine meanwhile.
-# usage: bench/run_distributed.sh [BUILD_DIR] [N] [R]
+# usage: bench/run_distributed.sh [BUILD_DIR] [N] [R] ["--set k=v ..." for both, e.g. runtime.dist_bucket_mb=0]
 set -euo pipefail
 build=${1:-build}
 n=${2:-2}
 reps=${3:-3}
+extra=${4:-}
 mmt=$(realpath "$build"/mmt)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 args="train --config configs/demo.json --set train.steps=150 --set train.warmup_steps=15 --set train.log_every=50
-      --set train.checkpoint_every=0 --set data.synth.num_test_images=20 --set runtime.threads=1"
+      --set train.checkpoint_every=0 --set data.synth.num_test_images=20 --set runtime.threads=1 $extra"
 rate() { sed -n 's/.* steps in .* (\([0-9]*\) ex\/s.*/\1/p' "$1"; }
 ratios=()
 for rep in $(seq 1 "$reps"); do

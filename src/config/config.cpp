@@ -433,6 +433,7 @@ void validate_config(const ExperimentConfig& cfg) {
   in_range("runtime.threads", cfg.runtime.threads, 1, 1024);
   in_range("runtime.blas_threads", cfg.runtime.blas_threads, 0, 1024);
   positive("runtime.dist_timeout_s", cfg.runtime.dist_timeout_s);
+  in_range("runtime.dist_bucket_mb", cfg.runtime.dist_bucket_mb, 0, 1 << 20);
 }
 
 namespace {

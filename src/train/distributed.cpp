@@ -69,6 +69,29 @@ class GlooCommunicator : public Communicator {
     run(what, [&] { return group_->allreduce(v); });
   }
 
+  void start_all_reduce_sum(const torch::Tensor& t, const char* what) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    try {
+      std::vector<torch::Tensor> v{t};
+      started_.push_back(group_->allreduce(v));
+    } catch (const std::exception& e) {
+      throw failure(what, e);
+    }
+  }
+
+  void wait_started(const char* what) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto started = std::move(started_);
+    started_.clear();
+    for (auto& work : started) {
+      try {
+        work->wait(timeout_);
+      } catch (const std::exception& e) {
+        throw failure(what, e);
+      }
+    }
+  }
+
   torch::Tensor all_gather(const torch::Tensor& t, const char* what) override {
     std::vector<torch::Tensor> in{t.contiguous()};
     std::vector<std::vector<torch::Tensor>> out(1);
@@ -94,6 +117,13 @@ class GlooCommunicator : public Communicator {
     return nl == std::string::npos ? s : s.substr(0, nl);
   }
 
+  DistError failure(const char* what, const std::exception& e) const {
+    return DistError("rank " + std::to_string(env_.rank) + " of " + std::to_string(env_.world) + ": " + what +
+                     " failed across processes (another rank died or did not answer within " +
+                     std::to_string(timeout_.count() / 1000) + " s, runtime.dist_timeout_s): " + first_line(e.what()) +
+                     ". Relaunch the job with --resume to continue from the last checkpoint");
+  }
+
   template <class F>
   void run(const char* what, F&& start) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -101,10 +131,7 @@ class GlooCommunicator : public Communicator {
       auto work = start();
       work->wait(timeout_);
     } catch (const std::exception& e) {
-      throw DistError("rank " + std::to_string(env_.rank) + " of " + std::to_string(env_.world) + ": " + what +
-                      " failed across processes (another rank died or did not answer within " +
-                      std::to_string(timeout_.count() / 1000) + " s, runtime.dist_timeout_s): " + first_line(e.what()) +
-                      ". Relaunch the job with --resume to continue from the last checkpoint");
+      throw failure(what, e);
     }
   }
 
@@ -112,6 +139,7 @@ class GlooCommunicator : public Communicator {
   std::chrono::milliseconds timeout_;
   std::mutex mu_;
   c10::intrusive_ptr<c10d::ProcessGroupGloo> group_;
+  std::vector<c10::intrusive_ptr<c10d::Work>> started_;  // start_all_reduce_sum's, not yet waited for
 };
 #endif
 

@@ -10,6 +10,7 @@
 #include "mmt/train/hard_negatives.h"
 #include "mmt/model/transformer.h"
 #include "mmt/train/distributed.h"
+#include "mmt/train/grad_buckets.h"
 #include "mmt/util/device.h"
 
 namespace mmt {
@@ -42,7 +43,14 @@ PretrainStep::PretrainStep(MultimodalTransformerImpl& model, const TrainOptions&
     }
   }
   optimizer_ = std::make_unique<FlatAdamW>(params, decay, s, scale);
+  // Contrastive ITM back-propagates in chunks after the main backward pass: its gradient is
+  // complete only then, so it keeps the one all-reduce after everything.
+  if (comm_ && runtime.dist_bucket_mb > 0 && t.itm_contrastive_weight <= 0)
+    buckets_ = std::make_unique<GradBuckets>(params, optimizer_->grads(),
+                                             static_cast<int64_t>(runtime.dist_bucket_mb * (1 << 20)), *comm_);
 }
+
+int64_t PretrainStep::num_buckets() const { return buckets_ ? buckets_->num_buckets() : 0; }
 
 PretrainStep::~PretrainStep() = default;
 
@@ -74,6 +82,7 @@ PretrainStep::Result PretrainStep::run(const std::vector<Batch>& micro_batches, 
       r.finite = false;
       return r;
     }
+    if (buckets_ && k + 1 == micro_batches.size()) buckets_->arm();  // the step's gradient completes in this pass
     (n == 1 ? loss.total : loss.total / n).backward();
     if (options_.itm_contrastive_weight > 0) {  // back-propagates itself, chunk by chunk
       double f = 1.0;  // this rank's share of the matched captions
@@ -98,9 +107,10 @@ PretrainStep::Result PretrainStep::run(const std::vector<Batch>& micro_batches, 
     if (k + 1 == micro_batches.size()) r.loss = std::move(loss);
   }
   if (comm_) {
-    // The gradient of the global batch: every rank's share, summed (one flat buffer, one call).
+    // The gradient of the global batch: every rank's share, summed.
     const auto t0 = std::chrono::steady_clock::now();
-    comm_->all_reduce_sum(optimizer_->grads(), "gradients");
+    if (buckets_) buckets_->finish();  // the buckets still running (or waiting) after the backward pass
+    else comm_->all_reduce_sum(optimizer_->grads(), "gradients");
     all_reduce_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::vector<double> values;
     for (const auto& [key, v] : sums) values.push_back(v);

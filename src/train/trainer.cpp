@@ -212,6 +212,14 @@ TrainSummary train_run(const ExperimentConfig& cfg, const std::string& dir, std:
 
   const auto& t = cfg.train;
   PretrainStep stepper(*model, t, cfg.runtime, comm);
+  if (comm) {
+    if (stepper.num_buckets() > 0)
+      log << "mmt train: gradients summed in " << stepper.num_buckets() << " buckets of up to " << cfg.runtime.dist_bucket_mb
+          << " MiB, each as soon as the backward pass fills it\n";
+    else
+      log << "mmt train: gradients summed in one all-reduce after the backward pass"
+          << (t.itm_contrastive_weight > 0 ? " (contrastive ITM back-propagates after the main pass)" : "") << "\n";
+  }
   std::map<std::string, double> sums, last;
   std::map<std::string, int64_t> counts;
   TrainSummary summary;

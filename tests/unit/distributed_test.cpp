@@ -1,8 +1,9 @@
 /* Distributed plumbing: the environment torchrun / SLURM set, shares of a batch, and the Gloo
  * collectives in-process (two ranks as two threads): sums, gathers that keep the local rows'
  * gradient, agreement on a failure, and a rank that stops answering failing the other with an
- * error instead of a hang. The end-to-end checks (2 processes = 1 process) are CLI tests. */
+ * error instead of a hang; gradient buckets summed during backward. The end-to-end checks (2 processes = 1 process) are CLI tests. */
 #include <gtest/gtest.h>
+#include <torch/torch.h>
 
 #include "../common/free_port.h"
 
@@ -13,6 +14,8 @@
 #include "mmt/config/options.h"
 #include "mmt/data/batch.h"
 #include "mmt/train/distributed.h"
+#include "mmt/train/flat_adamw.h"
+#include "mmt/train/grad_buckets.h"
 
 namespace mmt {
 namespace {
@@ -172,6 +175,47 @@ TEST(Gloo, ARankThatStopsAnsweringFailsTheOtherWithinTheTimeout) {
       EXPECT_NE(m.find("--resume"), std::string::npos) << m;
     }
     EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), 4.5);
+  });
+}
+
+// Gradient buckets: summed over the ranks while backward runs, equal to one flat all-reduce; a
+// parameter unused on one rank holds its bucket (and the later ones) back until finish().
+TEST(GradBuckets, SumEveryRanksGradientsAndStartDuringBackward) {
+  two_ranks(30, [](int r, Communicator& comm) {
+    torch::nn::Linear l0(6, 8), l1(8, 8), l2(8, 8), l3(8, 3), unused_on_rank_1(3, 2);
+    // Laid out in the flat buffer in this order; buckets are cut from its end (l3 first).
+    std::vector<torch::Tensor> params;
+    for (const auto& m : {l0, l1, unused_on_rank_1, l2, l3})
+      for (const auto& p : m->parameters()) params.push_back(p);
+    FlatAdamW opt(params, std::vector<bool>(params.size(), true), AdamWSettings{});
+    const auto x = torch::randn({5, 6}) * static_cast<double>(r + 1);  // each rank its own data
+    auto loss = [&] {
+      const auto y = l3(torch::tanh(l2(torch::tanh(l1(torch::tanh(l0(x)))))));
+      return r == 0 ? (y.pow(2).sum() + unused_on_rank_1(y).sum()) : y.pow(2).sum();
+    };
+    // Expected: this rank's gradient, summed by one flat all-reduce.
+    opt.zero_grad();
+    loss().backward();
+    const auto local = opt.grads().clone();
+    auto expected = local.clone();
+    comm.all_reduce_sum(expected, "expected");
+
+    GradBuckets buckets(params, opt.grads(), /*bucket_bytes=*/40, comm);  // 10 floats: about one tensor each
+    EXPECT_GE(buckets.num_buckets(), 5);
+    for (int step = 0; step < 2; ++step) {
+      opt.zero_grad();
+      loss().backward();  // not armed (an earlier micro-batch): nothing is summed
+      EXPECT_TRUE(torch::allclose(opt.grads(), local, 1e-6, 1e-7)) << "rank " << r << ", step " << step;
+      buckets.arm();
+      loss().backward();
+      const int64_t early = buckets.started_during_backward();
+      buckets.finish();
+      EXPECT_TRUE(torch::allclose(opt.grads(), expected * 2, 1e-5, 1e-6)) << "rank " << r << ", step " << step;
+      // Rank 0 uses every parameter: all buckets go out during backward. On rank 1 the buckets of
+      // l3 and l2 do; the unused layer's bucket holds itself and the later ones back.
+      if (r == 0) EXPECT_EQ(early, buckets.num_buckets());
+      else EXPECT_TRUE(early >= 2 && early < buckets.num_buckets() - 1) << early << " of " << buckets.num_buckets();
+    }
   });
 }
 

@@ -366,6 +366,7 @@ struct RuntimeOptions {
   std::string device = "cpu";      // cpu, cuda, cuda:N, auto (CUDA when present)
   std::string precision = "fp32";  // fp32, or bf16 autocast (matrix products in bf16, weights fp32)
   double dist_timeout_s = 300;     // a collective waiting longer for another rank fails the job
+  double dist_bucket_mb = 4;       // gradient buckets summed during the backward pass (0 = one sum after it)
 
   template <class V>
   void visit(V& v) {
@@ -378,6 +379,9 @@ struct RuntimeOptions {
     v.field("dist_timeout_s", dist_timeout_s,
             "distributed runs (docs/distributed.md): seconds a rank waits for the others at the rendezvous or a "
             "collective before the job fails with an error (a dead or hung rank)");
+    v.field("dist_bucket_mb", dist_bucket_mb,
+            "distributed training: MiB of gradients per bucket; a bucket is summed over the ranks as soon as the "
+            "backward pass has filled it, overlapping the rest of the pass (0 = one all-reduce after the pass)");
   }
 };
 

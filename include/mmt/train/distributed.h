@@ -45,6 +45,11 @@ class Communicator {
   /// Sums `t` over ranks, in place (float32 / float64 / int64, contiguous). `what` names the
   /// operation in errors ("gradients", "loss counts").
   virtual void all_reduce_sum(torch::Tensor& t, const char* what) = 0;
+  /// Starts summing `t` over ranks in place and returns at once (`t` must stay alive and
+  /// untouched); wait_started() waits for every sum started so far. Like every collective, the
+  /// same sums must be started in the same order on every rank (gradient buckets, grad_buckets.h).
+  virtual void start_all_reduce_sum(const torch::Tensor& t, const char* what) = 0;
+  virtual void wait_started(const char* what) = 0;
   /// Every rank's `t` (same shape everywhere), stacked: (size, *t.shape).
   virtual torch::Tensor all_gather(const torch::Tensor& t, const char* what) = 0;
   /// Rank `root`'s `t` into every rank's `t`, in place.

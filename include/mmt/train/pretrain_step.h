@@ -16,6 +16,7 @@ namespace mmt {
 
 class MultimodalTransformerImpl;
 class Communicator;
+class GradBuckets;
 
 class PretrainStep {
  public:
@@ -23,8 +24,10 @@ class PretrainStep {
   /// Batches go to runtime.device (where the model must already be), forward passes in bf16
   /// autocast when runtime.precision = bf16. With a communicator of several ranks, each batch is
   /// this rank's share of the global batch (pretraining_loss), the gradients are summed over the
-  /// ranks before the update (one all-reduce of the flat buffer per optimizer step, after every
-  /// micro-batch), the metrics are global, and a non-finite loss on any rank skips the step on all.
+  /// ranks before the update - in buckets of runtime.dist_bucket_mb started during the last
+  /// micro-batch's backward pass (grad_buckets.h), or as one flat all-reduce after it (bucket size
+  /// 0, or contrastive ITM, whose chunked backward passes follow the main one) - the metrics are
+  /// global, and a non-finite loss on any rank skips the step on all.
   PretrainStep(MultimodalTransformerImpl& model, const TrainOptions& options, const RuntimeOptions& runtime = {},
                Communicator* comm = nullptr);
   ~PretrainStep();
@@ -42,8 +45,10 @@ class PretrainStep {
 
   FlatAdamW& optimizer() { return *optimizer_; }
   /// Wall time spent in the gradient all-reduce so far (distributed; it includes waiting for the
-  /// slowest rank).
+  /// slowest rank; with buckets, only the wait after the backward pass).
   double all_reduce_seconds() const { return all_reduce_seconds_; }
+  /// Gradient buckets (0: one flat all-reduce, or a single process).
+  int64_t num_buckets() const;
 
  private:
   MultimodalTransformerImpl& model_;
@@ -53,6 +58,7 @@ class PretrainStep {
   Communicator* comm_;  // null or one rank: a single process
   double all_reduce_seconds_ = 0;
   std::unique_ptr<FlatAdamW> optimizer_;
+  std::unique_ptr<GradBuckets> buckets_;  // distributed, runtime.dist_bucket_mb > 0
 };
 
 }  // namespace mmt
