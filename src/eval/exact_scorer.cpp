@@ -23,9 +23,12 @@ namespace mmt {
 namespace {
 
 // Items of equal key (caption length, image token count), with their states side by side.
+// Identical captions share a row: one score for all of them, so their ties are exact whatever
+// pass or thread scores them.
 struct Group {
-  std::vector<int64_t> index;    // item ids, in row order
-  torch::Tensor states, mask;    // (n, L, H), (n, L) on the device
+  std::vector<int64_t> index;               // the item each row was computed from, in row order
+  std::vector<std::vector<int64_t>> items;  // row -> every item it stands for
+  torch::Tensor states, mask;               // (n, L, H), (n, L) on the device
 };
 
 std::vector<float> to_host(const torch::Tensor& t) {
@@ -145,14 +148,27 @@ PairScorer::PairScorer(MultimodalTransformerImpl& model, const std::vector<std::
       states.push_back(s.unimodal(t.states, t.mask, false, 0, s.start));
       masks.push_back(t.mask);
     }
-    for (size_t r = 0; r < idx.size(); ++r) s.image_at[idx[r]] = {static_cast<int64_t>(s.images.size()), r};
-    s.images.push_back({idx, torch::cat(states), torch::cat(masks)});
+    std::vector<std::vector<int64_t>> items;
+    for (size_t r = 0; r < idx.size(); ++r) {
+      s.image_at[idx[r]] = {static_cast<int64_t>(s.images.size()), r};
+      items.push_back({idx[r]});
+    }
+    s.images.push_back({idx, items, torch::cat(states), torch::cat(masks)});
   }
   // Captions by length (a group's captions have one length: nothing is padded).
   std::map<int64_t, std::vector<int64_t>> by_length;
   for (int64_t c = 0; c < s.nc; ++c) by_length[static_cast<int64_t>(captions[c].size())].push_back(c);
   s.caption_at.resize(static_cast<size_t>(s.nc));
-  for (auto& [length, idx] : by_length) {
+  for (auto& [length, all] : by_length) {
+    std::map<std::vector<int64_t>, int64_t> row_of;
+    std::vector<int64_t> idx;
+    std::vector<std::vector<int64_t>> items;
+    for (int64_t c : all) {
+      const auto [it, fresh] = row_of.emplace(captions[c], static_cast<int64_t>(idx.size()));
+      if (fresh) idx.push_back(c), items.emplace_back();
+      items[it->second].push_back(c);
+      s.caption_at[c] = {static_cast<int64_t>(s.captions.size()), it->second};
+    }
     std::vector<torch::Tensor> states, masks;
     for (size_t a = 0; a < idx.size(); a += 256) {
       std::vector<std::vector<int64_t>> ids;
@@ -163,8 +179,7 @@ PairScorer::PairScorer(MultimodalTransformerImpl& model, const std::vector<std::
       states.push_back(s.unimodal(model.text_embed(b.text_ids), b.text_mask, true, 0, s.start));
       masks.push_back(b.text_mask);
     }
-    for (size_t r = 0; r < idx.size(); ++r) s.caption_at[idx[r]] = {static_cast<int64_t>(s.captions.size()), r};
-    s.captions.push_back({idx, torch::cat(states), torch::cat(masks)});
+    s.captions.push_back({idx, items, torch::cat(states), torch::cat(masks)});
   }
 }
 
@@ -180,7 +195,6 @@ std::vector<float> PairScorer::dual_scores() {
   if (!s.dual.empty()) return s.dual;
   torch::NoGradGuard no_grad;
   const AutocastGuard autocast(s.device, s.options.bf16);
-  auto cls = torch::empty({s.nc, s.hidden}, torch::device(s.device)), img = torch::empty({s.ni, s.hidden}, torch::device(s.device));
   const bool exact = s.prefix == s.num_layers;  // no cross-modal layer: the final pooled states
   auto pooled = [&](const Group& g, bool text) {
     auto states = s.unimodal(g.states, g.mask, text, s.start, s.prefix);
@@ -190,12 +204,29 @@ std::vector<float> PairScorer::dual_scores() {
     }
     return states.select(1, 0).to(torch::kFloat32);
   };
-  for (const auto& g : s.captions) cls.index_copy_(0, torch::tensor(g.index).to(s.device), pooled(g, true));
-  for (const auto& g : s.images) img.index_copy_(0, torch::tensor(g.index).to(s.device), pooled(g, false));
+  // One vector per row (identical captions share theirs), one matrix product, then every item's
+  // entries from its row's: identical captions get bitwise identical scores.
+  std::vector<torch::Tensor> cls_rows, img_rows;
+  std::vector<const std::vector<int64_t>*> caption_items, image_items;
+  for (const auto& g : s.captions) {
+    cls_rows.push_back(pooled(g, true));
+    for (const auto& it : g.items) caption_items.push_back(&it);
+  }
+  for (const auto& g : s.images) {
+    img_rows.push_back(pooled(g, false));
+    for (const auto& it : g.items) image_items.push_back(&it);
+  }
+  const auto cls = torch::cat(cls_rows), img = torch::cat(img_rows);
   namespace F = torch::nn::functional;
   const auto opts = F::NormalizeFuncOptions().dim(1);
-  s.dual = to_host(exact ? s.model.match_score_matrix(cls, img)
-                         : torch::matmul(F::normalize(cls, opts), F::normalize(img, opts).t()));
+  const auto rows = to_host(exact ? s.model.match_score_matrix(cls, img)
+                                  : torch::matmul(F::normalize(cls, opts), F::normalize(img, opts).t()));
+  const size_t ri_count = image_items.size();
+  s.dual.assign(static_cast<size_t>(s.nc * s.ni), 0.f);
+  for (size_t rc = 0; rc < caption_items.size(); ++rc)
+    for (int64_t c : *caption_items[rc])
+      for (size_t ri = 0; ri < ri_count; ++ri)
+        for (int64_t i : *image_items[ri]) s.dual[static_cast<size_t>(c * s.ni + i)] = rows[rc * ri_count + ri];
   return s.dual;
 }
 
@@ -240,9 +271,12 @@ std::vector<float> PairScorer::all_pairs(const PairProgress& progress) {
     const auto cr = torch::arange(q.c0, q.c0 + q.k, opts).unsqueeze(1).expand({q.k, q.n_img}).reshape({-1});
     const auto ir = torch::arange(q.i0, q.i0 + q.n_img, opts).unsqueeze(0).expand({q.k, q.n_img}).reshape({-1});
     const auto m = to_host(s.score(*q.cg, cr, *q.ig, ir));
+    int64_t filled = 0;
     for (int64_t a = 0; a < q.k; ++a)
-      for (int64_t b = 0; b < q.n_img; ++b) scores[q.cg->index[q.c0 + a] * s.ni + q.ig->index[q.i0 + b]] = m[a * q.n_img + b];
-    return q.k * q.n_img;
+      for (int64_t c : q.cg->items[q.c0 + a])
+        for (int64_t b = 0; b < q.n_img; ++b, ++filled)
+          for (int64_t i : q.ig->items[q.i0 + b]) scores[c * s.ni + i] = m[a * q.n_img + b];
+    return filled;
   }, s.nc * s.ni, progress);
   return scores;
 }
@@ -262,31 +296,42 @@ std::vector<float> PairScorer::pairs(const std::vector<int64_t>& caption, const 
     if (progress) progress(static_cast<int64_t>(caption.size()), static_cast<int64_t>(caption.size()));
     return scores;
   }
-  // Pairs grouped by (caption group, image group): equal shapes in one pass.
+  // Pairs grouped by (caption group, image group): equal shapes in one pass. Within a group each
+  // (caption row, image row) is scored once, so requests for identical captions get one score.
   std::map<std::pair<int64_t, int64_t>, std::vector<int64_t>> by_groups;
   for (size_t p = 0; p < caption.size(); ++p) {
     by_groups[{s.caption_at[caption[p]].first, s.image_at[image[p]].first}].push_back(static_cast<int64_t>(p));
   }
   struct Pass {
     const Group *cg, *ig;
-    const std::vector<int64_t>* list;
-    size_t a, end;
+    std::vector<int64_t> cr, ir;               // rows of the two groups
+    std::vector<std::vector<int64_t>> wanted;  // per scored pair: the requests it answers
   };
   std::vector<Pass> passes;
   for (const auto& [groups, list] : by_groups) {
-    for (size_t a = 0; a < list.size(); a += static_cast<size_t>(s.options.pair_batch))
-      passes.push_back({&s.captions[groups.first], &s.images[groups.second], &list, a,
-                        std::min(list.size(), a + static_cast<size_t>(s.options.pair_batch))});
+    std::map<std::pair<int64_t, int64_t>, size_t> slot;
+    Pass all{&s.captions[groups.first], &s.images[groups.second], {}, {}, {}};
+    for (int64_t p : list) {
+      const std::pair<int64_t, int64_t> rows{s.caption_at[caption[p]].second, s.image_at[image[p]].second};
+      const auto [it, fresh] = slot.emplace(rows, all.cr.size());
+      if (fresh) all.cr.push_back(rows.first), all.ir.push_back(rows.second), all.wanted.emplace_back();
+      all.wanted[it->second].push_back(p);
+    }
+    const size_t batch = static_cast<size_t>(s.options.pair_batch);
+    for (size_t a = 0; a < all.cr.size(); a += batch) {
+      const size_t e = std::min(all.cr.size(), a + batch);
+      passes.push_back({all.cg, all.ig, {all.cr.begin() + a, all.cr.begin() + e}, {all.ir.begin() + a, all.ir.begin() + e},
+                        {all.wanted.begin() + a, all.wanted.begin() + e}});
+    }
   }
   std::vector<float> scores(caption.size());
   s.run_passes(static_cast<int64_t>(passes.size()), [&](int64_t p) {
     const Pass& q = passes[static_cast<size_t>(p)];
-    const auto& list = *q.list;
-    std::vector<int64_t> cr, ir;
-    for (size_t r = q.a; r < q.end; ++r) cr.push_back(s.caption_at[caption[list[r]]].second), ir.push_back(s.image_at[image[list[r]]].second);
-    const auto m = to_host(s.score(*q.cg, torch::tensor(cr).to(s.device), *q.ig, torch::tensor(ir).to(s.device)));
-    for (size_t r = q.a; r < q.end; ++r) scores[list[r]] = m[r - q.a];
-    return static_cast<int64_t>(q.end - q.a);
+    const auto m = to_host(s.score(*q.cg, torch::tensor(q.cr).to(s.device), *q.ig, torch::tensor(q.ir).to(s.device)));
+    int64_t filled = 0;
+    for (size_t r = 0; r < q.wanted.size(); ++r)
+      for (int64_t w : q.wanted[r]) scores[static_cast<size_t>(w)] = m[r], ++filled;
+    return filled;
   }, static_cast<int64_t>(caption.size()), progress);
   return scores;
 }

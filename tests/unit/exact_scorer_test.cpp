@@ -139,6 +139,32 @@ TEST_P(ExactScorer, ThreadsScoreTheSamePairs) {
   EXPECT_THROW(three.pairs({0}, {7}), std::out_of_range);
 }
 
+// Identical captions share one score (bitwise), wherever batching and threads put them, so ties
+// between them are exact ties for the metrics.
+TEST_P(ExactScorer, IdenticalCaptionsGetIdenticalScores) {
+  Fixture f(GetParam());
+  auto captions = f.captions;
+  for (int c : {2, 5, 2}) captions.push_back(f.captions[c]);  // rows 11, 12, 13
+  auto options = f.options();
+  options.threads = 3;
+  PairScorer scorer(*f.model, captions, *f.images, options);
+  const auto all = scorer.all_pairs();
+  const auto dual = scorer.dual_scores();
+  const std::vector<std::pair<int, int>> same = {{2, 11}, {5, 12}, {2, 13}};
+  for (const auto& [a, b] : same) {
+    for (int64_t i = 0; i < 7; ++i) {
+      EXPECT_EQ(all[a * 7 + i], all[b * 7 + i]) << GetParam().name << ": captions " << a << ", " << b << " image " << i;
+      EXPECT_EQ(dual[a * 7 + i], dual[b * 7 + i]) << GetParam().name;
+    }
+    const auto p = scorer.pairs({a, b, b}, {3, 3, 0});
+    EXPECT_EQ(p[0], p[1]);
+    EXPECT_NEAR(p[2], all[b * 7 + 0], 1e-5);
+  }
+  // And the scores are those of the captions scored without their copies.
+  const auto plain = score_exact(*f.model, f.captions, *f.images, f.options());
+  for (size_t k = 0; k < plain.size(); ++k) EXPECT_NEAR(all[k], plain[k], 1e-5) << GetParam().name << " pair " << k;
+}
+
 // rerank with k = every candidate re-scores every pair: the exact scores and metrics.
 TEST_P(ExactScorer, RerankOfAllCandidatesIsExact) {
   Fixture f(GetParam());
