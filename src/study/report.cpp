@@ -39,6 +39,7 @@ struct CellResults {
   std::map<std::string, double> chance;                                      // test set -> chance image R@1
   std::map<int64_t, std::vector<double>> loss;                               // step -> loss per seed
   std::vector<double> itm_acc;                                               // final training ITM accuracy per seed
+  std::vector<double> minutes;                                               // training + evaluation per seed
   int64_t seeds = 0;
 };
 
@@ -135,6 +136,7 @@ std::string report_study(const std::string& out_dir, std::ostream& log) {
   const json study = parse_json_with_comments(read_file(status_path), status_path);
   std::map<std::string, CellResults> cells;
   std::set<std::string> test_sets;
+  std::map<int64_t, double> seed_seconds;  // training + evaluation of the finished runs, per seed
   int64_t missing = 0;
   for (const auto& r : study["runs"]) {
     const std::string dir = out_dir + "/" + r["dir"].get<std::string>();
@@ -155,8 +157,10 @@ std::string report_study(const std::string& out_dir, std::ostream& log) {
       if (t.contains("ceilings")) c.chance[name] = t["ceilings"]["chance"]["image_retrieval"]["r1"].get<double>();
       else if (t.value("num_images", int64_t{0}) > 0) c.chance[name] = 100.0 / t["num_images"].get<double>();
     }
+    double seconds = e.value("wall_time_s", 0.0);  // evaluation
     if (file_exists(dir + "/checkpoint.json")) {
       const json side = parse_json_with_comments(read_file(dir + "/checkpoint.json"), dir + "/checkpoint.json");
+      seconds += side.value("train_seconds", 0.0);
       const json fm = side.value("final_metrics", json::object());
       for (const char* k : {"itm_acc", "itm_contrastive_acc", "dual_acc"})
         if (fm.contains(k)) {
@@ -164,6 +168,8 @@ std::string report_study(const std::string& out_dir, std::ostream& log) {
           break;
         }
     }
+    c.minutes.push_back(seconds / 60.0);
+    seed_seconds[r.value("seed", int64_t{0})] += seconds;
     std::ifstream m(dir + "/metrics.jsonl");
     for (std::string line; std::getline(m, line);) {
       const json j = json::parse(line, nullptr, false);
@@ -197,6 +203,23 @@ std::string report_study(const std::string& out_dir, std::ostream& log) {
   if (have < expected)
     md += "\n**" + std::to_string(have) + " of " + std::to_string(expected) + " runs have results**; cells without any are left out" +
           (missing ? " (" + std::to_string(missing) + " started, not finished)" : "") + ".\n";
+  // Time: what the runs themselves recorded, so a study run across sessions (or paused) adds up
+  // only the time its runs took.
+  if (!seed_seconds.empty()) {
+    double total = 0;
+    std::string per_seed;
+    for (const auto& [seed, secs] : seed_seconds) {
+      total += secs;
+      char b[64];
+      std::snprintf(b, sizeof b, "%sseed %lld %.0f min", per_seed.empty() ? "" : ", ", static_cast<long long>(seed), secs / 60);
+      per_seed += b;
+    }
+    char b[128];
+    std::snprintf(b, sizeof b, "%d h %02d min", static_cast<int>(total / 3600), static_cast<int>(std::fmod(total, 3600) / 60));
+    md += "\n**Time: " + std::string(b) + "** for the " + std::to_string(have) + " finished runs (" + per_seed +
+          "): each run's training (`train_seconds`, checkpoint.json) plus its evaluation (`wall_time_s`); the "
+          "*min / run* column gives each cell's mean.\n";
+  }
   std::string csv = "group,cell,test_set,metric,mean,std,n,values\n";
   std::string html = "<!doctype html><html><head><meta charset=\"utf-8\"><title>Study " + xml_escape(study.value("name", std::string())) +
                      "</title><style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}"
@@ -210,9 +233,9 @@ std::string report_study(const std::string& out_dir, std::ostream& log) {
       md += "\n### " + ts + "\n\n| cell | seeds |";
       html += "<h3>" + xml_escape(ts) + "</h3><table><tr><th>cell</th><th>seeds</th>";
       for (const auto& [key, label] : kMetrics) md += " " + label + " |", html += "<th>" + label + "</th>";
-      md += " image R@1 vs base | train match acc. |\n|---|---|";
-      html += "<th>image R@1 vs base</th><th>train match acc.</th></tr>\n";
-      for (size_t k = 0; k <= kMetrics.size() + 1; ++k) md += "---|";
+      md += " image R@1 vs base | train match acc. | min / run |\n|---|---|";
+      html += "<th>image R@1 vs base</th><th>train match acc.</th><th>min / run</th></tr>\n";
+      for (size_t k = 0; k <= kMetrics.size() + 2; ++k) md += "---|";
       md += "\n";
       const double base_r1 = cells.count("base") ? mean_std(cells["base"].values[ts]["image_r1"]).first : NAN;
       std::vector<std::string> labels;
@@ -240,8 +263,10 @@ std::string report_study(const std::string& out_dir, std::ostream& log) {
         std::snprintf(delta, sizeof delta, name == "base" || std::isnan(m) || std::isnan(base_r1) ? "" : "%+.1f", m - base_r1);
         const auto [acc, acc_sd] = mean_std(c.itm_acc);
         const std::string acc_text = fmt(acc, acc_sd, static_cast<int64_t>(c.itm_acc.size()));
-        md += std::string(" ") + delta + " | " + acc_text + " |\n";
-        html += std::string("<td>") + delta + "</td><td>" + acc_text + "</td></tr>\n";
+        char per_run[32];
+        std::snprintf(per_run, sizeof per_run, "%.1f", mean_std(c.minutes).first);
+        md += std::string(" ") + delta + " | " + acc_text + " | " + per_run + " |\n";
+        html += std::string("<td>") + delta + "</td><td>" + acc_text + "</td><td>" + per_run + "</td></tr>\n";
         labels.push_back(name == "base" ? "base" : name.substr(name.find('=') + 1));
         means.push_back(m), sds.push_back(mean_std(v["image_r1"]).second);
         if (c.chance.count(ts)) chance = c.chance[ts];

@@ -6,6 +6,7 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -63,6 +64,17 @@ TEST(Study, TwoCellsRunReportAndRerunSkips) {
   char cell[64];
   std::snprintf(cell, sizeof cell, "| base | 1 | %.1f |", base_r1);
   EXPECT_NE(md.find(cell), std::string::npos) << md;
+  // Time: the runs' own records (training + evaluation), per cell and in all.
+  const double base_minutes = (json::parse(slurp(out + "/cells/base/seed-1/checkpoint.json"))["train_seconds"].get<double>() +
+                               json::parse(slurp(out + "/cells/base/seed-1/eval.json"))["wall_time_s"].get<double>()) / 60;
+  EXPECT_NE(md.find("**Time: 0 h "), std::string::npos) << md;
+  EXPECT_NE(md.find("for the 2 finished runs (seed 1 "), std::string::npos) << md;
+  const size_t row = md.find("| base | 1 |");
+  ASSERT_NE(row, std::string::npos);
+  const std::string line = md.substr(row, md.find('\n', row) - row);
+  std::snprintf(cell, sizeof cell, "| %.1f |", base_minutes);
+  ASSERT_GT(line.size(), std::strlen(cell));
+  EXPECT_EQ(line.substr(line.size() - std::strlen(cell)), cell) << line;  // the last column: min / run
   EXPECT_NE(slurp(out + "/report.csv").find("attention,attention=single_modality,easy,image_r1,"), std::string::npos);
   EXPECT_NE(slurp(out + "/report.html").find("<svg"), std::string::npos);
   EXPECT_TRUE(fs::exists(out + "/charts/attention-easy-r1.svg"));
