@@ -25,6 +25,12 @@ int find_blas_library(dl_phdr_info* info, size_t, void* data) {
   return 0;
 }
 
+// OpenBLAS's thread-count setter, or null for another BLAS (looked up once).
+void (*openblas_set_threads())(int) {
+  static const auto set = reinterpret_cast<void (*)(int)>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+  return set;
+}
+
 }  // namespace
 
 BlasInfo detect_blas() {
@@ -58,8 +64,7 @@ std::string configure_runtime(const RuntimeOptions& r, std::ostream& warn) {
   at::set_num_threads(static_cast<int>(r.threads));
   const int blas_threads = r.blas_threads > 0 ? static_cast<int>(r.blas_threads) : cores_per_process();
   const BlasInfo blas = detect_blas();
-  if (auto set = reinterpret_cast<void (*)(int)>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads")))
-    set(blas_threads);
+  if (auto set = openblas_set_threads()) set(blas_threads);
   if (blas.reference) {
     warn << "mmt: WARNING: matrix products use the reference BLAS (" << blas.detail
          << "), about 20x slower than OpenBLAS. Install it: apt-get install libopenblas0-pthread\n";
@@ -74,13 +79,11 @@ int blas_threads() {
 }
 
 BlasThreadsScope::BlasThreadsScope(int threads) : saved_(blas_threads()) {
-  if (auto set = reinterpret_cast<void (*)(int)>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads")); set && saved_ > 0)
-    set(threads);
+  if (auto set = openblas_set_threads(); set && saved_ > 0) set(threads);
 }
 
 BlasThreadsScope::~BlasThreadsScope() {
-  if (auto set = reinterpret_cast<void (*)(int)>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads")); set && saved_ > 0)
-    set(saved_);
+  if (auto set = openblas_set_threads(); set && saved_ > 0) set(saved_);
 }
 
 }  // namespace mmt
