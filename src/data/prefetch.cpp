@@ -1,13 +1,20 @@
 /* Background batch building (see prefetch.h). */
 #include "mmt/data/prefetch.h"
 
+#include <algorithm>
 #include <stdexcept>
 
 namespace mmt {
 
-BatchPrefetcher::BatchPrefetcher(std::function<Batch(int64_t)> make, int64_t first, int64_t end, int64_t depth, bool pin)
-    : make_(std::move(make)), next_(first), end_(end), depth_(static_cast<size_t>(std::max<int64_t>(1, depth))), pin_(pin) {
-  thread_ = std::thread([this] { produce(); });
+BatchPrefetcher::BatchPrefetcher(Make make, int64_t first, int64_t end, int64_t depth, bool pin)
+    : BatchPrefetcher(std::vector<Make>{std::move(make)}, first, end, depth, pin) {}
+
+BatchPrefetcher::BatchPrefetcher(std::vector<Make> makers, int64_t first, int64_t end, int64_t depth, bool pin)
+    : makers_(std::move(makers)), first_(first), next_(first), end_(end), pin_(pin) {
+  if (makers_.empty()) throw std::invalid_argument("BatchPrefetcher: no batch function");
+  // At least one batch in flight per thread.
+  depth_ = std::max<int64_t>({1, depth, static_cast<int64_t>(makers_.size())});
+  for (size_t w = 0; w < makers_.size(); ++w) threads_.emplace_back([this, w] { produce(w); });
 }
 
 BatchPrefetcher::~BatchPrefetcher() {
@@ -16,45 +23,40 @@ BatchPrefetcher::~BatchPrefetcher() {
     stop_ = true;
   }
   changed_.notify_all();
-  thread_.join();
+  for (auto& t : threads_) t.join();
 }
 
-void BatchPrefetcher::produce() {
-  try {
-    for (int64_t i = next_; i < end_; ++i) {
-      {
-        std::unique_lock<std::mutex> lock(mutex_);
-        changed_.wait(lock, [&] { return stop_ || ready_.size() < depth_; });
-        if (stop_) return;
-      }
-      Batch b = make_(i);
-      if (pin_) b = map_tensors(b, [](const torch::Tensor& t) { return t.pin_memory(); });
-      {
-        std::lock_guard<std::mutex> lock(mutex_);
-        ready_.push_back(std::move(b));
-      }
-      changed_.notify_all();
+void BatchPrefetcher::produce(size_t worker) {
+  const int64_t n = static_cast<int64_t>(makers_.size());
+  for (int64_t i = first_ + static_cast<int64_t>(worker); i < end_; i += n) {
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      // After a failure, the indices before it are still built (next() returns them first).
+      changed_.wait(lock, [&] { return stop_ || (error_ && error_at_ < i) || i < next_ + depth_; });
+      if (stop_ || (error_ && error_at_ < i)) return;
     }
-  } catch (...) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    error_ = std::current_exception();
+    try {
+      Batch b = makers_[worker](i);
+      if (pin_) b = map_tensors(b, [](const torch::Tensor& t) { return t.pin_memory(); });
+      std::lock_guard<std::mutex> lock(mutex_);
+      ready_.emplace(i, std::move(b));
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (!error_ || i < error_at_) error_ = std::current_exception(), error_at_ = i;
+    }
+    changed_.notify_all();
   }
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    finished_ = true;
-  }
-  changed_.notify_all();
 }
 
 Batch BatchPrefetcher::next() {
   std::unique_lock<std::mutex> lock(mutex_);
-  changed_.wait(lock, [&] { return !ready_.empty() || error_ || finished_; });
-  if (ready_.empty()) {
-    if (error_) std::rethrow_exception(error_);
-    throw std::out_of_range("BatchPrefetcher: no batch left");
-  }
-  Batch b = std::move(ready_.front());
-  ready_.pop_front();
+  if (next_ >= end_) throw std::out_of_range("BatchPrefetcher: no batch left");
+  changed_.wait(lock, [&] { return ready_.count(next_) > 0 || (error_ && error_at_ <= next_); });
+  auto it = ready_.find(next_);
+  if (it == ready_.end()) std::rethrow_exception(error_);
+  Batch b = std::move(it->second);
+  ready_.erase(it);
+  ++next_;
   lock.unlock();
   changed_.notify_all();
   return b;

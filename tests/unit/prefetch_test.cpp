@@ -1,10 +1,11 @@
 /* The background batch builder returns make(first), make(first + 1), ... in order whatever the
- * timing, rethrows what building threw, stops cleanly mid-stream, and gives the synthetic
- * batcher's stream unchanged. */
+ * timing and number of threads, rethrows what building threw (after the batches before it),
+ * stops cleanly mid-stream, and gives the synthetic batcher's stream unchanged. */
 #include <gtest/gtest.h>
 
 #include <atomic>
 #include <chrono>
+#include <memory>
 #include <stdexcept>
 #include <thread>
 
@@ -59,6 +60,61 @@ TEST(Prefetch, SyntheticStreamIsUnchanged) {
   PretrainBatcher direct(world, data_vocab(cfg), cfg), ahead(world, data_vocab(cfg), cfg);
   BatchPrefetcher p([&](int64_t i) { return ahead.batch(i); }, 3, 12, 4, false);
   for (int64_t i = 3; i < 12; ++i) {
+    const Batch a = direct.batch(i), b = p.next();
+    EXPECT_TRUE(torch::equal(a.text_ids, b.text_ids)) << i;
+    EXPECT_TRUE(torch::equal(a.region_feats, b.region_feats)) << i;
+    EXPECT_TRUE(torch::equal(a.itm_labels, b.itm_labels)) << i;
+    EXPECT_TRUE(torch::equal(a.mlm_labels, b.mlm_labels)) << i;
+  }
+}
+
+TEST(Prefetch, ThreadsDeliverInOrder) {
+  std::atomic<int> running{0}, most{0};
+  auto make = [&](int64_t i) {
+    const int now = ++running;
+    int seen = most.load();
+    while (now > seen && !most.compare_exchange_weak(seen, now)) {
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(i % 4 == 1 ? 6 : 1));  // later ones finish first
+    --running;
+    return numbered(i);
+  };
+  BatchPrefetcher p(std::vector<BatchPrefetcher::Make>(3, make), 4, 40, 6, false);
+  for (int64_t i = 4; i < 40; ++i) EXPECT_EQ(p.next().text_ids.item<int64_t>(), i);
+  EXPECT_THROW(p.next(), std::out_of_range);
+  EXPECT_GE(most.load(), 2);  // the threads did build side by side
+}
+
+TEST(Prefetch, ThreadsRethrowAfterTheBatchesBeforeTheFailure) {
+  // Batch 5 fails at once while batches 3 and 4 (other threads) are still being built.
+  auto make = [](int64_t i) -> Batch {
+    if (i == 5) throw std::runtime_error("bad batch 5");
+    std::this_thread::sleep_for(std::chrono::milliseconds(i >= 3 ? 20 : 0));
+    return numbered(i);
+  };
+  BatchPrefetcher p(std::vector<BatchPrefetcher::Make>(3, make), 0, 30, 6, false);
+  for (int64_t i = 0; i < 5; ++i) EXPECT_EQ(p.next().text_ids.item<int64_t>(), i);
+  try {
+    p.next();
+    FAIL();
+  } catch (const std::runtime_error& e) {
+    EXPECT_STREQ(e.what(), "bad batch 5");
+  }
+}
+
+TEST(Prefetch, SyntheticStreamIsUnchangedWithThreads) {
+  // Each thread its own batcher (the batcher caches its current pool of examples).
+  ExperimentConfig cfg = load_config("", {"data.synth.num_train_images=300", "train.batch_size=8", "data.bucket_batches=4"});
+  const synth::World world(cfg.data.synth);
+  PretrainBatcher direct(world, data_vocab(cfg), cfg);
+  std::vector<std::unique_ptr<PretrainBatcher>> own;
+  std::vector<BatchPrefetcher::Make> makers;
+  for (int w = 0; w < 3; ++w) {
+    own.push_back(std::make_unique<PretrainBatcher>(world, data_vocab(cfg), cfg));
+    makers.push_back([b = own.back().get()](int64_t i) { return b->batch(i); });
+  }
+  BatchPrefetcher p(makers, 1, 14, 4, false);
+  for (int64_t i = 1; i < 14; ++i) {
     const Batch a = direct.batch(i), b = p.next();
     EXPECT_TRUE(torch::equal(a.text_ids, b.text_ids)) << i;
     EXPECT_TRUE(torch::equal(a.region_feats, b.region_feats)) << i;

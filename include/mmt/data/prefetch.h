@@ -1,16 +1,18 @@
-/* Builds batches ahead of the training step on one background thread, in order: for batch
- * functions that are deterministic in the batch index (the synthetic PretrainBatcher), so the
- * stream is the same with or without prefetching. With `pin`, batches are put in page-locked
- * memory so the copy to a GPU can overlap (batch_to copies pinned tensors non-blocking). */
+/* Builds batches ahead of the training step on background threads, delivered in order: for
+ * batch functions that are deterministic in the batch index (the synthetic PretrainBatcher), so
+ * the stream is the same with or without prefetching and whatever the number of threads. With
+ * `pin`, batches are put in page-locked memory so the copy to a GPU can overlap (batch_to copies
+ * pinned tensors non-blocking). */
 #pragma once
 
 #include <condition_variable>
 #include <cstdint>
-#include <deque>
 #include <exception>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 #include "mmt/data/batch.h"
 
@@ -18,8 +20,12 @@ namespace mmt {
 
 class BatchPrefetcher {
  public:
+  using Make = std::function<Batch(int64_t)>;
   /// Batches make(first), make(first + 1), ... up to (not including) end, `depth` ahead.
-  BatchPrefetcher(std::function<Batch(int64_t)> make, int64_t first, int64_t end, int64_t depth, bool pin);
+  BatchPrefetcher(Make make, int64_t first, int64_t end, int64_t depth, bool pin);
+  /// One thread per function: thread w builds indices first + w, first + w + N, ... with
+  /// makers[w] (each its own state, e.g. its own batcher); next() still returns them in order.
+  BatchPrefetcher(std::vector<Make> makers, int64_t first, int64_t end, int64_t depth, bool pin);
   ~BatchPrefetcher();
   BatchPrefetcher(const BatchPrefetcher&) = delete;
   BatchPrefetcher& operator=(const BatchPrefetcher&) = delete;
@@ -28,18 +34,19 @@ class BatchPrefetcher {
   Batch next();
 
  private:
-  void produce();
+  void produce(size_t worker);
 
-  std::function<Batch(int64_t)> make_;
-  int64_t next_, end_;
-  size_t depth_;
+  std::vector<Make> makers_;
+  int64_t first_, next_, end_;
+  int64_t depth_;
   bool pin_;
   std::mutex mutex_;
   std::condition_variable changed_;
-  std::deque<Batch> ready_;
+  std::map<int64_t, Batch> ready_;
   std::exception_ptr error_;
-  bool stop_ = false, finished_ = false;
-  std::thread thread_;
+  int64_t error_at_ = -1;  // the index whose building threw
+  bool stop_ = false;
+  std::vector<std::thread> threads_;
 };
 
 }  // namespace mmt
