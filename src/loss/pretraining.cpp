@@ -12,13 +12,34 @@
 namespace mmt {
 
 namespace {
+// Accuracy as a scalar tensor on the logits' device: the training step reads all its metrics in
+// one transfer (each .item() waits for the device).
+torch::Tensor accuracy_tensor(const torch::Tensor& logits, const torch::Tensor& targets) {
+  return logits.argmax(1).eq(targets).to(torch::kFloat).mean();
+}
 double accuracy(const torch::Tensor& logits, const torch::Tensor& targets) {
-  return logits.argmax(1).eq(targets).to(torch::kFloat).mean().item<double>();
+  return accuracy_tensor(logits, targets).item<double>();
+}
+std::pair<torch::Tensor, torch::Tensor> ce_and_accuracy(const torch::Tensor& logits, const torch::Tensor& targets) {
+  return {torch::cross_entropy_loss(logits, targets), accuracy_tensor(logits, targets)};
+}
+// Positions of the true entries of a flat bool tensor, in order, when their count n is known on
+// the host: a stable sort puts them first, without nonzero()'s wait for the device.
+torch::Tensor true_positions(const torch::Tensor& flags, const int64_t* n) {
+  if (!n) return flags.nonzero().squeeze(1);
+  return std::get<1>(torch::sort(flags.to(torch::kInt32), /*stable=*/true, /*dim=*/0, /*descending=*/true)).narrow(0, 0, *n);
 }
 }  // namespace
 
 std::pair<torch::Tensor, double> loss_from_logits(const torch::Tensor& logits, const torch::Tensor& targets) {
   return {torch::cross_entropy_loss(logits, targets), accuracy(logits, targets)};
+}
+
+HostCounts host_counts(const Batch& batch) {
+  HostCounts c;
+  if (batch.mlm_labels.defined()) c.mlm = batch.mlm_labels.ne(kIgnoreLabel).sum().item<int64_t>();
+  if (batch.mrm_mask.defined()) c.mrm = batch.mrm_mask.sum().item<int64_t>();
+  return c;
 }
 
 torch::Tensor loss_mrm_regression_from(const torch::Tensor& pred, const torch::Tensor& target) {
@@ -37,16 +58,25 @@ std::pair<torch::Tensor, double> loss_mrm_class_from(const torch::Tensor& logits
   return loss_from_logits(logits, p.argmax(-1));
 }
 
-std::pair<torch::Tensor, double> loss_mlm(MultimodalTransformerImpl& model, const Encoded& enc,
-                                          const torch::Tensor& labels) {
+namespace {
+// MLM at the labelled positions (their count known on the host when `count` is given): the loss
+// and its accuracy as tensors; undefined accuracy when nothing is labelled.
+std::pair<torch::Tensor, torch::Tensor> mlm_tensors(MultimodalTransformerImpl& model, const Encoded& enc,
+                                                    const torch::Tensor& labels, const int64_t* count) {
   TORCH_CHECK(labels.sizes() == enc.text.sizes().slice(0, 2), "loss_mlm: labels must be (B, T) = ",
               enc.text.sizes().slice(0, 2), ", got ", labels.sizes());
   const auto flat_labels = labels.reshape({-1});
-  const auto positions = flat_labels.ne(kIgnoreLabel).nonzero().squeeze(1);
-  if (positions.numel() == 0)
-    return {torch::zeros({}, enc.text.options()), std::numeric_limits<double>::quiet_NaN()};
+  const auto positions = true_positions(flat_labels.ne(kIgnoreLabel), count);
+  if (positions.numel() == 0) return {torch::zeros({}, enc.text.options()), torch::Tensor()};
   const auto states = enc.text.reshape({-1, enc.text.size(2)}).index_select(0, positions);  // (M, H)
-  return loss_from_logits(model.mlm_logits(states), flat_labels.index_select(0, positions));
+  return ce_and_accuracy(model.mlm_logits(states), flat_labels.index_select(0, positions));
+}
+}  // namespace
+
+std::pair<torch::Tensor, double> loss_mlm(MultimodalTransformerImpl& model, const Encoded& enc,
+                                          const torch::Tensor& labels) {
+  auto [loss, acc] = mlm_tensors(model, enc, labels, nullptr);
+  return {loss, acc.defined() ? acc.item<double>() : std::numeric_limits<double>::quiet_NaN()};
 }
 
 std::pair<torch::Tensor, double> loss_itm(MultimodalTransformerImpl& model, const Encoded& enc,
@@ -69,7 +99,7 @@ std::pair<torch::Tensor, double> loss_dual_contrastive(const torch::Tensor& text
 }
 
 LossOutput pretraining_loss(MultimodalTransformerImpl& model, const Batch& batch, const TrainOptions& t,
-                            Communicator* comm) {
+                            Communicator* comm, const HostCounts* counts) {
   const bool distributed = comm && comm->size() > 1;
   // How many terms each loss averages over here, and over every rank: a loss computed as a mean
   // over the local terms, times local / global, is this rank's share of the global mean.
@@ -81,8 +111,9 @@ LossOutput pretraining_loss(MultimodalTransformerImpl& model, const Batch& batch
     dual_rows = batch.itm_labels.defined() ? batch.itm_labels.eq(1).nonzero().squeeze(1)
                                            : torch::arange(batch.size(), batch.text_ids.options());
   std::vector<double> local(kCounts, 0.0);
-  if (mlm_on) local[kMlm] = static_cast<double>(batch.mlm_labels.ne(kIgnoreLabel).sum().item<int64_t>());
-  if (batch.mrm_mask.defined()) local[kMrm] = static_cast<double>(batch.mrm_mask.sum().item<int64_t>());
+  const HostCounts c = counts ? *counts : host_counts(batch);
+  if (mlm_on) local[kMlm] = static_cast<double>(c.mlm);
+  if (batch.mrm_mask.defined()) local[kMrm] = static_cast<double>(c.mrm);
   if (itm_on) local[kItm] = static_cast<double>(batch.size());
   if (dual_rows.defined()) local[kDual] = static_cast<double>(dual_rows.numel());
   std::vector<double> global = local;
@@ -99,31 +130,43 @@ LossOutput pretraining_loss(MultimodalTransformerImpl& model, const Batch& batch
   const Encoded enc = model.encode(batch, /*per_layer=*/t.itm_all_layers);
   LossOutput out;
   out.total = torch::zeros({}, torch::device(enc.text.device()));
-  double reported_total = 0;
+  // The metrics as scalar tensors (values already times their share), read in one transfer at
+  // the end: one wait for the device per step rather than one per number.
+  struct Pending {
+    std::string name;
+    torch::Tensor value;  // scalar, detached
+    double factor;        // this rank's share, applied on the host
+  };
+  std::vector<Pending> pending;
+  std::map<std::string, double> weights;  // of each loss in the reported total
   // `f`: this rank's share of the loss (1 in one process); the metrics are shares too, so summing
   // them over ranks gives the global values.
-  // `acc`: NaN for losses without an accuracy; ranks report one wherever any rank may have it
+  // `acc`: undefined for losses without an accuracy; ranks report one wherever any rank may have it
   // (every rank must send the same metric names).
-  auto add = [&](const char* name, const torch::Tensor& loss, double weight, double acc, double f, bool has_acc) {
+  auto add = [&](const char* name, const torch::Tensor& loss, double weight, const torch::Tensor& acc, double f,
+                 bool has_acc) {
     if (f > 0) out.total = out.total + (f == 1.0 ? weight * loss : weight * f * loss);
-    const double value = f > 0 ? loss.item<double>() * f : 0.0;
-    out.metrics[name] = value;
-    reported_total += weight * value;
-    if (has_acc && (distributed || !std::isnan(acc)))
-      out.metrics[std::string(name) + "_acc"] = f > 0 && !std::isnan(acc) ? acc * f : 0.0;
+    if (f > 0) pending.push_back({name, loss.detach(), f});
+    else out.metrics[name] = 0.0;
+    weights[name] = weight;
+    if (has_acc && (distributed || acc.defined())) {
+      const std::string key = std::string(name) + "_acc";
+      if (f > 0 && acc.defined()) pending.push_back({key, acc, f});
+      else out.metrics[key] = 0.0;
+    }
   };
   if (mlm_on && global[kMlm] > 0) {
     if (local[kMlm] > 0) {
-      auto [loss, acc] = loss_mlm(model, enc, batch.mlm_labels);
+      auto [loss, acc] = mlm_tensors(model, enc, batch.mlm_labels, counts ? &c.mlm : nullptr);
       add("mlm", loss, t.mlm_weight, acc, share(kMlm), true);
     } else {
-      add("mlm", torch::Tensor(), t.mlm_weight, NAN, 0.0, true);
+      add("mlm", torch::Tensor(), t.mlm_weight, torch::Tensor(), 0.0, true);
     }
   }
   if (global[kMrm] > 0) {
     torch::Tensor positions, states, classes;
     if (local[kMrm] > 0) {
-      positions = batch.mrm_mask.reshape({-1}).nonzero().squeeze(1);
+      positions = true_positions(batch.mrm_mask.reshape({-1}), counts ? &c.mrm : nullptr);
       states = enc.image.reshape({-1, enc.image.size(2)}).index_select(0, positions);  // (M, H)
       classes = batch.region_classes.reshape({-1, batch.region_classes.size(2)}).index_select(0, positions);
     }
@@ -134,21 +177,23 @@ LossOutput pretraining_loss(MultimodalTransformerImpl& model, const Batch& batch
         const auto target = batch.region_targets.reshape({-1, batch.region_targets.size(2)}).index_select(0, positions);
         loss = loss_mrm_regression_from(model.mrm_features(states), target);
       }
-      add("mrm_regression", loss, t.mrm_regression_weight, NAN, f, false);
+      add("mrm_regression", loss, t.mrm_regression_weight, torch::Tensor(), f, false);
     }
     if (t.mrm_kl_weight > 0 || t.mrm_class_weight > 0) {
       const auto logits = f > 0 ? model.mrm_class_logits(states) : torch::Tensor();
-      if (t.mrm_kl_weight > 0) add("mrm_kl", f > 0 ? loss_mrm_kl_from(logits, classes) : torch::Tensor(), t.mrm_kl_weight, NAN, f, false);
+      if (t.mrm_kl_weight > 0)
+        add("mrm_kl", f > 0 ? loss_mrm_kl_from(logits, classes) : torch::Tensor(), t.mrm_kl_weight, torch::Tensor(), f, false);
       if (t.mrm_class_weight > 0) {
-        torch::Tensor loss;
-        double acc = NAN;
-        if (f > 0) std::tie(loss, acc) = loss_mrm_class_from(logits, classes);
+        torch::Tensor loss, acc;
+        if (f > 0) std::tie(loss, acc) = ce_and_accuracy(logits, classes.argmax(-1));
         add("mrm_class", loss, t.mrm_class_weight, acc, f, true);
       }
     }
   }
   if (itm_on && global[kItm] > 0) {
-    auto [loss, acc] = loss_itm(model, enc, batch.itm_labels);
+    TORCH_CHECK(batch.itm_labels.dim() == 1 && batch.itm_labels.size(0) == enc.text.size(0),
+                "loss_itm: labels must be (B), got ", batch.itm_labels.sizes());
+    auto [loss, acc] = ce_and_accuracy(model.itm_logits(enc), batch.itm_labels);
     if (t.itm_all_layers) {  // the same head after every layer, averaged (the top one included)
       auto sum = torch::zeros({}, torch::device(enc.text.device()));
       for (size_t l = 0; l < enc.layer_cls.size(); ++l)
@@ -176,11 +221,24 @@ LossOutput pretraining_loss(MultimodalTransformerImpl& model, const Batch& batch
     }
     auto [loss, acc] = loss_dual_contrastive(text_emb, image_emb, scale);
     out.total = out.total + t.dual_contrastive_weight * loss;
-    out.metrics["dual"] = loss.item<double>() * f;
+    pending.push_back({"dual", loss.detach(), f});
     out.metrics["dual_acc"] = acc * f;
-    reported_total += t.dual_contrastive_weight * out.metrics["dual"];
+    weights["dual"] = t.dual_contrastive_weight;
   }
-  out.metrics["loss"] = distributed ? reported_total : out.total.item<double>();
+  // One process reports the total it optimises; ranks the weighted sum of their shares.
+  if (!distributed) pending.push_back({"loss", out.total.detach(), 1.0});
+  if (!pending.empty()) {
+    std::vector<torch::Tensor> values;
+    for (const auto& p : pending) values.push_back(p.value.reshape({}).to(torch::kFloat64));
+    const auto host = torch::stack(values).to(torch::kCPU).contiguous();
+    for (size_t i = 0; i < pending.size(); ++i)
+      out.metrics[pending[i].name] = host.data_ptr<double>()[i] * pending[i].factor;
+  }
+  if (distributed) {
+    double total = 0;
+    for (const auto& [name, w] : weights) total += w * out.metrics[name];
+    out.metrics["loss"] = total;
+  }
   return out;
 }
 

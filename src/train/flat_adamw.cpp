@@ -2,13 +2,21 @@
 #include "mmt/train/flat_adamw.h"
 
 #include <cmath>
+#include <map>
+#include <utility>
+
+#if __has_include(<ATen/ops/_fused_adamw.h>)
+#include <ATen/ops/_fused_adam.h>
+#include <ATen/ops/_fused_adamw.h>
+#define MMT_HAVE_FUSED_ADAMW 1
+#endif
 
 #include "mmt/util/error.h"
 
 namespace mmt {
 
 FlatAdamW::FlatAdamW(const std::vector<torch::Tensor>& params, const std::vector<bool>& decay,
-                     const AdamWSettings& s, const std::vector<double>& lr_scale)
+                     const AdamWSettings& s, const std::vector<double>& lr_scale, bool fused)
     : settings_(s) {
   if (params.empty() || params.size() != decay.size()) throw Error("FlatAdamW: need one decay flag per parameter");
   if (!lr_scale.empty() && lr_scale.size() != params.size()) throw Error("FlatAdamW: need one lr scale per parameter");
@@ -39,6 +47,27 @@ FlatAdamW::FlatAdamW(const std::vector<torch::Tensor>& params, const std::vector
   exp_avg_ = torch::zeros({total}, opts);
   exp_avg_sq_ = torch::zeros({total}, opts);
   if (scaled) decay_mask_.mul_(lr_scale_);  // decoupled decay follows each parameter's learning rate
+#ifdef MMT_HAVE_FUSED_ADAMW
+  if (fused && params_.is_cuda()) {
+    std::map<std::pair<bool, double>, size_t> index;
+    offset = 0;
+    for (size_t i = 0; i < params.size(); ++i) {
+      const int64_t n = params[i].numel();
+      const double scale = scaled ? lr_scale[i] : 1.0;
+      auto [it, fresh] = index.emplace(std::make_pair(static_cast<bool>(decay[i]), scale), groups_.size());
+      if (fresh) groups_.push_back(Group{{}, {}, {}, {}, static_cast<bool>(decay[i]), scale});
+      Group& g = groups_[it->second];
+      g.params.push_back(params_.narrow(0, offset, n));
+      g.grads.push_back(grads_.narrow(0, offset, n));
+      g.exp_avg.push_back(exp_avg_.narrow(0, offset, n));
+      g.exp_avg_sq.push_back(exp_avg_sq_.narrow(0, offset, n));
+      offset += n;
+    }
+    step_tensor_ = torch::zeros({}, opts);
+  }
+#else
+  (void)fused;
+#endif
 }
 
 void FlatAdamW::load_state(const torch::Tensor& exp_avg, const torch::Tensor& exp_avg_sq, int64_t steps) {
@@ -49,6 +78,7 @@ void FlatAdamW::load_state(const torch::Tensor& exp_avg, const torch::Tensor& ex
   exp_avg_.copy_(exp_avg.reshape({-1}));
   exp_avg_sq_.copy_(exp_avg_sq.reshape({-1}));
   step_ = steps;
+  if (step_tensor_.defined()) step_tensor_.fill_(static_cast<double>(steps));
 }
 
 void FlatAdamW::zero_grad() { grads_.zero_(); }
@@ -59,10 +89,34 @@ double FlatAdamW::clip_grad_norm(double max_norm) {
   return norm;
 }
 
+torch::Tensor FlatAdamW::clip_grad_norm_async(double max_norm) {
+  torch::NoGradGuard no_grad;
+  const auto norm = grads_.norm();
+  if (max_norm > 0) grads_.mul_((max_norm / (norm + 1e-6)).clamp_max(1.0));
+  return norm;
+}
+
 void FlatAdamW::step(double lr) {
   torch::NoGradGuard no_grad;
   ++step_;
   const auto& s = settings_;
+#ifdef MMT_HAVE_FUSED_ADAMW
+  if (!groups_.empty()) {
+    step_tensor_.fill_(static_cast<double>(step_));
+    for (auto& g : groups_) {
+      // The kernel reads one step count per tensor: the same scalar for all.
+      const std::vector<torch::Tensor> steps(g.params.size(), step_tensor_);
+      const double wd = g.decay ? s.weight_decay : 0.0, group_lr = lr * g.lr_scale;
+      if (s.decoupled)
+        at::_fused_adamw_(g.params, g.grads, g.exp_avg, g.exp_avg_sq, {}, steps, group_lr, s.beta1, s.beta2, wd, s.eps,
+                          /*amsgrad=*/false, /*maximize=*/false);
+      else
+        at::_fused_adam_(g.params, g.grads, g.exp_avg, g.exp_avg_sq, {}, steps, group_lr, s.beta1, s.beta2, wd, s.eps,
+                         /*amsgrad=*/false, /*maximize=*/false);
+    }
+    return;
+  }
+#endif
   if (s.weight_decay != 0 && s.decoupled) params_.addcmul_(params_, decay_mask_, -lr * s.weight_decay);
   if (s.weight_decay != 0 && !s.decoupled) {  // Adam's L2: the decay joins the gradient (and the moments)
     const auto mask = lr_scale_.defined() ? (decay_mask_ > 0).to(params_.scalar_type()) : decay_mask_;

@@ -42,7 +42,7 @@ PretrainStep::PretrainStep(MultimodalTransformerImpl& model, const TrainOptions&
       scale.push_back(m);
     }
   }
-  optimizer_ = std::make_unique<FlatAdamW>(params, decay, s, scale);
+  optimizer_ = std::make_unique<FlatAdamW>(params, decay, s, scale, runtime.fused_adamw && device_.is_cuda());
   // Contrastive ITM back-propagates in chunks after the main backward pass: its gradient is
   // complete only then, so it keeps the one all-reduce after everything.
   if (comm_ && runtime.dist_bucket_mb > 0 && t.itm_contrastive_weight <= 0)
@@ -64,6 +64,10 @@ PretrainStep::Result PretrainStep::run(const std::vector<Batch>& micro_batches, 
   const double n = static_cast<double>(micro_batches.size());
   std::map<std::string, double> sums;
   for (size_t k = 0; k < micro_batches.size(); ++k) {
+    // Counted on the host before the copy: the loss need not wait for the device to learn them.
+    // Not with hard negatives, which take targets away from the rows they swap (and wait anyway).
+    const bool hard = micro_batches[k].hard_negative_rows.defined();
+    const HostCounts counts = hard ? HostCounts{} : host_counts(micro_batches[k]);
     Batch batch = batch_to(micro_batches[k], device_);
     // Forward passes (and contrastive ITM's chunked backward) under autocast; the main backward
     // outside it, as libtorch recommends.
@@ -73,7 +77,7 @@ PretrainStep::Result PretrainStep::run(const std::vector<Batch>& micro_batches, 
       // Distributed: hard negatives are mined among this rank's rows (docs/distributed.md).
       apply_hard_negatives(model_, batch, options_.itm_swap == "caption", options_.seed,
                            step * static_cast<int64_t>(micro_batches.size()) + static_cast<int64_t>(k));
-      loss = pretraining_loss(model_, batch, options_, comm_);
+      loss = pretraining_loss(model_, batch, options_, comm_, hard ? nullptr : &counts);
     }
     // One process stops at a non-finite loss before its backward; ranks cannot (the others would
     // wait in the collectives): they decide together below, from the summed metrics.
@@ -124,6 +128,13 @@ PretrainStep::Result PretrainStep::run(const std::vector<Batch>& micro_batches, 
     }
   }
   r.loss.metrics = sums;
+  if (options_.grad_clip > 0 && device_.is_cuda()) {
+    // On a GPU the norm is read after the update is queued: the clip itself needs no wait.
+    const auto norm = optimizer_->clip_grad_norm_async(options_.grad_clip);
+    optimizer_->step(lr);
+    r.loss.metrics["grad_norm"] = norm.item<double>();
+    return r;
+  }
   if (options_.grad_clip > 0) r.loss.metrics["grad_norm"] = optimizer_->clip_grad_norm(options_.grad_clip);
   optimizer_->step(lr);
   return r;

@@ -4,7 +4,8 @@
  *   - one training step on CUDA in fp32 gives the CPU step's parameters;
  *   - a bf16 autocast step stays finite and near the fp32 losses;
  *   - exact scores on CUDA equal the CPU's;
- *   - the pinned prefetcher delivers the batcher's batches. */
+ *   - the pinned prefetcher delivers the batcher's batches;
+ *   - libtorch's fused AdamW (the CUDA default) gives the flat-buffer update's parameters. */
 #include <gtest/gtest.h>
 #include <torch/cuda.h>
 
@@ -20,7 +21,9 @@
 #include "mmt/data/synthetic_world.h"
 #include "mmt/eval/exact_scorer.h"
 #include "mmt/model/transformer.h"
+#include "mmt/train/flat_adamw.h"
 #include "mmt/train/pretrain_step.h"
+#include <torch/version.h>
 #include "../unit/test_util.h"
 
 namespace mmt {
@@ -77,7 +80,7 @@ TEST(Gpu, TrainingStepsEqualTheCpuSteps) {
 
 TEST(Gpu, Bf16AutocastStepsStayFiniteAndNearFp32) {
   SKIP_WITHOUT_CUDA();
-  if (gpu() == "cpu") GTEST_SKIP() << "bf16 on the CPU is refused with libtorch 1.13 (docs/gpu.md)";
+
   const auto cfg = small_config();
   const auto [fp32, fp32_loss] = train(cfg, gpu(), "fp32", 5);
   const auto [bf16, bf16_loss] = train(cfg, gpu(), "bf16", 5);
@@ -120,6 +123,42 @@ TEST(Gpu, PinnedPrefetcherDeliversTheBatchersBatches) {
     const Batch got = prefetch.next();
     EXPECT_EQ(got.text_ids.is_pinned(), pin) << i;
     EXPECT_TRUE(got.text_ids.equal(batcher.batch(i).text_ids)) << i;
+  }
+}
+
+// Three AdamW steps over parameters of mixed decay and learning-rate scale, fused or flat.
+std::vector<torch::Tensor> adamw_steps(bool fused, bool decoupled, const std::string& device) {
+  torch::manual_seed(11);
+  std::vector<torch::Tensor> params;
+  for (auto shape : {std::vector<int64_t>{7, 5}, {5}, {3, 4, 2}, {9}})
+    params.push_back(torch::randn(shape).to(torch::Device(device)).requires_grad_(true));
+  const std::vector<bool> decay = {true, false, true, false};
+  const std::vector<double> scale = {1.0, 1.0, 0.5, 2.0};
+  AdamWSettings s;
+  s.weight_decay = 0.1, s.decoupled = decoupled;
+  FlatAdamW opt(params, decay, s, scale, fused);
+  if (fused && device == "cuda" && TORCH_VERSION_MAJOR >= 2) EXPECT_TRUE(opt.fused());
+  for (int step = 0; step < 3; ++step) {
+    opt.zero_grad();
+    torch::Tensor loss = torch::zeros({}, torch::Device(device));
+    for (const auto& p : params) loss = loss + (p * p * p).sum();
+    loss.backward();
+    opt.step(1e-2);
+  }
+  std::vector<torch::Tensor> out;
+  for (const auto& p : params) out.push_back(p.detach().cpu().clone());
+  return out;
+}
+
+TEST(Gpu, FusedAdamWEqualsTheFlatUpdate) {
+  SKIP_WITHOUT_CUDA();
+  for (bool decoupled : {true, false}) {
+    const auto flat = adamw_steps(false, decoupled, gpu()), fused = adamw_steps(true, decoupled, gpu());
+    const auto cpu = adamw_steps(false, decoupled, "cpu");  // the CPU's flat update as well
+    for (size_t i = 0; i < flat.size(); ++i) {
+      EXPECT_TRUE(torch::allclose(fused[i], flat[i], 1e-5, 1e-6)) << "parameter " << i << " decoupled " << decoupled;
+      EXPECT_TRUE(torch::allclose(flat[i], cpu[i], 1e-5, 1e-6)) << "parameter " << i << " decoupled " << decoupled;
+    }
   }
 }
 

@@ -8,6 +8,7 @@
 #include "mmt/data/data_source.h"
 #include "mmt/data/pretrain_batcher.h"
 #include "mmt/data/synthetic_world.h"
+#include "mmt/loss/pretraining.h"
 #include "mmt/train/hard_negatives.h"
 #include "mmt/train/pretrain_step.h"
 #include "mmt/util/rng.h"
@@ -173,6 +174,24 @@ TEST(HardBatch, TrainingStepsRunWithFiniteLosses) {
     EXPECT_TRUE(r.finite);
     EXPECT_GT(r.loss.metrics.at("itm"), 0.0);
   }
+}
+
+// The step counts MLM tokens and masked regions after the swap (which takes the swapped rows'
+// targets away): its metrics are those of the hard batch itself.
+TEST_P(HardBatch, StepMetricsAreTheHardBatchsMetrics) {
+  auto s = hard_batch(GetParam());
+  s.cfg.model.dropout = 0;
+  torch::manual_seed(2);
+  MultimodalTransformer model(s.cfg.model, data_input_dims(s.cfg));
+  model->train();
+  Batch swapped = s.batch;
+  apply_hard_negatives(*model, swapped, GetParam() == "caption", s.cfg.train.seed, 0);
+  ASSERT_FALSE(swapped.hard_negative_rows.defined());
+  const auto expected = pretraining_loss(*model, swapped, s.cfg.train).metrics;
+  PretrainStep step(*model, s.cfg.train);
+  auto got = step.run(s.batch, 1e-3, 0).loss.metrics;  // losses of the forward before the update
+  got.erase("grad_norm");
+  EXPECT_EQ(got, expected);
 }
 
 }  // namespace

@@ -367,6 +367,7 @@ struct RuntimeOptions {
   std::string precision = "fp32";  // fp32, or bf16 autocast (matrix products in bf16, weights fp32)
   double dist_timeout_s = 300;     // a collective waiting longer for another rank fails the job
   double dist_bucket_mb = 4;       // gradient buckets summed during the backward pass (0 = one sum after it)
+  bool fused_adamw = true;         // CUDA: libtorch's fused AdamW kernel where it has one (>= 2)
 
   template <class V>
   void visit(V& v) {
@@ -382,6 +383,9 @@ struct RuntimeOptions {
     v.field("dist_bucket_mb", dist_bucket_mb,
             "distributed training: MiB of gradients per bucket; a bucket is summed over the ranks as soon as the "
             "backward pass has filled it, overlapping the rest of the pass (0 = one all-reduce after the pass)");
+    v.field("fused_adamw", fused_adamw,
+            "CUDA with libtorch >= 2: the AdamW update as libtorch's fused kernel (one launch per step, the same "
+            "math); false: mmt's flat-buffer update, as on the CPU");
   }
 };
 

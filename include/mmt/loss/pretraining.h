@@ -25,6 +25,13 @@ struct Encoded;
 class MultimodalTransformerImpl;
 class Communicator;
 
+/// What the losses count in a batch (-1: the batch has no such labels).
+struct HostCounts {
+  int64_t mlm = -1;  // labelled MLM tokens
+  int64_t mrm = -1;  // masked regions
+};
+HostCounts host_counts(const Batch& batch);
+
 struct LossOutput {
   torch::Tensor total;                    // weighted sum, scalar, differentiable
   std::map<std::string, double> metrics;  // each loss and its accuracy, and `loss` (detached values)
@@ -62,7 +69,10 @@ std::pair<torch::Tensor, double> loss_dual_contrastive(const torch::Tensor& text
 /// global count (so the gradients summed over ranks are those of the whole batch in one process),
 /// dual-encoder InfoNCE runs over every rank's pairs, and the metrics are this rank's shares
 /// (their sum over ranks is the global value; `loss` included).
+/// `counts`: the batch's labelled MLM tokens and masked regions read before it moved to a
+/// device (host_counts of the host batch), so the step need not wait for the device to learn
+/// them; without, they are read from `batch`. The metrics are read in one transfer at the end.
 LossOutput pretraining_loss(MultimodalTransformerImpl& model, const Batch& batch, const TrainOptions& t,
-                            Communicator* comm = nullptr);
+                            Communicator* comm = nullptr, const HostCounts* counts = nullptr);
 
 }  // namespace mmt

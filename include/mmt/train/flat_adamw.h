@@ -6,7 +6,11 @@
  * gradient clipping is one norm. The math is PyTorch's AdamW (decoupled weight decay, bias
  * correction); a unit test checks it against torch::optim::AdamW step by step. One difference:
  * torch skips a parameter whose gradient is undefined, while here it has a zero gradient, so
- * weight decay still shrinks it (e.g. the MLM head when the MLM loss is off). */
+ * weight decay still shrinks it (e.g. the MLM head when the MLM loss is off).
+ *
+ * On CUDA with libtorch >= 2 (`fused`), the update is libtorch's fused AdamW kernel over the
+ * parameters' views, one call per group of equal decay and learning-rate scale: the same math in
+ * one launch instead of ~10 passes over the buffers (GPU test: equal to the flat update). */
 #pragma once
 
 #include <torch/types.h>
@@ -27,12 +31,18 @@ class FlatAdamW {
   /// says whether parameter i gets weight decay. Parameters must be float32 leaves on one device.
   /// lr_scale (optional, one per parameter) multiplies the learning rate of that parameter.
   FlatAdamW(const std::vector<torch::Tensor>& params, const std::vector<bool>& decay, const AdamWSettings& s,
-            const std::vector<double>& lr_scale = {});
+            const std::vector<double>& lr_scale = {}, bool fused = false);
+  /// Whether step() runs libtorch's fused kernel (asked for, CUDA, and libtorch has it).
+  bool fused() const { return !groups_.empty(); }
 
   /// Zeroes every gradient (in place: the gradients stay views into the flat buffer).
   void zero_grad();
   /// Scales gradients so their global L2 norm is at most max_norm; returns the norm before.
   double clip_grad_norm(double max_norm);
+  /// The same without waiting for the device: gradients are multiplied there by
+  /// min(1, max_norm / (norm + 1e-6)) (so also, by at most 1e-6 relative, when the norm is within
+  /// 1e-6 under max_norm); the returned norm (a scalar tensor) is read when the caller needs it.
+  torch::Tensor clip_grad_norm_async(double max_norm);
   /// One AdamW update at learning rate lr.
   void step(double lr);
 
@@ -52,6 +62,14 @@ class FlatAdamW {
   AdamWSettings settings_;
   torch::Tensor params_, grads_, exp_avg_, exp_avg_sq_, decay_mask_, lr_scale_;  // lr_scale_ undefined: all 1
   int64_t step_ = 0;
+  // Fused path: per group (parameters of equal decay and lr scale), views into the buffers.
+  struct Group {
+    std::vector<torch::Tensor> params, grads, exp_avg, exp_avg_sq;
+    bool decay = false;
+    double lr_scale = 1.0;
+  };
+  std::vector<Group> groups_;
+  torch::Tensor step_tensor_;  // float32 scalar on the device: the step count the kernel reads
 };
 
 }  // namespace mmt
