@@ -50,7 +50,7 @@ torch::Tensor TextEmbeddingsImpl::forward(const torch::Tensor& ids) {
               position->weight.size(0));
   // Segment 0 for every text token: add its row directly instead of a lookup.
   auto x = word(ids) + position->weight.narrow(0, 0, t).unsqueeze(0) + segment->weight[0];
-  x = norm(x);
+  x = layer_norm(norm, x);
   return dropout_ > 0 ? torch::dropout(x, dropout_, is_training()) : x;
 }
 
@@ -68,7 +68,7 @@ torch::Tensor RegionEmbeddingsImpl::forward(const torch::Tensor& feats, const to
   TORCH_CHECK(feats.dim() == 3 && boxes.dim() == 3 && boxes.size(2) == 5 && feats.size(1) == boxes.size(1),
               "RegionEmbeddings: expected feats (B, R, F) and boxes (B, R, 5), got ", feats.sizes(), " and ",
               boxes.sizes());
-  auto x = norm(feature_norm(feature(feats)) + box_norm(box(boxes)) + type);
+  auto x = layer_norm(norm, layer_norm(feature_norm, feature(feats)) + layer_norm(box_norm, box(boxes)) + type);
   return dropout_ > 0 ? torch::dropout(x, dropout_, is_training()) : x;
 }
 
@@ -147,23 +147,24 @@ std::pair<torch::Tensor, torch::Tensor> MultimodalTransformerImpl::pixel_feature
   const int64_t gh = grid.size(1), gw = grid.size(2);
   auto tokens = grid.reshape({b, gh * gw, grid.size(3)});
   auto feats = torch::cat({tokens.mean(1, /*keepdim=*/true), tokens}, 1);
-  auto boxes = torch::empty({1 + gh * gw, 5});
-  auto bp = boxes.accessor<float, 2>();
-  bp[0][0] = 0, bp[0][1] = 0, bp[0][2] = 1, bp[0][3] = 1, bp[0][4] = 1;
-  for (int64_t r = 0; r < gh; ++r)
-    for (int64_t c = 0; c < gw; ++c) {
-      auto row = bp[1 + r * gw + c];
-      row[0] = static_cast<float>(c) / gw, row[1] = static_cast<float>(r) / gh;
-      row[2] = static_cast<float>(c + 1) / gw, row[3] = static_cast<float>(r + 1) / gh;
-      row[4] = 1.f / static_cast<float>(gh * gw);
-    }
-  return {feats, boxes.to(feats.device()).unsqueeze(0).expand({b, -1, -1})};
+  // Boxes (x1, y1, x2, y2, area): the whole image for the global token, then the grid cells in
+  // row-major order. Built where the pixels are: a copy from the host would wait for the device.
+  const auto opts = torch::device(feats.device()).dtype(torch::kFloat32);
+  const auto col = torch::arange(gw, opts).repeat({gh}), row = torch::arange(gh, opts).repeat_interleave(gw);
+  const auto cells = torch::stack({col / static_cast<double>(gw), row / static_cast<double>(gh),
+                                   (col + 1) / static_cast<double>(gw), (row + 1) / static_cast<double>(gh),
+                                   torch::full({gh * gw}, 1.0 / static_cast<double>(gh * gw), opts)},
+                                  1);
+  auto whole = torch::ones({1, 5}, opts);
+  whole.narrow(1, 0, 2).zero_();  // (0, 0, 1, 1, 1)
+  const auto boxes = torch::cat({whole, cells}, 0);
+  return {feats, boxes.unsqueeze(0).expand({b, -1, -1})};
 }
 
 ImageTokens MultimodalTransformerImpl::embed_images(const Batch& batch) {
   if (batch.image_pixels.defined()) {
     auto [feats, boxes] = pixel_features(batch.image_pixels);
-    return {image_embed(feats, boxes), torch::ones({feats.size(0), feats.size(1)}, torch::kBool).to(feats.device())};
+    return {image_embed(feats, boxes), torch::ones({feats.size(0), feats.size(1)}, torch::device(feats.device()).dtype(torch::kBool))};
   }
   TORCH_CHECK(options_.image_input == "regions", "model reads ", options_.image_input,
               " but the batch holds regions, not pixels");
@@ -186,8 +187,8 @@ Encoded MultimodalTransformerImpl::encode_embedded(torch::Tensor text, torch::Te
   for (int64_t i = first_layer; i < static_cast<int64_t>(layers->size()); ++i) {
     std::tie(text, image) = layers[i]->as<MultimodalLayer>()->forward(text, image, text_bias, image_bias);
     if (per_layer) {  // pre-norm stacks normalise the residual stream before reading it out
-      out.layer_cls.push_back(options_.pre_norm ? text_final_norm(text.select(1, 0)) : text.select(1, 0));
-      out.layer_img.push_back(options_.pre_norm ? image_final_norm(image.select(1, 0)) : image.select(1, 0));
+      out.layer_cls.push_back(options_.pre_norm ? layer_norm(text_final_norm, text.select(1, 0)) : text.select(1, 0));
+      out.layer_img.push_back(options_.pre_norm ? layer_norm(image_final_norm, image.select(1, 0)) : image.select(1, 0));
     }
   }
   std::tie(out.text, out.image) = final_norms(text, image);
@@ -205,7 +206,7 @@ std::pair<torch::Tensor, torch::Tensor> MultimodalTransformerImpl::run_layers(to
 }
 
 std::pair<torch::Tensor, torch::Tensor> MultimodalTransformerImpl::final_norms(torch::Tensor text, torch::Tensor image) {
-  if (options_.pre_norm) return {text_final_norm(text), image_final_norm(image)};
+  if (options_.pre_norm) return {layer_norm(text_final_norm, text), layer_norm(image_final_norm, image)};
   return {text, image};
 }
 
@@ -260,16 +261,16 @@ torch::Tensor MultimodalTransformerImpl::itm_logits(const torch::Tensor& cls, co
 
 torch::Tensor MultimodalTransformerImpl::mrm_features(const torch::Tensor& states) {
   TORCH_CHECK(mrm_feature_out, "this model has no MRM heads (they need region inputs)");
-  return mrm_feature_out(mrm_feature_norm(torch::gelu(mrm_feature_transform(states))));
+  return mrm_feature_out(layer_norm(mrm_feature_norm, torch::gelu(mrm_feature_transform(states))));
 }
 
 torch::Tensor MultimodalTransformerImpl::mrm_class_logits(const torch::Tensor& states) {
   TORCH_CHECK(mrm_class_out, "this model has no MRM heads (they need region inputs)");
-  return mrm_class_out(mrm_class_norm(torch::gelu(mrm_class_transform(states))));
+  return mrm_class_out(layer_norm(mrm_class_norm, torch::gelu(mrm_class_transform(states))));
 }
 
 torch::Tensor MultimodalTransformerImpl::mlm_logits(const torch::Tensor& states) {
-  auto h = mlm_norm(torch::gelu(mlm_transform(states)));
+  auto h = layer_norm(mlm_norm, torch::gelu(mlm_transform(states)));
   return torch::linear(h, text_embed->word->weight, mlm_bias);
 }
 

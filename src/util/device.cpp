@@ -1,6 +1,8 @@
 /* Device and precision selection (see device.h). */
 #include "mmt/util/device.h"
 
+#include <cstdlib>
+
 #include <ATen/autocast_mode.h>
 #include <torch/cuda.h>
 #include <torch/version.h>
@@ -16,9 +18,25 @@
 
 namespace mmt {
 
+int default_cuda_index(int64_t visible) {
+  // One process per GPU, as torchrun and srun launch them: the local rank picks the GPU (more
+  // processes than GPUs share them round-robin).
+  for (const char* var : {"LOCAL_RANK", "SLURM_LOCALID"}) {
+    const char* v = std::getenv(var);
+    if (!v || !*v || visible <= 0) continue;
+    char* end = nullptr;
+    const long r = std::strtol(v, &end, 10);
+    if (*end == '\0' && r >= 0) return static_cast<int>(r % visible);
+  }
+  return 0;
+}
+
 torch::Device resolve_device(const std::string& name) {
   if (name == "cpu") return torch::kCPU;
-  if (name == "auto") return torch::cuda::is_available() ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
+  if (name == "auto")
+    return torch::cuda::is_available()
+               ? torch::Device(torch::kCUDA, default_cuda_index(static_cast<int64_t>(torch::cuda::device_count())))
+               : torch::Device(torch::kCPU);
   if (name.rfind("cuda", 0) == 0) {
     if (!torch::cuda::is_available())
       throw Error("runtime.device = " + name + ", but libtorch sees no CUDA device (a CPU-only build, or no GPU "
@@ -32,7 +50,7 @@ torch::Device resolve_device(const std::string& name) {
     const int64_t n = static_cast<int64_t>(torch::cuda::device_count());
     if (d.has_index() && d.index() >= n)
       throw Error("runtime.device = " + name + ", but only " + std::to_string(n) + " CUDA device(s) are visible");
-    return d.has_index() ? d : torch::Device(torch::kCUDA, 0);
+    return d.has_index() ? d : torch::Device(torch::kCUDA, default_cuda_index(n));
   }
   throw Error("runtime.device: '" + name + "' is not a device (cpu, cuda, cuda:N or auto)");
 }
@@ -45,11 +63,6 @@ std::string describe_device(torch::Device device, bool bf16) {
 
 AutocastGuard::AutocastGuard(torch::Device device, bool enabled) : enabled_(enabled), cuda_(device.is_cuda()) {
   if (!enabled_) return;
-#if TORCH_VERSION_MAJOR < 2
-  if (!cuda_)
-    throw Error("runtime.precision = bf16 on the CPU needs libtorch >= 2 (libtorch " + std::string(TORCH_VERSION) +
-                "'s CPU LayerNorm rejects the bf16 activations autocast gives it); use precision fp32 here");
-#endif
 #ifdef MMT_AUTOCAST_BY_DEVICE
   const auto type = cuda_ ? at::kCUDA : at::kCPU;
   was_enabled_ = at::autocast::is_autocast_enabled(type);
@@ -87,6 +100,21 @@ AutocastGuard::~AutocastGuard() {
     at::autocast::set_cpu_enabled(was_enabled_);
     at::autocast::set_autocast_cpu_dtype(was_dtype_);
   }
+#endif
+}
+
+std::optional<torch::ScalarType> autocast_dtype(torch::Device device) {
+#ifdef MMT_AUTOCAST_BY_DEVICE
+  const auto type = device.is_cuda() ? at::kCUDA : at::kCPU;
+  if (!at::autocast::is_autocast_enabled(type)) return std::nullopt;
+  return at::autocast::get_autocast_dtype(type);
+#else
+  if (device.is_cuda()) {
+    if (!at::autocast::is_enabled()) return std::nullopt;
+    return at::autocast::get_autocast_gpu_dtype();
+  }
+  if (!at::autocast::is_cpu_enabled()) return std::nullopt;
+  return at::autocast::get_autocast_cpu_dtype();
 #endif
 }
 

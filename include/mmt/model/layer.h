@@ -25,6 +25,11 @@ struct LayerOptions {
   bool pre_norm = false;    // LayerNorm before (true) or after (BERT) each block
   double layer_norm_eps = 1e-12;
   AttentionType type = AttentionType::kMerged;
+  // Fused kernels: q, k and v as one matrix product, and one attention call over both streams'
+  // queries when both read every key. Fewer, fuller kernels on a GPU; on the CPU they change
+  // results in the last bits (summation order), so the CPU keeps the separate products whose
+  // numbers the study reports. -1: on CUDA only; 0 / 1: off / on (tests compare the two).
+  int fused = -1;
 };
 
 /// The weights one modality uses in one layer.
@@ -53,10 +58,15 @@ class MultimodalLayerImpl : public torch::nn::Module {
   const AttentionPattern& pattern() const { return pattern_; }
 
  private:
-  torch::Tensor attend(StreamWeightsImpl& w, const torch::Tensor& q_in, const torch::Tensor& k_text,
-                       const torch::Tensor& v_text, const torch::Tensor& k_image,
-                       const torch::Tensor& v_image, const torch::Tensor& text_bias,
-                       const torch::Tensor& image_bias, bool use_text, bool use_image);
+  // Fused: a stream's queries, and its keys and values when some queries read them, (B, L, h, d)
+  // each: one matrix product over the three weights side by side.
+  struct Projections {
+    torch::Tensor q, k, v;
+  };
+  Projections project(StreamWeightsImpl& w, const torch::Tensor& x, bool keys);
+  // Queries q (B, Lq, h, d) against keys / values (B, Lk, h, d) with bias (B, 1, 1, Lk): the
+  // heads' outputs side by side, (B, Lq, h * d).
+  torch::Tensor attend(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, const torch::Tensor& bias);
   torch::Tensor ffn(StreamWeightsImpl& w, const torch::Tensor& x);
 
   LayerOptions options_;
@@ -64,6 +74,13 @@ class MultimodalLayerImpl : public torch::nn::Module {
   StreamWeights text_{nullptr}, image_{nullptr};  // the same module when weights are shared
 };
 TORCH_MODULE(MultimodalLayer);
+
+/// LayerNorm in the precision of the stream: plain `ln(x)` normally; under bf16 autocast the
+/// input and the norm's weights in bf16 (the kernel keeps its statistics in fp32) and a bf16
+/// output. Autocast alone runs LayerNorm in fp32: the residual stream would then be fp32, every
+/// add mixed-precision, and every following matrix product would cast its own copy of the input -
+/// on an H100 a third of a base step went to those adds and casts (docs/gpu.md).
+torch::Tensor layer_norm(torch::nn::LayerNorm& ln, const torch::Tensor& x);
 
 /// The additive key mask of a (B, L) bool padding mask: (B, 1, 1, L) float, 0 or kMaskValue.
 torch::Tensor attention_bias(const torch::Tensor& mask);

@@ -5,6 +5,7 @@
 
 #include <torch/types.h>
 
+#include <optional>
 #include <string>
 
 namespace mmt {
@@ -13,8 +14,13 @@ struct RuntimeOptions;
 struct Batch;
 
 /// The device named by runtime.device; "auto" is CUDA when libtorch sees a GPU, else the CPU.
+/// "cuda" (or "auto") without an index is the GPU of this process's local rank (LOCAL_RANK from
+/// torchrun, SLURM_LOCALID from srun) modulo the visible GPUs, GPU 0 in a single process.
 /// Fails with a clear message for "cuda" on a machine or build without CUDA.
 torch::Device resolve_device(const std::string& name);
+
+/// LOCAL_RANK (else SLURM_LOCALID, else 0) modulo `visible` GPUs.
+int default_cuda_index(int64_t visible);
 
 /// True when runtime.precision asks for bf16 autocast.
 bool use_bf16(const RuntimeOptions& r);
@@ -38,6 +44,10 @@ class AutocastGuard {
   bool was_enabled_ = false;
   torch::ScalarType was_dtype_ = torch::kFloat32;
 };
+
+/// The lower-precision type autocast gives matrix products on `device` right now, or nullopt
+/// when autocast is off there.
+std::optional<torch::ScalarType> autocast_dtype(torch::Device device);
 
 /// A copy of the batch with every tensor on `device` (shallow when it is there already).
 Batch batch_to(const Batch& batch, torch::Device device);
