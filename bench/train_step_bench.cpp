@@ -1,6 +1,7 @@
 /* Benchmark: pretraining steps of a configured model (default: the demo's tiny preset) on
- * synthetic batches. Reports examples/s, ms/step, useful GFLOP/s (real tokens only) against
- * the matrix-product peak measured in the same process. With --dump DIR it also writes the
+ * synthetic batches, on the configured device and precision. Reports examples/s, ms/step, useful
+ * GFLOP/s (real tokens only) against the matrix-product peak measured in the same process (on a
+ * GPU: bf16 8192^3 products), optionally a Kineto trace of a few steps (--profile). With --dump DIR it also writes the
  * batches as .npy so that bench/reference_train_step.py can run the same step in plain PyTorch.
  * Figures and commands: docs/performance.md. */
 #include <CLI/CLI.hpp>
@@ -9,8 +10,10 @@
 #include <cstdio>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "mmt/config/config.h"
+#include "mmt/data/batch.h"
 #include "mmt/data/data_source.h"
 #include "mmt/data/pretrain_batcher.h"
 #include "mmt/data/synthetic_world.h"
@@ -18,14 +21,41 @@
 #include "mmt/model/flops.h"
 #include "mmt/model/transformer.h"
 #include "mmt/text/vocab.h"
+#include "mmt/train/flat_adamw.h"
 #include "mmt/train/pretrain_step.h"
+#include "mmt/util/device.h"
 #include "mmt/util/fs.h"
 #include "mmt/util/runtime.h"
+
+#include <torch/cuda.h>
+#include <torch/version.h>
+// The Kineto profiler (CPU ops and CUDA kernels in one trace) of libtorch >= 2: --profile.
+#if TORCH_VERSION_MAJOR >= 2 && __has_include(<torch/csrc/autograd/profiler_kineto.h>)
+#include <torch/csrc/autograd/profiler_kineto.h>
+#define MMT_BENCH_KINETO 1
+#endif
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+void sync(torch::Device d) {
+  if (d.is_cuda()) torch::cuda::synchronize();
+}
+
+// A GPU's bf16 matrix peak as measured (8192^3 products, the figure docs/gpu.md quotes).
+double cuda_bf16_peak_gflops(torch::Device d) {
+  const int64_t n = 8192;
+  auto a = torch::randn({n, n}, torch::device(d).dtype(torch::kBFloat16)), b = torch::randn_like(a);
+  for (int i = 0; i < 3; ++i) torch::mm(a, b);
+  sync(d);
+  const auto t0 = Clock::now();
+  const int reps = 20;
+  for (int i = 0; i < reps; ++i) torch::mm(a, b);
+  sync(d);
+  return 2.0 * n * n * n * reps / since(t0) / 1e9;
+}
 
 // Best sgemm throughput over a few square sizes: the ceiling for this process's settings.
 double matmul_peak_gflops() {
@@ -67,7 +97,8 @@ int main(int argc, char** argv) {
   CLI::App app{"mmt_bench_train_step: time pretraining steps"};
   std::string config_path, dump_dir;
   std::vector<std::string> overrides;
-  int64_t steps = 60, warmup = 10;
+  int64_t steps = 60, warmup = 10, profile_steps = 3;
+  std::string profile_path, batches_on = "host";
   app.add_option("--config", config_path, "experiment config (default: built-in defaults = tiny preset)");
   app.add_option("--set", overrides, "config override, repeatable")->take_all();
   app.add_option("--steps", steps, "timed steps");
@@ -75,6 +106,14 @@ int main(int argc, char** argv) {
   app.add_option("--dump", dump_dir,
                  "also write, as .npy into this directory, the batches a plain implementation would see: "
                  "the same examples drawn without length bucketing (for bench/reference_train_step.py)");
+  app.add_option("--batches", batches_on,
+                 "where the prepared batches wait: host (pageable), pinned (page-locked, copied non-blocking: "
+                 "what training with prefetching does on a GPU) or device (already there: the step alone)")
+      ->check(CLI::IsMember({"host", "pinned", "device"}));
+  app.add_option("--profile", profile_path,
+                 "after the timed steps, profile --profile-steps more with libtorch's Kineto profiler (CPU ops "
+                 "and CUDA kernels) and write the Chrome trace here (libtorch >= 2)");
+  app.add_option("--profile-steps", profile_steps, "steps in the profile");
   CLI11_PARSE(app, argc, argv);
   try {
     const auto cfg = mmt::load_config(config_path, overrides);
@@ -84,14 +123,25 @@ int main(int argc, char** argv) {
     const auto vocab = mmt::data_vocab(cfg);
     const mmt::InputDims dims = mmt::data_input_dims(cfg);
     mmt::MultimodalTransformer model(cfg.model, dims);
+    const torch::Device device = mmt::resolve_device(cfg.runtime.device);
+    model->to(device);  // before the optimizer flattens the parameters
     model->train();
-    mmt::PretrainStep stepper(*model, cfg.train);
+    mmt::PretrainStep stepper(*model, cfg.train, cfg.runtime);
     mmt::PretrainBatcher batcher(world, vocab, cfg);
 
     const auto t_data = Clock::now();
     std::vector<mmt::Batch> batches;
     for (int64_t s = 0; s < warmup + steps; ++s) batches.push_back(batcher.batch(s));
     const double data_s = since(t_data);
+    std::vector<mmt::Batch> staged;  // the batches as the step receives them
+    for (const auto& b : batches) {
+      if (batches_on == "pinned" && device.is_cuda())
+        staged.push_back(mmt::map_tensors(b, [](const torch::Tensor& t) { return t.pin_memory(); }));
+      else if (batches_on == "device")
+        staged.push_back(mmt::batch_to(b, device));
+      else
+        staged.push_back(b);
+    }
     if (!dump_dir.empty()) {
       mmt::make_dirs(dump_dir);
       auto plain_cfg = cfg;
@@ -100,22 +150,41 @@ int main(int argc, char** argv) {
       for (int64_t s = 0; s < steps; ++s) dump_batch(dump_dir, s, plain.batch(warmup + s));
       vocab.save(dump_dir + "/vocab.txt");
     }
-    const double peak = matmul_peak_gflops();
+    const double peak = device.is_cuda() ? cuda_bf16_peak_gflops(device) : matmul_peak_gflops();
 
-    for (int64_t s = 0; s < warmup; ++s) stepper.run(batches[s], cfg.train.lr);
+    for (int64_t s = 0; s < warmup; ++s) stepper.run(staged[s], cfg.train.lr, s);
+    sync(device);
     double flops = 0, text_real = 0, text_all = 0, img_real = 0, img_all = 0;
     int64_t examples = 0;
     const auto t0 = Clock::now();
     for (int64_t s = warmup; s < warmup + steps; ++s) {
-      stepper.run(batches[s], cfg.train.lr);
+      stepper.run(staged[s], cfg.train.lr, s);
       examples += batches[s].size();
     }
+    sync(device);
     const double secs = since(t0);
+    if (!profile_path.empty()) {
+#ifdef MMT_BENCH_KINETO
+      namespace prof = torch::autograd::profiler;
+      const prof::ProfilerConfig pc(prof::ProfilerState::KINETO);
+      std::set<prof::ActivityType> activities{prof::ActivityType::CPU};
+      if (device.is_cuda()) activities.insert(prof::ActivityType::CUDA);
+      prof::prepareProfiler(pc, activities);
+      prof::enableProfiler(pc, activities);
+      for (int64_t s = 0; s < profile_steps; ++s) stepper.run(staged[warmup + s % steps], cfg.train.lr, warmup + steps + s);
+      sync(device);
+      prof::disableProfiler()->save(profile_path);
+      std::fprintf(stderr, "mmt train step: %ld profiled steps written to %s\n", long(profile_steps), profile_path.c_str());
+#else
+      std::fprintf(stderr, "mmt train step: --profile needs libtorch >= 2 with Kineto; not profiled\n");
+#endif
+    }
     for (int64_t s = warmup; s < warmup + steps; ++s) {
       const auto& b = batches[s];
       flops += mmt::batch_train_flops(cfg.model, dims, b);
       text_real += b.text_mask.sum().item<double>(), text_all += static_cast<double>(b.text_mask.numel());
-      img_real += b.region_mask.sum().item<double>(), img_all += static_cast<double>(b.region_mask.numel());
+      if (b.region_mask.defined())
+        img_real += b.region_mask.sum().item<double>(), img_all += static_cast<double>(b.region_mask.numel());
     }
     const double gflops = flops / secs / 1e9;
     nlohmann::json out = {{"config", config_path.empty() ? "defaults" : config_path},
@@ -123,6 +192,9 @@ int main(int argc, char** argv) {
                           {"threads", threads},
                           {"steps", steps},
                           {"batch_size", cfg.train.batch_size},
+                          {"device", mmt::describe_device(device, mmt::use_bf16(cfg.runtime))},
+                          {"batches", batches_on},
+                          {"fused_adamw", stepper.optimizer().fused()},
                           {"examples_per_s", examples / secs},
                           {"ms_per_step", 1000.0 * secs / steps},
                           {"batch_prep_ms_per_step", 1000.0 * data_s / (warmup + steps)},
@@ -130,10 +202,12 @@ int main(int argc, char** argv) {
                           {"matmul_peak_gflops_per_s", peak},
                           {"fraction_of_peak", gflops / peak},
                           {"text_padding_fraction", 1.0 - text_real / text_all},
-                          {"region_padding_fraction", 1.0 - img_real / img_all}};
+                          {"region_padding_fraction", img_all > 0 ? 1.0 - img_real / img_all : 0.0}};
     std::cout << out.dump() << std::endl;
-    std::fprintf(stderr, "mmt train step: %.0f ex/s, %.1f ms/step, %.1f useful GFLOP/s = %.0f%% of the %.1f GFLOP/s matmul peak (%s)\n",
-                 examples / secs, 1000.0 * secs / steps, gflops, 100.0 * gflops / peak, peak, threads.c_str());
+    std::fprintf(stderr, "mmt train step: %.0f ex/s, %.1f ms/step, %.1f useful GFLOP/s = %.1f%% of the %.1f GFLOP/s %s peak (%s, %s)\n",
+                 examples / secs, 1000.0 * secs / steps, gflops, 100.0 * gflops / peak, peak,
+                 device.is_cuda() ? "bf16 matmul" : "sgemm", mmt::describe_device(device, mmt::use_bf16(cfg.runtime)).c_str(),
+                 threads.c_str());
   } catch (const std::exception& e) {
     std::cerr << "mmt_bench_train_step: error: " << e.what() << "\n";
     return 2;

@@ -5,12 +5,19 @@
 # scripts share: left (seconds before DEADLINE, counted from T0) and step (a section header).
 left() { echo $((DEADLINE - ($(date +%s) - T0))); }
 step() { echo "=== $1 ($(left) s left)"; }
+# gpu_build LOGDIR: mmt, and when .gpu/googletest is there the GPU tests and the
+# training-step bench (a failure of those two is reported, mmt still counts as built).
 gpu_build() {
-  local log=$1 G=$PWD/.gpu TP ZLIB
+  local log=$1 G=$PWD/.gpu TP ZLIB TINC GLOO="" TESTS=OFF
   export LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu:/lib/x86_64-linux-gnu:$G/lib:${LD_LIBRARY_PATH:-}
   TP=$(python3 -c 'import torch;print(torch.utils.cmake_prefix_path)')
+  TINC=$(python3 -c 'import torch,os;print(os.path.join(os.path.dirname(torch.__file__),"include"))')
+  # c10d's Gloo headers: PyTorch's own where its wheel has them (they match its libtorch), else Debian's.
+  [ -f "$TINC/gloo/algorithm.h" ] && GLOO="-DGLOO_INCLUDE_DIR=$TINC"
+  [ -d "$G/googletest" ] && TESTS=ON
   ZLIB=$(ldconfig -p | awk '$1 == "libz.so.1" { print $NF; exit }')
-  cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DMMT_BUILD_TESTS=OFF -DMMT_BUILD_BENCH=OFF \
+  cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DMMT_BUILD_TESTS=$TESTS -DMMT_BUILD_BENCH=$TESTS \
+    -DMMT_GTEST_SOURCE="$G/googletest" -DCMAKE_POLICY_VERSION_MINIMUM=3.10 $GLOO \
     -DMMT_REQUIRE_SENTENCEPIECE=OFF -DCMAKE_PREFIX_PATH="$TP;$G" \
     -DPNG_LIBRARY="$G/lib/libpng16.so.16" -DPNG_PNG_INCLUDE_DIR="$G/include" \
     -DZLIB_LIBRARY="$ZLIB" -DZLIB_INCLUDE_DIR="$G/include" \
@@ -19,6 +26,10 @@ gpu_build() {
     -DICU_INCLUDE_DIR="$G/include" -DICU_UC_LIBRARY="$G/lib/libicuuc.so.72" -DICU_UC_LIBRARY_RELEASE="$G/lib/libicuuc.so.72" \
     -DCMAKE_EXE_LINKER_FLAGS="-Wl,-rpath-link,$G/lib -Wl,--allow-shlib-undefined" > "$log/cmake.log" 2>&1 \
     || { tail -40 "$log/cmake.log"; exit 1; }
-  grep "mmt:" "$log/cmake.log"
+  grep -i "mmt:\|gloo" "$log/cmake.log"
   ninja -C build-gpu mmt > "$log/build.log" 2>&1 || { grep -B2 -A12 "error" "$log/build.log" | head -80; exit 1; }
+  if [ $TESTS = ON ]; then
+    ninja -C build-gpu -k 0 mmt_gpu_tests mmt_bench_train_step > "$log/build-tests.log" 2>&1 \
+      || grep -B2 -A12 "error" "$log/build-tests.log" | head -60
+  fi
 }

@@ -1,0 +1,79 @@
+#!/bin/bash
+# GPU checks of training (issue 8), in one go, for a machine with one NVIDIA GPU, CUDA and
+# PyTorch 2.x (docs/gpu.md). Builds mmt, the GPU tests and the training-step bench against
+# PyTorch's libtorch, then, most important first, each under the deadline:
+#   1. the GPU tests (tests/gpu/gpu_test.cpp),
+#   2. base-preset training steps (bf16 and fp32, batch 256 to 2048): examples/s and TFLOP/s
+#      against the card's measured bf16 matrix peak (bench/train_step_bench.cpp),
+#   3. a Kineto trace of three base bf16 steps (kernel times: scripts/trace_summary.py),
+#   4. `mmt train` end to end on the base preset, batches built by 8 threads,
+# (results, logs and the trace in $OUT/results.tar.gz: a device machine returns 8 files at most)
+#   5. two processes on the one GPU over Gloo (docs/distributed.md).
+# Usage: OUT=DIR scripts/gpu_train_check.sh [deadline seconds, default 480]. Needs .gpu/
+# (scripts/gpu_deps.sh). Logs and results go to $OUT (default out/gpu).
+set -u
+T0=$(date +%s)
+DEADLINE=${1:-480}
+OUT=${OUT:-out/gpu}
+mkdir -p "$OUT"
+source scripts/gpu_build.sh  # gpu_build, left, step
+
+step "machine"
+nvidia-smi -L; nproc; python3 -c 'import torch;print("torch", torch.__version__)'
+
+step "build"
+gpu_build "$OUT"
+echo "built in $(($(date +%s) - T0)) s"
+MMT=build-gpu/mmt BENCH=build-gpu/bench/mmt_bench_train_step
+
+step "1. GPU tests"
+timeout 150 build-gpu/tests/mmt_gpu_tests 2>&1 | tail -25
+
+BASE="--config configs/demo.json --set model.preset=base --set model.image_input=patches --set model.patch_size=16 --set data.synth.image_size=96"
+step "2. base training steps (12 text + 37 image tokens)"
+run_bench() {  # name, then bench arguments
+  local name=$1; shift
+  [ "$(left)" -lt 150 ] && { echo "skipped $name"; return; }
+  timeout 90 $BENCH $BASE --set runtime.device=cuda --steps 20 --warmup 5 "$@" > "$OUT/bench-$name.json" 2> "$OUT/bench-$name.log" \
+    || tail -5 "$OUT/bench-$name.log"
+  echo "$name: $(grep 'mmt train step' "$OUT/bench-$name.log")"
+}
+run_bench bf16-b1024-device --set runtime.precision=bf16 --set train.batch_size=1024 --batches device
+run_bench bf16-b2048-device --set runtime.precision=bf16 --set train.batch_size=2048 --batches device
+run_bench bf16-b1024-pinned --set runtime.precision=bf16 --set train.batch_size=1024 --batches pinned
+run_bench bf16-b256-device --set runtime.precision=bf16 --set train.batch_size=256 --batches device
+run_bench fp32-b1024-device --set runtime.precision=fp32 --set train.batch_size=1024 --batches device
+
+step "3. profile: 3 steps, base bf16, batch 1024"
+if [ "$(left)" -gt 130 ]; then
+  timeout 90 $BENCH $BASE --set runtime.device=cuda --set runtime.precision=bf16 --set train.batch_size=1024 --batches device \
+    --steps 5 --warmup 5 --profile "$OUT/trace.json" > /dev/null 2> "$OUT/profile.log" || tail -5 "$OUT/profile.log"
+  [ -f "$OUT/trace.json" ] && python3 scripts/trace_summary.py "$OUT/trace.json" 3 | tee "$OUT/trace-summary.txt" | head -40
+  [ -f "$OUT/trace.json" ] && gzip -f "$OUT/trace.json"
+fi
+
+step "4. mmt train end to end: base bf16, batch 1024, 100 steps, 8 batch threads"
+if [ "$(left)" -gt 90 ]; then
+  rm -rf runs/gpu-e2e
+  timeout 80 $MMT train $BASE --set train.steps=100 --set train.batch_size=1024 --set train.log_every=20 \
+    --set train.checkpoint_every=0 --set runtime.device=cuda --set runtime.precision=bf16 --set data.loader_threads=8 \
+    --set data.prefetch=8 --out runs/gpu-e2e > "$OUT/train-e2e.log" 2>&1 || tail -20 "$OUT/train-e2e.log"
+  grep "mmt train: 100 steps" "$OUT/train-e2e.log"; cp runs/gpu-e2e/metrics.jsonl "$OUT/train-e2e-metrics.jsonl" 2>/dev/null
+  cut -c1-200 "$OUT/train-e2e-metrics.jsonl" 2>/dev/null
+fi
+
+step "5. two processes sharing the GPU over Gloo, tiny preset, 20 steps"
+if [ "$(left)" -gt 50 ]; then
+  rm -rf runs/gpu-2p
+  for r in 1 0; do
+    RANK=$r WORLD_SIZE=2 LOCAL_RANK=$r LOCAL_WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=29577 timeout 45 $MMT train \
+      --config configs/demo.json --set train.steps=20 --set train.checkpoint_every=0 --set runtime.device=cuda \
+      --set runtime.dist_timeout_s=30 --out runs/gpu-2p > "$OUT/2p-rank$r.log" 2>&1 &
+  done
+  wait
+  tail -3 "$OUT/2p-rank0.log"; tail -3 "$OUT/2p-rank1.log"
+fi
+step "done"
+# At most 8 files come back from a device machine: everything in one archive.
+tar czf /tmp/gpu-results.tar.gz -C "$OUT" . && mv /tmp/gpu-results.tar.gz "$OUT/results.tar.gz"
+find "$OUT" -maxdepth 1 -type f ! -name results.tar.gz ! -name '*.gz' -delete
