@@ -70,15 +70,4 @@ if [ -f runs/gpu-base-bf16/model.safetensors ]; then
   echo "exit $?"; tail -2 "$OUT/rerank-1k.log"; head -8 "$OUT/rerank-1k.md"
   cp runs/gpu-base-bf16/eval.json "$OUT/rerank-1k.json" 2>/dev/null
 fi
-step "4. two processes sharing the GPU over Gloo (docs/distributed.md), tiny preset, 20 steps"
-if [ "$(left)" -gt 60 ]; then
-  rm -rf runs/gpu-2p
-  for r in 1 0; do
-    RANK=$r WORLD_SIZE=2 LOCAL_WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=29577 timeout 50 $MMT train \
-      --config configs/demo.json --set train.steps=20 --set train.checkpoint_every=0 --set runtime.device=cuda \
-      --set runtime.dist_timeout_s=30 --out runs/gpu-2p > "$OUT/2p-rank$r.log" 2>&1 &
-  done
-  wait
-  tail -2 "$OUT/2p-rank0.log"; tail -2 "$OUT/2p-rank1.log"
-fi
 step "done"

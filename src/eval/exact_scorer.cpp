@@ -64,6 +64,14 @@ struct PairScorer::Impl {
                 : model.run_layers(placeholder(n), states, all_real(n), mask, begin, end).second;
   }
 
+  // What every scoring thread sets for itself (both guards are per thread): no graph, and the
+  // configured precision.
+  struct ScoringGuards {
+    torch::NoGradGuard no_grad;
+    AutocastGuard autocast;
+    ScoringGuards(torch::Device d, bool bf16) : autocast(d, bf16) {}
+  };
+
   // Runs passes 0..n-1 (each returns the pairs it scored) on `threads` threads - each pass on
   // one thread with single-threaded matrix products - or on this thread with the process's BLAS
   // threads. Progress is reported from this thread only.
@@ -73,8 +81,7 @@ struct PairScorer::Impl {
     std::exception_ptr failure;
     std::mutex failure_lock;
     auto work = [&] {
-      torch::NoGradGuard no_grad;  // both are per thread
-      const AutocastGuard autocast(device, options.bf16);
+      const ScoringGuards guards(device, options.bf16);
       for (int64_t p; (p = next.fetch_add(1)) < n;) {
         try {
           done += pass(p);
@@ -86,8 +93,7 @@ struct PairScorer::Impl {
       }
     };
     if (threads <= 1) {
-      torch::NoGradGuard no_grad;
-      const AutocastGuard autocast(device, options.bf16);
+      const ScoringGuards guards(device, options.bf16);
       for (int64_t p = 0; p < n; ++p) {
         done += pass(p);
         if (progress) progress(done, total);

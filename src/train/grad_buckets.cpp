@@ -103,9 +103,9 @@ void GradBuckets::arm() {
   State& s = *state_;
   s.pending = s.expected;
   s.next = 0;
-  s.started_early = 0;
   s.armed = true;
   s.start_ready();  // buckets without a parameter that accumulates are ready at once
+  s.started_early = 0;  // from here on: the buckets the backward pass's hooks start
 }
 
 void GradBuckets::finish() {

@@ -31,19 +31,23 @@ TEST(Prefetch, InOrderAndThenDone) {
   EXPECT_THROW(p.next(), std::out_of_range);
 }
 
+// Takes batches first, first + 1, ... and expects the next one to rethrow `message`.
+void expect_batches_then_error(BatchPrefetcher& p, int64_t first, int64_t failing, const char* message) {
+  for (int64_t i = first; i < failing; ++i) EXPECT_EQ(p.next().text_ids.item<int64_t>(), i);
+  try {
+    p.next();
+    FAIL() << "batch " << failing << " should have rethrown";
+  } catch (const std::runtime_error& e) {
+    EXPECT_STREQ(e.what(), message);
+  }
+}
+
 TEST(Prefetch, RethrowsWhatBuildingThrew) {
   BatchPrefetcher p([](int64_t i) -> Batch {
     if (i == 2) throw std::runtime_error("bad batch 2");
     return numbered(i);
   }, 0, 10, 4, false);
-  EXPECT_EQ(p.next().text_ids.item<int64_t>(), 0);
-  EXPECT_EQ(p.next().text_ids.item<int64_t>(), 1);
-  try {
-    p.next();
-    FAIL();
-  } catch (const std::runtime_error& e) {
-    EXPECT_STREQ(e.what(), "bad batch 2");
-  }
+  expect_batches_then_error(p, 0, 2, "bad batch 2");
 }
 
 TEST(Prefetch, StopsMidStream) {
@@ -54,17 +58,20 @@ TEST(Prefetch, StopsMidStream) {
   EXPECT_LE(built.load(), 4);  // the one taken, `depth` ahead, and at most one in flight
 }
 
+void expect_same_batch(const Batch& a, const Batch& b, int64_t i) {
+  EXPECT_TRUE(torch::equal(a.text_ids, b.text_ids)) << i;
+  EXPECT_TRUE(torch::equal(a.region_feats, b.region_feats)) << i;
+  EXPECT_TRUE(torch::equal(a.itm_labels, b.itm_labels)) << i;
+  EXPECT_TRUE(torch::equal(a.mlm_labels, b.mlm_labels)) << i;
+}
+
 TEST(Prefetch, SyntheticStreamIsUnchanged) {
   ExperimentConfig cfg = load_config("", {"data.synth.num_train_images=300", "train.batch_size=8"});
   const synth::World world(cfg.data.synth);
   PretrainBatcher direct(world, data_vocab(cfg), cfg), ahead(world, data_vocab(cfg), cfg);
   BatchPrefetcher p([&](int64_t i) { return ahead.batch(i); }, 3, 12, 4, false);
   for (int64_t i = 3; i < 12; ++i) {
-    const Batch a = direct.batch(i), b = p.next();
-    EXPECT_TRUE(torch::equal(a.text_ids, b.text_ids)) << i;
-    EXPECT_TRUE(torch::equal(a.region_feats, b.region_feats)) << i;
-    EXPECT_TRUE(torch::equal(a.itm_labels, b.itm_labels)) << i;
-    EXPECT_TRUE(torch::equal(a.mlm_labels, b.mlm_labels)) << i;
+    expect_same_batch(direct.batch(i), p.next(), i);
   }
 }
 
@@ -93,13 +100,7 @@ TEST(Prefetch, ThreadsRethrowAfterTheBatchesBeforeTheFailure) {
     return numbered(i);
   };
   BatchPrefetcher p(std::vector<BatchPrefetcher::Make>(3, make), 0, 30, 6, false);
-  for (int64_t i = 0; i < 5; ++i) EXPECT_EQ(p.next().text_ids.item<int64_t>(), i);
-  try {
-    p.next();
-    FAIL();
-  } catch (const std::runtime_error& e) {
-    EXPECT_STREQ(e.what(), "bad batch 5");
-  }
+  expect_batches_then_error(p, 0, 5, "bad batch 5");
 }
 
 TEST(Prefetch, SyntheticStreamIsUnchangedWithThreads) {
@@ -115,11 +116,7 @@ TEST(Prefetch, SyntheticStreamIsUnchangedWithThreads) {
   }
   BatchPrefetcher p(makers, 1, 14, 4, false);
   for (int64_t i = 1; i < 14; ++i) {
-    const Batch a = direct.batch(i), b = p.next();
-    EXPECT_TRUE(torch::equal(a.text_ids, b.text_ids)) << i;
-    EXPECT_TRUE(torch::equal(a.region_feats, b.region_feats)) << i;
-    EXPECT_TRUE(torch::equal(a.itm_labels, b.itm_labels)) << i;
-    EXPECT_TRUE(torch::equal(a.mlm_labels, b.mlm_labels)) << i;
+    expect_same_batch(direct.batch(i), p.next(), i);
   }
 }
 
