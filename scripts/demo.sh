@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 out=${MMT_DEMO_OUT:-runs/studies/mini}
 echo "mmt demo: two cells of the mini-study - merged vs modality-specific attention - each pretrained"
 echo "          600 steps on the synthetic world, then every caption-image pair of two test sets scored"
-echo "          (about 8 minutes on 2 cores)"
+echo "          (about 4 minutes on 2 cores)"
 "$mmt" study run configs/studies/mini.json --out "$out" --cells base,attention=single_modality --seeds 1
 echo
 cat "$out/cells/base/seed-1/eval.md"
