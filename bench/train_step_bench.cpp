@@ -1,8 +1,9 @@
 /* Benchmark: pretraining steps of a configured model (default: the demo's tiny preset) on
  * synthetic batches, on the configured device and precision. Reports examples/s, ms/step, useful
  * GFLOP/s (real tokens only) against the matrix-product peak measured in the same process (on a
- * GPU: bf16 8192^3 products), optionally a Kineto trace of a few steps (--profile). With --dump DIR it also writes the
- * batches as .npy so that bench/reference_train_step.py can run the same step in plain PyTorch.
+ * GPU: bf16 8192^3 products), optionally a Kineto trace of a few steps (--profile). With --dump
+ * DIR it also writes the batches as .npy so that bench/reference_train_step.py can run the same
+ * step in plain PyTorch.
  * Figures and commands: docs/performance.md. */
 #include <CLI/CLI.hpp>
 
@@ -139,13 +140,11 @@ int main(int argc, char** argv) {
     const double data_s = since(t_data);
     if (warmup + steps > 1) {
       const int64_t threads = std::max<int64_t>(1, std::min<int64_t>(std::thread::hardware_concurrency(), warmup + steps - 1));
-      std::vector<std::unique_ptr<mmt::PretrainBatcher>> own;
-      std::vector<mmt::BatchPrefetcher::Make> makers;
-      for (int64_t t = 0; t < threads; ++t) {
-        own.push_back(std::make_unique<mmt::PretrainBatcher>(world, vocab, cfg));
-        makers.push_back([b = own.back().get()](int64_t i) { return b->batch(i); });
-      }
-      mmt::BatchPrefetcher ahead(makers, 1, warmup + steps, warmup + steps, /*pin=*/false);
+      auto per_thread = [&]() -> mmt::BatchPrefetcher::Make {
+        auto own = std::make_shared<mmt::PretrainBatcher>(world, vocab, cfg);
+        return [own](int64_t i) { return own->batch(i); };
+      };
+      mmt::BatchPrefetcher ahead(per_thread, threads, 1, warmup + steps, warmup + steps, /*pin=*/false);
       for (int64_t s = 1; s < warmup + steps; ++s) batches.push_back(ahead.next());
     }
     std::vector<mmt::Batch> staged;  // the batches as the step receives them

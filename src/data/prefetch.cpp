@@ -7,11 +7,13 @@
 namespace mmt {
 
 BatchPrefetcher::BatchPrefetcher(Make make, int64_t first, int64_t end, int64_t depth, bool pin)
-    : BatchPrefetcher(std::vector<Make>{std::move(make)}, first, end, depth, pin) {}
+    : BatchPrefetcher([&make] { return make; }, 1, first, end, depth, pin) {}
 
-BatchPrefetcher::BatchPrefetcher(std::vector<Make> makers, int64_t first, int64_t end, int64_t depth, bool pin)
-    : makers_(std::move(makers)), first_(first), next_(first), end_(end), pin_(pin) {
-  if (makers_.empty()) throw std::invalid_argument("BatchPrefetcher: no batch function");
+BatchPrefetcher::BatchPrefetcher(const std::function<Make()>& per_thread, int64_t threads, int64_t first, int64_t end,
+                                 int64_t depth, bool pin)
+    : first_(first), next_(first), end_(end), pin_(pin) {
+  if (threads < 1) throw std::invalid_argument("BatchPrefetcher: needs at least one thread");
+  for (int64_t w = 0; w < threads; ++w) makers_.push_back(per_thread());
   // At least one batch in flight per thread.
   depth_ = std::max<int64_t>({1, depth, static_cast<int64_t>(makers_.size())});
   for (size_t w = 0; w < makers_.size(); ++w) threads_.emplace_back([this, w] { produce(w); });

@@ -26,8 +26,7 @@ namespace {
 // Identical captions share a row: one score for all of them, so their ties are exact whatever
 // pass or thread scores them.
 struct Group {
-  std::vector<int64_t> index;               // the item each row was computed from, in row order
-  std::vector<std::vector<int64_t>> items;  // row -> every item it stands for
+  std::vector<std::vector<int64_t>> items;  // row -> every item it stands for (the first computed it)
   torch::Tensor states, mask;               // (n, L, H), (n, L) on the device
 };
 
@@ -159,7 +158,7 @@ PairScorer::PairScorer(MultimodalTransformerImpl& model, const std::vector<std::
       s.image_at[idx[r]] = {static_cast<int64_t>(s.images.size()), r};
       items.push_back({idx[r]});
     }
-    s.images.push_back({idx, items, torch::cat(states), torch::cat(masks)});
+    s.images.push_back({items, torch::cat(states), torch::cat(masks)});
   }
   // Captions by length (a group's captions have one length: nothing is padded).
   std::map<int64_t, std::vector<int64_t>> by_length;
@@ -167,25 +166,24 @@ PairScorer::PairScorer(MultimodalTransformerImpl& model, const std::vector<std::
   s.caption_at.resize(static_cast<size_t>(s.nc));
   for (auto& [length, all] : by_length) {
     std::map<std::vector<int64_t>, int64_t> row_of;
-    std::vector<int64_t> idx;
     std::vector<std::vector<int64_t>> items;
     for (int64_t c : all) {
-      const auto [it, fresh] = row_of.emplace(captions[c], static_cast<int64_t>(idx.size()));
-      if (fresh) idx.push_back(c), items.emplace_back();
+      const auto [it, fresh] = row_of.emplace(captions[c], static_cast<int64_t>(items.size()));
+      if (fresh) items.emplace_back();
       items[it->second].push_back(c);
       s.caption_at[c] = {static_cast<int64_t>(s.captions.size()), it->second};
     }
     std::vector<torch::Tensor> states, masks;
-    for (size_t a = 0; a < idx.size(); a += 256) {
+    for (size_t a = 0; a < items.size(); a += 256) {
       std::vector<std::vector<int64_t>> ids;
-      for (size_t r = a; r < std::min(idx.size(), a + 256); ++r) ids.push_back(captions[idx[r]]);
+      for (size_t r = a; r < std::min(items.size(), a + 256); ++r) ids.push_back(captions[items[r].front()]);
       Batch b;
       pad_text(ids, /*pad_id=*/0, b);
       b = batch_to(b, s.device);
       states.push_back(s.unimodal(model.text_embed(b.text_ids), b.text_mask, true, 0, s.start));
       masks.push_back(b.text_mask);
     }
-    s.captions.push_back({idx, items, torch::cat(states), torch::cat(masks)});
+    s.captions.push_back({items, torch::cat(states), torch::cat(masks)});
   }
 }
 
@@ -260,12 +258,12 @@ std::vector<float> PairScorer::all_pairs(const PairProgress& progress) {
   };
   std::vector<Pass> passes;
   for (const auto& ig : s.images) {
-    const int64_t n_group = static_cast<int64_t>(ig.index.size());
+    const int64_t n_group = static_cast<int64_t>(ig.items.size());
     for (int64_t i0 = 0; i0 < n_group; i0 += image_chunk) {
       const int64_t n_img = std::min(image_chunk, n_group - i0);
       const int64_t per_pass = std::max<int64_t>(1, s.options.pair_batch / n_img);
       for (const auto& cg : s.captions) {
-        const int64_t n_cap = static_cast<int64_t>(cg.index.size());
+        const int64_t n_cap = static_cast<int64_t>(cg.items.size());
         for (int64_t c0 = 0; c0 < n_cap; c0 += per_pass) passes.push_back({&ig, &cg, i0, n_img, c0, std::min(per_pass, n_cap - c0)});
       }
     }

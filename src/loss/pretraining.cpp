@@ -23,6 +23,10 @@ double accuracy(const torch::Tensor& logits, const torch::Tensor& targets) {
 std::pair<torch::Tensor, torch::Tensor> ce_and_accuracy(const torch::Tensor& logits, const torch::Tensor& targets) {
   return {torch::cross_entropy_loss(logits, targets), accuracy_tensor(logits, targets)};
 }
+// The public (loss, accuracy) pairs: the accuracy read on the host (NaN when there is none).
+std::pair<torch::Tensor, double> on_host(const std::pair<torch::Tensor, torch::Tensor>& r) {
+  return {r.first, r.second.defined() ? r.second.item<double>() : std::numeric_limits<double>::quiet_NaN()};
+}
 // Positions of the true entries of a flat bool tensor, in order, when their count n is known on
 // the host: a stable sort puts them first, without nonzero()'s wait for the device.
 torch::Tensor true_positions(const torch::Tensor& flags, const int64_t* n) {
@@ -32,7 +36,7 @@ torch::Tensor true_positions(const torch::Tensor& flags, const int64_t* n) {
 }  // namespace
 
 std::pair<torch::Tensor, double> loss_from_logits(const torch::Tensor& logits, const torch::Tensor& targets) {
-  return {torch::cross_entropy_loss(logits, targets), accuracy(logits, targets)};
+  return on_host(ce_and_accuracy(logits, targets));
 }
 
 HostCounts host_counts(const Batch& batch) {
@@ -54,11 +58,11 @@ torch::Tensor loss_mrm_kl_from(const torch::Tensor& logits, const torch::Tensor&
   return (torch::xlogy(p, p) - p * torch::log_softmax(logits, -1)).sum(-1).mean();
 }
 
-std::pair<torch::Tensor, double> loss_mrm_class_from(const torch::Tensor& logits, const torch::Tensor& p) {
-  return loss_from_logits(logits, p.argmax(-1));
+namespace {
+std::pair<torch::Tensor, torch::Tensor> mrm_class_tensors(const torch::Tensor& logits, const torch::Tensor& p) {
+  return ce_and_accuracy(logits, p.argmax(-1));
 }
 
-namespace {
 // MLM at the labelled positions (their count known on the host when `count` is given): the loss
 // and its accuracy as tensors; undefined accuracy when nothing is labelled.
 std::pair<torch::Tensor, torch::Tensor> mlm_tensors(MultimodalTransformerImpl& model, const Encoded& enc,
@@ -71,19 +75,26 @@ std::pair<torch::Tensor, torch::Tensor> mlm_tensors(MultimodalTransformerImpl& m
   const auto states = enc.text.reshape({-1, enc.text.size(2)}).index_select(0, positions);  // (M, H)
   return ce_and_accuracy(model.mlm_logits(states), flat_labels.index_select(0, positions));
 }
+std::pair<torch::Tensor, torch::Tensor> itm_tensors(MultimodalTransformerImpl& model, const Encoded& enc,
+                                                    const torch::Tensor& labels) {
+  TORCH_CHECK(labels.dim() == 1 && labels.size(0) == enc.text.size(0), "loss_itm: labels must be (B), got ",
+              labels.sizes());
+  return ce_and_accuracy(model.itm_logits(enc), labels);
+}
 }  // namespace
+
+std::pair<torch::Tensor, double> loss_mrm_class_from(const torch::Tensor& logits, const torch::Tensor& p) {
+  return on_host(mrm_class_tensors(logits, p));
+}
 
 std::pair<torch::Tensor, double> loss_mlm(MultimodalTransformerImpl& model, const Encoded& enc,
                                           const torch::Tensor& labels) {
-  auto [loss, acc] = mlm_tensors(model, enc, labels, nullptr);
-  return {loss, acc.defined() ? acc.item<double>() : std::numeric_limits<double>::quiet_NaN()};
+  return on_host(mlm_tensors(model, enc, labels, nullptr));
 }
 
 std::pair<torch::Tensor, double> loss_itm(MultimodalTransformerImpl& model, const Encoded& enc,
                                           const torch::Tensor& labels) {
-  TORCH_CHECK(labels.dim() == 1 && labels.size(0) == enc.text.size(0), "loss_itm: labels must be (B), got ",
-              labels.sizes());
-  return loss_from_logits(model.itm_logits(enc), labels);
+  return on_host(itm_tensors(model, enc, labels));
 }
 
 std::pair<torch::Tensor, double> loss_dual_contrastive(const torch::Tensor& text_emb, const torch::Tensor& image_emb,
@@ -185,15 +196,13 @@ LossOutput pretraining_loss(MultimodalTransformerImpl& model, const Batch& batch
         add("mrm_kl", f > 0 ? loss_mrm_kl_from(logits, classes) : torch::Tensor(), t.mrm_kl_weight, torch::Tensor(), f, false);
       if (t.mrm_class_weight > 0) {
         torch::Tensor loss, acc;
-        if (f > 0) std::tie(loss, acc) = ce_and_accuracy(logits, classes.argmax(-1));
+        if (f > 0) std::tie(loss, acc) = mrm_class_tensors(logits, classes);
         add("mrm_class", loss, t.mrm_class_weight, acc, f, true);
       }
     }
   }
   if (itm_on && global[kItm] > 0) {
-    TORCH_CHECK(batch.itm_labels.dim() == 1 && batch.itm_labels.size(0) == enc.text.size(0),
-                "loss_itm: labels must be (B), got ", batch.itm_labels.sizes());
-    auto [loss, acc] = ce_and_accuracy(model.itm_logits(enc), batch.itm_labels);
+    auto [loss, acc] = itm_tensors(model, enc, batch.itm_labels);
     if (t.itm_all_layers) {  // the same head after every layer, averaged (the top one included)
       auto sum = torch::zeros({}, torch::device(enc.text.device()));
       for (size_t l = 0; l < enc.layer_cls.size(); ++l)

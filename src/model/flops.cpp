@@ -25,21 +25,21 @@ double forward_flops(const ModelOptions& m, const InputDims& dims, int64_t text_
 }
 
 double batch_train_flops(const ModelOptions& m, const InputDims& dims, const Batch& batch) {
-  const auto t = batch.text_mask.sum(1).to(torch::kCPU).to(torch::kInt64).contiguous();
-  // Pixel inputs: every image has the same tokens (the patches plus the global one).
   const int64_t b = batch.size();
+  auto on_host = [](const torch::Tensor& per_row) { return per_row.to(torch::kCPU).to(torch::kInt64).contiguous(); };
+  const auto t = on_host(batch.text_mask.sum(1));
   torch::Tensor r;
   if (batch.image_pixels.defined()) {
-    // Patches: a grid of patch_size squares; ResNet-50: its stride-32 feature map (its own
-    // convolutions are not counted).
+    // Pixel inputs: every image has the same tokens (the grid plus the global one). Patches: a grid
+    // of patch_size squares; ResNet-50: its stride-32 feature map (its own convolutions are not
+    // counted).
     const int64_t stride = m.image_input == "patches" ? m.patch_size : 32;
     const int64_t g = (batch.image_pixels.size(2) / stride) * (batch.image_pixels.size(3) / stride);
     r = torch::full({b}, g + 1, torch::kInt64);
   } else {
-    r = batch.region_mask.sum(1).to(torch::kCPU).to(torch::kInt64).contiguous();
+    r = on_host(batch.region_mask.sum(1));
   }
-  const auto masked = (batch.mlm_labels.defined() ? batch.mlm_labels.ne(kIgnoreLabel).sum(1) : torch::zeros({b}, torch::kInt64))
-                          .to(torch::kCPU).to(torch::kInt64).contiguous();
+  const auto masked = batch.mlm_labels.defined() ? on_host(batch.mlm_labels.ne(kIgnoreLabel).sum(1)) : torch::zeros({b}, torch::kInt64);
   const int64_t *tp = t.data_ptr<int64_t>(), *rp = r.data_ptr<int64_t>(), *mp = masked.data_ptr<int64_t>();
   double total = 0;
   for (int64_t i = 0; i < b; ++i) total += forward_flops(m, dims, tp[i], rp[i], mp[i]);

@@ -128,15 +128,12 @@ PretrainStep::Result PretrainStep::run(const std::vector<Batch>& micro_batches, 
     }
   }
   r.loss.metrics = sums;
-  if (options_.grad_clip > 0 && device_.is_cuda()) {
-    // On a GPU the norm is read after the update is queued: the clip itself needs no wait.
-    const auto norm = optimizer_->clip_grad_norm_async(options_.grad_clip);
-    optimizer_->step(lr);
-    r.loss.metrics["grad_norm"] = norm.item<double>();
-    return r;
-  }
-  if (options_.grad_clip > 0) r.loss.metrics["grad_norm"] = optimizer_->clip_grad_norm(options_.grad_clip);
+  // On a GPU the norm is read after the update is queued: the clip itself needs no wait.
+  torch::Tensor norm;
+  if (options_.grad_clip > 0 && device_.is_cuda()) norm = optimizer_->clip_grad_norm_async(options_.grad_clip);
+  else if (options_.grad_clip > 0) r.loss.metrics["grad_norm"] = optimizer_->clip_grad_norm(options_.grad_clip);
   optimizer_->step(lr);
+  if (norm.defined()) r.loss.metrics["grad_norm"] = norm.item<double>();
   return r;
 }
 

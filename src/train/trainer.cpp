@@ -262,7 +262,6 @@ TrainSummary train_run(const ExperimentConfig& cfg, const std::string& dir, std:
     }
   }
   std::unique_ptr<PretrainBatcher> synthetic;
-  std::vector<std::unique_ptr<PretrainBatcher>> worker_batchers;  // one per prefetch thread (GPU)
   // Distributed: this rank's rows of the global synthetic batch (the same batch on every rank).
   const auto [row_begin, row_end] = shard_range(t.batch_size, rank, world);
   auto my_rows = [&, row_begin = row_begin, row_end = row_end](Batch b) {
@@ -274,19 +273,21 @@ TrainSummary train_run(const ExperimentConfig& cfg, const std::string& dir, std:
   if (real) {
     loader = datasets->loader(start * accum);
   } else {
-    synthetic = std::make_unique<PretrainBatcher>(*synth_world, data_vocab(cfg), cfg);
+    const Vocab vocab = data_vocab(cfg);
     // Synthetic batches are a pure function of their index: built ahead on data.loader_threads
     // threads (each its own batcher), pinned, the stream unchanged - for a GPU, whose step waited
     // on them (28-54 % of the time on an H100 with one thread on the step's). On the 2-core CPU
     // an extra thread only competes with the step (0 % of the time is batch building there;
     // 214-259 vs 289-426 examples/s with it, docs/performance.md): not used.
     if (cfg.data.loader_threads > 0 && device.is_cuda()) {
-      std::vector<BatchPrefetcher::Make> makers;
-      for (int64_t w = 0; w < cfg.data.loader_threads; ++w) {
-        worker_batchers.push_back(std::make_unique<PretrainBatcher>(*synth_world, data_vocab(cfg), cfg));
-        makers.push_back([&, b = worker_batchers.back().get()](int64_t i) { return my_rows(b->batch(i)); });
-      }
-      prefetch = std::make_unique<BatchPrefetcher>(makers, start * accum, t.steps * accum, cfg.data.prefetch, true);
+      auto per_thread = [&]() -> BatchPrefetcher::Make {
+        auto own = std::make_shared<PretrainBatcher>(*synth_world, vocab, cfg);
+        return [&my_rows, own](int64_t i) { return my_rows(own->batch(i)); };
+      };
+      prefetch = std::make_unique<BatchPrefetcher>(per_thread, cfg.data.loader_threads, start * accum, t.steps * accum,
+                                                   cfg.data.prefetch, true);
+    } else {
+      synthetic = std::make_unique<PretrainBatcher>(*synth_world, vocab, cfg);
     }
   }
   std::ofstream metrics_file;

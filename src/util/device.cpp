@@ -61,25 +61,38 @@ std::string describe_device(torch::Device device, bool bf16) {
   return "device " + device.str() + (bf16 ? ", bf16 autocast" : ", fp32");
 }
 
+namespace {
+// libtorch's autocast state of the CPU or of CUDA, whichever API this libtorch has.
+bool autocast_enabled(bool cuda) {
+#ifdef MMT_AUTOCAST_BY_DEVICE
+  return at::autocast::is_autocast_enabled(cuda ? at::kCUDA : at::kCPU);
+#else
+  return cuda ? at::autocast::is_enabled() : at::autocast::is_cpu_enabled();
+#endif
+}
+torch::ScalarType autocast_type(bool cuda) {
+#ifdef MMT_AUTOCAST_BY_DEVICE
+  return at::autocast::get_autocast_dtype(cuda ? at::kCUDA : at::kCPU);
+#else
+  return cuda ? at::autocast::get_autocast_gpu_dtype() : at::autocast::get_autocast_cpu_dtype();
+#endif
+}
+void set_autocast(bool cuda, bool enabled, torch::ScalarType type) {
+#ifdef MMT_AUTOCAST_BY_DEVICE
+  const auto device = cuda ? at::kCUDA : at::kCPU;
+  at::autocast::set_autocast_dtype(device, type);
+  at::autocast::set_autocast_enabled(device, enabled);
+#else
+  if (cuda) at::autocast::set_autocast_gpu_dtype(type), at::autocast::set_enabled(enabled);
+  else at::autocast::set_autocast_cpu_dtype(type), at::autocast::set_cpu_enabled(enabled);
+#endif
+}
+}  // namespace
+
 AutocastGuard::AutocastGuard(torch::Device device, bool enabled) : enabled_(enabled), cuda_(device.is_cuda()) {
   if (!enabled_) return;
-#ifdef MMT_AUTOCAST_BY_DEVICE
-  const auto type = cuda_ ? at::kCUDA : at::kCPU;
-  was_enabled_ = at::autocast::is_autocast_enabled(type);
-  was_dtype_ = at::autocast::get_autocast_dtype(type);
-  at::autocast::set_autocast_dtype(type, at::kBFloat16);
-  at::autocast::set_autocast_enabled(type, true);
-#else
-  if (cuda_) {
-    was_enabled_ = at::autocast::is_enabled(), was_dtype_ = at::autocast::get_autocast_gpu_dtype();
-    at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
-    at::autocast::set_enabled(true);
-  } else {
-    was_enabled_ = at::autocast::is_cpu_enabled(), was_dtype_ = at::autocast::get_autocast_cpu_dtype();
-    at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
-    at::autocast::set_cpu_enabled(true);
-  }
-#endif
+  was_enabled_ = autocast_enabled(cuda_), was_dtype_ = autocast_type(cuda_);
+  set_autocast(cuda_, true, at::kBFloat16);
   at::autocast::increment_nesting();
 }
 
@@ -88,34 +101,12 @@ AutocastGuard::~AutocastGuard() {
   // The cast weights are cached while autocast is on; leaving the outermost region drops them
   // (the weights change at the next optimizer step).
   if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
-#ifdef MMT_AUTOCAST_BY_DEVICE
-  const auto type = cuda_ ? at::kCUDA : at::kCPU;
-  at::autocast::set_autocast_enabled(type, was_enabled_);
-  at::autocast::set_autocast_dtype(type, was_dtype_);
-#else
-  if (cuda_) {
-    at::autocast::set_enabled(was_enabled_);
-    at::autocast::set_autocast_gpu_dtype(was_dtype_);
-  } else {
-    at::autocast::set_cpu_enabled(was_enabled_);
-    at::autocast::set_autocast_cpu_dtype(was_dtype_);
-  }
-#endif
+  set_autocast(cuda_, was_enabled_, was_dtype_);
 }
 
 std::optional<torch::ScalarType> autocast_dtype(torch::Device device) {
-#ifdef MMT_AUTOCAST_BY_DEVICE
-  const auto type = device.is_cuda() ? at::kCUDA : at::kCPU;
-  if (!at::autocast::is_autocast_enabled(type)) return std::nullopt;
-  return at::autocast::get_autocast_dtype(type);
-#else
-  if (device.is_cuda()) {
-    if (!at::autocast::is_enabled()) return std::nullopt;
-    return at::autocast::get_autocast_gpu_dtype();
-  }
-  if (!at::autocast::is_cpu_enabled()) return std::nullopt;
-  return at::autocast::get_autocast_cpu_dtype();
-#endif
+  if (!autocast_enabled(device.is_cuda())) return std::nullopt;
+  return autocast_type(device.is_cuda());
 }
 
 Batch batch_to(const Batch& batch, torch::Device device) {

@@ -8,6 +8,7 @@
  *   - libtorch's fused AdamW (the CUDA default) gives the flat-buffer update's parameters. */
 #include <gtest/gtest.h>
 #include <torch/cuda.h>
+#include <torch/version.h>
 
 #include <cmath>
 #include <cstdlib>
@@ -23,7 +24,6 @@
 #include "mmt/model/transformer.h"
 #include "mmt/train/flat_adamw.h"
 #include "mmt/train/pretrain_step.h"
-#include <torch/version.h>
 #include "../unit/test_util.h"
 
 namespace mmt {
@@ -80,7 +80,6 @@ TEST(Gpu, TrainingStepsEqualTheCpuSteps) {
 
 TEST(Gpu, Bf16AutocastStepsStayFiniteAndNearFp32) {
   SKIP_WITHOUT_CUDA();
-
   const auto cfg = small_config();
   const auto [fp32, fp32_loss] = train(cfg, gpu(), "fp32", 5);
   const auto [bf16, bf16_loss] = train(cfg, gpu(), "bf16", 5);

@@ -86,7 +86,7 @@ TEST(Prefetch, ThreadsDeliverInOrder) {
     --running;
     return numbered(i);
   };
-  BatchPrefetcher p(std::vector<BatchPrefetcher::Make>(3, make), 4, 40, 6, false);
+  BatchPrefetcher p([&] { return BatchPrefetcher::Make(make); }, 3, 4, 40, 6, false);
   for (int64_t i = 4; i < 40; ++i) EXPECT_EQ(p.next().text_ids.item<int64_t>(), i);
   EXPECT_THROW(p.next(), std::out_of_range);
   EXPECT_GE(most.load(), 2);  // the threads did build side by side
@@ -99,7 +99,7 @@ TEST(Prefetch, ThreadsRethrowAfterTheBatchesBeforeTheFailure) {
     std::this_thread::sleep_for(std::chrono::milliseconds(i >= 3 ? 20 : 0));
     return numbered(i);
   };
-  BatchPrefetcher p(std::vector<BatchPrefetcher::Make>(3, make), 0, 30, 6, false);
+  BatchPrefetcher p([&] { return BatchPrefetcher::Make(make); }, 3, 0, 30, 6, false);
   expect_batches_then_error(p, 0, 5, "bad batch 5");
 }
 
@@ -107,14 +107,12 @@ TEST(Prefetch, SyntheticStreamIsUnchangedWithThreads) {
   // Each thread its own batcher (the batcher caches its current pool of examples).
   ExperimentConfig cfg = load_config("", {"data.synth.num_train_images=300", "train.batch_size=8", "data.bucket_batches=4"});
   const synth::World world(cfg.data.synth);
-  PretrainBatcher direct(world, data_vocab(cfg), cfg);
-  std::vector<std::unique_ptr<PretrainBatcher>> own;
-  std::vector<BatchPrefetcher::Make> makers;
-  for (int w = 0; w < 3; ++w) {
-    own.push_back(std::make_unique<PretrainBatcher>(world, data_vocab(cfg), cfg));
-    makers.push_back([b = own.back().get()](int64_t i) { return b->batch(i); });
-  }
-  BatchPrefetcher p(makers, 1, 14, 4, false);
+  const Vocab vocab = data_vocab(cfg);
+  PretrainBatcher direct(world, vocab, cfg);
+  BatchPrefetcher p([&]() -> BatchPrefetcher::Make {
+    auto own = std::make_shared<PretrainBatcher>(world, vocab, cfg);
+    return [own](int64_t i) { return own->batch(i); };
+  }, 3, 1, 14, 4, false);
   for (int64_t i = 1; i < 14; ++i) {
     expect_same_batch(direct.batch(i), p.next(), i);
   }

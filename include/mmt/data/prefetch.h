@@ -23,9 +23,11 @@ class BatchPrefetcher {
   using Make = std::function<Batch(int64_t)>;
   /// Batches make(first), make(first + 1), ... up to (not including) end, `depth` ahead.
   BatchPrefetcher(Make make, int64_t first, int64_t end, int64_t depth, bool pin);
-  /// One thread per function: thread w builds indices first + w, first + w + N, ... with
-  /// makers[w] (each its own state, e.g. its own batcher); next() still returns them in order.
-  BatchPrefetcher(std::vector<Make> makers, int64_t first, int64_t end, int64_t depth, bool pin);
+  /// `threads` threads, each with the function per_thread() gave it (its own state, e.g. its own
+  /// batcher): thread w builds indices first + w, first + w + threads, ...; next() still returns
+  /// them in order.
+  BatchPrefetcher(const std::function<Make()>& per_thread, int64_t threads, int64_t first, int64_t end, int64_t depth,
+                  bool pin);
   ~BatchPrefetcher();
   BatchPrefetcher(const BatchPrefetcher&) = delete;
   BatchPrefetcher& operator=(const BatchPrefetcher&) = delete;
