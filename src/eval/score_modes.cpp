@@ -1,6 +1,8 @@
 /* Scoring a test set in the configured mode (see score_modes.h). */
 #include "mmt/eval/score_modes.h"
 
+#include <algorithm>
+#include <map>
 #include <ostream>
 
 #include "mmt/config/options.h"
@@ -37,6 +39,46 @@ std::vector<float> first_stage_file(std::string path, const std::string& name, i
   return a.to_float(path);
 }
 
+// Distributed exact scoring (mmt eval under torchrun / srun): the distinct captions are split
+// between the ranks by rows, each rank scores its rows against every image, the rows are gathered
+// and every rank holds the whole matrix. Sharding distinct captions (not caption items) keeps the
+// single-process guarantee that identical captions get bitwise identical scores, and scores each
+// of them once.
+std::vector<float> distributed_exact(MultimodalTransformerImpl& model, const std::vector<std::vector<int64_t>>& captions,
+                                     const ImageSource& images, const ExactScorerOptions& so, Communicator& comm,
+                                     Progress& progress) {
+  const int64_t nc = static_cast<int64_t>(captions.size()), ni = images.size();
+  std::map<std::vector<int64_t>, int64_t> row_of;
+  std::vector<std::vector<int64_t>> distinct;
+  std::vector<int64_t> caption_row(nc);
+  for (int64_t c = 0; c < nc; ++c) {
+    const auto [it, added] = row_of.emplace(captions[c], static_cast<int64_t>(distinct.size()));
+    if (added) distinct.push_back(captions[c]);
+    caption_row[c] = it->second;
+  }
+  const int64_t nd = static_cast<int64_t>(distinct.size());
+  std::vector<int64_t> rows_of;
+  for (int r = 0; r < comm.size(); ++r) {
+    const auto [b, end] = shard_range(nd, r, comm.size());
+    rows_of.push_back(end - b);
+  }
+  const auto [begin, end] = shard_range(nd, comm.rank(), comm.size());
+  const std::vector<std::vector<int64_t>> mine(distinct.begin() + begin, distinct.begin() + end);
+  std::vector<float> local;
+  if (!mine.empty()) {
+    PairScorer shard(model, mine, images, so);
+    // Progress in pairs of the whole matrix: this rank's share, times the ranks, times the
+    // captions each distinct row stands for on average.
+    local = shard.all_pairs([&](int64_t done, int64_t) { progress.update(done * comm.size() * nc / std::max<int64_t>(1, nd)); });
+  }
+  const auto rows = torch::from_blob(local.data(), {end - begin, ni}, torch::kFloat32);
+  const auto all = all_gather_rows(comm, rows, rows_of, "exact score rows").contiguous();
+  const float* a = all.data_ptr<float>();
+  std::vector<float> scores(static_cast<size_t>(nc * ni));
+  for (int64_t c = 0; c < nc; ++c) std::copy(a + caption_row[c] * ni, a + (caption_row[c] + 1) * ni, scores.begin() + c * ni);
+  return scores;
+}
+
 }  // namespace
 
 TestSetScores score_test_set(MultimodalTransformerImpl& model, const std::vector<std::vector<int64_t>>& captions,
@@ -54,60 +96,43 @@ TestSetScores score_test_set(MultimodalTransformerImpl& model, const std::vector
   int64_t itm_pairs = 0;
   const auto group = current_communicator();
   if (e.mode == "exact" && group && group->size() > 1) {
-    // Distributed (mmt eval under torchrun / srun): each rank scores its rows of captions against
-    // every image, the rows are gathered, and every rank holds the whole matrix.
-    Communicator& comm = *group;
-    std::vector<int64_t> rows_of;
-    for (int r = 0; r < comm.size(); ++r) {
-      const auto [b, end] = shard_range(nc, r, comm.size());
-      rows_of.push_back(end - b);
-    }
-    const auto [begin, end] = shard_range(nc, comm.rank(), comm.size());
-    const std::vector<std::vector<int64_t>> mine(captions.begin() + begin, captions.begin() + end);
-    std::vector<float> local;
-    if (!mine.empty()) {
-      PairScorer shard(model, mine, images, so);
-      local = shard.all_pairs([&](int64_t done, int64_t) { progress.update(done * comm.size()); });
-    }
-    const auto rows = torch::from_blob(local.data(), {end - begin, ni}, torch::kFloat32);
-    const auto all = all_gather_rows(comm, rows, rows_of, "exact score rows").contiguous();
-    out.scores.assign(all.data_ptr<float>(), all.data_ptr<float>() + all.numel());
-    out.info["processes"] = comm.size();
+    out.scores = distributed_exact(model, captions, images, so, *group, progress);
+    out.info["processes"] = group->size();
     itm_pairs = nc * ni;
     progress.finish(nc * ni);
   } else {
-  PairScorer scorer(model, captions, images, so);
-  if (e.mode == "exact") {
-    out.scores = scorer.all_pairs([&](int64_t done, int64_t) { progress.update(done); });
-    itm_pairs = nc * ni;
-    progress.finish(nc * ni);
-  } else if (e.mode == "dual") {
-    out.scores = scorer.dual_scores();
-    out.info["scores"] = scorer.dual_description();
-    progress.finish(1);
-  } else {  // rerank
-    std::vector<float> first;
-    if (e.first_stage == "dual") {
-      first = scorer.dual_scores();
-      out.info["first_stage"] = "dual: " + scorer.dual_description();
-      if (model.first_cross_modal_layer() < static_cast<int64_t>(model.layers->size()))
-        log << "mmt eval: warning: the rerank first stage is this model's " << scorer.dual_description()
-            << "; nothing trained those vectors to match, so the right candidate is often outside the top "
-            << e.rerank_k << " (docs/performance.md measured image R@1 18 -> 4). A trained dual encoder's scores make "
-            << "a good first stage: eval.first_stage=<its eval-{split}-scores.npy>\n";
-    } else {
-      first = first_stage_file(e.first_stage, name, nc, ni);
-      out.info["first_stage"] = e.first_stage;
+    PairScorer scorer(model, captions, images, so);
+    if (e.mode == "exact") {
+      out.scores = scorer.all_pairs([&](int64_t done, int64_t) { progress.update(done); });
+      itm_pairs = nc * ni;
+      progress.finish(nc * ni);
+    } else if (e.mode == "dual") {
+      out.scores = scorer.dual_scores();
+      out.info["scores"] = scorer.dual_description();
+      progress.finish(1);
+    } else {  // rerank
+      std::vector<float> first;
+      if (e.first_stage == "dual") {
+        first = scorer.dual_scores();
+        out.info["first_stage"] = "dual: " + scorer.dual_description();
+        if (model.first_cross_modal_layer() < static_cast<int64_t>(model.layers->size()))
+          log << "mmt eval: warning: the rerank first stage is this model's " << scorer.dual_description()
+              << "; nothing trained those vectors to match, so the right candidate is often outside the top "
+              << e.rerank_k << " (docs/performance.md measured image R@1 18 -> 4). A trained dual encoder's scores make "
+              << "a good first stage: eval.first_stage=<its eval-{split}-scores.npy>\n";
+      } else {
+        first = first_stage_file(e.first_stage, name, nc, ni);
+        out.info["first_stage"] = e.first_stage;
+      }
+      RerankScores r = rerank(scorer, first, e.rerank_k, [&](int64_t done, int64_t total) {
+        progress.update(done * nc * ni / std::max<int64_t>(1, total));
+      });
+      progress.finish(nc * ni);
+      itm_pairs = r.pairs_scored;
+      out.info["rerank_k"] = {{"images_per_caption", r.k_images}, {"captions_per_image", r.k_captions}};
+      out.scores = std::move(r.caption_to_image);
+      out.image_to_caption = std::move(r.image_to_caption);
     }
-    RerankScores r = rerank(scorer, first, e.rerank_k, [&](int64_t done, int64_t total) {
-      progress.update(done * nc * ni / std::max<int64_t>(1, total));
-    });
-    progress.finish(nc * ni);
-    itm_pairs = r.pairs_scored;
-    out.info["rerank_k"] = {{"images_per_caption", r.k_images}, {"captions_per_image", r.k_captions}};
-    out.scores = std::move(r.caption_to_image);
-    out.image_to_caption = std::move(r.image_to_caption);
-  }
   }
   out.seconds = progress.elapsed();
   out.metrics = retrieval_metrics(out.scores, ni, caption_image);

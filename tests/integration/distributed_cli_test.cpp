@@ -218,7 +218,9 @@ TEST(Distributed, ARankWithoutItsBatchStopsEveryRankAtOnce) {
 TEST(Distributed, ExactEvaluationEqualsOneProcess) {
   const std::string run = own("run");
   fs::remove_all(run);
-  const auto t = run_mmt(kRun + " --set train.steps=4 --set train.checkpoint_every=0 --out " + run);
+  // Two shapes and two colours: many test captions are identical.
+  const auto t = run_mmt(kRun + " --set train.steps=4 --set train.checkpoint_every=0 --set data.synth.num_shapes=2"
+                         " --set data.synth.num_colours=2 --out " + run);
   ASSERT_EQ(t.status, 0) << t.err;
   const auto one = run_mmt("eval --run " + run + " --set eval.test_sets=easy,binding");
   ASSERT_EQ(one.status, 0) << one.err;
@@ -235,6 +237,7 @@ TEST(Distributed, ExactEvaluationEqualsOneProcess) {
   ASSERT_EQ(two[1].status, 0) << ranks_err(two);
   EXPECT_EQ(two[1].out, "");  // rank 0 reports
   const json dist = json::parse(slurp(run + "/eval.json"));
+  int identical_pairs = 0;
   for (const char* s : {"easy", "binding"}) {
     EXPECT_EQ(dist["test_sets"][s]["processes"], 2);
     for (const char* dir : {"image_retrieval", "text_retrieval"})
@@ -247,7 +250,18 @@ TEST(Distributed, ExactEvaluationEqualsOneProcess) {
     float worst = 0;
     for (size_t i = 0; i < got.size(); ++i) worst = std::max(worst, std::abs(got[i] - scores[s][i]));
     EXPECT_LE(worst, 1e-5) << s << ": the gathered score matrix differs from one process's";
+    // Identical captions share a score row in one process (bitwise equal rows); the ranks split
+    // distinct captions, so such rows stay bitwise equal however the captions fall.
+    const size_t ni = got.size() / dist["test_sets"][s]["num_captions"].get<size_t>();
+    auto row = [&](const std::vector<float>& m, size_t r) { return std::vector<float>(m.begin() + r * ni, m.begin() + (r + 1) * ni); };
+    for (size_t a = 0; a * ni < got.size(); ++a)
+      for (size_t b = a + 1; b * ni < got.size(); ++b)
+        if (row(scores[s], a) == row(scores[s], b)) {
+          ++identical_pairs;
+          EXPECT_EQ(row(got, a), row(got, b)) << s << ": captions " << a << " and " << b;
+        }
   }
+  EXPECT_GT(identical_pairs, 0) << "no identical captions in the test sets: the check above tested nothing";
 }
 
 TEST(Distributed, TorchrunLaunchesTraining) {
