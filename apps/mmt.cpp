@@ -202,11 +202,8 @@ int main(int argc, char** argv) {
         mmt::train_run(cfg, out_dir, std::cerr, /*resume=*/continuing);
       }
     } else if (eval->parsed()) {
-      if (dist.distributed()) {  // the run's runtime options, with --set applied, for the rendezvous timeout
-        auto cfg = mmt::load_config(run_dir + "/config.json", {});
-        for (const auto& o : overrides) mmt::apply_override(cfg, o);
-        join(cfg.runtime);
-      }
+      // The runtime options (rendezvous timeout) the evaluation will run with.
+      if (dist.distributed()) join(mmt::eval_config(run_dir, overrides).runtime);
       if (!protocol.empty()) {
         if (karpathy.empty()) throw mmt::Error("eval --protocol needs --karpathy FILE (a Karpathy split file)");
         mmt::evaluate_protocol(run_dir, protocol, karpathy, eval_images, eval_features, overrides, std::cout, std::cerr,

@@ -79,6 +79,14 @@ void check_eval_overrides(const ExperimentConfig& trained, const ExperimentConfi
                 "data.synth.captions_per_image; the rest is fixed by the trained run");
 }
 
+ExperimentConfig with_eval_overrides(const ExperimentConfig& trained, const std::vector<std::string>& overrides) {
+  ExperimentConfig cfg = trained;
+  for (const auto& o : overrides) apply_override(cfg, o);
+  validate_config(cfg);
+  check_eval_overrides(trained, cfg);
+  return cfg;
+}
+
 // What both evaluations share: the run loaded, the overrides applied and checked, the threads
 // set; under torchrun every rank scores its share and rank 0 alone prints and writes.
 struct Evaluation {
@@ -92,11 +100,8 @@ struct Evaluation {
 
   Evaluation(const std::string& run_dir, const std::vector<std::string>& overrides, std::ostream& out_all,
              std::ostream& log_all, bool best)
-      : out(root ? out_all : discard), log(root ? log_all : discard), run(load_run(run_dir, best)), cfg(run.config),
-        tag(best ? "-best" : "") {
-    for (const auto& o : overrides) apply_override(cfg, o);
-    validate_config(cfg);
-    check_eval_overrides(run.config, cfg);
+      : out(root ? out_all : discard), log(root ? log_all : discard), run(load_run(run_dir, best)),
+        cfg(with_eval_overrides(run.config, overrides)), tag(best ? "-best" : "") {
     log << "mmt eval: " << configure_runtime(cfg.runtime, log) << "\n";
   }
 
@@ -138,6 +143,10 @@ std::string results_table(const std::string& title, const RetrievalMetrics& mode
   out += row("truth", c.truth);
   out += row("perfect", c.perfect);
   return out;
+}
+
+ExperimentConfig eval_config(const std::string& run_dir, const std::vector<std::string>& overrides) {
+  return with_eval_overrides(load_config(run_dir + "/config.json", {}), overrides);
 }
 
 json evaluate_run(const std::string& run_dir, const std::vector<std::string>& overrides, std::ostream& out_all,

@@ -10,7 +10,13 @@
 namespace mmt {
 
 struct Ceilings;
+struct ExperimentConfig;
 struct RetrievalMetrics;
+
+/// The config `mmt eval` runs with: the run's own (<run>/config.json) with `overrides` applied,
+/// validated, and checked to change only what evaluation may change (below). Distributed
+/// evaluation reads its runtime options from it before joining the process group.
+ExperimentConfig eval_config(const std::string& run_dir, const std::vector<std::string>& overrides);
 
 /// Evaluates the run in `run_dir`. `overrides` ("a.b=v") may change eval.*, runtime.* and
 /// data.synth.num_test_images / captions_per_image; anything else fails (the model is fixed).
