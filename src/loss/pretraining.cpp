@@ -17,9 +17,6 @@ namespace {
 torch::Tensor accuracy_tensor(const torch::Tensor& logits, const torch::Tensor& targets) {
   return logits.argmax(1).eq(targets).to(torch::kFloat).mean();
 }
-double accuracy(const torch::Tensor& logits, const torch::Tensor& targets) {
-  return accuracy_tensor(logits, targets).item<double>();
-}
 std::pair<torch::Tensor, torch::Tensor> ce_and_accuracy(const torch::Tensor& logits, const torch::Tensor& targets) {
   return {torch::cross_entropy_loss(logits, targets), accuracy_tensor(logits, targets)};
 }
@@ -43,6 +40,7 @@ HostCounts host_counts(const Batch& batch) {
   HostCounts c;
   if (batch.mlm_labels.defined()) c.mlm = batch.mlm_labels.ne(kIgnoreLabel).sum().item<int64_t>();
   if (batch.mrm_mask.defined()) c.mrm = batch.mrm_mask.sum().item<int64_t>();
+  if (batch.itm_labels.defined()) c.itm_matched = batch.itm_labels.eq(1).sum().item<int64_t>();
   return c;
 }
 
@@ -97,16 +95,24 @@ std::pair<torch::Tensor, double> loss_itm(MultimodalTransformerImpl& model, cons
   return on_host(itm_tensors(model, enc, labels));
 }
 
-std::pair<torch::Tensor, double> loss_dual_contrastive(const torch::Tensor& text_emb, const torch::Tensor& image_emb,
-                                                       const torch::Tensor& scale) {
+namespace {
+std::pair<torch::Tensor, torch::Tensor> dual_contrastive_tensors(const torch::Tensor& text_emb, const torch::Tensor& image_emb,
+                                                                 const torch::Tensor& scale) {
   TORCH_CHECK(text_emb.dim() == 2 && text_emb.sizes() == image_emb.sizes(),
               "loss_dual_contrastive: embeddings must both be (M, E), got ", text_emb.sizes(), " and ",
               image_emb.sizes());
   const auto logits = scale * torch::matmul(text_emb, image_emb.t());  // (M, M), text rows
   const auto target = torch::arange(logits.size(0), torch::device(logits.device()).dtype(torch::kInt64));
   const auto loss = 0.5 * (torch::cross_entropy_loss(logits, target) + torch::cross_entropy_loss(logits.t(), target));
-  const double acc = 0.5 * (accuracy(logits, target) + accuracy(logits.t(), target));
+  // Summed in float64, as the two accuracies read on the host were.
+  const auto acc = 0.5 * (accuracy_tensor(logits, target).to(torch::kFloat64) + accuracy_tensor(logits.t(), target).to(torch::kFloat64));
   return {loss, acc};
+}
+}  // namespace
+
+std::pair<torch::Tensor, double> loss_dual_contrastive(const torch::Tensor& text_emb, const torch::Tensor& image_emb,
+                                                       const torch::Tensor& scale) {
+  return on_host(dual_contrastive_tensors(text_emb, image_emb, scale));
 }
 
 LossOutput pretraining_loss(MultimodalTransformerImpl& model, const Batch& batch, const TrainOptions& t,
@@ -119,7 +125,7 @@ LossOutput pretraining_loss(MultimodalTransformerImpl& model, const Batch& batch
   const bool itm_on = t.itm_weight > 0 && batch.itm_labels.defined();
   torch::Tensor dual_rows;
   if (t.dual_contrastive_weight > 0)  // in-batch InfoNCE over the matched pairs (mismatched ones would be false positives)
-    dual_rows = batch.itm_labels.defined() ? batch.itm_labels.eq(1).nonzero().squeeze(1)
+    dual_rows = batch.itm_labels.defined() ? true_positions(batch.itm_labels.eq(1), counts ? &counts->itm_matched : nullptr)
                                            : torch::arange(batch.size(), batch.text_ids.options());
   std::vector<double> local(kCounts, 0.0);
   const HostCounts c = counts ? *counts : host_counts(batch);
@@ -228,10 +234,10 @@ LossOutput pretraining_loss(MultimodalTransformerImpl& model, const Batch& batch
       scale = scale.detach() + (scale - scale.detach()) / w;
       f = 1.0 / w;
     }
-    auto [loss, acc] = loss_dual_contrastive(text_emb, image_emb, scale);
+    auto [loss, acc] = dual_contrastive_tensors(text_emb, image_emb, scale);
     out.total = out.total + t.dual_contrastive_weight * loss;
     pending.push_back({"dual", loss.detach(), f});
-    out.metrics["dual_acc"] = acc * f;
+    pending.push_back({"dual_acc", acc, f});
     weights["dual"] = t.dual_contrastive_weight;
   }
   // One process reports the total it optimises; ranks the weighted sum of their shares.

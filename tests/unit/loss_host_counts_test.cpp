@@ -1,6 +1,6 @@
 /* The training step counts MLM tokens and masked regions on the host before the batch moves to a
  * device, and finds their positions with a stable sort instead of nonzero() (which waits for the
- * device): the losses, metrics and gradients must be those of the plain path, bit for bit. */
+ * device) - the dual-encoder loss's matched rows likewise: the losses, metrics and gradients must be those of the plain path, bit for bit. */
 #include <gtest/gtest.h>
 
 #include "mmt/config/config.h"
@@ -13,10 +13,11 @@
 namespace mmt {
 namespace {
 
-TEST(LossHostCounts, GiveThePlainPathsLossesMetricsAndGradients) {
-  ExperimentConfig cfg = load_config("", {"data.synth.num_train_images=200", "train.batch_size=12", "model.num_layers=2",
-                                          "model.dropout=0", "train.mrm_kl_weight=1", "train.mrm_regression_weight=1",
-                                          "train.mrm_class_weight=1"});
+// Three batches through both paths: equal metrics, totals and gradients; `keys` reported.
+void expect_host_counts_change_nothing(const std::vector<std::string>& settings, const std::vector<std::string>& keys) {
+  std::vector<std::string> all{"data.synth.num_train_images=200", "train.batch_size=12", "model.num_layers=2", "model.dropout=0"};
+  all.insert(all.end(), settings.begin(), settings.end());
+  const ExperimentConfig cfg = load_config("", all);
   const synth::World world(cfg.data.synth);
   PretrainBatcher batcher(world, data_vocab(cfg), cfg);
   torch::manual_seed(4);
@@ -27,6 +28,7 @@ TEST(LossHostCounts, GiveThePlainPathsLossesMetricsAndGradients) {
     const HostCounts counts = host_counts(batch);
     ASSERT_GT(counts.mlm, 0);
     ASSERT_GT(counts.mrm, 0);
+    ASSERT_GT(counts.itm_matched, 1);
     std::vector<torch::Tensor> grads[2];
     LossOutput out[2];
     for (int k = 0; k < 2; ++k) {
@@ -37,13 +39,24 @@ TEST(LossHostCounts, GiveThePlainPathsLossesMetricsAndGradients) {
     }
     EXPECT_EQ(out[0].metrics, out[1].metrics) << "step " << step;
     EXPECT_TRUE(torch::equal(out[0].total, out[1].total)) << "step " << step;
-    for (const char* key : {"loss", "mlm", "mlm_acc", "itm", "itm_acc", "mrm_kl", "mrm_regression", "mrm_class"})
-      EXPECT_EQ(out[1].metrics.count(key), 1u) << key;
+    for (const auto& key : keys) EXPECT_EQ(out[1].metrics.count(key), 1u) << key;
     for (size_t i = 0; i < grads[0].size(); ++i) {
       ASSERT_EQ(grads[0][i].defined(), grads[1][i].defined()) << i;
       if (grads[0][i].defined()) EXPECT_TRUE(torch::equal(grads[0][i], grads[1][i])) << "parameter " << i;
     }
   }
+}
+
+TEST(LossHostCounts, GiveThePlainPathsLossesMetricsAndGradients) {
+  expect_host_counts_change_nothing(
+      {"train.mrm_kl_weight=1", "train.mrm_regression_weight=1", "train.mrm_class_weight=1"},
+      {"loss", "mlm", "mlm_acc", "itm", "itm_acc", "mrm_kl", "mrm_regression", "mrm_class"});
+}
+
+TEST(LossHostCounts, GiveTheDualEncoderLossItsMatchedRows) {
+  expect_host_counts_change_nothing({"model.kind=dual_encoder", "model.attention=single_modality", "model.dual_score=dot", "train.dual_contrastive_weight=1",
+                                     "train.mrm_regression_weight=1"},
+                                    {"loss", "dual", "dual_acc"});
 }
 
 }  // namespace

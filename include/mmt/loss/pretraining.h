@@ -29,6 +29,7 @@ class Communicator;
 struct HostCounts {
   int64_t mlm = -1;  // labelled MLM tokens
   int64_t mrm = -1;  // masked regions
+  int64_t itm_matched = -1;  // rows whose ITM label is 1 (the dual-encoder loss's pairs)
 };
 HostCounts host_counts(const Batch& batch);
 
