@@ -18,11 +18,11 @@
 
 namespace mmt {
 
-int default_cuda_index(int64_t visible) {
+int default_cuda_index(int64_t visible, const std::function<const char*(const char*)>& get) {
   // One process per GPU, as torchrun and srun launch them: the local rank picks the GPU (more
   // processes than GPUs share them round-robin).
   for (const char* var : {"LOCAL_RANK", "SLURM_LOCALID"}) {
-    const char* v = std::getenv(var);
+    const char* v = get ? get(var) : std::getenv(var);
     if (!v || !*v || visible <= 0) continue;
     char* end = nullptr;
     const long r = std::strtol(v, &end, 10);

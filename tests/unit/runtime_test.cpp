@@ -5,12 +5,11 @@
 #include <ATen/Parallel.h>
 #include <dlfcn.h>
 
+#include <map>
 #include <sstream>
 
 #include "mmt/util/device.h"
 #include "mmt/util/runtime.h"
-
-#include <cstdlib>
 
 namespace mmt {
 namespace {
@@ -36,23 +35,20 @@ TEST(Runtime, AppliesThreadSettingsAndNamesTheBlas) {
 }
 
 TEST(Runtime, CudaWithoutIndexIsTheLocalRanksGpu) {
-  const char* keep_local = std::getenv("LOCAL_RANK");
-  const char* keep_slurm = std::getenv("SLURM_LOCALID");
-  const std::string local = keep_local ? keep_local : "", slurm = keep_slurm ? keep_slurm : "";
-  ::unsetenv("LOCAL_RANK"), ::unsetenv("SLURM_LOCALID");
-  EXPECT_EQ(default_cuda_index(4), 0);  // one process
-  ::setenv("SLURM_LOCALID", "5", 1);
-  EXPECT_EQ(default_cuda_index(4), 1);  // srun: its local id
-  ::setenv("LOCAL_RANK", "3", 1);
-  EXPECT_EQ(default_cuda_index(4), 3);  // torchrun's variable first
-  EXPECT_EQ(default_cuda_index(2), 1);  // more processes than GPUs: round-robin
-  EXPECT_EQ(default_cuda_index(1), 0);
-  ::setenv("LOCAL_RANK", "x", 1), ::unsetenv("SLURM_LOCALID");
-  EXPECT_EQ(default_cuda_index(4), 0);  // not a number: GPU 0
-  if (keep_local) ::setenv("LOCAL_RANK", local.c_str(), 1);
-  else ::unsetenv("LOCAL_RANK");
-  if (keep_slurm) ::setenv("SLURM_LOCALID", slurm.c_str(), 1);
-  else ::unsetenv("SLURM_LOCALID");
+  auto index = [](int64_t visible, const std::map<std::string, std::string>& vars) {
+    return default_cuda_index(visible, [&](const char* name) -> const char* {
+      const auto it = vars.find(name);
+      return it == vars.end() ? nullptr : it->second.c_str();
+    });
+  };
+  EXPECT_EQ(index(4, {}), 0);                       // one process
+  EXPECT_EQ(index(4, {{"SLURM_LOCALID", "5"}}), 1);  // srun: its local id
+  const std::map<std::string, std::string> both{{"LOCAL_RANK", "3"}, {"SLURM_LOCALID", "5"}};
+  EXPECT_EQ(index(4, both), 3);  // torchrun's variable first
+  EXPECT_EQ(index(2, both), 1);  // more processes than GPUs: round-robin
+  EXPECT_EQ(index(1, both), 0);
+  EXPECT_EQ(index(4, {{"LOCAL_RANK", "x"}}), 0);  // not a number: GPU 0
+  EXPECT_EQ(index(4, {{"LOCAL_RANK", ""}, {"SLURM_LOCALID", "2"}}), 2);  // empty: the next variable
 }
 
 }  // namespace

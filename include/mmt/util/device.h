@@ -5,6 +5,7 @@
 
 #include <torch/types.h>
 
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -19,8 +20,9 @@ struct Batch;
 /// Fails with a clear message for "cuda" on a machine or build without CUDA.
 torch::Device resolve_device(const std::string& name);
 
-/// LOCAL_RANK (else SLURM_LOCALID, else 0) modulo `visible` GPUs.
-int default_cuda_index(int64_t visible);
+/// LOCAL_RANK (else SLURM_LOCALID, else 0) modulo `visible` GPUs; `get` reads a variable
+/// (std::getenv when null; tests pass their own, as to read_dist_env).
+int default_cuda_index(int64_t visible, const std::function<const char*(const char*)>& get = nullptr);
 
 /// True when runtime.precision asks for bf16 autocast.
 bool use_bf16(const RuntimeOptions& r);
