@@ -80,9 +80,11 @@ class GlooCommunicator : public Communicator {
   }
 
   void wait_started(const char* what) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto started = std::move(started_);
-    started_.clear();
+    std::vector<c10::intrusive_ptr<c10d::Work>> started;
+    {  // taken under the lock, waited for without it: a collective started meanwhile is not held up
+      std::lock_guard<std::mutex> lock(mu_);
+      started.swap(started_);
+    }
     for (auto& work : started) {
       try {
         work->wait(timeout_);
@@ -124,11 +126,16 @@ class GlooCommunicator : public Communicator {
                      ". Relaunch the job with --resume to continue from the last checkpoint");
   }
 
+  // Collectives are issued under the lock - every rank must issue them in the same order, and
+  // gradient buckets start theirs from autograd's threads - and waited for outside it.
   template <class F>
   void run(const char* what, F&& start) {
-    std::lock_guard<std::mutex> lock(mu_);
     try {
-      auto work = start();
+      c10::intrusive_ptr<c10d::Work> work;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        work = start();
+      }
       work->wait(timeout_);
     } catch (const std::exception& e) {
       throw failure(what, e);
