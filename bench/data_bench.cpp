@@ -3,6 +3,10 @@
  *   store  --path P --gb G   write a packed region store of about G GB (unless it exists), then read
  *                            every entry in random order: latency and resident-set growth
  *   loader --store P ...     region-feature batches per second through DatasetBatcher + BatchLoader
+ *   synthetic [--set k=v]... synthetic pretraining batches per second through PretrainBatcher +
+ *                            BatchPrefetcher (what training on a GPU uses), by thread count, and
+ *                            the time of a batch that fills a length-bucketing pool against one
+ *                            that does not
  * Each prints one JSON line. */
 #include <CLI/CLI.hpp>
 
@@ -16,7 +20,11 @@
 #include <random>
 
 #include "mmt/config/config.h"
+#include "mmt/data/data_source.h"
 #include "mmt/data/dataset_batcher.h"
+#include "mmt/data/prefetch.h"
+#include "mmt/data/pretrain_batcher.h"
+#include "mmt/data/synthetic_world.h"
 #include "mmt/data/region_features.h"
 #include "mmt/io/image.h"
 #include "mmt/util/fs.h"
@@ -54,6 +62,12 @@ int main(int argc, char** argv) {
   loader->add_option("--batch", batch, "batch size");
   loader->add_option("--batches", batches, "batches timed");
   loader->add_option("--threads", threads, "loader threads");
+  auto* synthetic = app.add_subcommand("synthetic", "synthetic pretraining batches per second, by thread count");
+  std::vector<std::string> overrides;
+  std::vector<int64_t> thread_counts{1, 2};
+  synthetic->add_option("--set", overrides, "config override (default config: the tiny preset), repeatable")->take_all();
+  synthetic->add_option("--batches", batches, "batches timed per thread count");
+  synthetic->add_option("--threads", thread_counts, "thread counts to time")->take_all();
   CLI11_PARSE(app, argc, argv);
   try {
     nlohmann::json out;
@@ -116,6 +130,43 @@ int main(int argc, char** argv) {
              {"read_s", total}, {"latency_ms_p50", 1e3 * lat[lat.size() / 2]},
              {"latency_ms_p99", 1e3 * lat[lat.size() * 99 / 100]}, {"rss_growth_mb", (rss_max - rss0) / 1024.0},
              {"checksum", sum}};
+    } else if (synthetic->parsed()) {
+      const auto cfg = mmt::load_config("", overrides);
+      const mmt::synth::World world(cfg.data.synth);
+      const mmt::Vocab vocab = mmt::data_vocab(cfg);
+      // One batcher alone: the first batch of a pool builds the pool (captions drawn, encoded and
+      // sorted by length for data.bucket_batches batches); the others only render and mask.
+      mmt::PretrainBatcher alone(world, vocab, cfg);
+      const auto t0 = Clock::now();
+      alone.batch(0);
+      const double first_ms = 1e3 * seconds(t0);
+      const auto t1 = Clock::now();
+      const int64_t rest = std::max<int64_t>(1, cfg.data.bucket_batches - 1);
+      for (int64_t i = 1; i <= rest; ++i) alone.batch(i);
+      const double other_ms = 1e3 * seconds(t1) / static_cast<double>(rest);
+      out = {{"bench", "synthetic"}, {"overrides", overrides}, {"batch", cfg.train.batch_size},
+             {"bucket_batches", cfg.data.bucket_batches}, {"pool_filling_batch_ms", first_ms}, {"other_batch_ms", other_ms}};
+      // Per thread count: each thread its own batcher, with the pools of examples shared between
+      // them (what training does) and, for comparison, each building every pool itself.
+      for (const int64_t n : thread_counts)
+        for (const bool shared : {true, false}) {
+          std::shared_ptr<mmt::PretrainBatcher> first_batcher;
+          auto per_thread = [&]() -> mmt::BatchPrefetcher::Make {
+            auto own = std::make_shared<mmt::PretrainBatcher>(world, vocab, cfg, shared ? first_batcher.get() : nullptr);
+            if (!first_batcher) first_batcher = own;
+            return [own](int64_t i) { return own->batch(i); };
+          };
+          // Starting at a pool boundary far from step 0, as a resumed run would.
+          const int64_t first = 1000 * cfg.data.bucket_batches;
+          mmt::BatchPrefetcher p(per_thread, n, first, first + batches + 1, std::max<int64_t>(4, 2 * n), false);
+          p.next();  // threads started
+          const auto t2 = Clock::now();
+          for (int64_t i = 0; i < batches; ++i) p.next();
+          const double s = seconds(t2);
+          out[(shared ? "shared_pools_threads_" : "own_pools_threads_") + std::to_string(n)] = {
+              {"batches_per_s", batches / s}, {"examples_per_s", batches * cfg.train.batch_size / s},
+              {"pools_built", first_batcher->pools_built()}};
+        }
     } else {
       // A store of random detections plus a folder dataset whose keys match it.
       fs::create_directories(dir + "/images");

@@ -141,7 +141,7 @@ int main(int argc, char** argv) {
     if (warmup + steps > 1) {
       const int64_t threads = std::max<int64_t>(1, std::min<int64_t>(std::thread::hardware_concurrency(), warmup + steps - 1));
       auto per_thread = [&]() -> mmt::BatchPrefetcher::Make {
-        auto own = std::make_shared<mmt::PretrainBatcher>(world, vocab, cfg);
+        auto own = std::make_shared<mmt::PretrainBatcher>(world, vocab, cfg, &batcher);  // its pools shared
         return [own](int64_t i) { return own->batch(i); };
       };
       mmt::BatchPrefetcher ahead(per_thread, threads, 1, warmup + steps, warmup + steps, /*pin=*/false);

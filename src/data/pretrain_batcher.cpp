@@ -2,10 +2,14 @@
 #include "mmt/data/pretrain_batcher.h"
 
 #include <algorithm>
+#include <future>
+#include <map>
+#include <mutex>
 #include <numeric>
 
 #include "mmt/data/synthetic_world.h"
 #include "mmt/text/vocab.h"
+#include "mmt/util/error.h"
 #include "mmt/util/rng.h"
 
 namespace mmt {
@@ -66,31 +70,90 @@ void mask_regions(Batch& batch, const std::vector<char>& mask_example, const std
   }
 }
 
-PretrainBatcher::PretrainBatcher(const synth::World& world, const Vocab& vocab, const ExperimentConfig& cfg)
+// The pools of examples of one stream, shared by the batchers of several threads. A pool is a
+// pure function of its index, so the cache only saves work: the kKeep latest pools are kept
+// (threads building batches ahead span data.prefetch + threads batches), and one evicted and
+// wanted again is rebuilt. A pool being built is a future the other threads wait on.
+class PretrainBatcher::Pools {
+ public:
+  std::shared_ptr<const Pool> get(int64_t index, const PretrainBatcher& builder) {
+    std::promise<std::shared_ptr<const Pool>> promise;
+    std::shared_future<std::shared_ptr<const Pool>> pool;
+    bool mine = false;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      const auto it = pools_.find(index);
+      if (it != pools_.end()) {
+        pool = it->second;
+      } else {
+        pool = promise.get_future().share();
+        pools_.emplace(index, pool);
+        while (pools_.size() > kKeep) pools_.erase(pools_.begin());  // the oldest
+        ++built_, mine = true;
+      }
+    }
+    if (mine) {  // built outside the lock: other threads may build other pools meanwhile
+      try {
+        promise.set_value(std::make_shared<const Pool>(builder.build_pool(index)));
+      } catch (...) {
+        promise.set_exception(std::current_exception());
+      }
+    }
+    return pool.get();  // waits while another thread builds it; rethrows what building threw
+  }
+
+  int64_t built() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return built_;
+  }
+
+ private:
+  static constexpr size_t kKeep = 16;  // ~1 MB each at batch 1,024 x 8: ids and scene numbers only
+  mutable std::mutex mutex_;
+  std::map<int64_t, std::shared_future<std::shared_ptr<const Pool>>> pools_;
+  int64_t built_ = 0;
+};
+
+PretrainBatcher::PretrainBatcher(const synth::World& world, const Vocab& vocab, const ExperimentConfig& cfg,
+                                 const PretrainBatcher* share_pools_with)
     : world_(world),
       vocab_(vocab),
       train_(cfg.train),
       images_(world.train_scenes(), world.train_regions(), cfg),
       max_text_len_(cfg.model.max_text_len),
       batch_size_(cfg.train.batch_size),
-      pool_batches_(cfg.data.bucket_batches) {}
+      pool_batches_(cfg.data.bucket_batches),
+      pools_(share_pools_with ? share_pools_with->pools_ : std::make_shared<Pools>()) {
+  if (share_pools_with) {
+    const PretrainBatcher& o = *share_pools_with;
+    if (&o.world_ != &world_ || o.batch_size_ != batch_size_ || o.pool_batches_ != pool_batches_ ||
+        o.max_text_len_ != max_text_len_ || o.train_.seed != train_.seed)
+      throw Error("PretrainBatcher: pools can be shared only between batchers of one world and config");
+  }
+}
 
-void PretrainBatcher::fill_pool(int64_t pool) {
+PretrainBatcher::~PretrainBatcher() = default;
+
+int64_t PretrainBatcher::pools_built() const { return pools_->built(); }
+
+PretrainBatcher::Pool PretrainBatcher::build_pool(int64_t pool) const {
   // Example k of the stream is scene perm_e[k % N] of epoch e = k / N: every scene once per epoch.
   const int64_t n = static_cast<int64_t>(world_.train_scenes().size());
   const int64_t first = pool * pool_batches_ * batch_size_, count = pool_batches_ * batch_size_;
   std::vector<Example> examples;
   examples.reserve(static_cast<size_t>(count));
+  std::vector<int64_t> perm;
+  int64_t epoch = -1;
   for (int64_t k = first; k < first + count; ++k) {
     const int64_t e = k / n;
-    if (e != epoch_) {
-      epoch_perm_.resize(static_cast<size_t>(n));
-      std::iota(epoch_perm_.begin(), epoch_perm_.end(), 0);
+    if (e != epoch) {
+      perm.resize(static_cast<size_t>(n));
+      std::iota(perm.begin(), perm.end(), 0);
       Rng rng(derive_seed(train_.seed, kEpochOrder, static_cast<uint64_t>(e)));
-      rng.shuffle(epoch_perm_);
-      epoch_ = e;
+      rng.shuffle(perm);
+      epoch = e;
     }
-    const int64_t scene = epoch_perm_[static_cast<size_t>(k % n)];
+    const int64_t scene = perm[static_cast<size_t>(k % n)];
     // The caption stream id is the example index: a scene gets new captions each epoch.
     examples.push_back({scene, vocab_.encode(world_.train_caption(scene, static_cast<uint64_t>(k)).text, max_text_len_)});
   }
@@ -99,17 +162,17 @@ void PretrainBatcher::fill_pool(int64_t pool) {
     if (a.ids.size() != b.ids.size()) return a.ids.size() < b.ids.size();
     return images_.tokens(a.scene) < images_.tokens(b.scene);
   });
-  pool_.assign(static_cast<size_t>(pool_batches_), {});
-  for (int64_t i = 0; i < count; ++i) pool_[static_cast<size_t>(i / batch_size_)].push_back(std::move(examples[i]));
+  Pool out(static_cast<size_t>(pool_batches_));
+  for (int64_t i = 0; i < count; ++i) out[static_cast<size_t>(i / batch_size_)].push_back(std::move(examples[i]));
   Rng rng(derive_seed(train_.seed, kPoolOrder, static_cast<uint64_t>(pool)));
-  rng.shuffle(pool_);
-  pool_index_ = pool;
+  rng.shuffle(out);
+  return out;
 }
 
 Batch PretrainBatcher::batch(int64_t step) {
   const int64_t pool = step / pool_batches_;
-  if (pool != pool_index_) fill_pool(pool);
-  const auto& examples = pool_[static_cast<size_t>(step % pool_batches_)];
+  if (pool != pool_index_) pool_ = pools_->get(pool, *this), pool_index_ = pool;
+  const auto& examples = (*pool_)[static_cast<size_t>(step % pool_batches_)];
   const int64_t b = static_cast<int64_t>(examples.size());
 
   Rng rng(derive_seed(train_.seed, kPairing, static_cast<uint64_t>(step)));

@@ -280,8 +280,11 @@ TrainSummary train_run(const ExperimentConfig& cfg, const std::string& dir, std:
     // an extra thread only competes with the step (0 % of the time is batch building there;
     // 214-259 vs 289-426 examples/s with it, docs/performance.md): not used.
     if (cfg.data.loader_threads > 0 && device.is_cuda()) {
+      // One batcher per thread (rendering keeps state), all sharing the first's pools of examples.
+      std::shared_ptr<PretrainBatcher> first;
       auto per_thread = [&]() -> BatchPrefetcher::Make {
-        auto own = std::make_shared<PretrainBatcher>(*synth_world, vocab, cfg);
+        auto own = std::make_shared<PretrainBatcher>(*synth_world, vocab, cfg, first.get());
+        if (!first) first = own;
         return [&my_rows, own](int64_t i) { return my_rows(own->batch(i)); };
       };
       prefetch = std::make_unique<BatchPrefetcher>(per_thread, cfg.data.loader_threads, start * accum, t.steps * accum,

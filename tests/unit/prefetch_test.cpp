@@ -14,6 +14,7 @@
 #include "mmt/data/pretrain_batcher.h"
 #include "mmt/data/synthetic_world.h"
 #include "mmt/data/data_source.h"
+#include "mmt/util/error.h"
 
 namespace mmt {
 namespace {
@@ -104,18 +105,33 @@ TEST(Prefetch, ThreadsRethrowAfterTheBatchesBeforeTheFailure) {
 }
 
 TEST(Prefetch, SyntheticStreamIsUnchangedWithThreads) {
-  // Each thread its own batcher (the batcher caches its current pool of examples).
+  // Each thread its own batcher; the threads' batchers share their pools of examples (each pool
+  // built once) or not. 300 scenes, 32 examples a pool: pools straddle epochs.
   ExperimentConfig cfg = load_config("", {"data.synth.num_train_images=300", "train.batch_size=8", "data.bucket_batches=4"});
   const synth::World world(cfg.data.synth);
   const Vocab vocab = data_vocab(cfg);
   PretrainBatcher direct(world, vocab, cfg);
-  BatchPrefetcher p([&]() -> BatchPrefetcher::Make {
-    auto own = std::make_shared<PretrainBatcher>(world, vocab, cfg);
-    return [own](int64_t i) { return own->batch(i); };
-  }, 3, 1, 14, 4, false);
-  for (int64_t i = 1; i < 14; ++i) {
-    expect_same_batch(direct.batch(i), p.next(), i);
+  for (const bool shared : {true, false}) {
+    std::shared_ptr<PretrainBatcher> first;
+    BatchPrefetcher p([&]() -> BatchPrefetcher::Make {
+      auto own = std::make_shared<PretrainBatcher>(world, vocab, cfg, shared ? first.get() : nullptr);
+      if (!first) first = own;
+      return [own](int64_t i) { return own->batch(i); };
+    }, 3, 1, 42, 4, false);
+    for (int64_t i = 1; i < 42; ++i) expect_same_batch(direct.batch(i), p.next(), i);
+    // Batches 1..41 lie in pools 0..10: shared, each is built once (none is evicted while
+    // wanted: the threads are at most 4 + 3 batches apart; unshared, each thread builds them all).
+    if (shared) EXPECT_EQ(first->pools_built(), 11);
   }
+}
+
+TEST(Prefetch, SharingPoolsNeedsTheSameStream) {
+  ExperimentConfig cfg = load_config("", {"data.synth.num_train_images=300", "train.batch_size=8"});
+  const synth::World world(cfg.data.synth);
+  PretrainBatcher a(world, data_vocab(cfg), cfg);
+  ExperimentConfig other = cfg;
+  other.train.batch_size = 16;
+  EXPECT_THROW(PretrainBatcher(world, data_vocab(other), other, &a), Error);
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "mmt/config/options.h"
@@ -35,27 +36,39 @@ void mask_regions(Batch& batch, const std::vector<char>& mask_example, const std
 
 class PretrainBatcher {
  public:
-  PretrainBatcher(const synth::World& world, const Vocab& vocab, const ExperimentConfig& cfg);
+  /// `share_pools_with`: another batcher of the same world and config, used from another thread
+  /// (one batcher per thread: rendering keeps per-batcher state). The two then share the pools
+  /// of examples that length bucketing sorts (data.bucket_batches batches each): each pool is
+  /// built once, by whichever thread first needs it, instead of once per thread. Batches are the
+  /// same either way.
+  PretrainBatcher(const synth::World& world, const Vocab& vocab, const ExperimentConfig& cfg,
+                  const PretrainBatcher* share_pools_with = nullptr);
+  ~PretrainBatcher();
 
   /// The batch of optimizer step `step` (deterministic; any order of calls).
   Batch batch(int64_t step);
 
- private:
+  /// Pools of examples built so far by this batcher and those sharing its pools (tests, benches).
+  int64_t pools_built() const;
+
   struct Example {
     int64_t scene;
     std::vector<int64_t> ids;
   };
-  void fill_pool(int64_t pool);
+  using Pool = std::vector<std::vector<Example>>;  // pool_batches_ batches of examples
+  class Pools;
+
+ private:
+  Pool build_pool(int64_t pool) const;
 
   const synth::World& world_;
   Vocab vocab_;  // a copy: small, and no dangling reference to a temporary
   TrainOptions train_;
   SyntheticImages images_;
   int64_t max_text_len_, batch_size_, pool_batches_;
+  std::shared_ptr<Pools> pools_;
   int64_t pool_index_ = -1;
-  std::vector<std::vector<Example>> pool_;  // pool_batches_ batches of examples
-  std::vector<int64_t> epoch_perm_;
-  int64_t epoch_ = -1;
+  std::shared_ptr<const Pool> pool_;  // pool pool_index_, held while this batcher uses it
 };
 
 }  // namespace mmt
