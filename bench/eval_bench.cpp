@@ -13,6 +13,7 @@
 #include "mmt/data/batch.h"
 #include "mmt/data/image_source.h"
 #include "mmt/eval/exact_scorer.h"
+#include "mmt/eval/score_modes.h"
 #include "mmt/model/flops.h"
 #include "mmt/model/input_dims.h"
 #include "mmt/model/transformer.h"
@@ -71,9 +72,8 @@ int main(int argc, char** argv) {
       c.push_back(3);
     }
     const RandomRegions source(images, image_tokens, feat);
-    mmt::ExactScorerOptions so;
-    so.pair_batch = cfg.eval.pair_batch, so.cache = !no_cache, so.device = cfg.runtime.device;
-    so.bf16 = cfg.runtime.precision == "bf16";
+    mmt::ExactScorerOptions so = mmt::scorer_options(cfg);  // as `mmt eval` scores (eval.threads: all cores)
+    so.cache = so.cache && !no_cache;
     const auto t0 = std::chrono::steady_clock::now();
     mmt::PairScorer scorer(*model, caps, source, so);
     int64_t itm_pairs = 0;
@@ -110,7 +110,8 @@ int main(int argc, char** argv) {
                                 {"prefix_layers", prefix},
                                 {"layers", layers},
                                 {"expected_cache_speedup_by_flops", expected},
-                                {"threads", threads}};
+                                {"threads", threads},
+                                {"scoring_threads", so.threads}};
     std::cout << out.dump() << "\n";
   } catch (const std::exception& e) {
     std::cerr << "mmt_bench_eval: " << e.what() << "\n";

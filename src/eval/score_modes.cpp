@@ -81,14 +81,20 @@ std::vector<float> distributed_exact(MultimodalTransformerImpl& model, const std
 
 }  // namespace
 
+ExactScorerOptions scorer_options(const ExperimentConfig& cfg) {
+  const auto& e = cfg.eval;
+  ExactScorerOptions so;
+  so.pair_batch = e.pair_batch, so.cache = e.cache, so.device = cfg.runtime.device, so.bf16 = use_bf16(cfg.runtime);
+  if (resolve_device(cfg.runtime.device).is_cpu()) so.threads = e.threads > 0 ? e.threads : cores_per_process();
+  return so;
+}
+
 TestSetScores score_test_set(MultimodalTransformerImpl& model, const std::vector<std::vector<int64_t>>& captions,
                              const ImageSource& images, const std::vector<int64_t>& caption_image,
                              const ExperimentConfig& cfg, const std::string& name, std::ostream& log) {
   const auto& e = cfg.eval;
   const int64_t nc = static_cast<int64_t>(captions.size()), ni = images.size();
-  ExactScorerOptions so;
-  so.pair_batch = e.pair_batch, so.cache = e.cache, so.device = cfg.runtime.device, so.bf16 = use_bf16(cfg.runtime);
-  if (resolve_device(cfg.runtime.device).is_cpu()) so.threads = e.threads > 0 ? e.threads : cores_per_process();
+  const ExactScorerOptions so = scorer_options(cfg);
   TestSetScores out;
   out.info = {{"mode", e.mode}, {"device", resolve_device(cfg.runtime.device).str()}, {"precision", cfg.runtime.precision}};
   if (e.mode == "exact") out.info["cache"] = e.cache;

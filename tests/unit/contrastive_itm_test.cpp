@@ -32,6 +32,14 @@ Setup make(int64_t k, int64_t batch_size) {
   return s;
 }
 
+// A model of the setup's config, seeded, in training mode.
+MultimodalTransformer training_model(const Setup& s, uint64_t seed) {
+  torch::manual_seed(seed);
+  MultimodalTransformer model(s.cfg.model, data_input_dims(s.cfg));
+  model->train();
+  return model;
+}
+
 std::map<std::string, torch::Tensor> grads(MultimodalTransformerImpl& m) {
   std::map<std::string, torch::Tensor> g;
   for (const auto& p : m.named_parameters())
@@ -45,9 +53,7 @@ class ContrastiveItm : public ::testing::TestWithParam<std::string> {};
 TEST_P(ContrastiveItm, EqualsBruteForceLoopOverPairs) {
   auto s = make(5, 6);
   s.cfg.model.attention = GetParam();
-  torch::manual_seed(4);
-  MultimodalTransformer model(s.cfg.model, data_input_dims(s.cfg));
-  model->train();
+  auto model = training_model(s, 4);
   // Force one excluded candidate to check it takes no part.
   s.batch.negative_excluded[0][2] = true;
   const auto r = contrastive_itm(*model, s.batch, 1.0, /*chunk=*/1000);
@@ -94,9 +100,7 @@ INSTANTIATE_TEST_SUITE_P(Paths, ContrastiveItm, ::testing::Values("merged", "sin
 // One chunk (one pass with its graph), chunks that divide the pairs, and a short last chunk.
 TEST(ContrastiveItmChunks, ChunkedEqualsUnchunked) {
   auto s = make(7, 8);
-  torch::manual_seed(5);
-  MultimodalTransformer model(s.cfg.model, data_input_dims(s.cfg));
-  model->train();
+  auto model = training_model(s, 5);
   const auto whole = contrastive_itm(*model, s.batch, 0.5, 100000);
   const auto g_whole = grads(*model);
   for (int64_t chunk : {3, 4}) {
@@ -114,9 +118,7 @@ TEST(ContrastiveItmChunks, ChunkedEqualsUnchunked) {
 // Without a weight (or outside training) nothing is back-propagated and no graph is kept.
 TEST(ContrastiveItmChunks, NoWeightLeavesNoGradients) {
   auto s = make(7, 4);
-  torch::manual_seed(7);
-  MultimodalTransformer model(s.cfg.model, data_input_dims(s.cfg));
-  model->train();
+  auto model = training_model(s, 7);
   const auto r = contrastive_itm(*model, s.batch, 0.0, 5);
   EXPECT_GT(r.captions, 0);
   EXPECT_TRUE(std::isfinite(r.loss));
@@ -126,9 +128,7 @@ TEST(ContrastiveItmChunks, NoWeightLeavesNoGradients) {
 TEST(ContrastiveItmChunks, ThousandNegativesRunChunked) {
   auto s = make(1024, 2);
   ASSERT_EQ(s.batch.negatives->region_feats.size(0), 1024);
-  torch::manual_seed(6);
-  MultimodalTransformer model(s.cfg.model, data_input_dims(s.cfg));
-  model->train();
+  auto model = training_model(s, 6);
   const auto r = contrastive_itm(*model, s.batch, 1.0, 256);
   EXPECT_GT(r.captions, 0);
   // An untrained scorer is near uniform over the 1025 candidates: loss near ln(1025) = 6.93.

@@ -15,6 +15,7 @@ namespace mmt {
 
 class ImageSource;
 class MultimodalTransformerImpl;
+struct ExactScorerOptions;
 struct ExperimentConfig;
 
 struct TestSetScores {
@@ -24,6 +25,10 @@ struct TestSetScores {
   nlohmann::json info;                  // mode, wall_time_s, pairs_per_s, itm_pairs, rerank_k, first_stage
   double seconds = 0;
 };
+
+/// The scorer options of a config: eval.pair_batch, eval.cache, runtime.device and precision,
+/// and on the CPU eval.threads scoring threads (0 = the process's cores).
+ExactScorerOptions scorer_options(const ExperimentConfig& cfg);
 
 /// Scores captions x images in cfg.eval.mode on cfg.runtime's device, with a progress line on
 /// `log` labelled `name`. A first stage read from a file has "{split}" replaced by `name`.
