@@ -176,9 +176,9 @@ int main(int argc, char** argv) {
         if (!config_path.empty()) throw mmt::Error("train --resume uses the run's own config.json; drop --config");
         const auto saved = mmt::load_config(resume_dir + "/config.json", {});
         const auto cfg = mmt::load_config(resume_dir + "/config.json", overrides);
-        auto same = mmt::config_to_json(cfg), was = mmt::config_to_json(saved);
-        for (auto* j : {&same, &was}) (*j)["train"].erase("steps"), j->erase("runtime");
-        if (same != was) throw mmt::Error("train --resume: --set may change only train.steps and runtime.*");
+        if (mmt::config_identity(cfg) != mmt::config_identity(saved))
+          throw mmt::Error("train --resume: --set may change only train.steps, runtime.*, data.loader_threads and "
+                           "data.prefetch");
         join(cfg.runtime);
         mmt::train_run(cfg, resume_dir, std::cerr, /*resume=*/true);
       } else {
@@ -187,11 +187,9 @@ int main(int argc, char** argv) {
         const auto cfg = mmt::load_config(config_path, overrides);
         const bool continuing = auto_resume && mmt::has_resumable_checkpoint(out_dir);
         if (continuing) {  // the command must describe the run the directory holds
-          auto same = mmt::config_to_json(cfg), was = mmt::config_to_json(mmt::load_config(out_dir + "/config.json", {}));
-          for (auto* j : {&same, &was}) (*j)["train"].erase("steps"), j->erase("runtime");
-          if (same != was)
-            throw mmt::Error("train --auto-resume: " + out_dir + " holds a run with another config (only train.steps and "
-                             "runtime.* may differ); choose another --out");
+          if (mmt::config_identity(cfg) != mmt::config_identity(mmt::load_config(out_dir + "/config.json", {})))
+            throw mmt::Error("train --auto-resume: " + out_dir + " holds a run with another config (only train.steps, "
+                             "runtime.*, data.loader_threads and data.prefetch may differ); choose another --out");
           // A job relaunched after its run finished (a requeue, a restart after the last step) succeeds.
           if (const int64_t done = mmt::finished_steps(out_dir); done >= cfg.train.steps) {
             std::cerr << "mmt train: " << out_dir << " has finished its " << done << " steps; nothing to do\n";

@@ -29,7 +29,7 @@ gpu_build() {
   grep -i "mmt:\|gloo" "$log/cmake.log"
   ninja -C build-gpu mmt > "$log/build.log" 2>&1 || { grep -B2 -A12 "error" "$log/build.log" | head -80; exit 1; }
   if [ $TESTS = ON ]; then
-    ninja -C build-gpu -k 0 mmt_gpu_tests mmt_bench_train_step > "$log/build-tests.log" 2>&1 \
+    ninja -C build-gpu -k 0 mmt_gpu_tests mmt_bench_train_step mmt_bench_data > "$log/build-tests.log" 2>&1 \
       || grep -B2 -A12 "error" "$log/build-tests.log" | head -60
   fi
 }

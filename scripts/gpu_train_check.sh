@@ -3,12 +3,13 @@
 # PyTorch 2.x (docs/gpu.md). Builds mmt, the GPU tests and the training-step bench against
 # PyTorch's libtorch, then, most important first, each under the deadline:
 #   1. the GPU tests (tests/gpu/gpu_test.cpp),
-#   2. base-preset training steps (bf16 and fp32, batch 256 to 2048): examples/s and TFLOP/s
-#      against the card's measured bf16 matrix peak (bench/train_step_bench.cpp),
+#   2. base-preset training steps (bf16 and fp32, batch 256 to 2048, fused layer kernels on and
+#      off): examples/s and TFLOP/s against the card's measured bf16 matrix peak
+#      (bench/train_step_bench.cpp),
 #   3. a Kineto trace of three base bf16 steps (kernel times: scripts/trace_summary.py),
-#   4. `mmt train` end to end on the base preset, batches built by 8 threads,
-# (results, logs and the trace in $OUT/results.tar.gz: a device machine returns 8 files at most)
-#   5. two processes on the one GPU over Gloo (docs/distributed.md).
+#   4. `mmt train` end to end on the base preset, batch threads automatic,
+#   5. synthetic batch building at 1 to 15 threads (bench/data_bench.cpp `synthetic`).
+# Results, logs and the trace go in $OUT/results.tar.gz (a device machine returns 8 files at most).
 # Usage: OUT=DIR scripts/gpu_train_check.sh [deadline seconds, default 480]. Needs .gpu/
 # (scripts/gpu_deps.sh). Logs and results go to $OUT (default out/gpu).
 set -u
@@ -39,6 +40,8 @@ run_bench() {  # name, then bench arguments
   echo "$name: $(grep 'mmt train step' "$OUT/bench-$name.log")"
 }
 run_bench bf16-b1024-device --set runtime.precision=bf16 --set train.batch_size=1024 --batches device
+# The same without the fused q/k/v product and joint attention (the CPU's path): what they give.
+run_bench bf16-b1024-unfused --set runtime.precision=bf16 --set train.batch_size=1024 --batches device --set runtime.fused_layers=off
 run_bench bf16-b2048-device --set runtime.precision=bf16 --set train.batch_size=2048 --batches device
 run_bench bf16-b1024-pinned --set runtime.precision=bf16 --set train.batch_size=1024 --batches pinned
 run_bench bf16-b256-device --set runtime.precision=bf16 --set train.batch_size=256 --batches device
@@ -52,26 +55,21 @@ if [ "$(left)" -gt 130 ]; then
   [ -f "$OUT/trace.json" ] && gzip -f "$OUT/trace.json"
 fi
 
-step "4. mmt train end to end: base bf16, batch 1024, 100 steps, 8 batch threads"
+step "4. mmt train end to end: base bf16, batch 1024, 100 steps, batch threads auto (cores - 1)"
 if [ "$(left)" -gt 90 ]; then
   rm -rf runs/gpu-e2e
   timeout 80 $MMT train $BASE --set train.steps=100 --set train.batch_size=1024 --set train.log_every=20 \
-    --set train.checkpoint_every=0 --set runtime.device=cuda --set runtime.precision=bf16 --set data.loader_threads=8 \
-    --set data.prefetch=8 --out runs/gpu-e2e > "$OUT/train-e2e.log" 2>&1 || tail -20 "$OUT/train-e2e.log"
-  grep "mmt train: 100 steps" "$OUT/train-e2e.log"; cp runs/gpu-e2e/metrics.jsonl "$OUT/train-e2e-metrics.jsonl" 2>/dev/null
+    --set train.checkpoint_every=0 --set runtime.device=cuda --set runtime.precision=bf16 \
+    --out runs/gpu-e2e > "$OUT/train-e2e.log" 2>&1 || tail -20 "$OUT/train-e2e.log"
+  grep "mmt train: 100 steps\|built ahead" "$OUT/train-e2e.log"; cp runs/gpu-e2e/metrics.jsonl "$OUT/train-e2e-metrics.jsonl" 2>/dev/null
   cut -c1-200 "$OUT/train-e2e-metrics.jsonl" 2>/dev/null
 fi
 
-step "5. two processes sharing the GPU over Gloo, tiny preset, 20 steps"
-if [ "$(left)" -gt 50 ]; then
-  rm -rf runs/gpu-2p
-  for r in 1 0; do
-    RANK=$r WORLD_SIZE=2 LOCAL_RANK=$r LOCAL_WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=29577 timeout 45 $MMT train \
-      --config configs/demo.json --set train.steps=20 --set train.checkpoint_every=0 --set runtime.device=cuda \
-      --set runtime.dist_timeout_s=30 --out runs/gpu-2p > "$OUT/2p-rank$r.log" 2>&1 &
-  done
-  wait
-  tail -3 "$OUT/2p-rank0.log"; tail -3 "$OUT/2p-rank1.log"
+step "5. synthetic batch building by thread count (base preset, batch 1024)"
+if [ "$(left)" -gt 40 ]; then
+  timeout 35 build-gpu/bench/mmt_bench_data synthetic $(echo "$BASE" | sed 's/--config configs\/demo.json//') \
+    --set train.batch_size=1024 --batches 32 --threads 1 4 8 15 > "$OUT/bench-synthetic.json" 2>&1
+  cat "$OUT/bench-synthetic.json"
 fi
 step "done"
 # At most 8 files come back from a device machine: everything in one archive.

@@ -346,8 +346,8 @@ void validate_config(const ExperimentConfig& cfg) {
   key_choice("data.source", "data source", cfg.data.source, {"synthetic", "datasets"});
   key_choice("data.sampling", "mixture sampling", cfg.data.sampling, {"instance", "dataset", "weights"});
   in_range("data.max_bad_fraction", cfg.data.max_bad_fraction, 0, 1);
-  if (cfg.data.loader_threads < 0 || cfg.data.prefetch < 1)
-    throw Error("config: data.loader_threads must be >= 0 and data.prefetch >= 1");
+  if (cfg.data.loader_threads < -1 || cfg.data.prefetch < 1)
+    throw Error("config: data.loader_threads must be >= 0 (or -1 = auto) and data.prefetch >= 1");
   if (cfg.data.source == "datasets") {
     if (cfg.data.datasets.empty()) throw Error("config: data.source = datasets needs data.datasets (a list of datasets)");
     if (cfg.data.tokenizer.empty())
@@ -422,6 +422,7 @@ void validate_config(const ExperimentConfig& cfg) {
   key_choice("eval.mode", "evaluation mode", cfg.eval.mode, {"exact", "dual", "rerank"});
   positive("eval.rerank_k", cfg.eval.rerank_k);
   key_choice("runtime.precision", "precision", cfg.runtime.precision, {"fp32", "bf16"});
+  key_choice("runtime.fused_layers", "fused layer kernels", cfg.runtime.fused_layers, {"auto", "on", "off"});
   if (cfg.runtime.device != "cpu" && cfg.runtime.device != "auto" && cfg.runtime.device.rfind("cuda", 0) != 0)
     throw Error("config key 'runtime.device': '" + cfg.runtime.device + "' is not a device (cpu, cuda, cuda:N, auto)");
   if (!s.analogue.empty()) key_choice("data.synth.analogue", "synthetic analogue", s.analogue, synthetic_analogue_names());
@@ -483,6 +484,15 @@ json config_to_json(const ExperimentConfig& cfg) {
   json j = json::object();
   JsonWriter w(j);
   const_cast<ExperimentConfig&>(cfg).visit(w);
+  return j;
+}
+
+json config_identity(const ExperimentConfig& cfg) {
+  json j = config_to_json(cfg);
+  j.erase("runtime");
+  j["train"].erase("steps");
+  j["data"].erase("loader_threads");
+  j["data"].erase("prefetch");
   return j;
 }
 

@@ -1,12 +1,14 @@
 /* Vocabulary and input sizes of the configured data (see data_source.h). */
 #include "mmt/data/data_source.h"
 
+#include <algorithm>
 #include <tuple>
 
 #include "mmt/data/record_images.h"
 #include "mmt/data/synthetic_world.h"
 #include "mmt/text/tokenizer.h"
 #include "mmt/util/error.h"
+#include "mmt/util/runtime.h"
 
 namespace mmt {
 
@@ -36,6 +38,11 @@ InputDims data_input_dims(const ExperimentConfig& cfg) {
   if (m.image_input == "patches") feat = 3 * m.patch_size * m.patch_size;  // a flattened patch
   if (m.image_input == "resnet50") feat = 2048;                              // layer4 channels
   return InputDims{data_vocab(cfg).size(), feat, m.image_input == "regions" ? classes : 0};
+}
+
+LoaderSettings loader_settings(const DataOptions& d) {
+  const int64_t threads = d.loader_threads >= 0 ? d.loader_threads : std::max<int64_t>(1, cores_per_process() - 1);
+  return {threads, std::max(d.prefetch, threads)};
 }
 
 }  // namespace mmt

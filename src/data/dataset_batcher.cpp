@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <ostream>
 
+#include "mmt/data/data_source.h"
 #include "mmt/data/image_source.h"
 #include "mmt/data/mixture.h"
 #include "mmt/data/pretrain_batcher.h"
@@ -207,9 +208,10 @@ Batch DatasetBatcher::build(int64_t step, const BatchLoader::Plan& plan) const {
 }
 
 std::unique_ptr<BatchLoader> DatasetBatcher::loader(int64_t first_step) {
+  const LoaderSettings settings = loader_settings(cfg_.data);
   return std::make_unique<BatchLoader>([this](int64_t s) { return plan(s); },
                                        [this](int64_t s, const BatchLoader::Plan& p) { return build(s, p); },
-                                       cfg_.data.loader_threads, cfg_.data.prefetch, first_step);
+                                       settings.threads, settings.prefetch, first_step);
 }
 
 }  // namespace mmt

@@ -67,10 +67,9 @@ std::string mode_phrase(const ExperimentConfig& cfg) {
 
 // Overrides allowed at evaluation: they change what is measured, not the trained model.
 void check_eval_overrides(const ExperimentConfig& trained, const ExperimentConfig& now) {
-  json a = config_to_json(trained), b = config_to_json(now);
+  json a = config_identity(trained), b = config_identity(now);
   for (auto* j : {&a, &b}) {
     j->erase("eval");
-    j->erase("runtime");
     (*j)["data"]["synth"].erase("num_test_images");
     (*j)["data"]["synth"].erase("captions_per_image");
   }

@@ -94,7 +94,7 @@ std::pair<torch::Tensor, torch::Tensor> MultimodalLayerImpl::forward(const torch
   const auto t_in = pre ? layer_norm(text_->attn_norm, text) : text;
   const auto i_in = pre ? layer_norm(image_->attn_norm, image) : image;
   // Keys/values of a modality, computed once and shared by every query block that needs them.
-  const bool fused = options_.fused < 0 ? text.is_cuda() : options_.fused > 0;
+  const bool fused = options_.fused < 0 ? fused_layers_on(text.device()) : options_.fused > 0;
   const bool text_keys = p.text_to_text || p.image_to_text, image_keys = p.text_to_image || p.image_to_image;
   const int64_t heads = options_.num_heads;
   torch::Tensor q_t, k_t, v_t, q_i, k_i, v_i;

@@ -279,7 +279,8 @@ TrainSummary train_run(const ExperimentConfig& cfg, const std::string& dir, std:
     // on them (28-54 % of the time on an H100 with one thread on the step's). On the 2-core CPU
     // an extra thread only competes with the step (0 % of the time is batch building there;
     // 214-259 vs 289-426 examples/s with it, docs/performance.md): not used.
-    if (cfg.data.loader_threads > 0 && device.is_cuda()) {
+    const LoaderSettings loading = loader_settings(cfg.data);
+    if (loading.threads > 0 && device.is_cuda()) {
       // One batcher per thread (rendering keeps state), all sharing the first's pools of examples.
       std::shared_ptr<PretrainBatcher> first;
       auto per_thread = [&]() -> BatchPrefetcher::Make {
@@ -287,8 +288,10 @@ TrainSummary train_run(const ExperimentConfig& cfg, const std::string& dir, std:
         if (!first) first = own;
         return [&my_rows, own](int64_t i) { return my_rows(own->batch(i)); };
       };
-      prefetch = std::make_unique<BatchPrefetcher>(per_thread, cfg.data.loader_threads, start * accum, t.steps * accum,
-                                                   cfg.data.prefetch, true);
+      prefetch = std::make_unique<BatchPrefetcher>(per_thread, loading.threads, start * accum, t.steps * accum,
+                                                   loading.prefetch, true);
+      log << "mmt train: synthetic batches built ahead by " << loading.threads << " thread(s), " << loading.prefetch
+          << " ahead (data.loader_threads, data.prefetch)\n";
     } else {
       synthetic = std::make_unique<PretrainBatcher>(*synth_world, vocab, cfg);
     }

@@ -1,6 +1,8 @@
 /* Device and precision selection (see device.h). */
 #include "mmt/util/device.h"
 
+#include <atomic>
+
 #include <cstdlib>
 
 #include <ATen/autocast_mode.h>
@@ -29,6 +31,21 @@ int default_cuda_index(int64_t visible, const std::function<const char*(const ch
     if (*end == '\0' && r >= 0) return static_cast<int>(r % visible);
   }
   return 0;
+}
+
+namespace {
+std::atomic<int> fused_layers_mode{-1};  // -1 auto, 0 off, 1 on
+}
+
+void set_fused_layers(const std::string& mode) {
+  if (mode != "auto" && mode != "on" && mode != "off")
+    throw Error("runtime.fused_layers: '" + mode + "' is not auto, on or off");
+  fused_layers_mode = mode == "auto" ? -1 : mode == "on" ? 1 : 0;
+}
+
+bool fused_layers_on(torch::Device device) {
+  const int m = fused_layers_mode;
+  return m < 0 ? device.is_cuda() : m > 0;
 }
 
 torch::Device resolve_device(const std::string& name) {

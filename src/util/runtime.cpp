@@ -1,6 +1,8 @@
 /* Threads and BLAS detection (see runtime.h). */
 #include "mmt/util/runtime.h"
 
+#include "mmt/util/device.h"
+
 #include <ATen/Parallel.h>
 #include <dlfcn.h>
 #include <link.h>
@@ -62,6 +64,7 @@ int cores_per_process() {
 
 std::string configure_runtime(const RuntimeOptions& r, std::ostream& warn) {
   at::set_num_threads(static_cast<int>(r.threads));
+  set_fused_layers(r.fused_layers);
   const int blas_threads = r.blas_threads > 0 ? static_cast<int>(r.blas_threads) : cores_per_process();
   const BlasInfo blas = detect_blas();
   if (auto set = openblas_set_threads()) set(blas_threads);

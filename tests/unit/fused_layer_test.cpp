@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include "mmt/model/layer.h"
+#include "mmt/util/device.h"
+#include "mmt/util/error.h"
 
 namespace mmt {
 namespace {
@@ -34,6 +36,34 @@ TEST(FusedLayer, EqualsTheSeparateProductsForwardAndBackward) {
       if (grads[0][k].defined()) EXPECT_TRUE(torch::allclose(grads[0][k], grads[1][k], 1e-4, 1e-5)) << name << " " << k;
     }
   }
+}
+
+// runtime.fused_layers decides for layers built with fused = -1 (every model's): auto is the
+// separate products on the CPU.
+TEST(FusedLayer, RuntimeSettingChoosesForDefaultLayers) {
+  LayerOptions o;
+  o.hidden = 16, o.num_heads = 2, o.head_dim = 8, o.ffn_dim = 32, o.type = AttentionType::kMerged;
+  auto output = [&](int fused) {
+    o.fused = fused;
+    torch::manual_seed(7);
+    MultimodalLayer layer(o);
+    torch::manual_seed(8);
+    const auto text = torch::randn({3, 5, 16}), image = torch::randn({3, 4, 16});
+    const auto bias_t = attention_bias(torch::ones({3, 5}, torch::kBool)), bias_i = attention_bias(torch::ones({3, 4}, torch::kBool));
+    const auto [t, i] = layer->forward(text, image, bias_t, bias_i);
+    return torch::cat({t.reshape({-1}), i.reshape({-1})});
+  };
+  const auto separate = output(0), fused = output(1);
+  ASSERT_FALSE(torch::equal(separate, fused)) << "the two paths agree bit for bit here: the checks below tell nothing";
+  set_fused_layers("on");
+  EXPECT_TRUE(torch::equal(output(-1), fused));
+  set_fused_layers("off");
+  EXPECT_TRUE(torch::equal(output(-1), separate));
+  set_fused_layers("auto");
+  EXPECT_TRUE(torch::equal(output(-1), separate));  // the CPU
+  EXPECT_FALSE(fused_layers_on(torch::kCPU));
+  EXPECT_TRUE(fused_layers_on(torch::Device(torch::kCUDA, 0)));
+  EXPECT_THROW(set_fused_layers("yes"), Error);
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <map>
 #include <sstream>
 
+#include "mmt/data/data_source.h"
 #include "mmt/util/device.h"
 #include "mmt/util/runtime.h"
 
@@ -49,6 +50,19 @@ TEST(Runtime, CudaWithoutIndexIsTheLocalRanksGpu) {
   EXPECT_EQ(index(1, both), 0);
   EXPECT_EQ(index(4, {{"LOCAL_RANK", "x"}}), 0);  // not a number: GPU 0
   EXPECT_EQ(index(4, {{"LOCAL_RANK", ""}, {"SLURM_LOCALID", "2"}}), 2);  // empty: the next variable
+}
+
+TEST(Runtime, LoaderThreadsAutoLeavesTheTrainingThreadACore) {
+  DataOptions d;
+  ASSERT_EQ(d.loader_threads, -1);  // the default is auto
+  const LoaderSettings a = loader_settings(d);
+  EXPECT_EQ(a.threads, std::max(1, cores_per_process() - 1));
+  EXPECT_EQ(a.prefetch, std::max<int64_t>(d.prefetch, a.threads));
+  d.loader_threads = 0, d.prefetch = 3;
+  EXPECT_EQ(loader_settings(d).threads, 0);
+  EXPECT_EQ(loader_settings(d).prefetch, 3);
+  d.loader_threads = 6;  // one batch ahead per thread at least
+  EXPECT_EQ(loader_settings(d).prefetch, 6);
 }
 
 }  // namespace

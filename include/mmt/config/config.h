@@ -27,6 +27,12 @@ void validate_config(const ExperimentConfig& cfg);
 /// The config as plain JSON (what <run>/config.json holds).
 nlohmann::json config_to_json(const ExperimentConfig& cfg);
 
+/// The config as JSON without the keys that may differ between the runs of one experiment: how
+/// it runs (runtime.*), how its batches are built (data.loader_threads, data.prefetch: the same
+/// batches either way) and train.steps (a run may be extended). What `train --resume` and
+/// `--auto-resume` compare against the run's config.json.
+nlohmann::json config_identity(const ExperimentConfig& cfg);
+
 /// The config as JSON with a `//` comment above every key (loadable by load_config).
 std::string config_to_commented_json(const ExperimentConfig& cfg);
 

@@ -180,7 +180,7 @@ struct DataOptions {
   std::string sampling = "instance";     // instance, dataset or weights (PAPER.md "Data")
   std::string tokenizer;                 // vocab.txt (WordPiece) or .model (SentencePiece); source = datasets
   bool cased = false;                    // WordPiece: keep case and accents
-  int64_t loader_threads = 2;            // batch-building worker threads (0 = on the training thread)
+  int64_t loader_threads = -1;           // batch-building worker threads (0 = on the training thread, -1 = auto)
   int64_t prefetch = 4;                  // batches built ahead of the training step
   double max_bad_fraction = 0.05;        // skipped records (and undecodable images) past this fraction stop the run
   int64_t image_size = 224;              // source = datasets, pixel models: side of the centre crop
@@ -198,9 +198,9 @@ struct DataOptions {
     v.field("tokenizer", tokenizer, "source = datasets: a WordPiece vocab.txt or a SentencePiece .model");
     v.field("cased", cased, "WordPiece: keep case and accents");
     v.field("loader_threads", loader_threads,
-            "worker threads building batches (0 = on the training thread); the synthetic world, on a GPU, uses "
-            "one thread whenever this is > 0");
-    v.field("prefetch", prefetch, "batches built ahead of the training step");
+            "worker threads building batches: 0 = on the training thread, -1 = auto (the process's cores but "
+            "one, at least 1); the synthetic world uses them on a GPU only (on a CPU they compete with the step)");
+    v.field("prefetch", prefetch, "batches built ahead of the training step (at least one per loader thread)");
     v.field("max_bad_fraction", max_bad_fraction, "skipped records or undecodable images past this fraction stop the run");
     v.field("image_size", image_size, "source = datasets, pixel models (patches, resnet50): side of the resized centre crop");
     v.section("synth", synth, "the synthetic world (docs/synthetic.md)");
@@ -368,6 +368,7 @@ struct RuntimeOptions {
   double dist_timeout_s = 300;     // a collective waiting longer for another rank fails the job
   double dist_bucket_mb = 4;       // gradient buckets summed during the backward pass (0 = one sum after it)
   bool fused_adamw = true;         // CUDA: libtorch's fused AdamW kernel where it has one (>= 2)
+  std::string fused_layers = "auto";  // q/k/v as one product, one attention call per layer: auto (CUDA), on, off
 
   template <class V>
   void visit(V& v) {
@@ -375,8 +376,9 @@ struct RuntimeOptions {
     v.field("blas_threads", blas_threads, "OpenBLAS threads for matrix products (0 = all cores)");
     v.field("device", device, "where training and evaluation run: cpu, cuda, cuda:N, or auto (CUDA when libtorch sees a GPU)");
     v.field("precision", precision,
-            "fp32, or bf16 (autocast: matrix products and attention in bfloat16, weights, norms and losses in "
-            "fp32; for GPUs - on a CPU without bf16 instructions it is slower than fp32)");
+            "fp32, or bf16 (autocast: matrix products, attention, LayerNorms and the residual stream in bfloat16 "
+            "with fp32 weights, norm statistics and losses; for GPUs - on a CPU without bf16 instructions it is "
+            "slower than fp32)");
     v.field("dist_timeout_s", dist_timeout_s,
             "distributed runs (docs/distributed.md): seconds a rank waits for the others at the rendezvous or a "
             "collective before the job fails with an error (a dead or hung rank)");
@@ -386,6 +388,10 @@ struct RuntimeOptions {
     v.field("fused_adamw", fused_adamw,
             "CUDA with libtorch >= 2: the AdamW update as libtorch's fused kernel (one launch per step, the same "
             "math); false: mmt's flat-buffer update, as on the CPU");
+    v.field("fused_layers", fused_layers,
+            "each layer's q, k and v as one matrix product, and one attention call for both streams where both "
+            "read every key: auto (on CUDA only: the CPU keeps the separate products whose numbers the study "
+            "reports, bit for bit), on, off (the same math; results differ in the last bits)");
   }
 };
 

@@ -15,4 +15,11 @@ Vocab data_vocab(const ExperimentConfig& cfg);
 /// The model's input sizes for the configured data.
 InputDims data_input_dims(const ExperimentConfig& cfg);
 
+/// data.loader_threads and data.prefetch as used: -1 threads (auto) = the process's cores but the
+/// training thread's one, at least 1; at least one batch ahead per thread (else threads idle).
+struct LoaderSettings {
+  int64_t threads, prefetch;
+};
+LoaderSettings loader_settings(const DataOptions& d);
+
 }  // namespace mmt

@@ -28,7 +28,8 @@ struct LayerOptions {
   // Fused kernels: q, k and v as one matrix product, and one attention call over both streams'
   // queries when both read every key. Fewer, fuller kernels on a GPU; on the CPU they change
   // results in the last bits (summation order), so the CPU keeps the separate products whose
-  // numbers the study reports. -1: on CUDA only; 0 / 1: off / on (tests compare the two).
+  // numbers the study reports. -1: runtime.fused_layers (auto: CUDA only); 0 / 1: off / on
+  // (tests compare the two).
   int fused = -1;
 };
 

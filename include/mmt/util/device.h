@@ -24,6 +24,12 @@ torch::Device resolve_device(const std::string& name);
 /// (std::getenv when null; tests pass their own, as to read_dist_env).
 int default_cuda_index(int64_t visible, const std::function<const char*(const char*)>& get = nullptr);
 
+/// runtime.fused_layers for this process (configure_runtime sets it): whether layers built with
+/// LayerOptions::fused = -1 run the fused q/k/v product and joint attention on `device`
+/// (auto: CUDA only).
+void set_fused_layers(const std::string& mode);
+bool fused_layers_on(torch::Device device);
+
 /// True when runtime.precision asks for bf16 autocast.
 bool use_bf16(const RuntimeOptions& r);
 
