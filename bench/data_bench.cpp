@@ -3,7 +3,7 @@
  *   store  --path P --gb G   write a packed region store of about G GB (unless it exists), then read
  *                            every entry in random order: latency and resident-set growth
  *   loader --store P ...     region-feature batches per second through DatasetBatcher + BatchLoader
- *   synthetic [--set k=v]... synthetic pretraining batches per second through PretrainBatcher +
+ *   synthetic [--config F] [--set k=v]... synthetic pretraining batches per second through PretrainBatcher +
  *                            BatchPrefetcher (what training on a GPU uses), by thread count, and
  *                            the time of a batch that fills a length-bucketing pool against one
  *                            that does not
@@ -65,7 +65,9 @@ int main(int argc, char** argv) {
   auto* synthetic = app.add_subcommand("synthetic", "synthetic pretraining batches per second, by thread count");
   std::vector<std::string> overrides;
   std::vector<int64_t> thread_counts{1, 2};
-  synthetic->add_option("--set", overrides, "config override (default config: the tiny preset), repeatable")->take_all();
+  std::string config_path;
+  synthetic->add_option("--config", config_path, "experiment config (default: built-in defaults = tiny preset)");
+  synthetic->add_option("--set", overrides, "config override, repeatable")->take_all();
   synthetic->add_option("--batches", batches, "batches timed per thread count");
   synthetic->add_option("--threads", thread_counts, "thread counts to time")->take_all();
   CLI11_PARSE(app, argc, argv);
@@ -131,7 +133,7 @@ int main(int argc, char** argv) {
              {"latency_ms_p99", 1e3 * lat[lat.size() * 99 / 100]}, {"rss_growth_mb", (rss_max - rss0) / 1024.0},
              {"checksum", sum}};
     } else if (synthetic->parsed()) {
-      const auto cfg = mmt::load_config("", overrides);
+      const auto cfg = mmt::load_config(config_path, overrides);
       const mmt::synth::World world(cfg.data.synth);
       const mmt::Vocab vocab = mmt::data_vocab(cfg);
       // One batcher alone: the first batch of a pool builds the pool (captions drawn, encoded and

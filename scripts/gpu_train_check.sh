@@ -67,7 +67,7 @@ fi
 
 step "5. synthetic batch building by thread count (base preset, batch 1024)"
 if [ "$(left)" -gt 40 ]; then
-  timeout 35 build-gpu/bench/mmt_bench_data synthetic $(echo "$BASE" | sed 's/--config configs\/demo.json//') \
+  timeout 35 build-gpu/bench/mmt_bench_data synthetic $BASE \
     --set train.batch_size=1024 --batches 32 --threads 1 4 8 15 > "$OUT/bench-synthetic.json" 2>&1
   cat "$OUT/bench-synthetic.json"
 fi
