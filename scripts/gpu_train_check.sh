@@ -43,6 +43,8 @@ run_bench bf16-b1024-device --set runtime.precision=bf16 --set train.batch_size=
 # The same without the fused q/k/v product and joint attention (the CPU's path): what they give.
 run_bench bf16-b1024-unfused --set runtime.precision=bf16 --set train.batch_size=1024 --batches device --set runtime.fused_layers=off
 run_bench bf16-b2048-device --set runtime.precision=bf16 --set train.batch_size=2048 --batches device
+# Larger batches amortise the ~1,500 launches per step (the host's share): how far that goes.
+run_bench bf16-b4096-device --set runtime.precision=bf16 --set train.batch_size=4096 --batches device
 run_bench bf16-b1024-pinned --set runtime.precision=bf16 --set train.batch_size=1024 --batches pinned
 run_bench bf16-b256-device --set runtime.precision=bf16 --set train.batch_size=256 --batches device
 run_bench fp32-b1024-device --set runtime.precision=fp32 --set train.batch_size=1024 --batches device
