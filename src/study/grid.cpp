@@ -237,7 +237,7 @@ void run_study(const std::string& grid_path, const std::string& out_dir, std::os
   auto save_status = [&] {
     write_file_atomic(out_dir + "/study.json",
                       json{{"name", grid.name}, {"design", grid.design}, {"factors", grid.factors}, {"levels", grid.levels},
-                           {"seeds", grid.seeds}, {"cells", cell_names}, {"runs", status}}.dump(2) + "\n");
+                           {"seeds", study_seeds(status, grid.seeds)}, {"cells", cell_names}, {"runs", status}}.dump(2) + "\n");
   };
   // Seeds outermost: a study cut short still has every cell once.
   for (int64_t seed : grid.seeds) {

@@ -110,6 +110,17 @@ TEST(Study, PartOfAGridRunsAloneAndTheRestLater) {
   EXPECT_NE(r.err.find("another mmt study run is working in"), std::string::npos) << r.err;
   ::close(fd);
   EXPECT_EQ(run_mmt("study run " + grid + " --out " + out).status, 0);
+
+  // Another seed of one cell, run later: study.json and the report count both seeds (they listed
+  // the last invocation's only), and the report says which runs are missing.
+  r = run_mmt("study run " + grid + " --out " + out + " --cells attention=single_modality --seeds 2");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(json::parse(slurp(out + "/study.json"))["seeds"], json::array({1, 2}));
+  ASSERT_EQ(run_mmt("study report " + out).status, 0);
+  const std::string md = slurp(out + "/report.md");
+  EXPECT_NE(md.find("(2 seeds: [1,2])"), std::string::npos) << md;
+  EXPECT_NE(md.find("3 of 4 runs have results"), std::string::npos) << md;
+  EXPECT_NE(md.find("| attention=single_modality | 2 |"), std::string::npos) << md;
 }
 
 TEST(Study, KilledCellResumesToTheUninterruptedResult) {

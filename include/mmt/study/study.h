@@ -69,6 +69,10 @@ void run_study(const std::string& grid_path, const std::string& out_dir, std::os
 /// report.csv, report.html, charts/*.svg. Returns the Markdown.
 std::string report_study(const std::string& out_dir, std::ostream& log);
 
+/// The seeds of a study folder: those `declared` and those of its recorded `runs` (study.json's
+/// "runs"), sorted - a grid run in parts (--seeds 1, then --seeds 2) has them all.
+std::vector<int64_t> study_seeds(const nlohmann::json& runs, const std::vector<int64_t>& declared);
+
 /// mean and sample standard deviation (0 for one value).
 std::pair<double, double> mean_std(const std::vector<double>& v);
 
