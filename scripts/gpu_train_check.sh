@@ -8,7 +8,8 @@
 #      (bench/train_step_bench.cpp),
 #   3. a Kineto trace of three base bf16 steps (kernel times: scripts/trace_summary.py),
 #   4. `mmt train` end to end on the base preset, batch threads automatic,
-#   5. synthetic batch building at 1 to 15 threads (bench/data_bench.cpp `synthetic`).
+#   5. synthetic batch building at 1 to 15 threads (bench/data_bench.cpp `synthetic`),
+#   6. the NCCL process group (cmake -DMMT_NCCL=ON) built and run as a group of one rank.
 # Results, logs and the trace go in $OUT/results.tar.gz (a device machine returns 8 files at most).
 # Usage: OUT=DIR scripts/gpu_train_check.sh [deadline seconds, default 480]. Needs .gpu/
 # (scripts/gpu_deps.sh). Logs and results go to $OUT (default out/gpu).
@@ -72,6 +73,13 @@ if [ "$(left)" -gt 40 ]; then
   timeout 35 build-gpu/bench/mmt_bench_data synthetic $BASE \
     --set train.batch_size=1024 --batches 32 --threads 1 4 8 15 > "$OUT/bench-synthetic.json" 2>&1
   cat "$OUT/bench-synthetic.json"
+fi
+step "6. NCCL: the process group built (-DMMT_NCCL=ON, last: a failure here costs nothing above), one rank"
+if [ "$(left)" -gt 60 ]; then
+  cmake -S . -B build-gpu -DMMT_NCCL=ON > "$OUT/cmake-nccl.log" 2>&1; grep -i "nccl" "$OUT/cmake-nccl.log" | head -5
+  timeout $(( $(left) - 25 )) ninja -C build-gpu mmt_gpu_tests > "$OUT/build-nccl.log" 2>&1 \
+    || grep -B2 -A12 "error" "$OUT/build-nccl.log" | head -60
+  timeout 20 build-gpu/tests/mmt_gpu_tests --gtest_filter='*Nccl*' 2>&1 | tail -12
 fi
 step "done"
 # At most 8 files come back from a device machine: everything in one archive.

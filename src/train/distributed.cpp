@@ -1,11 +1,14 @@
-/* The c10d process group behind the Communicator interface (see distributed.h). The only file of
- * mmt that includes c10d headers. */
+/* The c10d process groups behind the Communicator interface (see distributed.h): Gloo here,
+ * NCCL in nccl_communicator.cpp, both through c10d_communicator.h - the only files of mmt that
+ * include c10d headers. */
 #include "mmt/train/distributed.h"
 
-#ifdef MMT_HAVE_GLOO  // CMakeLists.txt: gloo's headers found (USE_C10D_GLOO is set beside it)
-#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#if defined(MMT_HAVE_GLOO) || defined(MMT_HAVE_NCCL)  // CMakeLists.txt: what this libtorch can build
+#define MMT_HAVE_C10D 1
+#include "c10d_communicator.h"
+#endif
+#ifdef MMT_HAVE_GLOO  // gloo's headers found (USE_C10D_GLOO is set beside it)
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
-#include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #endif
 
 #include <algorithm>
@@ -13,6 +16,7 @@
 #include <mutex>
 
 #include "mmt/config/options.h"
+#include "mmt/util/device.h"
 
 namespace mmt {
 
@@ -32,125 +36,55 @@ std::shared_ptr<Communicator>& current() {
 }
 
 #ifdef MMT_HAVE_GLOO
-class GlooCommunicator : public Communicator {
- public:
-  GlooCommunicator(const DistEnv& env, std::chrono::milliseconds timeout) : env_(env), timeout_(timeout) {
-    try {
-      c10d::TCPStoreOptions o;
-      o.port = static_cast<std::uint16_t>(env.master_port);
-      o.isServer = env.rank == 0 && !env.agent_store;
-      o.numWorkers = env.world;
-      o.waitWorkers = false;
-      o.timeout = timeout;
-      c10::intrusive_ptr<c10d::Store> store = c10::make_intrusive<c10d::TCPStore>(env.master_addr, o);
-      // torchrun's agent serves the store for every restart: its keys live under the attempt.
-      if (env.agent_store) store = c10::make_intrusive<c10d::PrefixStore>("/worker/attempt_" + env.restart_count, store);
-      store = c10::make_intrusive<c10d::PrefixStore>("mmt", store);
-      auto options = c10d::ProcessGroupGloo::Options::create(timeout);
-      const char* ifname = std::getenv("GLOO_SOCKET_IFNAME");
-      options->devices.push_back(ifname && *ifname ? c10d::ProcessGroupGloo::createDeviceForInterface(ifname)
-                                                   : c10d::ProcessGroupGloo::createDefaultDevice());
-      options->threads = 1;
-      group_ = c10::make_intrusive<c10d::ProcessGroupGloo>(store, env.rank, env.world, options);
-    } catch (const std::exception& e) {
-      throw DistError("rank " + std::to_string(env.rank) + " of " + std::to_string(env.world) +
-                      ": could not join the process group at " + env.master_addr + ":" +
-                      std::to_string(env.master_port) + " within " + std::to_string(timeout.count() / 1000) +
-                      " s (runtime.dist_timeout_s): " + first_line(e.what()));
-    }
+std::shared_ptr<Communicator> connect_gloo(const DistEnv& env, std::chrono::milliseconds timeout) {
+  c10::intrusive_ptr<c10d::ProcessGroupGloo> group;
+  try {
+    auto options = c10d::ProcessGroupGloo::Options::create(timeout);
+    const char* ifname = std::getenv("GLOO_SOCKET_IFNAME");
+    options->devices.push_back(ifname && *ifname ? c10d::ProcessGroupGloo::createDeviceForInterface(ifname)
+                                                 : c10d::ProcessGroupGloo::createDefaultDevice());
+    options->threads = 1;
+    group = c10::make_intrusive<c10d::ProcessGroupGloo>(c10d_detail::rendezvous_store(env, timeout), env.rank, env.world,
+                                                       options);
+  } catch (const std::exception& e) {
+    throw c10d_detail::join_failure(env, timeout, e);
   }
-
-  int rank() const override { return env_.rank; }
-  int size() const override { return env_.world; }
-  std::string describe() const override { return env_.describe() + ", gloo"; }
-
-  void all_reduce_sum(torch::Tensor& t, const char* what) override {
-    std::vector<torch::Tensor> v{t};
-    run(what, [&] { return group_->allreduce(v); });
-  }
-
-  void start_all_reduce_sum(const torch::Tensor& t, const char* what) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    try {
-      std::vector<torch::Tensor> v{t};
-      started_.push_back(group_->allreduce(v));
-    } catch (const std::exception& e) {
-      throw failure(what, e);
-    }
-  }
-
-  void wait_started(const char* what) override {
-    std::vector<c10::intrusive_ptr<c10d::Work>> started;
-    {  // taken under the lock, waited for without it: a collective started meanwhile is not held up
-      std::lock_guard<std::mutex> lock(mu_);
-      started.swap(started_);
-    }
-    for (auto& work : started) {
-      try {
-        work->wait(timeout_);
-      } catch (const std::exception& e) {
-        throw failure(what, e);
-      }
-    }
-  }
-
-  torch::Tensor all_gather(const torch::Tensor& t, const char* what) override {
-    std::vector<torch::Tensor> in{t.contiguous()};
-    std::vector<std::vector<torch::Tensor>> out(1);
-    for (int r = 0; r < env_.world; ++r) out[0].push_back(torch::empty_like(in[0]));
-    run(what, [&] { return group_->allgather(out, in); });
-    return torch::stack(out[0]);
-  }
-
-  void broadcast(torch::Tensor& t, int root, const char* what) override {
-    std::vector<torch::Tensor> v{t};
-    c10d::BroadcastOptions o;
-    o.rootRank = root;
-    run(what, [&] { return group_->broadcast(v, o); });
-  }
-
-  void barrier(const char* what) override {
-    run(what, [&] { return group_->barrier(); });
-  }
-
- private:
-  static std::string first_line(const std::string& s) {
-    const size_t nl = s.find('\n');
-    return nl == std::string::npos ? s : s.substr(0, nl);
-  }
-
-  DistError failure(const char* what, const std::exception& e) const {
-    return DistError("rank " + std::to_string(env_.rank) + " of " + std::to_string(env_.world) + ": " + what +
-                     " failed across processes (another rank died or did not answer within " +
-                     std::to_string(timeout_.count() / 1000) + " s, runtime.dist_timeout_s): " + first_line(e.what()) +
-                     ". Relaunch the job with --resume to continue from the last checkpoint");
-  }
-
-  // Collectives are issued under the lock - every rank must issue them in the same order, and
-  // gradient buckets start theirs from autograd's threads - and waited for outside it.
-  template <class F>
-  void run(const char* what, F&& start) {
-    try {
-      c10::intrusive_ptr<c10d::Work> work;
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        work = start();
-      }
-      work->wait(timeout_);
-    } catch (const std::exception& e) {
-      throw failure(what, e);
-    }
-  }
-
-  DistEnv env_;
-  std::chrono::milliseconds timeout_;
-  std::mutex mu_;
-  c10::intrusive_ptr<c10d::ProcessGroupGloo> group_;
-  std::vector<c10::intrusive_ptr<c10d::Work>> started_;  // start_all_reduce_sum's, not yet waited for
-};
+  return std::make_shared<c10d_detail::C10dCommunicator<c10d::ProcessGroupGloo>>(env, timeout, group, "gloo", std::nullopt);
+}
 #endif
 
 }  // namespace
+
+#ifdef MMT_HAVE_C10D
+namespace c10d_detail {
+
+c10::intrusive_ptr<c10d::Store> rendezvous_store(const DistEnv& env, std::chrono::milliseconds timeout) {
+  c10d::TCPStoreOptions o;
+  o.port = static_cast<std::uint16_t>(env.master_port);
+  o.isServer = env.rank == 0 && !env.agent_store;
+  o.numWorkers = env.world;
+  o.waitWorkers = false;
+  o.timeout = timeout;
+  c10::intrusive_ptr<c10d::Store> store = c10::make_intrusive<c10d::TCPStore>(env.master_addr, o);
+  // torchrun's agent serves the store for every restart: its keys live under the attempt.
+  if (env.agent_store) store = c10::make_intrusive<c10d::PrefixStore>("/worker/attempt_" + env.restart_count, store);
+  return c10::make_intrusive<c10d::PrefixStore>("mmt", store);
+}
+
+std::string first_line(const std::string& s) {
+  const size_t nl = s.find('\n');
+  return nl == std::string::npos ? s : s.substr(0, nl);
+}
+
+DistError join_failure(const DistEnv& env, std::chrono::milliseconds timeout, const std::exception& e) {
+  return DistError("rank " + std::to_string(env.rank) + " of " + std::to_string(env.world) +
+                   ": could not join the process group at " + env.master_addr + ":" + std::to_string(env.master_port) +
+                   " within " + std::to_string(timeout.count() / 1000) + " s (runtime.dist_timeout_s): " +
+                   first_line(e.what()));
+}
+
+}  // namespace c10d_detail
+#endif
 
 std::string DistEnv::describe() const {
   if (!distributed()) return "one process";
@@ -200,15 +134,37 @@ DistEnv read_dist_env(const std::function<const char*(const char*)>& get_fn) {
   return env;
 }
 
+std::vector<std::string> process_group_backends() {
+  std::vector<std::string> b;
+#ifdef MMT_HAVE_GLOO
+  b.push_back("gloo");
+#endif
+#ifdef MMT_HAVE_NCCL
+  b.push_back("nccl");
+#endif
+  return b;
+}
+
+std::shared_ptr<Communicator> open_process_group(const DistEnv& env, const RuntimeOptions& runtime) {
+  if (runtime.dist_timeout_s <= 0) throw Error("runtime.dist_timeout_s must be > 0");
+  [[maybe_unused]] const auto timeout = std::chrono::milliseconds(static_cast<int64_t>(runtime.dist_timeout_s * 1000));
+  [[maybe_unused]] const torch::Device device = resolve_device(runtime.device);
+#ifdef MMT_HAVE_NCCL
+  if (device.is_cuda()) return c10d_detail::connect_nccl(env, timeout, device);
+#endif
+#ifdef MMT_HAVE_GLOO
+  return connect_gloo(env, timeout);
+#else
+  throw Error("WORLD_SIZE=" + std::to_string(env.world) + ": this mmt was built without a process group for " +
+              (device.is_cuda() ? std::string("CUDA (neither NCCL nor gloo's headers were found)")
+                                : std::string("the CPU (gloo's headers were missing: apt-get install libgloo-dev)")) +
+              "; rebuild with them (docs/distributed.md)");
+#endif
+}
+
 std::shared_ptr<Communicator> connect(const DistEnv& env, const RuntimeOptions& runtime) {
   if (!env.distributed()) return nullptr;
-  if (runtime.dist_timeout_s <= 0) throw Error("runtime.dist_timeout_s must be > 0");
-#ifdef MMT_HAVE_GLOO
-  return std::make_shared<GlooCommunicator>(env, std::chrono::milliseconds(static_cast<int64_t>(runtime.dist_timeout_s * 1000)));
-#else
-  throw Error("WORLD_SIZE=" + std::to_string(env.world) + ": this mmt was built without distributed training "
-              "(gloo's headers were missing: apt-get install libgloo-dev, then rebuild)");
-#endif
+  return open_process_group(env, runtime);
 }
 
 std::shared_ptr<Communicator> current_communicator() { return current(); }

@@ -5,11 +5,13 @@
  *   - a bf16 autocast step stays finite and near the fp32 losses;
  *   - exact scores on CUDA equal the CPU's;
  *   - the pinned prefetcher delivers the batcher's batches;
- *   - libtorch's fused AdamW (the CUDA default) gives the flat-buffer update's parameters. */
+ *   - libtorch's fused AdamW (the CUDA default) gives the flat-buffer update's parameters;
+ *   - a one-rank NCCL group runs every collective (built with -DMMT_NCCL=ON). */
 #include <gtest/gtest.h>
 #include <torch/cuda.h>
 #include <torch/version.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 
@@ -23,7 +25,9 @@
 #include "mmt/eval/exact_scorer.h"
 #include "mmt/model/transformer.h"
 #include "mmt/train/flat_adamw.h"
+#include "mmt/train/distributed.h"
 #include "mmt/train/pretrain_step.h"
+#include "../common/free_port.h"
 #include "../unit/test_util.h"
 
 namespace mmt {
@@ -159,6 +163,40 @@ TEST(Gpu, FusedAdamWEqualsTheFlatUpdate) {
       EXPECT_TRUE(torch::allclose(flat[i], cpu[i], 1e-5, 1e-6)) << "parameter " << i << " decoupled " << decoupled;
     }
   }
+}
+
+// NCCL (cmake -DMMT_NCCL=ON): a group of one rank on this GPU - the lent machines have one GPU,
+// and NCCL refuses two ranks on one device. Sums and gathers are then the identity; what is
+// checked is the path: rendezvous, collectives, and CPU tensors travelling to the GPU and back.
+TEST(Gpu, NcclGroupOfOneRankRunsEveryCollective) {
+  SKIP_WITHOUT_CUDA();
+  const auto backends = process_group_backends();
+  if (std::find(backends.begin(), backends.end(), "nccl") == backends.end())
+    GTEST_SKIP() << "built without NCCL (cmake -DMMT_NCCL=ON)";
+  if (gpu() == "cpu") GTEST_SKIP() << "NCCL needs a GPU";
+  DistEnv env;
+  env.master_addr = "127.0.0.1", env.master_port = test_net::free_port(), env.launcher = "test";
+  RuntimeOptions runtime;
+  runtime.device = "cuda", runtime.dist_timeout_s = 60;
+  const auto comm = open_process_group(env, runtime);
+  EXPECT_NE(comm->describe().find("nccl"), std::string::npos) << comm->describe();
+  auto host = torch::tensor({1.5, -2.0}, torch::kFloat64);
+  comm->all_reduce_sum(host, "host sum");
+  EXPECT_TRUE(host.device().is_cpu());
+  EXPECT_TRUE(torch::equal(host, torch::tensor({1.5, -2.0}, torch::kFloat64)));
+  auto dev = torch::arange(6, torch::device(torch::kCUDA).dtype(torch::kFloat32));
+  comm->start_all_reduce_sum(dev, "bucket");
+  comm->wait_started("buckets");
+  EXPECT_TRUE(torch::equal(dev.cpu(), torch::arange(6, torch::kFloat32)));
+  const auto gathered = comm->all_gather(torch::ones({2, 3}, torch::kInt64), "gather");
+  EXPECT_TRUE(gathered.device().is_cpu());
+  EXPECT_EQ(gathered.sizes(), (std::vector<int64_t>{1, 2, 3}));
+  auto b = torch::full({4}, 7.0);
+  comm->broadcast(b, 0, "broadcast");
+  EXPECT_TRUE(torch::equal(b, torch::full({4}, 7.0)));
+  comm->barrier("barrier");
+  // Gradient buckets must already be on the group's GPU.
+  EXPECT_THROW(comm->start_all_reduce_sum(torch::ones({2}), "host bucket"), c10::Error);
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace mmt {
 
@@ -29,9 +30,16 @@ struct DistEnv {
 /// values are errors naming the variable. `get` is getenv (a parameter for the tests).
 DistEnv read_dist_env(const std::function<const char*(const char*)>& get = nullptr);
 
-/// Joins the process group of `env` (TCPStore rendezvous, then Gloo), waiting at most
-/// runtime.dist_timeout_s for the other ranks. Null for a single process.
+/// Joins the process group of `env` (TCPStore rendezvous, then NCCL when runtime.device is CUDA
+/// and mmt was built with it, else Gloo - which also sums CUDA tensors, through the host),
+/// waiting at most runtime.dist_timeout_s for the other ranks. Null for a single process.
 std::shared_ptr<Communicator> connect(const DistEnv& env, const RuntimeOptions& runtime);
+
+/// connect() for any world size, one included (the GPU tests' one-rank NCCL group).
+std::shared_ptr<Communicator> open_process_group(const DistEnv& env, const RuntimeOptions& runtime);
+
+/// The process groups this mmt was built with: "gloo", "nccl" (empty: one process only).
+std::vector<std::string> process_group_backends();
 
 /// The process group of this process, set once by the CLI (null: a single process).
 std::shared_ptr<Communicator> current_communicator();
