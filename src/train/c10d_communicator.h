@@ -68,7 +68,7 @@ class C10dCommunicator : public Communicator {
     }
     for (auto& work : started) {
       try {
-        work->wait(timeout_);
+        wait(*work);
       } catch (const std::exception& e) {
         throw failure(what, e);
       }
@@ -108,8 +108,7 @@ class C10dCommunicator : public Communicator {
   }
 
   // Collectives are issued under the lock - every rank must issue them in the same order, and
-  // gradient buckets start theirs from autograd's threads - and waited for outside it. (NCCL's
-  // wait makes the current stream wait; a copy back to the host then waits for the sum.)
+  // gradient buckets start theirs from autograd's threads - and waited for outside it.
   template <class F>
   void run(const char* what, F&& start) {
     try {
@@ -118,10 +117,18 @@ class C10dCommunicator : public Communicator {
         std::lock_guard<std::mutex> lock(mu_);
         work = start();
       }
-      work->wait(timeout_);
+      wait(*work);
     } catch (const std::exception& e) {
       throw failure(what, e);
     }
+  }
+
+  // Gloo: the host waits, at most the timeout. NCCL: the current stream waits (the host goes on
+  // launching; a copy to the host then waits for the result), and NCCL's watchdog enforces the
+  // group's timeout (options->timeout) - a host wait here would cost the overlap.
+  void wait(c10d::Work& work) const {
+    if (staging_) work.wait();
+    else work.wait(timeout_);
   }
 
   DistEnv env_;
