@@ -142,6 +142,26 @@ TEST(Gloo, SumsGathersAndBroadcasts) {
   });
 }
 
+// open_process_group serves any world size: one rank on the CPU takes Gloo (what the GPU tests
+// do with NCCL), and connect() stays null for one process.
+TEST(Gloo, AGroupOfOneRankIsTheIdentity) {
+  DistEnv env;
+  env.master_addr = "127.0.0.1", env.master_port = free_port();
+  RuntimeOptions rt;
+  rt.dist_timeout_s = 30;
+  EXPECT_EQ(connect(env, rt), nullptr);
+  const auto comm = open_process_group(env, rt);
+  EXPECT_NE(comm->describe().find("gloo"), std::string::npos) << comm->describe();
+  auto t = torch::tensor({1.5, -2.0}, torch::kFloat64);
+  comm->all_reduce_sum(t, "sum");
+  EXPECT_TRUE(t.equal(torch::tensor({1.5, -2.0}, torch::kFloat64)));
+  comm->start_all_reduce_sum(t, "bucket");
+  comm->wait_started("buckets");
+  EXPECT_TRUE(t.equal(torch::tensor({1.5, -2.0}, torch::kFloat64)));
+  EXPECT_EQ(comm->all_gather(torch::ones({2, 3}), "gather").sizes(), (std::vector<int64_t>{1, 2, 3}));
+  comm->barrier("barrier");
+}
+
 TEST(Gloo, AFailureOnOneRankStopsTheOtherWithAMessage) {
   two_ranks(30, [](int r, Communicator& comm) {
     try {
