@@ -160,23 +160,25 @@ PairScorer::PairScorer(MultimodalTransformerImpl& model, const std::vector<std::
     }
     s.images.push_back({items, torch::cat(states), torch::cat(masks)});
   }
-  // Captions by length (a group's captions have one length: nothing is padded).
-  std::map<int64_t, std::vector<int64_t>> by_length;
-  for (int64_t c = 0; c < s.nc; ++c) by_length[static_cast<int64_t>(captions[c].size())].push_back(c);
+  // Distinct captions grouped by length (a group's captions have one length: nothing is padded).
+  const DistinctCaptions distinct = distinct_captions(captions);
+  std::vector<std::vector<int64_t>> items_of(distinct.rows.size());  // distinct row -> its captions
+  for (int64_t c = 0; c < s.nc; ++c) items_of[static_cast<size_t>(distinct.row_of[c])].push_back(c);
+  std::map<int64_t, std::vector<int64_t>> by_length;  // length -> distinct rows
+  for (size_t d = 0; d < distinct.rows.size(); ++d)
+    by_length[static_cast<int64_t>(distinct.rows[d].size())].push_back(static_cast<int64_t>(d));
   s.caption_at.resize(static_cast<size_t>(s.nc));
-  for (auto& [length, all] : by_length) {
-    std::map<std::vector<int64_t>, int64_t> row_of;
+  for (auto& [length, rows] : by_length) {
     std::vector<std::vector<int64_t>> items;
-    for (int64_t c : all) {
-      const auto [it, fresh] = row_of.emplace(captions[c], static_cast<int64_t>(items.size()));
-      if (fresh) items.emplace_back();
-      items[it->second].push_back(c);
-      s.caption_at[c] = {static_cast<int64_t>(s.captions.size()), it->second};
+    for (int64_t d : rows) {
+      for (int64_t c : items_of[static_cast<size_t>(d)])
+        s.caption_at[c] = {static_cast<int64_t>(s.captions.size()), static_cast<int64_t>(items.size())};
+      items.push_back(std::move(items_of[static_cast<size_t>(d)]));
     }
     std::vector<torch::Tensor> states, masks;
-    for (size_t a = 0; a < items.size(); a += 256) {
+    for (size_t a = 0; a < rows.size(); a += 256) {
       std::vector<std::vector<int64_t>> ids;
-      for (size_t r = a; r < std::min(items.size(), a + 256); ++r) ids.push_back(captions[items[r].front()]);
+      for (size_t r = a; r < std::min(rows.size(), a + 256); ++r) ids.push_back(distinct.rows[static_cast<size_t>(rows[r])]);
       Batch b;
       pad_text(ids, /*pad_id=*/0, b);
       b = batch_to(b, s.device);
@@ -185,6 +187,18 @@ PairScorer::PairScorer(MultimodalTransformerImpl& model, const std::vector<std::
     }
     s.captions.push_back({items, torch::cat(states), torch::cat(masks)});
   }
+}
+
+DistinctCaptions distinct_captions(const std::vector<std::vector<int64_t>>& captions) {
+  DistinctCaptions d;
+  std::map<std::vector<int64_t>, int64_t> row;
+  d.row_of.reserve(captions.size());
+  for (const auto& c : captions) {
+    const auto [it, fresh] = row.emplace(c, static_cast<int64_t>(d.rows.size()));
+    if (fresh) d.rows.push_back(c);
+    d.row_of.push_back(it->second);
+  }
+  return d;
 }
 
 PairScorer::~PairScorer() {

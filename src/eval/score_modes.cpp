@@ -2,7 +2,6 @@
 #include "mmt/eval/score_modes.h"
 
 #include <algorithm>
-#include <map>
 #include <ostream>
 
 #include "mmt/config/options.h"
@@ -48,22 +47,15 @@ std::vector<float> distributed_exact(MultimodalTransformerImpl& model, const std
                                      const ImageSource& images, const ExactScorerOptions& so, Communicator& comm,
                                      Progress& progress) {
   const int64_t nc = static_cast<int64_t>(captions.size()), ni = images.size();
-  std::map<std::vector<int64_t>, int64_t> row_of;
-  std::vector<std::vector<int64_t>> distinct;
-  std::vector<int64_t> caption_row(nc);
-  for (int64_t c = 0; c < nc; ++c) {
-    const auto [it, added] = row_of.emplace(captions[c], static_cast<int64_t>(distinct.size()));
-    if (added) distinct.push_back(captions[c]);
-    caption_row[c] = it->second;
-  }
-  const int64_t nd = static_cast<int64_t>(distinct.size());
+  const DistinctCaptions distinct = distinct_captions(captions);
+  const int64_t nd = static_cast<int64_t>(distinct.rows.size());
   std::vector<int64_t> rows_of;
   for (int r = 0; r < comm.size(); ++r) {
     const auto [b, end] = shard_range(nd, r, comm.size());
     rows_of.push_back(end - b);
   }
   const auto [begin, end] = shard_range(nd, comm.rank(), comm.size());
-  const std::vector<std::vector<int64_t>> mine(distinct.begin() + begin, distinct.begin() + end);
+  const std::vector<std::vector<int64_t>> mine(distinct.rows.begin() + begin, distinct.rows.begin() + end);
   std::vector<float> local;
   if (!mine.empty()) {
     PairScorer shard(model, mine, images, so);
@@ -75,7 +67,10 @@ std::vector<float> distributed_exact(MultimodalTransformerImpl& model, const std
   const auto all = all_gather_rows(comm, rows, rows_of, "exact score rows").contiguous();
   const float* a = all.data_ptr<float>();
   std::vector<float> scores(static_cast<size_t>(nc * ni));
-  for (int64_t c = 0; c < nc; ++c) std::copy(a + caption_row[c] * ni, a + (caption_row[c] + 1) * ni, scores.begin() + c * ni);
+  for (int64_t c = 0; c < nc; ++c) {
+    const int64_t row = distinct.row_of[static_cast<size_t>(c)];
+    std::copy(a + row * ni, a + (row + 1) * ni, scores.begin() + c * ni);
+  }
   return scores;
 }
 

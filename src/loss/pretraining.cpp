@@ -123,12 +123,14 @@ LossOutput pretraining_loss(MultimodalTransformerImpl& model, const Batch& batch
   enum { kMlm, kMrm, kItm, kDual, kCounts };
   const bool mlm_on = t.mlm_weight > 0 && batch.mlm_labels.defined();
   const bool itm_on = t.itm_weight > 0 && batch.itm_labels.defined();
+  // The counts on the host: given (read before the batch moved), else read here - either way the
+  // positions below come from them by a stable sort.
+  const HostCounts c = counts ? *counts : host_counts(batch);
   torch::Tensor dual_rows;
   if (t.dual_contrastive_weight > 0)  // in-batch InfoNCE over the matched pairs (mismatched ones would be false positives)
-    dual_rows = batch.itm_labels.defined() ? true_positions(batch.itm_labels.eq(1), counts ? &counts->itm_matched : nullptr)
+    dual_rows = batch.itm_labels.defined() ? true_positions(batch.itm_labels.eq(1), &c.itm_matched)
                                            : torch::arange(batch.size(), batch.text_ids.options());
   std::vector<double> local(kCounts, 0.0);
-  const HostCounts c = counts ? *counts : host_counts(batch);
   if (mlm_on) local[kMlm] = static_cast<double>(c.mlm);
   if (batch.mrm_mask.defined()) local[kMrm] = static_cast<double>(c.mrm);
   if (itm_on) local[kItm] = static_cast<double>(batch.size());
@@ -174,7 +176,7 @@ LossOutput pretraining_loss(MultimodalTransformerImpl& model, const Batch& batch
   };
   if (mlm_on && global[kMlm] > 0) {
     if (local[kMlm] > 0) {
-      auto [loss, acc] = mlm_tensors(model, enc, batch.mlm_labels, counts ? &c.mlm : nullptr);
+      auto [loss, acc] = mlm_tensors(model, enc, batch.mlm_labels, &c.mlm);
       add("mlm", loss, t.mlm_weight, acc, share(kMlm), true);
     } else {
       add("mlm", torch::Tensor(), t.mlm_weight, torch::Tensor(), 0.0, true);
@@ -183,7 +185,7 @@ LossOutput pretraining_loss(MultimodalTransformerImpl& model, const Batch& batch
   if (global[kMrm] > 0) {
     torch::Tensor positions, states, classes;
     if (local[kMrm] > 0) {
-      positions = true_positions(batch.mrm_mask.reshape({-1}), counts ? &c.mrm : nullptr);
+      positions = true_positions(batch.mrm_mask.reshape({-1}), &c.mrm);
       states = enc.image.reshape({-1, enc.image.size(2)}).index_select(0, positions);  // (M, H)
       classes = batch.region_classes.reshape({-1, batch.region_classes.size(2)}).index_select(0, positions);
     }

@@ -13,7 +13,6 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <mutex>
 
 #include "mmt/config/options.h"
 #include "mmt/util/device.h"

@@ -72,6 +72,15 @@ class PairScorer {
   std::unique_ptr<Impl> impl_;
 };
 
+/// Identical captions once: the distinct ones in first-seen order, and each caption's row among
+/// them. Exact scoring gives a row one score for all its captions (their ties exact), and
+/// distributed scoring splits rows, not captions, between the ranks.
+struct DistinctCaptions {
+  std::vector<std::vector<int64_t>> rows;
+  std::vector<int64_t> row_of;  // caption -> row
+};
+DistinctCaptions distinct_captions(const std::vector<std::vector<int64_t>>& captions);
+
 /// Scores (num_captions x num_images), row-major, for every caption (token ids with [CLS]
 /// and [SEP]) against every image of the source.
 std::vector<float> score_exact(MultimodalTransformerImpl& model, const std::vector<std::vector<int64_t>>& captions,
