@@ -5,8 +5,10 @@
 #include <future>
 #include <map>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <numeric>
 
+#include "mmt/config/config.h"
 #include "mmt/data/synthetic_world.h"
 #include "mmt/text/vocab.h"
 #include "mmt/util/error.h"
@@ -16,6 +18,14 @@ namespace mmt {
 
 namespace {
 enum Stream : uint64_t { kEpochOrder = 11, kPoolOrder, kPairing, kNegatives };
+
+// What a stream's pools depend on: the config (scenes, batch and pool sizes, seed, text length,
+// the image settings that the length sort reads) and the vocabulary that encodes the captions.
+std::string stream_identity(const ExperimentConfig& cfg, const Vocab& vocab) {
+  std::string id = config_identity(cfg).dump();
+  for (int64_t t = 0; t < vocab.size(); ++t) id += "\n" + vocab.token(t);
+  return id;
+}
 }
 
 std::vector<int64_t> mask_tokens(std::vector<int64_t>& ids, const Vocab& vocab, double prob, Rng& rng,
@@ -76,6 +86,11 @@ void mask_regions(Batch& batch, const std::vector<char>& mask_example, const std
 // wanted again is rebuilt. A pool being built is a future the other threads wait on.
 class PretrainBatcher::Pools {
  public:
+  const synth::World* world;
+  const std::string identity;  // stream_identity() of the batchers that share these pools
+
+  Pools(const synth::World& w, std::string id) : world(&w), identity(std::move(id)) {}
+
   std::shared_ptr<const Pool> get(int64_t index, const PretrainBatcher& builder) {
     std::promise<std::shared_ptr<const Pool>> promise;
     std::shared_future<std::shared_ptr<const Pool>> pool;
@@ -123,13 +138,10 @@ PretrainBatcher::PretrainBatcher(const synth::World& world, const Vocab& vocab, 
       max_text_len_(cfg.model.max_text_len),
       batch_size_(cfg.train.batch_size),
       pool_batches_(cfg.data.bucket_batches),
-      pools_(share_pools_with ? share_pools_with->pools_ : std::make_shared<Pools>()) {
-  if (share_pools_with) {
-    const PretrainBatcher& o = *share_pools_with;
-    if (&o.world_ != &world_ || o.batch_size_ != batch_size_ || o.pool_batches_ != pool_batches_ ||
-        o.max_text_len_ != max_text_len_ || o.train_.seed != train_.seed)
-      throw Error("PretrainBatcher: pools can be shared only between batchers of one world and config");
-  }
+      pools_(share_pools_with ? share_pools_with->pools_
+                              : std::make_shared<Pools>(world, stream_identity(cfg, vocab))) {
+  if (share_pools_with && (pools_->world != &world || pools_->identity != stream_identity(cfg, vocab)))
+    throw Error("PretrainBatcher: pools can be shared only between batchers of one world, config and vocabulary");
 }
 
 PretrainBatcher::~PretrainBatcher() = default;

@@ -67,9 +67,12 @@ std::string mode_phrase(const ExperimentConfig& cfg) {
 
 // Overrides allowed at evaluation: they change what is measured, not the trained model.
 void check_eval_overrides(const ExperimentConfig& trained, const ExperimentConfig& now) {
-  json a = config_identity(trained), b = config_identity(now);
+  // Not config_identity: what it lets a resumed run change (train.steps, the loader's threads)
+  // means nothing to an evaluation, and accepting it silently would suggest it did.
+  json a = config_to_json(trained), b = config_to_json(now);
   for (auto* j : {&a, &b}) {
     j->erase("eval");
+    j->erase("runtime");
     (*j)["data"]["synth"].erase("num_test_images");
     (*j)["data"]["synth"].erase("captions_per_image");
   }

@@ -122,6 +122,10 @@ TEST(TrainEval, FineTunedRunsAreLabelledFineTuned) {
   r = run_mmt("eval --run " + pre + protocol + " --set data.cased=true");
   EXPECT_EQ(r.status, 2);
   EXPECT_NE(r.err.find("may change only eval.*, runtime.*"), std::string::npos) << r.err;
+  // Nor what a resumed training run may change: it would mean nothing here.
+  r = run_mmt("eval --run " + pre + protocol + " --set train.steps=5");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.err.find("may change only eval.*, runtime.*"), std::string::npos) << r.err;
 
   // A run that is not finished cannot be fine-tuned.
   r = run_mmt("finetune --run " + own("nothing") + " --karpathy " + data + "train/dataset_synth.json --out " + own("ft2"));

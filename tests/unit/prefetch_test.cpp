@@ -129,9 +129,19 @@ TEST(Prefetch, SharingPoolsNeedsTheSameStream) {
   ExperimentConfig cfg = load_config("", {"data.synth.num_train_images=300", "train.batch_size=8"});
   const synth::World world(cfg.data.synth);
   PretrainBatcher a(world, data_vocab(cfg), cfg);
+  EXPECT_NO_THROW(PretrainBatcher(world, data_vocab(cfg), cfg, &a));
+  // Whatever the pools' contents depend on: batch size, the image tokens the length sort reads,
+  // the vocabulary that encodes the captions, the world itself.
   ExperimentConfig other = cfg;
   other.train.batch_size = 16;
   EXPECT_THROW(PretrainBatcher(world, data_vocab(other), other, &a), Error);
+  other = cfg;
+  other.data.max_regions = cfg.data.max_regions - 1;
+  EXPECT_THROW(PretrainBatcher(world, data_vocab(other), other, &a), Error);
+  Vocab smaller = Vocab::from_words({"a", "red", "cube"});
+  EXPECT_THROW(PretrainBatcher(world, smaller, cfg, &a), Error);
+  const synth::World twin(cfg.data.synth);
+  EXPECT_THROW(PretrainBatcher(twin, data_vocab(cfg), cfg, &a), Error);
 }
 
 }  // namespace
