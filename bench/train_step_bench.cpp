@@ -12,6 +12,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <memory>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -118,6 +119,10 @@ int main(int argc, char** argv) {
                  "after the timed steps, profile --profile-steps more with libtorch's Kineto profiler (CPU ops "
                  "and CUDA kernels) and write the Chrome trace here (libtorch >= 2)");
   app.add_option("--profile-steps", profile_steps, "steps in the profile");
+  bool read_each_step = false;
+  app.add_flag("--read-each-step", read_each_step,
+               "read each step's result before queuing the next (the trainer reads it one step late, so that "
+               "on a GPU the host queues step s + 1 while the device runs step s)");
   CLI11_PARSE(app, argc, argv);
   try {
     const auto cfg = mmt::load_config(config_path, overrides);
@@ -166,15 +171,29 @@ int main(int argc, char** argv) {
     }
     const double peak = device.is_cuda() ? cuda_bf16_peak_gflops(device) : matmul_peak_gflops();
 
-    for (int64_t s = 0; s < warmup; ++s) stepper.run(staged[s], cfg.train.lr, s);
+    // Steps first..end-1 (batch `batch_of(s)`), each read once the next is queued, as the trainer
+    // does (PretrainStep::launch: on a GPU the host then need not wait for the device).
+    auto run_steps = [&](int64_t first, int64_t end, const std::function<int64_t(int64_t)>& batch_of) {
+      if (read_each_step) {
+        for (int64_t s = first; s < end; ++s) stepper.run(staged[batch_of(s)], cfg.train.lr, s);
+        return;
+      }
+      std::optional<mmt::PretrainStep::Pending> behind;
+      for (int64_t s = first; s < end; ++s) {
+        auto now = stepper.launch({staged[batch_of(s)]}, cfg.train.lr, s);
+        if (behind) behind->get();
+        behind = std::move(now);
+      }
+      if (behind) behind->get();
+    };
+    auto same = [](int64_t s) { return s; };
+    run_steps(0, warmup, same);
     sync(device);
     double flops = 0, text_real = 0, text_all = 0, img_real = 0, img_all = 0;
     int64_t examples = 0;
     const auto t0 = Clock::now();
-    for (int64_t s = warmup; s < warmup + steps; ++s) {
-      stepper.run(staged[s], cfg.train.lr, s);
-      examples += batches[s].size();
-    }
+    run_steps(warmup, warmup + steps, same);
+    for (int64_t s = warmup; s < warmup + steps; ++s) examples += batches[s].size();
     sync(device);
     const double secs = since(t0);
     if (!profile_path.empty()) {
@@ -185,7 +204,7 @@ int main(int argc, char** argv) {
       if (device.is_cuda()) activities.insert(prof::ActivityType::CUDA);
       prof::prepareProfiler(pc, activities);
       prof::enableProfiler(pc, activities);
-      for (int64_t s = 0; s < profile_steps; ++s) stepper.run(staged[warmup + s % steps], cfg.train.lr, warmup + steps + s);
+      run_steps(warmup + steps, warmup + steps + profile_steps, [&](int64_t s) { return warmup + (s - warmup - steps) % steps; });
       sync(device);
       prof::disableProfiler()->save(profile_path);
       std::fprintf(stderr, "mmt train step: %ld profiled steps written to %s\n", long(profile_steps), profile_path.c_str());
@@ -209,6 +228,7 @@ int main(int argc, char** argv) {
                           {"device", mmt::describe_device(device, mmt::use_bf16(cfg.runtime))},
                           {"batches", batches_on},
                           {"fused_adamw", stepper.optimizer().fused()},
+                          {"read_ahead", stepper.defers() && !read_each_step},
                           {"examples_per_s", examples / secs},
                           {"ms_per_step", 1000.0 * secs / steps},
                           {"batch_prep_ms_per_step", 1000.0 * data_s},  // one batch, one thread

@@ -3,8 +3,8 @@
 # PyTorch 2.x (docs/gpu.md). Builds mmt, the GPU tests and the training-step bench against
 # PyTorch's libtorch, then, most important first, each under the deadline:
 #   1. the GPU tests (tests/gpu/gpu_test.cpp),
-#   2. base-preset training steps (bf16 and fp32, batch 256 to 2048, fused layer kernels on and
-#      off): examples/s and TFLOP/s against the card's measured bf16 matrix peak
+#   2. base-preset training steps (bf16 and fp32, batch 256 to 4096, fused layer kernels on and
+#      off, steps read one late or each at once): examples/s and TFLOP/s against the card's measured bf16 matrix peak
 #      (bench/train_step_bench.cpp),
 #   3. a Kineto trace of three base bf16 steps (kernel times: scripts/trace_summary.py),
 #   4. `mmt train` end to end on the base preset, batch threads automatic,
@@ -43,6 +43,8 @@ run_bench() {  # name, then bench arguments
 run_bench bf16-b1024-device --set runtime.precision=bf16 --set train.batch_size=1024 --batches device
 # The same without the fused q/k/v product and joint attention (the CPU's path): what they give.
 run_bench bf16-b1024-unfused --set runtime.precision=bf16 --set train.batch_size=1024 --batches device --set runtime.fused_layers=off
+# Each step read before the next is queued (the trainer reads it one step late): the host's waits.
+run_bench bf16-b1024-each --set runtime.precision=bf16 --set train.batch_size=1024 --batches device --read-each-step
 run_bench bf16-b2048-device --set runtime.precision=bf16 --set train.batch_size=2048 --batches device
 # Larger batches amortise the ~1,500 launches per step (the host's share): how far that goes.
 run_bench bf16-b4096-device --set runtime.precision=bf16 --set train.batch_size=4096 --batches device

@@ -115,8 +115,24 @@ std::pair<torch::Tensor, double> loss_dual_contrastive(const torch::Tensor& text
   return on_host(dual_contrastive_tensors(text_emb, image_emb, scale));
 }
 
+void DeviceMetrics::add(std::string name, torch::Tensor value, double factor) {
+  names.push_back(std::move(name));
+  values.push_back(std::move(value));
+  factors.push_back(factor);
+}
+
+std::vector<double> DeviceMetrics::read() const {
+  if (values.empty()) return {};
+  std::vector<torch::Tensor> scalars;
+  for (const auto& v : values) scalars.push_back(v.reshape({}).to(torch::kFloat64));
+  const auto host = torch::stack(scalars).to(torch::kCPU).contiguous();
+  std::vector<double> out(values.size());
+  for (size_t i = 0; i < out.size(); ++i) out[i] = host.data_ptr<double>()[i] * factors[i];
+  return out;
+}
+
 LossOutput pretraining_loss(MultimodalTransformerImpl& model, const Batch& batch, const TrainOptions& t,
-                            Communicator* comm, const HostCounts* counts) {
+                            Communicator* comm, const HostCounts* counts, bool defer) {
   const bool distributed = comm && comm->size() > 1;
   // How many terms each loss averages over here, and over every rank: a loss computed as a mean
   // over the local terms, times local / global, is this rank's share of the global mean.
@@ -149,14 +165,9 @@ LossOutput pretraining_loss(MultimodalTransformerImpl& model, const Batch& batch
   const Encoded enc = model.encode(batch, /*per_layer=*/t.itm_all_layers);
   LossOutput out;
   out.total = torch::zeros({}, torch::device(enc.text.device()));
-  // The metrics as scalar tensors (values already times their share), read in one transfer at
-  // the end: one wait for the device per step rather than one per number.
-  struct Pending {
-    std::string name;
-    torch::Tensor value;  // scalar, detached
-    double factor;        // this rank's share, applied on the host
-  };
-  std::vector<Pending> pending;
+  // The metrics as scalar tensors (factor: this rank's share, applied on the host), read in one
+  // transfer at the end: one wait for the device per step rather than one per number.
+  DeviceMetrics& pending = out.pending;
   std::map<std::string, double> weights;  // of each loss in the reported total
   // `f`: this rank's share of the loss (1 in one process); the metrics are shares too, so summing
   // them over ranks gives the global values.
@@ -165,12 +176,12 @@ LossOutput pretraining_loss(MultimodalTransformerImpl& model, const Batch& batch
   auto add = [&](const char* name, const torch::Tensor& loss, double weight, const torch::Tensor& acc, double f,
                  bool has_acc) {
     if (f > 0) out.total = out.total + (f == 1.0 ? weight * loss : weight * f * loss);
-    if (f > 0) pending.push_back({name, loss.detach(), f});
+    if (f > 0) pending.add(name, loss.detach(), f);
     else out.metrics[name] = 0.0;
     weights[name] = weight;
     if (has_acc && (distributed || acc.defined())) {
       const std::string key = std::string(name) + "_acc";
-      if (f > 0 && acc.defined()) pending.push_back({key, acc, f});
+      if (f > 0 && acc.defined()) pending.add(key, acc, f);
       else out.metrics[key] = 0.0;
     }
   };
@@ -238,19 +249,16 @@ LossOutput pretraining_loss(MultimodalTransformerImpl& model, const Batch& batch
     }
     auto [loss, acc] = dual_contrastive_tensors(text_emb, image_emb, scale);
     out.total = out.total + t.dual_contrastive_weight * loss;
-    pending.push_back({"dual", loss.detach(), f});
-    pending.push_back({"dual_acc", acc, f});
+    pending.add("dual", loss.detach(), f);
+    pending.add("dual_acc", acc, f);
     weights["dual"] = t.dual_contrastive_weight;
   }
   // One process reports the total it optimises; ranks the weighted sum of their shares.
-  if (!distributed) pending.push_back({"loss", out.total.detach(), 1.0});
-  if (!pending.empty()) {
-    std::vector<torch::Tensor> values;
-    for (const auto& p : pending) values.push_back(p.value.reshape({}).to(torch::kFloat64));
-    const auto host = torch::stack(values).to(torch::kCPU).contiguous();
-    for (size_t i = 0; i < pending.size(); ++i)
-      out.metrics[pending[i].name] = host.data_ptr<double>()[i] * pending[i].factor;
-  }
+  if (!distributed) pending.add("loss", out.total.detach());
+  if (defer && !distributed) return out;  // the summed total needs the ranks' values on the host
+  const std::vector<double> values = pending.read();
+  for (size_t i = 0; i < values.size(); ++i) out.metrics[pending.names[i]] = values[i];
+  pending = {};
   if (distributed) {
     double total = 0;
     for (const auto& [name, w] : weights) total += w * out.metrics[name];

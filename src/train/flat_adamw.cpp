@@ -96,27 +96,37 @@ torch::Tensor FlatAdamW::clip_grad_norm_async(double max_norm) {
   return norm;
 }
 
-void FlatAdamW::step(double lr) {
+int64_t FlatAdamW::steps() const {
+  return step_tensor_.defined() ? static_cast<int64_t>(step_tensor_.item<double>()) : step_;
+}
+
+void FlatAdamW::step(double lr, const torch::Tensor& skip) {
   torch::NoGradGuard no_grad;
-  ++step_;
   const auto& s = settings_;
 #ifdef MMT_HAVE_FUSED_ADAMW
   if (!groups_.empty()) {
-    step_tensor_.fill_(static_cast<double>(step_));
+    // The count stays on the device: a skipped update (known there only) does not count.
+    if (skip.defined()) step_tensor_.add_(1.0 - skip.to(step_tensor_.options()));
+    else step_tensor_.add_(1.0);
+    const c10::optional<at::Tensor> found_inf = skip.defined() ? c10::optional<at::Tensor>(skip.to(step_tensor_.options()))
+                                                               : c10::nullopt;
     for (auto& g : groups_) {
-      // The kernel reads one step count per tensor: the same scalar for all.
+      // The kernel reads one step count per tensor: the same scalar for all. With found_inf = 1
+      // it returns before touching anything.
       const std::vector<torch::Tensor> steps(g.params.size(), step_tensor_);
       const double wd = g.decay ? s.weight_decay : 0.0, group_lr = lr * g.lr_scale;
       if (s.decoupled)
         at::_fused_adamw_(g.params, g.grads, g.exp_avg, g.exp_avg_sq, {}, steps, group_lr, s.beta1, s.beta2, wd, s.eps,
-                          /*amsgrad=*/false, /*maximize=*/false);
+                          /*amsgrad=*/false, /*maximize=*/false, /*grad_scale=*/c10::nullopt, found_inf);
       else
         at::_fused_adam_(g.params, g.grads, g.exp_avg, g.exp_avg_sq, {}, steps, group_lr, s.beta1, s.beta2, wd, s.eps,
-                         /*amsgrad=*/false, /*maximize=*/false);
+                         /*amsgrad=*/false, /*maximize=*/false, /*grad_scale=*/c10::nullopt, found_inf);
     }
     return;
   }
 #endif
+  if (skip.defined()) throw Error("FlatAdamW: a step skipped on the device needs the fused kernel");
+  ++step_;
   if (s.weight_decay != 0 && s.decoupled) params_.addcmul_(params_, decay_mask_, -lr * s.weight_decay);
   if (s.weight_decay != 0 && !s.decoupled) {  // Adam's L2: the decay joins the gradient (and the moments)
     const auto mask = lr_scale_.defined() ? (decay_mask_ > 0).to(params_.scalar_type()) : decay_mask_;

@@ -43,6 +43,8 @@ PretrainStep::PretrainStep(MultimodalTransformerImpl& model, const TrainOptions&
     }
   }
   optimizer_ = std::make_unique<FlatAdamW>(params, decay, s, scale, runtime.fused_adamw && device_.is_cuda());
+  // launch() need not wait for the device where the fused kernel can cancel an update there.
+  defer_ = device_.is_cuda() && !comm_ && optimizer_->fused() && t.itm_contrastive_weight <= 0;
   // Contrastive ITM back-propagates in chunks after the main backward pass: its gradient is
   // complete only then, so it keeps the one all-reduce after everything.
   if (comm_ && runtime.dist_bucket_mb > 0 && t.itm_contrastive_weight <= 0)
@@ -59,10 +61,17 @@ PretrainStep::Result PretrainStep::run(const Batch& input, double lr, int64_t st
 }
 
 PretrainStep::Result PretrainStep::run(const std::vector<Batch>& micro_batches, double lr, int64_t step) {
+  return launch(micro_batches, lr, step).get();
+}
+
+PretrainStep::Pending PretrainStep::launch(const std::vector<Batch>& micro_batches, double lr, int64_t step) {
   optimizer_->zero_grad();
-  Result r;
+  Pending pending;
+  pending.deferred_ = defer_;
+  Result& r = pending.result_;
   const double n = static_cast<double>(micro_batches.size());
   std::map<std::string, double> sums;
+  torch::Tensor loss_sum;  // deferred: the micro-batches' totals, whose finiteness decides the update
   for (size_t k = 0; k < micro_batches.size(); ++k) {
     // Counted on the host before the copy: the loss need not wait for the device to learn them.
     // Not with hard negatives, which take targets away from the rows they swap (and wait anyway).
@@ -77,14 +86,23 @@ PretrainStep::Result PretrainStep::run(const std::vector<Batch>& micro_batches, 
       // Distributed: hard negatives are mined among this rank's rows (docs/distributed.md).
       apply_hard_negatives(model_, batch, options_.itm_swap == "caption", options_.seed,
                            step * static_cast<int64_t>(micro_batches.size()) + static_cast<int64_t>(k));
-      loss = pretraining_loss(model_, batch, options_, comm_, hard ? nullptr : &counts);
+      loss = pretraining_loss(model_, batch, options_, comm_, hard ? nullptr : &counts, defer_);
+    }
+    if (defer_) {
+      // Read later, all at once (factor: the mean over micro-batches is taken on the host).
+      const auto total = loss.total.detach();
+      loss_sum = loss_sum.defined() ? loss_sum + total : total;
+      for (size_t i = 0; i < loss.pending.names.size(); ++i)
+        pending.device_.add(loss.pending.names[i], loss.pending.values[i], loss.pending.factors[i]);
+      loss.pending = {};
     }
     // One process stops at a non-finite loss before its backward; ranks cannot (the others would
-    // wait in the collectives): they decide together below, from the summed metrics.
-    if (!comm_ && !std::isfinite(loss.metrics["loss"])) {
+    // wait in the collectives): they decide together below, from the summed metrics. Deferred,
+    // the device decides: the update is cancelled there.
+    if (!comm_ && !defer_ && !std::isfinite(loss.metrics["loss"])) {
       r.loss = std::move(loss);
       r.finite = false;
-      return r;
+      return pending;
     }
     if (buckets_ && k + 1 == micro_batches.size()) buckets_->arm();  // the step's gradient completes in this pass
     (n == 1 ? loss.total : loss.total / n).backward();
@@ -104,7 +122,7 @@ PretrainStep::Result PretrainStep::run(const std::vector<Batch>& micro_batches, 
       if (!comm_ && !std::isfinite(c.loss)) {
         r.loss = std::move(loss);
         r.finite = false;
-        return r;
+        return pending;
       }
     }
     for (const auto& [key, v] : loss.metrics) sums[key] += v / n;
@@ -124,7 +142,7 @@ PretrainStep::Result PretrainStep::run(const std::vector<Batch>& micro_batches, 
     if (!std::isfinite(sums["loss"])) {
       r.loss.metrics = sums;
       r.finite = false;
-      return r;
+      return pending;
     }
   }
   r.loss.metrics = sums;
@@ -132,9 +150,32 @@ PretrainStep::Result PretrainStep::run(const std::vector<Batch>& micro_batches, 
   torch::Tensor norm;
   if (options_.grad_clip > 0 && device_.is_cuda()) norm = optimizer_->clip_grad_norm_async(options_.grad_clip);
   else if (options_.grad_clip > 0) r.loss.metrics["grad_norm"] = optimizer_->clip_grad_norm(options_.grad_clip);
+  if (defer_) {
+    optimizer_->step(lr, torch::isfinite(loss_sum).logical_not().to(torch::kFloat));
+    if (norm.defined()) pending.device_.add("grad_norm", norm);
+    pending.micro_batches_ = n;
+    return pending;
+  }
   optimizer_->step(lr);
   if (norm.defined()) r.loss.metrics["grad_norm"] = norm.item<double>();
-  return r;
+  return pending;
+}
+
+PretrainStep::Result PretrainStep::Pending::get() {
+  if (!deferred_) return result_;
+  deferred_ = false;
+  const std::vector<double> values = device_.read();
+  auto& metrics = result_.loss.metrics;  // what the host knew already (zero shares), averaged
+  std::map<std::string, double> sums = metrics;
+  for (size_t i = 0; i < values.size(); ++i)
+    if (device_.names[i] != "grad_norm") sums[device_.names[i]] += values[i] / micro_batches_;
+  for (size_t i = 0; i < values.size(); ++i)
+    if (device_.names[i] == "grad_norm") sums["grad_norm"] = values[i];
+  result_.finite = std::isfinite(sums["loss"]);
+  if (!result_.finite) sums.erase("grad_norm");  // the update was cancelled
+  metrics = std::move(sums);
+  device_ = {};
+  return result_;
 }
 
 }  // namespace mmt

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 
 #include "mmt/config/config.h"
@@ -321,6 +322,27 @@ TrainSummary train_run(const ExperimentConfig& cfg, const std::string& dir, std:
   const int64_t batch_error_at = batch_error_env ? std::atoll(batch_error_env) : -1;
   const int batch_error_rank = batch_error_rank_env ? std::atoi(batch_error_rank_env) : -1;
 
+  // A step's result is read one step late (PretrainStep::launch): its index and examples wait with it.
+  struct Launched {
+    int64_t step, examples;
+    PretrainStep::Pending result;
+  };
+  std::optional<Launched> behind;
+  auto account = [&](Launched& l) {
+    const PretrainStep::Result out = l.result.get();
+    if (!out.finite) {
+      ++summary.skipped_steps;
+      if (++bad_in_a_row >= t.max_bad_steps)
+        throw Error("training stopped at step " + std::to_string(l.step) + ": " + std::to_string(bad_in_a_row) +
+                    " non-finite losses in a row (last: " + format_metrics(out.loss.metrics) + ")");
+    } else {
+      bad_in_a_row = 0;
+      ++summary.steps;
+      interval_examples += l.examples;
+      for (const auto& [k, v] : out.loss.metrics)
+        if (std::isfinite(v)) sums[k] += v, ++counts[k];
+    }
+  };
   Progress progress("train", t.steps, log, "ex", static_cast<double>(t.batch_size * accum));
   double data_seconds = 0;
   auto interval_start = std::chrono::steady_clock::now();
@@ -364,21 +386,19 @@ TrainSummary train_run(const ExperimentConfig& cfg, const std::string& dir, std:
       step_examples = static_cast<int64_t>(v[2]);
     }
     const double lr = learning_rate(t.schedule, t.lr, step, t.warmup_steps, t.steps);
-    PretrainStep::Result out = stepper.run(micro, lr, step);
+    Launched now{step, step_examples, stepper.launch(micro, lr, step)};
     if (!comm) sig = g_signal.load();  // one process: a signal during the step stops it after the step
-    if (!out.finite) {
-      ++summary.skipped_steps;
-      if (++bad_in_a_row >= t.max_bad_steps)
-        throw Error("training stopped at step " + std::to_string(step) + ": " + std::to_string(bad_in_a_row) +
-                    " non-finite losses in a row (last: " + format_metrics(out.loss.metrics) + ")");
-    } else {
-      bad_in_a_row = 0;
-      ++summary.steps;
-      interval_examples += step_examples;
-      for (const auto& [k, v] : out.loss.metrics)
-        if (std::isfinite(v)) sums[k] += v, ++counts[k];
-    }
-    if ((step + 1) % t.log_every == 0 || step + 1 == t.steps) {
+    // The step before is read now that this one is queued (on a GPU the host need not wait for
+    // the device between steps); this one too where a log line, an evaluation, a checkpoint or
+    // a stop follows.
+    if (behind) account(*behind), behind.reset();
+    const int64_t done = step + 1;
+    const bool log_due = done % t.log_every == 0 || done == t.steps;
+    const bool eval_due = evaluator && (done % t.eval_every == 0 || done == t.steps);
+    const bool checkpoint_due = done < t.steps && ((t.checkpoint_every > 0 && done % t.checkpoint_every == 0) || sig);
+    if (log_due || eval_due || checkpoint_due || sig || done == kill_after) account(now);
+    else behind = std::move(now);
+    if (log_due) {
       const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - interval_start).count();
       json rec = {{"step", step + 1}, {"lr", lr}, {"examples_per_s", interval_examples / secs},
                   {"elapsed_s", progress.elapsed()}};
@@ -395,8 +415,7 @@ TrainSummary train_run(const ExperimentConfig& cfg, const std::string& dir, std:
     }
     progress.update(step + 1, format_metrics(last));
 
-    const int64_t done = step + 1;
-    if (evaluator && (done % t.eval_every == 0 || done == t.steps)) {
+    if (eval_due) {
       json m = evaluator->run(*model, log);
       const bool better = m["rsum"].get<double>() > best_rsum;
       m["best"] = better;
@@ -418,7 +437,7 @@ TrainSummary train_run(const ExperimentConfig& cfg, const std::string& dir, std:
       }
     }
     // A due checkpoint, an interruption (SIGINT / SIGTERM), the crash test hook.
-    if (done < t.steps && ((t.checkpoint_every > 0 && done % t.checkpoint_every == 0) || sig)) checkpoint(done);
+    if (checkpoint_due) checkpoint(done);
     if (sig && done < t.steps) {
       progress.finish(done, format_metrics(last));
       throw Interrupted("interrupted by " + std::string(sig == SIGINT ? "SIGINT" : "SIGTERM") + " after step " +

@@ -6,6 +6,8 @@
  *   - exact scores on CUDA equal the CPU's;
  *   - the pinned prefetcher delivers the batcher's batches;
  *   - libtorch's fused AdamW (the CUDA default) gives the flat-buffer update's parameters;
+ *   - steps launched ahead (metrics read late) equal steps read at once; a non-finite loss
+ *     leaves the model alone, decided on the device;
  *   - a one-rank NCCL group runs every collective (built with -DMMT_NCCL=ON). */
 #include <gtest/gtest.h>
 #include <torch/cuda.h>
@@ -163,6 +165,77 @@ TEST(Gpu, FusedAdamWEqualsTheFlatUpdate) {
       EXPECT_TRUE(torch::allclose(flat[i], cpu[i], 1e-5, 1e-6)) << "parameter " << i << " decoupled " << decoupled;
     }
   }
+}
+
+// A model, its batcher and its step on the test device (fp32, no dropout).
+struct Stepper {
+  ExperimentConfig cfg;
+  synth::World world;
+  MultimodalTransformer model;
+  PretrainBatcher batcher;
+  PretrainStep step;
+  explicit Stepper(const ExperimentConfig& c)
+      : cfg(on_test_device(c)), world(cfg.data.synth), model(make(cfg)), batcher(world, data_vocab(cfg), cfg),
+        step(*model, cfg.train, cfg.runtime) {}
+  static ExperimentConfig on_test_device(ExperimentConfig c) {
+    c.runtime.device = gpu();
+    return c;
+  }
+  static MultimodalTransformer make(const ExperimentConfig& cfg) {
+    torch::manual_seed(3);
+    MultimodalTransformer m(cfg.model, data_input_dims(cfg));
+    m->to(torch::Device(cfg.runtime.device));
+    m->train();
+    return m;
+  }
+  std::vector<torch::Tensor> state() {  // parameters and moments, on the host
+    auto& o = step.optimizer();
+    return {o.params().cpu().clone(), o.exp_avg().cpu().clone(), o.exp_avg_sq().cpu().clone()};
+  }
+};
+
+// launch(): on a GPU (fused AdamW) the step's metrics stay on the device until read, so the
+// trainer queues step s + 1 before reading step s. Reading late changes nothing.
+TEST(Gpu, StepsLaunchedAheadEqualStepsReadAtOnce) {
+  SKIP_WITHOUT_CUDA();
+  Stepper at_once(small_config()), ahead(small_config());
+  EXPECT_EQ(ahead.step.defers(), ahead.step.optimizer().fused());
+  if (gpu() == "cuda" && TORCH_VERSION_MAJOR >= 2) EXPECT_TRUE(ahead.step.defers());
+  std::vector<PretrainStep::Result> read;
+  for (int64_t s = 0; s < 4; ++s) read.push_back(at_once.step.run(at_once.batcher.batch(s), 1e-3, s));
+  std::vector<PretrainStep::Pending> pending;
+  for (int64_t s = 0; s < 4; ++s) pending.push_back(ahead.step.launch({ahead.batcher.batch(s)}, 1e-3, s));
+  for (int64_t s = 0; s < 4; ++s) {
+    const auto late = pending[s].get();
+    EXPECT_TRUE(late.finite) << s;
+    ASSERT_EQ(late.loss.metrics.size(), read[s].loss.metrics.size()) << s;
+    for (const auto& [k, v] : read[s].loss.metrics) EXPECT_NEAR(late.loss.metrics.at(k), v, 1e-5 * std::abs(v) + 1e-7) << k;
+  }
+  EXPECT_EQ(ahead.step.optimizer().steps(), 4);
+  const auto a = at_once.state(), b = ahead.state();
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::allclose(a[i], b[i], 1e-5, 1e-7)) << i;
+}
+
+// A non-finite loss leaves parameters, moments and the step count alone: on a GPU the fused
+// kernel is told on the device (nothing waits for the loss), on the CPU the step stops before
+// its backward pass. Training then goes on.
+TEST(Gpu, NonFiniteLossLeavesTheModelAlone) {
+  SKIP_WITHOUT_CUDA();
+  Stepper t(small_config());
+  ASSERT_TRUE(t.step.run(t.batcher.batch(0), 1e-3, 0).finite);
+  const auto before = t.state();
+  Batch bad = t.batcher.batch(1);
+  bad.region_feats.fill_(std::nan(""));
+  const auto r = t.step.launch({bad}, 1e-3, 1).get();
+  EXPECT_FALSE(r.finite);
+  EXPECT_FALSE(std::isfinite(r.loss.metrics.at("loss")));
+  EXPECT_EQ(r.loss.metrics.count("grad_norm"), 0u);
+  EXPECT_EQ(t.step.optimizer().steps(), 1);
+  const auto after = t.state();
+  for (size_t i = 0; i < before.size(); ++i) EXPECT_TRUE(torch::equal(before[i], after[i])) << i;
+  ASSERT_TRUE(t.step.run(t.batcher.batch(2), 1e-3, 2).finite);
+  EXPECT_EQ(t.step.optimizer().steps(), 2);
+  EXPECT_FALSE(torch::equal(t.state()[0], before[0]));
 }
 
 // NCCL (cmake -DMMT_NCCL=ON): a group of one rank on this GPU - the lent machines have one GPU,

@@ -2,7 +2,7 @@
  * device, and finds their positions with a stable sort instead of nonzero() (which waits for the
  * device) - the dual-encoder loss's matched rows likewise: the losses, metrics and gradients must be
  * those of counts read from the batch itself, and the MLM loss that of nonzero()'s positions, bit
- * for bit. */
+ * for bit. The metrics left on the device (`defer`) read the same. */
 #include <gtest/gtest.h>
 
 #include "mmt/config/config.h"
@@ -47,6 +47,15 @@ void expect_host_counts_change_nothing(const std::vector<std::string>& settings,
           << "step " << step;
     }
     EXPECT_TRUE(torch::equal(out[0].total, out[1].total)) << "step " << step;
+    // Deferred (the GPU step reads them a step late): the same values, read when asked.
+    {
+      torch::NoGradGuard no_grad;
+      LossOutput later = pretraining_loss(*model, batch, cfg.train, nullptr, &counts, /*defer=*/true);
+      EXPECT_FALSE(later.pending.empty());
+      const std::vector<double> values = later.pending.read();
+      for (size_t i = 0; i < values.size(); ++i) later.metrics[later.pending.names[i]] = values[i];
+      EXPECT_EQ(later.metrics, out[1].metrics) << "step " << step;
+    }
     for (const auto& key : keys) EXPECT_EQ(out[1].metrics.count(key), 1u) << key;
     for (size_t i = 0; i < grads[0].size(); ++i) {
       ASSERT_EQ(grads[0][i].defined(), grads[1][i].defined()) << i;

@@ -15,6 +15,7 @@
 
 #include <map>
 #include <string>
+#include <vector>
 
 #include "mmt/config/options.h"
 
@@ -33,9 +34,22 @@ struct HostCounts {
 };
 HostCounts host_counts(const Batch& batch);
 
+/// Named scalar metrics still on the device, read in one transfer (each .item() would be a wait).
+struct DeviceMetrics {
+  std::vector<std::string> names;
+  std::vector<torch::Tensor> values;  // scalars, detached
+  std::vector<double> factors;        // multiplied in on the host
+
+  void add(std::string name, torch::Tensor value, double factor = 1.0);
+  bool empty() const { return names.empty(); }
+  /// value x factor of each, in order (waits for the device).
+  std::vector<double> read() const;
+};
+
 struct LossOutput {
   torch::Tensor total;                    // weighted sum, scalar, differentiable
   std::map<std::string, double> metrics;  // each loss and its accuracy, and `loss` (detached values)
+  DeviceMetrics pending;                  // pretraining_loss with `defer`: metrics not yet read
 };
 
 /// Mean cross-entropy of logits (M, V) against targets (M); returns (loss, accuracy).
@@ -72,8 +86,10 @@ std::pair<torch::Tensor, double> loss_dual_contrastive(const torch::Tensor& text
 /// (their sum over ranks is the global value; `loss` included).
 /// `counts`: the batch's labelled MLM tokens and masked regions read before it moved to a
 /// device (host_counts of the host batch), so the step need not wait for the device to learn
-/// them; without, they are read from `batch`. The metrics are read in one transfer at the end.
+/// them; without, they are read from `batch`. The metrics are read in one transfer at the end;
+/// with `defer` (one process only) they are left in `pending` instead, unread, so the caller can
+/// queue more work before waiting for the device.
 LossOutput pretraining_loss(MultimodalTransformerImpl& model, const Batch& batch, const TrainOptions& t,
-                            Communicator* comm = nullptr, const HostCounts* counts = nullptr);
+                            Communicator* comm = nullptr, const HostCounts* counts = nullptr, bool defer = false);
 
 }  // namespace mmt

@@ -43,10 +43,13 @@ class FlatAdamW {
   /// min(1, max_norm / (norm + 1e-6)) (so also, by at most 1e-6 relative, when the norm is within
   /// 1e-6 under max_norm); the returned norm (a scalar tensor) is read when the caller needs it.
   torch::Tensor clip_grad_norm_async(double max_norm);
-  /// One AdamW update at learning rate lr.
-  void step(double lr);
+  /// One AdamW update at learning rate lr. `skip` (fused kernel only): a float scalar on the
+  /// device, 1 to leave the parameters, moments and step count as they are - the caller found
+  /// a non-finite loss without waiting for the device to tell it.
+  void step(double lr, const torch::Tensor& skip = {});
 
-  int64_t steps() const { return step_; }
+  /// Updates made (on the fused path counted on the device, so reading it waits for the device).
+  int64_t steps() const;
   /// Every parameter's gradient, flat (the views the parameters hold): what ranks all-reduce.
   torch::Tensor& grads() { return grads_; }
   /// Every parameter, flat (for broadcasting rank 0's initial weights).
@@ -69,7 +72,7 @@ class FlatAdamW {
     double lr_scale = 1.0;
   };
   std::vector<Group> groups_;
-  torch::Tensor step_tensor_;  // float32 scalar on the device: the step count the kernel reads
+  torch::Tensor step_tensor_;  // fused: float32 scalar on the device, the step count the kernel reads (and keeps)
 };
 
 }  // namespace mmt

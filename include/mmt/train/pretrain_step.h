@@ -43,6 +43,28 @@ class PretrainStep {
   /// loss scaled by 1 / n), metrics are their means. `step` seeds hard negatives per micro-batch.
   Result run(const std::vector<Batch>& micro_batches, double lr, int64_t step = 0);
 
+  /// A step whose result may still be on the device: get() reads it (once; waits for the device).
+  class Pending {
+   public:
+    Result get();
+
+   private:
+    friend class PretrainStep;
+    Result result_;         // complete unless `device_` holds something
+    DeviceMetrics device_;  // deferred: each micro-batch's metrics, then the gradient norm
+    double micro_batches_ = 1;  // the metrics are their mean over the micro-batches
+    bool deferred_ = false;
+  };
+  /// run() without waiting for the device where that is possible - CUDA, one process, the fused
+  /// AdamW kernel, no contrastive ITM (whose chunked backward reads its scores): metrics and the
+  /// gradient norm stay on the device, and a non-finite loss cancels the update there (the
+  /// backward pass runs, the kernel leaves parameters, moments and step count alone) instead of
+  /// before the backward pass. The host can then queue the next step while this one runs.
+  /// Elsewhere it is run(), already read.
+  Pending launch(const std::vector<Batch>& micro_batches, double lr, int64_t step = 0);
+  /// Whether launch() defers (see above).
+  bool defers() const { return defer_; }
+
   FlatAdamW& optimizer() { return *optimizer_; }
   /// Wall time spent in the gradient all-reduce so far (distributed; it includes waiting for the
   /// slowest rank; with buckets, only the wait after the backward pass).
@@ -56,6 +78,7 @@ class PretrainStep {
   torch::Device device_;  // runtime.device, resolved once
   bool bf16_;
   Communicator* comm_;  // null or one rank: a single process
+  bool defer_ = false;  // launch() leaves the step's metrics on the device
   double all_reduce_seconds_ = 0;
   std::unique_ptr<FlatAdamW> optimizer_;
   std::unique_ptr<GradBuckets> buckets_;  // distributed, runtime.dist_bucket_mb > 0
