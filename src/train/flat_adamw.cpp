@@ -106,10 +106,10 @@ void FlatAdamW::step(double lr, const torch::Tensor& skip) {
 #ifdef MMT_HAVE_FUSED_ADAMW
   if (!groups_.empty()) {
     // The count stays on the device: a skipped update (known there only) does not count.
-    if (skip.defined()) step_tensor_.add_(1.0 - skip.to(step_tensor_.options()));
+    c10::optional<at::Tensor> found_inf;
+    if (skip.defined()) found_inf = skip.to(step_tensor_.options());
+    if (found_inf) step_tensor_.add_(1.0 - *found_inf);
     else step_tensor_.add_(1.0);
-    const c10::optional<at::Tensor> found_inf = skip.defined() ? c10::optional<at::Tensor>(skip.to(step_tensor_.options()))
-                                                               : c10::nullopt;
     for (auto& g : groups_) {
       // The kernel reads one step count per tensor: the same scalar for all. With found_inf = 1
       // it returns before touching anything.

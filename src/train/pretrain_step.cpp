@@ -89,11 +89,11 @@ PretrainStep::Pending PretrainStep::launch(const std::vector<Batch>& micro_batch
       loss = pretraining_loss(model_, batch, options_, comm_, hard ? nullptr : &counts, defer_);
     }
     if (defer_) {
-      // Read later, all at once (factor: the mean over micro-batches is taken on the host).
+      // Read later, all at once; each value's factor takes its share of the micro-batches' mean.
       const auto total = loss.total.detach();
       loss_sum = loss_sum.defined() ? loss_sum + total : total;
       for (size_t i = 0; i < loss.pending.names.size(); ++i)
-        pending.device_.add(loss.pending.names[i], loss.pending.values[i], loss.pending.factors[i]);
+        pending.device_.add(loss.pending.names[i], loss.pending.values[i], loss.pending.factors[i] / n);
       loss.pending = {};
     }
     // One process stops at a non-finite loss before its backward; ranks cannot (the others would
@@ -153,7 +153,6 @@ PretrainStep::Pending PretrainStep::launch(const std::vector<Batch>& micro_batch
   if (defer_) {
     optimizer_->step(lr, torch::isfinite(loss_sum).logical_not().to(torch::kFloat));
     if (norm.defined()) pending.device_.add("grad_norm", norm);
-    pending.micro_batches_ = n;
     return pending;
   }
   optimizer_->step(lr);
@@ -165,15 +164,12 @@ PretrainStep::Result PretrainStep::Pending::get() {
   if (!deferred_) return result_;
   deferred_ = false;
   const std::vector<double> values = device_.read();
-  auto& metrics = result_.loss.metrics;  // what the host knew already (zero shares), averaged
-  std::map<std::string, double> sums = metrics;
-  for (size_t i = 0; i < values.size(); ++i)
-    if (device_.names[i] != "grad_norm") sums[device_.names[i]] += values[i] / micro_batches_;
-  for (size_t i = 0; i < values.size(); ++i)
-    if (device_.names[i] == "grad_norm") sums["grad_norm"] = values[i];
-  result_.finite = std::isfinite(sums["loss"]);
-  if (!result_.finite) sums.erase("grad_norm");  // the update was cancelled
-  metrics = std::move(sums);
+  // Added to what the host knew already (zero shares, averaged): each micro-batch's share of the
+  // mean, and the gradient norm once.
+  auto& metrics = result_.loss.metrics;
+  for (size_t i = 0; i < values.size(); ++i) metrics[device_.names[i]] += values[i];
+  result_.finite = std::isfinite(metrics["loss"]);
+  if (!result_.finite) metrics.erase("grad_norm");  // the update was cancelled
   device_ = {};
   return result_;
 }

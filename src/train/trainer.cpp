@@ -389,14 +389,14 @@ TrainSummary train_run(const ExperimentConfig& cfg, const std::string& dir, std:
     Launched now{step, step_examples, stepper.launch(micro, lr, step)};
     if (!comm) sig = g_signal.load();  // one process: a signal during the step stops it after the step
     // The step before is read now that this one is queued (on a GPU the host need not wait for
-    // the device between steps); this one too where a log line, an evaluation, a checkpoint or
-    // a stop follows.
+    // the device between steps); this one too where a log line, an evaluation or a checkpoint
+    // follows (a signal makes one due, and the last step logs).
     if (behind) account(*behind), behind.reset();
     const int64_t done = step + 1;
     const bool log_due = done % t.log_every == 0 || done == t.steps;
     const bool eval_due = evaluator && (done % t.eval_every == 0 || done == t.steps);
     const bool checkpoint_due = done < t.steps && ((t.checkpoint_every > 0 && done % t.checkpoint_every == 0) || sig);
-    if (log_due || eval_due || checkpoint_due || sig || done == kill_after) account(now);
+    if (log_due || eval_due || checkpoint_due) account(now);
     else behind = std::move(now);
     if (log_due) {
       const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - interval_start).count();

@@ -51,8 +51,7 @@ class PretrainStep {
    private:
     friend class PretrainStep;
     Result result_;         // complete unless `device_` holds something
-    DeviceMetrics device_;  // deferred: each micro-batch's metrics, then the gradient norm
-    double micro_batches_ = 1;  // the metrics are their mean over the micro-batches
+    DeviceMetrics device_;  // deferred: each micro-batch's metrics (factors / n), then the gradient norm
     bool deferred_ = false;
   };
   /// run() without waiting for the device where that is possible - CUDA, one process, the fused
