@@ -146,17 +146,42 @@ PretrainStep::Pending PretrainStep::launch(const std::vector<Batch>& micro_batch
     }
   }
   r.loss.metrics = sums;
-  // On a GPU the norm is read after the update is queued: the clip itself needs no wait.
-  torch::Tensor norm;
-  if (options_.grad_clip > 0 && device_.is_cuda()) norm = optimizer_->clip_grad_norm_async(options_.grad_clip);
-  else if (options_.grad_clip > 0) r.loss.metrics["grad_norm"] = optimizer_->clip_grad_norm(options_.grad_clip);
-  if (defer_) {
-    optimizer_->step(lr, torch::isfinite(loss_sum).logical_not().to(torch::kFloat));
-    if (norm.defined()) pending.device_.add("grad_norm", norm);
+  // The gradient norm is taken on every step, clipped or not: a finite loss can still
+  // back-propagate an infinity or a NaN (an overflow in the backward pass), and one such update
+  // would turn every weight into NaN. Such a step is skipped like a non-finite loss. Ranks hold
+  // the same summed gradient, so they agree without another collective. `grad_norm` is logged
+  // where it clips (train.grad_clip > 0) or where it is the reason for the skip.
+  const bool log_norm = options_.grad_clip > 0;
+  if (!device_.is_cuda()) {
+    const double norm = optimizer_->clip_grad_norm(options_.grad_clip);
+    if (log_norm || !std::isfinite(norm)) r.loss.metrics["grad_norm"] = norm;
+    if (!std::isfinite(norm)) {
+      r.finite = false;
+      return pending;
+    }
+    optimizer_->step(lr);
     return pending;
   }
-  optimizer_->step(lr);
-  if (norm.defined()) r.loss.metrics["grad_norm"] = norm.item<double>();
+  // On a GPU the clip needs no wait, and the fused kernel cancels a non-finite step on the
+  // device: the norm is read after the update is queued (deferred: with the losses, a step later).
+  const torch::Tensor norm = optimizer_->clip_grad_norm_async(options_.grad_clip);
+  if (optimizer_->fused()) {
+    auto bad = torch::isfinite(norm).logical_not();
+    if (defer_) bad = bad.logical_or(torch::isfinite(loss_sum).logical_not());
+    optimizer_->step(lr, bad.to(torch::kFloat));
+    if (defer_) {
+      pending.device_.add("grad_norm", norm);
+      pending.log_norm_ = log_norm;
+      return pending;
+    }
+  }
+  const double value = norm.item<double>();
+  if (log_norm || !std::isfinite(value)) r.loss.metrics["grad_norm"] = value;
+  if (!std::isfinite(value)) {
+    r.finite = false;  // fused: cancelled on the device; otherwise never applied
+    return pending;
+  }
+  if (!optimizer_->fused()) optimizer_->step(lr);
   return pending;
 }
 
@@ -168,8 +193,10 @@ PretrainStep::Result PretrainStep::Pending::get() {
   // mean, and the gradient norm once.
   auto& metrics = result_.loss.metrics;
   for (size_t i = 0; i < values.size(); ++i) metrics[device_.names[i]] += values[i];
-  result_.finite = std::isfinite(metrics["loss"]);
-  if (!result_.finite) metrics.erase("grad_norm");  // the update was cancelled
+  const bool loss_finite = std::isfinite(metrics["loss"]);
+  result_.finite = loss_finite && std::isfinite(metrics["grad_norm"]);
+  // The norm is kept where it is logged, or where it alone cancelled the update.
+  if (!loss_finite || (result_.finite && !log_norm_)) metrics.erase("grad_norm");
   device_ = {};
   return result_;
 }

@@ -334,7 +334,7 @@ TrainSummary train_run(const ExperimentConfig& cfg, const std::string& dir, std:
       ++summary.skipped_steps;
       if (++bad_in_a_row >= t.max_bad_steps)
         throw Error("training stopped at step " + std::to_string(l.step) + ": " + std::to_string(bad_in_a_row) +
-                    " non-finite losses in a row (last: " + format_metrics(out.loss.metrics) + ")");
+                    " non-finite steps in a row - a NaN or infinite loss or gradient (last: " + format_metrics(out.loss.metrics) + ")");
     } else {
       bad_in_a_row = 0;
       ++summary.steps;
@@ -457,7 +457,7 @@ TrainSummary train_run(const ExperimentConfig& cfg, const std::string& dir, std:
     log << ", " << static_cast<int>(100 * stepper.all_reduce_seconds() / std::max(1e-9, summary.seconds))
         << "% in the gradient all-reduce of " << world << " processes";
   log << ")";
-  if (summary.skipped_steps) log << ", " << summary.skipped_steps << " steps skipped for non-finite losses";
+  if (summary.skipped_steps) log << ", " << summary.skipped_steps << " steps skipped for a non-finite loss or gradient";
   log << "\n";
   json trained_on;
   if (real) {

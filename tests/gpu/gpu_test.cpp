@@ -6,8 +6,8 @@
  *   - exact scores on CUDA equal the CPU's;
  *   - the pinned prefetcher delivers the batcher's batches;
  *   - libtorch's fused AdamW (the CUDA default) gives the flat-buffer update's parameters;
- *   - steps launched ahead (metrics read late) equal steps read at once; a non-finite loss
- *     leaves the model alone, decided on the device;
+ *   - steps launched ahead (metrics read late) equal steps read at once; a non-finite loss,
+ *     or a finite loss with a non-finite gradient, leaves the model alone, decided on the device;
  *   - a one-rank NCCL group runs every collective (built with -DMMT_NCCL=ON). */
 #include <gtest/gtest.h>
 #include <torch/cuda.h>
@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <limits>
 
 #include "mmt/config/config.h"
 #include "mmt/data/batch.h"
@@ -236,6 +237,39 @@ TEST(Gpu, NonFiniteLossLeavesTheModelAlone) {
   ASSERT_TRUE(t.step.run(t.batcher.batch(2), 1e-3, 2).finite);
   EXPECT_EQ(t.step.optimizer().steps(), 2);
   EXPECT_FALSE(torch::equal(t.state()[0], before[0]));
+}
+
+// A finite loss with a non-finite gradient (a hook puts NaN or infinity into one weight's
+// gradient): on a GPU the fused kernel is told by the gradient norm, on the device, and the step
+// reads as skipped a step later, naming the norm; clipping off (the norm is taken anyway) and on.
+TEST(Gpu, NonFiniteGradientLeavesTheModelAlone) {
+  SKIP_WITHOUT_CUDA();
+  for (double clip : {0.0, 1.0}) {
+    auto cfg = small_config();
+    cfg.train.grad_clip = clip;
+    Stepper t(cfg);
+    ASSERT_TRUE(t.step.run(t.batcher.batch(0), 1e-3, 0).finite);
+    const auto before = t.state();
+    auto weight = t.model->parameters()[3];
+    for (float bad : {std::nanf(""), std::numeric_limits<float>::infinity()}) {
+      const auto hook = weight.register_hook([bad](torch::Tensor g) { return g.clone().fill_(bad); });
+      auto pending = t.step.launch({t.batcher.batch(1)}, 1e-3, 1);
+      weight.remove_hook(hook);
+      const auto r = pending.get();
+      EXPECT_FALSE(r.finite) << "clip " << clip << " gradient " << bad;
+      EXPECT_TRUE(std::isfinite(r.loss.metrics.at("loss")));
+      ASSERT_EQ(r.loss.metrics.count("grad_norm"), 1u);
+      EXPECT_FALSE(std::isfinite(r.loss.metrics.at("grad_norm")));
+      EXPECT_EQ(t.step.optimizer().steps(), 1);
+      const auto after = t.state();
+      for (size_t i = 0; i < before.size(); ++i) EXPECT_TRUE(torch::equal(before[i], after[i])) << i;
+    }
+    const auto r = t.step.launch({t.batcher.batch(2)}, 1e-3, 2).get();
+    EXPECT_TRUE(r.finite);
+    EXPECT_EQ(r.loss.metrics.count("grad_norm"), clip > 0 ? 1u : 0u);
+    EXPECT_EQ(t.step.optimizer().steps(), 2);
+    EXPECT_FALSE(torch::equal(t.state()[0], before[0]));
+  }
 }
 
 // NCCL (cmake -DMMT_NCCL=ON): a group of one rank on this GPU - the lent machines have one GPU,

@@ -82,7 +82,7 @@ TEST(TrainEval, NonFiniteLossesStopTheRunAfterMaxBadSteps) {
                          " --set train.steps=20 --set train.lr=1e30 --set train.warmup_steps=0 --set train.grad_clip=0"
                          " --set train.max_bad_steps=3");
   EXPECT_EQ(r.status, 2);
-  EXPECT_NE(r.err.find("3 non-finite losses in a row"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("3 non-finite steps in a row"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("training stopped at step"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("nan"), std::string::npos) << r.err;
 }

@@ -1,6 +1,9 @@
 /* FlatAdamW equals torch::optim::AdamW (with the same decay groups and clipping) step by step. */
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <limits>
+
 #include <torch/nn/utils/clip_grad.h>
 #include <torch/optim/adamw.h>
 
@@ -162,6 +165,45 @@ TEST(PretrainStepAccumulation, CrossModalLayersGetTheirMultiplier) {
   }
   EXPECT_GT(frozen, 0);
   EXPECT_GT(moved, 0);
+}
+
+// A finite loss whose gradient is not (an overflow in the backward pass, here a hook that puts a
+// NaN into one weight's gradient) must not reach the weights: one such AdamW update would make
+// every weight NaN (clipping by a NaN norm spreads it to all). The step is skipped and says why,
+// with clipping off (the norm is taken anyway) and on; training then goes on.
+TEST(PretrainStep, NonFiniteGradientSkipsTheUpdate) {
+  for (double clip : {0.0, 1.0}) {
+    auto cfg = step_config();
+    cfg.train.grad_clip = clip;
+    const synth::World world(cfg.data.synth);
+    PretrainBatcher batcher(world, data_vocab(cfg), cfg);
+    torch::manual_seed(5);
+    MultimodalTransformer m(cfg.model, data_input_dims(cfg));
+    PretrainStep step(*m, cfg.train);
+    ASSERT_TRUE(step.run(batcher.batch(0), 1e-3, 0).finite);
+    auto& o = step.optimizer();
+    const auto params = o.params().clone(), avg = o.exp_avg().clone(), avg_sq = o.exp_avg_sq().clone();
+    auto weight = m->parameters()[3];
+    for (float bad : {std::nanf(""), std::numeric_limits<float>::infinity()}) {
+      const auto hook = weight.register_hook([bad](torch::Tensor g) { return g.clone().fill_(bad); });
+      const auto r = step.run(batcher.batch(1), 1e-3, 1);
+      weight.remove_hook(hook);
+      EXPECT_FALSE(r.finite) << "clip " << clip << " gradient " << bad;
+      EXPECT_TRUE(std::isfinite(r.loss.metrics.at("loss")));
+      ASSERT_EQ(r.loss.metrics.count("grad_norm"), 1u);  // the reason, logged clipping or not
+      EXPECT_FALSE(std::isfinite(r.loss.metrics.at("grad_norm")));
+      EXPECT_EQ(o.steps(), 1);
+      EXPECT_TRUE(torch::equal(o.params(), params)) << "clip " << clip << " gradient " << bad;
+      EXPECT_TRUE(torch::equal(o.exp_avg(), avg));
+      EXPECT_TRUE(torch::equal(o.exp_avg_sq(), avg_sq));
+    }
+    const auto r = step.run(batcher.batch(2), 1e-3, 2);
+    EXPECT_TRUE(r.finite);
+    EXPECT_EQ(r.loss.metrics.count("grad_norm"), clip > 0 ? 1u : 0u);  // logged where it clips
+    EXPECT_EQ(o.steps(), 2);
+    EXPECT_TRUE(torch::isfinite(o.params()).all().item<bool>());
+    EXPECT_FALSE(torch::equal(o.params(), params));
+  }
 }
 
 }  // namespace

@@ -247,7 +247,7 @@ struct TrainOptions {
   double cross_modal_lr_mult = 1.0; // learning-rate multiplier of layers with cross-modal attention
   int64_t checkpoint_every = 500;   // steps between resumable checkpoints (0 = only at the end)
   int64_t keep_checkpoints = 2;     // resumable checkpoints kept (the newest)
-  int64_t max_bad_steps = 10;       // non-finite losses in a row that stop the run (each one is skipped)
+  int64_t max_bad_steps = 10;       // non-finite steps (loss or gradient) in a row that stop the run (each one is skipped)
   int64_t eval_every = 0;           // steps between held-out evaluations (0 = none); best kept in <run>/best
   int64_t eval_max_images = 100;    // images of the held-out set evaluated during training
   std::string eval_karpathy;        // source = datasets: Karpathy file of the held-out set (its test split)
@@ -312,8 +312,8 @@ struct TrainOptions {
             "steps between resumable checkpoints in DIR/checkpoints (0 = only at the end); `mmt train --resume DIR`");
     v.field("keep_checkpoints", keep_checkpoints, "resumable checkpoints kept, the newest (>= 1)");
     v.field("max_bad_steps", max_bad_steps,
-            "a step with a NaN or infinite loss is skipped and counted; this many in a row stop the run, naming the "
-            "step and the losses");
+            "a step with a NaN or infinite loss or gradient is skipped and counted; this many in a row stop the run, "
+            "naming the step and the losses");
     v.field("eval_every", eval_every,
             "steps between evaluations on a held-out retrieval set during training (0 = none); the best weights by "
             "RSUM are kept in <run>/best (mmt eval --best)");

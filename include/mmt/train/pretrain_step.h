@@ -27,13 +27,15 @@ class PretrainStep {
   /// ranks before the update - in buckets of runtime.dist_bucket_mb started during the last
   /// micro-batch's backward pass (grad_buckets.h), or as one flat all-reduce after it (bucket size
   /// 0, or contrastive ITM, whose chunked backward passes follow the main one) - the metrics are
-  /// global, and a non-finite loss on any rank skips the step on all.
+  /// global, and a non-finite loss on any rank (or a non-finite summed gradient) skips the step on all.
   PretrainStep(MultimodalTransformerImpl& model, const TrainOptions& options, const RuntimeOptions& runtime = {},
                Communicator* comm = nullptr);
   ~PretrainStep();
 
   /// Runs one step at learning rate `lr` (`step` seeds the choice of hard ITM negatives). A
-  /// non-finite loss skips the update (no backward) and is reported by `finite` in the result.
+  /// non-finite loss skips the update (no backward), and so does a finite loss whose gradient is
+  /// not (its norm is taken every step; `grad_norm` in the metrics then says so): `finite` in the
+  /// result is false for both.
   struct Result {
     LossOutput loss;
     bool finite = true;
@@ -53,10 +55,11 @@ class PretrainStep {
     Result result_;         // complete unless `device_` holds something
     DeviceMetrics device_;  // deferred: each micro-batch's metrics (factors / n), then the gradient norm
     bool deferred_ = false;
+    bool log_norm_ = false;  // deferred: the gradient norm joins the metrics (clipping is on)
   };
   /// run() without waiting for the device where that is possible - CUDA, one process, the fused
   /// AdamW kernel, no contrastive ITM (whose chunked backward reads its scores): metrics and the
-  /// gradient norm stay on the device, and a non-finite loss cancels the update there (the
+  /// gradient norm stay on the device, and a non-finite loss or gradient cancels the update there (the
   /// backward pass runs, the kernel leaves parameters, moments and step count alone) instead of
   /// before the backward pass. The host can then queue the next step while this one runs.
   /// Elsewhere it is run(), already read.
