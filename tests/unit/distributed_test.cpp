@@ -1,18 +1,26 @@
 /* Distributed plumbing: the environment torchrun / SLURM set, shares of a batch, and the Gloo
  * collectives in-process (two ranks as two threads): sums, gathers that keep the local rows'
  * gradient, agreement on a failure, and a rank that stops answering failing the other with an
- * error instead of a hang; gradient buckets summed during backward. The end-to-end checks (2 processes = 1 process) are CLI tests. */
+ * error instead of a hang; gradient buckets summed during backward; one rank's non-finite gradient
+ * skipping the step on both. The end-to-end checks (2 processes = 1 process) are CLI tests. */
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include "../common/free_port.h"
 
 #include <chrono>
+#include <cmath>
 #include <map>
 #include <thread>
 
+#include "mmt/config/config.h"
 #include "mmt/config/options.h"
 #include "mmt/data/batch.h"
+#include "mmt/data/data_source.h"
+#include "mmt/data/pretrain_batcher.h"
+#include "mmt/data/synthetic_world.h"
+#include "mmt/model/transformer.h"
+#include "mmt/train/pretrain_step.h"
 #include "mmt/train/distributed.h"
 #include "mmt/train/flat_adamw.h"
 #include "mmt/train/grad_buckets.h"
@@ -237,6 +245,50 @@ TEST(GradBuckets, SumEveryRanksGradientsAndStartDuringBackward) {
       else EXPECT_TRUE(early >= 2 && early < buckets.num_buckets() - 1) << early << " of " << buckets.num_buckets();
     }
   });
+}
+
+// One rank's non-finite gradient (a hook puts a NaN into one weight's gradient on rank 1 only)
+// skips the step on both: the summed gradient they share is NaN, so they agree without asking,
+// keep equal weights, and train on together.
+TEST(PretrainStep, OneRanksNonFiniteGradientSkipsTheStepOnEveryRank) {
+  ExperimentConfig cfg;
+  cfg.model.preset = "tiny";
+  cfg.model.num_layers = 1, cfg.model.dropout = 0;
+  cfg.data.synth.num_train_images = 200, cfg.data.synth.num_test_images = 10;
+  cfg.train.batch_size = 8;
+  validate_config(cfg);
+  const synth::World world(cfg.data.synth);
+  PretrainBatcher batcher(world, data_vocab(cfg), cfg);
+  std::vector<Batch> shares[2];  // step s: rows [0, 4) on rank 0, [4, 8) on rank 1
+  for (int64_t s = 0; s < 3; ++s) {
+    const Batch b = batcher.batch(s);
+    for (int r = 0; r < 2; ++r) shares[r].push_back(batch_rows(b, 4 * r, 4 * r + 4));
+  }
+  std::vector<MultimodalTransformer> models;
+  for (int r = 0; r < 2; ++r) {
+    torch::manual_seed(6);  // equal initial weights (the trainer broadcasts rank 0's)
+    models.emplace_back(cfg.model, data_input_dims(cfg));
+  }
+  torch::Tensor after[2];
+  two_ranks(60, [&](int r, Communicator& comm) {
+    PretrainStep step(*models[r], cfg.train, cfg.runtime, &comm);
+    ASSERT_TRUE(step.run(shares[r][0], 1e-3, 0).finite) << "rank " << r;
+    const auto before = step.optimizer().params().clone();
+    auto weight = models[r]->parameters()[2];
+    unsigned hook = 0;
+    if (r == 1) hook = weight.register_hook([](torch::Tensor g) { return g.clone().fill_(std::nanf("")); });
+    const auto bad = step.run(shares[r][1], 1e-3, 1);
+    if (r == 1) weight.remove_hook(hook);
+    EXPECT_FALSE(bad.finite) << "rank " << r;
+    EXPECT_TRUE(std::isfinite(bad.loss.metrics.at("loss"))) << "rank " << r;
+    EXPECT_TRUE(torch::equal(step.optimizer().params(), before)) << "rank " << r;
+    EXPECT_EQ(step.optimizer().steps(), 1);
+    EXPECT_TRUE(step.run(shares[r][2], 1e-3, 2).finite) << "rank " << r;
+    after[r] = step.optimizer().params().clone();
+  });
+  ASSERT_TRUE(after[0].defined() && after[1].defined());
+  EXPECT_TRUE(torch::equal(after[0], after[1]));
+  EXPECT_TRUE(torch::isfinite(after[0]).all().item<bool>());
 }
 
 }  // namespace
