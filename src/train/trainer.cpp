@@ -224,7 +224,7 @@ TrainSummary train_run(const ExperimentConfig& cfg, const std::string& dir, std:
   std::map<std::string, double> sums, last;
   std::map<std::string, int64_t> counts;
   TrainSummary summary;
-  int64_t bad_in_a_row = 0, interval_examples = 0;
+  int64_t bad_in_a_row = 0, interval_examples = 0, interval_skipped = 0;
   json sampler_state;  // after the last consumed step (datasets)
   if (resume) {
     // Weights, AdamW moments, the torch RNG, the sampler and the logging sums of the checkpoint.
@@ -232,6 +232,7 @@ TrainSummary train_run(const ExperimentConfig& cfg, const std::string& dir, std:
     sums = state.at("log_sums").get<std::map<std::string, double>>();
     counts = state.at("log_counts").get<std::map<std::string, int64_t>>();
     interval_examples = state.at("log_examples").get<int64_t>();
+    interval_skipped = state.value("log_skipped", int64_t{0});
     summary.skipped_steps = state.value("skipped_steps", int64_t{0});
     if (real) {
       sampler_state = state.at("sampler");
@@ -308,6 +309,7 @@ TrainSummary train_run(const ExperimentConfig& cfg, const std::string& dir, std:
 
   auto checkpoint = [&](int64_t steps_done) {
     json state = {{"log_sums", sums}, {"log_counts", counts}, {"log_examples", interval_examples},
+                  {"log_skipped", interval_skipped},
                   {"skipped_steps", summary.skipped_steps}};
     if (real) state["sampler"] = sampler_state;
     if (root) save_train_checkpoint(run, *model, stepper.optimizer(), steps_done, state, t.keep_checkpoints);
@@ -331,7 +333,15 @@ TrainSummary train_run(const ExperimentConfig& cfg, const std::string& dir, std:
   auto account = [&](Launched& l) {
     const PretrainStep::Result out = l.result.get();
     if (!out.finite) {
-      ++summary.skipped_steps;
+      ++summary.skipped_steps, ++interval_skipped;
+      // Said when it happens (the first few; later ones are counted in metrics.jsonl and the
+      // summary), with what was not finite.
+      constexpr int64_t kSkipsLogged = 10;
+      if (summary.skipped_steps <= kSkipsLogged)
+        log << "mmt train: step " << l.step << " skipped (no update): non-finite "
+            << (std::isfinite(out.loss.metrics.at("loss")) ? "gradient" : "loss")
+            << " (" << format_metrics(out.loss.metrics) << ")"
+            << (summary.skipped_steps == kSkipsLogged ? "; further skipped steps are counted, not logged" : "") << "\n";
       if (++bad_in_a_row >= t.max_bad_steps)
         throw Error("training stopped at step " + std::to_string(l.step) + ": " + std::to_string(bad_in_a_row) +
                     " non-finite steps in a row - a NaN or infinite loss or gradient (last: " + format_metrics(out.loss.metrics) + ")");
@@ -405,12 +415,13 @@ TrainSummary train_run(const ExperimentConfig& cfg, const std::string& dir, std:
       last.clear();
       for (const auto& [k, v] : sums) rec[k] = last[k] = v / counts[k];
       if (real) rec["dataset_counts"] = sampler_state["counts"];
+      if (interval_skipped) rec["skipped_steps"] = interval_skipped;  // in this interval
       metrics_out << rec.dump() << "\n" << std::flush;
       std::map<std::string, double> scalars = last;
       scalars["lr"] = lr, scalars["examples_per_s"] = interval_examples / secs;
       if (tensorboard) tensorboard->scalars(scalars, step + 1, "train/"), tensorboard->flush();
       sums.clear(), counts.clear();
-      interval_examples = 0;
+      interval_examples = 0, interval_skipped = 0;
       interval_start = std::chrono::steady_clock::now();
     }
     progress.update(step + 1, format_metrics(last));

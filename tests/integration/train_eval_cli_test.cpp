@@ -2,7 +2,8 @@
  * binary: held-out RSUM logged every N steps with the best weights kept and evaluable with
  * --best; a fine-tuned run's results are labelled fine-tuned (its pretrained parent's zero-shot);
  * `rerank` with k >= every candidate gives exact's metrics, a first stage read from a .npy is
- * used as given, and `dual` writes its matrix. */
+ * used as given, and `dual` writes its matrix; non-finite steps are skipped, logged and counted,
+ * and too many in a row stop the run. */
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -85,6 +86,30 @@ TEST(TrainEval, NonFiniteLossesStopTheRunAfterMaxBadSteps) {
   EXPECT_NE(r.err.find("3 non-finite steps in a row"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("training stopped at step"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("nan"), std::string::npos) << r.err;
+}
+
+// Skipped steps below the limit: each is named in the log as it happens (which value was not
+// finite), counted per logging interval in metrics.jsonl and in total in checkpoint.json.
+TEST(TrainEval, SkippedStepsAreLoggedAndCounted) {
+  const std::string dir = own("skips");
+  fs::remove_all(dir);
+  const auto r = run_mmt("train --config " + std::string(MMT_SOURCE_DIR) + "/configs/demo.json --out " + dir + kSmall +
+                         " --set train.steps=8 --set train.log_every=4 --set train.lr=1e30 --set train.warmup_steps=0"
+                         " --set train.grad_clip=0 --set train.max_bad_steps=100");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const std::string said = r.out + r.err;
+  EXPECT_NE(said.find("mmt train: step 1 skipped (no update): non-finite "), std::string::npos) << said;
+  int64_t logged = 0, records = 0;
+  std::ifstream in(dir + "/metrics.jsonl");
+  for (std::string line; std::getline(in, line);) {
+    const json rec = json::parse(line);
+    ++records;
+    logged += rec.value("skipped_steps", int64_t{0});
+  }
+  EXPECT_EQ(records, 2);
+  const int64_t total = read_json(dir + "/checkpoint.json").at("skipped_steps").get<int64_t>();
+  EXPECT_GE(total, 6);  // the first update (lr 1e30) ruins the weights: the later steps are all skipped
+  EXPECT_EQ(logged, total);
 }
 
 TEST(TrainEval, FineTunedRunsAreLabelledFineTuned) {
