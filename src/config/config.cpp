@@ -23,6 +23,34 @@ std::string type_name(const json& j) {
   return std::string(j.type_name()) + " " + j.dump();
 }
 
+// Edit distance (insertions, deletions, substitutions, swaps of neighbours) between two keys.
+size_t key_distance(const std::string& a, const std::string& b) {
+  std::vector<std::vector<size_t>> d(a.size() + 1, std::vector<size_t>(b.size() + 1));
+  for (size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
+  for (size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
+  for (size_t i = 1; i <= a.size(); ++i)
+    for (size_t j = 1; j <= b.size(); ++j) {
+      d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+    }
+  return d[a.size()][b.size()];
+}
+
+// The valid key a typo most likely meant ("" if none is close: within a third of its length,
+// at least 2 edits allowed; a unique one wins).
+std::string closest_key(const std::string& key, const std::vector<std::string>& valid) {
+  const size_t allowed = std::max<size_t>(2, key.size() / 3);
+  std::string best;
+  size_t best_d = allowed + 1;
+  bool tie = false;
+  for (const auto& v : valid) {
+    const size_t d = key_distance(key, v);
+    if (d < best_d) best = v, best_d = d, tie = false;
+    else if (d == best_d) tie = true;
+  }
+  return tie ? "" : best;
+}
+
 // ---- reading -------------------------------------------------------------------------
 
 class JsonReader {
@@ -75,7 +103,9 @@ class JsonReader {
       if (std::find(names_.begin(), names_.end(), it.key()) != names_.end()) continue;
       const std::string where =
           prefix_.empty() ? "" : " of '" + prefix_.substr(0, prefix_.size() - 1) + "'";
-      throw Error("unknown config key '" + prefix_ + it.key() + "'; valid keys" + where + ": " +
+      const std::string guess = closest_key(it.key(), names_);
+      throw Error("unknown config key '" + prefix_ + it.key() + "'" +
+                  (guess.empty() ? "" : " (did you mean '" + prefix_ + guess + "'?)") + "; valid keys" + where + ": " +
                   join(names_));
     }
   }

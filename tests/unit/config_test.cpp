@@ -72,6 +72,19 @@ TEST(Config, UnknownKeyListsValidKeys) {
   EXPECT_NE(top.find("valid keys: name, model, data, train, eval, runtime"), std::string::npos) << top;
 }
 
+// A typo gets the key it most likely meant; nothing close, or two equally close, no guess.
+TEST(Config, UnknownKeySuggestsTheClosestOne) {
+  auto msg = error_of([] { load_config("", {"model.hiden=3"}); });
+  EXPECT_NE(msg.find("'model.hiden' (did you mean 'model.hidden'?)"), std::string::npos) << msg;
+  msg = error_of([] { load_config("", {"train.gradclip=1"}); });
+  EXPECT_NE(msg.find("(did you mean 'train.grad_clip'?)"), std::string::npos) << msg;
+  msg = error_of([] { load_config("", {"modle.hidden=3"}); });  // a swap of neighbours is one edit
+  EXPECT_NE(msg.find("(did you mean 'model'?)"), std::string::npos) << msg;
+  msg = error_of([] { load_config("", {"train.completely_different=1"}); });
+  EXPECT_EQ(msg.find("did you mean"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("valid keys of 'train'"), std::string::npos) << msg;
+}
+
 TEST(Config, UnknownKeyInFileNamesTheFile) {
   const auto path = write_temp("c4.json", R"({"train": {"stepz": 3}})");
   const auto msg = error_of([&] { load_config(path, {}); });
