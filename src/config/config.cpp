@@ -36,6 +36,26 @@ size_t key_distance(const std::string& a, const std::string& b) {
   return d[a.size()][b.size()];
 }
 
+// Where else a key is valid: the dotted paths of every config field named `key` (from the
+// defaults), for a key given in the wrong section ("model.lr" -> train.lr).
+std::vector<std::string> sections_with(const std::string& key) {
+  std::vector<std::string> found;
+  std::vector<std::pair<const json*, std::string>> todo{{nullptr, ""}};
+  static const json defaults = config_to_json(ExperimentConfig{});
+  todo.front().first = &defaults;
+  while (!todo.empty()) {
+    const auto [node, path] = todo.back();
+    todo.pop_back();
+    for (auto it = node->begin(); it != node->end(); ++it) {
+      const std::string here = path.empty() ? it.key() : path + "." + it.key();
+      if (it.key() == key) found.push_back(here);
+      if (it->is_object()) todo.emplace_back(&*it, here);
+    }
+  }
+  std::sort(found.begin(), found.end());
+  return found;
+}
+
 // The valid key a typo most likely meant ("" if none is close: within a third of its length,
 // at least 2 edits allowed; a unique one wins).
 std::string closest_key(const std::string& key, const std::vector<std::string>& valid) {
@@ -103,9 +123,13 @@ class JsonReader {
       if (std::find(names_.begin(), names_.end(), it.key()) != names_.end()) continue;
       const std::string where =
           prefix_.empty() ? "" : " of '" + prefix_.substr(0, prefix_.size() - 1) + "'";
-      const std::string guess = closest_key(it.key(), names_);
-      throw Error("unknown config key '" + prefix_ + it.key() + "'" +
-                  (guess.empty() ? "" : " (did you mean '" + prefix_ + guess + "'?)") + "; valid keys" + where + ": " +
+      // A key of another section (model.lr: train.lr), else the closest key of this one.
+      std::string hint;
+      const auto elsewhere = sections_with(it.key());
+      if (!elsewhere.empty()) hint = " (did you mean '" + join(elsewhere, "' or '") + "'?)";
+      else if (const std::string guess = closest_key(it.key(), names_); !guess.empty())
+        hint = " (did you mean '" + prefix_ + guess + "'?)";
+      throw Error("unknown config key '" + prefix_ + it.key() + "'" + hint + "; valid keys" + where + ": " +
                   join(names_));
     }
   }

@@ -72,7 +72,8 @@ TEST(Config, UnknownKeyListsValidKeys) {
   EXPECT_NE(top.find("valid keys: name, model, data, train, eval, runtime"), std::string::npos) << top;
 }
 
-// A typo gets the key it most likely meant; nothing close, or two equally close, no guess.
+// A typo gets the key it most likely meant, a key in the wrong section the section it belongs to;
+// nothing close, or two equally close, no guess.
 TEST(Config, UnknownKeySuggestsTheClosestOne) {
   auto msg = error_of([] { load_config("", {"model.hiden=3"}); });
   EXPECT_NE(msg.find("'model.hiden' (did you mean 'model.hidden'?)"), std::string::npos) << msg;
@@ -80,6 +81,8 @@ TEST(Config, UnknownKeySuggestsTheClosestOne) {
   EXPECT_NE(msg.find("(did you mean 'train.grad_clip'?)"), std::string::npos) << msg;
   msg = error_of([] { load_config("", {"modle.hidden=3"}); });  // a swap of neighbours is one edit
   EXPECT_NE(msg.find("(did you mean 'model'?)"), std::string::npos) << msg;
+  msg = error_of([] { load_config("", {"model.lr=1"}); });  // a key of another section
+  EXPECT_NE(msg.find("'model.lr' (did you mean 'train.lr'?)"), std::string::npos) << msg;
   msg = error_of([] { load_config("", {"train.completely_different=1"}); });
   EXPECT_EQ(msg.find("did you mean"), std::string::npos) << msg;
   EXPECT_NE(msg.find("valid keys of 'train'"), std::string::npos) << msg;
