@@ -12,6 +12,7 @@
 #include "mmt/data/synthetic_export.h"
 #include "mmt/model/summary.h"
 #include "mmt/text/tokenizer.h"
+#include "mmt/eval/compare.h"
 #include "mmt/eval/evaluate.h"
 #include "mmt/study/study.h"
 #include "mmt/train/dist_env.h"
@@ -58,6 +59,19 @@ int main(int argc, char** argv) {
   eval->add_option("--set", overrides, "override eval.*, runtime.* or the test set size")->take_all();
   bool eval_best = false;
   eval->add_flag("--best", eval_best, "evaluate the best weights kept during training (<run>/best) instead of the final ones");
+
+  auto* compare = app.add_subcommand(
+      "compare", "is run B better than run A beyond the luck of the test set? paired bootstrap over their test images");
+  std::string compare_a, compare_b, compare_json;
+  mmt::BootstrapSettings compare_settings;
+  compare->add_option("A", compare_a, "a run directory (its eval.json) or an evaluation result file (eval-best.json, "
+                                      "eval-flickr30k-1k.json, ...)")->required();
+  compare->add_option("B", compare_b, "the other, the same kind of result")->required();
+  compare->add_option("--samples", compare_settings.samples, "resamplings of the test images (default 1000)")
+      ->check(CLI::Range(int64_t{2}, int64_t{1000000}));
+  compare->add_option("--level", compare_settings.level, "central interval (default 0.95)")->check(CLI::Range(0.5, 0.999));
+  compare->add_option("--seed", compare_settings.seed, "resampling seed (default 0)");
+  compare->add_option("--json", compare_json, "also write the comparison as JSON to this file");
 
   auto* finetune = app.add_subcommand("finetune", "fine-tune a finished run for retrieval (ITM, hard negatives) on a Karpathy split file");
   std::string ft_run;
@@ -208,6 +222,12 @@ int main(int argc, char** argv) {
                                eval_best);
       } else {
         mmt::evaluate_run(run_dir, overrides, std::cout, std::cerr, eval_best);
+      }
+    } else if (compare->parsed()) {
+      const nlohmann::json result = mmt::compare_results(compare_a, compare_b, compare_settings, std::cout);
+      if (!compare_json.empty()) {
+        std::ofstream f(compare_json);
+        if (!(f << result.dump(2) << "\n")) throw mmt::Error("cannot write '" + compare_json + "'");
       }
     } else if (study_run->parsed()) {
       if (study_dir.empty()) study_dir = "runs/studies/" + mmt::load_grid(grid_path).name;

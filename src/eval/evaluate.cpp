@@ -17,7 +17,10 @@
 #include "mmt/eval/protocols.h"
 #include "mmt/text/tokenizer.h"
 #include "mmt/data/synthetic_world.h"
+#include "mmt/eval/bootstrap.h"
 #include "mmt/eval/ceilings.h"
+#include "mmt/eval/compare.h"
+#include "mmt/io/npy.h"
 #include "mmt/eval/score_modes.h"
 #include "mmt/train/progress.h"
 #include "mmt/train/run_dir.h"
@@ -45,6 +48,27 @@ std::string row(const std::string& name, const RetrievalMetrics& m) {
   const auto &ir = m.image_retrieval, &tr = m.text_retrieval;
   std::snprintf(buf, sizeof buf, "| %-13s | %6.1f | %6.1f | %6.1f | %7.1f | %6.1f | %6.1f | %6.1f | %7.1f |\n",
                 name.c_str(), ir.r1, ir.r5, ir.r10, ir.median_rank, tr.r1, tr.r5, tr.r10, tr.median_rank);
+  return buf;
+}
+
+// The bootstrap intervals of an entry as one line under its table ("" without them).
+std::string interval_line(const std::string& name, const json& entry) {
+  if (!entry.contains("bootstrap")) return "";
+  const json& b = entry["bootstrap"];
+  char buf[512];
+  auto iv = [&](const char* dir, const char* k) {
+    const auto& v = b.at(dir).at(k);
+    char s[32];
+    std::snprintf(s, sizeof s, "%.1f-%.1f", v[0].get<double>(), v[1].get<double>());
+    return std::string(s);
+  };
+  std::snprintf(buf, sizeof buf,
+                "%s, %.0f %% intervals (bootstrap over its %lld test images, %lld resamplings): image R@1 %s, R@5 %s, "
+                "R@10 %s; text R@1 %s, R@5 %s, R@10 %s\n",
+                name.c_str(), 100 * b.at("level").get<double>(), static_cast<long long>(entry.at("num_images").get<int64_t>()),
+                static_cast<long long>(b.at("samples").get<int64_t>()), iv("image_retrieval", "r1").c_str(),
+                iv("image_retrieval", "r5").c_str(), iv("image_retrieval", "r10").c_str(),
+                iv("text_retrieval", "r1").c_str(), iv("text_retrieval", "r5").c_str(), iv("text_retrieval", "r10").c_str());
   return buf;
 }
 
@@ -107,11 +131,32 @@ struct Evaluation {
     log << "mmt eval: " << configure_runtime(cfg.runtime, log) << "\n";
   }
 
-  // One test set's or split's entry of the result: metrics, how they were scored, the score files.
-  json entry(const TestSetScores& scored, const std::string& run_dir, const std::string& name, int64_t nc, int64_t ni) const {
+  // One test set's or split's entry of the result: metrics, how they were scored, the score files,
+  // the caption -> image map and the test set's fingerprint (what `mmt compare` reads), and the
+  // bootstrap intervals of the recalls.
+  json entry(const TestSetScores& scored, const std::string& run_dir, const std::string& name, int64_t nc, int64_t ni,
+             const std::vector<int64_t>& caption_image, const std::string& fingerprint) const {
     json e = metrics_json(scored.metrics);
     e.update(scored.info);
-    if (root) e["scores_files"] = save_scores(scored, run_dir, "eval" + tag + "-" + name, nc, ni);
+    e["test_set_fingerprint"] = fingerprint;
+    if (root) {
+      const std::string stem = "eval" + tag + "-" + name;
+      e["scores_files"] = save_scores(scored, run_dir, stem, nc, ni);
+      e["caption_image_file"] = stem + "-caption-image.npy";
+      save_npy(run_dir + "/" + stem + "-caption-image.npy", caption_image.data(), {nc});
+    }
+    if (cfg.eval.bootstrap > 0) {
+      BootstrapSettings s;
+      s.samples = cfg.eval.bootstrap;
+      const auto intervals = bootstrap_intervals(scored.outcomes, caption_image, s);
+      json b = {{"samples", s.samples}, {"level", s.level}, {"seed", s.seed}, {"unit", "test image with its captions"}};
+      for (size_t k = 0; k < intervals.size(); ++k) {
+        const std::string& metric = recall_names()[k];  // image_r1 -> image_retrieval.r1
+        const size_t cut = metric.find('_');
+        b[metric.substr(0, cut) + "_retrieval"][metric.substr(cut + 1)] = {intervals[k].low, intervals[k].high};
+      }
+      e["bootstrap"] = b;
+    }
     return e;
   }
 
@@ -185,7 +230,10 @@ json evaluate_run(const std::string& run_dir, const std::vector<std::string>& ov
     total_seconds += scored.seconds;
     const RetrievalMetrics& m = scored.metrics;
     const Ceilings c = test_set_ceilings(test);
-    json entry = ev.entry(scored, run_dir, name, nc, ni);
+    std::vector<std::string> texts;
+    for (const auto& c : test.captions) texts.push_back(c.text);
+    json entry = ev.entry(scored, run_dir, name, nc, ni, test.caption_image,
+                          test_set_fingerprint(ni, {}, texts, test.caption_image));
     entry["label"] = label;
     entry["ceilings"] = {{"chance", metrics_json(c.chance)},
                          {"bag_of_words", metrics_json(c.bag_of_words)},
@@ -196,6 +244,7 @@ json evaluate_run(const std::string& run_dir, const std::vector<std::string>& ov
     std::snprintf(title, sizeof title, "%s: %ld images x %ld captions, %.1f s (%.0f pairs/s)", name.c_str(),
                   long(ni), long(nc / std::max<int64_t>(1, ni)), scored.seconds, entry["pairs_per_s"].get<double>());
     markdown += results_table(title, m, c) + "\n";
+    if (const std::string line = interval_line(name, entry); !line.empty()) markdown += line + "\n";
   }
   result["wall_time_s"] = total_seconds;
   markdown +=
@@ -274,6 +323,7 @@ json evaluate_protocol(const std::string& run_dir, const std::string& protocol, 
                          "median rank (img / txt) | s | pairs/s |\n|---|---|---|---|---|---|---|---|---|---|---|\n";
   std::map<std::string, double> mean;
   double total_seconds = 0;
+  std::string intervals;  // one line per split, under the table
   for (const auto& split : splits) {
     std::vector<std::vector<int64_t>> captions;
     for (const auto& c : split.captions) captions.push_back(tokenizer->encode(c, cfg.model.max_text_len));
@@ -283,7 +333,12 @@ json evaluate_protocol(const std::string& run_dir, const std::string& protocol, 
     const double seconds = scored.seconds;
     total_seconds += seconds;
     const RetrievalMetrics& m = scored.metrics;
-    const json entry = ev.entry(scored, run_dir, split.name, nc, ni);
+    std::vector<std::string> image_keys;
+    for (const auto& r : split.images)
+      image_keys.push_back(std::filesystem::path(r.image.offset < 0 ? r.image.path : r.image.member).filename().string());
+    const json entry = ev.entry(scored, run_dir, split.name, nc, ni, split.caption_image,
+                                test_set_fingerprint(ni, image_keys, split.captions, split.caption_image));
+    intervals += interval_line(split.name, entry);
     result["splits"][split.name] = entry;
     const auto& ir = m.image_retrieval;
     const auto& tr = m.text_retrieval;
@@ -306,6 +361,7 @@ json evaluate_protocol(const std::string& run_dir, const std::string& protocol, 
     markdown += row;
   }
   result["wall_time_s"] = total_seconds;
+  if (!intervals.empty()) markdown += "\n" + intervals;
   markdown += "\nR@K in percent; ties count as a uniformly random order (docs/evaluation.md).\n";
   result["weights"] = best ? "best (held-out RSUM during training)" : "final";
   ev.finish(run_dir + "/eval-" + protocol + ev.tag, result, markdown);

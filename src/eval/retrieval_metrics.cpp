@@ -48,16 +48,15 @@ QueryRank rank_query(const float* scores, const std::vector<char>& relevant, int
   return r;
 }
 
-namespace {
-
-DirectionMetrics summarise(const std::vector<QueryRank>& ranks) {
+DirectionMetrics summarise(const std::vector<QueryOutcome>& outcomes) {
+  if (outcomes.empty()) throw Error("retrieval metrics: no queries");
   DirectionMetrics m;
   std::vector<double> expected;
-  for (const auto& r : ranks) {
-    m.r1 += r.recall_at(1), m.r5 += r.recall_at(5), m.r10 += r.recall_at(10);
-    expected.push_back(r.expected_rank());
+  for (const auto& o : outcomes) {
+    m.r1 += o.r1, m.r5 += o.r5, m.r10 += o.r10;
+    expected.push_back(o.rank);
   }
-  const double n = static_cast<double>(ranks.size());
+  const double n = static_cast<double>(outcomes.size());
   m.r1 *= 100.0 / n, m.r5 *= 100.0 / n, m.r10 *= 100.0 / n;
   for (double e : expected) m.mean_rank += e / n;
   std::sort(expected.begin(), expected.end());
@@ -66,37 +65,58 @@ DirectionMetrics summarise(const std::vector<QueryRank>& ranks) {
   return m;
 }
 
-}  // namespace
+RetrievalMetrics summarise(const RetrievalOutcomes& outcomes) {
+  RetrievalMetrics out;
+  out.image_retrieval = summarise(outcomes.image_retrieval);
+  out.text_retrieval = summarise(outcomes.text_retrieval);
+  out.num_captions = static_cast<int64_t>(outcomes.image_retrieval.size());
+  out.num_images = static_cast<int64_t>(outcomes.text_retrieval.size());
+  return out;
+}
 
-RetrievalMetrics retrieval_metrics(const std::vector<float>& scores, int64_t num_images,
-                                   const std::vector<int64_t>& caption_image) {
-  const int64_t nc = static_cast<int64_t>(caption_image.size());
+namespace {
+
+QueryOutcome outcome(const QueryRank& r) { return {r.recall_at(1), r.recall_at(5), r.recall_at(10), r.expected_rank()}; }
+
+void check_matrix(const std::vector<float>& scores, int64_t nc, int64_t num_images) {
   if (nc == 0 || num_images == 0) throw Error("retrieval_metrics: empty test set");
   if (static_cast<int64_t>(scores.size()) != nc * num_images)
     throw Error("retrieval_metrics: score matrix has " + std::to_string(scores.size()) + " entries, expected " +
                 std::to_string(nc) + " x " + std::to_string(num_images));
-  RetrievalMetrics out;
-  out.num_images = num_images, out.num_captions = nc;
+}
 
-  std::vector<QueryRank> ranks;
+}  // namespace
+
+RetrievalOutcomes retrieval_outcomes(const std::vector<float>& scores, int64_t num_images,
+                                     const std::vector<int64_t>& caption_image, const std::vector<float>* image_to_caption) {
+  const int64_t nc = static_cast<int64_t>(caption_image.size());
+  check_matrix(scores, nc, num_images);
+  if (image_to_caption) check_matrix(*image_to_caption, nc, num_images);
+  for (int64_t c = 0; c < nc; ++c)
+    if (caption_image[c] < 0 || caption_image[c] >= num_images)
+      throw Error("retrieval_metrics: caption " + std::to_string(c) + " belongs to image " +
+                  std::to_string(caption_image[c]) + " of " + std::to_string(num_images));
+  RetrievalOutcomes out;
   std::vector<char> relevant(static_cast<size_t>(num_images), 0);
   for (int64_t c = 0; c < nc; ++c) {  // caption -> images
     relevant[caption_image[c]] = 1;
-    ranks.push_back(rank_query(&scores[c * num_images], relevant, num_images));
+    out.image_retrieval.push_back(outcome(rank_query(&scores[c * num_images], relevant, num_images)));
     relevant[caption_image[c]] = 0;
   }
-  out.image_retrieval = summarise(ranks);
-
-  ranks.clear();
+  const std::vector<float>& texts = image_to_caption ? *image_to_caption : scores;
   relevant.assign(static_cast<size_t>(nc), 0);
   for (int64_t i = 0; i < num_images; ++i) {  // image -> captions
     bool any = false;
     for (int64_t c = 0; c < nc; ++c) any |= (relevant[c] = caption_image[c] == i);
     if (!any) throw Error("retrieval_metrics: image " + std::to_string(i) + " has no caption");
-    ranks.push_back(rank_query(&scores[i], relevant, nc, num_images));
+    out.text_retrieval.push_back(outcome(rank_query(&texts[i], relevant, nc, num_images)));
   }
-  out.text_retrieval = summarise(ranks);
   return out;
+}
+
+RetrievalMetrics retrieval_metrics(const std::vector<float>& scores, int64_t num_images,
+                                   const std::vector<int64_t>& caption_image) {
+  return summarise(retrieval_outcomes(scores, num_images, caption_image));
 }
 
 }  // namespace mmt

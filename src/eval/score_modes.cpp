@@ -136,9 +136,9 @@ TestSetScores score_test_set(MultimodalTransformerImpl& model, const std::vector
     }
   }
   out.seconds = progress.elapsed();
-  out.metrics = retrieval_metrics(out.scores, ni, caption_image);
-  if (!out.image_to_caption.empty())
-    out.metrics.text_retrieval = retrieval_metrics(out.image_to_caption, ni, caption_image).text_retrieval;
+  out.outcomes = retrieval_outcomes(out.scores, ni, caption_image,
+                                    out.image_to_caption.empty() ? nullptr : &out.image_to_caption);
+  out.metrics = summarise(out.outcomes);
   out.info["wall_time_s"] = out.seconds;
   out.info["pairs_per_s"] = static_cast<double>(nc * ni) / std::max(1e-9, out.seconds);  // pairs ranked
   out.info["itm_pairs"] = itm_pairs;  // pairs through the ITM head

@@ -337,6 +337,7 @@ struct EvalOptions {
   std::string first_stage = "dual";  // rerank: dual, or a .npy score matrix ({split} = split name)
   bool cache = true;            // exact: compute the unimodal layers once per caption / image
   int64_t threads = 0;          // CPU: threads scoring pair batches side by side (0 = this process's cores)
+  int64_t bootstrap = 1000;     // resamplings of the test images for 95 % intervals of the recalls (0 = none)
 
   template <class V>
   void visit(V& v) {
@@ -356,6 +357,9 @@ struct EvalOptions {
     v.field("threads", threads,
             "CPU: threads scoring pair batches side by side, each with single-threaded matrix products (0 = the "
             "cores of this process: all of them, or their share under torchrun / SLURM); GPUs score on one");
+    v.field("bootstrap", bootstrap,
+            "resamplings of the test images (each with its captions) for the 95 % intervals of every recall in "
+            "eval.json and the table (0 = none); `mmt compare` resamples two runs' results the same way, paired");
   }
 };
 

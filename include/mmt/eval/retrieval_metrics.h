@@ -51,4 +51,22 @@ struct RetrievalMetrics {
 RetrievalMetrics retrieval_metrics(const std::vector<float>& scores, int64_t num_images,
                                    const std::vector<int64_t>& caption_image);
 
+/// One query's outcome under the tie rule: P(first relevant within 1, 5, 10) and its expected rank.
+struct QueryOutcome {
+  double r1 = 0, r5 = 0, r10 = 0, rank = 0;
+};
+/// Every query's outcome: what the metrics summarise, and what bootstrap.h resamples.
+struct RetrievalOutcomes {
+  std::vector<QueryOutcome> image_retrieval;  // one per caption (caption -> images)
+  std::vector<QueryOutcome> text_retrieval;   // one per image (image -> captions)
+};
+/// The outcomes of a score matrix; `image_to_caption` (rerank's second matrix, same layout) ranks
+/// the text direction where given.
+RetrievalOutcomes retrieval_outcomes(const std::vector<float>& scores, int64_t num_images,
+                                     const std::vector<int64_t>& caption_image,
+                                     const std::vector<float>* image_to_caption = nullptr);
+/// Recalls in percent, median and mean rank of a direction's outcomes.
+DirectionMetrics summarise(const std::vector<QueryOutcome>& outcomes);
+RetrievalMetrics summarise(const RetrievalOutcomes& outcomes);
+
 }  // namespace mmt

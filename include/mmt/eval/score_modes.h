@@ -20,6 +20,7 @@ struct ExperimentConfig;
 
 struct TestSetScores {
   RetrievalMetrics metrics;
+  RetrievalOutcomes outcomes;           // every query's, which the metrics summarise
   std::vector<float> scores;            // (captions x images); rerank: the caption -> image ranking matrix
   std::vector<float> image_to_caption;  // rerank only: the image -> caption ranking matrix
   nlohmann::json info;                  // mode, wall_time_s, pairs_per_s, itm_pairs, rerank_k, first_stage

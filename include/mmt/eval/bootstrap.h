@@ -1,0 +1,55 @@
+/* How much of a retrieval result is the luck of the test set: bootstrap intervals of R@K, and
+ * paired comparisons of two models on the same test set.
+ *
+ * The unit resampled is the test image with all its captions (a cluster bootstrap): the five
+ * captions of one Flickr30k image are not five independent queries, and resampling captions
+ * alone would understate the noise. The gallery stays whole - each query's outcome was ranked
+ * against every candidate - so the intervals measure the sampling of queries, not of the
+ * gallery, and not the noise of training (seeds: mmt study). A paired comparison resamples the
+ * same images for both models, so what they share (the easy images, the hard ones) cancels: two
+ * models a point apart can be told apart by a paired interval when their separate intervals
+ * overlap. Percentile intervals; deterministic for a given seed. docs/evaluation.md. */
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "mmt/eval/retrieval_metrics.h"
+
+namespace mmt {
+
+struct Interval {
+  double low = 0, high = 0;
+};
+
+/// The six recalls (percent) as named in eval.json: image_r1, image_r5, image_r10, text_r1, ...
+const std::vector<std::string>& recall_names();
+
+struct BootstrapSettings {
+  int64_t samples = 1000;  // resamplings of the test images
+  double level = 0.95;     // central interval
+  uint64_t seed = 0;
+};
+
+/// Percentile interval of each recall (recall_names() order) over `s.samples` resamplings of the
+/// test images with replacement, each image with all its captions.
+std::vector<Interval> bootstrap_intervals(const RetrievalOutcomes& outcomes, const std::vector<int64_t>& caption_image,
+                                          const BootstrapSettings& s);
+
+/// B against A on one test set, for one recall: the values (percent), B - A, its interval under
+/// paired resampling, and the share of resamplings in which B did not beat A (a one-sided
+/// bootstrap p-value for "B is better").
+struct PairedDifference {
+  std::string metric;
+  double a = 0, b = 0, delta = 0;
+  Interval interval;
+  double share_not_better = 0;
+};
+std::vector<PairedDifference> paired_bootstrap(const RetrievalOutcomes& a, const RetrievalOutcomes& b,
+                                               const std::vector<int64_t>& caption_image, const BootstrapSettings& s);
+
+/// The q-quantile (0..1) of values, linearly interpolated between order statistics (sorts them).
+double quantile(std::vector<double>& values, double q);
+
+}  // namespace mmt

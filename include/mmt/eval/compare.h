@@ -1,0 +1,35 @@
+/* `mmt compare A B`: is run B better than run A on the same test sets, beyond the luck of the
+ * test set? Reads the two evaluations' score matrices and caption -> image maps (written by
+ * `mmt eval`), checks that they scored the same test set (by fingerprint), and resamples the test
+ * images once for both (bootstrap.h, paired). docs/evaluation.md. */
+#pragma once
+
+#include <cstdint>
+#include <iosfwd>
+#include <nlohmann/json_fwd.hpp>
+#include <string>
+#include <vector>
+
+#include "mmt/eval/bootstrap.h"
+
+namespace mmt {
+
+/// A test set's identity across runs: FNV-1a over the number of images, each image's key (file
+/// name; empty for synthetic test sets, whose images follow from their captions' world), and
+/// each caption's text and image. Hex, 16 digits.
+std::string test_set_fingerprint(int64_t num_images, const std::vector<std::string>& image_keys,
+                                 const std::vector<std::string>& captions, const std::vector<int64_t>& caption_image);
+
+/// The outcomes of an evaluation entry (a test set of eval.json, a split of eval-<protocol>.json)
+/// from its saved files in `dir`; `caption_image` receives the map. Errors name the file.
+RetrievalOutcomes load_outcomes(const std::string& dir, const nlohmann::json& entry, const std::string& name,
+                                std::vector<int64_t>& caption_image);
+
+/// `a` and `b`: run directories (their eval.json) or result files (eval-best.json,
+/// eval-flickr30k-1k.json, ...). Every test set or split both hold is compared; one they do not
+/// share is named and skipped, one scored on different test sets is an error. Prints a Markdown
+/// table per set on `out` and returns the comparison as JSON.
+nlohmann::json compare_results(const std::string& a, const std::string& b, const BootstrapSettings& settings,
+                               std::ostream& out);
+
+}  // namespace mmt

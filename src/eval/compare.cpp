@@ -1,0 +1,180 @@
+/* `mmt compare` (see compare.h). */
+#include "mmt/eval/compare.h"
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <ostream>
+
+#include "mmt/config/config.h"
+#include "mmt/io/npy.h"
+#include "mmt/util/error.h"
+#include "mmt/util/fs.h"
+
+namespace mmt {
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+std::string test_set_fingerprint(int64_t num_images, const std::vector<std::string>& image_keys,
+                                 const std::vector<std::string>& captions, const std::vector<int64_t>& caption_image) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  auto add = [&h](const std::string& bytes) {
+    for (unsigned char ch : bytes) h = (h ^ ch) * 0x100000001b3ull;
+    h = (h ^ 0xffu) * 0x100000001b3ull;  // a separator no UTF-8 text contains
+  };
+  add(std::to_string(num_images));
+  for (const auto& k : image_keys) add(k);
+  for (size_t c = 0; c < captions.size(); ++c) add(std::to_string(c < caption_image.size() ? caption_image[c] : -1)), add(captions[c]);
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(h));
+  return hex;
+}
+
+namespace {
+
+// An evaluation result: the file and the folder its score files lie in.
+struct Result {
+  std::string file, dir;
+  json j;
+  const char* sets_key = nullptr;  // "test_sets" (synthetic) or "splits" (protocols)
+};
+
+Result read_result(const std::string& path) {
+  Result r;
+  r.file = fs::is_directory(path) ? (fs::path(path) / "eval.json").string() : path;
+  if (!file_exists(r.file))
+    throw Error("'" + r.file + "' not found: evaluate the run first (mmt eval --run " +
+                (fs::is_directory(path) ? path : fs::path(path).parent_path().string()) + ")");
+  r.dir = fs::path(r.file).parent_path().string();
+  if (r.dir.empty()) r.dir = ".";
+  r.j = parse_json_with_comments(read_file(r.file), r.file);
+  if (r.j.contains("test_sets")) r.sets_key = "test_sets";
+  else if (r.j.contains("splits")) r.sets_key = "splits";
+  else throw Error("'" + r.file + "' is not an mmt eval result (no test_sets or splits)");
+  return r;
+}
+
+std::string what_of(const json& result, const json& entry) {
+  return entry.value("mode", result.value("mode", std::string("?"))) + ", " +
+         entry.value("label", result.value("label", std::string("?"))) + ", step " +
+         std::to_string(result.value("step", int64_t{-1}));
+}
+
+std::string signed1(double v) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%+.1f", v);
+  return b;
+}
+
+}  // namespace
+
+RetrievalOutcomes load_outcomes(const std::string& dir, const json& entry, const std::string& name,
+                                std::vector<int64_t>& caption_image) {
+  if (!entry.contains("caption_image_file") || !entry.contains("scores_files"))
+    throw Error("test set '" + name + "' in " + dir + " has no caption -> image map: it was evaluated before mmt eval "
+                "kept one (2026-11-28); evaluate the run again");
+  const int64_t ni = entry.at("num_images").get<int64_t>(), nc = entry.at("num_captions").get<int64_t>();
+  const std::string map_file = (fs::path(dir) / entry.at("caption_image_file").get<std::string>()).string();
+  const NpyArray m = load_npy(map_file);
+  if (m.shape != std::vector<int64_t>{nc}) throw Error(map_file + ": expected " + std::to_string(nc) + " captions' images");
+  caption_image.clear();
+  for (float v : m.to_float(map_file)) caption_image.push_back(static_cast<int64_t>(v));
+  auto matrix = [&](const std::string& file) {
+    const std::string path = (fs::path(dir) / file).string();
+    const NpyArray a = load_npy(path);
+    if (a.shape != std::vector<int64_t>{nc, ni})
+      throw Error(path + ": expected a " + std::to_string(nc) + " x " + std::to_string(ni) + " score matrix");
+    return a.to_float(path);
+  };
+  const auto& files = entry.at("scores_files");
+  const std::vector<float> scores = matrix(files.at(0).get<std::string>());
+  if (files.size() > 1) {
+    const std::vector<float> i2t = matrix(files.at(1).get<std::string>());
+    return retrieval_outcomes(scores, ni, caption_image, &i2t);
+  }
+  return retrieval_outcomes(scores, ni, caption_image);
+}
+
+json compare_results(const std::string& a_path, const std::string& b_path, const BootstrapSettings& settings,
+                     std::ostream& out) {
+  const Result a = read_result(a_path), b = read_result(b_path);
+  if (std::string(a.sets_key) != b.sets_key)
+    throw Error("'" + a.file + "' holds " + a.sets_key + ", '" + b.file + "' " + b.sets_key +
+                ": compare a synthetic evaluation with a synthetic one, a protocol with the same protocol");
+  char level[16];
+  std::snprintf(level, sizeof level, "%g %%", 100 * settings.level);
+  json result = {{"a", a.file},          {"b", b.file},           {"samples", settings.samples},
+                 {"level", settings.level}, {"seed", settings.seed}, {"unit", "test image with its captions"},
+                 {"sets", json::object()}, {"skipped", json::array()}};
+  const json& sets_a = a.j.at(a.sets_key);
+  const json& sets_b = b.j.at(b.sets_key);
+  for (auto it = sets_a.begin(); it != sets_a.end(); ++it) {
+    const std::string& name = it.key();
+    if (!sets_b.contains(name)) {
+      result["skipped"].push_back(name + " (only in A)");
+      continue;
+    }
+    const json &ea = it.value(), &eb = sets_b.at(name);
+    const std::string fa = ea.value("test_set_fingerprint", std::string()), fb = eb.value("test_set_fingerprint", std::string());
+    if (fa.empty() || fb.empty())
+      throw Error("test set '" + name + "' of " + (fa.empty() ? a.file : b.file) + " has no fingerprint: it was "
+                  "evaluated before mmt eval recorded one (2026-11-28); evaluate the run again");
+    if (fa != fb)
+      throw Error("test set '" + name + "' differs between the two results (" + std::to_string(ea.value("num_images", 0)) +
+                  " images x " + std::to_string(ea.value("num_captions", 0)) + " captions, fingerprint " + fa + " in " +
+                  a.file + "; " + std::to_string(eb.value("num_images", 0)) + " x " +
+                  std::to_string(eb.value("num_captions", 0)) + ", " + fb + " in " + b.file +
+                  "): a paired comparison needs the same images and captions");
+    std::vector<int64_t> map_a, map_b;
+    const RetrievalOutcomes oa = load_outcomes(a.dir, ea, name, map_a), ob = load_outcomes(b.dir, eb, name, map_b);
+    if (map_a != map_b) throw Error("test set '" + name + "': the two results map captions to images differently");
+    const auto diffs = paired_bootstrap(oa, ob, map_a, settings);
+
+    char head[512];
+    std::snprintf(head, sizeof head,
+                  "### %s: B against A (%lld images x %lld captions)\n\nA: %s (%s)  \nB: %s (%s)  \n"
+                  "paired bootstrap over the test images (each with its captions), %lld resamplings, %s intervals\n\n",
+                  name.c_str(), static_cast<long long>(ea.value("num_images", 0)),
+                  static_cast<long long>(ea.value("num_captions", 0)), a.file.c_str(), what_of(a.j, ea).c_str(),
+                  b.file.c_str(), what_of(b.j, eb).c_str(), static_cast<long long>(settings.samples), level);
+    std::string md = head;
+    md += "| recall | A | B | B - A | interval | resamplings with B <= A | verdict |\n|---|---|---|---|---|---|---|\n";
+    json rows = json::array();
+    for (const auto& d : diffs) {
+      const std::string verdict = d.interval.low > 0 ? "B better" : d.interval.high < 0 ? "A better" : "not resolved";
+      std::string label = d.metric;  // image_r1 -> image R@1
+      label.replace(label.find("_r"), 2, " R@");
+      char line[256];
+      std::snprintf(line, sizeof line, "| %s | %.1f | %.1f | %s | %s .. %s | %.1f %% | %s |\n", label.c_str(), d.a, d.b,
+                    signed1(d.delta).c_str(), signed1(d.interval.low).c_str(), signed1(d.interval.high).c_str(),
+                    100 * d.share_not_better, verdict.c_str());
+      md += line;
+      rows.push_back({{"metric", d.metric}, {"a", d.a}, {"b", d.b}, {"delta", d.delta}, {"low", d.interval.low},
+                      {"high", d.interval.high}, {"share_not_better", d.share_not_better}, {"verdict", verdict}});
+    }
+    const std::string label_a = ea.value("label", a.j.value("label", std::string())),
+                      label_b = eb.value("label", b.j.value("label", std::string()));
+    if (label_a != label_b)
+      md += "\nThe two results carry different labels (zero-shot, fine-tuned, ...): they answer different questions.\n";
+    out << md << "\n" << std::flush;
+    result["sets"][name] = {{"num_images", ea.value("num_images", 0)}, {"num_captions", ea.value("num_captions", 0)},
+                            {"fingerprint", fa}, {"metrics", rows}};
+  }
+  for (auto it = sets_b.begin(); it != sets_b.end(); ++it)
+    if (!sets_a.contains(it.key())) result["skipped"].push_back(it.key() + " (only in B)");
+  if (result["sets"].empty())
+    throw Error("'" + a.file + "' and '" + b.file + "' share no test set");
+  if (!result["skipped"].empty()) {
+    std::string names;
+    for (const auto& s : result["skipped"]) names += (names.empty() ? "" : ", ") + s.get<std::string>();
+    out << "Not compared: " << names << "\n";
+  }
+  out << "B - A in percentage points; the interval is the central " << level << " of B - A over the resamplings "
+      << "(the same test images drawn for both); it measures the luck of the test set, not of training (seeds). "
+         "docs/evaluation.md\n";
+  return result;
+}
+
+}  // namespace mmt

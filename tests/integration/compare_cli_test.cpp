@@ -1,0 +1,87 @@
+/* `mmt eval` writes what `mmt compare` needs - bootstrap intervals of the recalls, the caption ->
+ * image map, the test set's fingerprint - and `mmt compare` reads two results: a run against
+ * itself differs by nothing, another scoring mode of the same test set is compared, a different
+ * test set or a result from before the map existed is refused with a message saying why. */
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "cli_util.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using namespace mmt::cli_test;
+
+json read_json(const std::string& path) { return json::parse(slurp(path)); }
+
+TEST(Compare, EvalKeepsIntervalsAndMapsAndCompareReadsThem) {
+  const std::string a = own("a");
+  fs::remove_all(a);
+  auto r = run_mmt("train --config " + std::string(MMT_SOURCE_DIR) + "/configs/demo.json --out " + a +
+                   " --set train.steps=10 --set train.batch_size=16 --set train.checkpoint_every=0 --set model.num_layers=1"
+                   " --set data.synth.num_train_images=300 --set data.synth.num_test_images=30 --set data.synth.max_objects=2");
+  ASSERT_EQ(r.status, 0) << r.err;
+  r = run_mmt("eval --run " + a + " --set eval.test_sets=easy --set eval.bootstrap=300");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("easy, 95 % intervals (bootstrap over its 30 test images, 300 resamplings): image R@1 "),
+            std::string::npos) << r.out;
+
+  const json easy = read_json(a + "/eval.json")["test_sets"]["easy"];
+  ASSERT_TRUE(easy.contains("bootstrap")) << easy.dump();
+  for (const char* dir : {"image_retrieval", "text_retrieval"})
+    for (const char* k : {"r1", "r5", "r10"}) {
+      const double v = easy[dir][k], lo = easy["bootstrap"][dir][k][0], hi = easy["bootstrap"][dir][k][1];
+      EXPECT_LE(lo, v + 1e-9) << dir << " " << k;
+      EXPECT_GE(hi, v - 1e-9) << dir << " " << k;
+    }
+  EXPECT_EQ(easy["test_set_fingerprint"].get<std::string>().size(), 16u);
+  EXPECT_TRUE(fs::exists(a + "/" + easy["caption_image_file"].get<std::string>()));
+
+  // Against itself: nothing to tell.
+  r = run_mmt("compare " + a + " " + a + " --samples 200 --json " + own("same.json"));
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("| image R@1 |"), std::string::npos) << r.out;
+  const json same = read_json(own("same.json"));
+  ASSERT_EQ(same["sets"]["easy"]["metrics"].size(), 6u);
+  for (const auto& m : same["sets"]["easy"]["metrics"]) {
+    EXPECT_EQ(m["delta"].get<double>(), 0.0) << m.dump();
+    EXPECT_EQ(m["verdict"], "not resolved") << m.dump();
+  }
+
+  // Another scoring mode of the same test set, in a copy of the run: compared, and said so.
+  const std::string b = own("b");
+  fs::remove_all(b);
+  fs::copy(a, b, fs::copy_options::recursive);
+  r = run_mmt("eval --run " + b + " --set eval.test_sets=easy --set eval.mode=dual");
+  ASSERT_EQ(r.status, 0) << r.err;
+  r = run_mmt("compare " + a + "/eval.json " + b + " --samples 200");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("(exact, zero-shot, step 10)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("(dual, zero-shot, step 10)"), std::string::npos) << r.out;
+
+  // A different test set (fewer images) is refused, naming the set.
+  r = run_mmt("eval --run " + b + " --set eval.test_sets=easy --set data.synth.num_test_images=20");
+  ASSERT_EQ(r.status, 0) << r.err;
+  r = run_mmt("compare " + a + " " + b);
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.err.find("test set 'easy' differs between the two results"), std::string::npos) << r.err;
+
+  // A result written before the map and the fingerprint existed: evaluate again.
+  json old = read_json(b + "/eval.json");
+  old["test_sets"]["easy"].erase("test_set_fingerprint");
+  std::ofstream(b + "/eval.json") << old.dump();
+  r = run_mmt("compare " + a + " " + b);
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.err.find("evaluate the run again"), std::string::npos) << r.err;
+
+  // A run not yet evaluated.
+  fs::remove(b + "/eval.json");
+  r = run_mmt("compare " + a + " " + b);
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.err.find("evaluate the run first"), std::string::npos) << r.err;
+}
+
+}  // namespace

@@ -1,0 +1,150 @@
+/* Bootstrap intervals and paired comparisons of recalls (src/eval/bootstrap.cpp): the fast
+ * per-image sums against resampled query lists built one by one and summarised as the metrics
+ * are; the interval's width against the binomial standard error; captions of one image resampled
+ * together; paired differences of equal results zero, of a small real gain positive while the
+ * separate intervals overlap. */
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <functional>
+#include <set>
+
+#include "mmt/eval/bootstrap.h"
+#include "mmt/util/error.h"
+#include "mmt/util/rng.h"
+
+namespace mmt {
+namespace {
+
+// A test set of n images with k captions each; hit(c) / text_hit(i) decide R@1 (R@5 and R@10 are
+// given other patterns so the six recalls differ).
+RetrievalOutcomes outcomes(int64_t n, int64_t k, const std::function<bool(int64_t)>& hit,
+                           const std::function<bool(int64_t)>& text_hit, std::vector<int64_t>* caption_image) {
+  RetrievalOutcomes o;
+  caption_image->clear();
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < k; ++j) {
+      const int64_t c = i * k + j;
+      const double r1 = hit(c) ? 1.0 : 0.0, r5 = std::max(r1, c % 3 ? 1.0 : 0.25);
+      o.image_retrieval.push_back({r1, r5, std::max(r5, c % 5 ? 1.0 : 0.5), r1 ? 1.0 : 7.0});
+      caption_image->push_back(i);
+    }
+  for (int64_t i = 0; i < n; ++i) {
+    const double r1 = text_hit(i) ? 1.0 : 0.0;
+    const double r5 = std::max(r1, i % 2 ? 1.0 : 0.0);
+    o.text_retrieval.push_back({r1, r5, std::max(r5, i % 4 ? 1.0 : 0.0), r1 ? 1.0 : 4.0});
+  }
+  return o;
+}
+
+double width(const Interval& i) { return i.high - i.low; }
+
+TEST(Bootstrap, IntervalsEqualResampledQueryListsSummarised) {
+  std::vector<int64_t> caption_image;
+  const auto o = outcomes(37, 3, [](int64_t c) { return c % 4 == 0 || c % 7 == 0; }, [](int64_t i) { return i % 3 == 0; },
+                          &caption_image);
+  BootstrapSettings s;
+  s.samples = 200, s.seed = 11, s.level = 0.9;
+  const auto fast = bootstrap_intervals(o, caption_image, s);
+  // The definition: draw 37 images with replacement (the same generator), list their captions'
+  // and their own outcomes, and summarise as the metrics do.
+  Rng rng(s.seed);
+  std::vector<std::vector<double>> values(6);
+  for (int64_t b = 0; b < s.samples; ++b) {
+    RetrievalOutcomes drawn;
+    for (int64_t n = 0; n < 37; ++n) {
+      const int64_t i = rng.below(37);
+      for (size_t c = 0; c < caption_image.size(); ++c)
+        if (caption_image[c] == i) drawn.image_retrieval.push_back(o.image_retrieval[c]);
+      drawn.text_retrieval.push_back(o.text_retrieval[i]);
+    }
+    const RetrievalMetrics m = summarise(drawn);
+    const double v[6] = {m.image_retrieval.r1, m.image_retrieval.r5, m.image_retrieval.r10,
+                         m.text_retrieval.r1,  m.text_retrieval.r5,  m.text_retrieval.r10};
+    for (int k = 0; k < 6; ++k) values[k].push_back(v[k]);
+  }
+  for (int k = 0; k < 6; ++k) {
+    std::sort(values[k].begin(), values[k].end());
+    // 5 % and 95 % points, linearly interpolated: positions 0.05 * 199 and 0.95 * 199.
+    auto at = [&](double pos) {
+      const size_t lo = static_cast<size_t>(pos);
+      return values[k][lo] + (pos - lo) * (values[k][lo + 1] - values[k][lo]);
+    };
+    EXPECT_NEAR(fast[k].low, at(0.05 * 199), 1e-9) << recall_names()[k];
+    EXPECT_NEAR(fast[k].high, at(0.95 * 199), 1e-9) << recall_names()[k];
+    EXPECT_LT(fast[k].low, fast[k].high) << recall_names()[k];
+  }
+}
+
+// One caption per image, 30 % hits: the bootstrap's 95 % interval is about 2 x 1.96 binomial
+// standard errors wide, sqrt(0.3 x 0.7 / 400) = 2.29 points each.
+TEST(Bootstrap, WidthFollowsTheBinomialStandardError) {
+  std::vector<int64_t> caption_image;
+  const auto o = outcomes(400, 1, [](int64_t c) { return c % 10 < 3; }, [](int64_t i) { return i % 10 < 3; }, &caption_image);
+  BootstrapSettings s;
+  s.samples = 4000;
+  const auto iv = bootstrap_intervals(o, caption_image, s);
+  const double expected = 2 * 1.96 * 100 * std::sqrt(0.3 * 0.7 / 400);
+  EXPECT_NEAR(width(iv[0]), expected, 0.12 * expected);
+  EXPECT_LT(iv[0].low, 30.0);
+  EXPECT_GT(iv[0].high, 30.0);
+}
+
+// Five captions that share their image's outcome are one observation, not five: image R@1's
+// interval is as wide as text R@1's (same outcomes per image, same draws), not sqrt(5) narrower.
+TEST(Bootstrap, CaptionsOfOneImageAreResampledTogether) {
+  std::vector<int64_t> caption_image;
+  auto hit = [](int64_t i) { return i % 10 < 4; };
+  const auto o = outcomes(200, 5, [&](int64_t c) { return hit(c / 5); }, hit, &caption_image);
+  const auto iv = bootstrap_intervals(o, caption_image, BootstrapSettings{});
+  EXPECT_NEAR(iv[0].low, iv[3].low, 1e-9);
+  EXPECT_NEAR(iv[0].high, iv[3].high, 1e-9);
+  const double per_caption = 2 * 1.96 * 100 * std::sqrt(0.4 * 0.6 / 1000);  // what treating captions as independent gives
+  EXPECT_GT(width(iv[0]), 1.8 * per_caption);
+}
+
+TEST(Bootstrap, PairedDifferencesSeeASmallGainTheSeparateIntervalsMiss) {
+  std::vector<int64_t> caption_image;
+  auto base = [](int64_t c) { return (c * 7919) % 100 < 40; };
+  const auto a = outcomes(1000, 1, base, base, &caption_image);
+  // B: A's hits and 20 more (2 points): the easy and hard images are the same for both.
+  std::set<int64_t> extra;
+  for (int64_t c = 0; extra.size() < 20; c += 13)
+    if (!base(c)) extra.insert(c);
+  auto better = [&](int64_t c) { return base(c) || extra.count(c) > 0; };
+  const auto b = outcomes(1000, 1, better, base, &caption_image);
+  BootstrapSettings s;
+  const auto same = paired_bootstrap(a, a, caption_image, s);
+  ASSERT_EQ(same.size(), 6u);
+  for (const auto& d : same) {
+    EXPECT_EQ(d.delta, 0.0) << d.metric;
+    EXPECT_EQ(d.interval.low, 0.0) << d.metric;
+    EXPECT_EQ(d.interval.high, 0.0) << d.metric;
+    EXPECT_EQ(d.share_not_better, 1.0) << d.metric;
+  }
+  const auto diff = paired_bootstrap(a, b, caption_image, s);
+  EXPECT_EQ(diff[0].metric, "image_r1");
+  const double gain = diff[0].delta;
+  EXPECT_NEAR(gain, 2.0, 1e-9);
+  EXPECT_GT(diff[0].interval.low, 0.0);
+  EXPECT_LT(diff[0].interval.high, 2 * gain);
+  EXPECT_EQ(diff[0].share_not_better, 0.0);
+  EXPECT_EQ(diff[3].delta, 0.0);  // text retrieval unchanged
+  // Separately, A's and B's intervals overlap: only pairing tells them apart.
+  const auto ia = bootstrap_intervals(a, caption_image, s), ib = bootstrap_intervals(b, caption_image, s);
+  EXPECT_GT(ia[0].high, ib[0].low);
+}
+
+TEST(Bootstrap, MismatchedResultsAreErrors) {
+  std::vector<int64_t> ci_a, ci_b;
+  const auto a = outcomes(10, 2, [](int64_t) { return true; }, [](int64_t) { return true; }, &ci_a);
+  const auto b = outcomes(12, 2, [](int64_t) { return true; }, [](int64_t) { return true; }, &ci_b);
+  EXPECT_THROW(paired_bootstrap(a, b, ci_a, BootstrapSettings{}), Error);
+  EXPECT_THROW(bootstrap_intervals(a, ci_b, BootstrapSettings{}), Error);
+  BootstrapSettings one;
+  one.samples = 1;
+  EXPECT_THROW(bootstrap_intervals(a, ci_a, one), Error);
+}
+
+}  // namespace
+}  // namespace mmt
