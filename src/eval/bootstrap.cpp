@@ -114,22 +114,52 @@ std::vector<Interval> bootstrap_intervals(const RetrievalOutcomes& outcomes, con
 
 std::vector<PairedDifference> paired_bootstrap(const RetrievalOutcomes& a, const RetrievalOutcomes& b,
                                                const std::vector<int64_t>& caption_image, const BootstrapSettings& s) {
+  return paired_bootstrap(std::vector<RetrievalOutcomes>{a}, std::vector<RetrievalOutcomes>{b}, caption_image, s);
+}
+
+std::vector<PairedDifference> paired_bootstrap(const std::vector<RetrievalOutcomes>& a,
+                                               const std::vector<RetrievalOutcomes>& b,
+                                               const std::vector<int64_t>& caption_image, const BootstrapSettings& s) {
   check(s);
-  if (a.image_retrieval.size() != b.image_retrieval.size() || a.text_retrieval.size() != b.text_retrieval.size())
-    throw Error("paired bootstrap: the two results are of different test sets (" +
-                std::to_string(a.text_retrieval.size()) + " images x " + std::to_string(a.image_retrieval.size()) +
-                " captions against " + std::to_string(b.text_retrieval.size()) + " x " +
-                std::to_string(b.image_retrieval.size()) + ")");
-  const PerImage pa = per_image(a, caption_image), pb = per_image(b, caption_image);
+  if (a.empty() || b.empty()) throw Error("paired bootstrap: a group without results");
+  for (const auto* group : {&a, &b})
+    for (const auto& o : *group)
+      if (o.image_retrieval.size() != a[0].image_retrieval.size() || o.text_retrieval.size() != a[0].text_retrieval.size())
+        throw Error("paired bootstrap: the results are of different test sets (" + std::to_string(a[0].text_retrieval.size()) +
+                    " images x " + std::to_string(a[0].image_retrieval.size()) + " captions against " +
+                    std::to_string(o.text_retrieval.size()) + " x " + std::to_string(o.image_retrieval.size()) + ")");
+  auto prepare = [&](const std::vector<RetrievalOutcomes>& group) {
+    std::vector<PerImage> p;
+    for (const auto& o : group) p.push_back(per_image(o, caption_image));
+    return p;
+  };
+  const std::vector<PerImage> pa = prepare(a), pb = prepare(b);
+  // A group's recalls: the mean over its runs, each run with the same resampled images.
+  auto mean = [](const std::vector<PerImage>& group, const std::vector<int64_t>& counts) {
+    Recalls m{};
+    for (const auto& p : group) {
+      const Recalls r = recalls(p, counts);
+      for (size_t k = 0; k < m.size(); ++k) m[k] += r[k] / static_cast<double>(group.size());
+    }
+    return m;
+  };
   std::vector<std::vector<double>> deltas(6);
-  std::vector<int64_t> counts(pa.captions.size());
+  std::vector<int64_t> counts(pa[0].captions.size());
   Rng rng(s.seed);
   for (int64_t n = 0; n < s.samples; ++n) {
-    draw(rng, counts);  // the same images for both
-    const Recalls ra = recalls(pa, counts), rb = recalls(pb, counts);
+    draw(rng, counts);  // the same images for every run
+    const Recalls ra = mean(pa, counts), rb = mean(pb, counts);
     for (size_t k = 0; k < 6; ++k) deltas[k].push_back(rb[k] - ra[k]);
   }
-  const Recalls va = point(a), vb = point(b);
+  auto point_mean = [](const std::vector<RetrievalOutcomes>& group) {
+    Recalls m{};
+    for (const auto& o : group) {
+      const Recalls r = point(o);
+      for (size_t k = 0; k < m.size(); ++k) m[k] += r[k] / static_cast<double>(group.size());
+    }
+    return m;
+  };
+  const Recalls va = point_mean(a), vb = point_mean(b);
   const double tail = (1.0 - s.level) / 2;
   std::vector<PairedDifference> out;
   for (size_t k = 0; k < 6; ++k) {

@@ -43,6 +43,7 @@ struct Result {
 
 Result read_result(const std::string& path) {
   Result r;
+  if (!fs::exists(path)) throw Error("'" + path + "' not found (a run directory or an evaluation result file)");
   r.file = fs::is_directory(path) ? (fs::path(path) / "eval.json").string() : path;
   if (!file_exists(r.file))
     throw Error("'" + r.file + "' not found: evaluate the run first (mmt eval --run " +

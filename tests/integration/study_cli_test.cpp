@@ -75,6 +75,16 @@ TEST(Study, TwoCellsRunReportAndRerunSkips) {
   std::snprintf(cell, sizeof cell, "| %.1f |", base_minutes);
   ASSERT_GT(line.size(), std::strlen(cell));
   EXPECT_EQ(line.substr(line.size() - std::strlen(cell)), cell) << line;  // the last column: min / run
+  // vs base: the difference with its test-set interval - what mmt compare finds for the two runs.
+  r = run_mmt("compare " + out + "/" + s[0]["dir"].get<std::string>() + " " + out + "/" + s[1]["dir"].get<std::string>() +
+              " --json " + dir + "cmp.json");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const json d = json::parse(slurp(dir + "cmp.json"))["sets"]["easy"]["metrics"][0];
+  ASSERT_EQ(d["metric"], "image_r1");
+  char versus[96];
+  std::snprintf(versus, sizeof versus, "| %+.1f (%+.1f..%+.1f) |", d["delta"].get<double>(), d["low"].get<double>(),
+                d["high"].get<double>());
+  EXPECT_NE(md.find(versus), std::string::npos) << versus << "\n" << md;
   EXPECT_NE(slurp(out + "/report.csv").find("attention,attention=single_modality,easy,image_r1,"), std::string::npos);
   EXPECT_NE(slurp(out + "/report.html").find("<svg"), std::string::npos);
   EXPECT_TRUE(fs::exists(out + "/charts/attention-easy-r1.svg"));

@@ -135,6 +135,33 @@ TEST(Bootstrap, PairedDifferencesSeeASmallGainTheSeparateIntervalsMiss) {
   EXPECT_GT(ia[0].high, ib[0].low);
 }
 
+// Groups of runs (a study cell's seeds): the means' difference; a group of one run is the
+// single comparison, and two equal runs average to the same.
+TEST(Bootstrap, PairedGroupsCompareTheirMeans) {
+  std::vector<int64_t> caption_image;
+  auto base = [](int64_t c) { return (c * 7919) % 100 < 40; };
+  auto other = [](int64_t c) { return (c * 104729) % 100 < 30; };
+  const auto a1 = outcomes(500, 2, base, base, &caption_image), a2 = outcomes(500, 2, other, other, &caption_image);
+  auto plus = [](const std::function<bool(int64_t)>& f) { return [f](int64_t c) { return f(c) || c % 40 == 3; }; };
+  const auto b1 = outcomes(500, 2, plus(base), base, &caption_image), b2 = outcomes(500, 2, plus(other), other, &caption_image);
+  BootstrapSettings s;
+  const auto one = paired_bootstrap(a1, b1, caption_image, s);
+  const auto group_of_one = paired_bootstrap(std::vector<RetrievalOutcomes>{a1}, {b1}, caption_image, s);
+  const auto doubled = paired_bootstrap(std::vector<RetrievalOutcomes>{a1, a1}, {b1, b1}, caption_image, s);
+  for (size_t k = 0; k < 6; ++k) {
+    EXPECT_EQ(one[k].delta, group_of_one[k].delta);
+    EXPECT_EQ(one[k].interval.low, group_of_one[k].interval.low);
+    EXPECT_NEAR(one[k].interval.low, doubled[k].interval.low, 1e-9);
+    EXPECT_NEAR(one[k].interval.high, doubled[k].interval.high, 1e-9);
+  }
+  const auto both = paired_bootstrap(std::vector<RetrievalOutcomes>{a1, a2}, {b1, b2}, caption_image, s);
+  const auto second = paired_bootstrap(a2, b2, caption_image, s);
+  EXPECT_NEAR(both[0].delta, (one[0].delta + second[0].delta) / 2, 1e-9);
+  EXPECT_NEAR(both[0].a, (one[0].a + second[0].a) / 2, 1e-9);
+  EXPECT_GT(both[0].interval.low, 0.0);
+  EXPECT_THROW(paired_bootstrap(std::vector<RetrievalOutcomes>{}, {b1}, caption_image, s), Error);
+}
+
 TEST(Bootstrap, MismatchedResultsAreErrors) {
   std::vector<int64_t> ci_a, ci_b;
   const auto a = outcomes(10, 2, [](int64_t) { return true; }, [](int64_t) { return true; }, &ci_a);

@@ -48,6 +48,12 @@ struct PairedDifference {
 };
 std::vector<PairedDifference> paired_bootstrap(const RetrievalOutcomes& a, const RetrievalOutcomes& b,
                                                const std::vector<int64_t>& caption_image, const BootstrapSettings& s);
+/// The same for groups of runs of one test set (a study cell's seeds against the base cell's):
+/// each group's value is the mean over its runs, every run resampled with the same test images.
+/// The interval is the test set's noise of the difference of means, not the seeds' noise.
+std::vector<PairedDifference> paired_bootstrap(const std::vector<RetrievalOutcomes>& a,
+                                               const std::vector<RetrievalOutcomes>& b,
+                                               const std::vector<int64_t>& caption_image, const BootstrapSettings& s);
 
 /// The q-quantile (0..1) of values, linearly interpolated between order statistics (sorts them).
 double quantile(std::vector<double>& values, double q);
