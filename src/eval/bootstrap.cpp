@@ -92,75 +92,92 @@ Recalls point(const RetrievalOutcomes& o) {
           m.text_retrieval.r1,  m.text_retrieval.r5,  m.text_retrieval.r10};
 }
 
-}  // namespace
+// One evaluated run: its folds (one test set, or COCO 1k's five), reported as the mean of their
+// recalls. A group: runs whose values are averaged (a study cell's seeds).
+using Run = std::vector<PerImage>;
+using Group = std::vector<Run>;
 
-std::vector<Interval> bootstrap_intervals(const RetrievalOutcomes& outcomes, const std::vector<int64_t>& caption_image,
-                                          const BootstrapSettings& s) {
-  check(s);
-  const PerImage p = per_image(outcomes, caption_image);
-  std::vector<std::vector<double>> values(6);
-  std::vector<int64_t> counts(p.captions.size());
-  Rng rng(s.seed);
-  for (int64_t b = 0; b < s.samples; ++b) {
-    draw(rng, counts);
-    const Recalls r = recalls(p, counts);
-    for (size_t k = 0; k < 6; ++k) values[k].push_back(r[k]);
+Group prepare(const std::vector<std::vector<RetrievalOutcomes>>& runs, const std::vector<std::vector<int64_t>>& maps) {
+  if (runs.empty()) throw Error("bootstrap: a group without results");
+  Group g;
+  for (const auto& folds : runs) {
+    if (folds.size() != maps.size())
+      throw Error("bootstrap: " + std::to_string(folds.size()) + " folds against " + std::to_string(maps.size()) + " maps");
+    Run r;
+    for (size_t f = 0; f < folds.size(); ++f) {
+      const auto& o = folds[f];
+      if (o.image_retrieval.size() != runs[0][f].image_retrieval.size() ||
+          o.text_retrieval.size() != runs[0][f].text_retrieval.size())
+        throw Error("bootstrap: the results are of different test sets (" +
+                    std::to_string(runs[0][f].text_retrieval.size()) + " images x " +
+                    std::to_string(runs[0][f].image_retrieval.size()) + " captions against " +
+                    std::to_string(o.text_retrieval.size()) + " x " + std::to_string(o.image_retrieval.size()) + ")");
+      r.push_back(per_image(o, maps[f]));
+    }
+    g.push_back(std::move(r));
   }
-  std::vector<Interval> out;
-  const double tail = (1.0 - s.level) / 2;
-  for (auto& v : values) out.push_back({quantile(v, tail), quantile(v, 1.0 - tail)});
+  return g;
+}
+
+// A group's recalls when fold f's image i appears counts[f][i] times: the mean over its runs of
+// the mean over their folds.
+Recalls value(const Group& g, const std::vector<std::vector<int64_t>>& counts) {
+  Recalls m{};
+  for (const auto& run : g)
+    for (size_t f = 0; f < run.size(); ++f) {
+      const Recalls r = recalls(run[f], counts[f]);
+      for (size_t k = 0; k < m.size(); ++k) m[k] += r[k] / static_cast<double>(g.size() * run.size());
+    }
+  return m;
+}
+
+Recalls point_value(const std::vector<std::vector<RetrievalOutcomes>>& runs) {
+  Recalls m{};
+  for (const auto& folds : runs)
+    for (const auto& o : folds) {
+      const Recalls r = point(o);
+      for (size_t k = 0; k < m.size(); ++k) m[k] += r[k] / static_cast<double>(runs.size() * folds.size());
+    }
+  return m;
+}
+
+// `samples` resamplings - every fold's images drawn within it, the same draws for every run of
+// both groups - of value(b) - value(a), or of value(b) alone when `a` is empty.
+std::vector<std::vector<double>> resample(const Group& a, const Group& b, const BootstrapSettings& s) {
+  std::vector<std::vector<int64_t>> counts;
+  for (const auto& fold : b.front()) counts.emplace_back(fold.captions.size());
+  std::vector<std::vector<double>> out(6);
+  Rng rng(s.seed);
+  for (int64_t n = 0; n < s.samples; ++n) {
+    for (auto& c : counts) draw(rng, c);
+    const Recalls vb = value(b, counts);
+    const Recalls va = a.empty() ? Recalls{} : value(a, counts);
+    for (size_t k = 0; k < 6; ++k) out[k].push_back(vb[k] - va[k]);
+  }
   return out;
 }
 
-std::vector<PairedDifference> paired_bootstrap(const RetrievalOutcomes& a, const RetrievalOutcomes& b,
-                                               const std::vector<int64_t>& caption_image, const BootstrapSettings& s) {
-  return paired_bootstrap(std::vector<RetrievalOutcomes>{a}, std::vector<RetrievalOutcomes>{b}, caption_image, s);
+Interval central(std::vector<double>& values, double level) {
+  const double tail = (1.0 - level) / 2;
+  return {quantile(values, tail), quantile(values, 1.0 - tail)};
 }
 
-std::vector<PairedDifference> paired_bootstrap(const std::vector<RetrievalOutcomes>& a,
-                                               const std::vector<RetrievalOutcomes>& b,
-                                               const std::vector<int64_t>& caption_image, const BootstrapSettings& s) {
+std::vector<PairedDifference> compare_groups(const std::vector<std::vector<RetrievalOutcomes>>& a,
+                                             const std::vector<std::vector<RetrievalOutcomes>>& b,
+                                             const std::vector<std::vector<int64_t>>& maps, const BootstrapSettings& s) {
   check(s);
-  if (a.empty() || b.empty()) throw Error("paired bootstrap: a group without results");
-  for (const auto* group : {&a, &b})
-    for (const auto& o : *group)
-      if (o.image_retrieval.size() != a[0].image_retrieval.size() || o.text_retrieval.size() != a[0].text_retrieval.size())
-        throw Error("paired bootstrap: the results are of different test sets (" + std::to_string(a[0].text_retrieval.size()) +
-                    " images x " + std::to_string(a[0].image_retrieval.size()) + " captions against " +
-                    std::to_string(o.text_retrieval.size()) + " x " + std::to_string(o.image_retrieval.size()) + ")");
-  auto prepare = [&](const std::vector<RetrievalOutcomes>& group) {
-    std::vector<PerImage> p;
-    for (const auto& o : group) p.push_back(per_image(o, caption_image));
-    return p;
-  };
-  const std::vector<PerImage> pa = prepare(a), pb = prepare(b);
-  // A group's recalls: the mean over its runs, each run with the same resampled images.
-  auto mean = [](const std::vector<PerImage>& group, const std::vector<int64_t>& counts) {
-    Recalls m{};
-    for (const auto& p : group) {
-      const Recalls r = recalls(p, counts);
-      for (size_t k = 0; k < m.size(); ++k) m[k] += r[k] / static_cast<double>(group.size());
-    }
-    return m;
-  };
-  std::vector<std::vector<double>> deltas(6);
-  std::vector<int64_t> counts(pa[0].captions.size());
-  Rng rng(s.seed);
-  for (int64_t n = 0; n < s.samples; ++n) {
-    draw(rng, counts);  // the same images for every run
-    const Recalls ra = mean(pa, counts), rb = mean(pb, counts);
-    for (size_t k = 0; k < 6; ++k) deltas[k].push_back(rb[k] - ra[k]);
-  }
-  auto point_mean = [](const std::vector<RetrievalOutcomes>& group) {
-    Recalls m{};
-    for (const auto& o : group) {
-      const Recalls r = point(o);
-      for (size_t k = 0; k < m.size(); ++k) m[k] += r[k] / static_cast<double>(group.size());
-    }
-    return m;
-  };
-  const Recalls va = point_mean(a), vb = point_mean(b);
-  const double tail = (1.0 - s.level) / 2;
+  const Group ga = prepare(a, maps), gb = prepare(b, maps);
+  for (const auto& run : gb)
+    for (size_t f = 0; f < run.size(); ++f)
+      if (run[f].captions.size() != ga.front()[f].captions.size() ||
+          b.front()[f].image_retrieval.size() != a.front()[f].image_retrieval.size())
+        throw Error("paired bootstrap: the two results are of different test sets (" +
+                    std::to_string(a.front()[f].text_retrieval.size()) + " images x " +
+                    std::to_string(a.front()[f].image_retrieval.size()) + " captions against " +
+                    std::to_string(b.front()[f].text_retrieval.size()) + " x " +
+                    std::to_string(b.front()[f].image_retrieval.size()) + ")");
+  auto deltas = resample(ga, gb, s);
+  const Recalls va = point_value(a), vb = point_value(b);
   std::vector<PairedDifference> out;
   for (size_t k = 0; k < 6; ++k) {
     PairedDifference d;
@@ -168,10 +185,49 @@ std::vector<PairedDifference> paired_bootstrap(const std::vector<RetrievalOutcom
     d.a = va[k], d.b = vb[k], d.delta = vb[k] - va[k];
     d.share_not_better = static_cast<double>(std::count_if(deltas[k].begin(), deltas[k].end(), [](double x) { return x <= 0; })) /
                          static_cast<double>(deltas[k].size());
-    d.interval = {quantile(deltas[k], tail), quantile(deltas[k], 1.0 - tail)};
+    d.interval = central(deltas[k], s.level);
     out.push_back(d);
   }
   return out;
+}
+
+}  // namespace
+
+std::vector<Interval> bootstrap_intervals(const RetrievalOutcomes& outcomes, const std::vector<int64_t>& caption_image,
+                                          const BootstrapSettings& s) {
+  return bootstrap_fold_mean({outcomes}, {caption_image}, s);
+}
+
+std::vector<Interval> bootstrap_fold_mean(const std::vector<RetrievalOutcomes>& folds,
+                                          const std::vector<std::vector<int64_t>>& maps, const BootstrapSettings& s) {
+  check(s);
+  if (folds.empty()) throw Error("bootstrap: no folds");
+  auto values = resample({}, prepare({folds}, maps), s);
+  std::vector<Interval> out;
+  for (auto& v : values) out.push_back(central(v, s.level));
+  return out;
+}
+
+std::vector<PairedDifference> paired_bootstrap(const RetrievalOutcomes& a, const RetrievalOutcomes& b,
+                                               const std::vector<int64_t>& caption_image, const BootstrapSettings& s) {
+  return compare_groups({{a}}, {{b}}, {caption_image}, s);
+}
+
+std::vector<PairedDifference> paired_bootstrap(const std::vector<RetrievalOutcomes>& a,
+                                               const std::vector<RetrievalOutcomes>& b,
+                                               const std::vector<int64_t>& caption_image, const BootstrapSettings& s) {
+  if (a.empty() || b.empty()) throw Error("paired bootstrap: a group without results");
+  std::vector<std::vector<RetrievalOutcomes>> ga, gb;
+  for (const auto& o : a) ga.push_back({o});
+  for (const auto& o : b) gb.push_back({o});
+  return compare_groups(ga, gb, {caption_image}, s);
+}
+
+std::vector<PairedDifference> paired_fold_mean(const std::vector<RetrievalOutcomes>& a,
+                                               const std::vector<RetrievalOutcomes>& b,
+                                               const std::vector<std::vector<int64_t>>& maps, const BootstrapSettings& s) {
+  if (a.empty() || a.size() != b.size()) throw Error("paired bootstrap: the two results have different folds");
+  return compare_groups({a}, {b}, maps, s);
 }
 
 }  // namespace mmt

@@ -69,6 +69,25 @@ std::string signed1(double v) {
   return b;
 }
 
+// The Markdown rows and JSON of a comparison's six recalls.
+std::string table(const std::vector<PairedDifference>& diffs, json& rows) {
+  std::string md = "| recall | A | B | B - A | interval | resamplings with B <= A | verdict |\n|---|---|---|---|---|---|---|\n";
+  rows = json::array();
+  for (const auto& d : diffs) {
+    const std::string verdict = d.interval.low > 0 ? "B better" : d.interval.high < 0 ? "A better" : "not resolved";
+    std::string label = d.metric;  // image_r1 -> image R@1
+    label.replace(label.find("_r"), 2, " R@");
+    char line[256];
+    std::snprintf(line, sizeof line, "| %s | %.1f | %.1f | %s | %s .. %s | %.1f %% | %s |\n", label.c_str(), d.a, d.b,
+                  signed1(d.delta).c_str(), signed1(d.interval.low).c_str(), signed1(d.interval.high).c_str(),
+                  100 * d.share_not_better, verdict.c_str());
+    md += line;
+    rows.push_back({{"metric", d.metric}, {"a", d.a}, {"b", d.b}, {"delta", d.delta}, {"low", d.interval.low},
+                    {"high", d.interval.high}, {"share_not_better", d.share_not_better}, {"verdict", verdict}});
+  }
+  return md;
+}
+
 }  // namespace
 
 RetrievalOutcomes load_outcomes(const std::string& dir, const json& entry, const std::string& name,
@@ -111,6 +130,8 @@ json compare_results(const std::string& a_path, const std::string& b_path, const
                  {"sets", json::object()}, {"skipped", json::array()}};
   const json& sets_a = a.j.at(a.sets_key);
   const json& sets_b = b.j.at(b.sets_key);
+  std::vector<RetrievalOutcomes> folds_a, folds_b;  // the sets compared, in A's order
+  std::vector<std::vector<int64_t>> fold_maps;
   for (auto it = sets_a.begin(); it != sets_a.end(); ++it) {
     const std::string& name = it.key();
     if (!sets_b.contains(name)) {
@@ -140,21 +161,8 @@ json compare_results(const std::string& a_path, const std::string& b_path, const
                   name.c_str(), static_cast<long long>(ea.value("num_images", 0)),
                   static_cast<long long>(ea.value("num_captions", 0)), a.file.c_str(), what_of(a.j, ea).c_str(),
                   b.file.c_str(), what_of(b.j, eb).c_str(), static_cast<long long>(settings.samples), level);
-    std::string md = head;
-    md += "| recall | A | B | B - A | interval | resamplings with B <= A | verdict |\n|---|---|---|---|---|---|---|\n";
-    json rows = json::array();
-    for (const auto& d : diffs) {
-      const std::string verdict = d.interval.low > 0 ? "B better" : d.interval.high < 0 ? "A better" : "not resolved";
-      std::string label = d.metric;  // image_r1 -> image R@1
-      label.replace(label.find("_r"), 2, " R@");
-      char line[256];
-      std::snprintf(line, sizeof line, "| %s | %.1f | %.1f | %s | %s .. %s | %.1f %% | %s |\n", label.c_str(), d.a, d.b,
-                    signed1(d.delta).c_str(), signed1(d.interval.low).c_str(), signed1(d.interval.high).c_str(),
-                    100 * d.share_not_better, verdict.c_str());
-      md += line;
-      rows.push_back({{"metric", d.metric}, {"a", d.a}, {"b", d.b}, {"delta", d.delta}, {"low", d.interval.low},
-                      {"high", d.interval.high}, {"share_not_better", d.share_not_better}, {"verdict", verdict}});
-    }
+    json rows;
+    std::string md = head + table(diffs, rows);
     const std::string label_a = ea.value("label", a.j.value("label", std::string())),
                       label_b = eb.value("label", b.j.value("label", std::string()));
     if (label_a != label_b)
@@ -162,6 +170,16 @@ json compare_results(const std::string& a_path, const std::string& b_path, const
     out << md << "\n" << std::flush;
     result["sets"][name] = {{"num_images", ea.value("num_images", 0)}, {"num_captions", ea.value("num_captions", 0)},
                             {"fingerprint", fa}, {"metrics", rows}};
+    folds_a.push_back(oa), folds_b.push_back(ob), fold_maps.push_back(map_a);
+  }
+  // Folds reported as their mean (COCO 1k): the mean compared too, each fold resampled within it.
+  if (a.j.contains("mean_over_splits") && b.j.contains("mean_over_splits") && folds_a.size() == sets_a.size() &&
+      folds_a.size() == sets_b.size() && folds_a.size() > 1) {
+    json rows;
+    const std::string md = table(paired_fold_mean(folds_a, folds_b, fold_maps, settings), rows);
+    out << "### mean of " << folds_a.size() << " folds: B against A\n\neach fold's images resampled within it, "
+        << settings.samples << " resamplings, " << level << " intervals\n\n" << md << "\n" << std::flush;
+    result["mean_over_splits"] = {{"folds", folds_a.size()}, {"metrics", rows}};
   }
   for (auto it = sets_b.begin(); it != sets_b.end(); ++it)
     if (!sets_a.contains(it.key())) result["skipped"].push_back(it.key() + " (only in B)");

@@ -51,10 +51,20 @@ std::string row(const std::string& name, const RetrievalMetrics& m) {
   return buf;
 }
 
-// The bootstrap intervals of an entry as one line under its table ("" without them).
-std::string interval_line(const std::string& name, const json& entry) {
-  if (!entry.contains("bootstrap")) return "";
-  const json& b = entry["bootstrap"];
+// Bootstrap intervals as eval.json keeps them: {samples, level, seed, unit, image_retrieval: {r1:
+// [low, high], ...}, text_retrieval: {...}}.
+json intervals_json(const std::vector<Interval>& intervals, const BootstrapSettings& s, const std::string& unit) {
+  json b = {{"samples", s.samples}, {"level", s.level}, {"seed", s.seed}, {"unit", unit}};
+  for (size_t k = 0; k < intervals.size(); ++k) {
+    const std::string& metric = recall_names()[k];  // image_r1 -> image_retrieval.r1
+    const size_t cut = metric.find('_');
+    b[metric.substr(0, cut) + "_retrieval"][metric.substr(cut + 1)] = {intervals[k].low, intervals[k].high};
+  }
+  return b;
+}
+
+// Bootstrap intervals as one line under a table; `images` says what was resampled.
+std::string interval_line(const std::string& name, const json& b, const std::string& images) {
   char buf[512];
   auto iv = [&](const char* dir, const char* k) {
     const auto& v = b.at(dir).at(k);
@@ -63,9 +73,9 @@ std::string interval_line(const std::string& name, const json& entry) {
     return std::string(s);
   };
   std::snprintf(buf, sizeof buf,
-                "%s, %.0f %% intervals (bootstrap over its %lld test images, %lld resamplings): image R@1 %s, R@5 %s, "
+                "%s, %.0f %% intervals (bootstrap over %s, %lld resamplings): image R@1 %s, R@5 %s, "
                 "R@10 %s; text R@1 %s, R@5 %s, R@10 %s\n",
-                name.c_str(), 100 * b.at("level").get<double>(), static_cast<long long>(entry.at("num_images").get<int64_t>()),
+                name.c_str(), 100 * b.at("level").get<double>(), images.c_str(),
                 static_cast<long long>(b.at("samples").get<int64_t>()), iv("image_retrieval", "r1").c_str(),
                 iv("image_retrieval", "r5").c_str(), iv("image_retrieval", "r10").c_str(),
                 iv("text_retrieval", "r1").c_str(), iv("text_retrieval", "r5").c_str(), iv("text_retrieval", "r10").c_str());
@@ -148,14 +158,7 @@ struct Evaluation {
     if (cfg.eval.bootstrap > 0) {
       BootstrapSettings s;
       s.samples = cfg.eval.bootstrap;
-      const auto intervals = bootstrap_intervals(scored.outcomes, caption_image, s);
-      json b = {{"samples", s.samples}, {"level", s.level}, {"seed", s.seed}, {"unit", "test image with its captions"}};
-      for (size_t k = 0; k < intervals.size(); ++k) {
-        const std::string& metric = recall_names()[k];  // image_r1 -> image_retrieval.r1
-        const size_t cut = metric.find('_');
-        b[metric.substr(0, cut) + "_retrieval"][metric.substr(cut + 1)] = {intervals[k].low, intervals[k].high};
-      }
-      e["bootstrap"] = b;
+      e["bootstrap"] = intervals_json(bootstrap_intervals(scored.outcomes, caption_image, s), s, "test image with its captions");
     }
     return e;
   }
@@ -244,7 +247,8 @@ json evaluate_run(const std::string& run_dir, const std::vector<std::string>& ov
     std::snprintf(title, sizeof title, "%s: %ld images x %ld captions, %.1f s (%.0f pairs/s)", name.c_str(),
                   long(ni), long(nc / std::max<int64_t>(1, ni)), scored.seconds, entry["pairs_per_s"].get<double>());
     markdown += results_table(title, m, c) + "\n";
-    if (const std::string line = interval_line(name, entry); !line.empty()) markdown += line + "\n";
+    if (entry.contains("bootstrap"))
+      markdown += interval_line(name, entry["bootstrap"], "its " + std::to_string(ni) + " test images") + "\n";
   }
   result["wall_time_s"] = total_seconds;
   markdown +=
@@ -324,6 +328,8 @@ json evaluate_protocol(const std::string& run_dir, const std::string& protocol, 
   std::map<std::string, double> mean;
   double total_seconds = 0;
   std::string intervals;  // one line per split, under the table
+  std::vector<RetrievalOutcomes> fold_outcomes;  // for the mean over folds' intervals
+  std::vector<std::vector<int64_t>> fold_maps;
   for (const auto& split : splits) {
     std::vector<std::vector<int64_t>> captions;
     for (const auto& c : split.captions) captions.push_back(tokenizer->encode(c, cfg.model.max_text_len));
@@ -338,7 +344,9 @@ json evaluate_protocol(const std::string& run_dir, const std::string& protocol, 
       image_keys.push_back(std::filesystem::path(r.image.offset < 0 ? r.image.path : r.image.member).filename().string());
     const json entry = ev.entry(scored, run_dir, split.name, nc, ni, split.caption_image,
                                 test_set_fingerprint(ni, image_keys, split.captions, split.caption_image));
-    intervals += interval_line(split.name, entry);
+    if (entry.contains("bootstrap"))
+      intervals += interval_line(split.name, entry["bootstrap"], "its " + std::to_string(ni) + " test images");
+    fold_outcomes.push_back(scored.outcomes), fold_maps.push_back(split.caption_image);
     result["splits"][split.name] = entry;
     const auto& ir = m.image_retrieval;
     const auto& tr = m.text_retrieval;
@@ -359,6 +367,14 @@ json evaluate_protocol(const std::string& run_dir, const std::string& protocol, 
                   mean["text_r10"], mean["image_r1"] + mean["image_r5"] + mean["image_r10"] + mean["text_r1"] +
                                         mean["text_r5"] + mean["text_r10"]);
     markdown += row;
+    if (cfg.eval.bootstrap > 0) {
+      BootstrapSettings s;
+      s.samples = cfg.eval.bootstrap;
+      result["mean_over_splits_bootstrap"] = intervals_json(bootstrap_fold_mean(fold_outcomes, fold_maps, s), s,
+                                                            "test image with its captions, within each fold");
+      intervals += interval_line("mean of " + std::to_string(splits.size()) + " folds",
+                                 result["mean_over_splits_bootstrap"], "each fold's images within it");
+    }
   }
   result["wall_time_s"] = total_seconds;
   if (!intervals.empty()) markdown += "\n" + intervals;

@@ -162,6 +162,45 @@ TEST(Bootstrap, PairedGroupsCompareTheirMeans) {
   EXPECT_THROW(paired_bootstrap(std::vector<RetrievalOutcomes>{}, {b1}, caption_image, s), Error);
 }
 
+// COCO 1k: folds scored apart, reported as the mean of their recalls. Each resampling draws every
+// fold's images within it (fold 0's, then fold 1's, from one generator); the naive version builds
+// the resampled folds and averages their summaries.
+TEST(Bootstrap, FoldMeansResampleWithinEachFold) {
+  std::vector<int64_t> map0, map1;
+  const auto f0 = outcomes(23, 2, [](int64_t c) { return c % 3 == 0; }, [](int64_t i) { return i % 2 == 0; }, &map0);
+  const auto f1 = outcomes(31, 3, [](int64_t c) { return c % 5 < 2; }, [](int64_t i) { return i % 4 == 0; }, &map1);
+  BootstrapSettings s;
+  s.samples = 150, s.seed = 5;
+  const auto fast = bootstrap_fold_mean({f0, f1}, {map0, map1}, s);
+  Rng rng(s.seed);
+  std::vector<std::vector<double>> values(6);
+  auto resampled = [&](const RetrievalOutcomes& o, const std::vector<int64_t>& map, int64_t n) {
+    RetrievalOutcomes drawn;
+    for (int64_t k = 0; k < n; ++k) {
+      const int64_t i = rng.below(n);
+      for (size_t c = 0; c < map.size(); ++c)
+        if (map[c] == i) drawn.image_retrieval.push_back(o.image_retrieval[c]);
+      drawn.text_retrieval.push_back(o.text_retrieval[i]);
+    }
+    return summarise(drawn);
+  };
+  for (int64_t b = 0; b < s.samples; ++b) {
+    const RetrievalMetrics m0 = resampled(f0, map0, 23), m1 = resampled(f1, map1, 31);
+    const double v[6] = {m0.image_retrieval.r1 + m1.image_retrieval.r1, m0.image_retrieval.r5 + m1.image_retrieval.r5,
+                         m0.image_retrieval.r10 + m1.image_retrieval.r10, m0.text_retrieval.r1 + m1.text_retrieval.r1,
+                         m0.text_retrieval.r5 + m1.text_retrieval.r5, m0.text_retrieval.r10 + m1.text_retrieval.r10};
+    for (int k = 0; k < 6; ++k) values[k].push_back(v[k] / 2);
+  }
+  for (int k = 0; k < 6; ++k) {
+    EXPECT_NEAR(fast[k].low, quantile(values[k], 0.025), 1e-9) << recall_names()[k];
+    EXPECT_NEAR(fast[k].high, quantile(values[k], 0.975), 1e-9) << recall_names()[k];
+  }
+  // Paired: a fold-mean result against itself differs by nothing; folds must match.
+  for (const auto& d : paired_fold_mean({f0, f1}, {f0, f1}, {map0, map1}, s)) EXPECT_EQ(d.interval.high, 0.0) << d.metric;
+  EXPECT_THROW(paired_fold_mean({f0, f1}, {f0}, {map0, map1}, s), Error);
+  EXPECT_THROW(paired_fold_mean({f0, f1}, {f1, f0}, {map0, map1}, s), Error);
+}
+
 TEST(Bootstrap, MismatchedResultsAreErrors) {
   std::vector<int64_t> ci_a, ci_b;
   const auto a = outcomes(10, 2, [](int64_t) { return true; }, [](int64_t) { return true; }, &ci_a);

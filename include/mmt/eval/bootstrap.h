@@ -37,6 +37,12 @@ struct BootstrapSettings {
 std::vector<Interval> bootstrap_intervals(const RetrievalOutcomes& outcomes, const std::vector<int64_t>& caption_image,
                                           const BootstrapSettings& s);
 
+/// Folds evaluated apart and reported as the mean of their recalls (COCO 1k's five folds of 1,000
+/// images): every resampling draws each fold's images within that fold; `maps[f]` is fold f's
+/// caption -> image map.
+std::vector<Interval> bootstrap_fold_mean(const std::vector<RetrievalOutcomes>& folds,
+                                          const std::vector<std::vector<int64_t>>& maps, const BootstrapSettings& s);
+
 /// B against A on one test set, for one recall: the values (percent), B - A, its interval under
 /// paired resampling, and the share of resamplings in which B did not beat A (a one-sided
 /// bootstrap p-value for "B is better").
@@ -54,6 +60,11 @@ std::vector<PairedDifference> paired_bootstrap(const RetrievalOutcomes& a, const
 std::vector<PairedDifference> paired_bootstrap(const std::vector<RetrievalOutcomes>& a,
                                                const std::vector<RetrievalOutcomes>& b,
                                                const std::vector<int64_t>& caption_image, const BootstrapSettings& s);
+
+/// B against A on the mean over folds (both results of the same folds), paired.
+std::vector<PairedDifference> paired_fold_mean(const std::vector<RetrievalOutcomes>& a,
+                                               const std::vector<RetrievalOutcomes>& b,
+                                               const std::vector<std::vector<int64_t>>& maps, const BootstrapSettings& s);
 
 /// The q-quantile (0..1) of values, linearly interpolated between order statistics (sorts them).
 double quantile(std::vector<double>& values, double q);
