@@ -52,7 +52,7 @@ int main(int argc, char** argv) {
   auto* eval = app.add_subcommand("eval", "zero-shot retrieval of a trained run (writes eval.json / eval.md)");
   eval->add_option("--run", run_dir, "run directory written by mmt train")->required();
   std::string protocol, karpathy, eval_images, eval_features;
-  eval->add_option("--protocol", protocol, "real-image protocol: flickr30k-1k, coco-5k, coco-1k or test (needs --karpathy)");
+  eval->add_option("--protocol", protocol, "real-image protocol: flickr30k-1k, coco-5k, coco-1k, test or val (needs --karpathy)");
   eval->add_option("--karpathy", karpathy, "the Karpathy split file of the protocol (dataset_flickr30k.json, ...)");
   eval->add_option("--images", eval_images, "its image folder (default: next to the file)");
   eval->add_option("--features", eval_features, "region models: the test images' features (store or folder)");

@@ -22,7 +22,7 @@ constexpr int64_t kReservedTestScenes = 5000;  // COCO's 5k test size
 
 // Stream ids keep the random streams of different purposes independent.
 enum Stream : uint64_t { kTrainScenes = 1, kEasyScenes, kBindingScenes, kTestCaptions, kTrainCaptions,
-                         kDetector, kPrototypes };
+                         kDetector, kPrototypes, kValidationScenes };
 
 // Places the objects (attributes already set) without overlap; false if it fails.
 bool place_objects(std::vector<Object>& objs, Rng& rng) {
@@ -156,7 +156,7 @@ World::World(const SynthOptions& opt) : options_(opt) {
   // Test sets first, so train scenes can avoid their signatures. The test streams are drawn
   // to kReservedTestScenes scenes and the test set is their prefix: evaluating later with a
   // larger num_test_images (up to the reserve) still never meets a training scene.
-  std::unordered_set<std::string> test_signatures;
+  std::unordered_set<std::string>& test_signatures = test_signatures_;
   const int64_t reserve = std::max(kReservedTestScenes, opt.num_test_images);
   for (const auto& name : test_set_names()) {
     TestSet t;
@@ -199,6 +199,41 @@ World::World(const SynthOptions& opt) : options_(opt) {
     if (!test_signatures.count(signature(s))) train_.push_back(std::move(s));
   }
   train_regions_ = make_regions(train_, kTrainScenes);
+}
+
+const TestSet& World::validation_set() const {
+  std::call_once(validation_once_, [this] {
+    // Drawn after the fact from a stream of its own, keeping only scenes whose layout no train
+    // scene and no reserved test scene has: the train and test sets stay exactly what they were.
+    const SynthOptions& opt = options_;
+    std::unordered_set<std::string> taken = test_signatures_;
+    for (const auto& s : train_) taken.insert(signature(s));
+    TestSet& v = validation_;
+    v.name = "val";
+    Rng rng(derive_seed(opt.seed, kValidationScenes));
+    for (int64_t tries = 0; static_cast<int64_t>(v.images.size()) < kValidationImages; ++tries) {
+      if (tries > 100 * kValidationImages)
+        throw Error("synthetic world: too few scene layouts left for a validation set (data.synth: more objects, "
+                    "shapes or colours)");
+      Scene s = random_scene(opt, rng);
+      if (taken.count(signature(s))) continue;
+      v.image_group.push_back(static_cast<int64_t>(v.images.size()));
+      v.images.push_back(std::move(s));
+    }
+    Rng crng(derive_seed(opt.seed, kTestCaptions, 2));
+    for (size_t i = 0; i < v.images.size(); ++i) {
+      std::unordered_set<std::string> texts;
+      for (int64_t k = 0; k < opt.captions_per_image; ++k) {
+        Caption c = sample_caption(v.images[i], crng);
+        for (int retry = 0; retry < 20 && texts.count(c.text); ++retry) c = sample_caption(v.images[i], crng);
+        texts.insert(c.text);
+        v.captions.push_back(std::move(c));
+        v.caption_image.push_back(static_cast<int64_t>(i));
+      }
+    }
+    v.regions = make_regions(v.images, kValidationScenes);
+  });
+  return validation_;
 }
 
 const TestSet& World::test_set(const std::string& name) const {

@@ -3,6 +3,7 @@
 
 #include "mmt/train/dist_env.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -113,6 +114,13 @@ void check_eval_overrides(const ExperimentConfig& trained, const ExperimentConfi
   if (a != b)
     throw Error("mmt eval --set may change only eval.*, runtime.*, data.synth.num_test_images and "
                 "data.synth.captions_per_image; the rest is fixed by the trained run");
+  // Training excluded the layouts of the first max(5,000, its num_test_images) scenes of each test
+  // stream; more test images could include training scenes.
+  const int64_t reserved = std::max<int64_t>(5000, trained.data.synth.num_test_images);
+  if (now.data.synth.num_test_images > reserved)
+    throw Error("data.synth.num_test_images = " + std::to_string(now.data.synth.num_test_images) + ": this run's "
+                "training kept only the first " + std::to_string(reserved) + " scenes of each test stream out of its "
+                "training data; more test images could include scenes it trained on");
 }
 
 ExperimentConfig with_eval_overrides(const ExperimentConfig& trained, const std::vector<std::string>& overrides) {
@@ -209,11 +217,11 @@ json evaluate_run(const std::string& run_dir, const std::vector<std::string>& ov
 
   if (cfg.data.source != "synthetic")
     throw Error(run_dir + " was trained on real datasets: evaluate it on real images with --protocol (flickr30k-1k, "
-                "coco-5k, coco-1k, test) and --karpathy FILE; without them mmt eval reads the synthetic test sets");
+                "coco-5k, coco-1k, test, val) and --karpathy FILE; without them mmt eval reads the synthetic test sets");
   const synth::World world(cfg.data.synth);
   json result = {{"run", run_dir},
                  {"step", run.step},
-                 {"weights", best ? "best (held-out RSUM during training)" : "final"},
+                 {"weights", best ? "best (validation RSUM during training)" : "final"},
                  {"mode", cfg.eval.mode},
                  {"label", label},
                  {"label_reason", fine_tuned ? "the run was fine-tuned on retrieval data"
@@ -379,7 +387,7 @@ json evaluate_protocol(const std::string& run_dir, const std::string& protocol, 
   result["wall_time_s"] = total_seconds;
   if (!intervals.empty()) markdown += "\n" + intervals;
   markdown += "\nR@K in percent; ties count as a uniformly random order (docs/evaluation.md).\n";
-  result["weights"] = best ? "best (held-out RSUM during training)" : "final";
+  result["weights"] = best ? "best (validation RSUM during training)" : "final";
   ev.finish(run_dir + "/eval-" + protocol + ev.tag, result, markdown);
   return result;
 }

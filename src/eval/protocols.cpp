@@ -6,7 +6,7 @@
 namespace mmt {
 
 const std::vector<std::string>& protocol_names() {
-  static const std::vector<std::string> n = {"flickr30k-1k", "coco-5k", "coco-1k", "test"};
+  static const std::vector<std::string> n = {"flickr30k-1k", "coco-5k", "coco-1k", "test", "val"};
   return n;
 }
 
@@ -35,12 +35,13 @@ std::vector<RetrievalSplit> load_protocol(const std::string& protocol, const std
                                           const std::string& images) {
   check_choice("retrieval protocol", protocol, protocol_names());
   DatasetSpec spec;
-  spec.format = "karpathy", spec.path = karpathy_json, spec.images = images, spec.splits = {"test"};
+  const std::string split = protocol == "val" ? "val" : "test";
+  spec.format = "karpathy", spec.path = karpathy_json, spec.images = images, spec.splits = {split};
   spec.check_images = false;       // checked when the images are loaded, naming each
   spec.max_bad_fraction = 0.0;     // a protocol set must be whole
   const Dataset d = read_dataset(spec);
   for (const auto& r : d.records)
-    if (protocol != "test" && static_cast<int64_t>(r.captions.size()) < kCaptions)
+    if (protocol != "test" && protocol != "val" && static_cast<int64_t>(r.captions.size()) < kCaptions)
       throw Error(karpathy_json + ": test image " + r.key + " has " + std::to_string(r.captions.size()) +
                   " captions; the protocols use 5 per image");
   const size_t n = d.records.size();
@@ -63,8 +64,10 @@ std::vector<RetrievalSplit> load_protocol(const std::string& protocol, const std
     for (size_t f = 0; f < 5; ++f) folds.push_back(make_split("coco-1k-fold" + std::to_string(f + 1), d.records, f * 1000, 1000));
     return folds;
   }
-  if (n == 0) throw Error(karpathy_json + ": no test images");
-  return {make_split("test", d.records, 0, n, /*per_image=*/0)};
+  if (n == 0)
+    throw Error(karpathy_json + ": no " + split + " images" +
+                (split == "val" ? " (a Karpathy file's val split: weights are chosen on it, never on test images)" : ""));
+  return {make_split(split, d.records, 0, n, /*per_image=*/0)};
 }
 
 }  // namespace mmt

@@ -52,9 +52,10 @@ TrainEvaluator::TrainEvaluator(const ExperimentConfig& cfg, const synth::World& 
     : impl_(std::make_unique<Impl>()) {
   Impl& s = *impl_;
   s.cfg = cfg;
-  if (cfg.eval.test_sets.empty()) throw Error("train.eval_every needs a test set in eval.test_sets");
-  s.name = cfg.eval.test_sets.front();
-  const synth::TestSet& test = world.test_set(s.name);
+  // The world's validation scenes, not a test set: weights chosen on test images and then scored
+  // on them would report the choice's luck as the model's.
+  const synth::TestSet& test = world.validation_set();
+  s.name = test.name;
   const int64_t n = std::min<int64_t>(cfg.train.eval_max_images, static_cast<int64_t>(test.images.size()));
   std::vector<std::vector<int64_t>> all;
   for (const auto& c : test.captions) all.push_back(vocab.encode(c.text, cfg.model.max_text_len));
@@ -70,9 +71,10 @@ TrainEvaluator::TrainEvaluator(const ExperimentConfig& cfg, const Tokenizer& tok
   const auto& t = cfg.train;
   if (t.eval_karpathy.empty())
     throw Error("train.eval_every with data.source = datasets needs train.eval_karpathy: a Karpathy split file whose "
-                "test images are held out from training");
-  RetrievalSplit split = load_protocol("test", t.eval_karpathy, t.eval_image_dir).front();
-  s.name = "held-out";
+                "val images are held out from training");
+  // Its val split: choosing weights on the test split would bias every later test result.
+  RetrievalSplit split = load_protocol("val", t.eval_karpathy, t.eval_image_dir).front();
+  s.name = "val";
   const int64_t n = std::min<int64_t>(t.eval_max_images, static_cast<int64_t>(split.images.size()));
   std::vector<std::vector<int64_t>> all;
   for (const auto& c : split.captions) all.push_back(tokenizer.encode(c, cfg.model.max_text_len));

@@ -435,7 +435,7 @@ TrainSummary train_run(const ExperimentConfig& cfg, const std::string& dir, std:
       for (const char* k : {"rsum", "image_r1", "image_r5", "image_r10", "text_r1", "text_r5", "text_r10"}) scalars[k] = m[k];
       if (tensorboard) tensorboard->scalars(scalars, done, "eval/"), tensorboard->flush();
       char line[160];
-      std::snprintf(line, sizeof line, "mmt train: step %lld held-out RSUM %.1f (image R@1 %.1f, text R@1 %.1f)%s\n",
+      std::snprintf(line, sizeof line, "mmt train: step %lld validation RSUM %.1f (image R@1 %.1f, text R@1 %.1f)%s\n",
                     static_cast<long long>(done), m["rsum"].get<double>(), m["image_r1"].get<double>(),
                     m["text_r1"].get<double>(), better ? ", best so far: saved to best/" : "");
       log << line;

@@ -36,6 +36,10 @@ json read_json(const std::string& path) { return json::parse(slurp(path)); }
 TEST(TrainEval, HeldOutRsumIsLoggedAndTheBestWeightsKept) {
   const std::string dir =
       pretrain("run", 40, " --set train.eval_every=10 --set train.eval_max_images=12 --set eval.test_sets=easy");
+  // Chosen on the world's validation scenes, never on a test set.
+  EXPECT_NE(slurp(own("err.txt")).find("every 10 steps: retrieval on val (12 images x 60 captions"), std::string::npos)
+      << slurp(own("err.txt"));
+  EXPECT_EQ(read_json(dir + "/best/checkpoint.json")["best"]["set"].get<std::string>().rfind("val (12 images", 0), 0u);
   std::vector<std::pair<int64_t, double>> evals;
   std::ifstream in(dir + "/metrics.jsonl");
   for (std::string line; std::getline(in, line);) {
@@ -151,6 +155,11 @@ TEST(TrainEval, FineTunedRunsAreLabelledFineTuned) {
   r = run_mmt("eval --run " + pre + protocol + " --set train.steps=5");
   EXPECT_EQ(r.status, 2);
   EXPECT_NE(r.err.find("may change only eval.*, runtime.*"), std::string::npos) << r.err;
+
+  // More synthetic test images than training kept out of its data: they could be training scenes.
+  r = run_mmt("eval --run " + pre + " --set data.synth.num_test_images=6000");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.err.find("could include scenes it trained on"), std::string::npos) << r.err;
 
   // A run that is not finished cannot be fine-tuned.
   r = run_mmt("finetune --run " + own("nothing") + " --karpathy " + data + "train/dataset_synth.json --out " + own("ft2"));

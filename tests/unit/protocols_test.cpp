@@ -1,5 +1,6 @@
 /* Retrieval protocols pick the right images and captions from Karpathy files: Flickr30k 1k,
- * COCO 5k, COCO 1k as five folds of consecutive test images, first 5 captions, clear errors. */
+ * COCO 5k, COCO 1k as five folds of consecutive test images, first 5 captions, the val split for
+ * choosing weights, clear errors. */
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -23,6 +24,11 @@ std::string karpathy_file(const std::string& name, int test, int captions) {
                           {"sentences", {{{"raw", "not a test caption"}}}}});
         ++id;
       }
+    if (i % 4 == 0) {  // val images: 2 captions each
+      images.push_back({{"filename", std::to_string(id) + ".jpg"}, {"split", "val"}, {"imgid", id},
+                        {"sentences", {{{"raw", "val " + std::to_string(i) + " caption 0"}}, {{"raw", "val caption 1"}}}}});
+      ++id;
+    }
     nlohmann::json sentences = nlohmann::json::array();
     for (int c = 0; c < captions; ++c) sentences.push_back({{"raw", "test " + std::to_string(i) + " caption " + std::to_string(c)}});
     images.push_back({{"filename", std::to_string(id) + ".jpg"}, {"split", "test"}, {"imgid", id}, {"sentences", sentences}});
@@ -78,6 +84,29 @@ TEST(Protocols, WrongSizesAndShortImagesAreNamed) {
   EXPECT_EQ(all[0].captions.size(), 12u);
   EXPECT_EQ(all[0].caption_image[11], 3);
   EXPECT_THROW(load_protocol("flickr8k", karpathy_file("x.json", 1, 5)), Error);
+}
+
+// `val`: the file's val images with all their captions - where train.eval_every chooses weights,
+// never on test images; a file without any is refused, saying why.
+TEST(Protocols, ValIsTheValSplitWithEveryCaption) {
+  const auto v = load_protocol("val", karpathy_file("val.json", 10, 5));
+  ASSERT_EQ(v.size(), 1u);
+  EXPECT_EQ(v[0].name, "val");
+  ASSERT_EQ(v[0].images.size(), 3u);  // images 0, 4, 8
+  ASSERT_EQ(v[0].captions.size(), 6u);
+  EXPECT_EQ(v[0].captions[2], "val 4 caption 0");
+  EXPECT_EQ(v[0].caption_image[5], 2);
+  for (const auto& r : v[0].images) EXPECT_EQ(r.split, "val");
+  nlohmann::json none = {{"images", {{{"filename", "a.jpg"}, {"split", "test"}, {"sentences", {{{"raw", "x"}}}}}}}};
+  const std::string path = ::testing::TempDir() + "noval.json";
+  std::ofstream(path) << none.dump();
+  try {
+    load_protocol("val", path);
+    ADD_FAILURE();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("no val images (a Karpathy file's val split: weights are chosen on it"),
+              std::string::npos) << e.what();
+  }
 }
 
 }  // namespace

@@ -51,6 +51,35 @@ TEST(SyntheticWorld, TrainAndTestScenesAreDisjoint) {
   for (const auto& s : w.train_scenes()) EXPECT_EQ(test.count(World::signature(s)), 0u);
 }
 
+// The validation set (train.eval_every chooses weights on it): disjoint by layout from every train
+// scene and every reserved test scene, deterministic, captions_per_image captions each, and its
+// making leaves the train and test sets as they were.
+TEST(SyntheticWorld, ValidationSetIsDisjointFromTrainAndTest) {
+  SynthOptions o;
+  o.num_train_images = 3000, o.num_test_images = 50;
+  const World w(o), again(o);
+  const auto train_before = w.train_scenes().size();
+  const TestSet& v = w.validation_set();
+  EXPECT_EQ(v.name, "val");
+  ASSERT_EQ(static_cast<int64_t>(v.images.size()), kValidationImages);
+  EXPECT_EQ(static_cast<int64_t>(v.captions.size()), kValidationImages * o.captions_per_image);
+  EXPECT_EQ(v.regions.num_scenes(), kValidationImages);
+  std::unordered_set<std::string> others;
+  for (const auto& s : w.train_scenes()) others.insert(World::signature(s));
+  // Test scenes beyond num_test_images are reserved too: a world with the full reserve shows them.
+  SynthOptions all = o;
+  all.num_test_images = 5000;
+  const World reserve(all);
+  for (const auto& name : test_set_names())
+    for (const auto& s : reserve.test_set(name).images) others.insert(World::signature(s));
+  for (const auto& s : v.images) EXPECT_EQ(others.count(World::signature(s)), 0u);
+  EXPECT_EQ(w.train_scenes().size(), train_before);
+  const TestSet& v2 = again.validation_set();
+  for (size_t c = 0; c < v.captions.size(); c += 97) EXPECT_EQ(v.captions[c].text, v2.captions[c].text) << c;
+  for (size_t i = 0; i < v.images.size(); i += 51) EXPECT_EQ(World::signature(v.images[i]), World::signature(v2.images[i]));
+  EXPECT_NE(World::signature(v.images[0]), World::signature(w.test_set("easy").images[0]));
+}
+
 TEST(SyntheticWorld, TestSetShape) {
   const World w(small_options());
   for (const auto& name : test_set_names()) {

@@ -248,9 +248,9 @@ struct TrainOptions {
   int64_t checkpoint_every = 500;   // steps between resumable checkpoints (0 = only at the end)
   int64_t keep_checkpoints = 2;     // resumable checkpoints kept (the newest)
   int64_t max_bad_steps = 10;       // non-finite steps (loss or gradient) in a row that stop the run (each one is skipped)
-  int64_t eval_every = 0;           // steps between held-out evaluations (0 = none); best kept in <run>/best
-  int64_t eval_max_images = 100;    // images of the held-out set evaluated during training
-  std::string eval_karpathy;        // source = datasets: Karpathy file of the held-out set (its test split)
+  int64_t eval_every = 0;           // steps between validation evaluations (0 = none); best kept in <run>/best
+  int64_t eval_max_images = 100;    // images of the validation set evaluated during training
+  std::string eval_karpathy;        // source = datasets: Karpathy file of the validation set (its val split)
   std::string eval_image_dir;       // its image folder ("" = next to the file)
   std::string eval_features;        // its region features (region models)
   std::string stage = "pretrain";   // pretrain, or finetune (`mmt finetune`: results are labelled fine-tuned)
@@ -315,12 +315,12 @@ struct TrainOptions {
             "a step with a NaN or infinite loss or gradient is skipped and counted; this many in a row stop the run, "
             "naming the step and the losses");
     v.field("eval_every", eval_every,
-            "steps between evaluations on a held-out retrieval set during training (0 = none); the best weights by "
-            "RSUM are kept in <run>/best (mmt eval --best)");
-    v.field("eval_max_images", eval_max_images, "images of the held-out set scored during training (with their captions)");
+            "steps between evaluations on a validation set during training (0 = none); the best weights by "
+            "RSUM are kept in <run>/best (mmt eval --best). Never a test set: synthetic runs use the world's "
+            "validation scenes, real data the val split of train.eval_karpathy");
+    v.field("eval_max_images", eval_max_images, "images of the validation set scored during training (with their captions)");
     v.field("eval_karpathy", eval_karpathy,
-            "data.source = datasets: Karpathy split file whose test images form the held-out set (synthetic runs use "
-            "the first of eval.test_sets)");
+            "data.source = datasets: Karpathy split file whose val images form the validation set");
     v.field("eval_image_dir", eval_image_dir, "image folder of train.eval_karpathy (default: next to it)");
     v.field("eval_features", eval_features, "region features of the held-out images (region models)");
     v.field("stage", stage, "pretrain, or finetune: set by mmt finetune; its results are labelled fine-tuned");

@@ -12,11 +12,13 @@
  * Everything is a pure function of SynthOptions (seed included). Train scenes never share a
  * layout signature with a test scene. Two test sets: `easy` (random scenes) and `binding`
  * (groups of scenes with the same bag of attributes that differ only in which object carries
- * which attribute). No torch here: features are plain float arrays. */
+ * which attribute); and a validation set for choosing weights, disjoint from both and from train. No torch here: features are plain float arrays. */
 #pragma once
 
 #include <cstdint>
+#include <mutex>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include "mmt/config/options.h"
@@ -27,6 +29,7 @@ namespace mmt::synth {
 constexpr int kMaxObjects = 4;
 constexpr int kNumSizes = 2;  // small, large
 constexpr int kBoxDim = 5;    // x1, y1, x2, y2, area
+constexpr int64_t kValidationImages = 1000;  // World::validation_set()
 
 const std::vector<std::string>& shape_words();   // circle, square, ...
 const std::vector<std::string>& colour_words();  // red, green, ...
@@ -133,6 +136,10 @@ class World {
   const RegionStore& train_regions() const { return train_regions_; }
   /// A test set by name (easy, binding); throws Error listing the valid names.
   const TestSet& test_set(const std::string& name) const;
+  /// The validation set: kValidationImages random scenes (easy-style, captions_per_image captions
+  /// each) whose layouts no train scene and no reserved test scene has - for choosing weights
+  /// during training (train.eval_every) without looking at a test set. Built on first use.
+  const TestSet& validation_set() const;
   /// Samples a training caption for scene `index`, deterministic in (seed, stream, index): in
   /// options().caption_style, describing another scene with probability caption_noise, and each
   /// word replaced by a random lexicon word with probability caption_corruption.
@@ -149,6 +156,9 @@ class World {
   std::vector<Scene> train_;
   RegionStore train_regions_;
   std::vector<TestSet> tests_;  // in test_set_names() order
+  std::unordered_set<std::string> test_signatures_;  // of every reserved test scene
+  mutable std::once_flag validation_once_;
+  mutable TestSet validation_;
 };
 
 }  // namespace mmt::synth

@@ -23,7 +23,9 @@ struct RetrievalSplit {
 
 const std::vector<std::string>& protocol_names();
 
-/// The protocol's evaluation splits (one, or five folds for coco-1k). `images` is the image
+/// The protocol's evaluation splits (one, or five folds for coco-1k). `test`: all the file's test
+/// images with all their captions; `val`: the same of its val images (train.eval_every chooses
+/// weights on them). `images` is the image
 /// folder (default: next to the file). Errors name the file and what does not fit the protocol.
 std::vector<RetrievalSplit> load_protocol(const std::string& protocol, const std::string& karpathy_json,
                                           const std::string& images = "");
