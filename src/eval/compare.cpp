@@ -154,15 +154,13 @@ json compare_results(const std::string& a_path, const std::string& b_path, const
     if (map_a != map_b) throw Error("test set '" + name + "': the two results map captions to images differently");
     const auto diffs = paired_bootstrap(oa, ob, map_a, settings);
 
-    char head[512];
-    std::snprintf(head, sizeof head,
-                  "### %s: B against A (%lld images x %lld captions)\n\nA: %s (%s)  \nB: %s (%s)  \n"
-                  "paired bootstrap over the test images (each with its captions), %lld resamplings, %s intervals\n\n",
-                  name.c_str(), static_cast<long long>(ea.value("num_images", 0)),
-                  static_cast<long long>(ea.value("num_captions", 0)), a.file.c_str(), what_of(a.j, ea).c_str(),
-                  b.file.c_str(), what_of(b.j, eb).c_str(), static_cast<long long>(settings.samples), level);
+    // Built as a string: the paths have no length limit.
+    std::string md = "### " + name + ": B against A (" + std::to_string(ea.value("num_images", 0)) + " images x " +
+                     std::to_string(ea.value("num_captions", 0)) + " captions)\n\nA: " + a.file + " (" + what_of(a.j, ea) +
+                     ")  \nB: " + b.file + " (" + what_of(b.j, eb) + ")  \npaired bootstrap over the test images (each "
+                     "with its captions), " + std::to_string(settings.samples) + " resamplings, " + level + " intervals\n\n";
     json rows;
-    std::string md = head + table(diffs, rows);
+    md += table(diffs, rows);
     const std::string label_a = ea.value("label", a.j.value("label", std::string())),
                       label_b = eb.value("label", b.j.value("label", std::string()));
     if (label_a != label_b)
