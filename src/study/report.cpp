@@ -189,9 +189,13 @@ std::string report_study(const std::string& out_dir, std::ostream& log) {
       test_sets.insert(name);
       if (t.contains("test_set_fingerprint") && t.contains("caption_image_file")) {
         std::vector<int64_t> map;
-        c.outcomes[name].push_back(load_outcomes(dir, t, name, map));
-        c.caption_image[name] = map;
-        c.fingerprints[name].insert(t["test_set_fingerprint"].get<std::string>());
+        try {  // a missing or damaged score file costs this cell its interval, not the report
+          c.outcomes[name].push_back(load_outcomes(dir, t, name, map));
+          c.caption_image[name] = map;
+          c.fingerprints[name].insert(t["test_set_fingerprint"].get<std::string>());
+        } catch (const Error& err) {
+          log << "mmt study report: warning: no interval for " << dir << " (" << name << "): " << err.what() << "\n";
+        }
       }
       auto& v = c.values[name];
       v["image_r1"].push_back(t["image_retrieval"]["r1"]), v["image_r5"].push_back(t["image_retrieval"]["r5"]);
