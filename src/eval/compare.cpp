@@ -183,6 +183,17 @@ json compare_results(const std::string& a_path, const std::string& b_path, const
     if (!sets_a.contains(it.key())) result["skipped"].push_back(it.key() + " (only in B)");
   if (result["sets"].empty())
     throw Error("'" + a.file + "' and '" + b.file + "' share no test set");
+  // One line to take away: the verdicts counted over every set's recalls.
+  int64_t b_better = 0, a_better = 0, open = 0;
+  for (const auto& [name, set] : result["sets"].items())
+    for (const auto& m : set["metrics"]) {
+      const std::string v = m["verdict"];
+      (v == "B better" ? b_better : v == "A better" ? a_better : open) += 1;
+    }
+  out << "Verdict over " << b_better + a_better + open << " recalls (" << result["sets"].size() << " test set"
+      << (result["sets"].size() == 1 ? "" : "s") << "): B better on " << b_better << ", A better on " << a_better
+      << ", not resolved on " << open << ".\n";
+  result["verdicts"] = {{"b_better", b_better}, {"a_better", a_better}, {"not_resolved", open}};
   if (!result["skipped"].empty()) {
     std::string names;
     for (const auto& s : result["skipped"]) names += (names.empty() ? "" : ", ") + s.get<std::string>();
