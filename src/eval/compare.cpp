@@ -192,7 +192,9 @@ json compare_results(const std::string& a_path, const std::string& b_path, const
     }
   out << "Verdict over " << b_better + a_better + open << " recalls (" << result["sets"].size() << " test set"
       << (result["sets"].size() == 1 ? "" : "s") << "): B better on " << b_better << ", A better on " << a_better
-      << ", not resolved on " << open << ".\n";
+      << ", not resolved on " << open << " (each verdict at the " << level
+      << " level: of many recalls of two equal models, about " << (1 - settings.level) * 100
+      << " % would read better by luck).\n";
   result["verdicts"] = {{"b_better", b_better}, {"a_better", a_better}, {"not_resolved", open}};
   if (!result["skipped"].empty()) {
     std::string names;

@@ -44,7 +44,7 @@ TEST(Compare, EvalKeepsIntervalsAndMapsAndCompareReadsThem) {
   r = run_mmt("compare " + a + " " + a + " --samples 200 --json " + own("same.json"));
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_NE(r.out.find("| image R@1 |"), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("Verdict over 6 recalls (1 test set): B better on 0, A better on 0, not resolved on 6."),
+  EXPECT_NE(r.out.find("Verdict over 6 recalls (1 test set): B better on 0, A better on 0, not resolved on 6 (each verdict at the 95 % level"),
             std::string::npos) << r.out;
   const json same = read_json(own("same.json"));
   EXPECT_EQ(same["verdicts"]["not_resolved"], 6);
