@@ -24,6 +24,22 @@ constexpr int64_t kReservedTestScenes = 5000;  // COCO's 5k test size
 enum Stream : uint64_t { kTrainScenes = 1, kEasyScenes, kBindingScenes, kTestCaptions, kTrainCaptions,
                          kDetector, kPrototypes, kValidationScenes };
 
+// Fixed captions of an evaluation set: `per_image` distinct ones for each image (20 redraws of a
+// repeat, then it stays), image-major, from the stream `seed`.
+void add_test_captions(TestSet& t, int64_t per_image, uint64_t seed) {
+  Rng rng(seed);
+  for (size_t i = 0; i < t.images.size(); ++i) {
+    std::unordered_set<std::string> texts;
+    for (int64_t k = 0; k < per_image; ++k) {
+      Caption c = sample_caption(t.images[i], rng);
+      for (int retry = 0; retry < 20 && texts.count(c.text); ++retry) c = sample_caption(t.images[i], rng);
+      texts.insert(c.text);
+      t.captions.push_back(std::move(c));
+      t.caption_image.push_back(static_cast<int64_t>(i));
+    }
+  }
+}
+
 // Places the objects (attributes already set) without overlap; false if it fails.
 bool place_objects(std::vector<Object>& objs, Rng& rng) {
   for (int attempt = 0; attempt < 50; ++attempt) {
@@ -177,17 +193,7 @@ World::World(const SynthOptions& opt) : options_(opt) {
       }
       ++group_id;
     }
-    Rng crng(derive_seed(opt.seed, kTestCaptions, binding ? 1 : 0));
-    for (size_t i = 0; i < t.images.size(); ++i) {
-      std::unordered_set<std::string> texts;
-      for (int64_t k = 0; k < opt.captions_per_image; ++k) {
-        Caption c = sample_caption(t.images[i], crng);
-        for (int retry = 0; retry < 20 && texts.count(c.text); ++retry) c = sample_caption(t.images[i], crng);
-        texts.insert(c.text);
-        t.captions.push_back(std::move(c));
-        t.caption_image.push_back(static_cast<int64_t>(i));
-      }
-    }
+    add_test_captions(t, opt.captions_per_image, derive_seed(opt.seed, kTestCaptions, binding ? 1 : 0));
     t.regions = make_regions(t.images, binding ? kBindingScenes : kEasyScenes);
     tests_.push_back(std::move(t));
   }
@@ -220,17 +226,7 @@ const TestSet& World::validation_set() const {
       v.image_group.push_back(static_cast<int64_t>(v.images.size()));
       v.images.push_back(std::move(s));
     }
-    Rng crng(derive_seed(opt.seed, kTestCaptions, 2));
-    for (size_t i = 0; i < v.images.size(); ++i) {
-      std::unordered_set<std::string> texts;
-      for (int64_t k = 0; k < opt.captions_per_image; ++k) {
-        Caption c = sample_caption(v.images[i], crng);
-        for (int retry = 0; retry < 20 && texts.count(c.text); ++retry) c = sample_caption(v.images[i], crng);
-        texts.insert(c.text);
-        v.captions.push_back(std::move(c));
-        v.caption_image.push_back(static_cast<int64_t>(i));
-      }
-    }
+    add_test_captions(v, opt.captions_per_image, derive_seed(opt.seed, kTestCaptions, 2));
     v.regions = make_regions(v.images, kValidationScenes);
   });
   return validation_;
