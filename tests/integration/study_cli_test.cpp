@@ -85,6 +85,14 @@ TEST(Study, TwoCellsRunReportAndRerunSkips) {
   std::snprintf(versus, sizeof versus, "| %+.1f (%+.1f..%+.1f) |", d["delta"].get<double>(), d["low"].get<double>(),
                 d["high"].get<double>());
   EXPECT_NE(md.find(versus), std::string::npos) << versus << "\n" << md;
+  // report-vs-base.csv: all six recalls of the cell against the base, the same numbers.
+  const std::string vs = slurp(out + "/report-vs-base.csv");
+  char csv_row[160];
+  std::snprintf(csv_row, sizeof csv_row, "attention,attention=single_modality,easy,image_r1,%.4f,%.4f,%.4f,%.4f,%.4f,",
+                d["a"].get<double>(), d["b"].get<double>(), d["delta"].get<double>(), d["low"].get<double>(),
+                d["high"].get<double>());
+  EXPECT_NE(vs.find(csv_row), std::string::npos) << csv_row << "\n" << vs;
+  EXPECT_NE(vs.find("attention,attention=single_modality,easy,text_r10,"), std::string::npos) << vs;
   EXPECT_NE(slurp(out + "/report.csv").find("attention,attention=single_modality,easy,image_r1,"), std::string::npos);
   EXPECT_NE(slurp(out + "/report.html").find("<svg"), std::string::npos);
   EXPECT_TRUE(fs::exists(out + "/charts/attention-easy-r1.svg"));
