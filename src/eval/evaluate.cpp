@@ -353,7 +353,8 @@ json evaluate_protocol(const std::string& run_dir, const std::string& protocol, 
     const json entry = ev.entry(scored, run_dir, split.name, nc, ni, split.caption_image,
                                 test_set_fingerprint(ni, image_keys, split.captions, split.caption_image));
     if (entry.contains("bootstrap"))
-      intervals += interval_line(split.name, entry["bootstrap"], "its " + std::to_string(ni) + " test images");
+      intervals += interval_line(split.name, entry["bootstrap"],
+                                 "its " + std::to_string(ni) + (protocol == "val" ? " val images" : " test images"));
     fold_outcomes.push_back(scored.outcomes), fold_maps.push_back(split.caption_image);
     result["splits"][split.name] = entry;
     const auto& ir = m.image_retrieval;
