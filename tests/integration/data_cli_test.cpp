@@ -156,6 +156,41 @@ TEST(DataCli, RealDatasetScriptsWriteKarpathyDatasetsMmtReads) {
 
 namespace {
 
+// Real data with train.eval_every: weights are chosen on the val split of train.eval_karpathy,
+// never its test split; a file without val images is refused before training.
+TEST(DataCli, ValidationDuringTrainingUsesTheValSplit) {
+  const std::string dir = scratch("valsplit");
+  const std::string karpathy = kData + "flickr30k/dataset_flickr30k.json", images = kData + "flickr30k/flickr30k-images";
+  {
+    std::ofstream v(dir + "vocab.txt");
+    v << "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n";
+    for (const char* w : {"a", "cat", "on", "mat", "red", "brown", "dog", "two", "young", "guys", "near", "image", "sentence", ",", "."})
+      v << w << "\n";
+  }
+  auto config = [&](const std::string& eval_file) {
+    const json cfg = {{"model", {{"preset", "tiny"}, {"image_input", "patches"}, {"patch_size", 8}, {"num_layers", 2}}},
+                      {"data", {{"source", "datasets"}, {"tokenizer", dir + "vocab.txt"}, {"image_size", 32},
+                                {"datasets", {{{"format", "folder"}, {"path", kData + "folder"}}}}}},
+                      {"train", {{"steps", 4}, {"batch_size", 4}, {"log_every", 2}, {"eval_every", 2},
+                                 {"eval_karpathy", eval_file}, {"eval_image_dir", images}}}};
+    std::ofstream(dir + "cfg.json") << cfg.dump();
+    return dir + "cfg.json";
+  };
+  auto r = run_mmt("train --config " + config(karpathy) + " --out " + dir + "run");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.err.find("every 2 steps: retrieval on val (1 images x 5 captions"), std::string::npos) << r.err;
+  // Without a val split: refused, saying why.
+  json only_test = json::parse(slurp(karpathy));
+  json kept = json::array();
+  for (const auto& i : only_test["images"])
+    if (i["split"] != "val") kept.push_back(i);
+  only_test["images"] = kept;
+  std::ofstream(dir + "noval.json") << only_test.dump();
+  r = run_mmt("train --config " + config(dir + "noval.json") + " --out " + dir + "run2");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.err.find("no val images"), std::string::npos) << r.err;
+}
+
 // `mmt eval --protocol` on real images: metrics, the score matrix, and an honest label - a run
 // whose pretraining data holds the test images is not called zero-shot.
 TEST(DataCli, ProtocolEvalLabelsZeroShotHonestly) {
