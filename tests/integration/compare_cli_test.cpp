@@ -65,6 +65,19 @@ TEST(Compare, EvalKeepsIntervalsAndMapsAndCompareReadsThem) {
   EXPECT_NE(r.out.find("(exact, zero-shot, step 10)"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("(dual, zero-shot, step 10)"), std::string::npos) << r.out;
 
+  // Rerank with k above every candidate is exact: compared through its two ranking matrices
+  // (caption -> image and image -> caption), it differs from exact by nothing.
+  r = run_mmt("eval --run " + b + " --set eval.test_sets=easy --set eval.mode=rerank --set eval.rerank_k=1000");
+  ASSERT_EQ(r.status, 0) << r.err;
+  ASSERT_EQ(read_json(b + "/eval.json")["test_sets"]["easy"]["scores_files"].size(), 2u);
+  r = run_mmt("compare " + a + " " + b + " --samples 100 --json " + own("rerank.json"));
+  ASSERT_EQ(r.status, 0) << r.err;
+  for (const auto& m : read_json(own("rerank.json"))["sets"]["easy"]["metrics"]) {
+    EXPECT_NEAR(m["delta"].get<double>(), 0.0, 1e-9) << m.dump();
+    EXPECT_NEAR(m["low"].get<double>(), 0.0, 1e-9) << m.dump();
+    EXPECT_NEAR(m["high"].get<double>(), 0.0, 1e-9) << m.dump();
+  }
+
   // A different test set (fewer images) is refused, naming the set.
   r = run_mmt("eval --run " + b + " --set eval.test_sets=easy --set data.synth.num_test_images=20");
   ASSERT_EQ(r.status, 0) << r.err;
