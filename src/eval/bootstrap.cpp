@@ -97,20 +97,21 @@ Recalls point(const RetrievalOutcomes& o) {
 using Run = std::vector<PerImage>;
 using Group = std::vector<Run>;
 
-Group prepare(const std::vector<std::vector<RetrievalOutcomes>>& runs, const std::vector<std::vector<int64_t>>& maps) {
+// Every run's folds, checked to be of the sizes of `reference`'s (the first run compared).
+Group prepare(const std::vector<std::vector<RetrievalOutcomes>>& runs, const std::vector<std::vector<int64_t>>& maps,
+              const std::vector<RetrievalOutcomes>& reference) {
   if (runs.empty()) throw Error("bootstrap: a group without results");
   Group g;
   for (const auto& folds : runs) {
-    if (folds.size() != maps.size())
-      throw Error("bootstrap: " + std::to_string(folds.size()) + " folds against " + std::to_string(maps.size()) + " maps");
+    if (folds.size() != maps.size() || folds.size() != reference.size())
+      throw Error("bootstrap: " + std::to_string(folds.size()) + " folds against " + std::to_string(maps.size()) +
+                  " maps and " + std::to_string(reference.size()) + " folds compared");
     Run r;
     for (size_t f = 0; f < folds.size(); ++f) {
-      const auto& o = folds[f];
-      if (o.image_retrieval.size() != runs[0][f].image_retrieval.size() ||
-          o.text_retrieval.size() != runs[0][f].text_retrieval.size())
-        throw Error("bootstrap: the results are of different test sets (" +
-                    std::to_string(runs[0][f].text_retrieval.size()) + " images x " +
-                    std::to_string(runs[0][f].image_retrieval.size()) + " captions against " +
+      const auto &o = folds[f], &ref = reference[f];
+      if (o.image_retrieval.size() != ref.image_retrieval.size() || o.text_retrieval.size() != ref.text_retrieval.size())
+        throw Error("bootstrap: the results are of different test sets (" + std::to_string(ref.text_retrieval.size()) +
+                    " images x " + std::to_string(ref.image_retrieval.size()) + " captions against " +
                     std::to_string(o.text_retrieval.size()) + " x " + std::to_string(o.image_retrieval.size()) + ")");
       r.push_back(per_image(o, maps[f]));
     }
@@ -166,16 +167,8 @@ std::vector<PairedDifference> compare_groups(const std::vector<std::vector<Retri
                                              const std::vector<std::vector<RetrievalOutcomes>>& b,
                                              const std::vector<std::vector<int64_t>>& maps, const BootstrapSettings& s) {
   check(s);
-  const Group ga = prepare(a, maps), gb = prepare(b, maps);
-  for (const auto& run : gb)
-    for (size_t f = 0; f < run.size(); ++f)
-      if (run[f].captions.size() != ga.front()[f].captions.size() ||
-          b.front()[f].image_retrieval.size() != a.front()[f].image_retrieval.size())
-        throw Error("paired bootstrap: the two results are of different test sets (" +
-                    std::to_string(a.front()[f].text_retrieval.size()) + " images x " +
-                    std::to_string(a.front()[f].image_retrieval.size()) + " captions against " +
-                    std::to_string(b.front()[f].text_retrieval.size()) + " x " +
-                    std::to_string(b.front()[f].image_retrieval.size()) + ")");
+  if (a.empty() || a.front().empty()) throw Error("bootstrap: a group without results");
+  const Group ga = prepare(a, maps, a.front()), gb = prepare(b, maps, a.front());
   auto deltas = resample(ga, gb, s);
   const Recalls va = point_value(a), vb = point_value(b);
   std::vector<PairedDifference> out;
@@ -202,7 +195,7 @@ std::vector<Interval> bootstrap_fold_mean(const std::vector<RetrievalOutcomes>& 
                                           const std::vector<std::vector<int64_t>>& maps, const BootstrapSettings& s) {
   check(s);
   if (folds.empty()) throw Error("bootstrap: no folds");
-  auto values = resample({}, prepare({folds}, maps), s);
+  auto values = resample({}, prepare({folds}, maps, folds), s);
   std::vector<Interval> out;
   for (auto& v : values) out.push_back(central(v, s.level));
   return out;
@@ -226,7 +219,6 @@ std::vector<PairedDifference> paired_bootstrap(const std::vector<RetrievalOutcom
 std::vector<PairedDifference> paired_fold_mean(const std::vector<RetrievalOutcomes>& a,
                                                const std::vector<RetrievalOutcomes>& b,
                                                const std::vector<std::vector<int64_t>>& maps, const BootstrapSettings& s) {
-  if (a.empty() || a.size() != b.size()) throw Error("paired bootstrap: the two results have different folds");
   return compare_groups({a}, {b}, maps, s);
 }
 

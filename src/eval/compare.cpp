@@ -69,12 +69,19 @@ std::string signed1(double v) {
   return b;
 }
 
-// The Markdown rows and JSON of a comparison's six recalls.
-std::string table(const std::vector<PairedDifference>& diffs, json& rows) {
+// Verdicts counted over the recalls of every test set compared.
+struct Tally {
+  int64_t b_better = 0, a_better = 0, open = 0;
+};
+
+// The Markdown rows and JSON of a comparison's six recalls; `tally` (optional) counts their verdicts.
+std::string table(const std::vector<PairedDifference>& diffs, json& rows, Tally* tally = nullptr) {
   std::string md = "| recall | A | B | B - A | interval | resamplings with B <= A | verdict |\n|---|---|---|---|---|---|---|\n";
   rows = json::array();
   for (const auto& d : diffs) {
-    const std::string verdict = d.interval.low > 0 ? "B better" : d.interval.high < 0 ? "A better" : "not resolved";
+    const bool b_better = d.interval.low > 0, a_better = d.interval.high < 0;
+    const std::string verdict = b_better ? "B better" : a_better ? "A better" : "not resolved";
+    if (tally) ++(b_better ? tally->b_better : a_better ? tally->a_better : tally->open);
     std::string label = d.metric;  // image_r1 -> image R@1
     label.replace(label.find("_r"), 2, " R@");
     char line[256];
@@ -132,6 +139,7 @@ json compare_results(const std::string& a_path, const std::string& b_path, const
   const json& sets_b = b.j.at(b.sets_key);
   std::vector<RetrievalOutcomes> folds_a, folds_b;  // the sets compared, in A's order
   std::vector<std::vector<int64_t>> fold_maps;
+  Tally tally;
   for (auto it = sets_a.begin(); it != sets_a.end(); ++it) {
     const std::string& name = it.key();
     if (!sets_b.contains(name)) {
@@ -160,7 +168,7 @@ json compare_results(const std::string& a_path, const std::string& b_path, const
                      ")  \nB: " + b.file + " (" + what_of(b.j, eb) + ")  \npaired bootstrap over the test images (each "
                      "with its captions), " + std::to_string(settings.samples) + " resamplings, " + level + " intervals\n\n";
     json rows;
-    md += table(diffs, rows);
+    md += table(diffs, rows, &tally);
     const std::string label_a = ea.value("label", a.j.value("label", std::string())),
                       label_b = eb.value("label", b.j.value("label", std::string()));
     if (label_a != label_b)
@@ -184,18 +192,12 @@ json compare_results(const std::string& a_path, const std::string& b_path, const
   if (result["sets"].empty())
     throw Error("'" + a.file + "' and '" + b.file + "' share no test set");
   // One line to take away: the verdicts counted over every set's recalls.
-  int64_t b_better = 0, a_better = 0, open = 0;
-  for (const auto& [name, set] : result["sets"].items())
-    for (const auto& m : set["metrics"]) {
-      const std::string v = m["verdict"];
-      (v == "B better" ? b_better : v == "A better" ? a_better : open) += 1;
-    }
-  out << "Verdict over " << b_better + a_better + open << " recalls (" << result["sets"].size() << " test set"
-      << (result["sets"].size() == 1 ? "" : "s") << "): B better on " << b_better << ", A better on " << a_better
-      << ", not resolved on " << open << " (each verdict at the " << level
+  out << "Verdict over " << tally.b_better + tally.a_better + tally.open << " recalls (" << result["sets"].size()
+      << " test set" << (result["sets"].size() == 1 ? "" : "s") << "): B better on " << tally.b_better
+      << ", A better on " << tally.a_better << ", not resolved on " << tally.open << " (each verdict at the " << level
       << " level: of many recalls of two equal models, about " << (1 - settings.level) * 100
       << " % would read better by luck).\n";
-  result["verdicts"] = {{"b_better", b_better}, {"a_better", a_better}, {"not_resolved", open}};
+  result["verdicts"] = {{"b_better", tally.b_better}, {"a_better", tally.a_better}, {"not_resolved", tally.open}};
   if (!result["skipped"].empty()) {
     std::string names;
     for (const auto& s : result["skipped"]) names += (names.empty() ? "" : ", ") + s.get<std::string>();

@@ -52,6 +52,17 @@ std::string row(const std::string& name, const RetrievalMetrics& m) {
   return buf;
 }
 
+// A record's image by file name: how test images are told apart across datasets.
+std::string image_file_name(const Record& r) {
+  return std::filesystem::path(r.image.offset < 0 ? r.image.path : r.image.member).filename().string();
+}
+
+BootstrapSettings bootstrap_settings(const ExperimentConfig& cfg) {
+  BootstrapSettings s;
+  s.samples = cfg.eval.bootstrap;
+  return s;
+}
+
 // Bootstrap intervals as eval.json keeps them: {samples, level, seed, unit, image_retrieval: {r1:
 // [low, high], ...}, text_retrieval: {...}}.
 json intervals_json(const std::vector<Interval>& intervals, const BootstrapSettings& s, const std::string& unit) {
@@ -164,8 +175,7 @@ struct Evaluation {
       save_npy(run_dir + "/" + stem + "-caption-image.npy", caption_image.data(), {nc});
     }
     if (cfg.eval.bootstrap > 0) {
-      BootstrapSettings s;
-      s.samples = cfg.eval.bootstrap;
+      const BootstrapSettings s = bootstrap_settings(cfg);
       e["bootstrap"] = intervals_json(bootstrap_intervals(scored.outcomes, caption_image, s), s, "test image with its captions");
     }
     return e;
@@ -274,7 +284,7 @@ namespace {
 std::pair<int64_t, std::string> pretraining_overlap(const ExperimentConfig& cfg, const std::vector<Record>& test) {
   if (cfg.data.source != "datasets") return {0, "pretrained on the synthetic world only"};
   std::set<std::string> names;
-  for (const auto& r : test) names.insert(std::filesystem::path(r.image.offset < 0 ? r.image.path : r.image.member).filename().string());
+  for (const auto& r : test) names.insert(image_file_name(r));
   int64_t overlap = 0;
   std::string where, checked;
   for (const auto& o : cfg.data.datasets) {
@@ -289,7 +299,7 @@ std::pair<int64_t, std::string> pretraining_overlap(const ExperimentConfig& cfg,
     }
     int64_t here = 0;
     for (const auto& r : d.records)
-      here += names.count(std::filesystem::path(r.image.offset < 0 ? r.image.path : r.image.member).filename().string());
+      here += names.count(image_file_name(r));
     if (here) where += (where.empty() ? "" : ", ") + d.spec.name + " (" + std::to_string(here) + ")";
     checked += (checked.empty() ? "" : ", ") + d.spec.name;
     overlap += here;
@@ -349,7 +359,7 @@ json evaluate_protocol(const std::string& run_dir, const std::string& protocol, 
     const RetrievalMetrics& m = scored.metrics;
     std::vector<std::string> image_keys;
     for (const auto& r : split.images)
-      image_keys.push_back(std::filesystem::path(r.image.offset < 0 ? r.image.path : r.image.member).filename().string());
+      image_keys.push_back(image_file_name(r));
     const json entry = ev.entry(scored, run_dir, split.name, nc, ni, split.caption_image,
                                 test_set_fingerprint(ni, image_keys, split.captions, split.caption_image));
     if (entry.contains("bootstrap"))
@@ -377,8 +387,7 @@ json evaluate_protocol(const std::string& run_dir, const std::string& protocol, 
                                         mean["text_r5"] + mean["text_r10"]);
     markdown += row;
     if (cfg.eval.bootstrap > 0) {
-      BootstrapSettings s;
-      s.samples = cfg.eval.bootstrap;
+      const BootstrapSettings s = bootstrap_settings(cfg);
       result["mean_over_splits_bootstrap"] = intervals_json(bootstrap_fold_mean(fold_outcomes, fold_maps, s), s,
                                                             "test image with its captions, within each fold");
       intervals += interval_line("mean of " + std::to_string(splits.size()) + " folds",

@@ -33,8 +33,6 @@ std::pair<double, double> mean_std(const std::vector<double>& v) {
 
 namespace {
 
-constexpr int64_t kIntervalSamples = 1000;  // resamplings of the test images for "vs base"
-
 const std::vector<std::pair<std::string, std::string>> kMetrics = {
     {"image_r1", "image R@1"}, {"image_r5", "R@5"}, {"image_r10", "R@10"}, {"text_r1", "text R@1"}, {"text_r10", "text R@10"}};
 
@@ -56,7 +54,7 @@ struct CellResults {
 // of it (paired over the test images, seeds averaged); only the difference where the outcomes are
 // missing, and a note where the two cells scored different test sets.
 // All six recalls' paired differences go to `rows` (report-vs-base.csv) when they could be computed.
-std::string versus_base(CellResults& cell, CellResults& base, const std::string& ts, double delta, int64_t samples,
+std::string versus_base(CellResults& cell, CellResults& base, const std::string& ts, double delta,
                         std::vector<PairedDifference>& rows) {
   rows.clear();
   char b[96];
@@ -69,9 +67,7 @@ std::string versus_base(CellResults& cell, CellResults& base, const std::string&
   if (oa.empty() || ob.empty() || oa.size() != base.values[ts]["image_r1"].size() ||
       ob.size() != cell.values[ts]["image_r1"].size())
     return out;
-  BootstrapSettings s;
-  s.samples = samples;
-  rows = paired_bootstrap(oa, ob, base.caption_image[ts], s);
+  rows = paired_bootstrap(oa, ob, base.caption_image[ts], BootstrapSettings{});  // 1,000 resamplings, 95 %
   const PairedDifference& d = rows.front();  // image_r1
   std::snprintf(b, sizeof b, " (%+.1f..%+.1f)", d.interval.low, d.interval.high);
   return out + b;
@@ -318,7 +314,7 @@ std::string report_study(const std::string& out_dir, std::ostream& log) {
         const double m = mean_std(v["image_r1"]).first;
         const std::string delta = name == "base" || std::isnan(m) || std::isnan(base_r1)
                                       ? ""
-                                      : versus_base(c, cells["base"], ts, m - base_r1, kIntervalSamples, paired);
+                                      : versus_base(c, cells["base"], ts, m - base_r1, paired);
         for (const auto& d : paired) {
           char line[512];
           std::snprintf(line, sizeof line, "%s,%s,%s,%s,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f\n", group.c_str(), name.c_str(),

@@ -152,14 +152,13 @@ PretrainStep::Pending PretrainStep::launch(const std::vector<Batch>& micro_batch
   // the same summed gradient, so they agree without another collective. `grad_norm` is logged
   // where it clips (train.grad_clip > 0) or where it is the reason for the skip.
   const bool log_norm = options_.grad_clip > 0;
-  if (!device_.is_cuda()) {
-    const double norm = optimizer_->clip_grad_norm(options_.grad_clip);
+  auto norm_allows_update = [&](double norm) {
     if (log_norm || !std::isfinite(norm)) r.loss.metrics["grad_norm"] = norm;
-    if (!std::isfinite(norm)) {
-      r.finite = false;
-      return pending;
-    }
-    optimizer_->step(lr);
+    r.finite = std::isfinite(norm);
+    return r.finite;
+  };
+  if (!device_.is_cuda()) {
+    if (norm_allows_update(optimizer_->clip_grad_norm(options_.grad_clip))) optimizer_->step(lr);
     return pending;
   }
   // On a GPU the clip needs no wait, and the fused kernel cancels a non-finite step on the
@@ -175,13 +174,9 @@ PretrainStep::Pending PretrainStep::launch(const std::vector<Batch>& micro_batch
       return pending;
     }
   }
-  const double value = norm.item<double>();
-  if (log_norm || !std::isfinite(value)) r.loss.metrics["grad_norm"] = value;
-  if (!std::isfinite(value)) {
-    r.finite = false;  // fused: cancelled on the device; otherwise never applied
-    return pending;
-  }
-  if (!optimizer_->fused()) optimizer_->step(lr);
+  // Fused: already queued, and cancelled on the device if the norm is not finite; otherwise the
+  // update waits for the norm.
+  if (norm_allows_update(norm.item<double>()) && !optimizer_->fused()) optimizer_->step(lr);
   return pending;
 }
 

@@ -156,25 +156,31 @@ TEST(DataCli, RealDatasetScriptsWriteKarpathyDatasetsMmtReads) {
 
 namespace {
 
-// Real data with train.eval_every: weights are chosen on the val split of train.eval_karpathy,
-// never its test split; a file without val images is refused before training.
-TEST(DataCli, ValidationDuringTrainingUsesTheValSplit) {
-  const std::string dir = scratch("valsplit");
-  const std::string karpathy = kData + "flickr30k/dataset_flickr30k.json", images = kData + "flickr30k/flickr30k-images";
+// A tiny patch model trained on `dataset` with a vocabulary of the fixtures' caption words, written
+// to dir/cfg.json (the vocabulary to dir/vocab.txt); `train` is the config's train section.
+std::string patch_model_config(const std::string& dir, const json& dataset, const json& train) {
   {
     std::ofstream v(dir + "vocab.txt");
     v << "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n";
     for (const char* w : {"a", "cat", "on", "mat", "red", "brown", "dog", "two", "young", "guys", "near", "image", "sentence", ",", "."})
       v << w << "\n";
   }
+  const json cfg = {{"model", {{"preset", "tiny"}, {"image_input", "patches"}, {"patch_size", 8}, {"num_layers", 2}}},
+                    {"data", {{"source", "datasets"}, {"tokenizer", dir + "vocab.txt"}, {"image_size", 32}, {"datasets", {dataset}}}},
+                    {"train", train}};
+  std::ofstream(dir + "cfg.json") << cfg.dump();
+  return dir + "cfg.json";
+}
+
+// Real data with train.eval_every: weights are chosen on the val split of train.eval_karpathy,
+// never its test split; a file without val images is refused before training.
+TEST(DataCli, ValidationDuringTrainingUsesTheValSplit) {
+  const std::string dir = scratch("valsplit");
+  const std::string karpathy = kData + "flickr30k/dataset_flickr30k.json", images = kData + "flickr30k/flickr30k-images";
   auto config = [&](const std::string& eval_file) {
-    const json cfg = {{"model", {{"preset", "tiny"}, {"image_input", "patches"}, {"patch_size", 8}, {"num_layers", 2}}},
-                      {"data", {{"source", "datasets"}, {"tokenizer", dir + "vocab.txt"}, {"image_size", 32},
-                                {"datasets", {{{"format", "folder"}, {"path", kData + "folder"}}}}}},
-                      {"train", {{"steps", 4}, {"batch_size", 4}, {"log_every", 2}, {"eval_every", 2},
-                                 {"eval_karpathy", eval_file}, {"eval_image_dir", images}}}};
-    std::ofstream(dir + "cfg.json") << cfg.dump();
-    return dir + "cfg.json";
+    return patch_model_config(dir, {{"format", "folder"}, {"path", kData + "folder"}},
+                              {{"steps", 4}, {"batch_size", 4}, {"log_every", 2}, {"eval_every", 2},
+                               {"eval_karpathy", eval_file}, {"eval_image_dir", images}});
   };
   auto r = run_mmt("train --config " + config(karpathy) + " --out " + dir + "run");
   ASSERT_EQ(r.status, 0) << r.err;
@@ -196,18 +202,8 @@ TEST(DataCli, ValidationDuringTrainingUsesTheValSplit) {
 TEST(DataCli, ProtocolEvalLabelsZeroShotHonestly) {
   const std::string dir = scratch("protocol");
   const std::string karpathy = kData + "flickr30k/dataset_flickr30k.json", images = kData + "flickr30k/flickr30k-images";
-  {
-    std::ofstream v(dir + "vocab.txt");
-    v << "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n";
-    for (const char* w : {"a", "cat", "on", "mat", "red", "brown", "dog", "two", "young", "guys", "near", "image", "sentence", ",", "."})
-      v << w << "\n";
-  }
   auto config = [&](const json& dataset) {
-    const json cfg = {{"model", {{"preset", "tiny"}, {"image_input", "patches"}, {"patch_size", 8}, {"num_layers", 2}}},
-                      {"data", {{"source", "datasets"}, {"tokenizer", dir + "vocab.txt"}, {"image_size", 32}, {"datasets", {dataset}}}},
-                      {"train", {{"steps", 3}, {"batch_size", 4}, {"log_every", 3}}}};
-    std::ofstream(dir + "cfg.json") << cfg.dump();
-    return dir + "cfg.json";
+    return patch_model_config(dir, dataset, {{"steps", 3}, {"batch_size", 4}, {"log_every", 3}});
   };
   ASSERT_EQ(run_mmt("train --config " + config({{"format", "folder"}, {"path", kData + "folder"}}) + " --out " + dir + "a").status, 0);
   const auto zs = run_mmt("eval --run " + dir + "a --protocol test --karpathy " + karpathy + " --images " + images);

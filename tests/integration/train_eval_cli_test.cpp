@@ -78,14 +78,17 @@ TEST(TrainEval, HeldOutRsumIsLoggedAndTheBestWeightsKept) {
   EXPECT_NE(none.err.find("train.eval_every"), std::string::npos) << none.err;
 }
 
+// A run that diverges at once (learning rate 1e30 from step 0, no clipping) into `dir`.
+Result diverging_run(const std::string& dir, const std::string& settings) {
+  fs::remove_all(dir);
+  return run_mmt("train --config " + std::string(MMT_SOURCE_DIR) + "/configs/demo.json --out " + dir + kSmall +
+                 " --set train.lr=1e30 --set train.warmup_steps=0 --set train.grad_clip=0" + settings);
+}
+
 // A diverging run (an absurd learning rate) skips its non-finite steps and stops after
 // train.max_bad_steps of them in a row, naming the step and the losses.
 TEST(TrainEval, NonFiniteLossesStopTheRunAfterMaxBadSteps) {
-  const std::string dir = own("nan");
-  fs::remove_all(dir);
-  const auto r = run_mmt("train --config " + std::string(MMT_SOURCE_DIR) + "/configs/demo.json --out " + dir + kSmall +
-                         " --set train.steps=20 --set train.lr=1e30 --set train.warmup_steps=0 --set train.grad_clip=0"
-                         " --set train.max_bad_steps=3");
+  const auto r = diverging_run(own("nan"), " --set train.steps=20 --set train.max_bad_steps=3");
   EXPECT_EQ(r.status, 2);
   EXPECT_NE(r.err.find("3 non-finite steps in a row"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("training stopped at step"), std::string::npos) << r.err;
@@ -96,10 +99,7 @@ TEST(TrainEval, NonFiniteLossesStopTheRunAfterMaxBadSteps) {
 // finite), counted per logging interval in metrics.jsonl and in total in checkpoint.json.
 TEST(TrainEval, SkippedStepsAreLoggedAndCounted) {
   const std::string dir = own("skips");
-  fs::remove_all(dir);
-  const auto r = run_mmt("train --config " + std::string(MMT_SOURCE_DIR) + "/configs/demo.json --out " + dir + kSmall +
-                         " --set train.steps=8 --set train.log_every=4 --set train.lr=1e30 --set train.warmup_steps=0"
-                         " --set train.grad_clip=0 --set train.max_bad_steps=100");
+  const auto r = diverging_run(dir, " --set train.steps=8 --set train.log_every=4 --set train.max_bad_steps=100");
   ASSERT_EQ(r.status, 0) << r.err;
   const std::string said = r.out + r.err;
   EXPECT_NE(said.find("mmt train: step 1 skipped (no update): non-finite "), std::string::npos) << said;

@@ -12,7 +12,8 @@
  * Everything is a pure function of SynthOptions (seed included). Train scenes never share a
  * layout signature with a test scene. Two test sets: `easy` (random scenes) and `binding`
  * (groups of scenes with the same bag of attributes that differ only in which object carries
- * which attribute); and a validation set for choosing weights, disjoint from both and from train. No torch here: features are plain float arrays. */
+ * which attribute); and a validation set for choosing weights, disjoint from both and from
+ * train. No torch here: features are plain float arrays. */
 #pragma once
 
 #include <cstdint>
