@@ -97,17 +97,57 @@ std::string table(const std::vector<PairedDifference>& diffs, json& rows, Tally*
 
 }  // namespace
 
+void save_outcomes(const std::string& path, const RetrievalOutcomes& o) {
+  std::vector<double> rows;
+  rows.reserve(4 * (o.image_retrieval.size() + o.text_retrieval.size()));
+  for (const auto* direction : {&o.image_retrieval, &o.text_retrieval})
+    for (const QueryOutcome& q : *direction) rows.insert(rows.end(), {q.r1, q.r5, q.r10, q.rank});
+  save_npy(path, rows.data(), {static_cast<int64_t>(rows.size() / 4), 4});
+}
+
+namespace {
+
+// The outcomes file of an entry; its recalls must be the entry's (a file left from another
+// evaluation would otherwise pass silently).
+RetrievalOutcomes read_outcomes_file(const std::string& path, const json& entry, int64_t nc, int64_t ni) {
+  const NpyArray a = load_npy(path);
+  if (a.shape != std::vector<int64_t>{nc + ni, 4})
+    throw Error(path + ": expected " + std::to_string(nc) + " caption and " + std::to_string(ni) +
+                " image queries' outcomes (" + std::to_string(nc + ni) + " x 4)");
+  const std::vector<double> v = a.to_double(path);
+  RetrievalOutcomes o;
+  for (int64_t q = 0; q < nc + ni; ++q)
+    (q < nc ? o.image_retrieval : o.text_retrieval).push_back({v[4 * q], v[4 * q + 1], v[4 * q + 2], v[4 * q + 3]});
+  const RetrievalMetrics m = summarise(o);
+  for (const auto& [key, d] : {std::pair{"image_retrieval", &m.image_retrieval}, std::pair{"text_retrieval", &m.text_retrieval}}) {
+    if (!entry.contains(key)) continue;
+    const json& saved = entry.at(key);
+    for (const auto& [k, value] : {std::pair{"r1", d->r1}, std::pair{"r5", d->r5}, std::pair{"r10", d->r10}})
+      if (std::abs(saved.value(k, value) - value) > 1e-6)
+        throw Error(path + ": its " + key + " " + k + " is " + std::to_string(value) + ", the result says " +
+                    std::to_string(saved.value(k, value)) + ": the file is from another evaluation; evaluate the run again");
+  }
+  return o;
+}
+
+}  // namespace
+
 RetrievalOutcomes load_outcomes(const std::string& dir, const json& entry, const std::string& name,
                                 std::vector<int64_t>& caption_image) {
-  if (!entry.contains("caption_image_file") || !entry.contains("scores_files"))
+  if (!entry.contains("caption_image_file") || !(entry.contains("scores_files") || entry.contains("outcomes_file")))
     throw Error("test set '" + name + "' in " + dir + " has no caption -> image map: it was evaluated before mmt eval "
                 "kept one (2026-11-28); evaluate the run again");
   const int64_t ni = entry.at("num_images").get<int64_t>(), nc = entry.at("num_captions").get<int64_t>();
   const std::string map_file = (fs::path(dir) / entry.at("caption_image_file").get<std::string>()).string();
   const NpyArray m = load_npy(map_file);
   if (m.shape != std::vector<int64_t>{nc}) throw Error(map_file + ": expected " + std::to_string(nc) + " captions' images");
-  caption_image.clear();
-  for (float v : m.to_float(map_file)) caption_image.push_back(static_cast<int64_t>(v));
+  caption_image = m.to_int64(map_file);
+  for (int64_t c = 0; c < nc; ++c)
+    if (caption_image[c] < 0 || caption_image[c] >= ni)
+      throw Error(map_file + ": caption " + std::to_string(c) + " belongs to image " + std::to_string(caption_image[c]) +
+                  " of " + std::to_string(ni));
+  if (entry.contains("outcomes_file"))  // a few MB at most, where the matrices are nc x ni floats
+    return read_outcomes_file((fs::path(dir) / entry.at("outcomes_file").get<std::string>()).string(), entry, nc, ni);
   auto matrix = [&](const std::string& file) {
     const std::string path = (fs::path(dir) / file).string();
     const NpyArray a = load_npy(path);

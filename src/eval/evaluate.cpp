@@ -173,6 +173,8 @@ struct Evaluation {
       e["scores_files"] = save_scores(scored, run_dir, stem, nc, ni);
       e["caption_image_file"] = stem + "-caption-image.npy";
       save_npy(run_dir + "/" + stem + "-caption-image.npy", caption_image.data(), {nc});
+      e["outcomes_file"] = stem + "-outcomes.npy";
+      save_outcomes(run_dir + "/" + stem + "-outcomes.npy", scored.outcomes);
     }
     if (cfg.eval.bootstrap > 0) {
       const BootstrapSettings s = bootstrap_settings(cfg);

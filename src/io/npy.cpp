@@ -45,6 +45,10 @@ void save_npy(const std::string& path, const float* data, const std::vector<int6
   save(path, data, sizeof(float), "<f4", shape);
 }
 
+void save_npy(const std::string& path, const double* data, const std::vector<int64_t>& shape) {
+  save(path, data, sizeof(double), "<f8", shape);
+}
+
 void save_npy(const std::string& path, const int64_t* data, const std::vector<int64_t>& shape) {
   save(path, data, sizeof(int64_t), "<i8", shape);
 }
@@ -69,21 +73,27 @@ T load_value(const char* p, bool swap) {
 
 }  // namespace
 
-std::vector<float> NpyArray::to_float(const std::string& name) const {
-  const int64_t n = numel();
-  std::vector<float> out(static_cast<size_t>(n));
-  const char order = descr[0];
-  const bool swap = order == '>';
-  const std::string kind = descr.substr(1);
-  const char* p = data.data();
+namespace {
+
+// The values converted to T; `integers_only` refuses floating-point dtypes (an index read as a
+// float would lose its exactness silently).
+template <typename Out>
+std::vector<Out> convert(const NpyArray& a, const std::string& name, bool integers_only) {
+  const int64_t n = a.numel();
+  std::vector<Out> out(static_cast<size_t>(n));
+  const bool swap = a.descr[0] == '>';
+  const std::string kind = a.descr.substr(1);
+  const char* p = a.data.data();
   auto fill = [&](auto tag) {
     using T = decltype(tag);
-    for (int64_t i = 0; i < n; ++i) out[i] = static_cast<float>(load_value<T>(p + i * sizeof(T), swap));
+    for (int64_t i = 0; i < n; ++i) out[i] = static_cast<Out>(load_value<T>(p + i * sizeof(T), swap));
   };
+  const bool floating = kind == "f2" || kind == "f4" || kind == "f8";
+  if (floating && integers_only) throw Error(name + ": dtype " + a.descr + " where integers were expected");
   if (kind == "f4") fill(float{});
   else if (kind == "f8") fill(double{});
   else if (kind == "f2") {
-    for (int64_t i = 0; i < n; ++i) out[i] = half_to_float(load_value<uint16_t>(p + i * 2, swap));
+    for (int64_t i = 0; i < n; ++i) out[i] = static_cast<Out>(half_to_float(load_value<uint16_t>(p + i * 2, swap)));
   } else if (kind == "i8") fill(int64_t{});
   else if (kind == "i4") fill(int32_t{});
   else if (kind == "i2") fill(int16_t{});
@@ -91,9 +101,15 @@ std::vector<float> NpyArray::to_float(const std::string& name) const {
   else if (kind == "u1" || kind == "b1") fill(uint8_t{});
   else if (kind == "u2") fill(uint16_t{});
   else if (kind == "u4") fill(uint32_t{});
-  else throw Error(name + ": dtype " + descr + " cannot be read as numbers");
+  else throw Error(name + ": dtype " + a.descr + " cannot be read as numbers");
   return out;
 }
+
+}  // namespace
+
+std::vector<float> NpyArray::to_float(const std::string& name) const { return convert<float>(*this, name, false); }
+std::vector<double> NpyArray::to_double(const std::string& name) const { return convert<double>(*this, name, false); }
+std::vector<int64_t> NpyArray::to_int64(const std::string& name) const { return convert<int64_t>(*this, name, true); }
 
 NpyArray parse_npy(const std::string& bytes, const std::string& name) {
   if (bytes.size() < 10 || bytes.compare(0, 6, "\x93NUMPY") != 0) throw Error(name + ": not a .npy file (bad magic)");

@@ -65,17 +65,26 @@ TEST(Compare, EvalKeepsIntervalsAndMapsAndCompareReadsThem) {
   EXPECT_NE(r.out.find("(exact, zero-shot, step 10)"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("(dual, zero-shot, step 10)"), std::string::npos) << r.out;
 
-  // Rerank with k above every candidate is exact: compared through its two ranking matrices
-  // (caption -> image and image -> caption), it differs from exact by nothing.
+  // Rerank with k above every candidate is exact: it differs from exact by nothing, compared
+  // through its outcomes file and again through its two ranking matrices (caption -> image and
+  // image -> caption; the outcomes file's key taken out of the result).
   r = run_mmt("eval --run " + b + " --set eval.test_sets=easy --set eval.mode=rerank --set eval.rerank_k=1000");
   ASSERT_EQ(r.status, 0) << r.err;
-  ASSERT_EQ(read_json(b + "/eval.json")["test_sets"]["easy"]["scores_files"].size(), 2u);
-  r = run_mmt("compare " + a + " " + b + " --samples 100 --json " + own("rerank.json"));
-  ASSERT_EQ(r.status, 0) << r.err;
-  for (const auto& m : read_json(own("rerank.json"))["sets"]["easy"]["metrics"]) {
-    EXPECT_NEAR(m["delta"].get<double>(), 0.0, 1e-9) << m.dump();
-    EXPECT_NEAR(m["low"].get<double>(), 0.0, 1e-9) << m.dump();
-    EXPECT_NEAR(m["high"].get<double>(), 0.0, 1e-9) << m.dump();
+  json rerank = read_json(b + "/eval.json");
+  ASSERT_EQ(rerank["test_sets"]["easy"]["scores_files"].size(), 2u);
+  ASSERT_TRUE(fs::exists(b + "/" + rerank["test_sets"]["easy"]["outcomes_file"].get<std::string>()));
+  for (const bool from_matrices : {false, true}) {
+    if (from_matrices) {
+      rerank["test_sets"]["easy"].erase("outcomes_file");
+      std::ofstream(b + "/eval.json") << rerank.dump();
+    }
+    r = run_mmt("compare " + a + " " + b + " --samples 100 --json " + own("rerank.json"));
+    ASSERT_EQ(r.status, 0) << r.err;
+    for (const auto& m : read_json(own("rerank.json"))["sets"]["easy"]["metrics"]) {
+      EXPECT_NEAR(m["delta"].get<double>(), 0.0, 1e-9) << from_matrices << m.dump();
+      EXPECT_NEAR(m["low"].get<double>(), 0.0, 1e-9) << from_matrices << m.dump();
+      EXPECT_NEAR(m["high"].get<double>(), 0.0, 1e-9) << from_matrices << m.dump();
+    }
   }
 
   // A different test set (fewer images) is refused, naming the set.

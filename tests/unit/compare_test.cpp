@@ -11,6 +11,7 @@
 
 #include "mmt/eval/compare.h"
 #include "mmt/io/npy.h"
+#include "mmt/util/error.h"
 #include "mmt/util/rng.h"
 
 namespace mmt {
@@ -78,6 +79,80 @@ TEST(Compare, FoldsAndTheirMean) {
   EXPECT_FALSE(r2.contains("mean_over_splits"));
   EXPECT_EQ(r2["skipped"], json::array({"fold2 (only in A)"}));
   EXPECT_NE(out2.str().find("Not compared: fold2 (only in A)"), std::string::npos) << out2.str();
+}
+
+// The outcomes file gives what ranking the matrices gives - ties' expected values and rerank's
+// second (image -> caption) matrix included - and one from another evaluation is refused.
+TEST(Compare, OutcomesFileEqualsTheMatricesRankedAgain) {
+  const std::string dir = ::testing::TempDir() + "mmt_compare_outcomes";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const int64_t ni = 12, nc = 36;
+  Rng rng(7);
+  std::vector<float> c2i(nc * ni), i2c(nc * ni);
+  std::vector<int64_t> map(nc);
+  for (int64_t c = 0; c < nc; ++c) {
+    map[c] = c / 3;
+    for (int64_t i = 0; i < ni; ++i) {  // coarse values: many ties
+      c2i[c * ni + i] = static_cast<float>(std::floor(4 * rng.uniform()));
+      i2c[c * ni + i] = static_cast<float>(std::floor(4 * rng.uniform()));
+    }
+  }
+  save_npy(dir + "/s.npy", c2i.data(), {nc, ni});
+  save_npy(dir + "/s-i2t.npy", i2c.data(), {nc, ni});
+  save_npy(dir + "/map.npy", map.data(), {nc});
+  json entry = {{"num_images", ni}, {"num_captions", nc}, {"scores_files", {"s.npy", "s-i2t.npy"}},
+                {"caption_image_file", "map.npy"}};
+  std::vector<int64_t> got_map;
+  const RetrievalOutcomes ranked = load_outcomes(dir, entry, "set", got_map);
+  EXPECT_EQ(got_map, map);
+  const RetrievalOutcomes want = retrieval_outcomes(c2i, ni, map, &i2c);
+  ASSERT_EQ(ranked.image_retrieval.size(), want.image_retrieval.size());
+  bool fractional = false;
+  for (size_t q = 0; q < want.image_retrieval.size(); ++q) {
+    EXPECT_EQ(ranked.image_retrieval[q].rank, want.image_retrieval[q].rank);
+    fractional |= want.image_retrieval[q].r1 > 0 && want.image_retrieval[q].r1 < 1;
+  }
+  EXPECT_TRUE(fractional);  // the ties are there
+
+  save_outcomes(dir + "/o.npy", ranked);
+  const RetrievalMetrics m = summarise(ranked);
+  entry["outcomes_file"] = "o.npy";
+  entry["image_retrieval"] = {{"r1", m.image_retrieval.r1}, {"r5", m.image_retrieval.r5}, {"r10", m.image_retrieval.r10}};
+  entry["text_retrieval"] = {{"r1", m.text_retrieval.r1}, {"r5", m.text_retrieval.r5}, {"r10", m.text_retrieval.r10}};
+  fs::remove(dir + "/s.npy");  // the file alone answers
+  const RetrievalOutcomes read = load_outcomes(dir, entry, "set", got_map);
+  for (const auto& [x, y] : {std::pair{&read.image_retrieval, &ranked.image_retrieval},
+                             std::pair{&read.text_retrieval, &ranked.text_retrieval}}) {
+    ASSERT_EQ(x->size(), y->size());
+    for (size_t q = 0; q < x->size(); ++q) {
+      EXPECT_EQ((*x)[q].r1, (*y)[q].r1);
+      EXPECT_EQ((*x)[q].r5, (*y)[q].r5);
+      EXPECT_EQ((*x)[q].r10, (*y)[q].r10);
+      EXPECT_EQ((*x)[q].rank, (*y)[q].rank);
+    }
+  }
+
+  entry["text_retrieval"]["r5"] = m.text_retrieval.r5 + 1;  // a result the file does not belong to
+  try {
+    load_outcomes(dir, entry, "set", got_map);
+    ADD_FAILURE() << "a stale outcomes file was read";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(dir + "/o.npy: its text_retrieval r5"), std::string::npos) << e.what();
+  }
+
+  // The map must be integers within the images.
+  const std::vector<float> float_map(map.begin(), map.end());
+  save_npy(dir + "/map.npy", float_map.data(), {nc});
+  EXPECT_THROW(load_outcomes(dir, entry, "set", got_map), Error);
+  map[5] = ni;
+  save_npy(dir + "/map.npy", map.data(), {nc});
+  try {
+    load_outcomes(dir, entry, "set", got_map);
+    ADD_FAILURE() << "a caption of image " << ni << " of " << ni << " was read";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("caption 5 belongs to image 12 of 12"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace

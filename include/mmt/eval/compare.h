@@ -20,8 +20,15 @@ namespace mmt {
 std::string test_set_fingerprint(int64_t num_images, const std::vector<std::string>& image_keys,
                                  const std::vector<std::string>& captions, const std::vector<int64_t>& caption_image);
 
+/// Writes every query's outcome (float64, (captions + images) x 4: r1, r5, r10, expected rank;
+/// the caption queries first): what `mmt compare` and the study report resample, without the
+/// score matrices (COCO 5k: 1 MB against 500 MB, and no ranking to redo).
+void save_outcomes(const std::string& path, const RetrievalOutcomes& outcomes);
+
 /// The outcomes of an evaluation entry (a test set of eval.json, a split of eval-<protocol>.json)
-/// from its saved files in `dir`; `caption_image` receives the map. Errors name the file.
+/// from its saved files in `dir` - its outcomes file where it has one (its recalls checked against
+/// the entry's), else its score matrices ranked again; `caption_image` receives the map. Errors
+/// name the file.
 RetrievalOutcomes load_outcomes(const std::string& dir, const nlohmann::json& entry, const std::string& name,
                                 std::vector<int64_t>& caption_image);
 

@@ -12,6 +12,8 @@ namespace mmt {
 
 /// Writes a little-endian float32 array of the given shape.
 void save_npy(const std::string& path, const float* data, const std::vector<int64_t>& shape);
+/// Writes a little-endian float64 array of the given shape.
+void save_npy(const std::string& path, const double* data, const std::vector<int64_t>& shape);
 /// Writes a little-endian int64 array of the given shape.
 void save_npy(const std::string& path, const int64_t* data, const std::vector<int64_t>& shape);
 
@@ -23,6 +25,9 @@ struct NpyArray {
   int64_t numel() const;
   /// The values as float32 (any supported dtype converted); throws naming `name` otherwise.
   std::vector<float> to_float(const std::string& name) const;
+  std::vector<double> to_double(const std::string& name) const;
+  /// Integer and bool dtypes only (exact); a floating-point dtype is an error naming `name`.
+  std::vector<int64_t> to_int64(const std::string& name) const;
 };
 
 /// Parses .npy bytes; errors name `name` and what is wrong (magic, header, dtype, size).
