@@ -65,8 +65,10 @@ int main(int argc, char** argv) {
   std::string compare_a, compare_b, compare_json;
   mmt::BootstrapSettings compare_settings;
   compare->add_option("A", compare_a, "a run directory (its eval.json) or an evaluation result file (eval-best.json, "
-                                      "eval-flickr30k-1k.json, ...)")->required();
-  compare->add_option("B", compare_b, "the other, the same kind of result")->required();
+                                      "eval-flickr30k-1k.json, ...); several, comma-separated (the seeds of one "
+                                      "configuration), are compared as their mean")
+      ->required();
+  compare->add_option("B", compare_b, "the other: the same kind of result, one or several")->required();
   compare->add_option("--samples", compare_settings.samples, "resamplings of the test images (default 1000)")
       ->check(CLI::Range(int64_t{2}, int64_t{1000000}));
   compare->add_option("--level", compare_settings.level, "central interval (default 0.95)")->check(CLI::Range(0.5, 0.999));

@@ -163,9 +163,12 @@ Interval central(std::vector<double>& values, double level) {
   return {quantile(values, tail), quantile(values, 1.0 - tail)};
 }
 
-std::vector<PairedDifference> compare_groups(const std::vector<std::vector<RetrievalOutcomes>>& a,
-                                             const std::vector<std::vector<RetrievalOutcomes>>& b,
-                                             const std::vector<std::vector<int64_t>>& maps, const BootstrapSettings& s) {
+}  // namespace
+
+std::vector<PairedDifference> paired_bootstrap_groups(const std::vector<std::vector<RetrievalOutcomes>>& a,
+                                                      const std::vector<std::vector<RetrievalOutcomes>>& b,
+                                                      const std::vector<std::vector<int64_t>>& maps,
+                                                      const BootstrapSettings& s) {
   check(s);
   if (a.empty() || a.front().empty()) throw Error("bootstrap: a group without results");
   const Group ga = prepare(a, maps, a.front()), gb = prepare(b, maps, a.front());
@@ -184,8 +187,6 @@ std::vector<PairedDifference> compare_groups(const std::vector<std::vector<Retri
   return out;
 }
 
-}  // namespace
-
 std::vector<Interval> bootstrap_intervals(const RetrievalOutcomes& outcomes, const std::vector<int64_t>& caption_image,
                                           const BootstrapSettings& s) {
   return bootstrap_fold_mean({outcomes}, {caption_image}, s);
@@ -203,7 +204,7 @@ std::vector<Interval> bootstrap_fold_mean(const std::vector<RetrievalOutcomes>& 
 
 std::vector<PairedDifference> paired_bootstrap(const RetrievalOutcomes& a, const RetrievalOutcomes& b,
                                                const std::vector<int64_t>& caption_image, const BootstrapSettings& s) {
-  return compare_groups({{a}}, {{b}}, {caption_image}, s);
+  return paired_bootstrap_groups({{a}}, {{b}}, {caption_image}, s);
 }
 
 std::vector<PairedDifference> paired_bootstrap(const std::vector<RetrievalOutcomes>& a,
@@ -213,13 +214,13 @@ std::vector<PairedDifference> paired_bootstrap(const std::vector<RetrievalOutcom
   std::vector<std::vector<RetrievalOutcomes>> ga, gb;
   for (const auto& o : a) ga.push_back({o});
   for (const auto& o : b) gb.push_back({o});
-  return compare_groups(ga, gb, {caption_image}, s);
+  return paired_bootstrap_groups(ga, gb, {caption_image}, s);
 }
 
 std::vector<PairedDifference> paired_fold_mean(const std::vector<RetrievalOutcomes>& a,
                                                const std::vector<RetrievalOutcomes>& b,
                                                const std::vector<std::vector<int64_t>>& maps, const BootstrapSettings& s) {
-  return compare_groups({a}, {b}, maps, s);
+  return paired_bootstrap_groups({a}, {b}, maps, s);
 }
 
 }  // namespace mmt

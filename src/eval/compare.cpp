@@ -6,6 +6,8 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <ostream>
+#include <set>
+#include <algorithm>
 
 #include "mmt/config/config.h"
 #include "mmt/io/npy.h"
@@ -164,73 +166,175 @@ RetrievalOutcomes load_outcomes(const std::string& dir, const json& entry, const
   return retrieval_outcomes(scores, ni, caption_image);
 }
 
-json compare_results(const std::string& a_path, const std::string& b_path, const BootstrapSettings& settings,
-                     std::ostream& out) {
-  const Result a = read_result(a_path), b = read_result(b_path);
-  if (std::string(a.sets_key) != b.sets_key)
-    throw Error("'" + a.file + "' holds " + a.sets_key + ", '" + b.file + "' " + b.sets_key +
-                ": compare a synthetic evaluation with a synthetic one, a protocol with the same protocol");
+namespace {
+
+std::string files_of(const std::vector<Result>& group) {
+  std::string s;
+  for (const auto& r : group) s += (s.empty() ? "" : ", ") + r.file;
+  return s;
+}
+
+// "A: file (exact, zero-shot, step 600)", or for several results one per line under "A, mean of N:".
+std::string describe(const char* side, const std::vector<Result>& group, const std::string& set) {
+  if (group.size() == 1) {
+    const Result& r = group.front();
+    return std::string(side) + ": " + r.file + " (" + what_of(r.j, r.j.at(r.sets_key).at(set)) + ")  \n";
+  }
+  std::string s = std::string(side) + ", the mean of " + std::to_string(group.size()) + " results:  \n";
+  for (const auto& r : group) s += "- " + r.file + " (" + what_of(r.j, r.j.at(r.sets_key).at(set)) + ")\n";
+  return s + "\n";
+}
+
+// Sample standard deviation of each recall over a group's results (seeds); empty for one result.
+std::vector<double> spread(const std::vector<RetrievalOutcomes>& runs) {
+  if (runs.size() < 2) return {};
+  std::vector<std::vector<double>> values(6);
+  for (const auto& o : runs) {
+    const RetrievalMetrics m = summarise(o);
+    const double v[6] = {m.image_retrieval.r1, m.image_retrieval.r5, m.image_retrieval.r10,
+                         m.text_retrieval.r1,  m.text_retrieval.r5,  m.text_retrieval.r10};
+    for (size_t k = 0; k < 6; ++k) values[k].push_back(v[k]);
+  }
+  std::vector<double> sd;
+  for (const auto& v : values) {
+    double mean = 0, ss = 0;
+    for (double x : v) mean += x / static_cast<double>(v.size());
+    for (double x : v) ss += (x - mean) * (x - mean);
+    sd.push_back(std::sqrt(ss / static_cast<double>(v.size() - 1)));
+  }
+  return sd;
+}
+
+}  // namespace
+
+json compare_results(const std::vector<std::string>& a_paths, const std::vector<std::string>& b_paths,
+                     const BootstrapSettings& settings, std::ostream& out) {
+  if (a_paths.empty() || b_paths.empty()) throw Error("mmt compare: A and B need a result each at least");
+  std::vector<Result> a, b;
+  for (const auto& p : a_paths) a.push_back(read_result(p));
+  for (const auto& p : b_paths) b.push_back(read_result(p));
+  const Result& first = a.front();
+  for (const auto* group : {&a, &b})
+    for (const Result& r : *group)
+      if (std::string(r.sets_key) != first.sets_key)
+        throw Error("'" + first.file + "' holds " + first.sets_key + ", '" + r.file + "' " + r.sets_key +
+                    ": compare a synthetic evaluation with a synthetic one, a protocol with the same protocol");
+  const bool groups = a.size() > 1 || b.size() > 1;
   char level[16];
   std::snprintf(level, sizeof level, "%g %%", 100 * settings.level);
-  json result = {{"a", a.file},          {"b", b.file},           {"samples", settings.samples},
+  json result = {{"a", first.file},       {"b", b.front().file},   {"samples", settings.samples},
                  {"level", settings.level}, {"seed", settings.seed}, {"unit", "test image with its captions"},
                  {"sets", json::object()}, {"skipped", json::array()}};
-  const json& sets_a = a.j.at(a.sets_key);
-  const json& sets_b = b.j.at(b.sets_key);
-  std::vector<RetrievalOutcomes> folds_a, folds_b;  // the sets compared, in A's order
-  std::vector<std::vector<int64_t>> fold_maps;
-  Tally tally;
-  for (auto it = sets_a.begin(); it != sets_a.end(); ++it) {
-    const std::string& name = it.key();
-    if (!sets_b.contains(name)) {
-      result["skipped"].push_back(name + " (only in A)");
-      continue;
+  if (groups) {
+    result["a_results"] = json::array(), result["b_results"] = json::array();
+    for (const auto& r : a) result["a_results"].push_back(r.file);
+    for (const auto& r : b) result["b_results"].push_back(r.file);
+  }
+  auto holds = [](const std::vector<Result>& group, const std::string& name) {
+    int64_t n = 0;
+    for (const auto& r : group) n += r.j.at(r.sets_key).contains(name);
+    return n;
+  };
+  // Compared: the sets every result holds; the others named, with the results that lack them.
+  std::vector<std::string> all, names;
+  for (const auto* group : {&a, &b})
+    for (const Result& r : *group)
+      for (auto it = r.j.at(r.sets_key).begin(); it != r.j.at(r.sets_key).end(); ++it)
+        if (std::find(all.begin(), all.end(), it.key()) == all.end()) all.push_back(it.key());
+  for (const std::string& name : all) {
+    const int64_t in_a = holds(a, name), in_b = holds(b, name);
+    if (in_a == static_cast<int64_t>(a.size()) && in_b == static_cast<int64_t>(b.size())) {
+      names.push_back(name);
+    } else if (!groups) {
+      result["skipped"].push_back(name + (in_a ? " (only in A)" : " (only in B)"));
+    } else {
+      std::string missing;
+      for (const auto* group : {&a, &b})
+        for (const auto& r : *group)
+          if (!r.j.at(r.sets_key).contains(name)) missing += (missing.empty() ? "" : ", ") + r.file;
+      result["skipped"].push_back(name + " (not in " + missing + ")");
     }
-    const json &ea = it.value(), &eb = sets_b.at(name);
-    const std::string fa = ea.value("test_set_fingerprint", std::string()), fb = eb.value("test_set_fingerprint", std::string());
-    if (fa.empty() || fb.empty())
-      throw Error("test set '" + name + "' of " + (fa.empty() ? a.file : b.file) + " has no fingerprint: it was "
-                  "evaluated before mmt eval recorded one (2026-11-28); evaluate the run again");
-    if (fa != fb)
-      throw Error("test set '" + name + "' differs between the two results (" + std::to_string(ea.value("num_images", 0)) +
-                  " images x " + std::to_string(ea.value("num_captions", 0)) + " captions, fingerprint " + fa + " in " +
-                  a.file + "; " + std::to_string(eb.value("num_images", 0)) + " x " +
-                  std::to_string(eb.value("num_captions", 0)) + ", " + fb + " in " + b.file +
-                  "): a paired comparison needs the same images and captions");
-    std::vector<int64_t> map_a, map_b;
-    const RetrievalOutcomes oa = load_outcomes(a.dir, ea, name, map_a), ob = load_outcomes(b.dir, eb, name, map_b);
-    if (map_a != map_b) throw Error("test set '" + name + "': the two results map captions to images differently");
-    const auto diffs = paired_bootstrap(oa, ob, map_a, settings);
+  }
+
+  // Per set: the outcomes of every result (runs x sets, for the mean over folds).
+  std::vector<std::vector<RetrievalOutcomes>> runs_a(a.size()), runs_b(b.size());
+  std::vector<std::vector<int64_t>> maps;
+  Tally tally;
+  for (const std::string& name : names) {
+    const json& e0 = first.j.at(first.sets_key).at(name);
+    const std::string fingerprint = e0.value("test_set_fingerprint", std::string());
+    std::vector<int64_t> map0;
+    std::vector<RetrievalOutcomes> set_a, set_b;
+    for (auto* group : {&a, &b})
+      for (const Result& r : *group) {
+        const json& e = r.j.at(r.sets_key).at(name);
+        const std::string f = e.value("test_set_fingerprint", std::string());
+        if (fingerprint.empty() || f.empty())
+          throw Error("test set '" + name + "' of " + (fingerprint.empty() ? first.file : r.file) + " has no fingerprint: "
+                      "it was evaluated before mmt eval recorded one (2026-11-28); evaluate the run again");
+        if (f != fingerprint)
+          throw Error("test set '" + name + "' differs between the results (" + std::to_string(e0.value("num_images", 0)) +
+                      " images x " + std::to_string(e0.value("num_captions", 0)) + " captions, fingerprint " + fingerprint +
+                      " in " + first.file + "; " + std::to_string(e.value("num_images", 0)) + " x " +
+                      std::to_string(e.value("num_captions", 0)) + ", " + f + " in " + r.file +
+                      "): a paired comparison needs the same images and captions");
+        std::vector<int64_t> map;
+        (group == &a ? set_a : set_b).push_back(load_outcomes(r.dir, e, name, map));
+        if (&r == &first) map0 = map;
+        else if (map != map0)
+          throw Error("test set '" + name + "': " + r.file + " maps captions to images differently from " + first.file);
+      }
+    std::vector<std::vector<RetrievalOutcomes>> ga, gb;
+    for (size_t i = 0; i < set_a.size(); ++i) ga.push_back({set_a[i]}), runs_a[i].push_back(set_a[i]);
+    for (size_t i = 0; i < set_b.size(); ++i) gb.push_back({set_b[i]}), runs_b[i].push_back(set_b[i]);
+    maps.push_back(map0);
+    const auto diffs = paired_bootstrap_groups(ga, gb, {map0}, settings);
 
     // Built as a string: the paths have no length limit.
-    std::string md = "### " + name + ": B against A (" + std::to_string(ea.value("num_images", 0)) + " images x " +
-                     std::to_string(ea.value("num_captions", 0)) + " captions)\n\nA: " + a.file + " (" + what_of(a.j, ea) +
-                     ")  \nB: " + b.file + " (" + what_of(b.j, eb) + ")  \npaired bootstrap over the test images (each "
-                     "with its captions), " + std::to_string(settings.samples) + " resamplings, " + level + " intervals\n\n";
+    std::string md = "### " + name + ": B against A (" + std::to_string(e0.value("num_images", 0)) + " images x " +
+                     std::to_string(e0.value("num_captions", 0)) + " captions)\n\n" + describe("A", a, name) +
+                     describe("B", b, name) + "paired bootstrap over the test images (each with its captions), " +
+                     std::to_string(settings.samples) + " resamplings, " + level + " intervals\n\n";
     json rows;
     md += table(diffs, rows, &tally);
-    const std::string label_a = ea.value("label", a.j.value("label", std::string())),
-                      label_b = eb.value("label", b.j.value("label", std::string()));
-    if (label_a != label_b)
-      md += "\nThe two results carry different labels (zero-shot, fine-tuned, ...): they answer different questions.\n";
+    const std::vector<double> sd_a = spread(set_a), sd_b = spread(set_b);
+    if (!sd_a.empty() || !sd_b.empty()) {
+      md += "\nAcross results (sample sd over " + std::to_string(a.size()) + " A, " + std::to_string(b.size()) +
+            " B; seeds' noise, which the interval leaves out):";
+      for (size_t k = 0; k < 6; ++k) {
+        std::string label = recall_names()[k];
+        label.replace(label.find("_r"), 2, " R@");
+        char part[96];
+        std::snprintf(part, sizeof part, "%s %s", k ? "," : "", label.c_str());
+        md += part;
+        if (!sd_a.empty()) std::snprintf(part, sizeof part, " A %.1f", sd_a[k]), md += part, rows[k]["a_sd"] = sd_a[k];
+        if (!sd_b.empty()) std::snprintf(part, sizeof part, " B %.1f", sd_b[k]), md += part, rows[k]["b_sd"] = sd_b[k];
+      }
+      md += "\n";
+    }
+    std::set<std::string> labels;
+    for (const auto* group : {&a, &b})
+      for (const Result& r : *group) labels.insert(r.j.at(r.sets_key).at(name).value("label", r.j.value("label", std::string())));
+    if (labels.size() > 1)
+      md += "\nThe results carry different labels (zero-shot, fine-tuned, ...): they answer different questions.\n";
     out << md << "\n" << std::flush;
-    result["sets"][name] = {{"num_images", ea.value("num_images", 0)}, {"num_captions", ea.value("num_captions", 0)},
-                            {"fingerprint", fa}, {"metrics", rows}};
-    folds_a.push_back(oa), folds_b.push_back(ob), fold_maps.push_back(map_a);
+    result["sets"][name] = {{"num_images", e0.value("num_images", 0)}, {"num_captions", e0.value("num_captions", 0)},
+                            {"fingerprint", fingerprint}, {"metrics", rows}};
   }
   // Folds reported as their mean (COCO 1k): the mean compared too, each fold resampled within it.
-  if (a.j.contains("mean_over_splits") && b.j.contains("mean_over_splits") && folds_a.size() == sets_a.size() &&
-      folds_a.size() == sets_b.size() && folds_a.size() > 1) {
+  bool folds = names.size() > 1;
+  for (const auto* group : {&a, &b})
+    for (const Result& r : *group)
+      folds = folds && r.j.contains("mean_over_splits") && r.j.at(r.sets_key).size() == names.size();
+  if (folds) {
     json rows;
-    const std::string md = table(paired_fold_mean(folds_a, folds_b, fold_maps, settings), rows);
-    out << "### mean of " << folds_a.size() << " folds: B against A\n\neach fold's images resampled within it, "
+    const std::string md = table(paired_bootstrap_groups(runs_a, runs_b, maps, settings), rows);
+    out << "### mean of " << names.size() << " folds: B against A\n\neach fold's images resampled within it, "
         << settings.samples << " resamplings, " << level << " intervals\n\n" << md << "\n" << std::flush;
-    result["mean_over_splits"] = {{"folds", folds_a.size()}, {"metrics", rows}};
+    result["mean_over_splits"] = {{"folds", names.size()}, {"metrics", rows}};
   }
-  for (auto it = sets_b.begin(); it != sets_b.end(); ++it)
-    if (!sets_a.contains(it.key())) result["skipped"].push_back(it.key() + " (only in B)");
   if (result["sets"].empty())
-    throw Error("'" + a.file + "' and '" + b.file + "' share no test set");
+    throw Error("'" + files_of(a) + "' and '" + files_of(b) + "' share no test set");
   // One line to take away: the verdicts counted over every set's recalls.
   out << "Verdict over " << tally.b_better + tally.a_better + tally.open << " recalls (" << result["sets"].size()
       << " test set" << (result["sets"].size() == 1 ? "" : "s") << "): B better on " << tally.b_better
@@ -239,14 +343,28 @@ json compare_results(const std::string& a_path, const std::string& b_path, const
       << " % would read better by luck).\n";
   result["verdicts"] = {{"b_better", tally.b_better}, {"a_better", tally.a_better}, {"not_resolved", tally.open}};
   if (!result["skipped"].empty()) {
-    std::string names;
-    for (const auto& s : result["skipped"]) names += (names.empty() ? "" : ", ") + s.get<std::string>();
-    out << "Not compared: " << names << "\n";
+    std::string skipped;
+    for (const auto& sk : result["skipped"]) skipped += (skipped.empty() ? "" : ", ") + sk.get<std::string>();
+    out << "Not compared: " << skipped << "\n";
   }
-  out << "B - A in percentage points; the interval is the central " << level << " of B - A over the resamplings "
-      << "(the same test images drawn for both); it measures the luck of the test set, not of training (seeds). "
-         "docs/evaluation.md\n";
+  out << "B - A in percentage points" << (groups ? " (of the results' means)" : "") << "; the interval is the central "
+      << level << " of B - A over the resamplings (the same test images drawn for every result); it measures the luck "
+      << "of the test set, not of training (seeds). docs/evaluation.md\n";
   return result;
+}
+
+json compare_results(const std::string& a, const std::string& b, const BootstrapSettings& settings, std::ostream& out) {
+  auto split = [](const std::string& list) {
+    std::vector<std::string> paths;
+    size_t from = 0;
+    for (size_t comma; (comma = list.find(',', from)) != std::string::npos; from = comma + 1)
+      paths.push_back(list.substr(from, comma - from));
+    paths.push_back(list.substr(from));
+    for (const auto& p : paths)
+      if (p.empty()) throw Error("mmt compare: '" + list + "' has an empty path in its comma-separated list");
+    return paths;
+  };
+  return compare_results(split(a), split(b), settings, out);
 }
 
 }  // namespace mmt

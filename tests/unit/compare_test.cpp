@@ -81,6 +81,68 @@ TEST(Compare, FoldsAndTheirMean) {
   EXPECT_NE(out2.str().find("Not compared: fold2 (only in A)"), std::string::npos) << out2.str();
 }
 
+// Several results a side (seeds of one configuration): compared as their means, with their
+// spread beside; a set not every result holds is named with the results that lack it; a result of
+// another test set is refused, naming it.
+TEST(Compare, GroupsOfResultsAreComparedAsTheirMeans) {
+  const std::string root = ::testing::TempDir() + "mmt_compare_groups";
+  fs::remove_all(root);
+  const std::string a1 = write_result(root + "/a1", 2, 0, 1), a2 = write_result(root + "/a2", 2, 0, 2),
+                    b1 = write_result(root + "/b1", 2, 3, 3), b2 = write_result(root + "/b2", 2, 2, 4);
+  BootstrapSettings s;
+  s.samples = 400;
+  std::ostringstream sink, out;
+  const json one = compare_results(a1, b1, s, sink), two = compare_results(a2, b2, s, sink);
+  const json r = compare_results(a1 + "," + a2, b1 + "," + b2, s, out);
+  EXPECT_EQ(r["a_results"], json::array({a1, a2}));
+  EXPECT_EQ(r["b_results"], json::array({b1, b2}));
+  for (const char* fold : {"fold1", "fold2"})
+    for (size_t k = 0; k < 6; ++k) {
+      const json &m = r["sets"][fold]["metrics"][k], &m1 = one["sets"][fold]["metrics"][k], &m2 = two["sets"][fold]["metrics"][k];
+      EXPECT_NEAR(m["a"].get<double>(), (m1["a"].get<double>() + m2["a"].get<double>()) / 2, 1e-9) << fold << k;
+      EXPECT_NEAR(m["b"].get<double>(), (m1["b"].get<double>() + m2["b"].get<double>()) / 2, 1e-9) << fold << k;
+      EXPECT_NEAR(m["delta"].get<double>(), m["b"].get<double>() - m["a"].get<double>(), 1e-9);
+      EXPECT_LE(m["low"].get<double>(), m["delta"].get<double>() + 1e-9);
+      EXPECT_GE(m["high"].get<double>(), m["delta"].get<double>() - 1e-9);
+      // Two values: their sample sd is |x1 - x2| / sqrt(2).
+      EXPECT_NEAR(m["a_sd"].get<double>(), std::abs(m1["a"].get<double>() - m2["a"].get<double>()) / std::sqrt(2.0), 1e-9);
+      EXPECT_NEAR(m["b_sd"].get<double>(), std::abs(m1["b"].get<double>() - m2["b"].get<double>()) / std::sqrt(2.0), 1e-9);
+    }
+  EXPECT_EQ(r["sets"]["fold1"]["metrics"][0]["verdict"], "B better");
+  ASSERT_TRUE(r.contains("mean_over_splits"));
+  const double d1 = r["sets"]["fold1"]["metrics"][0]["delta"], d2 = r["sets"]["fold2"]["metrics"][0]["delta"];
+  EXPECT_NEAR(r["mean_over_splits"]["metrics"][0]["delta"].get<double>(), (d1 + d2) / 2, 1e-9);
+  EXPECT_NE(out.str().find("A, the mean of 2 results:  \n- " + a1 + " (exact, zero-shot, step 1)\n- " + a2), std::string::npos)
+      << out.str();
+  EXPECT_NE(out.str().find("Across results (sample sd over 2 A, 2 B; seeds' noise, which the interval leaves out): image R@1 A "),
+            std::string::npos) << out.str();
+
+  // One against two: A's spread is not printed (one result has none), B's is.
+  std::ostringstream out1;
+  const json r1 = compare_results(a1, b1 + "," + b2, s, out1);
+  EXPECT_FALSE(r1["sets"]["fold1"]["metrics"][0].contains("a_sd"));
+  EXPECT_TRUE(r1["sets"]["fold1"]["metrics"][0].contains("b_sd"));
+
+  // A result with fold1 only: fold2 is named with it and not compared, nor is the mean.
+  const std::string b3 = write_result(root + "/b3", 1, 3, 5, false);
+  std::ostringstream out3;
+  const json r3 = compare_results(a1 + "," + a2, b1 + "," + b3, s, out3);
+  EXPECT_EQ(r3["sets"].size(), 1u);
+  EXPECT_EQ(r3["skipped"], json::array({"fold2 (not in " + b3 + ")"}));
+  EXPECT_FALSE(r3.contains("mean_over_splits"));
+
+  // A result of another test set among them: refused, naming it.
+  json other = json::parse(std::ifstream(b2));
+  other["splits"]["fold1"]["test_set_fingerprint"] = "0000000000000000";
+  std::ofstream(b2) << other.dump();
+  try {
+    compare_results(a1 + "," + a2, b1 + "," + b2, s, sink);
+    ADD_FAILURE() << "a result of another test set was compared";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("0000000000000000 in " + b2), std::string::npos) << e.what();
+  }
+}
+
 // The outcomes file gives what ranking the matrices gives - ties' expected values and rerank's
 // second (image -> caption) matrix included - and one from another evaluation is refused.
 TEST(Compare, OutcomesFileEqualsTheMatricesRankedAgain) {

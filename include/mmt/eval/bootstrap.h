@@ -61,6 +61,14 @@ std::vector<PairedDifference> paired_bootstrap(const std::vector<RetrievalOutcom
                                                const std::vector<RetrievalOutcomes>& b,
                                                const std::vector<int64_t>& caption_image, const BootstrapSettings& s);
 
+/// Groups of runs, each run of one or more folds (`maps[f]` fold f's map): B's mean over its runs
+/// of the mean over their folds against A's, every fold's images resampled within it and the same
+/// draws for every run. The three above are its special cases.
+std::vector<PairedDifference> paired_bootstrap_groups(const std::vector<std::vector<RetrievalOutcomes>>& a,
+                                                      const std::vector<std::vector<RetrievalOutcomes>>& b,
+                                                      const std::vector<std::vector<int64_t>>& maps,
+                                                      const BootstrapSettings& s);
+
 /// B against A on the mean over folds (both results of the same folds), paired.
 std::vector<PairedDifference> paired_fold_mean(const std::vector<RetrievalOutcomes>& a,
                                                const std::vector<RetrievalOutcomes>& b,

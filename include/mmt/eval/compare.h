@@ -33,9 +33,14 @@ RetrievalOutcomes load_outcomes(const std::string& dir, const nlohmann::json& en
                                 std::vector<int64_t>& caption_image);
 
 /// `a` and `b`: run directories (their eval.json) or result files (eval-best.json,
-/// eval-flickr30k-1k.json, ...). Every test set or split both hold is compared; one they do not
-/// share is named and skipped, one scored on different test sets is an error. Prints a Markdown
-/// table per set on `out` and returns the comparison as JSON.
+/// eval-flickr30k-1k.json, ...), one or several each (several: the seeds of one configuration,
+/// compared as the mean of their recalls - every result resampled with the same test images - with
+/// each group's spread over its results beside). Every test set or split all of them hold is
+/// compared; one they do not all share is named and skipped, one scored on different test sets is
+/// an error. Prints a Markdown table per set on `out` and returns the comparison as JSON.
+nlohmann::json compare_results(const std::vector<std::string>& a, const std::vector<std::string>& b,
+                               const BootstrapSettings& settings, std::ostream& out);
+/// The same with each side one path or several, comma-separated (the command line's A and B).
 nlohmann::json compare_results(const std::string& a, const std::string& b, const BootstrapSettings& settings,
                                std::ostream& out);
 
