@@ -54,6 +54,17 @@ TEST(Compare, EvalKeepsIntervalsAndMapsAndCompareReadsThem) {
     EXPECT_EQ(m["verdict"], "not resolved") << m.dump();
   }
 
+  // Several results a side, comma-separated: the run twice is itself, with no spread.
+  r = run_mmt("compare " + a + " " + a + "," + a + "/eval.json --samples 100 --json " + own("group.json"));
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("B, the mean of 2 results:"), std::string::npos) << r.out;
+  const json group = read_json(own("group.json"));
+  EXPECT_EQ(group["b_results"].size(), 2u);
+  for (const auto& m : group["sets"]["easy"]["metrics"]) {
+    EXPECT_EQ(m["delta"].get<double>(), 0.0) << m.dump();
+    EXPECT_EQ(m["b_sd"].get<double>(), 0.0) << m.dump();
+  }
+
   // Another scoring mode of the same test set, in a copy of the run: compared, and said so.
   const std::string b = own("b");
   fs::remove_all(b);
@@ -92,7 +103,7 @@ TEST(Compare, EvalKeepsIntervalsAndMapsAndCompareReadsThem) {
   ASSERT_EQ(r.status, 0) << r.err;
   r = run_mmt("compare " + a + " " + b);
   EXPECT_EQ(r.status, 2);
-  EXPECT_NE(r.err.find("test set 'easy' differs between the two results"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("test set 'easy' differs between the results"), std::string::npos) << r.err;
 
   // A result written before the map and the fingerprint existed: evaluate again.
   json old = read_json(b + "/eval.json");
