@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <array>
+#include <numeric>
 
 #include "mmt/util/error.h"
 #include "mmt/util/rng.h"
@@ -174,11 +175,18 @@ std::vector<PairedDifference> paired_bootstrap_groups(const std::vector<std::vec
   const Group ga = prepare(a, maps, a.front()), gb = prepare(b, maps, a.front());
   auto deltas = resample(ga, gb, s);
   const Recalls va = point_value(a), vb = point_value(b);
+  // RSUM: the six summed, per resampling.
+  std::vector<double> rsum(deltas[0].size(), 0.0);
+  for (const auto& d : deltas)
+    for (size_t n = 0; n < d.size(); ++n) rsum[n] += d[n];
+  deltas.push_back(std::move(rsum));
   std::vector<PairedDifference> out;
-  for (size_t k = 0; k < 6; ++k) {
+  for (size_t k = 0; k < deltas.size(); ++k) {
     PairedDifference d;
-    d.metric = recall_names()[k];
-    d.a = va[k], d.b = vb[k], d.delta = vb[k] - va[k];
+    d.metric = k < 6 ? recall_names()[k] : "rsum";
+    d.a = k < 6 ? va[k] : std::accumulate(va.begin(), va.end(), 0.0);
+    d.b = k < 6 ? vb[k] : std::accumulate(vb.begin(), vb.end(), 0.0);
+    d.delta = d.b - d.a;
     d.share_not_better = static_cast<double>(std::count_if(deltas[k].begin(), deltas[k].end(), [](double x) { return x <= 0; })) /
                          static_cast<double>(deltas[k].size());
     d.interval = central(deltas[k], s.level);

@@ -71,21 +71,35 @@ std::string signed1(double v) {
   return b;
 }
 
+// image_r1 -> image R@1; rsum -> RSUM.
+std::string label_of(std::string metric) {
+  if (metric == "rsum") return "RSUM";
+  metric.replace(metric.find("_r"), 2, " R@");
+  return metric;
+}
+
 // Verdicts counted over the recalls of every test set compared.
 struct Tally {
   int64_t b_better = 0, a_better = 0, open = 0;
+  std::string rsum;  // each set's RSUM verdict, for the closing line
+  void add_rsum(const std::string& set, const json& row) {
+    rsum += (rsum.empty() ? "" : "; ") + set + " " + row.at("verdict").get<std::string>() + " (" +
+            signed1(row.at("delta").get<double>()) + ", " + signed1(row.at("low").get<double>()) + " .. " +
+            signed1(row.at("high").get<double>()) + ")";
+  }
 };
 
-// The Markdown rows and JSON of a comparison's six recalls; `tally` (optional) counts their verdicts.
+// The Markdown rows and JSON of a comparison's six recalls and RSUM; `tally` (optional) counts the
+// recalls' verdicts.
 std::string table(const std::vector<PairedDifference>& diffs, json& rows, Tally* tally = nullptr) {
   std::string md = "| recall | A | B | B - A | interval | resamplings with B <= A | verdict |\n|---|---|---|---|---|---|---|\n";
   rows = json::array();
   for (const auto& d : diffs) {
     const bool b_better = d.interval.low > 0, a_better = d.interval.high < 0;
     const std::string verdict = b_better ? "B better" : a_better ? "A better" : "not resolved";
-    if (tally) ++(b_better ? tally->b_better : a_better ? tally->a_better : tally->open);
-    std::string label = d.metric;  // image_r1 -> image R@1
-    label.replace(label.find("_r"), 2, " R@");
+    const bool rsum = d.metric == "rsum";
+    if (tally && !rsum) ++(b_better ? tally->b_better : a_better ? tally->a_better : tally->open);
+    const std::string label = rsum ? "RSUM (the six summed)" : label_of(d.metric);
     char line[256];
     std::snprintf(line, sizeof line, "| %s | %.1f | %.1f | %s | %s .. %s | %.1f %% | %s |\n", label.c_str(), d.a, d.b,
                   signed1(d.delta).c_str(), signed1(d.interval.low).c_str(), signed1(d.interval.high).c_str(),
@@ -188,12 +202,13 @@ std::string describe(const char* side, const std::vector<Result>& group, const s
 // Sample standard deviation of each recall over a group's results (seeds); empty for one result.
 std::vector<double> spread(const std::vector<RetrievalOutcomes>& runs) {
   if (runs.size() < 2) return {};
-  std::vector<std::vector<double>> values(6);
+  std::vector<std::vector<double>> values(7);  // the six recalls and RSUM
   for (const auto& o : runs) {
     const RetrievalMetrics m = summarise(o);
     const double v[6] = {m.image_retrieval.r1, m.image_retrieval.r5, m.image_retrieval.r10,
                          m.text_retrieval.r1,  m.text_retrieval.r5,  m.text_retrieval.r10};
-    for (size_t k = 0; k < 6; ++k) values[k].push_back(v[k]);
+    for (size_t k = 0; k < 6; ++k) values[k].push_back(v[k]), values[6].push_back(0);
+    for (size_t k = 0; k < 6; ++k) values[6].back() += v[k];
   }
   std::vector<double> sd;
   for (const auto& v : values) {
@@ -297,15 +312,14 @@ json compare_results(const std::vector<std::string>& a_paths, const std::vector<
                      std::to_string(settings.samples) + " resamplings, " + level + " intervals\n\n";
     json rows;
     md += table(diffs, rows, &tally);
+    tally.add_rsum(name, rows.back());
     const std::vector<double> sd_a = spread(set_a), sd_b = spread(set_b);
     if (!sd_a.empty() || !sd_b.empty()) {
       md += "\nAcross results (sample sd over " + std::to_string(a.size()) + " A, " + std::to_string(b.size()) +
             " B; seeds' noise, which the interval leaves out):";
-      for (size_t k = 0; k < 6; ++k) {
-        std::string label = recall_names()[k];
-        label.replace(label.find("_r"), 2, " R@");
+      for (size_t k = 0; k < std::max(sd_a.size(), sd_b.size()); ++k) {
         char part[96];
-        std::snprintf(part, sizeof part, "%s %s", k ? "," : "", label.c_str());
+        std::snprintf(part, sizeof part, "%s %s", k ? "," : "", label_of(rows[k]["metric"]).c_str());
         md += part;
         if (!sd_a.empty()) std::snprintf(part, sizeof part, " A %.1f", sd_a[k]), md += part, rows[k]["a_sd"] = sd_a[k];
         if (!sd_b.empty()) std::snprintf(part, sizeof part, " B %.1f", sd_b[k]), md += part, rows[k]["b_sd"] = sd_b[k];
@@ -335,7 +349,8 @@ json compare_results(const std::vector<std::string>& a_paths, const std::vector<
   }
   if (result["sets"].empty())
     throw Error("'" + files_of(a) + "' and '" + files_of(b) + "' share no test set");
-  // One line to take away: the verdicts counted over every set's recalls.
+  // What to take away: RSUM's verdict per set (one each, no multiplicity), then the recalls' count.
+  out << "RSUM (the six recalls summed; one verdict a test set): " << tally.rsum << ".\n";
   out << "Verdict over " << tally.b_better + tally.a_better + tally.open << " recalls (" << result["sets"].size()
       << " test set" << (result["sets"].size() == 1 ? "" : "s") << "): B better on " << tally.b_better
       << ", A better on " << tally.a_better << ", not resolved on " << tally.open << " (each verdict at the " << level

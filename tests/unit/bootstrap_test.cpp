@@ -5,6 +5,7 @@
  * separate intervals overlap. */
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <set>
@@ -115,7 +116,7 @@ TEST(Bootstrap, PairedDifferencesSeeASmallGainTheSeparateIntervalsMiss) {
   const auto b = outcomes(1000, 1, better, base, &caption_image);
   BootstrapSettings s;
   const auto same = paired_bootstrap(a, a, caption_image, s);
-  ASSERT_EQ(same.size(), 6u);
+  ASSERT_EQ(same.size(), 7u);  // six recalls and RSUM
   for (const auto& d : same) {
     EXPECT_EQ(d.delta, 0.0) << d.metric;
     EXPECT_EQ(d.interval.low, 0.0) << d.metric;
@@ -133,6 +134,44 @@ TEST(Bootstrap, PairedDifferencesSeeASmallGainTheSeparateIntervalsMiss) {
   // Separately, A's and B's intervals overlap: only pairing tells them apart.
   const auto ia = bootstrap_intervals(a, caption_image, s), ib = bootstrap_intervals(b, caption_image, s);
   EXPECT_GT(ia[0].high, ib[0].low);
+}
+
+// RSUM's interval is the quantiles of the six differences summed in each resampling - not the
+// sum of the six intervals: the naive version resamples both results' query lists by hand.
+TEST(Bootstrap, PairedRsumSumsTheSixInEachResampling) {
+  std::vector<int64_t> map;
+  const auto a = outcomes(41, 2, [](int64_t c) { return c % 4 == 0; }, [](int64_t i) { return i % 3 == 0; }, &map);
+  const auto b = outcomes(41, 2, [](int64_t c) { return c % 3 == 0; }, [](int64_t i) { return i % 5 < 2; }, &map);
+  BootstrapSettings s;
+  s.samples = 300, s.seed = 9;
+  const auto fast = paired_bootstrap(a, b, map, s);
+  ASSERT_EQ(fast.size(), 7u);
+  EXPECT_EQ(fast[6].metric, "rsum");
+  double sum_delta = 0, sum_a = 0, sum_widths = 0;
+  for (size_t k = 0; k < 6; ++k) sum_delta += fast[k].delta, sum_a += fast[k].a, sum_widths += width(fast[k].interval);
+  EXPECT_NEAR(fast[6].delta, sum_delta, 1e-9);
+  EXPECT_NEAR(fast[6].a, sum_a, 1e-9);
+  Rng rng(s.seed);
+  std::vector<double> rsum;
+  auto total = [](const RetrievalMetrics& m) {
+    return m.image_retrieval.r1 + m.image_retrieval.r5 + m.image_retrieval.r10 + m.text_retrieval.r1 +
+           m.text_retrieval.r5 + m.text_retrieval.r10;
+  };
+  for (int64_t n = 0; n < s.samples; ++n) {
+    RetrievalOutcomes da, db;
+    for (int64_t k = 0; k < 41; ++k) {
+      const int64_t i = rng.below(41);
+      for (size_t c = 0; c < map.size(); ++c)
+        if (map[c] == i) da.image_retrieval.push_back(a.image_retrieval[c]), db.image_retrieval.push_back(b.image_retrieval[c]);
+      da.text_retrieval.push_back(a.text_retrieval[i]), db.text_retrieval.push_back(b.text_retrieval[i]);
+    }
+    rsum.push_back(total(summarise(db)) - total(summarise(da)));
+  }
+  const double not_better = static_cast<double>(std::count_if(rsum.begin(), rsum.end(), [](double x) { return x <= 0; }));
+  EXPECT_NEAR(fast[6].share_not_better, not_better / s.samples, 1e-12);
+  EXPECT_NEAR(fast[6].interval.low, quantile(rsum, 0.025), 1e-9);
+  EXPECT_NEAR(fast[6].interval.high, quantile(rsum, 0.975), 1e-9);
+  EXPECT_LT(width(fast[6].interval), sum_widths);  // the six move together in part, and apart in part
 }
 
 // Groups of runs (a study cell's seeds): the means' difference; a group of one run is the

@@ -62,7 +62,8 @@ TEST(Compare, FoldsAndTheirMean) {
   ASSERT_EQ(r["sets"].size(), 2u);
   ASSERT_TRUE(r.contains("mean_over_splits")) << r.dump();
   const auto& m = r["mean_over_splits"]["metrics"];
-  ASSERT_EQ(m.size(), 6u);
+  ASSERT_EQ(m.size(), 7u);  // six recalls and RSUM
+  EXPECT_EQ(m[6]["metric"], "rsum");
   EXPECT_EQ(m[0]["metric"], "image_r1");
   const double d1 = r["sets"]["fold1"]["metrics"][0]["delta"], d2 = r["sets"]["fold2"]["metrics"][0]["delta"];
   EXPECT_NEAR(m[0]["delta"].get<double>(), (d1 + d2) / 2, 1e-9);

@@ -45,7 +45,9 @@ std::vector<Interval> bootstrap_fold_mean(const std::vector<RetrievalOutcomes>& 
 
 /// B against A on one test set, for one recall: the values (percent), B - A, its interval under
 /// paired resampling, and the share of resamplings in which B did not beat A (a one-sided
-/// bootstrap p-value for "B is better").
+/// bootstrap p-value for "B is better"). The paired comparisons below give the six recalls in
+/// recall_names() order, then "rsum" - their sum (the retrieval literature's RSUM), one verdict for
+/// the whole comparison instead of six.
 struct PairedDifference {
   std::string metric;
   double a = 0, b = 0, delta = 0;
