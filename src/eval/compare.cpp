@@ -207,8 +207,8 @@ std::vector<double> spread(const std::vector<RetrievalOutcomes>& runs) {
     const RetrievalMetrics m = summarise(o);
     const double v[6] = {m.image_retrieval.r1, m.image_retrieval.r5, m.image_retrieval.r10,
                          m.text_retrieval.r1,  m.text_retrieval.r5,  m.text_retrieval.r10};
-    for (size_t k = 0; k < 6; ++k) values[k].push_back(v[k]), values[6].push_back(0);
-    for (size_t k = 0; k < 6; ++k) values[6].back() += v[k];
+    values[6].push_back(0);
+    for (size_t k = 0; k < 6; ++k) values[k].push_back(v[k]), values[6].back() += v[k];
   }
   std::vector<double> sd;
   for (const auto& v : values) {

@@ -98,7 +98,7 @@ TEST(Compare, GroupsOfResultsAreComparedAsTheirMeans) {
   EXPECT_EQ(r["a_results"], json::array({a1, a2}));
   EXPECT_EQ(r["b_results"], json::array({b1, b2}));
   for (const char* fold : {"fold1", "fold2"})
-    for (size_t k = 0; k < 6; ++k) {
+    for (size_t k = 0; k < 7; ++k) {  // six recalls and RSUM
       const json &m = r["sets"][fold]["metrics"][k], &m1 = one["sets"][fold]["metrics"][k], &m2 = two["sets"][fold]["metrics"][k];
       EXPECT_NEAR(m["a"].get<double>(), (m1["a"].get<double>() + m2["a"].get<double>()) / 2, 1e-9) << fold << k;
       EXPECT_NEAR(m["b"].get<double>(), (m1["b"].get<double>() + m2["b"].get<double>()) / 2, 1e-9) << fold << k;
