@@ -144,17 +144,19 @@ Recalls point_value(const std::vector<std::vector<RetrievalOutcomes>>& runs) {
 }
 
 // `samples` resamplings - every fold's images drawn within it, the same draws for every run of
-// both groups - of value(b) - value(a), or of value(b) alone when `a` is empty.
+// both groups - of value(b) - value(a), or of value(b) alone when `a` is empty: the six recalls,
+// then their sum (RSUM) in each resampling.
 std::vector<std::vector<double>> resample(const Group& a, const Group& b, const BootstrapSettings& s) {
   std::vector<std::vector<int64_t>> counts;
   for (const auto& fold : b.front()) counts.emplace_back(fold.captions.size());
-  std::vector<std::vector<double>> out(6);
+  std::vector<std::vector<double>> out(7);
   Rng rng(s.seed);
   for (int64_t n = 0; n < s.samples; ++n) {
     for (auto& c : counts) draw(rng, c);
     const Recalls vb = value(b, counts);
     const Recalls va = a.empty() ? Recalls{} : value(a, counts);
-    for (size_t k = 0; k < 6; ++k) out[k].push_back(vb[k] - va[k]);
+    out[6].push_back(0.0);
+    for (size_t k = 0; k < 6; ++k) out[k].push_back(vb[k] - va[k]), out[6].back() += vb[k] - va[k];
   }
   return out;
 }
@@ -175,11 +177,6 @@ std::vector<PairedDifference> paired_bootstrap_groups(const std::vector<std::vec
   const Group ga = prepare(a, maps, a.front()), gb = prepare(b, maps, a.front());
   auto deltas = resample(ga, gb, s);
   const Recalls va = point_value(a), vb = point_value(b);
-  // RSUM: the six summed, per resampling.
-  std::vector<double> rsum(deltas[0].size(), 0.0);
-  for (const auto& d : deltas)
-    for (size_t n = 0; n < d.size(); ++n) rsum[n] += d[n];
-  deltas.push_back(std::move(rsum));
   std::vector<PairedDifference> out;
   for (size_t k = 0; k < deltas.size(); ++k) {
     PairedDifference d;

@@ -64,10 +64,11 @@ BootstrapSettings bootstrap_settings(const ExperimentConfig& cfg) {
 }
 
 // Bootstrap intervals as eval.json keeps them: {samples, level, seed, unit, image_retrieval: {r1:
-// [low, high], ...}, text_retrieval: {...}}.
+// [low, high], ...}, text_retrieval: {...}, rsum: [low, high]}.
 json intervals_json(const std::vector<Interval>& intervals, const BootstrapSettings& s, const std::string& unit) {
   json b = {{"samples", s.samples}, {"level", s.level}, {"seed", s.seed}, {"unit", unit}};
-  for (size_t k = 0; k < intervals.size(); ++k) {
+  b["rsum"] = {intervals.at(6).low, intervals.at(6).high};
+  for (size_t k = 0; k < 6; ++k) {
     const std::string& metric = recall_names()[k];  // image_r1 -> image_retrieval.r1
     const size_t cut = metric.find('_');
     b[metric.substr(0, cut) + "_retrieval"][metric.substr(cut + 1)] = {intervals[k].low, intervals[k].high};
@@ -86,11 +87,12 @@ std::string interval_line(const std::string& name, const json& b, const std::str
   };
   std::snprintf(buf, sizeof buf,
                 "%s, %.0f %% intervals (bootstrap over %s, %lld resamplings): image R@1 %s, R@5 %s, "
-                "R@10 %s; text R@1 %s, R@5 %s, R@10 %s\n",
+                "R@10 %s; text R@1 %s, R@5 %s, R@10 %s; RSUM %.1f-%.1f\n",
                 name.c_str(), 100 * b.at("level").get<double>(), images.c_str(),
                 static_cast<long long>(b.at("samples").get<int64_t>()), iv("image_retrieval", "r1").c_str(),
                 iv("image_retrieval", "r5").c_str(), iv("image_retrieval", "r10").c_str(),
-                iv("text_retrieval", "r1").c_str(), iv("text_retrieval", "r5").c_str(), iv("text_retrieval", "r10").c_str());
+                iv("text_retrieval", "r1").c_str(), iv("text_retrieval", "r5").c_str(), iv("text_retrieval", "r10").c_str(),
+                b.at("rsum")[0].get<double>(), b.at("rsum")[1].get<double>());
   return buf;
 }
 

@@ -37,6 +37,10 @@ TEST(Compare, EvalKeepsIntervalsAndMapsAndCompareReadsThem) {
       EXPECT_LE(lo, v + 1e-9) << dir << " " << k;
       EXPECT_GE(hi, v - 1e-9) << dir << " " << k;
     }
+  const double rsum = easy["image_retrieval"]["rsum"].get<double>() + easy["text_retrieval"]["rsum"].get<double>();
+  EXPECT_LE(easy["bootstrap"]["rsum"][0].get<double>(), rsum + 1e-9);
+  EXPECT_GE(easy["bootstrap"]["rsum"][1].get<double>(), rsum - 1e-9);
+  EXPECT_NE(r.out.find("; RSUM "), std::string::npos) << r.out;
   EXPECT_EQ(easy["test_set_fingerprint"].get<std::string>().size(), 16u);
   EXPECT_TRUE(fs::exists(a + "/" + easy["caption_image_file"].get<std::string>()));
 

@@ -50,7 +50,7 @@ TEST(Bootstrap, IntervalsEqualResampledQueryListsSummarised) {
   // The definition: draw 37 images with replacement (the same generator), list their captions'
   // and their own outcomes, and summarise as the metrics do.
   Rng rng(s.seed);
-  std::vector<std::vector<double>> values(6);
+  std::vector<std::vector<double>> values(7);  // the six recalls and RSUM
   for (int64_t b = 0; b < s.samples; ++b) {
     RetrievalOutcomes drawn;
     for (int64_t n = 0; n < 37; ++n) {
@@ -63,17 +63,20 @@ TEST(Bootstrap, IntervalsEqualResampledQueryListsSummarised) {
     const double v[6] = {m.image_retrieval.r1, m.image_retrieval.r5, m.image_retrieval.r10,
                          m.text_retrieval.r1,  m.text_retrieval.r5,  m.text_retrieval.r10};
     for (int k = 0; k < 6; ++k) values[k].push_back(v[k]);
+    values[6].push_back(v[0] + v[1] + v[2] + v[3] + v[4] + v[5]);
   }
-  for (int k = 0; k < 6; ++k) {
+  ASSERT_EQ(fast.size(), 7u);
+  for (int k = 0; k < 7; ++k) {
+    const std::string name = k < 6 ? recall_names()[k] : "rsum";
     std::sort(values[k].begin(), values[k].end());
     // 5 % and 95 % points, linearly interpolated: positions 0.05 * 199 and 0.95 * 199.
     auto at = [&](double pos) {
       const size_t lo = static_cast<size_t>(pos);
       return values[k][lo] + (pos - lo) * (values[k][lo + 1] - values[k][lo]);
     };
-    EXPECT_NEAR(fast[k].low, at(0.05 * 199), 1e-9) << recall_names()[k];
-    EXPECT_NEAR(fast[k].high, at(0.95 * 199), 1e-9) << recall_names()[k];
-    EXPECT_LT(fast[k].low, fast[k].high) << recall_names()[k];
+    EXPECT_NEAR(fast[k].low, at(0.05 * 199), 1e-9) << name;
+    EXPECT_NEAR(fast[k].high, at(0.95 * 199), 1e-9) << name;
+    EXPECT_LT(fast[k].low, fast[k].high) << name;
   }
 }
 

@@ -32,14 +32,14 @@ struct BootstrapSettings {
   uint64_t seed = 0;
 };
 
-/// Percentile interval of each recall (recall_names() order) over `s.samples` resamplings of the
-/// test images with replacement, each image with all its captions.
+/// Percentile interval of each recall (recall_names() order), then of RSUM (the six summed), over
+/// `s.samples` resamplings of the test images with replacement, each image with all its captions.
 std::vector<Interval> bootstrap_intervals(const RetrievalOutcomes& outcomes, const std::vector<int64_t>& caption_image,
                                           const BootstrapSettings& s);
 
 /// Folds evaluated apart and reported as the mean of their recalls (COCO 1k's five folds of 1,000
 /// images): every resampling draws each fold's images within that fold; `maps[f]` is fold f's
-/// caption -> image map.
+/// caption -> image map. The six recalls' intervals and RSUM's, as above.
 std::vector<Interval> bootstrap_fold_mean(const std::vector<RetrievalOutcomes>& folds,
                                           const std::vector<std::vector<int64_t>>& maps, const BootstrapSettings& s);
 
