@@ -486,6 +486,7 @@ void validate_config(const ExperimentConfig& cfg) {
   positive("eval.pair_batch", cfg.eval.pair_batch);
   in_range("eval.threads", cfg.eval.threads, 0, 1024);
   in_range("eval.bootstrap", cfg.eval.bootstrap, 0, 1e6);
+  in_range("eval.examples", cfg.eval.examples, 0, 1000);
   if (cfg.eval.bootstrap == 1) throw Error("config key 'eval.bootstrap': 1 resampling gives no interval; use 0 (none) or >= 2");
   in_range("runtime.threads", cfg.runtime.threads, 1, 1024);
   in_range("runtime.blas_threads", cfg.runtime.blas_threads, 0, 1024);

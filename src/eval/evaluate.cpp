@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -94,6 +95,37 @@ std::string interval_line(const std::string& name, const json& b, const std::str
                 iv("text_retrieval", "r1").c_str(), iv("text_retrieval", "r5").c_str(), iv("text_retrieval", "r10").c_str(),
                 b.at("rsum")[0].get<double>(), b.at("rsum")[1].get<double>());
   return buf;
+}
+
+// eval.examples captions missed at R@1, each with its image and the other image scored highest
+// (`describe(i)`: image i in words - a synthetic image's first caption, a real one's file): a
+// Markdown table, and the same in entry["missed_at_r1"]. Rank 0 only holds the whole matrix.
+std::string missed_section(const std::string& name, const TestSetScores& scored, int64_t ni,
+                           const std::vector<int64_t>& caption_image, const std::vector<std::string>& captions,
+                           const std::function<std::string(int64_t)>& describe, int64_t k, json& entry) {
+  const int64_t nc = static_cast<int64_t>(caption_image.size());
+  if (k <= 0 || static_cast<int64_t>(scored.scores.size()) != nc * ni || ni < 2) return "";
+  const auto missed = missed_captions(scored.scores, ni, caption_image, scored.outcomes, k);
+  int64_t total = 0;
+  for (const auto& o : scored.outcomes.image_retrieval) total += o.r1 < 1.0;
+  entry["missed_at_r1"] = json::array();
+  if (missed.empty()) return "";
+  auto cell = [](std::string text) {  // a table cell: '|' escaped
+    for (size_t at = 0; (at = text.find('|', at)) != std::string::npos; at += 2) text.insert(at, "\\");
+    return text;
+  };
+  std::string md = name + ": " + std::to_string(missed.size()) + " of the " + std::to_string(total) + " captions missed at "
+                   "R@1 (evenly spaced over them), each with the other image scored highest\n\n| caption | its image | its "
+                   "image's rank | scored highest instead |\n|---|---|---|---|\n";
+  for (const auto& m : missed) {
+    const int64_t own = caption_image[m.caption];
+    char rank[32];
+    std::snprintf(rank, sizeof rank, "%.1f", m.rank);
+    md += "| " + cell(captions[m.caption]) + " | " + cell(describe(own)) + " | " + rank + " | " + cell(describe(m.found)) + " |\n";
+    entry["missed_at_r1"].push_back({{"caption_index", m.caption}, {"caption", captions[m.caption]}, {"image", own},
+                                     {"rank", m.rank}, {"found_image", m.found}, {"found", describe(m.found)}});
+  }
+  return md;
 }
 
 // Whether the weights evaluated (the final ones, or <run>/best) come from retrieval fine-tuning:
@@ -264,13 +296,18 @@ json evaluate_run(const std::string& run_dir, const std::vector<std::string>& ov
                          {"bag_of_words", metrics_json(c.bag_of_words)},
                          {"truth", metrics_json(c.truth)},
                          {"perfect", metrics_json(c.perfect)}};
-    result["test_sets"][name] = entry;
     char title[256];
     std::snprintf(title, sizeof title, "%s: %ld images x %ld captions, %.1f s (%.0f pairs/s)", name.c_str(),
                   long(ni), long(nc / std::max<int64_t>(1, ni)), scored.seconds, entry["pairs_per_s"].get<double>());
     markdown += results_table(title, m, c) + "\n";
     if (entry.contains("bootstrap"))
       markdown += interval_line(name, entry["bootstrap"], "its " + std::to_string(ni) + " test images") + "\n";
+    std::vector<int64_t> first_caption(static_cast<size_t>(ni), -1);  // an image in words: its first caption
+    for (int64_t k = nc - 1; k >= 0; --k) first_caption[test.caption_image[k]] = k;
+    const std::string missed = missed_section(name, scored, ni, test.caption_image, texts,
+                                              [&](int64_t i) { return texts[first_caption[i]]; }, cfg.eval.examples, entry);
+    result["test_sets"][name] = entry;
+    if (!missed.empty()) markdown += missed + "\n";
   }
   result["wall_time_s"] = total_seconds;
   markdown +=
@@ -350,6 +387,7 @@ json evaluate_protocol(const std::string& run_dir, const std::string& protocol, 
   std::map<std::string, double> mean;
   double total_seconds = 0;
   std::string intervals;  // one line per split, under the table
+  std::string examples;   // captions missed at R@1, per split, under the intervals
   std::vector<RetrievalOutcomes> fold_outcomes;  // for the mean over folds' intervals
   std::vector<std::vector<int64_t>> fold_maps;
   for (const auto& split : splits) {
@@ -364,11 +402,14 @@ json evaluate_protocol(const std::string& run_dir, const std::string& protocol, 
     std::vector<std::string> image_keys;
     for (const auto& r : split.images)
       image_keys.push_back(image_file_name(r));
-    const json entry = ev.entry(scored, run_dir, split.name, nc, ni, split.caption_image,
-                                test_set_fingerprint(ni, image_keys, split.captions, split.caption_image));
+    json entry = ev.entry(scored, run_dir, split.name, nc, ni, split.caption_image,
+                          test_set_fingerprint(ni, image_keys, split.captions, split.caption_image));
     if (entry.contains("bootstrap"))
       intervals += interval_line(split.name, entry["bootstrap"],
                                  "its " + std::to_string(ni) + (protocol == "val" ? " val images" : " test images"));
+    const std::string missed = missed_section(split.name, scored, ni, split.caption_image, split.captions,
+                                              [&](int64_t i) { return image_keys[i]; }, cfg.eval.examples, entry);
+    if (!missed.empty()) examples += "\n" + missed;
     fold_outcomes.push_back(scored.outcomes), fold_maps.push_back(split.caption_image);
     result["splits"][split.name] = entry;
     const auto& ir = m.image_retrieval;
@@ -400,6 +441,7 @@ json evaluate_protocol(const std::string& run_dir, const std::string& protocol, 
   }
   result["wall_time_s"] = total_seconds;
   if (!intervals.empty()) markdown += "\n" + intervals;
+  markdown += examples;
   markdown += "\nR@K in percent; ties count as a uniformly random order (docs/evaluation.md).\n";
   result["weights"] = best ? "best (validation RSUM during training)" : "final";
   ev.finish(run_dir + "/eval-" + protocol + ev.tag, result, markdown);

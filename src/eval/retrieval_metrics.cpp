@@ -114,6 +114,32 @@ RetrievalOutcomes retrieval_outcomes(const std::vector<float>& scores, int64_t n
   return out;
 }
 
+std::vector<MissedCaption> missed_captions(const std::vector<float>& scores, int64_t num_images,
+                                           const std::vector<int64_t>& caption_image, const RetrievalOutcomes& outcomes,
+                                           int64_t k) {
+  const int64_t nc = static_cast<int64_t>(caption_image.size());
+  check_matrix(scores, nc, num_images);
+  if (static_cast<int64_t>(outcomes.image_retrieval.size()) != nc)
+    throw Error("missed_captions: " + std::to_string(outcomes.image_retrieval.size()) + " outcomes for " +
+                std::to_string(nc) + " captions");
+  std::vector<int64_t> missed;
+  for (int64_t c = 0; c < nc; ++c)
+    if (outcomes.image_retrieval[c].r1 < 1.0) missed.push_back(c);
+  std::vector<MissedCaption> out;
+  const int64_t m = static_cast<int64_t>(missed.size()), n = std::min(k, m);
+  for (int64_t j = 0; j < n; ++j) {
+    MissedCaption x;
+    x.caption = missed[j * m / n];
+    x.rank = outcomes.image_retrieval[x.caption].rank;
+    const float* row = &scores[x.caption * num_images];
+    x.found = -1;
+    for (int64_t i = 0; i < num_images; ++i)
+      if (i != caption_image[x.caption] && (x.found < 0 || row[i] > row[x.found])) x.found = i;
+    if (x.found >= 0) out.push_back(x);
+  }
+  return out;
+}
+
 RetrievalMetrics retrieval_metrics(const std::vector<float>& scores, int64_t num_images,
                                    const std::vector<int64_t>& caption_image) {
   return summarise(retrieval_outcomes(scores, num_images, caption_image));

@@ -42,6 +42,14 @@ TEST(Compare, EvalKeepsIntervalsAndMapsAndCompareReadsThem) {
   EXPECT_GE(easy["bootstrap"]["rsum"][1].get<double>(), rsum - 1e-9);
   EXPECT_NE(r.out.find("; RSUM "), std::string::npos) << r.out;
   EXPECT_EQ(easy["test_set_fingerprint"].get<std::string>().size(), 16u);
+  // Captions missed at R@1 (eval.examples, 5): each with its own image and the other one scored
+  // highest, both in words (a synthetic image by its first caption).
+  ASSERT_EQ(easy["missed_at_r1"].size(), 5u) << easy.dump();  // a 10-step model misses most of 150
+  for (const auto& m : easy["missed_at_r1"]) {
+    EXPECT_NE(m["found_image"], m["image"]) << m.dump();
+    EXPECT_FALSE(m["found"].get<std::string>().empty()) << m.dump();
+  }
+  EXPECT_NE(r.out.find("| caption | its image | its image's rank | scored highest instead |"), std::string::npos) << r.out;
   EXPECT_TRUE(fs::exists(a + "/" + easy["caption_image_file"].get<std::string>()));
 
   // Against itself: nothing to tell.

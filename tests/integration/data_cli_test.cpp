@@ -217,6 +217,17 @@ TEST(DataCli, ProtocolEvalLabelsZeroShotHonestly) {
   const std::string npy = slurp(dir + "a/eval-test-scores.npy");
   EXPECT_NE(npy.find("'shape': (10, 2)"), std::string::npos);
   EXPECT_NE(zs.out.find("| test |"), std::string::npos) << zs.out;
+  // Captions missed at R@1, each with the other image (of two) by file name. A 3-step model misses
+  // some of the 10: it cannot tell the two images' captions apart.
+  const json& missed = a["splits"]["test"]["missed_at_r1"];
+  ASSERT_GE(missed.size(), 1u) << a.dump();
+  EXPECT_LE(missed.size(), 5u);
+  for (const auto& m : missed) {
+    EXPECT_EQ(m["found_image"].get<int64_t>(), 1 - m["image"].get<int64_t>()) << m.dump();
+    EXPECT_NE(m["found"].get<std::string>().find(".jpg"), std::string::npos) << m.dump();
+    EXPECT_GE(m["rank"].get<double>(), 1.0) << m.dump();
+  }
+  EXPECT_NE(zs.out.find("captions missed at R@1 (evenly spaced over them)"), std::string::npos) << zs.out;
 
   // Pretraining on the whole Karpathy file (test split included): not zero-shot, and says why.
   ASSERT_EQ(run_mmt("train --config " + config({{"format", "karpathy"}, {"path", karpathy}, {"images", images}}) + " --out " + dir + "b").status, 0);

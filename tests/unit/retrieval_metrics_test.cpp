@@ -141,6 +141,40 @@ TEST(RetrievalMetrics, HandWorkedTies) {
   EXPECT_DOUBLE_EQ(r.expected_rank(), 4.0 + 2.0 / 3);
 }
 
+// Captions missed at R@1: evenly spaced over the misses in caption order; each with the other
+// image scored highest (even where its own image ties it: a tie is a miss by half), never its own.
+TEST(RetrievalMetrics, MissedCaptionsAreEvenlySpacedWithTheStrongestOtherImage) {
+  const int64_t ni = 4, nc = 8;
+  std::vector<int64_t> map(nc);
+  for (int64_t c = 0; c < nc; ++c) map[c] = c / 2;
+  std::vector<float> scores(nc * ni, 0.f);
+  auto set = [&](int64_t c, std::vector<float> row) { std::copy(row.begin(), row.end(), scores.begin() + c * ni); };
+  set(0, {9, 1, 2, 3});  // found: no miss
+  set(1, {1, 5, 2, 0});  // images 1 and 2 beat image 0: rank 3
+  set(2, {0, 9, 1, 0});  // found
+  set(3, {4, 1, 3, 4});  // three images beat image 1: rank 4; of the two strongest, the first (0)
+  set(4, {0, 0, 7, 0});  // found
+  set(5, {2, 2, 2, 2});  // all tied: r1 = 1/4, the strongest other the first of equals (image 0)
+  set(6, {0, 8, 0, 8});  // own image 3 ties image 1: r1 = 1/2, missed, image 1 found
+  set(7, {1, 0, 0, 5});  // found
+  const RetrievalOutcomes o = retrieval_outcomes(scores, ni, map);
+  const auto all = missed_captions(scores, ni, map, o, 10);
+  ASSERT_EQ(all.size(), 4u);
+  const int64_t want_caption[4] = {1, 3, 5, 6}, want_found[4] = {1, 0, 0, 1};
+  const double want_rank[4] = {3.0, 4.0, 2.5, 1.5};
+  for (size_t j = 0; j < 4; ++j) {
+    EXPECT_EQ(all[j].caption, want_caption[j]) << j;
+    EXPECT_EQ(all[j].found, want_found[j]) << j;
+    EXPECT_DOUBLE_EQ(all[j].rank, want_rank[j]) << j;
+  }
+  const auto two = missed_captions(scores, ni, map, o, 2);  // of 4 misses: the 1st and the 3rd
+  ASSERT_EQ(two.size(), 2u);
+  EXPECT_EQ(two[0].caption, 1);
+  EXPECT_EQ(two[1].caption, 5);
+  EXPECT_TRUE(missed_captions(scores, ni, map, o, 0).empty());
+  EXPECT_THROW(missed_captions(std::vector<float>(3, 0.f), ni, map, o, 2), std::exception);
+}
+
 TEST(RetrievalMetrics, RejectsMalformedInput) {
   EXPECT_THROW(retrieval_metrics(std::vector<float>(9, 0.f), 2, caption_images(2)), std::exception);
   EXPECT_THROW(retrieval_metrics({}, 0, {}), std::exception);

@@ -338,6 +338,7 @@ struct EvalOptions {
   bool cache = true;            // exact: compute the unimodal layers once per caption / image
   int64_t threads = 0;          // CPU: threads scoring pair batches side by side (0 = this process's cores)
   int64_t bootstrap = 1000;     // resamplings of the test images for 95 % intervals of the recalls (0 = none)
+  int64_t examples = 5;         // captions missed at R@1 shown with the image that beat theirs (0 = none)
 
   template <class V>
   void visit(V& v) {
@@ -360,6 +361,9 @@ struct EvalOptions {
     v.field("bootstrap", bootstrap,
             "resamplings of the test images (each with its captions) for the 95 % intervals of every recall in "
             "eval.json and the table (0 = none); `mmt compare` resamples two runs' results the same way, paired");
+    v.field("examples", examples,
+            "captions missed at R@1 listed per test set in eval.md / eval.json, each with the highest-scored other "
+            "image - evenly spaced over the misses (the typical error, not the worst); 0 = none");
   }
 };
 

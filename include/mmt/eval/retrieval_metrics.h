@@ -65,6 +65,18 @@ struct RetrievalOutcomes {
 RetrievalOutcomes retrieval_outcomes(const std::vector<float>& scores, int64_t num_images,
                                      const std::vector<int64_t>& caption_image,
                                      const std::vector<float>* image_to_caption = nullptr);
+/// A caption whose image did not certainly come first (R@1 below 1), with the image other than
+/// its own that scored highest (the first of equals) and its own image's expected rank.
+struct MissedCaption {
+  int64_t caption = 0, found = 0;
+  double rank = 0;
+};
+/// Up to `k` of the captions missed at R@1, evenly spaced over all of them in caption order: the
+/// typical error rather than the worst. `scores`: captions x images, as retrieval_outcomes takes.
+std::vector<MissedCaption> missed_captions(const std::vector<float>& scores, int64_t num_images,
+                                           const std::vector<int64_t>& caption_image, const RetrievalOutcomes& outcomes,
+                                           int64_t k);
+
 /// Recalls in percent, median and mean rank of a direction's outcomes.
 DirectionMetrics summarise(const std::vector<QueryOutcome>& outcomes);
 RetrievalMetrics summarise(const RetrievalOutcomes& outcomes);
