@@ -1,13 +1,13 @@
 /* `mmt compare` (see compare.h). */
 #include "mmt/eval/compare.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <ostream>
 #include <set>
-#include <algorithm>
 
 #include "mmt/config/config.h"
 #include "mmt/io/npy.h"
@@ -188,7 +188,8 @@ std::string files_of(const std::vector<Result>& group) {
   return s;
 }
 
-// "A: file (exact, zero-shot, step 600)", or for several results one per line under "A, mean of N:".
+// "A: file (exact, zero-shot, step 600)", or for several results one per line under "A, the mean
+// of N results:".
 std::string describe(const char* side, const std::vector<Result>& group, const std::string& set) {
   if (group.size() == 1) {
     const Result& r = group.front();
@@ -199,7 +200,8 @@ std::string describe(const char* side, const std::vector<Result>& group, const s
   return s + "\n";
 }
 
-// Sample standard deviation of each recall over a group's results (seeds); empty for one result.
+// Sample standard deviation of each recall and of RSUM over a group's results (seeds); empty for
+// one result.
 std::vector<double> spread(const std::vector<RetrievalOutcomes>& runs) {
   if (runs.size() < 2) return {};
   std::vector<std::vector<double>> values(7);  // the six recalls and RSUM
