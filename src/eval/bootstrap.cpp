@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <numeric>
 
 #include "mmt/util/error.h"
@@ -13,6 +14,22 @@ namespace mmt {
 const std::vector<std::string>& recall_names() {
   static const std::vector<std::string> names{"image_r1", "image_r5", "image_r10", "text_r1", "text_r5", "text_r10"};
   return names;
+}
+
+std::vector<double> recall_values(const RetrievalMetrics& m) {
+  return {m.image_retrieval.r1, m.image_retrieval.r5, m.image_retrieval.r10,
+          m.text_retrieval.r1,  m.text_retrieval.r5,  m.text_retrieval.r10};
+}
+
+std::pair<double, double> mean_std(const std::vector<double>& v) {
+  if (v.empty()) return {NAN, NAN};
+  double m = 0;
+  for (double x : v) m += x;
+  m /= static_cast<double>(v.size());
+  if (v.size() < 2) return {m, 0.0};
+  double ss = 0;
+  for (double x : v) ss += (x - m) * (x - m);
+  return {m, std::sqrt(ss / static_cast<double>(v.size() - 1))};
 }
 
 double quantile(std::vector<double>& values, double q) {
@@ -88,9 +105,10 @@ void check(const BootstrapSettings& s) {
 }
 
 Recalls point(const RetrievalOutcomes& o) {
-  const RetrievalMetrics m = summarise(o);
-  return {m.image_retrieval.r1, m.image_retrieval.r5, m.image_retrieval.r10,
-          m.text_retrieval.r1,  m.text_retrieval.r5,  m.text_retrieval.r10};
+  const std::vector<double> v = recall_values(summarise(o));
+  Recalls r;
+  std::copy(v.begin(), v.end(), r.begin());
+  return r;
 }
 
 // One evaluated run: its folds (one test set, or COCO 1k's five), reported as the mean of their

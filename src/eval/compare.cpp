@@ -206,19 +206,12 @@ std::vector<double> spread(const std::vector<RetrievalOutcomes>& runs) {
   if (runs.size() < 2) return {};
   std::vector<std::vector<double>> values(7);  // the six recalls and RSUM
   for (const auto& o : runs) {
-    const RetrievalMetrics m = summarise(o);
-    const double v[6] = {m.image_retrieval.r1, m.image_retrieval.r5, m.image_retrieval.r10,
-                         m.text_retrieval.r1,  m.text_retrieval.r5,  m.text_retrieval.r10};
+    const std::vector<double> v = recall_values(summarise(o));
     values[6].push_back(0);
     for (size_t k = 0; k < 6; ++k) values[k].push_back(v[k]), values[6].back() += v[k];
   }
   std::vector<double> sd;
-  for (const auto& v : values) {
-    double mean = 0, ss = 0;
-    for (double x : v) mean += x / static_cast<double>(v.size());
-    for (double x : v) ss += (x - mean) * (x - mean);
-    sd.push_back(std::sqrt(ss / static_cast<double>(v.size() - 1)));
-  }
+  for (const auto& v : values) sd.push_back(mean_std(v).second);
   return sd;
 }
 
@@ -301,11 +294,10 @@ json compare_results(const std::vector<std::string>& a_paths, const std::vector<
         else if (map != map0)
           throw Error("test set '" + name + "': " + r.file + " maps captions to images differently from " + first.file);
       }
-    std::vector<std::vector<RetrievalOutcomes>> ga, gb;
-    for (size_t i = 0; i < set_a.size(); ++i) ga.push_back({set_a[i]}), runs_a[i].push_back(set_a[i]);
-    for (size_t i = 0; i < set_b.size(); ++i) gb.push_back({set_b[i]}), runs_b[i].push_back(set_b[i]);
+    for (size_t i = 0; i < set_a.size(); ++i) runs_a[i].push_back(set_a[i]);
+    for (size_t i = 0; i < set_b.size(); ++i) runs_b[i].push_back(set_b[i]);
     maps.push_back(map0);
-    const auto diffs = paired_bootstrap_groups(ga, gb, {map0}, settings);
+    const auto diffs = paired_bootstrap(set_a, set_b, map0, settings);
 
     // Built as a string: the paths have no length limit.
     std::string md = "### " + name + ": B against A (" + std::to_string(e0.value("num_images", 0)) + " images x " +

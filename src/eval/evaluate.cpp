@@ -105,9 +105,8 @@ std::string missed_section(const std::string& name, const TestSetScores& scored,
                            const std::function<std::string(int64_t)>& describe, int64_t k, json& entry) {
   const int64_t nc = static_cast<int64_t>(caption_image.size());
   if (k <= 0 || static_cast<int64_t>(scored.scores.size()) != nc * ni || ni < 2) return "";
-  const auto missed = missed_captions(scored.scores, ni, caption_image, scored.outcomes, k);
   int64_t total = 0;
-  for (const auto& o : scored.outcomes.image_retrieval) total += o.r1 < 1.0;
+  const auto missed = missed_captions(scored.scores, ni, caption_image, scored.outcomes, k, &total);
   entry["missed_at_r1"] = json::array();
   if (missed.empty()) return "";
   auto cell = [](std::string text) {  // a table cell: '|' escaped

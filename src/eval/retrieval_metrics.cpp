@@ -116,7 +116,7 @@ RetrievalOutcomes retrieval_outcomes(const std::vector<float>& scores, int64_t n
 
 std::vector<MissedCaption> missed_captions(const std::vector<float>& scores, int64_t num_images,
                                            const std::vector<int64_t>& caption_image, const RetrievalOutcomes& outcomes,
-                                           int64_t k) {
+                                           int64_t k, int64_t* num_missed) {
   const int64_t nc = static_cast<int64_t>(caption_image.size());
   check_matrix(scores, nc, num_images);
   if (static_cast<int64_t>(outcomes.image_retrieval.size()) != nc)
@@ -125,6 +125,7 @@ std::vector<MissedCaption> missed_captions(const std::vector<float>& scores, int
   std::vector<int64_t> missed;
   for (int64_t c = 0; c < nc; ++c)
     if (outcomes.image_retrieval[c].r1 < 1.0) missed.push_back(c);
+  if (num_missed) *num_missed = static_cast<int64_t>(missed.size());
   std::vector<MissedCaption> out;
   const int64_t m = static_cast<int64_t>(missed.size()), n = std::min(k, m);
   for (int64_t j = 0; j < n; ++j) {

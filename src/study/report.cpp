@@ -20,17 +20,6 @@ namespace mmt {
 
 using nlohmann::json;
 
-std::pair<double, double> mean_std(const std::vector<double>& v) {
-  if (v.empty()) return {NAN, NAN};
-  double m = 0;
-  for (double x : v) m += x;
-  m /= static_cast<double>(v.size());
-  if (v.size() < 2) return {m, 0.0};
-  double ss = 0;
-  for (double x : v) ss += (x - m) * (x - m);
-  return {m, std::sqrt(ss / static_cast<double>(v.size() - 1))};
-}
-
 namespace {
 
 const std::vector<std::pair<std::string, std::string>> kMetrics = {

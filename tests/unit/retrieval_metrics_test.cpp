@@ -158,8 +158,10 @@ TEST(RetrievalMetrics, MissedCaptionsAreEvenlySpacedWithTheStrongestOtherImage) 
   set(6, {0, 8, 0, 8});  // own image 3 ties image 1: r1 = 1/2, missed, image 1 found
   set(7, {1, 0, 0, 5});  // found
   const RetrievalOutcomes o = retrieval_outcomes(scores, ni, map);
-  const auto all = missed_captions(scores, ni, map, o, 10);
+  int64_t num_missed = -1;
+  const auto all = missed_captions(scores, ni, map, o, 10, &num_missed);
   ASSERT_EQ(all.size(), 4u);
+  EXPECT_EQ(num_missed, 4);
   const int64_t want_caption[4] = {1, 3, 5, 6}, want_found[4] = {1, 0, 0, 1};
   const double want_rank[4] = {3.0, 4.0, 2.5, 1.5};
   for (size_t j = 0; j < 4; ++j) {

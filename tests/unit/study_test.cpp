@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "mmt/eval/bootstrap.h"
 #include "mmt/study/study.h"
 #include "mmt/util/error.h"
 

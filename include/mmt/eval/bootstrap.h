@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "mmt/eval/retrieval_metrics.h"
@@ -75,6 +76,12 @@ std::vector<PairedDifference> paired_bootstrap_groups(const std::vector<std::vec
 std::vector<PairedDifference> paired_fold_mean(const std::vector<RetrievalOutcomes>& a,
                                                const std::vector<RetrievalOutcomes>& b,
                                                const std::vector<std::vector<int64_t>>& maps, const BootstrapSettings& s);
+
+/// A result's six recalls (percent) in recall_names() order.
+std::vector<double> recall_values(const RetrievalMetrics& m);
+
+/// mean and sample standard deviation (0 for one value; NaN for none).
+std::pair<double, double> mean_std(const std::vector<double>& v);
 
 /// The q-quantile (0..1) of values, linearly interpolated between order statistics (sorts them).
 double quantile(std::vector<double>& values, double q);

@@ -72,10 +72,11 @@ struct MissedCaption {
   double rank = 0;
 };
 /// Up to `k` of the captions missed at R@1, evenly spaced over all of them in caption order: the
-/// typical error rather than the worst. `scores`: captions x images, as retrieval_outcomes takes.
+/// typical error rather than the worst. `scores`: captions x images, as retrieval_outcomes takes;
+/// `num_missed` (optional) receives how many captions were missed in all.
 std::vector<MissedCaption> missed_captions(const std::vector<float>& scores, int64_t num_images,
                                            const std::vector<int64_t>& caption_image, const RetrievalOutcomes& outcomes,
-                                           int64_t k);
+                                           int64_t k, int64_t* num_missed = nullptr);
 
 /// Recalls in percent, median and mean rank of a direction's outcomes.
 DirectionMetrics summarise(const std::vector<QueryOutcome>& outcomes);

@@ -73,7 +73,4 @@ std::string report_study(const std::string& out_dir, std::ostream& log);
 /// "runs"), sorted - a grid run in parts (--seeds 1, then --seeds 2) has them all.
 std::vector<int64_t> study_seeds(const nlohmann::json& runs, const std::vector<int64_t>& declared);
 
-/// mean and sample standard deviation (0 for one value).
-std::pair<double, double> mean_std(const std::vector<double>& v);
-
 }  // namespace mmt
