@@ -164,6 +164,7 @@ std::string report_study(const std::string& out_dir, std::ostream& log) {
   std::set<std::string> test_sets;
   std::map<int64_t, double> seed_seconds;  // training + evaluation of the finished runs, per seed
   int64_t missing = 0;
+  std::map<std::string, std::set<std::string>> run_sets;  // finished run -> the test sets its result holds
   for (const auto& r : study["runs"]) {
     const std::string dir = out_dir + "/" + r["dir"].get<std::string>();
     CellResults& c = cells[r["cell"].get<std::string>()];
@@ -174,8 +175,10 @@ std::string report_study(const std::string& out_dir, std::ostream& log) {
     }
     ++c.seeds;
     const json e = parse_json_with_comments(read_file(result), result);
+    std::set<std::string>& held = run_sets[r["dir"].get<std::string>()];
     for (const auto& [name, t] : e.contains("test_sets") ? e["test_sets"].items() : e["splits"].items()) {
       test_sets.insert(name);
+      held.insert(name);
       if (t.contains("test_set_fingerprint") && t.contains("caption_image_file")) {
         std::vector<int64_t> map;
         try {  // a missing or damaged score file costs this cell its interval, not the report
@@ -242,6 +245,21 @@ std::string report_study(const std::string& out_dir, std::ostream& log) {
   if (have < expected)
     md += "\n**" + std::to_string(have) + " of " + std::to_string(expected) + " runs have results**; cells without any are left out" +
           (missing ? " (" + std::to_string(missing) + " started, not finished)" : "") + ".\n";
+  // A run evaluated on fewer test sets than the others (re-evaluated by hand on one set, or
+  // evaluated before a set was added) would silently narrow its cell's mean on the others.
+  std::string lacking;
+  for (const auto& [dir, held] : run_sets) {
+    std::string sets;
+    for (const auto& ts : test_sets)
+      if (!held.count(ts)) sets += (sets.empty() ? "" : ", ") + ts;
+    if (sets.empty()) continue;
+    lacking += std::string(lacking.empty() ? "" : "; ") + "`" + dir + "` (" + sets + ")";
+    log << "mmt study report: warning: " << out_dir << "/" << dir << " has no result for " << sets << "\n";
+  }
+  if (!lacking.empty())
+    md += "\n**Runs without a result on every test set**: " + lacking +
+          ". Their cells' figures on those sets average fewer seeds (the *seeds* column says how many); `mmt eval "
+          "--run DIR` with the study's `eval.test_sets` adds them.\n";
   // Time: what the runs themselves recorded, so a study run across sessions (or paused) adds up
   // only the time its runs took.
   if (!seed_seconds.empty()) {
@@ -287,8 +305,12 @@ std::string report_study(const std::string& out_dir, std::ostream& log) {
         if (!cells.count(name) || cells[name].seeds == 0) continue;  // not run (yet)
         CellResults& c = cells[name];
         auto& v = c.values[ts];
-        md += "| " + name + " | " + std::to_string(c.seeds) + " |";
-        html += "<tr><td>" + xml_escape(name) + "</td><td>" + std::to_string(c.seeds) + "</td>";
+        // "1 of 2" where a run of the cell has no result on this set.
+        const std::string seeds_text = v["image_r1"].size() == static_cast<size_t>(c.seeds)
+                                           ? std::to_string(c.seeds)
+                                           : std::to_string(v["image_r1"].size()) + " of " + std::to_string(c.seeds);
+        md += "| " + name + " | " + seeds_text + " |";
+        html += "<tr><td>" + xml_escape(name) + "</td><td>" + seeds_text + "</td>";
         for (const auto& [key, label] : kMetrics) {
           const auto [m, sd] = mean_std(v[key]);
           md += " " + fmt(m, sd, static_cast<int64_t>(v[key].size())) + " |";

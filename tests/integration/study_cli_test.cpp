@@ -160,6 +160,29 @@ TEST(Study, PartOfAGridRunsAloneAndTheRestLater) {
   EXPECT_NE(md.find("(2 seeds: [1,2])"), std::string::npos) << md;
   EXPECT_NE(md.find("3 of 4 runs have results"), std::string::npos) << md;
   EXPECT_NE(md.find("| attention=single_modality | 2 |"), std::string::npos) << md;
+  EXPECT_EQ(md.find("without a result on every test set"), std::string::npos) << md;
+
+  // One run holds a test set the others lack (another set evaluated on it alone): the report names
+  // the runs without it, and that set's rows say how many of the cell's seeds they average.
+  const std::string one = out + "/cells/attention-single_modality/seed-1/eval.json";
+  json e = json::parse(slurp(one));
+  e["test_sets"]["easy_again"] = e["test_sets"]["easy"];
+  std::ofstream(one) << e.dump(2);
+  r = run_mmt("study report " + out);
+  ASSERT_EQ(r.status, 0) << r.err;
+  const std::string md2 = slurp(out + "/report.md");
+  const size_t note = md2.find("**Runs without a result on every test set**: `cells/attention-single_modality/seed-2` (easy_again)");
+  EXPECT_NE(note, std::string::npos) << md2;
+  EXPECT_NE(md2.find("`cells/base/seed-1` (easy_again)"), std::string::npos) << md2;
+  EXPECT_NE(r.err.find("cells/base/seed-1 has no result for easy_again"), std::string::npos) << r.err;
+  const size_t section = md2.find("### easy_again");
+  ASSERT_NE(section, std::string::npos) << md2;
+  char row[96];  // the one seed's value, no spread
+  std::snprintf(row, sizeof row, "| attention=single_modality | 1 of 2 | %.1f |",
+                e["test_sets"]["easy"]["image_retrieval"]["r1"].get<double>());
+  EXPECT_NE(md2.find(row, section), std::string::npos) << row << "\n" << md2;
+  EXPECT_NE(md2.find("| base | 0 of 1 | - |", section), std::string::npos) << md2;
+  EXPECT_NE(md2.find("| attention=single_modality | 2 |"), std::string::npos) << md2;  // easy: both seeds
 }
 
 TEST(Study, KilledCellResumesToTheUninterruptedResult) {
