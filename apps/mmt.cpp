@@ -14,6 +14,7 @@
 #include "mmt/text/tokenizer.h"
 #include "mmt/eval/compare.h"
 #include "mmt/eval/evaluate.h"
+#include "mmt/eval/retrieve.h"
 #include "mmt/study/study.h"
 #include "mmt/train/dist_env.h"
 #include "mmt/train/finetune.h"
@@ -59,6 +60,23 @@ int main(int argc, char** argv) {
   eval->add_option("--set", overrides, "override eval.*, runtime.* or the test set size")->take_all();
   bool eval_best = false;
   eval->add_flag("--best", eval_best, "evaluate the best weights kept during training (<run>/best) instead of the final ones");
+
+  auto* retrieve = app.add_subcommand("retrieve", "what a trained run finds for captions you write: the top images of a test set");
+  mmt::RetrieveRequest rq;
+  std::string captions_file, retrieve_json;
+  retrieve->add_option("--run", rq.run_dir, "run directory written by mmt train")->required();
+  retrieve->add_option("captions", rq.queries, "captions to search for (quote each)");
+  retrieve->add_option("--captions", captions_file, "more captions, one per line");
+  retrieve->add_option("--test-set", rq.test_set, "synthetic test set to search (default: the run's first eval.test_sets)");
+  retrieve->add_option("--protocol", rq.protocol, "or real images: a protocol's split (flickr30k-1k, coco-5k, coco-1k, test, val)");
+  retrieve->add_option("--karpathy", rq.karpathy, "its Karpathy split file");
+  retrieve->add_option("--images", rq.images, "its image folder (default: next to the file)");
+  retrieve->add_option("--features", rq.features, "region models: the images' features (store or folder)");
+  retrieve->add_option("--split", rq.split, "which split of the protocol (coco-1k: coco-1k-fold1..5; default the first)");
+  retrieve->add_option("--top", rq.top, "images listed per caption (default 5)")->check(CLI::Range(int64_t{1}, int64_t{1000}));
+  retrieve->add_flag("--best", rq.best, "the best weights kept during training (<run>/best)");
+  retrieve->add_option("--json", retrieve_json, "also write the results as JSON to this file");
+  retrieve->add_option("--set", rq.overrides, "override eval.* (eval.mode=dual, ...) or runtime.*")->take_all();
 
   auto* compare = app.add_subcommand(
       "compare", "is run B better than run A beyond the luck of the test set? paired bootstrap over their test images");
@@ -224,6 +242,20 @@ int main(int argc, char** argv) {
                                eval_best);
       } else {
         mmt::evaluate_run(run_dir, overrides, std::cout, std::cerr, eval_best);
+      }
+    } else if (retrieve->parsed()) {
+      if (!captions_file.empty()) {
+        std::ifstream in(captions_file);
+        if (!in) throw mmt::Error(captions_file + ": cannot open");
+        for (std::string line; std::getline(in, line);) {
+          if (!line.empty() && line.back() == '\r') line.pop_back();
+          if (line.find_first_not_of(" \t") != std::string::npos) rq.queries.push_back(line);
+        }
+      }
+      const nlohmann::json result = mmt::retrieve(rq, std::cout, std::cerr);
+      if (!retrieve_json.empty()) {
+        std::ofstream f(retrieve_json);
+        if (!(f << result.dump(2) << "\n")) throw mmt::Error("cannot write '" + retrieve_json + "'");
       }
     } else if (compare->parsed()) {
       const nlohmann::json result = mmt::compare_results(compare_a, compare_b, compare_settings, std::cout);

@@ -40,6 +40,21 @@ bool place_holds(const Object& o, Place place) {
   return false;
 }
 
+std::string describe_scene(const Scene& scene) {
+  std::vector<const Object*> order;
+  for (const auto& o : scene.objects) order.push_back(&o);
+  std::stable_sort(order.begin(), order.end(), [](const Object* a, const Object* b) { return a->x < b->x; });
+  std::string out;
+  for (const Object* o : order) {
+    std::string where = place_holds(*o, Place::kTop) ? "top" : place_holds(*o, Place::kBottom) ? "bottom" : "";
+    const char* side = place_holds(*o, Place::kLeft) ? "left" : place_holds(*o, Place::kRight) ? "right" : "";
+    if (*side) where += (where.empty() ? "" : " ") + std::string(side);
+    out += std::string(out.empty() ? "" : ", ") + (o->size ? "large " : "small ") + colour_words()[o->colour] + " " +
+           shape_words()[o->shape] + " (" + (where.empty() ? "centre" : where) + ")";
+  }
+  return out;
+}
+
 namespace {
 
 const uint8_t kColourRgb[8][3] = {{220, 40, 40},  {40, 170, 60},  {50, 90, 230},  {235, 215, 40},

@@ -53,11 +53,6 @@ std::string row(const std::string& name, const RetrievalMetrics& m) {
   return buf;
 }
 
-// A record's image by file name: how test images are told apart across datasets.
-std::string image_file_name(const Record& r) {
-  return std::filesystem::path(r.image.offset < 0 ? r.image.path : r.image.member).filename().string();
-}
-
 BootstrapSettings bootstrap_settings(const ExperimentConfig& cfg) {
   BootstrapSettings s;
   s.samples = cfg.eval.bootstrap;
@@ -98,7 +93,7 @@ std::string interval_line(const std::string& name, const json& b, const std::str
 }
 
 // eval.examples captions missed at R@1, each with its image and the other image scored highest
-// (`describe(i)`: image i in words - a synthetic image's first caption, a real one's file): a
+// (`describe(i)`: image i in words - a synthetic scene's objects, a real image's file): a
 // Markdown table, and the same in entry["missed_at_r1"]. Rank 0 only holds the whole matrix.
 std::string missed_section(const std::string& name, const TestSetScores& scored, int64_t ni,
                            const std::vector<int64_t>& caption_image, const std::vector<std::string>& captions,
@@ -109,10 +104,6 @@ std::string missed_section(const std::string& name, const TestSetScores& scored,
   const auto missed = missed_captions(scored.scores, ni, caption_image, scored.outcomes, k, &total);
   entry["missed_at_r1"] = json::array();
   if (missed.empty()) return "";
-  auto cell = [](std::string text) {  // a table cell: '|' escaped
-    for (size_t at = 0; (at = text.find('|', at)) != std::string::npos; at += 2) text.insert(at, "\\");
-    return text;
-  };
   std::string md = name + ": " + std::to_string(missed.size()) + " of the " + std::to_string(total) + " captions missed at "
                    "R@1 (evenly spaced over them), each with the other image scored highest\n\n| caption | its image | its "
                    "image's rank | scored highest instead |\n|---|---|---|---|\n";
@@ -120,7 +111,8 @@ std::string missed_section(const std::string& name, const TestSetScores& scored,
     const int64_t own = caption_image[m.caption];
     char rank[32];
     std::snprintf(rank, sizeof rank, "%.1f", m.rank);
-    md += "| " + cell(captions[m.caption]) + " | " + cell(describe(own)) + " | " + rank + " | " + cell(describe(m.found)) + " |\n";
+    md += "| " + markdown_cell(captions[m.caption]) + " | " + markdown_cell(describe(own)) + " | " + rank + " | " +
+          markdown_cell(describe(m.found)) + " |\n";
     entry["missed_at_r1"].push_back({{"caption_index", m.caption}, {"caption", captions[m.caption]}, {"image", own},
                                      {"rank", m.rank}, {"found_image", m.found}, {"found", describe(m.found)}});
   }
@@ -133,15 +125,6 @@ bool was_fine_tuned(const std::string& run_dir, bool best) {
   const RunFiles weights_dir(best ? RunFiles(run_dir).best() : run_dir);
   const json side = parse_json_with_comments(read_file(weights_dir.checkpoint()), weights_dir.checkpoint());
   return side.contains("fine_tuned_on") && !side["fine_tuned_on"].empty();
-}
-
-// "exact ITM scoring", "dual scoring", "rerank (top 128 of dual, ITM)".
-std::string mode_phrase(const ExperimentConfig& cfg) {
-  const auto& e = cfg.eval;
-  if (e.mode == "exact") return std::string("exact ITM scoring") + (e.cache ? "" : " (uncached)");
-  if (e.mode == "dual") return "dual scoring";
-  return "rerank: top " + std::to_string(e.rerank_k) + " of " + (e.first_stage == "dual" ? "dual" : e.first_stage) +
-         " by ITM";
 }
 
 // Overrides allowed at evaluation: they change what is measured, not the trained model.
@@ -248,6 +231,29 @@ std::string results_table(const std::string& title, const RetrievalMetrics& mode
   return out;
 }
 
+std::string mode_phrase(const ExperimentConfig& cfg) {
+  const auto& e = cfg.eval;
+  if (e.mode == "exact") return std::string("exact ITM scoring") + (e.cache ? "" : " (uncached)");
+  if (e.mode == "dual") return "dual scoring";
+  return "rerank: top " + std::to_string(e.rerank_k) + " of " + (e.first_stage == "dual" ? "dual" : e.first_stage) +
+         " by ITM";
+}
+
+std::string markdown_cell(std::string text) {
+  for (char& c : text)
+    if (c == '\n' || c == '\r') c = ' ';
+  for (size_t at = 0; (at = text.find('|', at)) != std::string::npos; at += 2) text.insert(at, "\\");
+  return text;
+}
+
+std::unique_ptr<Tokenizer> run_tokenizer(const ExperimentConfig& cfg, const Vocab& vocab) {
+  const std::string& tk = cfg.data.tokenizer;
+  if (tk.size() > 6 && tk.compare(tk.size() - 6, 6, ".model") == 0) return SentencePieceTokenizer::load(tk);
+  BasicTokenizerOptions basic;
+  basic.lower_case = !cfg.data.cased;
+  return std::make_unique<WordPieceTokenizer>(vocab, basic);
+}
+
 ExperimentConfig eval_config(const std::string& run_dir, const std::vector<std::string>& overrides) {
   return with_eval_overrides(load_config(run_dir + "/config.json", {}), overrides);
 }
@@ -301,10 +307,9 @@ json evaluate_run(const std::string& run_dir, const std::vector<std::string>& ov
     markdown += results_table(title, m, c) + "\n";
     if (entry.contains("bootstrap"))
       markdown += interval_line(name, entry["bootstrap"], "its " + std::to_string(ni) + " test images") + "\n";
-    std::vector<int64_t> first_caption(static_cast<size_t>(ni), -1);  // an image in words: its first caption
-    for (int64_t k = nc - 1; k >= 0; --k) first_caption[test.caption_image[k]] = k;
     const std::string missed = missed_section(name, scored, ni, test.caption_image, texts,
-                                              [&](int64_t i) { return texts[first_caption[i]]; }, cfg.eval.examples, entry);
+                                              [&](int64_t i) { return synth::describe_scene(test.images[i]); },
+                                              cfg.eval.examples, entry);
     result["test_sets"][name] = entry;
     if (!missed.empty()) markdown += missed + "\n";
   }
@@ -355,16 +360,7 @@ json evaluate_protocol(const std::string& run_dir, const std::string& protocol, 
   Evaluation ev(run_dir, overrides, out_all, log_all, best);
   const ExperimentConfig& cfg = ev.cfg;
   LoadedRun& run = ev.run;
-  // The run's tokenizer: its SentencePiece model, or WordPiece over its vocab.txt.
-  std::unique_ptr<Tokenizer> tokenizer;
-  const std::string& tk = cfg.data.tokenizer;
-  if (tk.size() > 6 && tk.compare(tk.size() - 6, 6, ".model") == 0) {
-    tokenizer = SentencePieceTokenizer::load(tk);
-  } else {
-    BasicTokenizerOptions basic;
-    basic.lower_case = !cfg.data.cased;
-    tokenizer = std::make_unique<WordPieceTokenizer>(run.vocab, basic);
-  }
+  const std::unique_ptr<Tokenizer> tokenizer = run_tokenizer(cfg, run.vocab);
   const auto splits = load_protocol(protocol, karpathy, images);
   const bool fine_tuned = was_fine_tuned(run_dir, best);
   std::vector<Record> all;

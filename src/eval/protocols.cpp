@@ -1,9 +1,15 @@
 /* Retrieval protocols from Karpathy split files (see protocols.h). */
 #include "mmt/eval/protocols.h"
 
+#include <filesystem>
+
 #include "mmt/util/error.h"
 
 namespace mmt {
+
+std::string image_file_name(const Record& r) {
+  return std::filesystem::path(r.image.offset < 0 ? r.image.path : r.image.member).filename().string();
+}
 
 const std::vector<std::string>& protocol_names() {
   static const std::vector<std::string> n = {"flickr30k-1k", "coco-5k", "coco-1k", "test", "val"};

@@ -84,9 +84,9 @@ ExactScorerOptions scorer_options(const ExperimentConfig& cfg) {
   return so;
 }
 
-TestSetScores score_test_set(MultimodalTransformerImpl& model, const std::vector<std::vector<int64_t>>& captions,
-                             const ImageSource& images, const std::vector<int64_t>& caption_image,
-                             const ExperimentConfig& cfg, const std::string& name, std::ostream& log) {
+TestSetScores score_captions(MultimodalTransformerImpl& model, const std::vector<std::vector<int64_t>>& captions,
+                             const ImageSource& images, const ExperimentConfig& cfg, const std::string& name,
+                             std::ostream& log) {
   const auto& e = cfg.eval;
   const int64_t nc = static_cast<int64_t>(captions.size()), ni = images.size();
   const ExactScorerOptions so = scorer_options(cfg);
@@ -136,12 +136,19 @@ TestSetScores score_test_set(MultimodalTransformerImpl& model, const std::vector
     }
   }
   out.seconds = progress.elapsed();
-  out.outcomes = retrieval_outcomes(out.scores, ni, caption_image,
-                                    out.image_to_caption.empty() ? nullptr : &out.image_to_caption);
-  out.metrics = summarise(out.outcomes);
   out.info["wall_time_s"] = out.seconds;
   out.info["pairs_per_s"] = static_cast<double>(nc * ni) / std::max(1e-9, out.seconds);  // pairs ranked
   out.info["itm_pairs"] = itm_pairs;  // pairs through the ITM head
+  return out;
+}
+
+TestSetScores score_test_set(MultimodalTransformerImpl& model, const std::vector<std::vector<int64_t>>& captions,
+                             const ImageSource& images, const std::vector<int64_t>& caption_image,
+                             const ExperimentConfig& cfg, const std::string& name, std::ostream& log) {
+  TestSetScores out = score_captions(model, captions, images, cfg, name, log);
+  out.outcomes = retrieval_outcomes(out.scores, images.size(), caption_image,
+                                    out.image_to_caption.empty() ? nullptr : &out.image_to_caption);
+  out.metrics = summarise(out.outcomes);
   return out;
 }
 

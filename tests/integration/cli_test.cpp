@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "cli_util.h"
+#include "mmt/io/npy.h"
 
 namespace {
 
@@ -48,6 +49,49 @@ TEST(Cli, TrainThenEvalBeatsChanceByFiveTimes) {
   EXPECT_GE(r1, 5 * chance) << "image R@1 " << r1 << " vs chance " << chance;
   EXPECT_LE(r1, easy["ceilings"]["perfect"]["image_retrieval"]["r1"].get<double>() + 1e-9);
 
+  // mmt retrieve with one of the test set's captions (a caption eval.json lists as missed at
+  // R@1): the same scores as eval's matrix, its image at the rank eval found, the list in score
+  // order with the caption's truth per image; a caption of words the run never saw is flagged.
+  const json& miss = easy["missed_at_r1"].at(0);
+  const auto ret = run_mmt("retrieve --run " + run + " \"" + miss["caption"].get<std::string>() +
+                           "\" \"a zebra\" --top 3 --json " + own("retrieve.json"));
+  ASSERT_EQ(ret.status, 0) << ret.err;
+  const json rj = json::parse(slurp(own("retrieve.json")));
+  ASSERT_EQ(rj["queries"].size(), 2u);
+  const json& q = rj["queries"][0];
+  EXPECT_EQ(rj["images"]["count"], easy["num_images"]);
+  const mmt::NpyArray npy = mmt::load_npy(run + "/" + easy["scores_files"][0].get<std::string>());
+  const std::vector<float> scores = npy.to_float("scores");
+  const int64_t ni = npy.shape[1], row = miss["caption_index"].get<int64_t>();
+  ASSERT_EQ(q["top"].size(), 3u) << q.dump();
+  for (size_t k = 0; k < 3; ++k) {
+    const json& hit = q["top"][k];
+    const int64_t image = std::stoll(hit["image"].get<std::string>());
+    EXPECT_NEAR(hit["score"].get<double>(), scores[row * ni + image], 1e-4) << hit.dump();
+    if (k > 0) EXPECT_LE(hit["score"].get<double>(), q["top"][k - 1]["score"].get<double>());
+    EXPECT_EQ(hit["rank"], k + 1);
+    EXPECT_TRUE(hit.contains("caption_true")) << hit.dump();
+  }
+  bool found = false;
+  for (const json& o : q["in_set"]["images"])
+    if (o["image"] == std::to_string(miss["image"].get<int64_t>())) {
+      found = true;  // eval's rank counts ties as half above: between the strict rank and it + ties
+      EXPECT_LE(o["rank"].get<double>(), miss["rank"].get<double>() + 1e-9) << o.dump() << miss.dump();
+      EXPECT_GE(o["rank"].get<double>() + o["ties"].get<double>(), miss["rank"].get<double>() - 1e-9) << o.dump();
+    }
+  EXPECT_TRUE(found) << q.dump();
+  EXPECT_GE(q["in_set"]["true_of"].get<int64_t>(), 1);
+  EXPECT_EQ(q["unknown"].size(), 0u);
+  EXPECT_EQ(rj["queries"][1]["unknown"], json::array({"zebra"}));
+  EXPECT_FALSE(rj["queries"][1].contains("in_set"));
+  EXPECT_NE(ret.err.find("lacks zebra"), std::string::npos) << ret.err;
+  EXPECT_NE(ret.out.find("| rank | score | image | the scene | caption true of it |"), std::string::npos) << ret.out;
+  EXPECT_NE(ret.out.find(" (its own) | "), std::string::npos) << ret.out;  // missed at R@1: listed below the top 3 or in it
+  const auto no_set = run_mmt("retrieve --run " + run + " \"a cross\" --test-set hard");
+  EXPECT_EQ(no_set.status, 2);
+  EXPECT_NE(no_set.err.find("easy"), std::string::npos) << no_set.err;  // the valid names
+  EXPECT_EQ(run_mmt("retrieve --run " + run).status, 2);  // nothing to search for
+
   // Evaluation may change the test set size, not the model.
   const auto bad = run_mmt("eval --run " + run + " --set model.hidden=96");
   EXPECT_EQ(bad.status, 2);
@@ -78,7 +122,7 @@ TEST(Cli, BadInputFailsWithMessagesThatListTheValidChoices) {
 }
 
 TEST(Cli, HelpOnEveryLevel) {
-  for (const char* cmd : {"--help", "train --help", "eval --help", "data --help", "data synth --help",
+  for (const char* cmd : {"--help", "train --help", "eval --help", "retrieve --help", "data --help", "data synth --help",
                           "config --help", "config dump --help"}) {
     const auto r = run_mmt(cmd);
     EXPECT_EQ(r.status, 0) << cmd;

@@ -228,6 +228,34 @@ TEST(DataCli, ProtocolEvalLabelsZeroShotHonestly) {
     EXPECT_GE(m["rank"].get<double>(), 1.0) << m.dump();
   }
   EXPECT_NE(zs.out.find("captions missed at R@1 (evenly spaced over them)"), std::string::npos) << zs.out;
+  // mmt retrieve on the same split: images by file name, each shown by its first caption; a
+  // query that is one of the split's captions gets its image's rank; a bad split is named.
+  const json caps = json::parse(slurp(karpathy))["images"];
+  std::string first_caption, first_file;
+  for (const auto& im : caps)
+    if (im["split"] == "test") {
+      first_caption = im["sentences"][0]["raw"], first_file = im["filename"];
+      break;
+    }
+  const auto rt = run_mmt("retrieve --run " + dir + "a --protocol test --karpathy " + karpathy + " --images " + images +
+                          " \"" + first_caption + "\" --json " + dir + "retrieve.json");
+  ASSERT_EQ(rt.status, 0) << rt.err;
+  const json rq = json::parse(slurp(dir + "retrieve.json"))["queries"][0];
+  ASSERT_EQ(rq["top"].size(), 2u) << rq.dump();  // --top 5 of 2 images
+  for (const auto& hit : rq["top"]) EXPECT_NE(hit["image"].get<std::string>().find(".jpg"), std::string::npos) << hit.dump();
+  // The fixture's captions differ only in digits the vocabulary lacks: as the model reads them,
+  // the caption belongs to both test images, and both are listed.
+  ASSERT_EQ(rq["in_set"]["images"].size(), 2u) << rq.dump();
+  EXPECT_EQ(rq["in_set"]["images"][0]["image"], first_file);
+  EXPECT_EQ(rq["unknown"], json::array({"2,", "0."})) << rq.dump();
+  for (const auto& hit : rq["top"])
+    if (hit["image"] == first_file) EXPECT_EQ(hit["shows"], first_caption);
+  EXPECT_FALSE(rq["in_set"].contains("true_of"));  // real images: no truth to judge by
+  const auto no_split = run_mmt("retrieve --run " + dir + "a --protocol test --karpathy " + karpathy + " --images " + images +
+                                " --split fold9 \"a cat\"");
+  EXPECT_EQ(no_split.status, 2);
+  EXPECT_NE(no_split.err.find("has no split 'fold9' (its splits: test)"), std::string::npos) << no_split.err;
+  EXPECT_EQ(run_mmt("retrieve --run " + dir + "a --protocol test \"a cat\"").status, 2);  // no --karpathy
 
   // Pretraining on the whole Karpathy file (test split included): not zero-shot, and says why.
   ASSERT_EQ(run_mmt("train --config " + config({{"format", "karpathy"}, {"path", karpathy}, {"images", images}}) + " --out " + dir + "b").status, 0);

@@ -254,5 +254,28 @@ TEST(SyntheticWorld, RenderPaintsEachObjectInItsColour) {
   EXPECT_EQ(rgb[corner], rgb[corner + 1]);
 }
 
+// describe_scene: every object, left to right, its place as captions judge it (place_holds), so a
+// scene a caption is true of reads as such ("a red star at the top" -> "red star (top ...)").
+TEST(SyntheticWorld, DescribeSceneListsObjectsLeftToRightWithTheirPlaces) {
+  Scene s;
+  auto add = [&](int shape, int colour, int size, float x, float y) {
+    Object o;
+    o.shape = shape, o.colour = colour, o.size = size, o.x = x, o.y = y;
+    s.objects.push_back(o);
+  };
+  add(4, 3, 1, 0.5f, 0.5f);   // large yellow cross, centre
+  add(6, 0, 0, 0.2f, 0.2f);   // small red star, top left
+  add(5, 2, 0, 0.8f, 0.5f);   // small blue ring, right
+  add(1, 1, 1, 0.5f, 0.9f);   // large green square, bottom
+  EXPECT_EQ(describe_scene(s),
+            "small red star (top left), large yellow cross (centre), large green square (bottom), small blue ring (right)");
+  EXPECT_EQ(describe_scene(Scene{}), "");
+  ObjectRef red_star_top;
+  red_star_top.shape = 6, red_star_top.colour = 0, red_star_top.place = Place::kTop;
+  CaptionContent c;
+  c.objects = {red_star_top};
+  EXPECT_TRUE(caption_true_of(c, s));  // what the description says of it, the caption's truth agrees with
+}
+
 }  // namespace
 }  // namespace mmt::synth

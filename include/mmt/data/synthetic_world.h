@@ -75,6 +75,10 @@ struct Caption {
 bool relation_holds(const Object& a, Relation rel, const Object& b);
 bool place_holds(const Object& o, Place place);
 
+/// The whole scene in words, objects left to right, places as captions judge them:
+/// "small red star (top left), large yellow cross (centre)".
+std::string describe_scene(const Scene& scene);
+
 /// Samples a caption that is true of `scene`.
 Caption sample_caption(const Scene& scene, Rng& rng);
 

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <iosfwd>
+#include <memory>
 #include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <vector>
@@ -12,6 +13,13 @@ namespace mmt {
 struct Ceilings;
 struct ExperimentConfig;
 struct RetrievalMetrics;
+class Tokenizer;
+class Vocab;
+
+/// How real captions become the run's token ids: its SentencePiece model (data.tokenizer *.model),
+/// else WordPiece over the run's vocabulary (vocab.txt), cased as data.cased. (Synthetic test
+/// sets are read with the vocabulary's own whole-word encode, as in training.)
+std::unique_ptr<Tokenizer> run_tokenizer(const ExperimentConfig& cfg, const Vocab& vocab);
 
 /// The config `mmt eval` runs with: the run's own (<run>/config.json) with `overrides` applied,
 /// validated, and checked to change only what evaluation may change (below). Distributed
@@ -36,6 +44,10 @@ nlohmann::json evaluate_protocol(const std::string& run_dir, const std::string& 
 nlohmann::json evaluate_run(const std::string& run_dir, const std::vector<std::string>& overrides, std::ostream& out,
                             std::ostream& log, bool best = false);
 
+/// How a config scores: "exact ITM scoring", "dual scoring", "rerank: top 128 of dual by ITM".
+std::string mode_phrase(const ExperimentConfig& cfg);
+/// `text` as one Markdown table cell: '|' escaped, line breaks as spaces.
+std::string markdown_cell(std::string text);
 /// The Markdown results table of one test set (model and ceilings).
 std::string results_table(const std::string& title, const RetrievalMetrics& model, const Ceilings& ceilings);
 

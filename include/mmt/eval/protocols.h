@@ -23,6 +23,10 @@ struct RetrievalSplit {
 
 const std::vector<std::string>& protocol_names();
 
+/// A record's image by file name (a shard member's own name): how test images are told apart
+/// across datasets, and how results name them.
+std::string image_file_name(const Record& r);
+
 /// The protocol's evaluation splits (one, or five folds for coco-1k). `test`: all the file's test
 /// images with all their captions; `val`: the same of its val images (train.eval_every chooses
 /// weights on them). `images` is the image

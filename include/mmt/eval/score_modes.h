@@ -37,6 +37,12 @@ TestSetScores score_test_set(MultimodalTransformerImpl& model, const std::vector
                              const ImageSource& images, const std::vector<int64_t>& caption_image,
                              const ExperimentConfig& cfg, const std::string& name, std::ostream& log);
 
+/// The scores alone, as score_test_set computes them (scores, image_to_caption for rerank, info,
+/// seconds), for captions that need no test set around them (`mmt retrieve`'s queries); metrics
+/// and outcomes stay empty.
+TestSetScores score_captions(MultimodalTransformerImpl& model, const std::vector<std::vector<int64_t>>& captions,
+                             const ImageSource& images, const ExperimentConfig& cfg, const std::string& name,
+                             std::ostream& log);
 /// Writes the score matrices next to each other: <stem>-scores.npy (and, for rerank,
 /// <stem>-scores-i2t.npy). Returns the file names written (without directory).
 std::vector<std::string> save_scores(const TestSetScores& s, const std::string& dir, const std::string& stem,
