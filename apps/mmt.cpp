@@ -61,12 +61,15 @@ int main(int argc, char** argv) {
   bool eval_best = false;
   eval->add_flag("--best", eval_best, "evaluate the best weights kept during training (<run>/best) instead of the final ones");
 
-  auto* retrieve = app.add_subcommand("retrieve", "what a trained run finds for captions you write: the top images of a test set");
+  auto* retrieve = app.add_subcommand("retrieve", "what a trained run finds: the top images of a test set for captions you "
+                                                  "write, or the top captions for one of its images");
   mmt::RetrieveRequest rq;
   std::string captions_file, retrieve_json;
   retrieve->add_option("--run", rq.run_dir, "run directory written by mmt train")->required();
   retrieve->add_option("captions", rq.queries, "captions to search for (quote each)");
   retrieve->add_option("--captions", captions_file, "more captions, one per line");
+  retrieve->add_option("--image", rq.image_queries, "and the other way: the set's captions ranked for this image "
+                                                    "(synthetic: its index; real: its file name; repeatable)");
   retrieve->add_option("--test-set", rq.test_set, "synthetic test set to search (default: the run's first eval.test_sets)");
   retrieve->add_option("--protocol", rq.protocol, "or real images: a protocol's split (flickr30k-1k, coco-5k, coco-1k, test, val)");
   retrieve->add_option("--karpathy", rq.karpathy, "its Karpathy split file");

@@ -107,76 +107,94 @@ std::string format_score(double s) {
   return b;
 }
 
-}  // namespace
+// 1 + the candidates scored strictly higher than `c`, and how many others tie with it.
+std::pair<int64_t, int64_t> rank_of(const std::vector<float>& scores, int64_t c) {
+  int64_t above = 0, ties = 0;
+  for (size_t j = 0; j < scores.size(); ++j)
+    above += scores[j] > scores[c], ties += static_cast<int64_t>(j) != c && scores[j] == scores[c];
+  return {above + 1, ties};
+}
 
-json retrieve(const RetrieveRequest& req, std::ostream& out, std::ostream& log) {
-  if (req.queries.empty()) throw Error("mmt retrieve: no caption to search for (give captions as arguments or --captions FILE)");
-  if (req.top < 1) throw Error("mmt retrieve: --top must be at least 1");
-  LoadedRun run = load_run(req.run_dir, req.best);
-  const ExperimentConfig cfg = eval_config(req.run_dir, req.overrides);
-  log << "mmt retrieve: " << configure_runtime(cfg.runtime, log) << "\n";
-  const Gallery g = open_gallery(req, cfg, run);
-  const int64_t ni = static_cast<int64_t>(g.image_names.size()), nq = static_cast<int64_t>(req.queries.size());
-  const int64_t max_len = cfg.model.max_text_len;
+// Some of a source's images, addressed 0..n-1: the images an image query asks about.
+class SubsetImages : public ImageSource {
+ public:
+  SubsetImages(const ImageSource& all, std::vector<int64_t> ids) : all_(all), ids_(std::move(ids)) {}
+  int64_t size() const override { return static_cast<int64_t>(ids_.size()); }
+  int64_t tokens(int64_t i) const override { return all_.tokens(ids_[i]); }
+  void fill(const std::vector<int64_t>& images, Batch& batch) const override {
+    std::vector<int64_t> mapped;
+    for (int64_t i : images) mapped.push_back(ids_[i]);
+    all_.fill(mapped, batch);
+  }
 
+ private:
+  const ImageSource& all_;
+  std::vector<int64_t> ids_;
+};
+
+// What retrieve() needs beside the gallery: the loaded run, the config, the request, the output.
+struct Search {
+  const RetrieveRequest& req;
+  const ExperimentConfig& cfg;
+  LoadedRun& run;
+  const Gallery& g;
+  std::ostream& log;
+  std::vector<std::vector<int64_t>> set_ids;  // the set's captions as the model reads them
+};
+
+// Caption queries -> images.
+std::string caption_queries(Search& x, json& result) {
+  const Gallery& g = x.g;
+  const int64_t ni = static_cast<int64_t>(g.image_names.size()), nq = static_cast<int64_t>(x.req.queries.size());
+  const int64_t max_len = x.cfg.model.max_text_len;
   std::vector<std::vector<int64_t>> ids;
-  for (const auto& q : req.queries) ids.push_back(g.encode(q, max_len));
-  const TestSetScores scored = score_captions(*run.model, ids, *g.source, cfg, "retrieve " + g.name, log);
-  const std::vector<float>& s = scored.scores;  // (queries x images): the caption -> image ranking
-  const auto top = top_k(s, nq, ni, req.top, /*by_row=*/true);
-
-  // The set's captions as the model reads them, to recognise a query that is one of them.
-  std::vector<std::vector<int64_t>> set_ids;
-  for (const auto& c : g.captions) set_ids.push_back(g.encode(c, max_len));
-
-  json result = {{"run", req.run_dir},
-                 {"step", run.step},
-                 {"weights", req.best ? "best (validation RSUM during training)" : "final"},
-                 {"mode", cfg.eval.mode},
-                 {"images", {{"set", g.name}, {"count", ni}}},
-                 {"queries", json::array()}};
-  std::string md = "## mmt retrieve: " + req.run_dir + " (step " + std::to_string(run.step) + ", " +
-                   (req.best ? "best" : "final") + " weights, " + mode_phrase(cfg) + "), " + g.name + ": " +
-                   std::to_string(ni) + " images\n";
+  for (const auto& q : x.req.queries) ids.push_back(g.encode(q, max_len));
+  const TestSetScores scored = score_captions(*x.run.model, ids, *g.source, x.cfg, "retrieve " + g.name, x.log);
+  const auto top = top_k(scored.scores, nq, ni, x.req.top, /*by_row=*/true);
+  std::string md;
+  result["queries"] = json::array();
   for (int64_t q = 0; q < nq; ++q) {
-    const float* row = s.data() + q * ni;
-    json entry = {{"caption", req.queries[q]}, {"tokens", ids[q].size()}, {"top", json::array()}};
-    md += "\n**" + markdown_cell(req.queries[q]) + "**";
-    const auto unknown = unknown_words(g, req.queries[q]);
+    const std::vector<float> row(scored.scores.begin() + q * ni, scored.scores.begin() + (q + 1) * ni);
+    const std::string& text = x.req.queries[q];
+    json entry = {{"caption", text}, {"tokens", ids[q].size()}, {"top", json::array()}};
+    md += "\n**" + markdown_cell(text) + "**";
+    const auto unknown = unknown_words(g, text);
     entry["unknown"] = unknown;
     if (!unknown.empty()) {
       std::string list;
       for (const auto& w : unknown) list += (list.empty() ? "" : ", ") + w;
       md += " - read with [UNK] for: " + markdown_cell(list);
-      log << "mmt retrieve: warning: '" << req.queries[q] << "': the run's vocabulary lacks " << list << " (read as [UNK])\n";
+      x.log << "mmt retrieve: warning: '" << text << "': the run's vocabulary lacks " << list << " (read as [UNK])\n";
     }
-    const bool truncated = static_cast<int64_t>(g.encode(req.queries[q], 1 << 20).size()) > max_len;
+    const bool truncated = static_cast<int64_t>(g.encode(text, 1 << 20).size()) > max_len;
     entry["truncated"] = truncated;
     if (truncated) {
       md += " - cut to the model's " + std::to_string(max_len) + " tokens";
-      log << "mmt retrieve: warning: '" << req.queries[q] << "' is longer than model.max_text_len (" << max_len
-          << " tokens with [CLS] and [SEP]); the rest is not read\n";
+      x.log << "mmt retrieve: warning: '" << text << "' is longer than model.max_text_len (" << max_len
+            << " tokens with [CLS] and [SEP]); the rest is not read\n";
     }
-    // One of the set's own captions: its image(s) and where they rank (1 + the images scored
-    // higher; ties counted apart), and on a synthetic set how many images it is true of.
+    // One of the set's own captions: its image(s) and where they rank, and on a synthetic set
+    // how many images it is true of.
     const synth::CaptionContent* content = nullptr;
     std::vector<int64_t> own;
-    for (size_t k = 0; k < set_ids.size(); ++k)
-      if (set_ids[k] == ids[q]) {
+    for (size_t k = 0; k < x.set_ids.size(); ++k)
+      if (x.set_ids[k] == ids[q]) {
         if (std::find(own.begin(), own.end(), g.caption_image[k]) == own.end()) own.push_back(g.caption_image[k]);
         if (g.synthetic && !content) content = &g.synthetic->captions[k].content;
       }
+    std::vector<std::pair<int64_t, int64_t>> rows;  // (rank, image): the top, then its own images below it
+    for (size_t r = 0; r < top[q].size(); ++r) rows.push_back({static_cast<int64_t>(r) + 1, top[q][r]});
     if (own.empty()) {
       md += " - not one of the set's captions\n\n";
     } else {
       entry["in_set"] = {{"images", json::array()}};
       std::string where;
       for (int64_t i : own) {
-        int64_t above = 0, ties = 0;
-        for (int64_t j = 0; j < ni; ++j) above += row[j] > row[i], ties += j != i && row[j] == row[i];
-        entry["in_set"]["images"].push_back({{"image", g.image_names[i]}, {"rank", above + 1}, {"ties", ties}});
-        where += std::string(where.empty() ? "" : "; ") + "image " + g.image_names[i] + " ranks " + std::to_string(above + 1) +
+        const auto [rank, ties] = rank_of(row, i);
+        entry["in_set"]["images"].push_back({{"image", g.image_names[i]}, {"rank", rank}, {"ties", ties}});
+        where += std::string(where.empty() ? "" : "; ") + "image " + g.image_names[i] + " ranks " + std::to_string(rank) +
                  (ties ? " (tied with " + std::to_string(ties) + ")" : "");
+        if (std::find(top[q].begin(), top[q].end(), i) == top[q].end()) rows.push_back({rank, i});
       }
       md += " - the set's caption of " + markdown_cell(where);
       if (content) {
@@ -188,15 +206,9 @@ json retrieve(const RetrieveRequest& req, std::ostream& out, std::ostream& log) 
       md += "\n\n";
     }
     md += std::string("| rank | score | image | ") + (g.synthetic ? "the scene" : "its first caption") + " |" +
-          (content ? " caption true of it |" : "") +
-          "\n|---:|---:|---|---|" + (content ? "---|" : "") + "\n";
-    // The top images, then the caption's own images ranked below them (rank as above).
-    std::vector<std::pair<int64_t, int64_t>> rows;  // (rank, image)
-    for (size_t r = 0; r < top[q].size(); ++r) rows.push_back({static_cast<int64_t>(r) + 1, top[q][r]});
-    for (size_t k = 0; k < own.size(); ++k)
-      if (std::find(top[q].begin(), top[q].end(), own[k]) == top[q].end())
-        rows.push_back({entry["in_set"]["images"][k]["rank"].get<int64_t>(), own[k]});
-    for (const auto& [rank, i] : rows) {
+          (content ? " caption true of it |" : "") + "\n|---:|---:|---|---|" + (content ? "---|" : "") + "\n";
+    for (size_t r = 0; r < rows.size(); ++r) {
+      const auto [rank, i] = rows[r];
       json hit = {{"rank", rank}, {"image", g.image_names[i]}, {"score", row[i]}, {"shows", g.shows[i]}};
       const bool is_own = std::find(own.begin(), own.end(), i) != own.end();
       md += "| " + std::to_string(rank) + " | " + format_score(row[i]) + " | " + markdown_cell(g.image_names[i]) +
@@ -206,14 +218,115 @@ json retrieve(const RetrieveRequest& req, std::ostream& out, std::ostream& log) 
         hit["caption_true"] = t;
         md += t ? " yes |" : " no |";
       }
-      if (rank > req.top) entry["own_below"].push_back(hit);
-      else entry["top"].push_back(hit);
+      entry[r < top[q].size() ? "top" : "own_below"].push_back(hit);
       md += "\n";
     }
     result["queries"].push_back(entry);
   }
+  return md;
+}
+
+// Image queries -> the set's distinct captions (identical token ids once).
+std::string image_queries(Search& x, json& result) {
+  const Gallery& g = x.g;
+  std::vector<int64_t> images;
+  for (const auto& name : x.req.image_queries) {
+    auto it = std::find(g.image_names.begin(), g.image_names.end(), name);
+    if (it == g.image_names.end())
+      throw Error("mmt retrieve: --image '" + name + "' is not an image of " + g.name + " (" +
+                  (g.synthetic ? "an index from 0 to " + std::to_string(g.image_names.size() - 1)
+                               : "a file name such as " + g.image_names.front()) + ")");
+    images.push_back(it - g.image_names.begin());
+  }
+  const DistinctCaptions distinct = distinct_captions(x.set_ids);
+  const int64_t nd = static_cast<int64_t>(distinct.rows.size()), nq = static_cast<int64_t>(images.size());
+  std::vector<std::vector<bool>> own(static_cast<size_t>(nq), std::vector<bool>(static_cast<size_t>(nd), false));
+  std::vector<int64_t> first_text(static_cast<size_t>(nd), -1);  // a caption text of each distinct row
+  for (size_t k = x.set_ids.size(); k-- > 0;) {
+    const int64_t d = distinct.row_of[k];
+    first_text[d] = static_cast<int64_t>(k);
+    for (int64_t q = 0; q < nq; ++q)
+      if (g.caption_image[k] == images[q]) own[q][d] = true;
+  }
+  const SubsetImages asked(*g.source, images);
+  const TestSetScores scored = score_captions(*x.run.model, distinct.rows, asked, x.cfg, "retrieve captions", x.log);
+  const auto top = top_k(scored.scores, nd, nq, x.req.top, /*by_row=*/false);
+  std::string md;
+  result["image_queries"] = json::array();
+  for (int64_t q = 0; q < nq; ++q) {
+    const int64_t i = images[q];
+    std::vector<float> column(static_cast<size_t>(nd));
+    for (int64_t d = 0; d < nd; ++d) column[d] = scored.scores[d * nq + q];
+    json entry = {{"image", g.image_names[i]}, {"shows", g.shows[i]}, {"top", json::array()}, {"own", json::array()}};
+    md += "\n**image " + markdown_cell(g.image_names[i]) + "**: " + markdown_cell(g.shows[i]);
+    std::vector<std::pair<int64_t, int64_t>> rows;  // (rank, distinct caption)
+    for (size_t r = 0; r < top[q].size(); ++r) rows.push_back({static_cast<int64_t>(r) + 1, top[q][r]});
+    int64_t best = nd + 1, own_count = 0;
+    for (int64_t d = 0; d < nd; ++d)
+      if (own[q][d]) {
+        const auto [rank, ties] = rank_of(column, d);
+        ++own_count, best = std::min(best, rank);
+        entry["own"].push_back({{"caption", g.captions[first_text[d]]}, {"score", column[d]}, {"rank", rank}, {"ties", ties}});
+        if (std::find(top[q].begin(), top[q].end(), d) == top[q].end()) rows.push_back({rank, d});
+      }
+    std::sort(rows.begin() + static_cast<std::ptrdiff_t>(top[q].size()), rows.end());
+    md += " - its " + std::to_string(own_count) + " caption" + (own_count == 1 ? "" : "s") + " rank" +
+          (own_count == 1 ? "s " : " ") + (own_count ? std::to_string(best) + " at best" : "nowhere") +
+          " among the set's " + std::to_string(nd) + " distinct captions";
+    int64_t true_count = 0;
+    if (g.synthetic) {
+      for (int64_t d = 0; d < nd; ++d)
+        true_count += synth::caption_true_of(g.synthetic->captions[first_text[d]].content, g.synthetic->images[i]);
+      entry["true_captions"] = true_count;
+      md += "; " + std::to_string(true_count) + " of them are true of it";
+    }
+    md += std::string("\n\n| rank | score | caption |") + (g.synthetic ? " true of it |" : "") + "\n|---:|---:|---|" +
+          (g.synthetic ? "---|" : "") + "\n";
+    for (size_t r = 0; r < rows.size(); ++r) {
+      const auto [rank, d] = rows[r];
+      const std::string& text = g.captions[first_text[d]];
+      json hit = {{"rank", rank}, {"caption", text}, {"score", column[d]}, {"own", static_cast<bool>(own[q][d])}};
+      md += "| " + std::to_string(rank) + " | " + format_score(column[d]) + " | " + markdown_cell(text) +
+            (own[q][d] ? " (its own)" : "") + " |";
+      if (g.synthetic) {
+        const bool t = synth::caption_true_of(g.synthetic->captions[first_text[d]].content, g.synthetic->images[i]);
+        hit["true"] = t;
+        md += t ? " yes |" : " no |";
+      }
+      if (r < top[q].size()) entry["top"].push_back(hit);
+      md += "\n";
+    }
+    result["image_queries"].push_back(entry);
+  }
+  return md;
+}
+
+}  // namespace
+
+json retrieve(const RetrieveRequest& req, std::ostream& out, std::ostream& log) {
+  if (req.queries.empty() && req.image_queries.empty())
+    throw Error("mmt retrieve: nothing to search for (give captions as arguments or --captions FILE, or --image)");
+  if (req.top < 1) throw Error("mmt retrieve: --top must be at least 1");
+  LoadedRun run = load_run(req.run_dir, req.best);
+  const ExperimentConfig cfg = eval_config(req.run_dir, req.overrides);
+  log << "mmt retrieve: " << configure_runtime(cfg.runtime, log) << "\n";
+  const Gallery g = open_gallery(req, cfg, run);
+  Search x{req, cfg, run, g, log, {}};
+  for (const auto& c : g.captions) x.set_ids.push_back(g.encode(c, cfg.model.max_text_len));
+
+  json result = {{"run", req.run_dir},
+                 {"step", run.step},
+                 {"weights", req.best ? "best (validation RSUM during training)" : "final"},
+                 {"mode", cfg.eval.mode},
+                 {"images", {{"set", g.name}, {"count", g.image_names.size()}}}};
+  std::string md = "## mmt retrieve: " + req.run_dir + " (step " + std::to_string(run.step) + ", " +
+                   (req.best ? "best" : "final") + " weights, " + mode_phrase(cfg) + "), " + g.name + ": " +
+                   std::to_string(g.image_names.size()) + " images, " + std::to_string(g.captions.size()) + " captions\n";
+  if (!req.queries.empty()) md += caption_queries(x, result);
+  if (!req.image_queries.empty()) md += image_queries(x, result);
   md += "\nScores: " + mode_phrase(cfg) + " (the ITM logit margin, or a dual encoder's scaled cosine: higher is a better "
-        "match; comparable within a query). Ties keep the lower image index first.\n";
+        "match; comparable within a query). Rank: 1 + the candidates scored higher; in the top rows ties keep the lower "
+        "index first.\n";
   out << md << std::flush;
   return result;
 }

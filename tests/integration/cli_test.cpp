@@ -87,6 +87,40 @@ TEST(Cli, TrainThenEvalBeatsChanceByFiveTimes) {
   EXPECT_NE(ret.err.find("lacks zebra"), std::string::npos) << ret.err;
   EXPECT_NE(ret.out.find("| rank | score | image | the scene | caption true of it |"), std::string::npos) << ret.out;
   EXPECT_NE(ret.out.find(" (its own) | "), std::string::npos) << ret.out;  // missed at R@1: listed below the top 3 or in it
+  // The other way: the missed caption's image against the set's distinct captions. Its own
+  // captions are marked and true of it, their scores are eval's (same column of the matrix), and
+  // the top caption scores at least as high as each of them.
+  const std::string image = std::to_string(miss["image"].get<int64_t>());
+  const auto by_image = run_mmt("retrieve --run " + run + " --image " + image + " --json " + own("by_image.json"));
+  ASSERT_EQ(by_image.status, 0) << by_image.err;
+  const json iq = json::parse(slurp(own("by_image.json")))["image_queries"].at(0);
+  EXPECT_EQ(iq["image"], image);
+  ASSERT_EQ(iq["top"].size(), 5u) << iq.dump();
+  const double best = iq["top"][0]["score"].get<double>();
+  bool missed_listed = false;
+  for (const json& o : iq["own"]) {
+    missed_listed |= o["caption"] == miss["caption"];
+    EXPECT_GE(o["rank"].get<int64_t>(), 1);
+  }
+  EXPECT_TRUE(missed_listed) << iq.dump();
+  for (const json& hit : iq["top"]) {
+    EXPECT_LE(hit["score"].get<double>(), best + 1e-6);
+    if (hit["own"].get<bool>()) EXPECT_TRUE(hit["true"].get<bool>()) << hit.dump();
+  }
+  // Eval's column for the image: the missed caption's score there is the one retrieve ranks, and
+  // its rank is below every listed caption scored clearly higher.
+  for (const json& o : iq["own"])
+    if (o["caption"] == miss["caption"]) {
+      EXPECT_NEAR(o["score"].get<double>(), scores[row * ni + miss["image"].get<int64_t>()], 1e-4) << o.dump();
+      int64_t higher = 0;
+      for (const json& hit : iq["top"]) higher += hit["score"].get<double>() > o["score"].get<double>() + 1e-5;
+      EXPECT_GT(o["rank"].get<int64_t>(), higher) << o.dump() << iq.dump();
+    }
+  EXPECT_GE(iq["true_captions"].get<int64_t>(), static_cast<int64_t>(iq["own"].size()));
+  const auto bad_image = run_mmt("retrieve --run " + run + " --image 999");
+  EXPECT_EQ(bad_image.status, 2);
+  EXPECT_NE(bad_image.err.find("an index from 0 to 49"), std::string::npos) << bad_image.err;
+
   const auto no_set = run_mmt("retrieve --run " + run + " \"a cross\" --test-set hard");
   EXPECT_EQ(no_set.status, 2);
   EXPECT_NE(no_set.err.find("easy"), std::string::npos) << no_set.err;  // the valid names

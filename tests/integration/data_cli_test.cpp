@@ -251,6 +251,19 @@ TEST(DataCli, ProtocolEvalLabelsZeroShotHonestly) {
   for (const auto& hit : rq["top"])
     if (hit["image"] == first_file) EXPECT_EQ(hit["shows"], first_caption);
   EXPECT_FALSE(rq["in_set"].contains("true_of"));  // real images: no truth to judge by
+  // By image (its file name): the split's 10 captions read alike to this vocabulary, so they are
+  // one distinct caption, the image's own.
+  ASSERT_EQ(run_mmt("retrieve --run " + dir + "a --protocol test --karpathy " + karpathy + " --images " + images +
+                    " --image " + first_file + " --json " + dir + "by_image.json").status, 0);
+  const json iq = json::parse(slurp(dir + "by_image.json"))["image_queries"][0];
+  ASSERT_EQ(iq["top"].size(), 1u) << iq.dump();
+  EXPECT_TRUE(iq["top"][0]["own"].get<bool>());
+  EXPECT_EQ(iq["own"].size(), 1u);
+  EXPECT_FALSE(iq.contains("true_captions"));
+  const auto bad_image = run_mmt("retrieve --run " + dir + "a --protocol test --karpathy " + karpathy + " --images " +
+                                 images + " --image 0");
+  EXPECT_EQ(bad_image.status, 2);
+  EXPECT_NE(bad_image.err.find("a file name such as " + first_file), std::string::npos) << bad_image.err;
   const auto no_split = run_mmt("retrieve --run " + dir + "a --protocol test --karpathy " + karpathy + " --images " + images +
                                 " --split fold9 \"a cat\"");
   EXPECT_EQ(no_split.status, 2);

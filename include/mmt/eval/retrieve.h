@@ -4,7 +4,9 @@
  * with their scores and what they show. A query that is one of the set's own captions also gets
  * the rank of its image, and on a synthetic set whether the caption is true of each image listed
  * (the world decides it exactly): an image ranked above the caption's own is then either a
- * mistake or another image the caption also describes. Nothing is written to the run. */
+ * mistake or another image the caption also describes. The other direction too: an image of the
+ * set (--image) against the set's distinct captions, its own ones marked, and on a synthetic set
+ * which captions are true of it. Nothing is written to the run. */
 #pragma once
 #include <cstdint>
 #include <iosfwd>
@@ -18,6 +20,7 @@ struct RetrieveRequest {
   std::string run_dir;
   bool best = false;                   // <run>/best's weights
   std::vector<std::string> queries;    // captions, as written
+  std::vector<std::string> image_queries;  // images of the set (synthetic: index; real: file name)
   std::string test_set;                // synthetic: easy, binding (default: the run's first eval.test_sets)
   std::string protocol, karpathy;      // real images: a protocol (eval/protocols.h) of a Karpathy file
   std::string images, features;        // its image folder, region features
@@ -29,7 +32,9 @@ struct RetrieveRequest {
 /// Scores the queries and returns {"run", "step", "weights", "images": {set, count}, "mode",
 /// "queries": [{"caption", "tokens", "unknown", "truncated", "top": [{"rank", "image", "score",
 /// "shows", "caption_true"?}], "in_set"?: {"images": [{"image", "rank", "ties"}], "true_of"?},
-/// "own_below"?: [the caption's own images ranked below the top, as in "top"]}]}.
+/// "own_below"?: [the caption's own images ranked below the top, as in "top"]}],
+/// "image_queries": [{"image", "shows", "top": [{"rank", "caption", "score", "own", "true"?}],
+/// "own": [{"caption", "score", "rank", "ties"}], "true_captions"?}]}.
 /// Prints a Markdown table per query to `out`, progress and warnings (words the vocabulary lacks,
 /// truncation) to `log`.
 nlohmann::json retrieve(const RetrieveRequest& request, std::ostream& out, std::ostream& log);
