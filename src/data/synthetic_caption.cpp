@@ -2,6 +2,8 @@
  * bag-of-words) that define the test sets' ceilings. */
 #include <algorithm>
 #include <array>
+#include <iterator>
+#include <optional>
 #include <set>
 
 #include "mmt/data/synthetic_world.h"
@@ -203,6 +205,92 @@ bool assign(const CaptionContent& c, const Scene& s, std::vector<int>& map, std:
 }
 
 }  // namespace
+
+namespace {
+
+// A reader of the grammar's word sequences (parse_caption): each method consumes what it accepts.
+class CaptionReader {
+ public:
+  explicit CaptionReader(std::vector<std::string> words) : w_(std::move(words)) {}
+  bool done() const { return at_ == w_.size(); }
+  // Consumes the phrase if the next words are it.
+  bool accept(const std::string& phrase) {
+    size_t at = at_;
+    for (size_t from = 0, space; from <= phrase.size(); from = space + 1) {
+      space = std::min(phrase.find(' ', from), phrase.size());
+      if (at == w_.size() || w_[at] != phrase.substr(from, space - from)) return false;
+      ++at;
+    }
+    at_ = at;
+    return true;
+  }
+  // The index of the phrase of `options` the next words are (consumed), or -1.
+  template <typename Options>
+  int one_of(const Options& options) {
+    for (size_t i = 0; i < std::size(options); ++i)
+      if (*options[i] && accept(options[i])) return static_cast<int>(i);
+    return -1;
+  }
+  // "a|an <size>? <colour>? <shape|shape|object>".
+  bool object(CaptionContent& c) {
+    if (!accept("a") && !accept("an")) return false;
+    ObjectRef ref;
+    for (int size = 0; size < kNumSizes && ref.size < 0; ++size)
+      if (accept(kSizeWords[size][0]) || accept(kSizeWords[size][1])) ref.size = size;
+    const auto& colours = colour_words();
+    for (size_t k = 0; k < colours.size() && ref.colour < 0; ++k)
+      if (accept(colours[k])) ref.colour = static_cast<int>(k);
+    const auto& shapes = shape_words();
+    for (size_t k = 0; k < shapes.size() && ref.shape < 0; ++k)
+      if (accept(shapes[k])) ref.shape = static_cast<int>(k);
+    if (ref.shape < 0 && !accept("shape") && !accept("object")) return false;
+    c.objects.push_back(ref);
+    return true;
+  }
+
+ private:
+  std::vector<std::string> w_;
+  size_t at_ = 0;
+};
+
+}  // namespace
+
+std::optional<CaptionContent> parse_caption(const std::string& text) {
+  std::vector<std::string> words = Vocab::basic_tokenize(text);
+  if (!words.empty() && words.back() == ".") words.pop_back();
+  CaptionReader in(words);
+  CaptionContent c;
+  static const char* const kRelations[] = {"to the left of", "to the right of", "above", "below"};
+  static const char* const kPlaces[] = {"", "on the left", "on the right", "at the top", "at the bottom"};
+  const int count = in.one_of(kCountWords);
+  if (count >= 0) {  // "three shapes including <a>", "one object : <a>"
+    const bool one = count == 1;
+    if (!(one ? in.accept("shape") || in.accept("object") : in.accept("shapes") || in.accept("objects")) ||
+        !in.accept(one ? ":" : "including") || !in.object(c) || !in.done())
+      return std::nullopt;
+    c.count = count;
+    return c;
+  }
+  in.accept("there is") || in.accept("a picture of") || in.accept("an image with");
+  if (!in.object(c)) return std::nullopt;
+  if (const int rel = in.one_of(kRelations); rel >= 0) {  // "<a> <relation> <b>"
+    if (!in.object(c)) return std::nullopt;
+    c.relations.push_back({0, 1, static_cast<Relation>(rel)});
+  } else if (const int place = in.one_of(kPlaces); place > 0) {  // "<a> <place>"
+    c.objects[0].place = static_cast<Place>(place);
+  } else {  // "<a>", "<a> and <b>", "<a> , <b> and <c>"
+    int commas = 0;
+    for (; in.accept(","); ++commas)
+      if (!in.object(c)) return std::nullopt;
+    if (in.accept("and")) {
+      if (!in.object(c)) return std::nullopt;
+    } else if (commas > 0) {
+      return std::nullopt;  // a list ends with "and <x>"
+    }
+  }
+  if (!in.done()) return std::nullopt;
+  return c;
+}
 
 bool caption_true_of(const CaptionContent& c, const Scene& scene) {
   if (c.count >= 0 && c.count != static_cast<int>(scene.objects.size())) return false;

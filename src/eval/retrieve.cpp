@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <ostream>
 #include <sstream>
@@ -173,19 +174,21 @@ std::string caption_queries(Search& x, json& result) {
       x.log << "mmt retrieve: warning: '" << text << "' is longer than model.max_text_len (" << max_len
             << " tokens with [CLS] and [SEP]); the rest is not read\n";
     }
-    // One of the set's own captions: its image(s) and where they rank, and on a synthetic set
-    // how many images it is true of.
-    const synth::CaptionContent* content = nullptr;
+    // One of the set's own captions: its image(s) and where they rank. On a synthetic set, what
+    // the caption asserts (the set caption's content, or the query read in the grammar) judges
+    // every image.
+    std::optional<synth::CaptionContent> content;
     std::vector<int64_t> own;
     for (size_t k = 0; k < x.set_ids.size(); ++k)
       if (x.set_ids[k] == ids[q]) {
         if (std::find(own.begin(), own.end(), g.caption_image[k]) == own.end()) own.push_back(g.caption_image[k]);
-        if (g.synthetic && !content) content = &g.synthetic->captions[k].content;
+        if (g.synthetic && !content) content = g.synthetic->captions[k].content;
       }
+    if (g.synthetic && !content) content = synth::parse_caption(text);
     std::vector<std::pair<int64_t, int64_t>> rows;  // (rank, image): the top, then its own images below it
     for (size_t r = 0; r < top[q].size(); ++r) rows.push_back({static_cast<int64_t>(r) + 1, top[q][r]});
     if (own.empty()) {
-      md += " - not one of the set's captions\n\n";
+      md += " - not one of the set's captions";
     } else {
       entry["in_set"] = {{"images", json::array()}};
       std::string where;
@@ -197,14 +200,25 @@ std::string caption_queries(Search& x, json& result) {
         if (std::find(top[q].begin(), top[q].end(), i) == top[q].end()) rows.push_back({rank, i});
       }
       md += " - the set's caption of " + markdown_cell(where);
-      if (content) {
-        int64_t true_of = 0;
-        for (const auto& scene : g.synthetic->images) true_of += synth::caption_true_of(*content, scene);
-        entry["in_set"]["true_of"] = true_of;
-        md += "; true of " + std::to_string(true_of) + " of the " + std::to_string(ni) + " images";
-      }
-      md += "\n\n";
     }
+    if (content) {  // how many images it is true of, and where the best-ranked of them is
+      int64_t true_of = 0, first_true = 0;
+      for (int64_t i = 0; i < ni; ++i)
+        if (synth::caption_true_of(*content, g.synthetic->images[i])) {
+          ++true_of;
+          const int64_t rank = rank_of(row, i).first;
+          first_true = first_true ? std::min(first_true, rank) : rank;
+        }
+      entry["true_of"] = true_of;
+      md += "; true of " + std::to_string(true_of) + " of the " + std::to_string(ni) + " images";
+      if (true_of) {
+        entry["first_true_rank"] = first_true;
+        md += ", the best-ranked of them at rank " + std::to_string(first_true);
+      }
+    } else if (g.synthetic) {
+      md += "; not in the synthetic grammar, so not judged true or false";
+    }
+    md += "\n\n";
     md += std::string("| rank | score | image | ") + (g.synthetic ? "the scene" : "its first caption") + " |" +
           (content ? " caption true of it |" : "") + "\n|---:|---:|---|---|" + (content ? "---|" : "") + "\n";
     for (size_t r = 0; r < rows.size(); ++r) {

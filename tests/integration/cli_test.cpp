@@ -80,10 +80,26 @@ TEST(Cli, TrainThenEvalBeatsChanceByFiveTimes) {
       EXPECT_GE(o["rank"].get<double>() + o["ties"].get<double>(), miss["rank"].get<double>() - 1e-9) << o.dump();
     }
   EXPECT_TRUE(found) << q.dump();
-  EXPECT_GE(q["in_set"]["true_of"].get<int64_t>(), 1);
+  EXPECT_GE(q["true_of"].get<int64_t>(), 1);  // its own image at least
+  // The best-ranked image the caption is true of: its own, or one listed above it.
+  int64_t first_true = miss["rank"].get<int64_t>() + 100;
+  for (const json& hit : q["top"])
+    if (hit["caption_true"].get<bool>()) first_true = std::min(first_true, hit["rank"].get<int64_t>());
+  for (const json& o : q["in_set"]["images"]) first_true = std::min(first_true, o["rank"].get<int64_t>());
+  EXPECT_EQ(q["first_true_rank"].get<int64_t>(), first_true) << q.dump();
   EXPECT_EQ(q["unknown"].size(), 0u);
   EXPECT_EQ(rj["queries"][1]["unknown"], json::array({"zebra"}));
   EXPECT_FALSE(rj["queries"][1].contains("in_set"));
+  EXPECT_FALSE(rj["queries"][1].contains("true_of"));  // not in the grammar: not judged
+  EXPECT_NE(ret.out.find("not in the synthetic grammar"), std::string::npos) << ret.out;
+  // A caption of the grammar the set may not hold is judged all the same.
+  const auto free = run_mmt("retrieve --run " + run + " \"A red circle at the top.\" --top 50 --json " + own("free.json"));
+  ASSERT_EQ(free.status, 0) << free.err;
+  const json fq = json::parse(slurp(own("free.json")))["queries"][0];
+  ASSERT_TRUE(fq.contains("true_of")) << fq.dump();
+  int64_t listed_true = 0;
+  for (const json& hit : fq["top"]) listed_true += hit["caption_true"].get<bool>();
+  EXPECT_EQ(listed_true, fq["true_of"].get<int64_t>()) << fq.dump();  // all 50 images listed
   EXPECT_NE(ret.err.find("lacks zebra"), std::string::npos) << ret.err;
   EXPECT_NE(ret.out.find("| rank | score | image | the scene | caption true of it |"), std::string::npos) << ret.out;
   EXPECT_NE(ret.out.find(" (its own) | "), std::string::npos) << ret.out;  // missed at R@1: listed below the top 3 or in it

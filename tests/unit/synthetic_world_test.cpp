@@ -277,5 +277,56 @@ TEST(SyntheticWorld, DescribeSceneListsObjectsLeftToRightWithTheirPlaces) {
   EXPECT_TRUE(caption_true_of(c, s));  // what the description says of it, the caption's truth agrees with
 }
 
+bool same_content(const CaptionContent& a, const CaptionContent& b) {
+  if (a.count != b.count || a.objects.size() != b.objects.size() || a.relations.size() != b.relations.size()) return false;
+  for (size_t k = 0; k < a.objects.size(); ++k) {
+    const ObjectRef &x = a.objects[k], &y = b.objects[k];
+    if (x.shape != y.shape || x.colour != y.colour || x.size != y.size || x.place != y.place) return false;
+  }
+  for (size_t k = 0; k < a.relations.size(); ++k)
+    if (a.relations[k].a != b.relations[k].a || a.relations[k].b != b.relations[k].b ||
+        a.relations[k].rel != b.relations[k].rel)
+      return false;
+  return true;
+}
+
+// parse_caption reads every test caption back to the content it was generated from (so a caption a
+// user writes in the grammar is judged as the world judges its own), and refuses what the grammar
+// cannot say.
+TEST(SyntheticWorld, ParseCaptionReadsBackWhatTheGrammarGenerated) {
+  const World w(small_options());
+  int64_t read = 0;
+  for (const char* set : {"easy", "binding"})
+    for (const Caption& c : w.test_set(set).captions) {
+      const auto parsed = parse_caption(c.text);
+      ASSERT_TRUE(parsed.has_value()) << c.text;
+      ASSERT_TRUE(same_content(*parsed, c.content)) << c.text;
+      ++read;
+    }
+  EXPECT_GT(read, 500);
+  // Every form, written by hand, in any case, with a final full stop.
+  const auto relation = parse_caption("There is a Big Red Star to the left of a shape.");
+  ASSERT_TRUE(relation.has_value());
+  ASSERT_EQ(relation->objects.size(), 2u);
+  EXPECT_EQ(relation->objects[0].size, 1);
+  EXPECT_EQ(relation->objects[0].colour, 0);
+  EXPECT_EQ(relation->objects[0].shape, 6);
+  EXPECT_EQ(relation->objects[1].shape, -1);
+  ASSERT_EQ(relation->relations.size(), 1u);
+  EXPECT_EQ(relation->relations[0].rel, Relation::kLeftOf);
+  const auto place = parse_caption("a ring at the bottom");
+  ASSERT_TRUE(place.has_value());
+  EXPECT_EQ(place->objects[0].place, Place::kBottom);
+  const auto counted = parse_caption("three objects including a blue square");
+  ASSERT_TRUE(counted.has_value());
+  EXPECT_EQ(counted->count, 3);
+  const auto list = parse_caption("a picture of a circle , a red shape and a small star");
+  ASSERT_TRUE(list.has_value());
+  EXPECT_EQ(list->objects.size(), 3u);
+  for (const char* bad : {"", "a zebra", "red star", "there is", "a circle , a square", "a circle and", "one shapes : a circle",
+                          "three shapes : a circle", "a star on the moon", "a circle above"})
+    EXPECT_FALSE(parse_caption(bad).has_value()) << bad;
+}
+
 }  // namespace
 }  // namespace mmt::synth

@@ -18,6 +18,7 @@
 
 #include <cstdint>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_set>
 #include <vector>
@@ -86,6 +87,11 @@ Caption sample_caption(const Scene& scene, Rng& rng);
 /// content words only), phrase (one object's noun phrase, Visual Genome), narrative (two or three
 /// statements joined, Localized Narratives). Always true of `scene` (noise is applied by World).
 Caption styled_caption(const Scene& scene, const std::string& style, Rng& rng);
+
+/// What a caption of the grammar asserts, read back from its text (any case; a final "." is
+/// ignored): the content sample_caption generated it from, or nullopt for text the grammar cannot
+/// produce. Lets any grammatical caption - one a user writes - be judged with caption_true_of.
+std::optional<CaptionContent> parse_caption(const std::string& text);
 
 /// The perfect matcher: the caption's objects map to distinct scene objects satisfying every
 /// attribute, place and relation, and the count (if any) is right.

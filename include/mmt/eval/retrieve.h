@@ -2,9 +2,10 @@
  * against every image of a test set - a synthetic one, or a real protocol's split - in the run's
  * eval.mode (exact ITM scores by default, as `mmt eval` ranks them), and the top images are listed
  * with their scores and what they show. A query that is one of the set's own captions also gets
- * the rank of its image, and on a synthetic set whether the caption is true of each image listed
- * (the world decides it exactly): an image ranked above the caption's own is then either a
- * mistake or another image the caption also describes. The other direction too: an image of the
+ * the rank of its image. On a synthetic set, a query the caption grammar can say (any of the set's
+ * captions, or one written in its words) is judged true or false of each image listed and counted
+ * over all of them (the world decides it exactly): an image ranked above the caption's own is then
+ * either a mistake or another image the caption also describes. The other direction too: an image of the
  * set (--image) against the set's distinct captions, its own ones marked, and on a synthetic set
  * which captions are true of it. Nothing is written to the run. */
 #pragma once
@@ -31,7 +32,7 @@ struct RetrieveRequest {
 
 /// Scores the queries and returns {"run", "step", "weights", "images": {set, count}, "mode",
 /// "queries": [{"caption", "tokens", "unknown", "truncated", "top": [{"rank", "image", "score",
-/// "shows", "caption_true"?}], "in_set"?: {"images": [{"image", "rank", "ties"}], "true_of"?},
+/// "shows", "caption_true"?}], "in_set"?: {"images": [{"image", "rank", "ties"}]}, "true_of"?, "first_true_rank"?,
 /// "own_below"?: [the caption's own images ranked below the top, as in "top"]}],
 /// "image_queries": [{"image", "shows", "top": [{"rank", "caption", "score", "own", "true"?}],
 /// "own": [{"caption", "score", "rank", "ties"}], "true_captions"?}]}.
