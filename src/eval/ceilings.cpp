@@ -31,9 +31,12 @@ std::vector<double> likelihood_scores(const synth::TestSet& test) {
 Ceilings test_set_ceilings(const synth::TestSet& t) {
   const int64_t ni = static_cast<int64_t>(t.images.size()), nc = static_cast<int64_t>(t.captions.size());
   Ceilings c;
-  c.chance = retrieval_metrics(std::vector<float>(static_cast<size_t>(nc * ni), 0.f), ni, t.caption_image);
-  c.bag_of_words = retrieval_metrics(bag_of_words_scores(t), ni, t.caption_image);
-  c.truth = retrieval_metrics(truth_scores(t), ni, t.caption_image);
+  const std::vector<float> truth = truth_scores(t), constant(static_cast<size_t>(nc * ni), 0.f), bag = bag_of_words_scores(t);
+  c.chance = retrieval_metrics(constant, ni, t.caption_image);
+  c.bag_of_words = retrieval_metrics(bag, ni, t.caption_image);
+  c.truth = retrieval_metrics(truth, ni, t.caption_image);
+  c.true_at_1.chance = r1_any_relevant(constant, truth, ni);
+  c.true_at_1.bag_of_words = r1_any_relevant(bag, truth, ni);
   // Image retrieval ranks images by P(caption | image); text retrieval ranks captions by the
   // posterior P(image | caption) = P(caption | image) / sum_j P(caption | image j).
   const auto lik = likelihood_scores(t);

@@ -93,11 +93,13 @@ std::string interval_line(const std::string& name, const json& b, const std::str
 }
 
 // eval.examples captions missed at R@1, each with its image and the other image scored highest
-// (`describe(i)`: image i in words - a synthetic scene's objects, a real image's file): a
-// Markdown table, and the same in entry["missed_at_r1"]. Rank 0 only holds the whole matrix.
+// (`describe(i)`: image i in words - a synthetic scene's objects, a real image's file; `is_true(c,
+// i)`, where the data can tell, whether caption c is true of image i - a miss or another image the
+// caption describes): a Markdown table, and the same in entry["missed_at_r1"].
 std::string missed_section(const std::string& name, const TestSetScores& scored, int64_t ni,
                            const std::vector<int64_t>& caption_image, const std::vector<std::string>& captions,
-                           const std::function<std::string(int64_t)>& describe, int64_t k, json& entry) {
+                           const std::function<std::string(int64_t)>& describe,
+                           const std::function<bool(int64_t, int64_t)>& is_true, int64_t k, json& entry) {
   const int64_t nc = static_cast<int64_t>(caption_image.size());
   if (k <= 0 || static_cast<int64_t>(scored.scores.size()) != nc * ni || ni < 2) return "";
   int64_t total = 0;
@@ -106,15 +108,22 @@ std::string missed_section(const std::string& name, const TestSetScores& scored,
   if (missed.empty()) return "";
   std::string md = name + ": " + std::to_string(missed.size()) + " of the " + std::to_string(total) + " captions missed at "
                    "R@1 (evenly spaced over them), each with the other image scored highest\n\n| caption | its image | its "
-                   "image's rank | scored highest instead |\n|---|---|---|---|\n";
+                   "image's rank | scored highest instead |" + (is_true ? " caption true of it |" : "") + "\n|---|---|---|---|" +
+                   (is_true ? "---|" : "") + "\n";
   for (const auto& m : missed) {
     const int64_t own = caption_image[m.caption];
     char rank[32];
     std::snprintf(rank, sizeof rank, "%.1f", m.rank);
     md += "| " + markdown_cell(captions[m.caption]) + " | " + markdown_cell(describe(own)) + " | " + rank + " | " +
-          markdown_cell(describe(m.found)) + " |\n";
-    entry["missed_at_r1"].push_back({{"caption_index", m.caption}, {"caption", captions[m.caption]}, {"image", own},
-                                     {"rank", m.rank}, {"found_image", m.found}, {"found", describe(m.found)}});
+          markdown_cell(describe(m.found)) + " |";
+    json row = {{"caption_index", m.caption}, {"caption", captions[m.caption]}, {"image", own},
+                {"rank", m.rank},          {"found_image", m.found},           {"found", describe(m.found)}};
+    if (is_true) {
+      row["found_true"] = is_true(m.caption, m.found);
+      md += row["found_true"].get<bool>() ? " yes |" : " no |";
+    }
+    md += "\n";
+    entry["missed_at_r1"].push_back(row);
   }
   return md;
 }
@@ -307,9 +316,20 @@ json evaluate_run(const std::string& run_dir, const std::vector<std::string>& ov
     markdown += results_table(title, m, c) + "\n";
     if (entry.contains("bootstrap"))
       markdown += interval_line(name, entry["bootstrap"], "its " + std::to_string(ni) + " test images") + "\n";
-    const std::string missed = missed_section(name, scored, ni, test.caption_image, texts,
-                                              [&](int64_t i) { return synth::describe_scene(test.images[i]); },
-                                              cfg.eval.examples, entry);
+    if (static_cast<int64_t>(scored.scores.size()) == nc * ni) {  // true@1: R@1 without the ambiguous captions' penalty
+      const double t1 = r1_any_relevant(scored.scores, truth_scores(test), ni);
+      entry["true_at_1"] = {{"model", t1}, {"chance", c.true_at_1.chance}, {"bag_of_words", c.true_at_1.bag_of_words}};
+      char line[400];
+      std::snprintf(line, sizeof line,
+                    "%s, true@1 (the top image is one the caption is true of, its own or another): model %.1f, chance "
+                    "%.1f, bag-of-words %.1f (truth and perfect: 100 by construction); R@1 counts its own image only\n\n",
+                    name.c_str(), t1, c.true_at_1.chance, c.true_at_1.bag_of_words);
+      markdown += line;
+    }
+    const std::string missed = missed_section(
+        name, scored, ni, test.caption_image, texts, [&](int64_t i) { return synth::describe_scene(test.images[i]); },
+        [&](int64_t cap, int64_t i) { return synth::caption_true_of(test.captions[cap].content, test.images[i]); },
+        cfg.eval.examples, entry);
     result["test_sets"][name] = entry;
     if (!missed.empty()) markdown += missed + "\n";
   }
@@ -403,7 +423,7 @@ json evaluate_protocol(const std::string& run_dir, const std::string& protocol, 
       intervals += interval_line(split.name, entry["bootstrap"],
                                  "its " + std::to_string(ni) + (protocol == "val" ? " val images" : " test images"));
     const std::string missed = missed_section(split.name, scored, ni, split.caption_image, split.captions,
-                                              [&](int64_t i) { return image_keys[i]; }, cfg.eval.examples, entry);
+                                              [&](int64_t i) { return image_keys[i]; }, nullptr, cfg.eval.examples, entry);
     if (!missed.empty()) examples += "\n" + missed;
     fold_outcomes.push_back(scored.outcomes), fold_maps.push_back(split.caption_image);
     result["splits"][split.name] = entry;

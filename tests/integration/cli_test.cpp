@@ -48,6 +48,13 @@ TEST(Cli, TrainThenEvalBeatsChanceByFiveTimes) {
   EXPECT_NEAR(chance, 100.0 / easy["num_images"].get<double>(), 1e-9);
   EXPECT_GE(r1, 5 * chance) << "image R@1 " << r1 << " vs chance " << chance;
   EXPECT_LE(r1, easy["ceilings"]["perfect"]["image_retrieval"]["r1"].get<double>() + 1e-9);
+  // true@1 counts every image the caption is true of at the top: never below R@1 (its own image is
+  // true), here above chance's share too; each missed caption says whether the image found is true.
+  const json& t1 = easy["true_at_1"];
+  EXPECT_GE(t1["model"].get<double>(), r1 - 1e-9) << t1.dump();
+  EXPECT_GT(t1["model"].get<double>(), 3 * t1["chance"].get<double>()) << t1.dump();
+  EXPECT_NE(eval.out.find("easy, true@1 (the top image is one the caption is true of"), std::string::npos) << eval.out;
+  for (const json& m : easy["missed_at_r1"]) EXPECT_TRUE(m["found_true"].is_boolean()) << m.dump();
 
   // mmt retrieve with one of the test set's captions (a caption eval.json lists as missed at
   // R@1): the same scores as eval's matrix, its image at the rank eval found, the list in score

@@ -177,6 +177,30 @@ TEST(RetrievalMetrics, MissedCaptionsAreEvenlySpacedWithTheStrongestOtherImage) 
   EXPECT_THROW(missed_captions(std::vector<float>(3, 0.f), ni, map, o, 2), std::exception);
 }
 
+// r1_any_relevant against a plain count: the top score's tied images, the relevant share of them;
+// with only the caption's own image relevant it is image R@1.
+TEST(RetrievalMetrics, R1AnyRelevantCountsEveryRelevantImageAtTheTop) {
+  std::mt19937 g(5);
+  const int64_t ni = 12, nc = ni * kPerImage;
+  std::uniform_int_distribution<int> level(0, 3);  // few levels: many ties at the top
+  std::bernoulli_distribution relevant_draw(0.3);
+  std::vector<float> s(static_cast<size_t>(nc * ni)), rel(s.size()), own(s.size(), 0.f);
+  const auto ci = caption_images(ni);
+  for (size_t k = 0; k < s.size(); ++k) s[k] = static_cast<float>(level(g)), rel[k] = relevant_draw(g) ? 1.f : 0.f;
+  for (int64_t c = 0; c < nc; ++c) rel[c * ni + ci[c]] = 1.f, own[c * ni + ci[c]] = 1.f;  // its own image always
+  double expected = 0;
+  for (int64_t c = 0; c < nc; ++c) {
+    const float top = *std::max_element(s.begin() + c * ni, s.begin() + (c + 1) * ni);
+    double at_top = 0, relevant_at_top = 0;
+    for (int64_t i = 0; i < ni; ++i)
+      if (s[c * ni + i] == top) ++at_top, relevant_at_top += rel[c * ni + i];
+    expected += relevant_at_top / at_top;
+  }
+  EXPECT_NEAR(r1_any_relevant(s, rel, ni), 100.0 * expected / static_cast<double>(nc), 1e-9);
+  EXPECT_NEAR(r1_any_relevant(s, own, ni), retrieval_metrics(s, ni, ci).image_retrieval.r1, 1e-9);
+  EXPECT_THROW(r1_any_relevant(s, std::vector<float>(s.size() - 1), ni), std::exception);
+}
+
 TEST(RetrievalMetrics, RejectsMalformedInput) {
   EXPECT_THROW(retrieval_metrics(std::vector<float>(9, 0.f), 2, caption_images(2)), std::exception);
   EXPECT_THROW(retrieval_metrics({}, 0, {}), std::exception);

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <map>
+#include <numeric>
 #include <set>
 #include <unordered_set>
 
@@ -192,6 +193,19 @@ TEST(SyntheticWorld, CeilingsAreOrderedAndBindingDefeatsBagOfWords) {
   }
   const auto easy = test_set_ceilings(w.test_set("easy"));
   const auto binding = test_set_ceilings(w.test_set("binding"));
+  // true@1: chance is the mean share of images a caption is true of; bag-of-words knows more,
+  // and on the binding set much less than on easy (its top images hold the caption's attributes
+  // on the wrong objects).
+  for (const auto& name : test_set_names()) {
+    const auto& t = w.test_set(name);
+    const std::vector<float> truth = truth_scores(t);
+    const double share = std::accumulate(truth.begin(), truth.end(), 0.0) / static_cast<double>(t.captions.size() * t.images.size());
+    const auto c = test_set_ceilings(t);
+    EXPECT_NEAR(c.true_at_1.chance, 100.0 * share, 1e-9) << name;
+    EXPECT_GT(c.true_at_1.bag_of_words, c.true_at_1.chance) << name;
+    EXPECT_GE(c.true_at_1.bag_of_words, c.bag_of_words.image_retrieval.r1 - 1e-9) << name;  // its own image is true
+  }
+  EXPECT_LT(binding.true_at_1.bag_of_words, 0.7 * easy.true_at_1.bag_of_words);
   // On the binding set, knowing the bag of attributes is worth much less.
   EXPECT_LT(binding.bag_of_words.image_retrieval.r1 / binding.truth.image_retrieval.r1,
             0.6 * easy.bag_of_words.image_retrieval.r1 / easy.truth.image_retrieval.r1);

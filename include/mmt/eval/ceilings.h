@@ -23,11 +23,20 @@ namespace synth {
 struct TestSet;
 }
 
+/// How often a scorer's top image is one the caption is true of (r1_any_relevant with the
+/// caption's truth as relevance, percent): R@1 without the penalty for captions that also
+/// describe other images. `truth` and `perfect` score only true images above zero, so theirs is
+/// 100 by construction and left out.
+struct TrueAtOne {
+  double chance = 0, bag_of_words = 0;
+};
+
 struct Ceilings {
   RetrievalMetrics chance;
   RetrievalMetrics bag_of_words;
   RetrievalMetrics truth;
   RetrievalMetrics perfect;
+  TrueAtOne true_at_1;
 };
 
 Ceilings test_set_ceilings(const synth::TestSet& test);

@@ -33,6 +33,11 @@ struct QueryRank {
 /// Ranks one query: scores of all candidates, relevant[i] marks the relevant ones.
 QueryRank rank_query(const float* scores, const std::vector<char>& relevant, int64_t n, int64_t stride = 1);
 
+/// Image retrieval's R@1 with every relevant image a hit, not only the caption's own: the percent
+/// of captions whose top-scored image is relevant (`relevant`: captions x images, nonzero =
+/// relevant, at least one per caption), ties at the top shared as in R@1.
+double r1_any_relevant(const std::vector<float>& scores, const std::vector<float>& relevant, int64_t num_images);
+
 struct DirectionMetrics {
   double r1 = 0, r5 = 0, r10 = 0;  // recall at 1/5/10, in percent
   double median_rank = 0;          // median over queries of the expected rank
