@@ -114,10 +114,11 @@ std::string missed_section(const std::string& name, const TestSetScores& scored,
     const int64_t own = caption_image[m.caption];
     char rank[32];
     std::snprintf(rank, sizeof rank, "%.1f", m.rank);
+    const std::string found = describe(m.found);
     md += "| " + markdown_cell(captions[m.caption]) + " | " + markdown_cell(describe(own)) + " | " + rank + " | " +
-          markdown_cell(describe(m.found)) + " |";
+          markdown_cell(found) + " |";
     json row = {{"caption_index", m.caption}, {"caption", captions[m.caption]}, {"image", own},
-                {"rank", m.rank},          {"found_image", m.found},           {"found", describe(m.found)}};
+                {"rank", m.rank},          {"found_image", m.found},           {"found", found}};
     if (is_true) {
       row["found_true"] = is_true(m.caption, m.found);
       md += row["found_true"].get<bool>() ? " yes |" : " no |";

@@ -193,6 +193,7 @@ std::string report_study(const std::string& out_dir, std::ostream& log) {
       v["image_r1"].push_back(t["image_retrieval"]["r1"]), v["image_r5"].push_back(t["image_retrieval"]["r5"]);
       v["image_r10"].push_back(t["image_retrieval"]["r10"]), v["text_r1"].push_back(t["text_retrieval"]["r1"]);
       v["text_r10"].push_back(t["text_retrieval"]["r10"]);
+      if (t.contains("true_at_1")) v["true_at_1"].push_back(t["true_at_1"]["model"]);
       if (t.contains("ceilings")) c.chance[name] = t["ceilings"]["chance"]["image_retrieval"]["r1"].get<double>();
       else if (t.value("num_images", int64_t{0}) > 0) c.chance[name] = 100.0 / t["num_images"].get<double>();
     }
@@ -290,12 +291,19 @@ std::string report_study(const std::string& out_dir, std::ostream& log) {
     md += "\n## " + group + "\n";
     html += "<h2>" + xml_escape(group) + "</h2>\n";
     for (const auto& ts : test_sets) {
+      // true@1 (synthetic sets, docs/synthetic.md) where any run of the group has it.
+      auto metrics = kMetrics;
+      for (const auto& name : members)
+        if (cells.count(name) && !cells[name].values[ts]["true_at_1"].empty()) {
+          metrics.push_back({"true_at_1", "true@1"});
+          break;
+        }
       md += "\n### " + ts + "\n\n| cell | seeds |";
       html += "<h3>" + xml_escape(ts) + "</h3><table><tr><th>cell</th><th>seeds</th>";
-      for (const auto& [key, label] : kMetrics) md += " " + label + " |", html += "<th>" + label + "</th>";
+      for (const auto& [key, label] : metrics) md += " " + label + " |", html += "<th>" + label + "</th>";
       md += " image R@1 vs base | train match acc. | min / run |\n|---|---|";
       html += "<th>image R@1 vs base</th><th>train match acc.</th><th>min / run</th></tr>\n";
-      for (size_t k = 0; k <= kMetrics.size() + 2; ++k) md += "---|";
+      for (size_t k = 0; k <= metrics.size() + 2; ++k) md += "---|";
       md += "\n";
       const double base_r1 = cells.count("base") ? mean_std(cells["base"].values[ts]["image_r1"]).first : NAN;
       std::vector<std::string> labels;
@@ -311,10 +319,13 @@ std::string report_study(const std::string& out_dir, std::ostream& log) {
                                            : std::to_string(v["image_r1"].size()) + " of " + std::to_string(c.seeds);
         md += "| " + name + " | " + seeds_text + " |";
         html += "<tr><td>" + xml_escape(name) + "</td><td>" + seeds_text + "</td>";
-        for (const auto& [key, label] : kMetrics) {
+        for (const auto& [key, label] : metrics) {
           const auto [m, sd] = mean_std(v[key]);
-          md += " " + fmt(m, sd, static_cast<int64_t>(v[key].size())) + " |";
-          html += "<td>" + fmt(m, sd, static_cast<int64_t>(v[key].size())) + "</td>";
+          std::string text = fmt(m, sd, static_cast<int64_t>(v[key].size()));
+          if (!v[key].empty() && v[key].size() != v["image_r1"].size())  // results from before the metric existed
+            text += " (" + std::to_string(v[key].size()) + " of " + std::to_string(v["image_r1"].size()) + ")";
+          md += " " + text + " |";
+          html += "<td>" + text + "</td>";
           std::string values;
           for (double x : v[key]) values += (values.empty() ? "" : ";") + std::to_string(x);
           char row[512];

@@ -115,6 +115,12 @@ TEST(Study, TwoCellsRunReportAndRerunSkips) {
   EXPECT_NE(vs.find(csv_row), std::string::npos) << csv_row << "\n" << vs;
   EXPECT_NE(vs.find("attention,attention=single_modality,easy,text_r10,"), std::string::npos) << vs;
   EXPECT_NE(slurp(out + "/report.csv").find("attention,attention=single_modality,easy,image_r1,"), std::string::npos);
+  // true@1 (synthetic sets): a column of its own, each run's value in report.csv.
+  EXPECT_NE(md.find("| text R@10 | true@1 | image R@1 vs base |"), std::string::npos) << md;
+  char true1[128];
+  std::snprintf(true1, sizeof true1, "attention,base,easy,true_at_1,%.4f,",
+                json::parse(slurp(out + "/cells/base/seed-1/eval.json"))["test_sets"]["easy"]["true_at_1"]["model"].get<double>());
+  EXPECT_NE(slurp(out + "/report.csv").find(true1), std::string::npos) << true1;
   EXPECT_NE(slurp(out + "/report.html").find("<svg"), std::string::npos);
   EXPECT_TRUE(fs::exists(out + "/charts/attention-easy-r1.svg"));
   EXPECT_TRUE(fs::exists(out + "/charts/attention-loss.svg"));
