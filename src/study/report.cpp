@@ -165,7 +165,13 @@ std::string report_study(const std::string& out_dir, std::ostream& log) {
   std::map<int64_t, double> seed_seconds;  // training + evaluation of the finished runs, per seed
   int64_t missing = 0;
   std::map<std::string, std::set<std::string>> run_sets;  // finished run -> the test sets its result holds
-  for (const auto& r : study["runs"]) {
+  // The runs in seed order: study.json lists them in the order invocations ran them (a later
+  // `--seeds 1` moves seed 1 last), and each cell's values, sums and resamplings should not depend
+  // on that history.
+  std::vector<json> runs(study["runs"].begin(), study["runs"].end());
+  std::stable_sort(runs.begin(), runs.end(),
+                   [](const json& a, const json& b) { return a.value("seed", int64_t{0}) < b.value("seed", int64_t{0}); });
+  for (const auto& r : runs) {
     const std::string dir = out_dir + "/" + r["dir"].get<std::string>();
     CellResults& c = cells[r["cell"].get<std::string>()];
     const std::string result = dir + "/" + r.value("results", std::string("eval.json"));

@@ -6,6 +6,7 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -167,6 +168,16 @@ TEST(Study, PartOfAGridRunsAloneAndTheRestLater) {
   EXPECT_NE(md.find("3 of 4 runs have results"), std::string::npos) << md;
   EXPECT_NE(md.find("| attention=single_modality | 2 |"), std::string::npos) << md;
   EXPECT_EQ(md.find("without a result on every test set"), std::string::npos) << md;
+
+  // The report reads the runs in seed order, not in study.json's order (which follows the
+  // invocations): listing them the other way round changes nothing.
+  const std::string csv_before = slurp(out + "/report.csv"), vs_before = slurp(out + "/report-vs-base.csv");
+  json reversed = json::parse(slurp(out + "/study.json"));
+  std::reverse(reversed["runs"].begin(), reversed["runs"].end());
+  std::ofstream(out + "/study.json") << reversed.dump(2);
+  ASSERT_EQ(run_mmt("study report " + out).status, 0);
+  EXPECT_EQ(slurp(out + "/report.csv"), csv_before);
+  EXPECT_EQ(slurp(out + "/report-vs-base.csv"), vs_before);
 
   // One run holds a test set the others lack (another set evaluated on it alone): the report names
   // the runs without it, and that set's rows say how many of the cell's seeds they average.
