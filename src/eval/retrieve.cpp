@@ -47,6 +47,8 @@ struct Gallery {
 Gallery open_gallery(const RetrieveRequest& req, const ExperimentConfig& cfg, const LoadedRun& run) {
   Gallery g;
   if (req.protocol.empty()) {
+    if (!req.karpathy.empty() || !req.split.empty())
+      throw Error("mmt retrieve: --karpathy and --split choose a real protocol's images; give --protocol too");
     if (cfg.data.source != "synthetic")
       throw Error(req.run_dir + " was trained on real datasets: give the images to search with --protocol and --karpathy "
                   "(a synthetic test set is for runs trained on the synthetic world)");
@@ -72,7 +74,8 @@ Gallery open_gallery(const RetrieveRequest& req, const ExperimentConfig& cfg, co
       std::string names;
       for (const auto& s : splits) names += (names.empty() ? "" : ", ") + s.name;
       it = std::find_if(splits.begin(), splits.end(), [&](const RetrievalSplit& s) { return s.name == req.split; });
-      if (it == splits.end()) throw Error("mmt retrieve: protocol " + req.protocol + " has no split '" + req.split + "' (its splits: " + names + ")");
+      if (it == splits.end())
+        throw Error("mmt retrieve: protocol " + req.protocol + " has no split '" + req.split + "' (its splits: " + names + ")");
     }
     RetrievalSplit& split = *it;
     g.name = split.name;
@@ -264,13 +267,15 @@ std::string image_queries(Search& x, json& result) {
   }
   const SubsetImages asked(*g.source, images);
   const TestSetScores scored = score_captions(*x.run.model, distinct.rows, asked, x.cfg, "retrieve captions", x.log);
-  const auto top = top_k(scored.scores, nd, nq, x.req.top, /*by_row=*/false);
+  // Ranking captions for an image: rerank's image -> caption matrix where it has one.
+  const std::vector<float>& ranked = scored.image_to_caption.empty() ? scored.scores : scored.image_to_caption;
+  const auto top = top_k(ranked, nd, nq, x.req.top, /*by_row=*/false);
   std::string md;
   result["image_queries"] = json::array();
   for (int64_t q = 0; q < nq; ++q) {
     const int64_t i = images[q];
     std::vector<float> column(static_cast<size_t>(nd));
-    for (int64_t d = 0; d < nd; ++d) column[d] = scored.scores[d * nq + q];
+    for (int64_t d = 0; d < nd; ++d) column[d] = ranked[d * nq + q];
     json entry = {{"image", g.image_names[i]}, {"shows", g.shows[i]}, {"top", json::array()}, {"own", json::array()}};
     md += "\n**image " + markdown_cell(g.image_names[i]) + "**: " + markdown_cell(g.shows[i]);
     std::vector<std::pair<int64_t, int64_t>> rows;  // (rank, distinct caption)

@@ -269,6 +269,9 @@ TEST(DataCli, ProtocolEvalLabelsZeroShotHonestly) {
   EXPECT_EQ(no_split.status, 2);
   EXPECT_NE(no_split.err.find("has no split 'fold9' (its splits: test)"), std::string::npos) << no_split.err;
   EXPECT_EQ(run_mmt("retrieve --run " + dir + "a --protocol test \"a cat\"").status, 2);  // no --karpathy
+  const auto no_protocol = run_mmt("retrieve --run " + dir + "a --karpathy " + karpathy + " \"a cat\"");
+  EXPECT_EQ(no_protocol.status, 2);
+  EXPECT_NE(no_protocol.err.find("give --protocol too"), std::string::npos) << no_protocol.err;
 
   // Pretraining on the whole Karpathy file (test split included): not zero-shot, and says why.
   ASSERT_EQ(run_mmt("train --config " + config({{"format", "karpathy"}, {"path", karpathy}, {"images", images}}) + " --out " + dir + "b").status, 0);
