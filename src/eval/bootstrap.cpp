@@ -225,6 +225,30 @@ std::vector<Interval> bootstrap_fold_mean(const std::vector<RetrievalOutcomes>& 
   return out;
 }
 
+Interval bootstrap_caption_mean(const std::vector<double>& per_caption, const std::vector<int64_t>& caption_image,
+                                int64_t num_images, const BootstrapSettings& s) {
+  check(s);
+  if (num_images <= 0 || per_caption.size() != caption_image.size())
+    throw Error("bootstrap: " + std::to_string(per_caption.size()) + " caption values for " +
+                std::to_string(caption_image.size()) + " captions of " + std::to_string(num_images) + " images");
+  std::vector<double> sums(static_cast<size_t>(num_images), 0.0), captions(sums.size(), 0.0);
+  for (size_t c = 0; c < caption_image.size(); ++c) {
+    const int64_t i = caption_image[c];
+    if (i < 0 || i >= num_images) throw Error("bootstrap: caption " + std::to_string(c) + " belongs to no image");
+    sums[i] += per_caption[c], captions[i] += 1;
+  }
+  Rng rng(s.seed);  // the recalls' draws: resampling k here is resampling k there
+  std::vector<int64_t> counts(sums.size());
+  std::vector<double> values;
+  for (int64_t b = 0; b < s.samples; ++b) {
+    draw(rng, counts);
+    double total = 0, n = 0;
+    for (size_t i = 0; i < counts.size(); ++i) total += counts[i] * sums[i], n += counts[i] * captions[i];
+    values.push_back(100.0 * total / std::max(1.0, n));
+  }
+  return central(values, s.level);
+}
+
 std::vector<PairedDifference> paired_bootstrap(const RetrievalOutcomes& a, const RetrievalOutcomes& b,
                                                const std::vector<int64_t>& caption_image, const BootstrapSettings& s) {
   return paired_bootstrap_groups({{a}}, {{b}}, {caption_image}, s);

@@ -318,13 +318,20 @@ json evaluate_run(const std::string& run_dir, const std::vector<std::string>& ov
     if (entry.contains("bootstrap"))
       markdown += interval_line(name, entry["bootstrap"], "its " + std::to_string(ni) + " test images") + "\n";
     if (static_cast<int64_t>(scored.scores.size()) == nc * ni) {  // true@1: R@1 without the ambiguous captions' penalty
-      const double t1 = r1_any_relevant(scored.scores, truth_scores(test), ni);
+      std::vector<double> hits;
+      const double t1 = r1_any_relevant(scored.scores, truth_scores(test), ni, &hits);
       entry["true_at_1"] = {{"model", t1}, {"chance", c.true_at_1.chance}, {"bag_of_words", c.true_at_1.bag_of_words}};
-      char line[400];
+      char interval[64] = "";
+      if (cfg.eval.bootstrap > 0) {  // over the same resamplings of the test images as the recalls
+        const Interval iv = bootstrap_caption_mean(hits, test.caption_image, ni, bootstrap_settings(cfg));
+        entry["true_at_1"]["interval"] = {iv.low, iv.high};
+        std::snprintf(interval, sizeof interval, " (%.1f-%.1f)", iv.low, iv.high);
+      }
+      char line[448];
       std::snprintf(line, sizeof line,
-                    "%s, true@1 (the top image is one the caption is true of, its own or another): model %.1f, chance "
+                    "%s, true@1 (the top image is one the caption is true of, its own or another): model %.1f%s, chance "
                     "%.1f, bag-of-words %.1f (truth and perfect: 100 by construction); R@1 counts its own image only\n\n",
-                    name.c_str(), t1, c.true_at_1.chance, c.true_at_1.bag_of_words);
+                    name.c_str(), t1, interval, c.true_at_1.chance, c.true_at_1.bag_of_words);
       markdown += line;
     }
     const std::string missed = missed_section(

@@ -48,16 +48,20 @@ QueryRank rank_query(const float* scores, const std::vector<char>& relevant, int
   return r;
 }
 
-double r1_any_relevant(const std::vector<float>& scores, const std::vector<float>& relevant, int64_t ni) {
+double r1_any_relevant(const std::vector<float>& scores, const std::vector<float>& relevant, int64_t ni,
+                       std::vector<double>* per_caption) {
   if (ni <= 0 || scores.size() != relevant.size() || scores.size() % static_cast<size_t>(ni) != 0 || scores.empty())
     throw Error("r1_any_relevant: " + std::to_string(scores.size()) + " scores and " + std::to_string(relevant.size()) +
                 " relevance values do not form the same captions x " + std::to_string(ni) + " images matrix");
   const int64_t nc = static_cast<int64_t>(scores.size()) / ni;
   std::vector<char> mark(static_cast<size_t>(ni));
   double hits = 0;
+  if (per_caption) per_caption->clear();
   for (int64_t c = 0; c < nc; ++c) {
     for (int64_t i = 0; i < ni; ++i) mark[i] = relevant[c * ni + i] != 0;
-    hits += rank_query(scores.data() + c * ni, mark, ni).recall_at(1);
+    const double hit = rank_query(scores.data() + c * ni, mark, ni).recall_at(1);
+    hits += hit;
+    if (per_caption) per_caption->push_back(hit);
   }
   return 100.0 * hits / static_cast<double>(nc);
 }

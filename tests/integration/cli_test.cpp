@@ -53,6 +53,9 @@ TEST(Cli, TrainThenEvalBeatsChanceByFiveTimes) {
   const json& t1 = easy["true_at_1"];
   EXPECT_GE(t1["model"].get<double>(), r1 - 1e-9) << t1.dump();
   EXPECT_GT(t1["model"].get<double>(), 3 * t1["chance"].get<double>()) << t1.dump();
+  EXPECT_LE(t1["interval"][0].get<double>(), t1["model"].get<double>()) << t1.dump();  // the test set's luck
+  EXPECT_GE(t1["interval"][1].get<double>(), t1["model"].get<double>()) << t1.dump();
+  EXPECT_LT(t1["interval"][0].get<double>(), t1["interval"][1].get<double>()) << t1.dump();
   EXPECT_NE(eval.out.find("easy, true@1 (the top image is one the caption is true of"), std::string::npos) << eval.out;
   for (const json& m : easy["missed_at_r1"]) EXPECT_TRUE(m["found_true"].is_boolean()) << m.dump();
 

@@ -80,6 +80,27 @@ TEST(Bootstrap, IntervalsEqualResampledQueryListsSummarised) {
   }
 }
 
+// A mean over captions (true@1's per-caption hits) resampled as the recalls are: fed the
+// captions' R@1 it gives image_r1's interval exactly; constant values give a point.
+TEST(Bootstrap, CaptionMeanUsesTheRecallsResamplings) {
+  std::vector<int64_t> caption_image;
+  const auto o = outcomes(29, 4, [](int64_t c) { return c % 3 == 0 || c % 11 == 0; }, [](int64_t i) { return i % 2 == 0; },
+                          &caption_image);
+  BootstrapSettings s;
+  s.samples = 300, s.seed = 5;
+  std::vector<double> r1;
+  for (const auto& q : o.image_retrieval) r1.push_back(q.r1);
+  const Interval mean = bootstrap_caption_mean(r1, caption_image, 29, s);
+  const Interval image_r1 = bootstrap_intervals(o, caption_image, s)[0];
+  EXPECT_NEAR(mean.low, image_r1.low, 1e-9);
+  EXPECT_NEAR(mean.high, image_r1.high, 1e-9);
+  EXPECT_LT(mean.low, mean.high);
+  const Interval constant = bootstrap_caption_mean(std::vector<double>(r1.size(), 0.25), caption_image, 29, s);
+  EXPECT_NEAR(constant.low, 25.0, 1e-9);
+  EXPECT_NEAR(constant.high, 25.0, 1e-9);
+  EXPECT_THROW(bootstrap_caption_mean(std::vector<double>(3, 0.0), caption_image, 29, s), Error);
+}
+
 // One caption per image, 30 % hits: the bootstrap's 95 % interval is about 2 x 1.96 binomial
 // standard errors wide, sqrt(0.3 x 0.7 / 400) = 2.29 points each.
 TEST(Bootstrap, WidthFollowsTheBinomialStandardError) {

@@ -196,7 +196,11 @@ TEST(RetrievalMetrics, R1AnyRelevantCountsEveryRelevantImageAtTheTop) {
       if (s[c * ni + i] == top) ++at_top, relevant_at_top += rel[c * ni + i];
     expected += relevant_at_top / at_top;
   }
-  EXPECT_NEAR(r1_any_relevant(s, rel, ni), 100.0 * expected / static_cast<double>(nc), 1e-9);
+  std::vector<double> per_caption;
+  EXPECT_NEAR(r1_any_relevant(s, rel, ni, &per_caption), 100.0 * expected / static_cast<double>(nc), 1e-9);
+  ASSERT_EQ(per_caption.size(), static_cast<size_t>(nc));
+  EXPECT_NEAR(100.0 * std::accumulate(per_caption.begin(), per_caption.end(), 0.0) / static_cast<double>(nc),
+              100.0 * expected / static_cast<double>(nc), 1e-9);
   EXPECT_NEAR(r1_any_relevant(s, own, ni), retrieval_metrics(s, ni, ci).image_retrieval.r1, 1e-9);
   EXPECT_THROW(r1_any_relevant(s, std::vector<float>(s.size() - 1), ni), std::exception);
 }

@@ -38,6 +38,11 @@ struct BootstrapSettings {
 std::vector<Interval> bootstrap_intervals(const RetrievalOutcomes& outcomes, const std::vector<int64_t>& caption_image,
                                           const BootstrapSettings& s);
 
+/// The interval of a mean over captions (percent; `per_caption` each caption's value in 0..1, as
+/// true@1's hit) under the same resamplings as bootstrap_intervals: the images drawn with
+/// replacement, each with all its captions. With the captions' R@1 it is image_r1's interval.
+Interval bootstrap_caption_mean(const std::vector<double>& per_caption, const std::vector<int64_t>& caption_image,
+                                int64_t num_images, const BootstrapSettings& s);
 /// Folds evaluated apart and reported as the mean of their recalls (COCO 1k's five folds of 1,000
 /// images): every resampling draws each fold's images within that fold; `maps[f]` is fold f's
 /// caption -> image map. The six recalls' intervals and RSUM's, as above.

@@ -36,7 +36,9 @@ QueryRank rank_query(const float* scores, const std::vector<char>& relevant, int
 /// Image retrieval's R@1 with every relevant image a hit, not only the caption's own: the percent
 /// of captions whose top-scored image is relevant (`relevant`: captions x images, nonzero =
 /// relevant, at least one per caption), ties at the top shared as in R@1.
-double r1_any_relevant(const std::vector<float>& scores, const std::vector<float>& relevant, int64_t num_images);
+/// `per_caption`, if given, receives each caption's value (0..1; fractional where ties share the top).
+double r1_any_relevant(const std::vector<float>& scores, const std::vector<float>& relevant, int64_t num_images,
+                       std::vector<double>* per_caption = nullptr);
 
 struct DirectionMetrics {
   double r1 = 0, r5 = 0, r10 = 0;  // recall at 1/5/10, in percent
