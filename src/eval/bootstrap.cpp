@@ -225,28 +225,76 @@ std::vector<Interval> bootstrap_fold_mean(const std::vector<RetrievalOutcomes>& 
   return out;
 }
 
+namespace {
+
+// A per-caption mean's pieces per image: the captions' summed values and their count.
+struct CaptionSums {
+  std::vector<double> sums, captions;
+  double value(const std::vector<int64_t>& counts) const {  // percent, images weighted by counts
+    double total = 0, n = 0;
+    for (size_t i = 0; i < counts.size(); ++i) total += counts[i] * sums[i], n += counts[i] * captions[i];
+    return 100.0 * total / std::max(1.0, n);
+  }
+};
+
+CaptionSums caption_sums(const std::vector<double>& per_caption, const std::vector<int64_t>& caption_image, int64_t ni) {
+  if (ni <= 0 || per_caption.size() != caption_image.size())
+    throw Error("bootstrap: " + std::to_string(per_caption.size()) + " caption values for " +
+                std::to_string(caption_image.size()) + " captions of " + std::to_string(ni) + " images");
+  CaptionSums c{std::vector<double>(static_cast<size_t>(ni), 0.0), std::vector<double>(static_cast<size_t>(ni), 0.0)};
+  for (size_t k = 0; k < caption_image.size(); ++k) {
+    const int64_t i = caption_image[k];
+    if (i < 0 || i >= ni) throw Error("bootstrap: caption " + std::to_string(k) + " belongs to no image");
+    c.sums[i] += per_caption[k], c.captions[i] += 1;
+  }
+  return c;
+}
+
+// A group's value: the mean over its runs.
+double group_value(const std::vector<CaptionSums>& runs, const std::vector<int64_t>& counts) {
+  double v = 0;
+  for (const auto& r : runs) v += r.value(counts);
+  return v / static_cast<double>(runs.size());
+}
+
+}  // namespace
+
 Interval bootstrap_caption_mean(const std::vector<double>& per_caption, const std::vector<int64_t>& caption_image,
                                 int64_t num_images, const BootstrapSettings& s) {
   check(s);
-  if (num_images <= 0 || per_caption.size() != caption_image.size())
-    throw Error("bootstrap: " + std::to_string(per_caption.size()) + " caption values for " +
-                std::to_string(caption_image.size()) + " captions of " + std::to_string(num_images) + " images");
-  std::vector<double> sums(static_cast<size_t>(num_images), 0.0), captions(sums.size(), 0.0);
-  for (size_t c = 0; c < caption_image.size(); ++c) {
-    const int64_t i = caption_image[c];
-    if (i < 0 || i >= num_images) throw Error("bootstrap: caption " + std::to_string(c) + " belongs to no image");
-    sums[i] += per_caption[c], captions[i] += 1;
-  }
+  const CaptionSums c = caption_sums(per_caption, caption_image, num_images);
   Rng rng(s.seed);  // the recalls' draws: resampling k here is resampling k there
-  std::vector<int64_t> counts(sums.size());
+  std::vector<int64_t> counts(static_cast<size_t>(num_images));
   std::vector<double> values;
   for (int64_t b = 0; b < s.samples; ++b) {
     draw(rng, counts);
-    double total = 0, n = 0;
-    for (size_t i = 0; i < counts.size(); ++i) total += counts[i] * sums[i], n += counts[i] * captions[i];
-    values.push_back(100.0 * total / std::max(1.0, n));
+    values.push_back(c.value(counts));
   }
   return central(values, s.level);
+}
+
+PairedDifference paired_caption_means(const std::vector<std::vector<double>>& a, const std::vector<std::vector<double>>& b,
+                                      const std::vector<int64_t>& caption_image, int64_t num_images,
+                                      const BootstrapSettings& s) {
+  check(s);
+  if (a.empty() || b.empty()) throw Error("bootstrap: a group without results");
+  std::vector<CaptionSums> ga, gb;
+  for (const auto& v : a) ga.push_back(caption_sums(v, caption_image, num_images));
+  for (const auto& v : b) gb.push_back(caption_sums(v, caption_image, num_images));
+  const std::vector<int64_t> all(static_cast<size_t>(num_images), 1);
+  PairedDifference d;
+  d.a = group_value(ga, all), d.b = group_value(gb, all), d.delta = d.b - d.a;
+  Rng rng(s.seed);
+  std::vector<int64_t> counts(static_cast<size_t>(num_images));
+  std::vector<double> deltas;
+  for (int64_t k = 0; k < s.samples; ++k) {
+    draw(rng, counts);
+    deltas.push_back(group_value(gb, counts) - group_value(ga, counts));
+  }
+  d.share_not_better = static_cast<double>(std::count_if(deltas.begin(), deltas.end(), [](double x) { return x <= 0; })) /
+                       static_cast<double>(deltas.size());
+  d.interval = central(deltas, s.level);
+  return d;
 }
 
 std::vector<PairedDifference> paired_bootstrap(const RetrievalOutcomes& a, const RetrievalOutcomes& b,

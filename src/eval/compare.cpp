@@ -215,6 +215,34 @@ std::vector<double> spread(const std::vector<RetrievalOutcomes>& runs) {
   return sd;
 }
 
+// true@1 of a synthetic set, B against A, where every result saved its captions' hits
+// (eval-<set>-true-at-1.npy): a line added to `md`, and its JSON (null where a result lacks them).
+json true_at_1_line(const std::vector<Result>& a, const std::vector<Result>& b, const std::string& name,
+                    const std::vector<int64_t>& caption_image, int64_t num_images, const BootstrapSettings& s,
+                    std::string& md) {
+  std::vector<std::vector<double>> hits_a, hits_b;
+  for (const auto* group : {&a, &b})
+    for (const Result& r : *group) {
+      const json& e = r.j.at(r.sets_key).at(name);
+      if (!e.contains("true_at_1") || !e["true_at_1"].contains("per_caption_file")) return nullptr;
+      const std::string f = r.dir + "/" + e["true_at_1"]["per_caption_file"].get<std::string>();
+      std::vector<double> h = load_npy(f).to_double(f);
+      if (h.size() != caption_image.size())
+        throw Error(f + ": " + std::to_string(h.size()) + " values for the " + std::to_string(caption_image.size()) +
+                    " captions of test set '" + name + "'");
+      (group == &a ? hits_a : hits_b).push_back(std::move(h));
+    }
+  const PairedDifference d = paired_caption_means(hits_a, hits_b, caption_image, num_images, s);
+  char line[320];
+  std::snprintf(line, sizeof line,
+                "\ntrue@1 (the top image is one the caption is true of, its own or another): A %.1f, B %.1f, B - A "
+                "%+.1f (%+.1f..%+.1f), B not better in %.1f %% of the resamplings\n",
+                d.a, d.b, d.delta, d.interval.low, d.interval.high, 100.0 * d.share_not_better);
+  md += line;
+  return {{"a", d.a}, {"b", d.b}, {"delta", d.delta}, {"low", d.interval.low}, {"high", d.interval.high},
+          {"share_not_better", d.share_not_better}};
+}
+
 }  // namespace
 
 json compare_results(const std::vector<std::string>& a_paths, const std::vector<std::string>& b_paths,
@@ -307,6 +335,7 @@ json compare_results(const std::vector<std::string>& a_paths, const std::vector<
     json rows;
     md += table(diffs, rows, &tally);
     tally.add_rsum(name, rows.back());
+    const json true1 = true_at_1_line(a, b, name, map0, e0.value("num_images", int64_t{0}), settings, md);
     const std::vector<double> sd_a = spread(set_a), sd_b = spread(set_b);
     if (!sd_a.empty() || !sd_b.empty()) {
       md += "\nAcross results (sample sd over " + std::to_string(a.size()) + " A, " + std::to_string(b.size()) +
@@ -328,6 +357,7 @@ json compare_results(const std::vector<std::string>& a_paths, const std::vector<
     out << md << "\n" << std::flush;
     result["sets"][name] = {{"num_images", e0.value("num_images", 0)}, {"num_captions", e0.value("num_captions", 0)},
                             {"fingerprint", fingerprint}, {"metrics", rows}};
+    if (!true1.is_null()) result["sets"][name]["true_at_1"] = true1;
   }
   // Folds reported as their mean (COCO 1k): the mean compared too, each fold resampled within it.
   bool folds = names.size() > 1;

@@ -321,6 +321,11 @@ json evaluate_run(const std::string& run_dir, const std::vector<std::string>& ov
       std::vector<double> hits;
       const double t1 = r1_any_relevant(scored.scores, truth_scores(test), ni, &hits);
       entry["true_at_1"] = {{"model", t1}, {"chance", c.true_at_1.chance}, {"bag_of_words", c.true_at_1.bag_of_words}};
+      if (ev.root) {  // each caption's hit, for paired comparisons (mmt compare)
+        const std::string file = "eval" + ev.tag + "-" + name + "-true-at-1.npy";
+        save_npy(run_dir + "/" + file, hits.data(), {nc});
+        entry["true_at_1"]["per_caption_file"] = file;
+      }
       char interval[64] = "";
       if (cfg.eval.bootstrap > 0) {  // over the same resamplings of the test images as the recalls
         const Interval iv = bootstrap_caption_mean(hits, test.caption_image, ni, bootstrap_settings(cfg));

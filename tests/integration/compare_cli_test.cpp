@@ -67,6 +67,14 @@ TEST(Compare, EvalKeepsIntervalsAndMapsAndCompareReadsThem) {
     EXPECT_EQ(m["delta"].get<double>(), 0.0) << m.dump();
     EXPECT_EQ(m["verdict"], "not resolved") << m.dump();
   }
+  // true@1 from the captions' saved hits: the run's own value on both sides, no difference.
+  const json& t1 = same["sets"]["easy"]["true_at_1"];
+  EXPECT_NEAR(t1["a"].get<double>(), easy["true_at_1"]["model"].get<double>(), 1e-9) << t1.dump();
+  EXPECT_EQ(t1["delta"].get<double>(), 0.0);
+  EXPECT_EQ(t1["low"].get<double>(), 0.0);
+  EXPECT_EQ(t1["high"].get<double>(), 0.0);
+  EXPECT_NE(r.out.find("true@1 (the top image is one the caption is true of, its own or another): A "), std::string::npos)
+      << r.out;
 
   // Several results a side, comma-separated: the run twice is itself, with no spread.
   r = run_mmt("compare " + a + " " + a + "," + a + "/eval.json --samples 100 --json " + own("group.json"));
@@ -85,8 +93,15 @@ TEST(Compare, EvalKeepsIntervalsAndMapsAndCompareReadsThem) {
   fs::copy(a, b, fs::copy_options::recursive);
   r = run_mmt("eval --run " + b + " --set eval.test_sets=easy --set eval.mode=dual");
   ASSERT_EQ(r.status, 0) << r.err;
-  r = run_mmt("compare " + a + "/eval.json " + b + " --samples 200");
+  r = run_mmt("compare " + a + "/eval.json " + b + " --samples 200 --json " + own("dual.json"));
   ASSERT_EQ(r.status, 0) << r.err;
+  {  // true@1 of two scorings: each side's own value, the difference between them inside the interval
+    const json t = read_json(own("dual.json"))["sets"]["easy"]["true_at_1"];
+    EXPECT_NEAR(t["b"].get<double>(), read_json(b + "/eval.json")["test_sets"]["easy"]["true_at_1"]["model"].get<double>(), 1e-9);
+    EXPECT_NEAR(t["delta"].get<double>(), t["b"].get<double>() - t["a"].get<double>(), 1e-9);
+    EXPECT_LE(t["low"].get<double>(), t["delta"].get<double>() + 1e-9) << t.dump();
+    EXPECT_GE(t["high"].get<double>(), t["delta"].get<double>() - 1e-9) << t.dump();
+  }
   EXPECT_NE(r.out.find("(exact, zero-shot, step 10)"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("(dual, zero-shot, step 10)"), std::string::npos) << r.out;
 

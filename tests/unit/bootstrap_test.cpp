@@ -101,6 +101,32 @@ TEST(Bootstrap, CaptionMeanUsesTheRecallsResamplings) {
   EXPECT_THROW(bootstrap_caption_mean(std::vector<double>(3, 0.0), caption_image, 29, s), Error);
 }
 
+// The paired caption mean of the captions' R@1 is paired_bootstrap's image_r1 row: the same
+// draws, the same difference, the same share not better.
+TEST(Bootstrap, PairedCaptionMeansMatchThePairedRecall) {
+  std::vector<int64_t> caption_image;
+  const auto oa = outcomes(31, 3, [](int64_t c) { return c % 4 == 0; }, [](int64_t i) { return i % 3 == 0; }, &caption_image);
+  const auto ob = outcomes(31, 3, [](int64_t c) { return c % 3 == 0 || c % 5 == 0; }, [](int64_t i) { return i % 2 == 0; },
+                           &caption_image);
+  BootstrapSettings s;
+  s.samples = 250, s.seed = 9;
+  auto r1 = [](const RetrievalOutcomes& o) {
+    std::vector<double> v;
+    for (const auto& q : o.image_retrieval) v.push_back(q.r1);
+    return v;
+  };
+  const PairedDifference got = paired_caption_means({r1(oa)}, {r1(ob)}, caption_image, 31, s);
+  const PairedDifference want = paired_bootstrap(oa, ob, caption_image, s).front();
+  EXPECT_NEAR(got.a, want.a, 1e-9);
+  EXPECT_NEAR(got.b, want.b, 1e-9);
+  EXPECT_NEAR(got.interval.low, want.interval.low, 1e-9);
+  EXPECT_NEAR(got.interval.high, want.interval.high, 1e-9);
+  EXPECT_NEAR(got.share_not_better, want.share_not_better, 1e-12);
+  const PairedDifference same = paired_caption_means({r1(oa)}, {r1(oa)}, caption_image, 31, s);
+  EXPECT_EQ(same.delta, 0.0);
+  EXPECT_EQ(same.share_not_better, 1.0);
+}
+
 // One caption per image, 30 % hits: the bootstrap's 95 % interval is about 2 x 1.96 binomial
 // standard errors wide, sqrt(0.3 x 0.7 / 400) = 2.29 points each.
 TEST(Bootstrap, WidthFollowsTheBinomialStandardError) {

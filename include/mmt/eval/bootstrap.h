@@ -82,6 +82,12 @@ std::vector<PairedDifference> paired_fold_mean(const std::vector<RetrievalOutcom
                                                const std::vector<RetrievalOutcomes>& b,
                                                const std::vector<std::vector<int64_t>>& maps, const BootstrapSettings& s);
 
+/// B against A on a mean over captions (true@1), groups of runs of one test set as in
+/// paired_bootstrap: each group's value the mean over its runs, the same images drawn for all.
+/// `metric` is left empty for the caller to name.
+PairedDifference paired_caption_means(const std::vector<std::vector<double>>& a, const std::vector<std::vector<double>>& b,
+                                      const std::vector<int64_t>& caption_image, int64_t num_images,
+                                      const BootstrapSettings& s);
 /// A result's six recalls (percent) in recall_names() order.
 std::vector<double> recall_values(const RetrievalMetrics& m);
 
