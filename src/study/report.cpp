@@ -12,6 +12,7 @@
 #include "mmt/config/config.h"
 #include "mmt/eval/bootstrap.h"
 #include "mmt/eval/compare.h"
+#include "mmt/io/npy.h"
 #include "mmt/study/study.h"
 #include "mmt/util/error.h"
 #include "mmt/util/fs.h"
@@ -37,6 +38,7 @@ struct CellResults {
   std::map<std::string, std::vector<RetrievalOutcomes>> outcomes;
   std::map<std::string, std::vector<int64_t>> caption_image;
   std::map<std::string, std::set<std::string>> fingerprints;
+  std::map<std::string, std::vector<std::vector<double>>> true_hits;  // test set -> per seed, each caption's true@1
 };
 
 // "+8.6 (+4.2..+13.6)": the difference of the cells' mean image R@1 and the test set's interval
@@ -57,6 +59,12 @@ std::string versus_base(CellResults& cell, CellResults& base, const std::string&
       ob.size() != cell.values[ts]["image_r1"].size())
     return out;
   rows = paired_bootstrap(oa, ob, base.caption_image[ts], BootstrapSettings{});  // 1,000 resamplings, 95 %
+  const auto &ha = base.true_hits[ts], &hb = cell.true_hits[ts];
+  if (!ha.empty() && ha.size() == oa.size() && hb.size() == ob.size()) {  // synthetic sets: true@1 too
+    rows.push_back(paired_caption_means(ha, hb, base.caption_image[ts],
+                                        static_cast<int64_t>(oa.front().text_retrieval.size()), BootstrapSettings{}));
+    rows.back().metric = "true_at_1";
+  }
   const PairedDifference& d = rows.front();  // image_r1
   std::snprintf(b, sizeof b, " (%+.1f..%+.1f)", d.interval.low, d.interval.high);
   return out + b;
@@ -193,6 +201,18 @@ std::string report_study(const std::string& out_dir, std::ostream& log) {
           c.fingerprints[name].insert(t["test_set_fingerprint"].get<std::string>());
         } catch (const Error& err) {
           log << "mmt study report: warning: no interval for " << dir << " (" << name << "): " << err.what() << "\n";
+        }
+        if (t.contains("true_at_1") && t["true_at_1"].contains("per_caption_file")) {
+          const std::string f = dir + "/" + t["true_at_1"]["per_caption_file"].get<std::string>();
+          try {  // each caption's true@1 hit: the paired true@1 row of report-vs-base.csv
+            std::vector<double> hits = load_npy(f).to_double(f);
+            if (hits.size() != map.size())
+              throw Error(std::to_string(hits.size()) + " values for " + std::to_string(map.size()) + " captions");
+            c.true_hits[name].push_back(std::move(hits));
+          } catch (const Error& err) {
+            log << "mmt study report: warning: no true@1 comparison for " << dir << " (" << name << "): " << f << ": "
+                << err.what() << "\n";
+          }
         }
       }
       auto& v = c.values[name];

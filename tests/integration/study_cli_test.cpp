@@ -115,6 +115,12 @@ TEST(Study, TwoCellsRunReportAndRerunSkips) {
                 d["high"].get<double>());
   EXPECT_NE(vs.find(csv_row), std::string::npos) << csv_row << "\n" << vs;
   EXPECT_NE(vs.find("attention,attention=single_modality,easy,text_r10,"), std::string::npos) << vs;
+  // true@1 against the base from the captions' saved hits: what mmt compare pairs.
+  const json t = json::parse(slurp(dir + "cmp.json"))["sets"]["easy"]["true_at_1"];
+  std::snprintf(csv_row, sizeof csv_row, "attention,attention=single_modality,easy,true_at_1,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f",
+                t["a"].get<double>(), t["b"].get<double>(), t["delta"].get<double>(), t["low"].get<double>(),
+                t["high"].get<double>(), t["share_not_better"].get<double>());
+  EXPECT_NE(vs.find(csv_row), std::string::npos) << csv_row << "\n" << vs;
   EXPECT_NE(slurp(out + "/report.csv").find("attention,attention=single_modality,easy,image_r1,"), std::string::npos);
   // true@1 (synthetic sets): a column of its own, each run's value in report.csv.
   EXPECT_NE(md.find("| text R@10 | true@1 | image R@1 vs base |"), std::string::npos) << md;
