@@ -1,7 +1,10 @@
 /* Test set ceilings (see ceilings.h). */
 #include "mmt/eval/ceilings.h"
 
+#include <string>
+
 #include "mmt/data/synthetic_world.h"
+#include "mmt/util/error.h"
 
 namespace mmt {
 
@@ -28,10 +31,15 @@ std::vector<double> likelihood_scores(const synth::TestSet& test) {
   return matcher_scores<double>(test, synth::caption_likelihood);
 }
 
-Ceilings test_set_ceilings(const synth::TestSet& t) {
+Ceilings test_set_ceilings(const synth::TestSet& t) { return test_set_ceilings(t, truth_scores(t)); }
+
+Ceilings test_set_ceilings(const synth::TestSet& t, const std::vector<float>& truth) {
   const int64_t ni = static_cast<int64_t>(t.images.size()), nc = static_cast<int64_t>(t.captions.size());
+  if (truth.size() != static_cast<size_t>(nc * ni))
+    throw Error("test_set_ceilings: " + std::to_string(truth.size()) + " truth values for " + std::to_string(nc) +
+                " captions x " + std::to_string(ni) + " images");
   Ceilings c;
-  const std::vector<float> truth = truth_scores(t), constant(static_cast<size_t>(nc * ni), 0.f), bag = bag_of_words_scores(t);
+  const std::vector<float> constant(static_cast<size_t>(nc * ni), 0.f), bag = bag_of_words_scores(t);
   c.chance = retrieval_metrics(constant, ni, t.caption_image);
   c.bag_of_words = retrieval_metrics(bag, ni, t.caption_image);
   c.truth = retrieval_metrics(truth, ni, t.caption_image);

@@ -148,6 +148,15 @@ RetrievalOutcomes read_outcomes_file(const std::string& path, const json& entry,
 
 }  // namespace
 
+std::vector<double> load_true_hits(const std::string& dir, const json& entry, size_t num_captions) {
+  if (!entry.contains("true_at_1") || !entry["true_at_1"].contains("per_caption_file")) return {};
+  const std::string f = dir + "/" + entry["true_at_1"]["per_caption_file"].get<std::string>();
+  std::vector<double> hits = load_npy(f).to_double(f);
+  if (hits.size() != num_captions)
+    throw Error(f + ": " + std::to_string(hits.size()) + " true@1 values for " + std::to_string(num_captions) + " captions");
+  return hits;
+}
+
 RetrievalOutcomes load_outcomes(const std::string& dir, const json& entry, const std::string& name,
                                 std::vector<int64_t>& caption_image) {
   if (!entry.contains("caption_image_file") || !(entry.contains("scores_files") || entry.contains("outcomes_file")))
@@ -215,23 +224,11 @@ std::vector<double> spread(const std::vector<RetrievalOutcomes>& runs) {
   return sd;
 }
 
-// true@1 of a synthetic set, B against A, where every result saved its captions' hits
-// (eval-<set>-true-at-1.npy): a line added to `md`, and its JSON (null where a result lacks them).
-json true_at_1_line(const std::vector<Result>& a, const std::vector<Result>& b, const std::string& name,
+// true@1 of a synthetic set, B against A, from each result's saved caption hits: a line added to
+// `md`, and its JSON.
+json true_at_1_line(const std::vector<std::vector<double>>& hits_a, const std::vector<std::vector<double>>& hits_b,
                     const std::vector<int64_t>& caption_image, int64_t num_images, const BootstrapSettings& s,
                     std::string& md) {
-  std::vector<std::vector<double>> hits_a, hits_b;
-  for (const auto* group : {&a, &b})
-    for (const Result& r : *group) {
-      const json& e = r.j.at(r.sets_key).at(name);
-      if (!e.contains("true_at_1") || !e["true_at_1"].contains("per_caption_file")) return nullptr;
-      const std::string f = r.dir + "/" + e["true_at_1"]["per_caption_file"].get<std::string>();
-      std::vector<double> h = load_npy(f).to_double(f);
-      if (h.size() != caption_image.size())
-        throw Error(f + ": " + std::to_string(h.size()) + " values for the " + std::to_string(caption_image.size()) +
-                    " captions of test set '" + name + "'");
-      (group == &a ? hits_a : hits_b).push_back(std::move(h));
-    }
   const PairedDifference d = paired_caption_means(hits_a, hits_b, caption_image, num_images, s);
   char line[320];
   std::snprintf(line, sizeof line,
@@ -303,6 +300,8 @@ json compare_results(const std::vector<std::string>& a_paths, const std::vector<
     const std::string fingerprint = e0.value("test_set_fingerprint", std::string());
     std::vector<int64_t> map0;
     std::vector<RetrievalOutcomes> set_a, set_b;
+    std::vector<std::vector<double>> hits_a, hits_b;  // true@1 per caption, where every result saved it
+    bool all_hits = true;
     for (auto* group : {&a, &b})
       for (const Result& r : *group) {
         const json& e = r.j.at(r.sets_key).at(name);
@@ -318,6 +317,9 @@ json compare_results(const std::vector<std::string>& a_paths, const std::vector<
                       "): a paired comparison needs the same images and captions");
         std::vector<int64_t> map;
         (group == &a ? set_a : set_b).push_back(load_outcomes(r.dir, e, name, map));
+        std::vector<double> hits = load_true_hits(r.dir, e, map.size());
+        all_hits = all_hits && !hits.empty();
+        (group == &a ? hits_a : hits_b).push_back(std::move(hits));
         if (&r == &first) map0 = map;
         else if (map != map0)
           throw Error("test set '" + name + "': " + r.file + " maps captions to images differently from " + first.file);
@@ -335,7 +337,8 @@ json compare_results(const std::vector<std::string>& a_paths, const std::vector<
     json rows;
     md += table(diffs, rows, &tally);
     tally.add_rsum(name, rows.back());
-    const json true1 = true_at_1_line(a, b, name, map0, e0.value("num_images", int64_t{0}), settings, md);
+    const json true1 =
+        all_hits ? true_at_1_line(hits_a, hits_b, map0, e0.value("num_images", int64_t{0}), settings, md) : json();
     const std::vector<double> sd_a = spread(set_a), sd_b = spread(set_b);
     if (!sd_a.empty() || !sd_b.empty()) {
       md += "\nAcross results (sample sd over " + std::to_string(a.size()) + " A, " + std::to_string(b.size()) +

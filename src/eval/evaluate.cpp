@@ -219,6 +219,36 @@ struct Evaluation {
   }
 };
 
+// true@1 of a synthetic test set (docs/synthetic.md): R@1 with every image the caption is true
+// of a hit, not its own only. Into `entry`: the model's value beside the reference scorers', its
+// interval over the test images (the recalls' resamplings) and the file of each caption's hit
+// (what mmt compare and the study report pair). Returns eval.md's line.
+std::string true_at_1_section(const std::string& name, const std::vector<float>& scores, const std::vector<float>& truth,
+                              const std::vector<int64_t>& caption_image, const TrueAtOne& reference,
+                              const std::string& run_dir, const Evaluation& ev, json& entry) {
+  const int64_t nc = static_cast<int64_t>(caption_image.size()), ni = static_cast<int64_t>(scores.size()) / nc;
+  std::vector<double> hits;
+  const double t1 = r1_any_relevant(scores, truth, ni, &hits);
+  entry["true_at_1"] = {{"model", t1}, {"chance", reference.chance}, {"bag_of_words", reference.bag_of_words}};
+  if (ev.root) {
+    const std::string file = "eval" + ev.tag + "-" + name + "-true-at-1.npy";
+    save_npy(run_dir + "/" + file, hits.data(), {nc});
+    entry["true_at_1"]["per_caption_file"] = file;
+  }
+  char interval[64] = "";
+  if (ev.cfg.eval.bootstrap > 0) {
+    const Interval iv = bootstrap_caption_mean(hits, caption_image, ni, bootstrap_settings(ev.cfg));
+    entry["true_at_1"]["interval"] = {iv.low, iv.high};
+    std::snprintf(interval, sizeof interval, " (%.1f-%.1f)", iv.low, iv.high);
+  }
+  char line[448];
+  std::snprintf(line, sizeof line,
+                "%s, true@1 (the top image is one the caption is true of, its own or another): model %.1f%s, chance "
+                "%.1f, bag-of-words %.1f (truth and perfect: 100 by construction); R@1 counts its own image only\n\n",
+                name.c_str(), t1, interval, reference.chance, reference.bag_of_words);
+  return line;
+}
+
 }  // namespace
 
 json metrics_json(const RetrievalMetrics& m) {
@@ -301,7 +331,8 @@ json evaluate_run(const std::string& run_dir, const std::vector<std::string>& ov
     const TestSetScores scored = score_test_set(*run.model, captions, images, test.caption_image, cfg, name, ev.log);
     total_seconds += scored.seconds;
     const RetrievalMetrics& m = scored.metrics;
-    const Ceilings c = test_set_ceilings(test);
+    const std::vector<float> truth = truth_scores(test);  // caption x image: the ceilings, true@1, the misses
+    const Ceilings c = test_set_ceilings(test, truth);
     std::vector<std::string> texts;
     for (const auto& c : test.captions) texts.push_back(c.text);
     json entry = ev.entry(scored, run_dir, name, nc, ni, test.caption_image,
@@ -317,31 +348,11 @@ json evaluate_run(const std::string& run_dir, const std::vector<std::string>& ov
     markdown += results_table(title, m, c) + "\n";
     if (entry.contains("bootstrap"))
       markdown += interval_line(name, entry["bootstrap"], "its " + std::to_string(ni) + " test images") + "\n";
-    if (static_cast<int64_t>(scored.scores.size()) == nc * ni) {  // true@1: R@1 without the ambiguous captions' penalty
-      std::vector<double> hits;
-      const double t1 = r1_any_relevant(scored.scores, truth_scores(test), ni, &hits);
-      entry["true_at_1"] = {{"model", t1}, {"chance", c.true_at_1.chance}, {"bag_of_words", c.true_at_1.bag_of_words}};
-      if (ev.root) {  // each caption's hit, for paired comparisons (mmt compare)
-        const std::string file = "eval" + ev.tag + "-" + name + "-true-at-1.npy";
-        save_npy(run_dir + "/" + file, hits.data(), {nc});
-        entry["true_at_1"]["per_caption_file"] = file;
-      }
-      char interval[64] = "";
-      if (cfg.eval.bootstrap > 0) {  // over the same resamplings of the test images as the recalls
-        const Interval iv = bootstrap_caption_mean(hits, test.caption_image, ni, bootstrap_settings(cfg));
-        entry["true_at_1"]["interval"] = {iv.low, iv.high};
-        std::snprintf(interval, sizeof interval, " (%.1f-%.1f)", iv.low, iv.high);
-      }
-      char line[448];
-      std::snprintf(line, sizeof line,
-                    "%s, true@1 (the top image is one the caption is true of, its own or another): model %.1f%s, chance "
-                    "%.1f, bag-of-words %.1f (truth and perfect: 100 by construction); R@1 counts its own image only\n\n",
-                    name.c_str(), t1, interval, c.true_at_1.chance, c.true_at_1.bag_of_words);
-      markdown += line;
-    }
+    if (static_cast<int64_t>(scored.scores.size()) == nc * ni)
+      markdown += true_at_1_section(name, scored.scores, truth, test.caption_image, c.true_at_1, run_dir, ev, entry);
     const std::string missed = missed_section(
         name, scored, ni, test.caption_image, texts, [&](int64_t i) { return synth::describe_scene(test.images[i]); },
-        [&](int64_t cap, int64_t i) { return synth::caption_true_of(test.captions[cap].content, test.images[i]); },
+        [&](int64_t cap, int64_t i) { return truth[cap * ni + i] != 0; },
         cfg.eval.examples, entry);
     result["test_sets"][name] = entry;
     if (!missed.empty()) markdown += missed + "\n";

@@ -17,6 +17,7 @@
 #include "mmt/eval/evaluate.h"
 #include "mmt/eval/exact_scorer.h"
 #include "mmt/eval/protocols.h"
+#include "mmt/eval/retrieval_metrics.h"
 #include "mmt/eval/score_modes.h"
 #include "mmt/model/transformer.h"
 #include "mmt/text/tokenizer.h"
@@ -111,12 +112,17 @@ std::string format_score(double s) {
   return b;
 }
 
-// 1 + the candidates scored strictly higher than `c`, and how many others tie with it.
+// Where the best-scored of the `marked` candidates ranks: 1 + the others scored strictly higher,
+// and how many others tie with it (rank_query's counts).
+std::pair<int64_t, int64_t> rank_of(const std::vector<float>& scores, const std::vector<char>& marked) {
+  const QueryRank r = rank_query(scores.data(), marked, static_cast<int64_t>(scores.size()));
+  return {r.greater + 1, r.tied_irrelevant + r.tied_relevant - 1};
+}
+
 std::pair<int64_t, int64_t> rank_of(const std::vector<float>& scores, int64_t c) {
-  int64_t above = 0, ties = 0;
-  for (size_t j = 0; j < scores.size(); ++j)
-    above += scores[j] > scores[c], ties += static_cast<int64_t>(j) != c && scores[j] == scores[c];
-  return {above + 1, ties};
+  std::vector<char> one(scores.size(), 0);
+  one[static_cast<size_t>(c)] = 1;
+  return rank_of(scores, one);
 }
 
 // Some of a source's images, addressed 0..n-1: the images an image query asks about.
@@ -204,17 +210,14 @@ std::string caption_queries(Search& x, json& result) {
       }
       md += " - the set's caption of " + markdown_cell(where);
     }
+    std::vector<char> is_true;  // per image, where the caption can be judged
     if (content) {  // how many images it is true of, and where the best-ranked of them is
-      int64_t true_of = 0, first_true = 0;
-      for (int64_t i = 0; i < ni; ++i)
-        if (synth::caption_true_of(*content, g.synthetic->images[i])) {
-          ++true_of;
-          const int64_t rank = rank_of(row, i).first;
-          first_true = first_true ? std::min(first_true, rank) : rank;
-        }
+      for (const auto& scene : g.synthetic->images) is_true.push_back(synth::caption_true_of(*content, scene));
+      const int64_t true_of = std::count(is_true.begin(), is_true.end(), 1);
       entry["true_of"] = true_of;
       md += "; true of " + std::to_string(true_of) + " of the " + std::to_string(ni) + " images";
       if (true_of) {
+        const int64_t first_true = rank_of(row, is_true).first;
         entry["first_true_rank"] = first_true;
         md += ", the best-ranked of them at rank " + std::to_string(first_true);
       }
@@ -231,9 +234,8 @@ std::string caption_queries(Search& x, json& result) {
       md += "| " + std::to_string(rank) + " | " + format_score(row[i]) + " | " + markdown_cell(g.image_names[i]) +
             (is_own ? " (its own)" : "") + " | " + markdown_cell(g.shows[i]) + " |";
       if (content) {
-        const bool t = synth::caption_true_of(*content, g.synthetic->images[i]);
-        hit["caption_true"] = t;
-        md += t ? " yes |" : " no |";
+        hit["caption_true"] = is_true[i] != 0;
+        md += is_true[i] ? " yes |" : " no |";
       }
       entry[r < top[q].size() ? "top" : "own_below"].push_back(hit);
       md += "\n";
@@ -292,10 +294,11 @@ std::string image_queries(Search& x, json& result) {
     md += " - its " + std::to_string(own_count) + " caption" + (own_count == 1 ? "" : "s") + " rank" +
           (own_count == 1 ? "s " : " ") + (own_count ? std::to_string(best) + " at best" : "nowhere") +
           " among the set's " + std::to_string(nd) + " distinct captions";
-    int64_t true_count = 0;
+    std::vector<char> is_true;  // per distinct caption, on a synthetic set
     if (g.synthetic) {
       for (int64_t d = 0; d < nd; ++d)
-        true_count += synth::caption_true_of(g.synthetic->captions[first_text[d]].content, g.synthetic->images[i]);
+        is_true.push_back(synth::caption_true_of(g.synthetic->captions[first_text[d]].content, g.synthetic->images[i]));
+      const int64_t true_count = std::count(is_true.begin(), is_true.end(), 1);
       entry["true_captions"] = true_count;
       md += "; " + std::to_string(true_count) + " of them are true of it";
     }
@@ -308,9 +311,8 @@ std::string image_queries(Search& x, json& result) {
       md += "| " + std::to_string(rank) + " | " + format_score(column[d]) + " | " + markdown_cell(text) +
             (own[q][d] ? " (its own)" : "") + " |";
       if (g.synthetic) {
-        const bool t = synth::caption_true_of(g.synthetic->captions[first_text[d]].content, g.synthetic->images[i]);
-        hit["true"] = t;
-        md += t ? " yes |" : " no |";
+        hit["true"] = is_true[d] != 0;
+        md += is_true[d] ? " yes |" : " no |";
       }
       if (r < top[q].size()) entry["top"].push_back(hit);
       md += "\n";

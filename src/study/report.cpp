@@ -12,7 +12,6 @@
 #include "mmt/config/config.h"
 #include "mmt/eval/bootstrap.h"
 #include "mmt/eval/compare.h"
-#include "mmt/io/npy.h"
 #include "mmt/study/study.h"
 #include "mmt/util/error.h"
 #include "mmt/util/fs.h"
@@ -202,17 +201,12 @@ std::string report_study(const std::string& out_dir, std::ostream& log) {
         } catch (const Error& err) {
           log << "mmt study report: warning: no interval for " << dir << " (" << name << "): " << err.what() << "\n";
         }
-        if (t.contains("true_at_1") && t["true_at_1"].contains("per_caption_file")) {
-          const std::string f = dir + "/" + t["true_at_1"]["per_caption_file"].get<std::string>();
-          try {  // each caption's true@1 hit: the paired true@1 row of report-vs-base.csv
-            std::vector<double> hits = load_npy(f).to_double(f);
-            if (hits.size() != map.size())
-              throw Error(std::to_string(hits.size()) + " values for " + std::to_string(map.size()) + " captions");
-            c.true_hits[name].push_back(std::move(hits));
-          } catch (const Error& err) {
-            log << "mmt study report: warning: no true@1 comparison for " << dir << " (" << name << "): " << f << ": "
-                << err.what() << "\n";
-          }
+        try {  // each caption's true@1 hit (synthetic sets): the paired true@1 row of report-vs-base.csv
+          std::vector<double> hits = load_true_hits(dir, t, map.size());
+          if (!hits.empty()) c.true_hits[name].push_back(std::move(hits));
+        } catch (const Error& err) {
+          log << "mmt study report: warning: no true@1 comparison for " << dir << " (" << name << "): " << err.what()
+              << "\n";
         }
       }
       auto& v = c.values[name];

@@ -40,6 +40,9 @@ struct Ceilings {
 };
 
 Ceilings test_set_ceilings(const synth::TestSet& test);
+/// The same with the test set's truth_scores already computed (they cost captions x images
+/// caption_true_of calls; evaluation reuses them for true@1).
+Ceilings test_set_ceilings(const synth::TestSet& test, const std::vector<float>& truth);
 
 /// Score matrices of the reference scorers (captions x images, row-major).
 std::vector<float> bag_of_words_scores(const synth::TestSet& test);

@@ -32,6 +32,11 @@ void save_outcomes(const std::string& path, const RetrievalOutcomes& outcomes);
 RetrievalOutcomes load_outcomes(const std::string& dir, const nlohmann::json& entry, const std::string& name,
                                 std::vector<int64_t>& caption_image);
 
+/// Each caption's true@1 hit (0..1) of a synthetic test set's entry, from its per_caption_file in
+/// `dir`; empty where the entry has none (real images, or evaluated before the hits were saved).
+/// Errors name the file, also when it does not hold `num_captions` values.
+std::vector<double> load_true_hits(const std::string& dir, const nlohmann::json& entry, size_t num_captions);
+
 /// `a` and `b`: run directories (their eval.json) or result files (eval-best.json,
 /// eval-flickr30k-1k.json, ...), one or several each (several: the seeds of one configuration,
 /// compared as the mean of their recalls - every result resampled with the same test images - with
