@@ -121,9 +121,14 @@ TEST(Study, TwoCellsRunReportAndRerunSkips) {
                 t["a"].get<double>(), t["b"].get<double>(), t["delta"].get<double>(), t["low"].get<double>(),
                 t["high"].get<double>(), t["share_not_better"].get<double>());
   EXPECT_NE(vs.find(csv_row), std::string::npos) << csv_row << "\n" << vs;
+  // ... and in report.md's own column, right after image R@1's.
+  char true_versus[192];
+  std::snprintf(true_versus, sizeof true_versus, "%s %+.1f (%+.1f..%+.1f) |", versus, t["delta"].get<double>(),
+                t["low"].get<double>(), t["high"].get<double>());
+  EXPECT_NE(md.find(true_versus), std::string::npos) << true_versus << "\n" << md;
   EXPECT_NE(slurp(out + "/report.csv").find("attention,attention=single_modality,easy,image_r1,"), std::string::npos);
   // true@1 (synthetic sets): a column of its own, each run's value in report.csv.
-  EXPECT_NE(md.find("| text R@10 | true@1 | image R@1 vs base |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| text R@10 | true@1 | image R@1 vs base | true@1 vs base |"), std::string::npos) << md;
   char true1[128];
   std::snprintf(true1, sizeof true1, "attention,base,easy,true_at_1,%.4f,",
                 json::parse(slurp(out + "/cells/base/seed-1/eval.json"))["test_sets"]["easy"]["true_at_1"]["model"].get<double>());
