@@ -325,6 +325,12 @@ std::string image_queries(Search& x, json& result) {
 }  // namespace
 
 json retrieve(const RetrieveRequest& req, std::ostream& out, std::ostream& log) {
+  // --set takes every word after it (as in mmt train / eval), so a caption written after it lands
+  // among the overrides: say so rather than "nothing to search for" or a bare key=value error.
+  for (const auto& o : req.overrides)
+    if (o.find('=') == std::string::npos)
+      throw Error("mmt retrieve: --set takes every argument after it as a key=value override, and '" + o +
+                  "' is not one: write the captions before --set (mmt retrieve --run DIR \"a caption\" --set eval.mode=dual)");
   if (req.queries.empty() && req.image_queries.empty())
     throw Error("mmt retrieve: nothing to search for (give captions as arguments or --captions FILE, or --image)");
   if (req.top < 1) throw Error("mmt retrieve: --top must be at least 1");

@@ -151,6 +151,10 @@ TEST(Cli, TrainThenEvalBeatsChanceByFiveTimes) {
   EXPECT_EQ(no_set.status, 2);
   EXPECT_NE(no_set.err.find("easy"), std::string::npos) << no_set.err;  // the valid names
   EXPECT_EQ(run_mmt("retrieve --run " + run).status, 2);  // nothing to search for
+  // A caption after --set is taken as an override: the error says where captions go.
+  const auto late = run_mmt("retrieve --run " + run + " --set eval.mode=exact \"a cross\"");
+  EXPECT_EQ(late.status, 2);
+  EXPECT_NE(late.err.find("'a cross' is not one: write the captions before --set"), std::string::npos) << late.err;
 
   // Evaluation may change the test set size, not the model.
   const auto bad = run_mmt("eval --run " + run + " --set model.hidden=96");
