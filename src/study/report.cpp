@@ -360,6 +360,7 @@ std::string report_study(const std::string& out_dir, std::ostream& log) {
           csv += row;
         }
         const double m = mean_std(v["image_r1"]).first;
+        paired.clear();  // the base cell has none: without this it repeated the previous cell's rows
         const std::string delta = name == "base" || std::isnan(m) || std::isnan(base_r1)
                                       ? ""
                                       : versus_base(c, cells["base"], ts, m - base_r1, paired);

@@ -211,6 +211,12 @@ TEST(Study, PartOfAGridRunsAloneAndTheRestLater) {
   EXPECT_NE(md2.find(row, section), std::string::npos) << row << "\n" << md2;
   EXPECT_NE(md2.find("| base | 0 of 1 | - |", section), std::string::npos) << md2;
   EXPECT_NE(md2.find("| attention=single_modality | 2 |"), std::string::npos) << md2;  // easy: both seeds
+  // report-vs-base.csv: nothing on easy_again, where the base has no result (no row of the base
+  // against itself either: those once repeated the previous set's last rows under its name).
+  const std::string vs2 = slurp(out + "/report-vs-base.csv");
+  EXPECT_EQ(vs2.find(",easy_again,"), std::string::npos) << vs2;
+  EXPECT_EQ(vs2.find(",base,"), vs2.find(",base,cell,")) << vs2;  // the header's only
+  EXPECT_NE(vs2.find("attention,attention=single_modality,easy,image_r1,"), std::string::npos) << vs2;
 }
 
 TEST(Study, KilledCellResumesToTheUninterruptedResult) {

@@ -251,6 +251,32 @@ TEST(Bootstrap, PairedGroupsCompareTheirMeans) {
   EXPECT_THROW(paired_bootstrap(std::vector<RetrievalOutcomes>{}, {b1}, caption_image, s), Error);
 }
 
+// The same runs in another order are the same group: every resampling is a tie, which counts as
+// "not better" (share 1) even where the two means, summed in different orders, differ by rounding.
+TEST(Bootstrap, TiesOfGroupsSummedInAnotherOrderAreNotWins) {
+  std::vector<int64_t> caption_image;
+  std::vector<RetrievalOutcomes> runs;
+  std::vector<std::vector<double>> hits;
+  for (int64_t r = 0; r < 3; ++r) {
+    runs.push_back(outcomes(
+        97, 3, [r](int64_t c) { return (c * (7 + 2 * r)) % 10 < 3 + r; }, [r](int64_t i) { return (i + r) % 3 == 0; },
+        &caption_image));
+    hits.emplace_back();
+    for (const auto& q : runs.back().image_retrieval) hits.back().push_back(q.r1);
+  }
+  const std::vector<RetrievalOutcomes> reordered{runs[2], runs[0], runs[1]};
+  BootstrapSettings s;
+  s.samples = 400;
+  for (const auto& d : paired_bootstrap(runs, reordered, caption_image, s)) {
+    EXPECT_EQ(d.share_not_better, 1.0) << d.metric;
+    EXPECT_NEAR(d.interval.low, 0.0, 1e-9) << d.metric;
+    EXPECT_NEAR(d.interval.high, 0.0, 1e-9) << d.metric;
+  }
+  const PairedDifference t = paired_caption_means(hits, {hits[1], hits[2], hits[0]}, caption_image, 97, s);
+  EXPECT_EQ(t.share_not_better, 1.0);
+  EXPECT_NEAR(t.delta, 0.0, 1e-9);
+}
+
 // COCO 1k: folds scored apart, reported as the mean of their recalls. Each resampling draws every
 // fold's images within it (fold 0's, then fold 1's, from one generator); the naive version builds
 // the resampled folds and averages their summaries.
