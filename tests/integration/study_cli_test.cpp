@@ -136,6 +136,22 @@ TEST(Study, TwoCellsRunReportAndRerunSkips) {
   EXPECT_NE(slurp(out + "/report.html").find("<svg"), std::string::npos);
   EXPECT_TRUE(fs::exists(out + "/charts/attention-easy-r1.svg"));
   EXPECT_TRUE(fs::exists(out + "/charts/attention-loss.svg"));
+
+  // The same two runs as a product grid (no cell named base): every cell is compared with the
+  // grid's first cell, with the same numbers.
+  json product = json::parse(slurp(out + "/study.json"));
+  product["design"] = "product";
+  product["cells"] = {"attention=merged", "attention=single_modality"};
+  for (auto& run : product["runs"])
+    if (run["cell"] == "base") run["cell"] = "attention=merged";
+  std::ofstream(out + "/study.json") << product.dump(2);
+  r = run_mmt("study report " + out);
+  ASSERT_EQ(r.status, 0) << r.err;
+  const std::string pmd = slurp(out + "/report.md");
+  EXPECT_NE(pmd.find("*base* is the grid's first cell, `attention=merged`"), std::string::npos) << pmd;
+  EXPECT_NE(pmd.find("## all cells"), std::string::npos) << pmd;
+  EXPECT_NE(pmd.find(true_versus), std::string::npos) << true_versus << "\n" << pmd;
+  EXPECT_NE(slurp(out + "/report-vs-base.csv").find("all cells,attention=single_modality,easy,image_r1,"), std::string::npos);
 }
 
 TEST(Study, PartOfAGridRunsAloneAndTheRestLater) {
