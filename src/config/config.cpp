@@ -443,7 +443,7 @@ void validate_config(const ExperimentConfig& cfg) {
   const double mrm = t.mrm_kl_weight + t.mrm_regression_weight + t.mrm_class_weight;
   positive("train.itm_contrastive_negatives", t.itm_contrastive_negatives);
   positive("train.itm_contrastive_chunk", t.itm_contrastive_chunk);
-  if (t.itm_contrastive_weight > 0 && t.itm_contrastive_negatives >= s.num_train_images)
+  if (t.itm_contrastive_weight > 0 && cfg.data.source == "synthetic" && t.itm_contrastive_negatives >= s.num_train_images)
     throw Error("config: train.itm_contrastive_negatives must be below data.synth.num_train_images");
   if (t.mlm_weight <= 0 && t.itm_weight <= 0 && t.dual_contrastive_weight <= 0 && mrm <= 0 &&
       t.itm_contrastive_weight <= 0)

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <ostream>
+#include <set>
 
 #include "mmt/data/data_source.h"
 #include "mmt/data/image_source.h"
@@ -21,7 +22,7 @@ namespace fs = std::filesystem;
 
 namespace mmt {
 namespace {
-enum Stream : uint64_t { kPairing = 21, kMasking };
+enum Stream : uint64_t { kPairing = 21, kMasking, kNegatives };
 
 struct StepPlan {
   std::vector<MixtureSampler::Draw> draws;
@@ -31,8 +32,6 @@ struct StepPlan {
 
 DatasetBatcher::DatasetBatcher(const ExperimentConfig& cfg, std::ostream* log) : cfg_(cfg), log_(log) {
   if (cfg.data.source != "datasets") throw Error("DatasetBatcher: data.source is not datasets");
-  if (cfg.train.itm_contrastive_weight > 0)
-    throw Error("config: contrastive ITM (train.itm_contrastive_weight) is not yet available with data.source = datasets");
   BasicTokenizerOptions basic;
   basic.lower_case = !cfg.data.cased;
   tokenizer_ = load_tokenizer(cfg.data.tokenizer, basic);
@@ -76,6 +75,73 @@ DatasetBatcher::DatasetBatcher(const ExperimentConfig& cfg, std::ostream* log) :
   }
   sampler_ = std::make_unique<MixtureSampler>(sizes, MixtureSampler::policy_weights(cfg.data.sampling, sizes, given),
                                               cfg.train.seed);
+  int64_t images = 0;
+  for (const auto& d : datasets_) first_record_.push_back(images), images += static_cast<int64_t>(d.records.size());
+  if (cfg.train.itm_contrastive_weight > 0 && cfg.train.itm_contrastive_negatives >= images)
+    throw Error("config: train.itm_contrastive_negatives = " + std::to_string(cfg.train.itm_contrastive_negatives) +
+                " negative images per step, but the datasets hold " + std::to_string(images) +
+                " usable images: it must be below that");
+}
+
+namespace {
+// The image a record shows, for telling a caption's own image among the negatives: the same file
+// (or tar member, or store entry) is the same image whichever dataset lists it (COCO and COCO
+// Localized Narratives share theirs).
+std::string image_identity(const Record& r) {
+  if (!r.image.path.empty()) return r.image.path + "#" + std::to_string(r.image.offset);
+  return r.source + "/" + r.key;
+}
+}  // namespace
+
+void DatasetBatcher::add_negatives(int64_t step, const std::vector<const Record*>& own, Batch& batch) const {
+  // K distinct images drawn uniformly from every training image of every dataset - one pool per
+  // step, the same on every rank (its stream has no rank) - shared by the batch's captions. An
+  // image that cannot be read is skipped and counted like a batch image, and another drawn.
+  const int64_t k = cfg_.train.itm_contrastive_negatives, n = first_record_.back() +
+                                                              static_cast<int64_t>(datasets_.back().records.size());
+  Rng rng(derive_seed(cfg_.train.seed, kNegatives, static_cast<uint64_t>(step)));
+  std::set<int64_t> drawn;
+  std::vector<const Record*> pool;
+  std::vector<std::unique_ptr<const ModelImage>> images;
+  while (static_cast<int64_t>(pool.size()) < k) {
+    if (static_cast<int64_t>(drawn.size()) == n)
+      throw Error("step " + std::to_string(step) + ": fewer than train.itm_contrastive_negatives = " + std::to_string(k) +
+                  " readable images for the contrastive ITM pool");
+    const int64_t pick = rng.below(n);
+    if (!drawn.insert(pick).second) continue;
+    const size_t d = static_cast<size_t>(std::upper_bound(first_record_.begin(), first_record_.end(), pick) - first_record_.begin() - 1);
+    const Record& r = datasets_[d].records[static_cast<size_t>(pick - first_record_[d])];
+    try {
+      images.push_back(std::make_unique<const ModelImage>(load_model_image(cfg_, r, features_[d])));
+      pool.push_back(&r);
+    } catch (const Error& e) {
+      note_bad_image(e);
+    }
+  }
+  std::vector<const ModelImage*> views;
+  for (const auto& im : images) views.push_back(im.get());
+  batch.negatives = std::make_shared<Batch>();
+  fill_model_images(cfg_, views, feature_dim_, classes_, *batch.negatives);
+  const int64_t b = static_cast<int64_t>(own.size());
+  batch.negative_excluded = torch::zeros({b, k}, torch::kBool);
+  auto ex = batch.negative_excluded.accessor<bool, 2>();
+  for (int64_t i = 0; i < b; ++i) {
+    const std::string mine = image_identity(*own[static_cast<size_t>(i)]);
+    for (int64_t j = 0; j < k; ++j) ex[i][j] = pool[static_cast<size_t>(j)] == own[static_cast<size_t>(i)] ||
+                                                image_identity(*pool[static_cast<size_t>(j)]) == mine;
+  }
+}
+
+void DatasetBatcher::note_bad_image(const Error& e) const {
+  ++images_seen_;
+  const int64_t bad = ++bad_images_;
+  {
+    std::lock_guard<std::mutex> lock(log_mu_);
+    if (log_ && bad <= 20) *log_ << "warning: " << e.what() << "; example skipped\n";
+  }
+  if (images_seen_ >= 100 && bad > cfg_.data.max_bad_fraction * images_seen_)
+    throw Error(std::to_string(bad) + " of " + std::to_string(images_seen_.load()) +
+                " images could not be read, over data.max_bad_fraction; last: " + e.what());
 }
 
 DatasetBatcher::~DatasetBatcher() = default;
@@ -140,18 +206,11 @@ Batch DatasetBatcher::build(int64_t step, const BatchLoader::Plan& plan) const {
     const auto& first = first_example_[static_cast<size_t>(d.dataset)];
     const size_t rec = static_cast<size_t>(std::upper_bound(first.begin(), first.end(), d.example) - first.begin() - 1);
     const Record& r = datasets_[static_cast<size_t>(d.dataset)].records[rec];
-    ++images_seen_;
     try {
       rows.push_back({&r, d.example - first[rec], std::make_shared<const ModelImage>(load_model_image(cfg_, r, features_[static_cast<size_t>(d.dataset)]))});
+      ++images_seen_;
     } catch (const Error& e) {
-      const int64_t bad = ++bad_images_;
-      {
-        std::lock_guard<std::mutex> lock(log_mu_);
-        if (log_ && bad <= 20) *log_ << "warning: " << e.what() << "; example skipped\n";
-      }
-      if (images_seen_ >= 100 && bad > cfg_.data.max_bad_fraction * images_seen_)
-        throw Error(std::to_string(bad) + " of " + std::to_string(images_seen_.load()) +
-                    " images could not be read, over data.max_bad_fraction; last: " + e.what());
+      note_bad_image(e);
     }
   }
   if (rows.size() < 2) throw Error("step " + std::to_string(step) + ": fewer than 2 readable images in the batch");
@@ -203,6 +262,11 @@ Batch DatasetBatcher::build(int64_t step, const BatchLoader::Plan& plan) const {
     for (int64_t i = 0; i < b; ++i)
       batch.hard_negative_rows[i] = static_cast<bool>(pending[i]),
       batch.mask_pattern[i] = (mask_text[i] ? 1 : 0) | (mask_image[i] ? 2 : 0);
+  }
+  if (t.itm_contrastive_weight > 0) {  // each row's image is its caption's own for the contrastive pool
+    std::vector<const Record*> own;
+    for (int64_t i = 0; i < b; ++i) own.push_back(rows[static_cast<size_t>(image_of[i])].record);
+    add_negatives(step, own, batch);
   }
   return batch;
 }

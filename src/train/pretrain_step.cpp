@@ -105,7 +105,10 @@ PretrainStep::Pending PretrainStep::launch(const std::vector<Batch>& micro_batch
       return pending;
     }
     if (buckets_ && k + 1 == micro_batches.size()) buckets_->arm();  // the step's gradient completes in this pass
-    (n == 1 ? loss.total : loss.total / n).backward();
+    // A batch can leave the main pass without a loss: no caption token drawn for MLM where MLM is
+    // its only loss (contrastive ITM back-propagates below). Then it has no gradient to give; a
+    // rank's unfilled buckets still start, in order, at finish().
+    if (loss.total.requires_grad()) (n == 1 ? loss.total : loss.total / n).backward();
     if (options_.itm_contrastive_weight > 0) {  // back-propagates itself, chunk by chunk
       double f = 1.0;  // this rank's share of the matched captions
       if (comm_) {

@@ -250,12 +250,18 @@ TEST(GradBuckets, SumEveryRanksGradientsAndStartDuringBackward) {
 // One rank's non-finite gradient (a hook puts a NaN into one weight's gradient on rank 1 only)
 // skips the step on both: the summed gradient they share is NaN, so they agree without asking,
 // keep equal weights, and train on together.
-TEST(PretrainStep, OneRanksNonFiniteGradientSkipsTheStepOnEveryRank) {
+// One layer of the tiny preset, no dropout, batches of 8 from a small world.
+ExperimentConfig small_step_config() {
   ExperimentConfig cfg;
   cfg.model.preset = "tiny";
   cfg.model.num_layers = 1, cfg.model.dropout = 0;
   cfg.data.synth.num_train_images = 200, cfg.data.synth.num_test_images = 10;
   cfg.train.batch_size = 8;
+  return cfg;
+}
+
+TEST(PretrainStep, OneRanksNonFiniteGradientSkipsTheStepOnEveryRank) {
+  ExperimentConfig cfg = small_step_config();
   validate_config(cfg);
   const synth::World world(cfg.data.synth);
   PretrainBatcher batcher(world, data_vocab(cfg), cfg);
@@ -289,6 +295,44 @@ TEST(PretrainStep, OneRanksNonFiniteGradientSkipsTheStepOnEveryRank) {
   ASSERT_TRUE(after[0].defined() && after[1].defined());
   EXPECT_TRUE(torch::equal(after[0], after[1]));
   EXPECT_TRUE(torch::isfinite(after[0]).all().item<bool>());
+}
+
+// A batch (or a rank's share) can hold no target of any loss of the main pass: MLM the only one
+// and no token drawn. It gives no gradient - the step neither fails ("does not require grad") nor
+// leaves the other rank waiting for its buckets.
+TEST(PretrainStep, AShareWithoutLossTargetsGivesNoGradientAndNoFailure) {
+  ExperimentConfig cfg = small_step_config();
+  cfg.train.itm_weight = 0, cfg.train.mrm_kl_weight = 0, cfg.train.mrm_regression_weight = 0, cfg.train.mrm_class_weight = 0;
+  validate_config(cfg);
+  const synth::World world(cfg.data.synth);
+  PretrainBatcher batcher(world, data_vocab(cfg), cfg);
+  const Batch b = batcher.batch(0);
+  ASSERT_GT(b.mlm_labels.ne(kIgnoreLabel).sum().item<int64_t>(), 0);
+  Batch empty = batch_rows(b, 4, 8);
+  empty.mlm_labels.fill_(kIgnoreLabel);
+  {  // one process
+    torch::manual_seed(6);
+    MultimodalTransformer model(cfg.model, data_input_dims(cfg));
+    PretrainStep step(*model, cfg.train);
+    const auto r = step.run(empty, 1e-3, 0);
+    EXPECT_TRUE(r.finite);
+    EXPECT_TRUE(torch::equal(step.optimizer().grads(), torch::zeros_like(step.optimizer().grads())));
+  }
+  std::vector<MultimodalTransformer> models;
+  for (int r = 0; r < 2; ++r) {
+    torch::manual_seed(6);
+    models.emplace_back(cfg.model, data_input_dims(cfg));
+  }
+  torch::Tensor before, after[2];
+  two_ranks(60, [&](int r, Communicator& comm) {
+    PretrainStep step(*models[r], cfg.train, cfg.runtime, &comm);
+    if (r == 0) before = step.optimizer().params().clone();
+    EXPECT_TRUE(step.run(r == 0 ? batch_rows(b, 0, 4) : empty, 1e-3, 0).finite) << "rank " << r;
+    after[r] = step.optimizer().params().clone();
+  });
+  ASSERT_TRUE(after[0].defined() && after[1].defined());
+  EXPECT_TRUE(torch::equal(after[0], after[1]));  // rank 0's gradient reached both
+  EXPECT_FALSE(torch::equal(after[0], before));
 }
 
 }  // namespace

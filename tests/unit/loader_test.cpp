@@ -160,6 +160,78 @@ TEST(DatasetBatches, PixelsFromJpegPngAndShardsAreNormalisedCrops) {
   EXPECT_EQ(b.input_dims().region_feat_dim, 3 * 8 * 8);
 }
 
+// Contrastive ITM on real data: each step a pool of K distinct training images (the paper's
+// negatives), decoded like the batch's, the same for every rank and on a rebuilt batcher, another
+// the next step; a caption's own image in the pool is marked excluded for that caption.
+TEST(DatasetBatches, ContrastiveNegativePoolOfDistinctTrainingImages) {
+  auto cfg = real_config("patches");
+  cfg.train.itm_contrastive_weight = 1, cfg.train.itm_weight = 0, cfg.train.itm_negative_prob = 0;
+  cfg.train.itm_contrastive_negatives = 2;
+  DatasetBatcher all(cfg, nullptr);
+  int64_t images = 0;
+  for (const auto& d : all.datasets()) images += static_cast<int64_t>(d.records.size());
+  ASSERT_GE(images, 5);
+  cfg.train.itm_contrastive_negatives = images - 1;  // all but one: the own images are often among them
+  DatasetBatcher b(cfg, nullptr);
+  // Every training image once, as a reference for which pool entry is which image.
+  ExperimentConfig one = cfg;
+  std::vector<torch::Tensor> reference;
+  for (const auto& d : b.datasets())
+    for (const auto& r : d.records) {
+      const ModelImage im = load_model_image(one, r, FeatureSource{});
+      reference.push_back(torch::from_blob(const_cast<float*>(im.pixels.data()), {3, 32, 32}).clone());
+    }
+  auto which = [&](const torch::Tensor& pixels) {
+    for (size_t k = 0; k < reference.size(); ++k)
+      if (pixels.equal(reference[k])) return static_cast<int64_t>(k);
+    return int64_t{-1};
+  };
+  int64_t excluded = 0;
+  torch::Tensor first_pool;
+  for (int64_t step = 0; step < 4; ++step) {
+    const Batch batch = b.build(step, b.plan(step));
+    ASSERT_TRUE(batch.negatives);
+    const auto& pool = batch.negatives->image_pixels;
+    ASSERT_EQ(pool.sizes(), (std::vector<int64_t>{images - 1, 3, 32, 32}));
+    ASSERT_EQ(batch.negative_excluded.sizes(), (std::vector<int64_t>{batch.size(), images - 1}));
+    std::set<int64_t> ids;
+    std::vector<int64_t> pool_ids;
+    for (int64_t j = 0; j < pool.size(0); ++j) {
+      pool_ids.push_back(which(pool[j]));
+      ASSERT_GE(pool_ids.back(), 0) << "pool image " << j << " is no training image";
+      ids.insert(pool_ids.back());
+    }
+    EXPECT_EQ(static_cast<int64_t>(ids.size()), images - 1) << "step " << step << ": images drawn twice";
+    for (int64_t i = 0; i < batch.size(); ++i) {
+      const int64_t own = which(batch.image_pixels[i]);
+      ASSERT_GE(own, 0);
+      for (int64_t j = 0; j < pool.size(0); ++j) {
+        EXPECT_EQ(batch.negative_excluded[i][j].item<bool>(), pool_ids[static_cast<size_t>(j)] == own) << i << "," << j;
+        excluded += pool_ids[static_cast<size_t>(j)] == own;
+      }
+    }
+    if (step == 0) first_pool = pool.clone();
+  }
+  EXPECT_GT(excluded, 0);  // all but one image in every pool: own images were drawn
+  // The pool depends on the step only: a fresh batcher and another rank's share see the same one.
+  DatasetBatcher again(cfg, nullptr);
+  EXPECT_TRUE(again.build(0, again.plan(0)).negatives->image_pixels.equal(first_pool));
+  DatasetBatcher rank1(cfg, nullptr);
+  rank1.shard(1, 2);
+  const Batch share = rank1.build(0, rank1.plan(0));
+  EXPECT_TRUE(share.negatives->image_pixels.equal(first_pool));
+  EXPECT_EQ(share.negative_excluded.size(0), share.size());
+  // More negatives than images: refused when the data are read.
+  cfg.train.itm_contrastive_negatives = images;
+  try {
+    DatasetBatcher too_many(cfg, nullptr);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("the datasets hold " + std::to_string(images) + " usable images"), std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(DatasetBatches, RegionFeaturesFromAFolderAndRecordsWithoutThemSkipped) {
   // Features for two of the three COCO fixture images.
   const std::string dir = ::testing::TempDir() + "mmt_loader_feats/";

@@ -23,6 +23,7 @@
 
 namespace mmt {
 
+class Error;
 class Tokenizer;
 class MixtureSampler;
 class PackedStore;
@@ -55,11 +56,16 @@ class DatasetBatcher {
   int64_t bad_images() const { return bad_images_.load(); }
 
  private:
+  // Contrastive ITM: the step's pool of negative images, and which of them is a row's own image.
+  void add_negatives(int64_t step, const std::vector<const Record*>& own, Batch& batch) const;
+  // An image that could not be read: counted, the first few logged, an error past data.max_bad_fraction.
+  void note_bad_image(const Error& e) const;
 
   ExperimentConfig cfg_;
   std::ostream* log_;
   std::vector<Dataset> datasets_;
   std::vector<std::vector<int64_t>> first_example_;  // per dataset: first example index of each record
+  std::vector<int64_t> first_record_;                // per dataset: its first record's index among all datasets' records
   std::unique_ptr<Tokenizer> tokenizer_;
   std::unique_ptr<MixtureSampler> sampler_;
   std::vector<FeatureSource> features_;  // per dataset (regions)
