@@ -202,6 +202,11 @@ void run_study(const std::string& grid_path, const std::string& out_dir, std::os
     grid.cells = kept;
   }
   if (!only_seeds.empty()) grid.seeds = only_seeds;
+  // The evaluation's files are checked before hours of training, not after the first cell's.
+  for (const auto& [what, path] : {std::pair<const char*, std::string>{"karpathy", grid.karpathy}, {"images", grid.images},
+                                   {"features", grid.features}})
+    if (!path.empty() && !std::filesystem::exists(path))
+      throw Error(grid_path + ": eval." + what + " '" + path + "' not found (every cell is evaluated on it)");
   make_dirs(out_dir);
   // One runner per study folder: a second would train the same cells and race on study.json.
   const std::string lock_path = out_dir + "/.lock";
@@ -232,6 +237,7 @@ void run_study(const std::string& grid_path, const std::string& out_dir, std::os
     }
   }
   int64_t done = 0, ran = 0;
+  std::vector<std::string> failed;  // "cell seed s: message"
   double ran_seconds = 0;
   const auto t_start = std::chrono::steady_clock::now();
   auto save_status = [&] {
@@ -255,20 +261,32 @@ void run_study(const std::string& grid_path, const std::string& out_dir, std::os
         log << "mmt study:   finished earlier: skipped\n";
         entry["status"] = "skipped (finished earlier)";
       } else {
-        const ExperimentConfig cfg = cell_config(grid, cell, seed);
+        // A run that fails (bad data met at step 40,000, a diverged loss, a full disk) costs its own
+        // cell, not the grid's other cells: it is recorded, the study goes on and fails at the end;
+        // a rerun retries it from what it left (its last checkpoint, or its trained weights).
         const bool trained = file_exists(dir + "/checkpoint.json");
         const bool started = !trained && std::filesystem::is_directory(dir + "/checkpoints");
-        if (!trained) {
-          if (started) log << "mmt study:   resuming from its last checkpoint\n";
-          else if (std::filesystem::exists(dir)) std::filesystem::remove_all(dir);  // died before its first checkpoint
-          train_run(cfg, dir, log, /*resume=*/started);
+        try {
+          const ExperimentConfig cfg = cell_config(grid, cell, seed);
+          if (!trained) {
+            if (started) log << "mmt study:   resuming from its last checkpoint\n";
+            else if (std::filesystem::exists(dir)) std::filesystem::remove_all(dir);  // died before its first checkpoint
+            train_run(cfg, dir, log, /*resume=*/started);
+          }
+          std::ostringstream table;
+          if (grid.protocol.empty()) evaluate_run(dir, {}, table, log);
+          else evaluate_protocol(dir, grid.protocol, grid.karpathy, grid.images, grid.features, {}, table, log);
+          entry["status"] = trained ? "evaluated" : started ? "resumed" : "ran";
+        } catch (const std::exception& e) {
+          std::string what = e.what();
+          what = what.substr(0, what.find('\n'));  // a libtorch error's first line, not its stack
+          log << "mmt study:   FAILED: " << what << "\nmmt study:   the other runs go on; rerun the study to retry this one\n";
+          entry["status"] = "failed";
+          entry["error"] = what;
+          failed.push_back(cell.name + " seed " + std::to_string(seed) + ": " + what);
         }
-        std::ostringstream table;
-        if (grid.protocol.empty()) evaluate_run(dir, {}, table, log);
-        else evaluate_protocol(dir, grid.protocol, grid.karpathy, grid.images, grid.features, {}, table, log);
         const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         ran_seconds += s, ++ran;
-        entry["status"] = trained ? "evaluated" : started ? "resumed" : "ran";
         entry["seconds"] = s;
       }
       ++done;
@@ -276,9 +294,17 @@ void run_study(const std::string& grid_path, const std::string& out_dir, std::os
       save_status();
     }
   }
-  log << "mmt study: " << total << " runs done in "
-      << Progress::format_duration(std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count())
-      << "; report: mmt study report " << out_dir << "\n";
+  const std::string took =
+      Progress::format_duration(std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count());
+  if (!failed.empty()) {
+    std::string list;
+    for (const auto& f : failed) list += "\n  " + f;
+    throw Error(std::to_string(failed.size()) + " of " + std::to_string(total) + " runs failed (" + took +
+                "; study.json records them, their folders keep what they wrote):" + list +
+                "\nrerun `mmt study run` to retry them; the others are skipped; `mmt study report " + out_dir +
+                "` reports what finished");
+  }
+  log << "mmt study: " << total << " runs done in " << took << "; report: mmt study report " << out_dir << "\n";
 }
 
 }  // namespace mmt

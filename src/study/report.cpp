@@ -174,6 +174,7 @@ std::string report_study(const std::string& out_dir, std::ostream& log) {
   std::set<std::string> test_sets;
   std::map<int64_t, double> seed_seconds;  // training + evaluation of the finished runs, per seed
   int64_t missing = 0;
+  std::string failed;  // runs the last `mmt study run` recorded as failed, with their errors
   std::map<std::string, std::set<std::string>> run_sets;  // finished run -> the test sets its result holds
   // The runs in seed order: study.json lists them in the order invocations ran them (a later
   // `--seeds 1` moves seed 1 last), and each cell's values, sums and resamplings should not depend
@@ -187,6 +188,9 @@ std::string report_study(const std::string& out_dir, std::ostream& log) {
     const std::string result = dir + "/" + r.value("results", std::string("eval.json"));
     if (!file_exists(result)) {
       ++missing;
+      if (r.value("status", std::string()) == "failed")
+        failed += std::string(failed.empty() ? "" : "; ") + "`" + r["dir"].get<std::string>() + "` (" +
+                  r.value("error", std::string("no message")) + ")";
       continue;
     }
     ++c.seeds;
@@ -274,6 +278,7 @@ std::string report_study(const std::string& out_dir, std::ostream& log) {
   if (have < expected)
     md += "\n**" + std::to_string(have) + " of " + std::to_string(expected) + " runs have results**; cells without any are left out" +
           (missing ? " (" + std::to_string(missing) + " started, not finished)" : "") + ".\n";
+  if (!failed.empty()) md += "\n**Failed runs**: " + failed + ". `mmt study run` again retries them.\n";
   // A run evaluated on fewer test sets than the others (re-evaluated by hand on one set, or
   // evaluated before a set was added) would silently narrow its cell's mean on the others.
   std::string lacking;

@@ -261,3 +261,58 @@ TEST(Study, KilledCellResumesToTheUninterruptedResult) {
 }
 
 }  // namespace
+
+namespace {
+
+// A cell that fails at training time (its dataset folder does not exist: the grid resolves, the
+// data cannot be read) costs that cell only: the other cell is trained and evaluated, the study
+// exits non-zero naming the failed run, study.json records it, the report names it, and a rerun
+// retries it while skipping the finished one.
+TEST(Study, AFailedCellIsRecordedAndTheOthersRun) {
+  const std::string dir = scratch("f");
+  json grid = json::parse(slurp(write_grid(dir)));
+  {
+    std::ofstream v(dir + "vocab.txt");
+    v << "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\na\n";
+  }
+  grid["factors"][0]["levels"][1] = {
+      {"name", "broken"},
+      {"config", {{"data", {{"source", "datasets"}, {"tokenizer", dir + "vocab.txt"}, {"image_size", 32},
+                            {"datasets", {{{"format", "folder"}, {"path", dir + "no-such-folder"}}}}}},
+                  {"model", {{"image_input", "patches"}, {"patch_size", 8}}},
+                  {"train", {{"mrm_kl_weight", 0}}}}}};
+  std::ofstream(dir + "grid.json") << grid.dump(2);
+  const std::string out = dir + "study";
+  auto r = run_mmt("study run " + dir + "grid.json --out " + out);
+  EXPECT_EQ(r.status, 2) << r.err;
+  EXPECT_NE(r.err.find("1 of 2 runs failed"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("attention=broken seed 1: "), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("no-such-folder"), std::string::npos) << r.err;
+  EXPECT_TRUE(fs::exists(out + "/cells/base/seed-1/eval.json"));
+  json s = runs(out);
+  ASSERT_EQ(s.size(), 2u);
+  EXPECT_EQ(s[0]["status"], "ran");
+  EXPECT_EQ(s[1]["status"], "failed");
+  EXPECT_NE(s[1]["error"].get<std::string>().find("no-such-folder"), std::string::npos) << s[1].dump();
+
+  r = run_mmt("study report " + out);
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("**Failed runs**: `cells/attention-broken/seed-1` ("), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("| base | 1 |"), std::string::npos) << r.out;
+
+  // Rerun: the finished cell is skipped, the failed one tried again (and fails again).
+  r = run_mmt("study run " + dir + "grid.json --out " + out);
+  EXPECT_EQ(r.status, 2) << r.err;
+  s = runs(out);
+  EXPECT_EQ(s[0]["status"], "skipped (finished earlier)");
+  EXPECT_EQ(s[1]["status"], "failed");
+  // A grid whose evaluation file is missing fails before any training.
+  grid["eval"] = {{"protocol", "flickr30k-1k"}, {"karpathy", dir + "missing.json"}};
+  std::ofstream(dir + "grid2.json") << grid.dump(2);
+  r = run_mmt("study run " + dir + "grid2.json --out " + dir + "study2");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.err.find("eval.karpathy '" + dir + "missing.json' not found"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir + "study2/cells"));
+}
+
+}  // namespace
