@@ -20,6 +20,7 @@
 #include "mmt/train/finetune.h"
 #include "mmt/train/trainer.h"
 #include "mmt/util/error.h"
+#include "mmt/util/fs.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"mmt: pretrain image-text transformers and measure them on zero-shot retrieval"};
@@ -247,14 +248,8 @@ int main(int argc, char** argv) {
         mmt::evaluate_run(run_dir, overrides, std::cout, std::cerr, eval_best);
       }
     } else if (retrieve->parsed()) {
-      if (!captions_file.empty()) {
-        std::ifstream in(captions_file);
-        if (!in) throw mmt::Error(captions_file + ": cannot open");
-        for (std::string line; std::getline(in, line);) {
-          if (!line.empty() && line.back() == '\r') line.pop_back();
-          if (line.find_first_not_of(" \t") != std::string::npos) rq.queries.push_back(line);
-        }
-      }
+      if (!captions_file.empty())
+        for (auto& line : mmt::read_lines(captions_file)) rq.queries.push_back(std::move(line));
       const nlohmann::json result = mmt::retrieve(rq, std::cout, std::cerr);
       if (!retrieve_json.empty()) {
         std::ofstream f(retrieve_json);
@@ -325,10 +320,7 @@ int main(int argc, char** argv) {
         }
       } else {
         if (input_path.empty()) throw mmt::Error("tokenizer train: give --input or --dataset");
-        std::ifstream in(input_path);
-        if (!in) throw mmt::Error(input_path + ": cannot open");
-        for (std::string line; std::getline(in, line);)
-          if (!line.empty()) lines.push_back(line);
+        for (auto& line : mmt::read_lines(input_path)) lines.push_back(std::move(line));
       }
       mmt::train_sentencepiece(lines, out_prefix, spm_options);
       const auto tok = mmt::SentencePieceTokenizer::load(out_prefix + ".model");

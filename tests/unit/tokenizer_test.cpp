@@ -9,9 +9,21 @@
 
 #include "mmt/text/tokenizer.h"
 #include "mmt/text/unicode.h"
+#include "mmt/util/error.h"
+#include "mmt/util/fs.h"
 
 namespace mmt {
 namespace {
+
+// Caption files (tokenizer train --input, retrieve --captions): a file written on Windows gives
+// the same lines as a Unix one - no '\r' for SentencePiece to learn as a character - and blank
+// lines are no captions.
+TEST(CaptionFiles, LinesWithoutCarriageReturnsOrBlanks) {
+  const std::string path = ::testing::TempDir() + "mmt_lines.txt";
+  std::ofstream(path, std::ios::binary) << "a red star\r\n\r\n  \t\r\ntwo  dogs \nlast line without newline";
+  EXPECT_EQ(read_lines(path), (std::vector<std::string>{"a red star", "two  dogs ", "last line without newline"}));
+  EXPECT_THROW(read_lines(path + ".missing"), Error);
+}
 
 using Strings = std::vector<std::string>;
 

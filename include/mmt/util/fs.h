@@ -3,6 +3,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 namespace mmt {
 
@@ -16,5 +17,9 @@ void write_file_atomic(const std::string& path, const std::string& data);
 void make_dirs(const std::string& path);
 
 bool file_exists(const std::string& path);
+
+/// A text file's lines (captions, one per line), Windows line ends taken off and blank lines left
+/// out; throws Error naming the path if it cannot be read.
+std::vector<std::string> read_lines(const std::string& path);
 
 }  // namespace mmt
