@@ -231,9 +231,11 @@ class CaptionReader {
       if (*options[i] && accept(options[i])) return static_cast<int>(i);
     return -1;
   }
-  // "a|an <size>? <colour>? <shape|shape|object>".
+  // "a|an <size>? <colour>? <shape|shape|object>"; the article may be left out, as people (and the
+  // terse alt-text style) write "red star": the same object.
   bool object(CaptionContent& c) {
-    if (!accept("a") && !accept("an")) return false;
+    const size_t start = at_;
+    accept("a") || accept("an");
     ObjectRef ref;
     for (int size = 0; size < kNumSizes && ref.size < 0; ++size)
       if (accept(kSizeWords[size][0]) || accept(kSizeWords[size][1])) ref.size = size;
@@ -243,7 +245,10 @@ class CaptionReader {
     const auto& shapes = shape_words();
     for (size_t k = 0; k < shapes.size() && ref.shape < 0; ++k)
       if (accept(shapes[k])) ref.shape = static_cast<int>(k);
-    if (ref.shape < 0 && !accept("shape") && !accept("object")) return false;
+    if (ref.shape < 0 && !accept("shape") && !accept("object")) {
+      at_ = start;
+      return false;
+    }
     c.objects.push_back(ref);
     return true;
   }

@@ -337,7 +337,33 @@ TEST(SyntheticWorld, ParseCaptionReadsBackWhatTheGrammarGenerated) {
   const auto list = parse_caption("a picture of a circle , a red shape and a small star");
   ASSERT_TRUE(list.has_value());
   EXPECT_EQ(list->objects.size(), 3u);
-  for (const char* bad : {"", "a zebra", "red star", "there is", "a circle , a square", "a circle and", "one shapes : a circle",
+  // Without the article (as people, and the terse alt-text style, write it): the same objects.
+  for (const auto& [bare, full] : std::vector<std::pair<const char*, const char*>>{
+           {"red star", "a red star"},
+           {"big red star to the left of shape", "a big red star to the left of a shape"},
+           {"three objects including blue square", "three objects including a blue square"},
+           {"circle , red shape and small star", "a circle , a red shape and a small star"}}) {
+    const auto b = parse_caption(bare), f = parse_caption(full);
+    ASSERT_TRUE(b.has_value()) << bare;
+    EXPECT_TRUE(same_content(*b, *f)) << bare;
+  }
+  // Training styles: whatever of them parses is true of the scene it was written for (terse
+  // one-object captions and "x above y", which the terse style keeps in order although its content
+  // drops the relation; phrases, which are descriptive objects).
+  Rng rng(3);
+  int64_t parsed_styled = 0;
+  for (const char* style : {"terse", "phrase"})
+    for (size_t i = 0; i < 300; ++i) {
+      const Scene& scene = w.train_scenes()[i];
+      const Caption c = styled_caption(scene, style, rng);
+      const auto p = parse_caption(c.text);
+      if (!p) continue;
+      ++parsed_styled;
+      EXPECT_TRUE(caption_true_of(*p, scene)) << style << ": " << c.text;
+      if (p->relations.empty()) EXPECT_TRUE(same_content(*p, c.content)) << style << ": " << c.text;
+    }
+  EXPECT_GT(parsed_styled, 300);
+  for (const char* bad : {"", "a zebra", "red", "red star left", "red circle blue square", "there is", "a circle , a square", "a circle and", "one shapes : a circle",
                           "three shapes : a circle", "a star on the moon", "a circle above"})
     EXPECT_FALSE(parse_caption(bad).has_value()) << bad;
 }

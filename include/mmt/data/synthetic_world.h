@@ -89,8 +89,9 @@ Caption sample_caption(const Scene& scene, Rng& rng);
 Caption styled_caption(const Scene& scene, const std::string& style, Rng& rng);
 
 /// What a caption of the grammar asserts, read back from its text (any case; a final "." is
-/// ignored): the content sample_caption generated it from, or nullopt for text the grammar cannot
-/// produce. Lets any grammatical caption - one a user writes - be judged with caption_true_of.
+/// ignored; an object's article may be left out: "red star"): the content sample_caption
+/// generated it from, or nullopt for text the grammar cannot produce. Lets any grammatical caption
+/// - one a user writes - be judged with caption_true_of.
 std::optional<CaptionContent> parse_caption(const std::string& text);
 
 /// The perfect matcher: the caption's objects map to distinct scene objects satisfying every
