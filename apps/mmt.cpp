@@ -32,9 +32,9 @@ int main(int argc, char** argv) {
   bool plain = false;
   auto add_config = [&](CLI::App* cmd) {
     cmd->add_option("--config", config_path, "experiment config (JSON, comments allowed)");
-    cmd->add_option("--set", overrides, "override a config key: --set train.steps=100 (repeatable)")
-        ->take_all()
-        ->allow_extra_args(false);
+    cmd->add_option("--set", overrides,
+                    "override config keys: --set train.steps=100 model.preset=tiny (or --set once per key)")
+        ->take_all();
   };
 
   auto* train = app.add_subcommand("train", "pretrain a model and write a run directory");

@@ -405,7 +405,9 @@ TrainSummary train_run(const ExperimentConfig& cfg, const std::string& dir, std:
     const int64_t done = step + 1;
     const bool log_due = done % t.log_every == 0 || done == t.steps;
     const bool eval_due = evaluator && (done % t.eval_every == 0 || done == t.steps);
-    const bool checkpoint_due = done < t.steps && ((t.checkpoint_every > 0 && done % t.checkpoint_every == 0) || sig);
+    // The last step too: a finished run can then be trained longer (--resume --set train.steps=M)
+    // from where it ended, not from an older checkpoint or not at all.
+    const bool checkpoint_due = done == t.steps || (t.checkpoint_every > 0 && done % t.checkpoint_every == 0) || sig;
     if (log_due || eval_due || checkpoint_due) account(now);
     else behind = std::move(now);
     if (log_due) {

@@ -90,6 +90,21 @@ TEST(Resume, KilledAndResumedEqualsUninterrupted) {
   EXPECT_NE(slurp(own("err.txt")).find("may change only train.steps"), std::string::npos);
 }
 
+// A finished run trained longer: its last step was checkpointed (even with checkpoint_every = 0),
+// so `--resume --set train.steps=M` continues from it; at a constant learning rate 20 steps, then
+// 20 more, are the 40 steps of one run, bit for bit.
+TEST(Resume, AFinishedRunTrainsLongerFromWhereItEnded) {
+  const std::string straight = fresh("straight"), extended = fresh("extended");
+  const std::string flat = kSmall + " --set train.schedule=constant --set train.warmup_steps=0 --set train.checkpoint_every=0";
+  ASSERT_EQ(run("train --out " + straight + flat), 0) << slurp(own("err.txt"));
+  ASSERT_EQ(run("train --out " + extended + flat + " --set train.steps=20"), 0) << slurp(own("err.txt"));
+  EXPECT_TRUE(fs::exists(extended + "/checkpoints/step-000000020"));
+  ASSERT_EQ(run("train --resume " + extended + " --set train.steps=40"), 0) << slurp(own("err.txt"));
+  EXPECT_NE(slurp(own("err.txt")).find("resuming " + extended + " at step 20"), std::string::npos) << slurp(own("err.txt"));
+  EXPECT_EQ(losses(extended), losses(straight));
+  EXPECT_EQ(slurp(extended + "/model.safetensors"), slurp(straight + "/model.safetensors"));
+}
+
 TEST(Resume, KilledWhileWritingACheckpointLeavesThePreviousOne) {
   const std::string straight = fresh("straight"), dir = fresh("crash");
   ASSERT_EQ(run("train --out " + straight + kSmall), 0);
