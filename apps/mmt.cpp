@@ -120,6 +120,11 @@ int main(int argc, char** argv) {
   study_run->add_option("--seeds", only_seeds, "run only these seeds")->delimiter(',');
   auto* study_report = study->add_subcommand("report", "tables (Markdown, CSV), SVG charts and an HTML page of a study folder");
   study_report->add_option("dir", study_dir, "the study folder")->required();
+  auto* study_status = study->add_subcommand("status", "where a study folder stands: each run finished, failed, started "
+                                                       "(at which step) or not started, time spent and an estimate for the rest");
+  study_status->add_option("dir", study_dir, "the study folder")->required();
+  std::string status_json;
+  study_status->add_option("--json", status_json, "also write the status as JSON to this file");
 
   auto* data = app.add_subcommand("data", "datasets");
   data->require_subcommand(1);
@@ -266,6 +271,13 @@ int main(int argc, char** argv) {
       mmt::run_study(grid_path, study_dir, std::cerr, only_cells, only_seeds);
     } else if (study_report->parsed()) {
       std::cout << mmt::report_study(study_dir, std::cerr);
+    } else if (study_status->parsed()) {
+      nlohmann::json j;
+      std::cout << mmt::study_status(study_dir, &j);
+      if (!status_json.empty()) {
+        std::ofstream f(status_json);
+        if (!(f << j.dump(2) << "\n")) throw mmt::Error("cannot write '" + status_json + "'");
+      }
     } else if (finetune->parsed()) {
       const auto cfg = mmt::finetune_config(ft_run, ft_data, overrides);
       join(cfg.runtime);

@@ -245,6 +245,7 @@ void run_study(const std::string& grid_path, const std::string& out_dir, std::os
                       json{{"name", grid.name}, {"design", grid.design}, {"factors", grid.factors}, {"levels", grid.levels},
                            {"seeds", study_seeds(status, grid.seeds)}, {"cells", cell_names}, {"runs", status}}.dump(2) + "\n");
   };
+  save_status();  // from the start, so `mmt study status` can read a study killed in its first run
   // Seeds outermost: a study cut short still has every cell once.
   for (int64_t seed : grid.seeds) {
     for (const auto& cell : grid.cells) {

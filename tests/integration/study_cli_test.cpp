@@ -181,6 +181,8 @@ TEST(Study, PartOfAGridRunsAloneAndTheRestLater) {
   r = run_mmt("study run " + grid + " --out " + out);
   EXPECT_EQ(r.status, 2);
   EXPECT_NE(r.err.find("another mmt study run is working in"), std::string::npos) << r.err;
+  r = run_mmt("study status " + out);  // ... and study status says a runner is at work
+  EXPECT_NE(r.out.find("A `mmt study run` is working in this folder now."), std::string::npos) << r.out;
   ::close(fd);
   EXPECT_EQ(run_mmt("study run " + grid + " --out " + out).status, 0);
 
@@ -245,6 +247,16 @@ TEST(Study, KilledCellResumesToTheUninterruptedResult) {
   r = run_mmt("study run " + grid + " --out " + dir + "killed", "MMT_FAULT_KILL_AFTER_STEP=20");
   EXPECT_EQ(r.status, 128 + 9);
   EXPECT_FALSE(fs::exists(dir + "killed/cells/base/seed-1/eval.json"));
+  // study status: the killed run stopped at its checkpoint of step 20, the other not started.
+  r = run_mmt("study status " + dir + "killed --json " + dir + "status.json");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("0 of 2 runs finished, 1 started, 1 not started"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("| base | 1 | stopped (checkpoint at step 20) | 20 / 30 |"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("| attention=single_modality | 1 | not started |"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("is working in this folder"), std::string::npos) << r.out;
+  const json st = json::parse(slurp(dir + "status.json"));
+  EXPECT_EQ(st["runs"][0]["step"], 20);
+  EXPECT_EQ(st["not_started"], 1);
   r = run_mmt("study run " + grid + " --out " + dir + "killed");
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_NE(r.err.find("resuming from its last checkpoint"), std::string::npos) << r.err;
@@ -295,6 +307,12 @@ TEST(Study, AFailedCellIsRecordedAndTheOthersRun) {
   EXPECT_EQ(s[1]["status"], "failed");
   EXPECT_NE(s[1]["error"].get<std::string>().find("no-such-folder"), std::string::npos) << s[1].dump();
 
+  r = run_mmt("study status " + out);
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("1 of 2 runs finished, 1 failed"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("| attention=broken | 1 | failed: "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("| base | 1 | finished | 30 / 30 |"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("retries the failed runs"), std::string::npos) << r.out;
   r = run_mmt("study report " + out);
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_NE(r.out.find("**Failed runs**: `cells/attention-broken/seed-1` ("), std::string::npos) << r.out;

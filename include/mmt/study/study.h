@@ -69,6 +69,13 @@ void run_study(const std::string& grid_path, const std::string& out_dir, std::os
 /// report.csv, report.html, charts/*.svg. Returns the Markdown.
 std::string report_study(const std::string& out_dir, std::ostream& log);
 
+/// Where a study folder stands, from what its runs wrote: every cell x seed of the grid as
+/// finished, failed (with its error), trained but not evaluated, started (its newest checkpoint
+/// and last logged step) or not started; the time the finished runs took and, at their pace, an
+/// estimate for the rest; whether a `mmt study run` works in it now (its lock is held). Markdown;
+/// `out_json` (optional) the same as JSON.
+std::string study_status(const std::string& out_dir, nlohmann::json* out_json = nullptr);
+
 /// The seeds of a study folder: those `declared` and those of its recorded `runs` (study.json's
 /// "runs"), sorted - a grid run in parts (--seeds 1, then --seeds 2) has them all.
 std::vector<int64_t> study_seeds(const nlohmann::json& runs, const std::vector<int64_t>& declared);
