@@ -278,6 +278,8 @@ void run_study(const std::string& grid_path, const std::string& out_dir, std::os
           if (grid.protocol.empty()) evaluate_run(dir, {}, table, log);
           else evaluate_protocol(dir, grid.protocol, grid.karpathy, grid.images, grid.features, {}, table, log);
           entry["status"] = trained ? "evaluated" : started ? "resumed" : "ran";
+        } catch (const Interrupted&) {
+          throw;  // SIGINT / SIGTERM stop the study (the run wrote its checkpoint), they fail no cell
         } catch (const std::exception& e) {
           std::string what = e.what();
           what = what.substr(0, what.find('\n'));  // a libtorch error's first line, not its stack

@@ -7,8 +7,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <thread>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -324,6 +326,27 @@ TEST(Study, AFailedCellIsRecordedAndTheOthersRun) {
   s = runs(out);
   EXPECT_EQ(s[0]["status"], "skipped (finished earlier)");
   EXPECT_EQ(s[1]["status"], "failed");
+  // SIGTERM stops the study - the run checkpoints and the study exits - rather than failing that
+  // cell and going on to the next.
+  grid["set"]["train.steps"] = 100000, grid["set"]["train.log_every"] = 1;
+  std::ofstream(dir + "grid3.json") << grid.dump(2);
+  const std::string term = dir + "study3";
+  const std::string cmd = std::string(MMT_BINARY) + " study run " + dir + "grid3.json --out " + term + " >/dev/null 2>" +
+                          dir + "term.txt & echo $! > " + dir + "pid";
+  ASSERT_EQ(std::system(cmd.c_str()), 0);
+  const std::string metrics = term + "/cells/base/seed-1/metrics.jsonl";
+  for (int i = 0; i < 600 && (!fs::exists(metrics) || slurp(metrics).empty()); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ASSERT_EQ(std::system(("kill -TERM " + slurp(dir + "pid")).c_str()), 0);
+  for (int i = 0; i < 600 && slurp(dir + "term.txt").find("mmt: interrupted") == std::string::npos; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  const std::string err = slurp(dir + "term.txt");
+  EXPECT_NE(err.find("interrupted by SIGTERM"), std::string::npos) << err;
+  EXPECT_EQ(err.find("FAILED"), std::string::npos) << err;
+  EXPECT_FALSE(fs::exists(term + "/cells/attention-broken")) << err;  // the study stopped there
+  for (const auto& run : runs(term)) EXPECT_NE(run["status"], "failed") << run.dump();
+
   // A grid whose evaluation file is missing fails before any training.
   grid["eval"] = {{"protocol", "flickr30k-1k"}, {"karpathy", dir + "missing.json"}};
   std::ofstream(dir + "grid2.json") << grid.dump(2);
