@@ -86,6 +86,21 @@ std::string xml_escape(const std::string& s) {
   return o;
 }
 
+// One line of the report's Markdown as HTML: escaped, with **bold**, *italic* and `code`.
+std::string inline_html(const std::string& md) {
+  std::string o;
+  bool bold = false, italic = false, code = false;
+  for (size_t i = 0; i < md.size(); ++i) {
+    const char c = md[i];
+    if (c == '`') o += (code = !code) ? "<code>" : "</code>";
+    else if (code) o += xml_escape(std::string(1, c));
+    else if (c == '*' && i + 1 < md.size() && md[i + 1] == '*') o += (bold = !bold) ? "<b>" : "</b>", ++i;
+    else if (c == '*') o += (italic = !italic) ? "<i>" : "</i>";
+    else o += xml_escape(std::string(1, c));
+  }
+  return o;
+}
+
 // Bars with error bars: one per cell, mean image R@1 +- std, and a dashed chance line.
 std::string bar_chart(const std::string& title, const std::vector<std::string>& labels, const std::vector<double>& means,
                       const std::vector<double>& sds, double chance) {
@@ -311,6 +326,12 @@ std::string report_study(const std::string& out_dir, std::ostream& log) {
           "): each run's training (`train_seconds`, checkpoint.json) plus its evaluation (`wall_time_s`); the "
           "*min / run* column gives each cell's mean.\n";
   }
+  std::string notes_html;  // the notes above, for report.html
+  for (size_t from = md.find('\n') + 1, end; from < md.size(); from = end + 1) {
+    end = md.find('\n', from);
+    if (end == std::string::npos) end = md.size();
+    if (end > from) notes_html += "<p>" + inline_html(md.substr(from, end - from)) + "</p>\n";
+  }
   std::string csv = "group,cell,test_set,metric,mean,std,n,values\n";
   // Every recall of every cell against the base cell, paired over the test images (seeds averaged).
   std::string versus_csv = "group,cell,test_set,metric,base,cell,delta,low95,high95,share_not_better\n";
@@ -318,7 +339,7 @@ std::string report_study(const std::string& out_dir, std::ostream& log) {
   std::string html = "<!doctype html><html><head><meta charset=\"utf-8\"><title>Study " + xml_escape(study.value("name", std::string())) +
                      "</title><style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}"
                      "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td:first-child{text-align:left}</style></head><body>\n"
-                     "<h1>Study " + xml_escape(study.value("name", std::string())) + "</h1><p>mean &plusmn; sample std over seeds; R@K in percent.</p>\n";
+                     "<h1>Study " + xml_escape(study.value("name", std::string())) + "</h1>\n" + notes_html;
   std::filesystem::create_directories(out_dir + "/charts");
   for (const auto& [group, members] : groups) {
     md += "\n## " + group + "\n";

@@ -318,6 +318,8 @@ TEST(Study, AFailedCellIsRecordedAndTheOthersRun) {
   r = run_mmt("study report " + out);
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_NE(r.out.find("**Failed runs**: `cells/attention-broken/seed-1` ("), std::string::npos) << r.out;
+  EXPECT_NE(slurp(out + "/report.html").find("<p><b>Failed runs</b>: <code>cells/attention-broken/seed-1</code> ("),
+            std::string::npos);  // the page carries the report's notes too
   EXPECT_NE(r.out.find("| base | 1 |"), std::string::npos) << r.out;
 
   // Rerun: the finished cell is skipped, the failed one tried again (and fails again).
