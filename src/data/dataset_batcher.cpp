@@ -135,9 +135,10 @@ void DatasetBatcher::add_negatives(int64_t step, const std::vector<const Record*
 void DatasetBatcher::note_bad_image(const Error& e) const {
   ++images_seen_;
   const int64_t bad = ++bad_images_;
-  {
+  if (log_ && bad <= 20) {  // one write: loader threads warn while the training loop reports
+    const std::string line = std::string("warning: ") + e.what() + "; example skipped\n";
     std::lock_guard<std::mutex> lock(log_mu_);
-    if (log_ && bad <= 20) *log_ << "warning: " << e.what() << "; example skipped\n";
+    log_->write(line.data(), static_cast<std::streamsize>(line.size())).flush();
   }
   if (images_seen_ >= 100 && bad > cfg_.data.max_bad_fraction * images_seen_)
     throw Error(std::to_string(bad) + " of " + std::to_string(images_seen_.load()) +

@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <iostream>
 
+#include "mmt/util/tee_log.h"
+
 namespace mmt {
 
 bool stderr_is_tty() { return ::isatty(STDERR_FILENO) == 1; }
@@ -18,7 +20,7 @@ Progress::Progress(std::string label, int64_t total, std::ostream& out, std::str
       units_per_item_(units_per_item),
       plain_every_(plain_every),
       out_(out),
-      tty_(&out == &std::cerr && stderr_is_tty()),
+      tty_(writes_to_terminal(out)),
       start_(std::chrono::steady_clock::now()),
       last_print_(start_) {}
 

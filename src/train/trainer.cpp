@@ -2,11 +2,13 @@
 #include "mmt/train/trainer.h"
 
 #include <signal.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
+#include <ctime>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -34,6 +36,7 @@
 #include "mmt/util/rng.h"
 #include "mmt/util/device.h"
 #include "mmt/util/runtime.h"
+#include "mmt/util/tee_log.h"
 
 namespace mmt {
 
@@ -105,7 +108,37 @@ int64_t finished_steps(const std::string& dir) {
   return parse_json_with_comments(read_file(run.checkpoint()), run.checkpoint()).value("step", int64_t{-1});
 }
 
+namespace {
+
+// "2026-11-28 17:40:12 UTC on host (pid 1234)": when and where a run's log starts a session.
+std::string session_stamp() {
+  char when[64], host[256] = "?";
+  const std::time_t now = std::time(nullptr);
+  std::strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S UTC", std::gmtime(&now));
+  ::gethostname(host, sizeof host - 1);
+  return std::string(when) + " on " + host + " (pid " + std::to_string(::getpid()) + ")";
+}
+
+TrainSummary train(const ExperimentConfig& cfg, const std::string& dir, TeeLog& tee, bool resume);
+
+}  // namespace
+
 TrainSummary train_run(const ExperimentConfig& cfg, const std::string& dir, std::ostream& out_log, bool resume) {
+  // The run's log goes to out_log and, once the run directory is open, into DIR/train.log; why a
+  // run stopped goes there too (the CLI prints it to the console).
+  TeeLog tee(out_log);
+  try {
+    return train(cfg, dir, tee, resume);
+  } catch (const std::exception& e) {
+    const std::string what = e.what();
+    tee.file_only("mmt train: stopped " + session_stamp() + ": " + what.substr(0, what.find('\n')));
+    throw;
+  }
+}
+
+namespace {
+
+TrainSummary train(const ExperimentConfig& cfg, const std::string& dir, TeeLog& tee, bool resume) {
   // Distributed (docs/distributed.md): every rank trains on its share of each global batch; rank 0
   // alone writes the run directory and the log.
   const std::shared_ptr<Communicator> group = current_communicator();
@@ -113,7 +146,7 @@ TrainSummary train_run(const ExperimentConfig& cfg, const std::string& dir, std:
   const int rank = comm ? comm->rank() : 0, world = comm ? comm->size() : 1;
   const bool root = rank == 0;
   std::ostream discard(nullptr);
-  std::ostream& log = root ? out_log : discard;
+  std::ostream& log = root ? static_cast<std::ostream&>(tee) : discard;
   const RunFiles run(dir);
   int64_t start = 0;
   std::string setup_error;  // ranks agree on the run directory before any of them trains
@@ -137,6 +170,11 @@ TrainSummary train_run(const ExperimentConfig& cfg, const std::string& dir, std:
     setup_error = e.what();
   }
   agree(comm, setup_error, "opening the run directory");
+  if (root) {
+    tee.open_file(dir + "/train.log");
+    tee.file_only("mmt train: " + std::string(resume ? "resumed at step " + std::to_string(start) + "," : "started") + " " +
+                  session_stamp());
+  }
   if (comm) {
     log << "mmt train: " << world << " processes (" << comm->describe()
         << "); each takes " << cfg.train.batch_size / world << "-" << (cfg.train.batch_size + world - 1) / world
@@ -508,5 +546,7 @@ TrainSummary train_run(const ExperimentConfig& cfg, const std::string& dir, std:
   log << "mmt train: wrote " << run.weights() << "\n";
   return summary;
 }
+
+}  // namespace
 
 }  // namespace mmt

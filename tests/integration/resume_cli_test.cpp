@@ -105,6 +105,24 @@ TEST(Resume, AFinishedRunTrainsLongerFromWhereItEnded) {
   EXPECT_EQ(slurp(extended + "/model.safetensors"), slurp(straight + "/model.safetensors"));
 }
 
+// DIR/train.log keeps each session's log - when and where it started, what it printed, why it
+// stopped - appended across resumes.
+TEST(Resume, TrainLogKeepsEverySessionAndWhyItStopped) {
+  const std::string dir = fresh("logged");
+  EXPECT_EQ(run("train --out " + dir + kSmall, "MMT_FAULT_BATCH_ERROR_AT_STEP=25"), 2);
+  std::string log = slurp(dir + "/train.log");
+  EXPECT_EQ(log.rfind("mmt train: started ", 0), 0u) << log;
+  EXPECT_NE(log.find("mmt train: model "), std::string::npos) << log;
+  EXPECT_NE(log.find("stopped"), std::string::npos) << log;
+  EXPECT_NE(log.find("step 25: injected batch error"), std::string::npos) << log;
+  ASSERT_EQ(run("train --resume " + dir), 0) << slurp(own("err.txt"));
+  log = slurp(dir + "/train.log");
+  EXPECT_NE(log.find("mmt train: resumed at step 20, "), std::string::npos) << log;
+  EXPECT_NE(log.find("train 40/40 [100%]"), std::string::npos) << log;  // the progress line, once finished
+  EXPECT_NE(log.find("mmt train: wrote " + dir + "/model.safetensors\n"), std::string::npos) << log;
+  EXPECT_EQ(log.find('\r'), std::string::npos);
+}
+
 TEST(Resume, KilledWhileWritingACheckpointLeavesThePreviousOne) {
   const std::string straight = fresh("straight"), dir = fresh("crash");
   ASSERT_EQ(run("train --out " + straight + kSmall), 0);

@@ -2,6 +2,7 @@
  *   config.json        the resolved ExperimentConfig (a run is reproducible from it alone)
  *   vocab.txt          the tokenizer vocabulary (BERT vocab.txt format)
  *   metrics.jsonl      one JSON object per logged step
+ *   train.log          the run's log, every session (started / resumed / stopped and why)
  *   model.safetensors  weights; checkpoint.json is its sidecar (step, input sizes, data)
  *   eval.json/eval.md  results of `mmt eval`
  *   best/              the best weights by held-out RSUM so far: model.safetensors, checkpoint.json
