@@ -71,16 +71,32 @@ int main(int argc, char** argv) {
   retrieve->add_option("--captions", captions_file, "more captions, one per line");
   retrieve->add_option("--image", rq.image_queries, "and the other way: the set's captions ranked for this image "
                                                     "(synthetic: its index; real: its file name; repeatable)");
-  retrieve->add_option("--test-set", rq.test_set, "synthetic test set to search (default: the run's first eval.test_sets)");
-  retrieve->add_option("--protocol", rq.protocol, "or real images: a protocol's split (flickr30k-1k, coco-5k, coco-1k, test, val)");
-  retrieve->add_option("--karpathy", rq.karpathy, "its Karpathy split file");
-  retrieve->add_option("--images", rq.images, "its image folder (default: next to the file)");
-  retrieve->add_option("--features", rq.features, "region models: the images' features (store or folder)");
-  retrieve->add_option("--split", rq.split, "which split of the protocol (coco-1k: coco-1k-fold1..5; default the first)");
+  // The images searched (retrieve) or embedded (embed): a synthetic test set or a protocol's split.
+  auto add_gallery = [](CLI::App* cmd, mmt::RetrieveRequest& r) {
+    cmd->add_option("--test-set", r.test_set, "synthetic test set (default: the run's first eval.test_sets)");
+    cmd->add_option("--protocol", r.protocol, "or real images: a protocol's split (flickr30k-1k, coco-5k, coco-1k, test, val)");
+    cmd->add_option("--karpathy", r.karpathy, "its Karpathy split file");
+    cmd->add_option("--images", r.images, "its image folder (default: next to the file)");
+    cmd->add_option("--features", r.features, "region models: the images' features (store or folder)");
+    cmd->add_option("--split", r.split, "which split of the protocol (coco-1k: coco-1k-fold1..5; default the first)");
+  };
+  add_gallery(retrieve, rq);
   retrieve->add_option("--top", rq.top, "images listed per caption (default 5)")->check(CLI::Range(int64_t{1}, int64_t{1000}));
   retrieve->add_flag("--best", rq.best, "the best weights kept during training (<run>/best)");
   retrieve->add_option("--json", retrieve_json, "also write the results as JSON to this file");
   retrieve->add_option("--set", rq.overrides, "override eval.* (eval.mode=dual, ...) or runtime.*")->take_all();
+
+  auto* embed = app.add_subcommand("embed", "the vectors behind a run's dual scores, for captions and a test set's "
+                                            "images, as .npy files (a dual encoder's retrieval embeddings)");
+  mmt::RetrieveRequest eq;
+  std::string embed_out, embed_captions;
+  embed->add_option("--run", eq.run_dir, "run directory written by mmt train")->required();
+  embed->add_option("captions", eq.queries, "captions to embed (default: the set's own)");
+  embed->add_option("--captions", embed_captions, "more captions, one per line");
+  embed->add_option("--out", embed_out, "writes OUT-text.npy, OUT-images.npy and OUT.json")->required();
+  add_gallery(embed, eq);
+  embed->add_flag("--best", eq.best, "the best weights kept during training (<run>/best)");
+  embed->add_option("--set", eq.overrides, "override runtime.* (device, threads) or eval.*")->take_all();
 
   auto* compare = app.add_subcommand(
       "compare", "is run B better than run A beyond the luck of the test set? paired bootstrap over their test images");
@@ -252,6 +268,10 @@ int main(int argc, char** argv) {
       } else {
         mmt::evaluate_run(run_dir, overrides, std::cout, std::cerr, eval_best);
       }
+    } else if (embed->parsed()) {
+      if (!embed_captions.empty())
+        for (auto& line : mmt::read_lines(embed_captions)) eq.queries.push_back(std::move(line));
+      mmt::embed(eq, embed_out, std::cerr);
     } else if (retrieve->parsed()) {
       if (!captions_file.empty())
         for (auto& line : mmt::read_lines(captions_file)) rq.queries.push_back(std::move(line));

@@ -30,6 +30,14 @@ struct Group {
   torch::Tensor states, mask;               // (n, L, H), (n, L) on the device
 };
 
+// The pooled [CLS] / [IMG] state of every distinct caption row and image row (identical captions
+// share theirs), with the items each row stands for: what the dual scores are made of.
+struct PooledRows {
+  torch::Tensor cls, img;
+  std::vector<const std::vector<int64_t>*> caption_items, image_items;
+  bool exact = false;  // no cross-modal layer: the final states, scored by the model's own head
+};
+
 std::vector<float> to_host(const torch::Tensor& t) {
   const auto c = t.to(torch::kCPU, torch::kFloat32).contiguous();
   return std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
@@ -48,6 +56,7 @@ struct PairScorer::Impl {
   std::vector<std::pair<int64_t, int64_t>> caption_at, image_at;  // item -> (group, row)
   std::vector<float> dual;  // dual_scores(), once computed (rerank and pairs() both want it)
   bool was_training = false;
+  PooledRows pooled_rows();  // what the dual scores and embeddings are made of
 
   Impl(MultimodalTransformerImpl& m, const ExactScorerOptions& o)
       : model(m), options(o), device(resolve_device(o.device)) {}
@@ -208,37 +217,46 @@ PairScorer::~PairScorer() {
 int64_t PairScorer::num_captions() const { return impl_->nc; }
 int64_t PairScorer::num_images() const { return impl_->ni; }
 
-std::vector<float> PairScorer::dual_scores() {
-  Impl& s = *impl_;
-  if (!s.dual.empty()) return s.dual;
-  torch::NoGradGuard no_grad;
-  const AutocastGuard autocast(s.device, s.options.bf16);
-  const bool exact = s.prefix == s.num_layers;  // no cross-modal layer: the final pooled states
+PooledRows PairScorer::Impl::pooled_rows() {
+  Impl& s = *this;
+  PooledRows p;
+  p.exact = s.prefix == s.num_layers;
   auto pooled = [&](const Group& g, bool text) {
     auto states = s.unimodal(g.states, g.mask, text, s.start, s.prefix);
-    if (exact) {
+    if (p.exact) {
       const int64_t n = states.size(0);
       states = text ? s.model.final_norms(states, s.placeholder(n)).first : s.model.final_norms(s.placeholder(n), states).second;
     }
     return states.select(1, 0).to(torch::kFloat32);
   };
-  // One vector per row (identical captions share theirs), one matrix product, then every item's
-  // entries from its row's: identical captions get bitwise identical scores.
   std::vector<torch::Tensor> cls_rows, img_rows;
-  std::vector<const std::vector<int64_t>*> caption_items, image_items;
   for (const auto& g : s.captions) {
     cls_rows.push_back(pooled(g, true));
-    for (const auto& it : g.items) caption_items.push_back(&it);
+    for (const auto& it : g.items) p.caption_items.push_back(&it);
   }
   for (const auto& g : s.images) {
     img_rows.push_back(pooled(g, false));
-    for (const auto& it : g.items) image_items.push_back(&it);
+    for (const auto& it : g.items) p.image_items.push_back(&it);
   }
-  const auto cls = torch::cat(cls_rows), img = torch::cat(img_rows);
+  p.cls = torch::cat(cls_rows), p.img = torch::cat(img_rows);
+  return p;
+}
+
+std::vector<float> PairScorer::dual_scores() {
+  Impl& s = *impl_;
+  if (!s.dual.empty()) return s.dual;
+  torch::NoGradGuard no_grad;
+  const AutocastGuard autocast(s.device, s.options.bf16);
+  // One vector per row, one matrix product, then every item's entries from its row's: identical
+  // captions get bitwise identical scores.
+  const PooledRows p = s.pooled_rows();
+  const auto &cls = p.cls, &img = p.img;
+  const auto& caption_items = p.caption_items;
+  const auto& image_items = p.image_items;
   namespace F = torch::nn::functional;
   const auto opts = F::NormalizeFuncOptions().dim(1);
-  const auto rows = to_host(exact ? s.model.match_score_matrix(cls, img)
-                                  : torch::matmul(F::normalize(cls, opts), F::normalize(img, opts).t()));
+  const auto rows = to_host(p.exact ? s.model.match_score_matrix(cls, img)
+                                    : torch::matmul(F::normalize(cls, opts), F::normalize(img, opts).t()));
   const size_t ri_count = image_items.size();
   s.dual.assign(static_cast<size_t>(s.nc * s.ni), 0.f);
   for (size_t rc = 0; rc < caption_items.size(); ++rc)
@@ -246,6 +264,32 @@ std::vector<float> PairScorer::dual_scores() {
       for (size_t ri = 0; ri < ri_count; ++ri)
         for (int64_t i : *image_items[ri]) s.dual[static_cast<size_t>(c * s.ni + i)] = rows[rc * ri_count + ri];
   return s.dual;
+}
+
+PairScorer::DualEmbeddings PairScorer::dual_embeddings() {
+  Impl& s = *impl_;
+  torch::NoGradGuard no_grad;
+  const AutocastGuard autocast(s.device, s.options.bf16);
+  const PooledRows p = s.pooled_rows();
+  namespace F = torch::nn::functional;
+  const auto opts = F::NormalizeFuncOptions().dim(1);
+  MultimodalTransformerImpl::MatchEmbeddings e;
+  if (p.exact) e = s.model.match_embeddings(p.cls, p.img);
+  else e = {F::normalize(p.cls, opts), F::normalize(p.img, opts), torch::ones({}), torch::zeros({})};
+  DualEmbeddings out;
+  out.dim = e.text.size(1);
+  out.scale = e.scale.item<double>(), out.bias = e.bias.item<double>();
+  auto expand = [&](const torch::Tensor& rows, const std::vector<const std::vector<int64_t>*>& items, int64_t n,
+                    std::vector<float>& to) {
+    const std::vector<float> host = to_host(rows.to(torch::kFloat32).contiguous());
+    to.assign(static_cast<size_t>(n * out.dim), 0.f);
+    for (size_t r = 0; r < items.size(); ++r)
+      for (int64_t k : *items[r])
+        std::copy_n(host.begin() + static_cast<std::ptrdiff_t>(r * out.dim), out.dim, to.begin() + k * out.dim);
+  };
+  expand(e.text, p.caption_items, s.nc, out.text);
+  expand(e.image, p.image_items, s.ni, out.image);
+  return out;
 }
 
 std::string PairScorer::dual_description() const {

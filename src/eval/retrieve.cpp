@@ -23,6 +23,8 @@
 #include "mmt/text/tokenizer.h"
 #include "mmt/train/run_dir.h"
 #include "mmt/util/error.h"
+#include "mmt/util/fs.h"
+#include "mmt/io/npy.h"
 #include "mmt/util/runtime.h"
 
 namespace mmt {
@@ -322,15 +324,20 @@ std::string image_queries(Search& x, json& result) {
   return md;
 }
 
+// --set takes every word after it (as in mmt train / eval), so a caption written after it lands
+// among the overrides: say so rather than "nothing to search for" or a bare key=value error.
+void check_overrides(const char* command, const RetrieveRequest& req) {
+  for (const auto& o : req.overrides)
+    if (o.find('=') == std::string::npos)
+      throw Error(std::string(command) + ": --set takes every argument after it as a key=value override, and '" + o +
+                  "' is not one: write the captions before --set (" + command +
+                  " --run DIR \"a caption\" --set eval.mode=dual)");
+}
+
 }  // namespace
 
 json retrieve(const RetrieveRequest& req, std::ostream& out, std::ostream& log) {
-  // --set takes every word after it (as in mmt train / eval), so a caption written after it lands
-  // among the overrides: say so rather than "nothing to search for" or a bare key=value error.
-  for (const auto& o : req.overrides)
-    if (o.find('=') == std::string::npos)
-      throw Error("mmt retrieve: --set takes every argument after it as a key=value override, and '" + o +
-                  "' is not one: write the captions before --set (mmt retrieve --run DIR \"a caption\" --set eval.mode=dual)");
+  check_overrides("mmt retrieve", req);
   if (req.queries.empty() && req.image_queries.empty())
     throw Error("mmt retrieve: nothing to search for (give captions as arguments or --captions FILE, or --image)");
   if (req.top < 1) throw Error("mmt retrieve: --top must be at least 1");
@@ -356,6 +363,48 @@ json retrieve(const RetrieveRequest& req, std::ostream& out, std::ostream& log) 
         "index first.\n";
   out << md << std::flush;
   return result;
+}
+
+json embed(const RetrieveRequest& req, const std::string& out_prefix, std::ostream& log) {
+  check_overrides("mmt embed", req);
+  if (out_prefix.empty()) throw Error("mmt embed: give --out PREFIX (writes PREFIX-text.npy, PREFIX-images.npy, PREFIX.json)");
+  LoadedRun run = load_run(req.run_dir, req.best);
+  const ExperimentConfig cfg = eval_config(req.run_dir, req.overrides);
+  log << "mmt embed: " << configure_runtime(cfg.runtime, log) << "\n";
+  const Gallery g = open_gallery(req, cfg, run);
+  // The captions given, or without any the set's own (image-major, with their images).
+  const bool own = req.queries.empty();
+  const std::vector<std::string>& texts = own ? g.captions : req.queries;
+  std::vector<std::vector<int64_t>> ids;
+  for (const auto& t : texts) ids.push_back(g.encode(t, cfg.model.max_text_len));
+  PairScorer scorer(*run.model, ids, *g.source, scorer_options(cfg));
+  const PairScorer::DualEmbeddings e = scorer.dual_embeddings();
+  const int64_t nc = static_cast<int64_t>(texts.size()), ni = static_cast<int64_t>(g.image_names.size());
+  save_npy(out_prefix + "-text.npy", e.text.data(), {nc, e.dim});
+  save_npy(out_prefix + "-images.npy", e.image.data(), {ni, e.dim});
+  const bool retrieves_with_them = run.model->first_cross_modal_layer() == static_cast<int64_t>(run.model->layers->size());
+  json meta = {{"run", req.run_dir},
+               {"step", run.step},
+               {"weights", req.best ? "best (validation RSUM during training)" : "final"},
+               {"set", g.name},
+               {"dim", e.dim},
+               {"scale", e.scale},
+               {"bias", e.bias},
+               {"score", "scale * dot(text[c], image[i]) + bias"},
+               {"what", scorer.dual_description()},
+               {"the_models_retrieval_scores", retrieves_with_them},
+               {"text_file", out_prefix + "-text.npy"},
+               {"image_file", out_prefix + "-images.npy"},
+               {"captions", texts},
+               {"images", g.image_names}};
+  if (own) meta["caption_image"] = g.caption_image;
+  write_file_atomic(out_prefix + ".json", meta.dump(2) + "\n");
+  log << "mmt embed: " << nc << " captions and " << ni << " images of " << g.name << ", " << e.dim
+      << " dimensions -> " << out_prefix << "-text.npy, " << out_prefix << "-images.npy, " << out_prefix << ".json\n";
+  if (!retrieves_with_them)
+    log << "mmt embed: note: this model attends across modalities, so it retrieves with a joint pass per pair; "
+           "these are its " << scorer.dual_description() << " - eval.mode=dual's scores, not its exact ones\n";
+  return meta;
 }
 
 }  // namespace mmt

@@ -239,14 +239,23 @@ torch::Tensor MultimodalTransformerImpl::match_scores(const Encoded& e) {
   return logits.select(1, 1) - logits.select(1, 0);
 }
 
-torch::Tensor MultimodalTransformerImpl::match_score_matrix(const torch::Tensor& cls, const torch::Tensor& img) {
-  if (dual_dot()) return logit_scale_value() * torch::matmul(text_embedding(cls), image_embedding(img).t());
+MultimodalTransformerImpl::MatchEmbeddings MultimodalTransformerImpl::match_embeddings(const torch::Tensor& cls,
+                                                                                      const torch::Tensor& img) {
+  if (dual_dot()) return {text_embedding(cls), image_embedding(img), logit_scale_value(), torch::zeros({}, cls.options())};
   // margin = (w1 - w0) . (a * b) + (b1 - b0) with a = tanh(W_t cls), b = tanh(W_i img): bilinear.
   const auto w = itm_classifier->weight, b = itm_classifier->bias;
   const auto a = torch::tanh(itm_text_pool(cls)) * (w[1] - w[0]);
-  const auto bias = b[1] - b[0];
-  if (!itm_image_pool) return (a.sum(-1) + bias).unsqueeze(1).expand({cls.size(0), img.size(0)});  // cls pooling
-  return torch::matmul(a, torch::tanh(itm_image_pool(img)).t()) + bias;
+  const auto one = torch::ones({}, cls.options());
+  if (!itm_image_pool)  // cls pooling: the image plays no part - one dimension, every image 1
+    return {a.sum(-1, /*keepdim=*/true), torch::ones({img.size(0), 1}, img.options()), one, b[1] - b[0]};
+  return {a, torch::tanh(itm_image_pool(img)), one, b[1] - b[0]};
+}
+
+torch::Tensor MultimodalTransformerImpl::match_score_matrix(const torch::Tensor& cls, const torch::Tensor& img) {
+  const MatchEmbeddings e = match_embeddings(cls, img);
+  if (dual_dot()) return e.scale * torch::matmul(e.text, e.image.t());
+  if (!itm_image_pool) return (e.text.squeeze(1) + e.bias).unsqueeze(1).expand({cls.size(0), img.size(0)});
+  return torch::matmul(e.text, e.image.t()) + e.bias;
 }
 
 torch::Tensor MultimodalTransformerImpl::itm_logits(const Encoded& e) {

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -214,6 +215,60 @@ TEST(Cli, DataSynthWritesKarpathyStyleSplits) {
   EXPECT_TRUE(std::ifstream(out + "/binding/images/000019.png").good());
   EXPECT_TRUE(std::ifstream(out + "/easy/region_features.npy").good());
   EXPECT_TRUE(json::parse(slurp(out + "/easy/ceilings.json")).contains("perfect"));
+}
+
+}  // namespace
+
+namespace {
+
+// mmt embed on a dual encoder: the set's own captions and its images as vectors whose
+// scale * dot + bias is the score matrix mmt eval ranked with; the captions' images as eval's map;
+// captions of one's own as rows of their own.
+TEST(Cli, EmbedWritesTheVectorsBehindTheDualEncodersScores) {
+  const std::string run = own("dual"), out = own("emb");
+  std::filesystem::remove_all(run);
+  auto r = run_mmt("train --config " + std::string(MMT_SOURCE_DIR) + "/configs/demo.json --out " + run +
+                   " --set train.steps=10 train.batch_size=16 train.checkpoint_every=0 model.num_layers=1"
+                   " data.synth.num_train_images=300 data.synth.num_test_images=20 data.synth.max_objects=2"
+                   " model.kind=dual_encoder model.attention=single_modality model.dual_score=dot model.embed_dim=32"
+                   " train.itm_weight=0 train.mlm_weight=0 train.dual_contrastive_weight=1 train.itm_negative_prob=0"
+                   " train.mrm_kl_weight=0 eval.test_sets=easy");
+  ASSERT_EQ(r.status, 0) << r.err;
+  ASSERT_EQ(run_mmt("eval --run " + run).status, 0);
+  r = run_mmt("embed --run " + run + " --out " + out);
+  ASSERT_EQ(r.status, 0) << r.err;
+  const json meta = json::parse(slurp(out + ".json"));
+  const json easy = json::parse(slurp(run + "/eval.json"))["test_sets"]["easy"];
+  const int64_t nc = easy["num_captions"], ni = easy["num_images"], dim = meta["dim"];
+  EXPECT_EQ(dim, 32);
+  EXPECT_TRUE(meta["the_models_retrieval_scores"].get<bool>());
+  const auto text = mmt::load_npy(out + "-text.npy"), images = mmt::load_npy(out + "-images.npy");
+  ASSERT_EQ(text.shape, (std::vector<int64_t>{nc, dim}));
+  ASSERT_EQ(images.shape, (std::vector<int64_t>{ni, dim}));
+  const std::string scores_file = run + "/" + easy["scores_files"][0].get<std::string>();
+  const auto scores = mmt::load_npy(scores_file).to_float(scores_file);
+  const auto t = text.to_float("text"), im = images.to_float("images");
+  const double scale = meta["scale"], bias = meta["bias"];
+  for (int64_t c = 0; c < nc; ++c)
+    for (int64_t i = 0; i < ni; ++i) {
+      double dot = 0;
+      for (int64_t k = 0; k < dim; ++k) dot += static_cast<double>(t[c * dim + k]) * im[i * dim + k];
+      ASSERT_NEAR(scale * dot + bias, scores[c * ni + i], 1e-4) << c << "," << i;
+    }
+  const std::string map_file = run + "/" + easy["caption_image_file"].get<std::string>();
+  EXPECT_EQ(meta["caption_image"].get<std::vector<int64_t>>(), mmt::load_npy(map_file).to_int64(map_file));
+  // Captions of one's own: one row each, the set's first caption giving the set's first row.
+  const std::string first = meta["captions"][0];
+  r = run_mmt("embed --run " + run + " \"" + first + "\" \"a red star\" --out " + out + "2");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto mine = mmt::load_npy(out + "2-text.npy");
+  ASSERT_EQ(mine.shape, (std::vector<int64_t>{2, dim}));
+  const auto m = mine.to_float("mine");
+  for (int64_t k = 0; k < dim; ++k) EXPECT_NEAR(m[k], t[k], 1e-5);  // batched with other captions: rounding
+  EXPECT_FALSE(json::parse(slurp(out + "2.json")).contains("caption_image"));
+  r = run_mmt("embed --run " + run);
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.err.find("--out is required"), std::string::npos) << r.err;
 }
 
 }  // namespace

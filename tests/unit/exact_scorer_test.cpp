@@ -240,6 +240,27 @@ TEST_P(ExactScorer, DualIsExactWithoutCrossModalLayers) {
   for (size_t k = 0; k < exact.size(); ++k) EXPECT_NEAR(dual[k], exact[k], 1e-4);
 }
 
+// mmt embed's vectors are what the dual scores are made of, on every path: normalised states
+// (cosine), a dual encoder's projections and logit scale, the ITM head's bilinear form, cls pooling.
+TEST_P(ExactScorer, DualEmbeddingsGiveTheDualScores) {
+  Fixture f(GetParam());
+  PairScorer scorer(*f.model, f.captions, *f.images, f.options());
+  const auto dual = scorer.dual_scores();
+  const PairScorer::DualEmbeddings e = scorer.dual_embeddings();
+  ASSERT_GT(e.dim, 0);
+  ASSERT_EQ(e.text.size(), static_cast<size_t>(11 * e.dim));
+  ASSERT_EQ(e.image.size(), static_cast<size_t>(7 * e.dim));
+  float range = 0;
+  for (float v : dual) range = std::max(range, std::abs(v));
+  for (int64_t c = 0; c < 11; ++c)
+    for (int64_t i = 0; i < 7; ++i) {
+      double dot = 0;
+      for (int64_t k = 0; k < e.dim; ++k) dot += static_cast<double>(e.text[c * e.dim + k]) * e.image[i * e.dim + k];
+      EXPECT_NEAR(e.scale * dot + e.bias, dual[c * 7 + i], 1e-5 * (1 + range)) << GetParam().name << " " << c << "," << i;
+    }
+  if (GetParam().kind == "dual_encoder") EXPECT_GT(e.scale, 1.0);  // the learned temperature, not 1
+}
+
 // bf16 autocast (here on the CPU, the path a GPU takes; libtorch 1.13 included, since the norms
 // run in bf16 with bf16 weights) scores close to fp32 and restores the autocast state afterwards.
 TEST_P(ExactScorer, Bf16AutocastIsCloseToFp32) {

@@ -66,6 +66,14 @@ class PairScorer {
   /// The dual scores (captions x images) and what they are (see the file comment).
   std::vector<float> dual_scores();
   std::string dual_description() const;
+  /// The vectors behind dual_scores(): score(c, i) = scale * text[c] . image[i] + bias; text
+  /// (captions x dim) and image (images x dim), row-major (`mmt embed`).
+  struct DualEmbeddings {
+    std::vector<float> text, image;
+    int64_t dim = 0;
+    double scale = 1, bias = 0;
+  };
+  DualEmbeddings dual_embeddings();
 
  private:
   struct Impl;

@@ -40,4 +40,12 @@ struct RetrieveRequest {
 /// truncation) to `log`.
 nlohmann::json retrieve(const RetrieveRequest& request, std::ostream& out, std::ostream& log);
 
+/// `mmt embed`: the vectors behind the run's dual scores (eval.mode=dual; for a dual encoder its
+/// retrieval scores) for the request's captions - or, without any, the set's own - and the set's
+/// images: PREFIX-text.npy (captions x dim), PREFIX-images.npy (images x dim), float32, and
+/// PREFIX.json (run, step, set, dim, scale, bias - score = scale * text . image + bias -, what they
+/// are, whether they are the model's retrieval scores, the captions, the image names, and for
+/// the set's own captions their images). Returns that JSON.
+nlohmann::json embed(const RetrieveRequest& request, const std::string& out_prefix, std::ostream& log);
+
 }  // namespace mmt

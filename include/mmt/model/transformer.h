@@ -104,6 +104,13 @@ class MultimodalTransformerImpl : public torch::nn::Module {
   /// (N, H) states - valid when no layer crosses modalities, so one forward pass per caption and
   /// per image replaces one per pair: (C, N).
   torch::Tensor match_score_matrix(const torch::Tensor& cls, const torch::Tensor& img);
+  /// match_score_matrix as embeddings: scores = scale * text (C, E) x image (N, E)^T + bias (0-dim
+  /// scale and bias). A dot-scoring dual encoder: its normalised projections and logit scale; an
+  /// ITM head (bilinear): tanh(W_t cls) (w1 - w0) and tanh(W_i img), the bias b1 - b0.
+  struct MatchEmbeddings {
+    torch::Tensor text, image, scale, bias;
+  };
+  MatchEmbeddings match_embeddings(const torch::Tensor& cls, const torch::Tensor& img);
   /// Dual encoder, dot scoring: normalised projections (B, E) of [CLS] and [IMG] states.
   torch::Tensor text_embedding(const torch::Tensor& cls);
   torch::Tensor image_embedding(const torch::Tensor& img);
