@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <ostream>
@@ -17,6 +18,7 @@
 #include "mmt/train/trainer.h"
 #include "mmt/util/error.h"
 #include "mmt/util/fs.h"
+#include "mmt/util/tee_log.h"
 
 namespace mmt {
 
@@ -183,8 +185,11 @@ ExperimentConfig cell_config(const StudyGrid& grid, const StudyCell& cell, int64
   return cfg;
 }
 
-void run_study(const std::string& grid_path, const std::string& out_dir, std::ostream& log,
+void run_study(const std::string& grid_path, const std::string& out_dir, std::ostream& console,
                const std::vector<std::string>& only_cells, const std::vector<int64_t>& only_seeds) {
+  // Everything the study prints - its runs' training and evaluation included - goes to the console
+  // and, once the folder is open, to OUT/study.log (each run's own part also to its train.log).
+  TeeLog log(console);
   StudyGrid grid = load_grid(grid_path);
   std::vector<std::string> cell_names;
   for (const auto& c : grid.cells) cell_names.push_back(c.name);  // the whole grid, for the report
@@ -221,6 +226,13 @@ void run_study(const std::string& grid_path, const std::string& out_dir, std::os
     int fd;
     ~Unlock() { ::close(fd); }
   } unlock{lock};
+  log.open_file(out_dir + "/study.log");
+  {
+    char when[64];
+    const std::time_t now = std::time(nullptr);
+    std::strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S UTC", std::gmtime(&now));
+    log.file_only(std::string("mmt study: run of ") + grid_path + " started " + when);
+  }
   write_file_atomic(out_dir + "/grid.json", grid.source.dump(2) + "\n");
   const int64_t total = static_cast<int64_t>(grid.cells.size() * grid.seeds.size());
   log << "mmt study: " << grid.name << ": " << grid.cells.size() << " cells x " << grid.seeds.size() << " seeds = " << total
@@ -278,7 +290,8 @@ void run_study(const std::string& grid_path, const std::string& out_dir, std::os
           if (grid.protocol.empty()) evaluate_run(dir, {}, table, log);
           else evaluate_protocol(dir, grid.protocol, grid.karpathy, grid.images, grid.features, {}, table, log);
           entry["status"] = trained ? "evaluated" : started ? "resumed" : "ran";
-        } catch (const Interrupted&) {
+        } catch (const Interrupted& e) {
+          log.file_only(std::string("mmt study: stopped: ") + e.what());
           throw;  // SIGINT / SIGTERM stop the study (the run wrote its checkpoint), they fail no cell
         } catch (const std::exception& e) {
           std::string what = e.what();
@@ -302,10 +315,12 @@ void run_study(const std::string& grid_path, const std::string& out_dir, std::os
   if (!failed.empty()) {
     std::string list;
     for (const auto& f : failed) list += "\n  " + f;
-    throw Error(std::to_string(failed.size()) + " of " + std::to_string(total) + " runs failed (" + took +
-                "; study.json records them, their folders keep what they wrote):" + list +
-                "\nrerun `mmt study run` to retry them; the others are skipped; `mmt study report " + out_dir +
-                "` reports what finished");
+    const std::string message = std::to_string(failed.size()) + " of " + std::to_string(total) + " runs failed (" + took +
+                                "; study.json records them, their folders keep what they wrote):" + list +
+                                "\nrerun `mmt study run` to retry them; the others are skipped; `mmt study report " +
+                                out_dir + "` reports what finished";
+    log.file_only("mmt study: " + message);  // the CLI prints it to the console
+    throw Error(message);
   }
   log << "mmt study: " << total << " runs done in " << took << "; report: mmt study report " << out_dir << "\n";
 }

@@ -84,9 +84,9 @@ void TeeLog::file_only(const std::string& line) { buffer_->file_only(line); }
 std::ostream& TeeLog::console() const { return buffer_->console(); }
 
 bool writes_to_terminal(std::ostream& out) {
-  const auto* tee = dynamic_cast<const TeeLog*>(&out);
-  const std::ostream& end = tee ? tee->console() : out;
-  return &end == &std::cerr && ::isatty(STDERR_FILENO) == 1;
+  const std::ostream* end = &out;  // through every TeeLog (a run's inside its study's) to the console
+  while (const auto* tee = dynamic_cast<const TeeLog*>(end)) end = &tee->console();
+  return end == &std::cerr && ::isatty(STDERR_FILENO) == 1;
 }
 
 }  // namespace mmt

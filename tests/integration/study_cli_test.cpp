@@ -303,6 +303,14 @@ TEST(Study, AFailedCellIsRecordedAndTheOthersRun) {
   EXPECT_NE(r.err.find("attention=broken seed 1: "), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("no-such-folder"), std::string::npos) << r.err;
   EXPECT_TRUE(fs::exists(out + "/cells/base/seed-1/eval.json"));
+  // study.log: the whole session - the runs' training and evaluation, the failure, the verdict.
+  const std::string study_log = slurp(out + "/study.log");
+  EXPECT_EQ(study_log.rfind("mmt study: run of " + dir + "grid.json started ", 0), 0u) << study_log;
+  EXPECT_NE(study_log.find("mmt train: wrote " + out + "/cells/base/seed-1/model.safetensors"), std::string::npos) << study_log;
+  EXPECT_NE(study_log.find("mmt eval"), std::string::npos) << study_log;
+  EXPECT_NE(study_log.find("FAILED: "), std::string::npos) << study_log;
+  EXPECT_NE(study_log.find("mmt study: 1 of 2 runs failed"), std::string::npos) << study_log;
+  EXPECT_TRUE(fs::exists(out + "/cells/base/seed-1/train.log"));
   json s = runs(out);
   ASSERT_EQ(s.size(), 2u);
   EXPECT_EQ(s[0]["status"], "ran");

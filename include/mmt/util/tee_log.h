@@ -32,8 +32,8 @@ class TeeLog : public std::ostream {
   std::unique_ptr<Buffer> buffer_;
 };
 
-/// Whether `out` reaches an interactive terminal: std::cerr on a tty, directly or through a
-/// TeeLog (progress lines are then redrawn in place, else printed every so often).
+/// Whether `out` reaches an interactive terminal: std::cerr on a tty, directly or through
+/// TeeLogs (progress lines are then redrawn in place, else printed every so often).
 bool writes_to_terminal(std::ostream& out);
 
 }  // namespace mmt
