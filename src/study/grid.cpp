@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <ostream>
@@ -227,12 +226,7 @@ void run_study(const std::string& grid_path, const std::string& out_dir, std::os
     ~Unlock() { ::close(fd); }
   } unlock{lock};
   log.open_file(out_dir + "/study.log");
-  {
-    char when[64];
-    const std::time_t now = std::time(nullptr);
-    std::strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S UTC", std::gmtime(&now));
-    log.file_only(std::string("mmt study: run of ") + grid_path + " started " + when);
-  }
+  log.file_only("mmt study: run of " + grid_path + " started " + utc_timestamp());
   write_file_atomic(out_dir + "/grid.json", grid.source.dump(2) + "\n");
   const int64_t total = static_cast<int64_t>(grid.cells.size() * grid.seeds.size());
   log << "mmt study: " << grid.name << ": " << grid.cells.size() << " cells x " << grid.seeds.size() << " seeds = " << total

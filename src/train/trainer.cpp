@@ -8,7 +8,6 @@
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
-#include <ctime>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -112,11 +111,9 @@ namespace {
 
 // "2026-11-28 17:40:12 UTC on host (pid 1234)": when and where a run's log starts a session.
 std::string session_stamp() {
-  char when[64], host[256] = "?";
-  const std::time_t now = std::time(nullptr);
-  std::strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S UTC", std::gmtime(&now));
+  char host[256] = "?";
   ::gethostname(host, sizeof host - 1);
-  return std::string(when) + " on " + host + " (pid " + std::to_string(::getpid()) + ")";
+  return utc_timestamp() + " on " + host + " (pid " + std::to_string(::getpid()) + ")";
 }
 
 TrainSummary train(const ExperimentConfig& cfg, const std::string& dir, TeeLog& tee, bool resume);

@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <ctime>
 #include <fstream>
 #include <iostream>
 #include <mutex>
@@ -82,6 +83,15 @@ TeeLog::~TeeLog() {
 void TeeLog::open_file(const std::string& path) { buffer_->open(path); }
 void TeeLog::file_only(const std::string& line) { buffer_->file_only(line); }
 std::ostream& TeeLog::console() const { return buffer_->console(); }
+
+std::string utc_timestamp() {
+  char when[64];
+  const std::time_t now = std::time(nullptr);
+  std::tm utc{};
+  ::gmtime_r(&now, &utc);
+  std::strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S UTC", &utc);
+  return when;
+}
 
 bool writes_to_terminal(std::ostream& out) {
   const std::ostream* end = &out;  // through every TeeLog (a run's inside its study's) to the console

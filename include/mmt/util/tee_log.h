@@ -32,6 +32,9 @@ class TeeLog : public std::ostream {
   std::unique_ptr<Buffer> buffer_;
 };
 
+/// "2026-11-28 17:40:12 UTC": the time now, as the logs stamp their sessions.
+std::string utc_timestamp();
+
 /// Whether `out` reaches an interactive terminal: std::cerr on a tty, directly or through
 /// TeeLogs (progress lines are then redrawn in place, else printed every so often).
 bool writes_to_terminal(std::ostream& out);
