@@ -27,6 +27,7 @@
 #include "mmt/train/progress.h"
 #include "mmt/train/run_dir.h"
 #include "mmt/util/error.h"
+#include "mmt/util/tee_log.h"
 #include "mmt/util/fs.h"
 #include "mmt/util/runtime.h"
 
@@ -174,6 +175,7 @@ struct Evaluation {
   std::ostream discard{nullptr};
   const bool root = is_root_process();
   std::ostream& out;
+  TeeLog tee;  // the log, also appended to <run>/eval.log (rank 0)
   std::ostream& log;
   LoadedRun run;
   ExperimentConfig cfg;
@@ -181,8 +183,12 @@ struct Evaluation {
 
   Evaluation(const std::string& run_dir, const std::vector<std::string>& overrides, std::ostream& out_all,
              std::ostream& log_all, bool best)
-      : out(root ? out_all : discard), log(root ? log_all : discard), run(load_run(run_dir, best)),
-        cfg(with_eval_overrides(run.config, overrides)), tag(best ? "-best" : "") {
+      : out(root ? out_all : discard), tee(log_all), log(root ? static_cast<std::ostream&>(tee) : discard),
+        run(load_run(run_dir, best)), cfg(with_eval_overrides(run.config, overrides)), tag(best ? "-best" : "") {
+    if (root) {
+      tee.open_file(run_dir + "/eval.log");
+      tee.file_only("mmt eval: started " + utc_timestamp() + (best ? " (best weights)" : ""));
+    }
     log << "mmt eval: " << configure_runtime(cfg.runtime, log) << "\n";
   }
 

@@ -31,6 +31,10 @@ TEST(Compare, EvalKeepsIntervalsAndMapsAndCompareReadsThem) {
 
   const json easy = read_json(a + "/eval.json")["test_sets"]["easy"];
   ASSERT_TRUE(easy.contains("bootstrap")) << easy.dump();
+  // The evaluation's log is kept beside its results.
+  const std::string eval_log = slurp(a + "/eval.log");
+  EXPECT_EQ(eval_log.rfind("mmt eval: started ", 0), 0u) << eval_log;
+  EXPECT_NE(eval_log.find("eval easy"), std::string::npos) << eval_log;  // its progress line, finished
   for (const char* dir : {"image_retrieval", "text_retrieval"})
     for (const char* k : {"r1", "r5", "r10"}) {
       const double v = easy[dir][k], lo = easy["bootstrap"][dir][k][0], hi = easy["bootstrap"][dir][k][1];

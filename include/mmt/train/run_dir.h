@@ -4,7 +4,7 @@
  *   metrics.jsonl      one JSON object per logged step
  *   train.log          the run's log, every session (started / resumed / stopped and why)
  *   model.safetensors  weights; checkpoint.json is its sidecar (step, input sizes, data)
- *   eval.json/eval.md  results of `mmt eval`
+ *   eval.json/eval.md  results of `mmt eval`; eval.log its log, every session
  *   best/              the best weights by held-out RSUM so far: model.safetensors, checkpoint.json
  *   checkpoints/step-N/  resumable checkpoints: model.safetensors, optimizer.safetensors (AdamW
  *                        moments, torch RNG state), state.json (step, sampler, logging sums)
