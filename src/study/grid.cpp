@@ -9,6 +9,7 @@
 #include <fstream>
 #include <ostream>
 #include <sstream>
+#include <thread>
 
 #include "mmt/config/config.h"
 #include "mmt/eval/evaluate.h"
@@ -216,7 +217,12 @@ void run_study(const std::string& grid_path, const std::string& out_dir, std::os
   const std::string lock_path = out_dir + "/.lock";
   const int lock = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (lock < 0) throw Error("cannot create " + lock_path);
-  if (::flock(lock, LOCK_EX | LOCK_NB) != 0) {
+  // A runner holds it for hours; `mmt study status` for an instant (to see whether a runner
+  // works here), so a few short retries tell the two apart.
+  bool locked = false;
+  for (int attempt = 0; attempt < 5 && !(locked = ::flock(lock, LOCK_EX | LOCK_NB) == 0); ++attempt)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  if (!locked) {
     ::close(lock);
     throw Error("another mmt study run is working in " + out_dir + " (it holds " + lock_path +
                 "); wait for it, or stop it - a rerun continues where it stopped");
