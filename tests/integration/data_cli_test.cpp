@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "cli_util.h"
+#include "mmt/io/npy.h"
 #include "mmt/train/tensorboard.h"
 
 namespace {
@@ -272,6 +273,20 @@ TEST(DataCli, ProtocolEvalLabelsZeroShotHonestly) {
   const auto no_protocol = run_mmt("retrieve --run " + dir + "a --karpathy " + karpathy + " \"a cat\"");
   EXPECT_EQ(no_protocol.status, 2);
   EXPECT_NE(no_protocol.err.find("give --protocol too"), std::string::npos) << no_protocol.err;
+  // mmt embed on the same split: the split's captions and its images by file name; this model
+  // attends across modalities, so the vectors are eval.mode=dual's and it says so.
+  const auto em = run_mmt("embed --run " + dir + "a --protocol test --karpathy " + karpathy + " --images " + images +
+                          " --out " + dir + "emb");
+  ASSERT_EQ(em.status, 0) << em.err;
+  EXPECT_NE(em.err.find("not its exact ones"), std::string::npos) << em.err;
+  const json emb = json::parse(slurp(dir + "emb.json"));
+  EXPECT_FALSE(emb["the_models_retrieval_scores"].get<bool>());
+  EXPECT_EQ(emb["images"].size(), 2u);
+  EXPECT_EQ(emb["captions"][0], first_caption);
+  const int64_t dim = emb["dim"];
+  EXPECT_EQ(mmt::load_npy(dir + "emb-images.npy").shape, (std::vector<int64_t>{2, dim}));
+  EXPECT_EQ(mmt::load_npy(dir + "emb-text.npy").shape,
+            (std::vector<int64_t>{static_cast<int64_t>(emb["captions"].size()), dim}));
 
   // Pretraining on the whole Karpathy file (test split included): not zero-shot, and says why.
   ASSERT_EQ(run_mmt("train --config " + config({{"format", "karpathy"}, {"path", karpathy}, {"images", images}}) + " --out " + dir + "b").status, 0);
