@@ -260,10 +260,11 @@ class CaptionReader {
 
 }  // namespace
 
-std::optional<CaptionContent> parse_caption(const std::string& text) {
-  std::vector<std::string> words = Vocab::basic_tokenize(text);
-  if (!words.empty() && words.back() == ".") words.pop_back();
-  CaptionReader in(words);
+namespace {
+
+// One statement of the grammar (sample_caption's forms), as words.
+std::optional<CaptionContent> parse_statement(std::vector<std::string> words) {
+  CaptionReader in(std::move(words));
   CaptionContent c;
   static const char* const kRelations[] = {"to the left of", "to the right of", "above", "below"};
   static const char* const kPlaces[] = {"", "on the left", "on the right", "at the top", "at the bottom"};
@@ -297,7 +298,43 @@ std::optional<CaptionContent> parse_caption(const std::string& text) {
   return c;
 }
 
+}  // namespace
+
+std::optional<CaptionContent> parse_caption(const std::string& text) {
+  std::vector<std::string> words = Vocab::basic_tokenize(text);
+  if (!words.empty() && words.back() == ".") words.pop_back();
+  // The narrative style: statements joined by ", and" ("a picture of <s> , and there is <s> , and
+  // <s>"; the grammar's own lists never put "and" after a comma), each read on its own.
+  std::vector<std::vector<std::string>> parts(1);
+  for (size_t k = 0; k < words.size(); ++k) {
+    if (words[k] == "," && k + 1 < words.size() && words[k + 1] == "and") {
+      parts.emplace_back(), ++k;
+      continue;
+    }
+    parts.back().push_back(words[k]);
+  }
+  if (parts.size() == 1) return parse_statement(std::move(parts.front()));
+  CaptionContent narrative;
+  for (size_t p = 0; p < parts.size(); ++p) {
+    auto& w = parts[p];
+    // The narrator's openings come before a statement's own prefix ("a picture of there is a
+    // star"): taken off where the rest is a statement without them.
+    const std::vector<std::string> opening =
+        p == 0 ? std::vector<std::string>{"a", "picture", "of"} : std::vector<std::string>{"there", "is"};
+    if (w.size() > opening.size() && std::equal(opening.begin(), opening.end(), w.begin())) {
+      std::vector<std::string> rest(w.begin() + static_cast<std::ptrdiff_t>(opening.size()), w.end());
+      if (parse_statement(rest)) w = std::move(rest);
+    }
+    auto c = parse_statement(w);
+    if (!c) return std::nullopt;
+    narrative.statements.push_back(std::move(*c));
+  }
+  return narrative;
+}
+
 bool caption_true_of(const CaptionContent& c, const Scene& scene) {
+  if (!c.statements.empty())
+    return std::all_of(c.statements.begin(), c.statements.end(), [&](const CaptionContent& s) { return caption_true_of(s, scene); });
   if (c.count >= 0 && c.count != static_cast<int>(scene.objects.size())) return false;
   if (c.objects.size() > scene.objects.size()) return false;
   std::vector<int> map;
@@ -306,6 +343,9 @@ bool caption_true_of(const CaptionContent& c, const Scene& scene) {
 }
 
 bool caption_bag_matches(const CaptionContent& c, const Scene& scene) {
+  if (!c.statements.empty())
+    return std::all_of(c.statements.begin(), c.statements.end(),
+                       [&](const CaptionContent& s) { return caption_bag_matches(s, scene); });
   if (c.count >= 0 && c.count != static_cast<int>(scene.objects.size())) return false;
   if (c.objects.size() > scene.objects.size()) return false;
   int shapes[8] = {}, colours[8] = {}, sizes[kNumSizes] = {};
@@ -352,6 +392,8 @@ double ordered_matches(const std::vector<ObjectRef>& refs, size_t k, const Scene
 }  // namespace
 
 double caption_likelihood(const CaptionContent& c, const Scene& scene) {
+  if (!c.statements.empty())  // the test sets' captions are descriptive; a narrative's would need its own sampler
+    throw Error("caption_likelihood: a narrative caption has no likelihood under the descriptive grammar");
   const int n = static_cast<int>(scene.objects.size());
   const SceneFacts f = scene_facts(scene);
   const double p_relation = n >= 2 && !f.relations.empty() ? kRelationCut : 0.0;
@@ -431,16 +473,15 @@ Caption styled_caption(const Scene& scene, const std::string& style, Rng& rng) {
   }
   if (style == "narrative") {  // Localized Narratives: several statements about one picture
     const int parts = static_cast<int>(rng.range(2, 3));
-    Caption out = sample_caption(scene, rng);
-    out.text = "a picture of " + out.text;
+    Caption first = sample_caption(scene, rng);
+    Caption out;
+    out.text = "a picture of " + first.text;
+    out.content.statements.push_back(std::move(first.content));
     for (int k = 1; k < parts; ++k) {
-      const Caption more = sample_caption(scene, rng);
+      Caption more = sample_caption(scene, rng);
       out.text += std::string(" , and ") + (k + 1 == parts ? "" : "there is ") + more.text;
-      const int base = static_cast<int>(out.content.objects.size());
-      for (const auto& o : more.content.objects) out.content.objects.push_back(o);
-      for (auto r : more.content.relations) r.a += base, r.b += base, out.content.relations.push_back(r);
+      out.content.statements.push_back(std::move(more.content));
     }
-    out.content.count = -1;
     return out;
   }
   throw Error("synthetic caption style '" + style + "' unknown; valid: descriptive, terse, phrase, narrative");

@@ -23,6 +23,11 @@ using nlohmann::json;
 namespace {
 
 json content_json(const synth::CaptionContent& c) {
+  if (!c.statements.empty()) {  // a narrative: its statements, each true on its own
+    json statements = json::array();
+    for (const auto& st : c.statements) statements.push_back(content_json(st));
+    return {{"statements", statements}};
+  }
   static const char* kRel[] = {"left_of", "right_of", "above", "below"};
   static const char* kPlace[] = {"any", "left", "right", "top", "bottom"};
   json objs = json::array(), rels = json::array();

@@ -301,6 +301,9 @@ bool same_content(const CaptionContent& a, const CaptionContent& b) {
     if (a.relations[k].a != b.relations[k].a || a.relations[k].b != b.relations[k].b ||
         a.relations[k].rel != b.relations[k].rel)
       return false;
+  if (a.statements.size() != b.statements.size()) return false;
+  for (size_t k = 0; k < a.statements.size(); ++k)
+    if (!same_content(a.statements[k], b.statements[k])) return false;
   return true;
 }
 
@@ -363,7 +366,28 @@ TEST(SyntheticWorld, ParseCaptionReadsBackWhatTheGrammarGenerated) {
       if (p->relations.empty()) EXPECT_TRUE(same_content(*p, c.content)) << style << ": " << c.text;
     }
   EXPECT_GT(parsed_styled, 300);
-  for (const char* bad : {"", "a zebra", "red", "red star left", "red circle blue square", "there is", "a circle , a square", "a circle and", "one shapes : a circle",
+  // Narratives (statements joined by ", and") read back to their statements, every one true of the
+  // scene it was written for - two may name the same object.
+  for (size_t i = 0; i < 300; ++i) {
+    const Caption c = styled_caption(w.train_scenes()[i], "narrative", rng);
+    ASSERT_GE(c.content.statements.size(), 2u) << c.text;
+    const auto p = parse_caption(c.text);
+    ASSERT_TRUE(p.has_value()) << c.text;
+    EXPECT_TRUE(same_content(*p, c.content)) << c.text;
+    EXPECT_TRUE(caption_true_of(c.content, w.train_scenes()[i])) << c.text;
+  }
+  const auto told = parse_caption("a picture of a red star , and there is a blue ring above a circle , and a red star");
+  ASSERT_TRUE(told.has_value());
+  ASSERT_EQ(told->statements.size(), 3u);
+  EXPECT_EQ(told->statements[1].relations.size(), 1u);
+  synth::Scene one_star;  // one red star: the first and last statements name the same object
+  one_star.objects.push_back(w.train_scenes()[0].objects[0]);
+  one_star.objects[0].shape = told->statements[0].objects[0].shape;
+  one_star.objects[0].colour = told->statements[0].objects[0].colour;
+  EXPECT_TRUE(caption_true_of(*parse_caption("a picture of a red star , and a red star"), one_star));
+  EXPECT_FALSE(caption_true_of(*told, one_star));  // no ring above a circle
+  for (const char* bad : {"", "a zebra", "red", "red star left", "red circle blue square", "there is", "a star , and",
+                          "a star , and a zebra", "a circle , a square", "a circle and", "one shapes : a circle",
                           "three shapes : a circle", "a star on the moon", "a circle above"})
     EXPECT_FALSE(parse_caption(bad).has_value()) << bad;
 }

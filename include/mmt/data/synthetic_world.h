@@ -66,6 +66,9 @@ struct CaptionContent {
   std::vector<ObjectRef> objects;
   std::vector<RelationRef> relations;
   int count = -1;
+  /// A narrative's statements ("a picture of ... , and there is ..."): each holds on its own - two
+  /// may name the same object - and the fields above stay empty.
+  std::vector<CaptionContent> statements;
 };
 struct Caption {
   std::string text;  // lower-case words separated by single spaces
