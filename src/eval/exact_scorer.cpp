@@ -30,12 +30,11 @@ struct Group {
   torch::Tensor states, mask;               // (n, L, H), (n, L) on the device
 };
 
-// The pooled [CLS] / [IMG] state of every distinct caption row and image row (identical captions
-// share theirs), with the items each row stands for: what the dual scores are made of.
-struct PooledRows {
-  torch::Tensor cls, img;
+// The dual scores' vectors of every distinct caption row and image row (identical captions share
+// theirs): scores = scale * text x image^T + bias, with the items each row stands for.
+struct DualRows {
+  MultimodalTransformerImpl::MatchEmbeddings e;
   std::vector<const std::vector<int64_t>*> caption_items, image_items;
-  bool exact = false;  // no cross-modal layer: the final states, scored by the model's own head
 };
 
 std::vector<float> to_host(const torch::Tensor& t) {
@@ -56,7 +55,8 @@ struct PairScorer::Impl {
   std::vector<std::pair<int64_t, int64_t>> caption_at, image_at;  // item -> (group, row)
   std::vector<float> dual;  // dual_scores(), once computed (rerank and pairs() both want it)
   bool was_training = false;
-  PooledRows pooled_rows();  // what the dual scores and embeddings are made of
+  bool dual_is_exact() const { return prefix == num_layers; }  // no cross-modal layer
+  DualRows dual_rows();  // what the dual scores and embeddings are made of
 
   Impl(MultimodalTransformerImpl& m, const ExactScorerOptions& o)
       : model(m), options(o), device(resolve_device(o.device)) {}
@@ -217,29 +217,34 @@ PairScorer::~PairScorer() {
 int64_t PairScorer::num_captions() const { return impl_->nc; }
 int64_t PairScorer::num_images() const { return impl_->ni; }
 
-PooledRows PairScorer::Impl::pooled_rows() {
+DualRows PairScorer::Impl::dual_rows() {
   Impl& s = *this;
-  PooledRows p;
-  p.exact = s.prefix == s.num_layers;
+  const bool exact = s.dual_is_exact();  // the final states, scored by the model's own head
   auto pooled = [&](const Group& g, bool text) {
     auto states = s.unimodal(g.states, g.mask, text, s.start, s.prefix);
-    if (p.exact) {
+    if (exact) {
       const int64_t n = states.size(0);
       states = text ? s.model.final_norms(states, s.placeholder(n)).first : s.model.final_norms(s.placeholder(n), states).second;
     }
     return states.select(1, 0).to(torch::kFloat32);
   };
+  DualRows r;
   std::vector<torch::Tensor> cls_rows, img_rows;
   for (const auto& g : s.captions) {
     cls_rows.push_back(pooled(g, true));
-    for (const auto& it : g.items) p.caption_items.push_back(&it);
+    for (const auto& it : g.items) r.caption_items.push_back(&it);
   }
   for (const auto& g : s.images) {
     img_rows.push_back(pooled(g, false));
-    for (const auto& it : g.items) p.image_items.push_back(&it);
+    for (const auto& it : g.items) r.image_items.push_back(&it);
   }
-  p.cls = torch::cat(cls_rows), p.img = torch::cat(img_rows);
-  return p;
+  const auto cls = torch::cat(cls_rows), img = torch::cat(img_rows);
+  namespace F = torch::nn::functional;
+  const auto opts = F::NormalizeFuncOptions().dim(1);
+  r.e = exact ? s.model.match_embeddings(cls, img)  // = model.match_score_matrix, as vectors
+              : MultimodalTransformerImpl::MatchEmbeddings{F::normalize(cls, opts), F::normalize(img, opts),
+                                                           torch::ones({}, cls.options()), torch::zeros({}, cls.options())};
+  return r;
 }
 
 std::vector<float> PairScorer::dual_scores() {
@@ -248,21 +253,16 @@ std::vector<float> PairScorer::dual_scores() {
   torch::NoGradGuard no_grad;
   const AutocastGuard autocast(s.device, s.options.bf16);
   // One vector per row, one matrix product, then every item's entries from its row's: identical
-  // captions get bitwise identical scores.
-  const PooledRows p = s.pooled_rows();
-  const auto &cls = p.cls, &img = p.img;
-  const auto& caption_items = p.caption_items;
-  const auto& image_items = p.image_items;
-  namespace F = torch::nn::functional;
-  const auto opts = F::NormalizeFuncOptions().dim(1);
-  const auto rows = to_host(p.exact ? s.model.match_score_matrix(cls, img)
-                                    : torch::matmul(F::normalize(cls, opts), F::normalize(img, opts).t()));
-  const size_t ri_count = image_items.size();
+  // captions get bitwise identical scores. (x 1 and + 0 are exact: the cosine and the model's own
+  // match_score_matrix to the bit.)
+  const DualRows r = s.dual_rows();
+  const auto rows = to_host(r.e.scale * torch::matmul(r.e.text, r.e.image.t()) + r.e.bias);
+  const size_t ri_count = r.image_items.size();
   s.dual.assign(static_cast<size_t>(s.nc * s.ni), 0.f);
-  for (size_t rc = 0; rc < caption_items.size(); ++rc)
-    for (int64_t c : *caption_items[rc])
+  for (size_t rc = 0; rc < r.caption_items.size(); ++rc)
+    for (int64_t c : *r.caption_items[rc])
       for (size_t ri = 0; ri < ri_count; ++ri)
-        for (int64_t i : *image_items[ri]) s.dual[static_cast<size_t>(c * s.ni + i)] = rows[rc * ri_count + ri];
+        for (int64_t i : *r.image_items[ri]) s.dual[static_cast<size_t>(c * s.ni + i)] = rows[rc * ri_count + ri];
   return s.dual;
 }
 
@@ -270,31 +270,28 @@ PairScorer::DualEmbeddings PairScorer::dual_embeddings() {
   Impl& s = *impl_;
   torch::NoGradGuard no_grad;
   const AutocastGuard autocast(s.device, s.options.bf16);
-  const PooledRows p = s.pooled_rows();
-  namespace F = torch::nn::functional;
-  const auto opts = F::NormalizeFuncOptions().dim(1);
-  MultimodalTransformerImpl::MatchEmbeddings e;
-  if (p.exact) e = s.model.match_embeddings(p.cls, p.img);
-  else e = {F::normalize(p.cls, opts), F::normalize(p.img, opts), torch::ones({}), torch::zeros({})};
+  const DualRows r = s.dual_rows();
   DualEmbeddings out;
-  out.dim = e.text.size(1);
-  out.scale = e.scale.item<double>(), out.bias = e.bias.item<double>();
+  out.dim = r.e.text.size(1);
+  out.scale = r.e.scale.item<double>(), out.bias = r.e.bias.item<double>();
   auto expand = [&](const torch::Tensor& rows, const std::vector<const std::vector<int64_t>*>& items, int64_t n,
                     std::vector<float>& to) {
-    const std::vector<float> host = to_host(rows.to(torch::kFloat32).contiguous());
+    const std::vector<float> host = to_host(rows);
     to.assign(static_cast<size_t>(n * out.dim), 0.f);
-    for (size_t r = 0; r < items.size(); ++r)
-      for (int64_t k : *items[r])
-        std::copy_n(host.begin() + static_cast<std::ptrdiff_t>(r * out.dim), out.dim, to.begin() + k * out.dim);
+    for (size_t k = 0; k < items.size(); ++k)
+      for (int64_t item : *items[k])
+        std::copy_n(host.begin() + static_cast<std::ptrdiff_t>(k * out.dim), out.dim, to.begin() + item * out.dim);
   };
-  expand(e.text, p.caption_items, s.nc, out.text);
-  expand(e.image, p.image_items, s.ni, out.image);
+  expand(r.e.text, r.caption_items, s.nc, out.text);
+  expand(r.e.image, r.image_items, s.ni, out.image);
   return out;
 }
 
+bool PairScorer::dual_is_exact() const { return impl_->dual_is_exact(); }
+
 std::string PairScorer::dual_description() const {
   const Impl& s = *impl_;
-  if (s.prefix == s.num_layers) return "the model's own unimodal scores (no cross-modal layer: dual = exact)";
+  if (s.dual_is_exact()) return "the model's own unimodal scores (no cross-modal layer: dual = exact)";
   if (s.prefix == 0) return "cosine of the [CLS] and [IMG] embeddings (the stack crosses modalities from layer 0)";
   return "cosine of the [CLS] and [IMG] states after layer " + std::to_string(s.prefix) +
          ", the last unimodal one (not trained to match)";
@@ -302,7 +299,7 @@ std::string PairScorer::dual_description() const {
 
 std::vector<float> PairScorer::all_pairs(const PairProgress& progress) {
   Impl& s = *impl_;
-  if (s.options.cache && s.prefix == s.num_layers) {
+  if (s.options.cache && s.dual_is_exact()) {
     auto scores = dual_scores();  // exact for such stacks: one matrix product
     if (progress) progress(s.nc * s.ni, s.nc * s.ni);
     return scores;
@@ -350,7 +347,7 @@ std::vector<float> PairScorer::pairs(const std::vector<int64_t>& caption, const 
   for (size_t p = 0; p < caption.size(); ++p)
     if (caption[p] < 0 || caption[p] >= s.nc || image[p] < 0 || image[p] >= s.ni)
       throw std::out_of_range("PairScorer::pairs: pair (" + std::to_string(caption[p]) + ", " + std::to_string(image[p]) + ") out of range");
-  if (s.options.cache && s.prefix == s.num_layers) {
+  if (s.options.cache && s.dual_is_exact()) {
     // No cross-modal layer: the entries of the one matrix product, exactly what all_pairs gives.
     const auto all = dual_scores();
     std::vector<float> scores(caption.size());

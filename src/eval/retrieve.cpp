@@ -382,7 +382,7 @@ json embed(const RetrieveRequest& req, const std::string& out_prefix, std::ostre
   const int64_t nc = static_cast<int64_t>(texts.size()), ni = static_cast<int64_t>(g.image_names.size());
   save_npy(out_prefix + "-text.npy", e.text.data(), {nc, e.dim});
   save_npy(out_prefix + "-images.npy", e.image.data(), {ni, e.dim});
-  const bool retrieves_with_them = run.model->first_cross_modal_layer() == static_cast<int64_t>(run.model->layers->size());
+  const bool retrieves_with_them = scorer.dual_is_exact();
   json meta = {{"run", req.run_dir},
                {"step", run.step},
                {"weights", req.best ? "best (validation RSUM during training)" : "final"},

@@ -66,6 +66,8 @@ class PairScorer {
   /// The dual scores (captions x images) and what they are (see the file comment).
   std::vector<float> dual_scores();
   std::string dual_description() const;
+  /// Whether the dual scores are the exact ones (no layer crosses modalities).
+  bool dual_is_exact() const;
   /// The vectors behind dual_scores(): score(c, i) = scale * text[c] . image[i] + bias; text
   /// (captions x dim) and image (images x dim), row-major (`mmt embed`).
   struct DualEmbeddings {
