@@ -279,6 +279,7 @@ void run_study(const std::string& grid_path, const std::string& out_dir, std::os
         // a rerun retries it from what it left (its last checkpoint, or its trained weights).
         const bool trained = file_exists(dir + "/checkpoint.json");
         const bool started = !trained && std::filesystem::is_directory(dir + "/checkpoints");
+        bool went_through = false;
         try {
           const ExperimentConfig cfg = cell_config(grid, cell, seed);
           if (!trained) {
@@ -290,6 +291,7 @@ void run_study(const std::string& grid_path, const std::string& out_dir, std::os
           if (grid.protocol.empty()) evaluate_run(dir, {}, table, log);
           else evaluate_protocol(dir, grid.protocol, grid.karpathy, grid.images, grid.features, {}, table, log);
           entry["status"] = trained ? "evaluated" : started ? "resumed" : "ran";
+          went_through = true;
         } catch (const Interrupted& e) {
           log.file_only(std::string("mmt study: stopped: ") + e.what());
           throw;  // SIGINT / SIGTERM stop the study (the run wrote its checkpoint), they fail no cell
@@ -302,7 +304,7 @@ void run_study(const std::string& grid_path, const std::string& out_dir, std::os
           failed.push_back(cell.name + " seed " + std::to_string(seed) + ": " + what);
         }
         const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        if (entry["status"] != "failed") ran_seconds += s, ++ran;  // the ETA's pace: runs that went through
+        if (went_through) ran_seconds += s, ++ran;  // the ETA's pace: failed runs left out
         entry["seconds"] = s;
       }
       ++done;

@@ -5,14 +5,13 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <set>
 
 #include "mmt/config/config.h"
 #include "mmt/study/study.h"
 #include "mmt/train/progress.h"
+#include "mmt/train/run_dir.h"
 #include "mmt/util/error.h"
 #include "mmt/util/fs.h"
 
@@ -32,18 +31,6 @@ bool runner_active(const std::string& out_dir) {
   const bool held = ::flock(fd, LOCK_SH | LOCK_NB) != 0;
   ::close(fd);
   return held;
-}
-
-// The newest complete resumable checkpoint's step (checkpoints/step-N; a folder of that name is
-// always complete, docs/formats.md), or -1.
-int64_t newest_checkpoint(const std::string& run_dir) {
-  int64_t newest = -1;
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator(run_dir + "/checkpoints", ec)) {
-    const std::string name = e.path().filename().string();
-    if (name.rfind("step-", 0) == 0) newest = std::max<int64_t>(newest, std::atoll(name.c_str() + 5));
-  }
-  return newest;
 }
 
 // The last logged training line of metrics.jsonl: its step and elapsed seconds.
@@ -93,7 +80,6 @@ std::string study_status(const std::string& out_dir, json* out_json) {
       std::string state;
       int64_t at = -1;
       double seconds = 0;
-      const auto [logged, elapsed] = last_logged(dir);
       if (file_exists(dir + "/" + result_file)) {
         state = "finished", ++finished, at = steps;
         // What the run recorded, as the report counts it: its training plus its (last) evaluation.
@@ -103,15 +89,17 @@ std::string study_status(const std::string& out_dir, json* out_json) {
         done_seconds += seconds;
       } else if (rec.value("status", std::string()) == "failed") {
         state = "failed: " + rec.value("error", std::string("no message")), ++failed;
-        at = std::max(newest_checkpoint(dir), logged);
+        at = std::max(latest_train_checkpoint(RunFiles(dir)), last_logged(dir).first);
         remaining_fraction += 1;  // a rerun retries it; its share of the remaining time is a guess
       } else if (file_exists(dir + "/checkpoint.json")) {
         state = "trained, not evaluated", ++partial, at = steps;
-        seconds = elapsed;
+        seconds = last_logged(dir).second;
       } else if (fs::exists(dir)) {
-        at = std::max(newest_checkpoint(dir), logged);
+        const int64_t checkpoint = latest_train_checkpoint(RunFiles(dir));
+        const auto [logged, elapsed] = last_logged(dir);
+        at = std::max(checkpoint, logged);
         state = std::string(active ? "training or stopped" : "stopped") + " (checkpoint at step " +
-                std::to_string(std::max<int64_t>(newest_checkpoint(dir), 0)) + ")";
+                std::to_string(std::max<int64_t>(checkpoint, 0)) + ")";
         ++partial;
         seconds = elapsed;
         if (steps > 0 && at > 0) remaining_fraction += 1.0 - static_cast<double>(at) / static_cast<double>(steps);

@@ -1,16 +1,12 @@
 /* Progress line (see progress.h). */
 #include "mmt/train/progress.h"
 
-#include <unistd.h>
-
 #include <cstdio>
 #include <iostream>
 
 #include "mmt/util/tee_log.h"
 
 namespace mmt {
-
-bool stderr_is_tty() { return ::isatty(STDERR_FILENO) == 1; }
 
 Progress::Progress(std::string label, int64_t total, std::ostream& out, std::string unit, double units_per_item,
                    double plain_every)

@@ -34,7 +34,4 @@ class Progress {
   std::chrono::steady_clock::time_point start_, last_print_;
 };
 
-/// Whether stderr is a terminal (progress lines redraw in place).
-bool stderr_is_tty();
-
 }  // namespace mmt
