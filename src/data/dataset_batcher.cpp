@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <map>
 #include <ostream>
 #include <set>
 
@@ -101,8 +102,9 @@ void DatasetBatcher::add_negatives(int64_t step, const std::vector<const Record*
                                                               static_cast<int64_t>(datasets_.back().records.size());
   Rng rng(derive_seed(cfg_.train.seed, kNegatives, static_cast<uint64_t>(step)));
   std::set<int64_t> drawn;
-  std::vector<const Record*> pool;
-  std::vector<std::unique_ptr<const ModelImage>> images;
+  std::vector<std::string> pool;  // each negative's image_identity
+  std::vector<ModelImage> images;
+  images.reserve(static_cast<size_t>(k));
   while (static_cast<int64_t>(pool.size()) < k) {
     if (static_cast<int64_t>(drawn.size()) == n)
       throw Error("step " + std::to_string(step) + ": fewer than train.itm_contrastive_negatives = " + std::to_string(k) +
@@ -112,23 +114,26 @@ void DatasetBatcher::add_negatives(int64_t step, const std::vector<const Record*
     const size_t d = static_cast<size_t>(std::upper_bound(first_record_.begin(), first_record_.end(), pick) - first_record_.begin() - 1);
     const Record& r = datasets_[d].records[static_cast<size_t>(pick - first_record_[d])];
     try {
-      images.push_back(std::make_unique<const ModelImage>(load_model_image(cfg_, r, features_[d])));
-      pool.push_back(&r);
+      images.push_back(load_model_image(cfg_, r, features_[d]));
+      pool.push_back(image_identity(r));
     } catch (const Error& e) {
       note_bad_image(e);
     }
   }
   std::vector<const ModelImage*> views;
-  for (const auto& im : images) views.push_back(im.get());
+  for (const auto& im : images) views.push_back(&im);
   batch.negatives = std::make_shared<Batch>();
   fill_model_images(cfg_, views, feature_dim_, classes_, *batch.negatives);
+  // Each row's own image against the pool, by identity (the same record has the same one).
+  std::map<std::string, std::vector<int64_t>> where;  // identity -> its places in the pool
+  for (int64_t j = 0; j < k; ++j) where[pool[static_cast<size_t>(j)]].push_back(j);
   const int64_t b = static_cast<int64_t>(own.size());
   batch.negative_excluded = torch::zeros({b, k}, torch::kBool);
   auto ex = batch.negative_excluded.accessor<bool, 2>();
   for (int64_t i = 0; i < b; ++i) {
-    const std::string mine = image_identity(*own[static_cast<size_t>(i)]);
-    for (int64_t j = 0; j < k; ++j) ex[i][j] = pool[static_cast<size_t>(j)] == own[static_cast<size_t>(i)] ||
-                                                image_identity(*pool[static_cast<size_t>(j)]) == mine;
+    const auto it = where.find(image_identity(*own[static_cast<size_t>(i)]));
+    if (it != where.end())
+      for (int64_t j : it->second) ex[i][j] = true;
   }
 }
 
