@@ -258,10 +258,6 @@ class CaptionReader {
   size_t at_ = 0;
 };
 
-}  // namespace
-
-namespace {
-
 // One statement of the grammar (sample_caption's forms), as words.
 std::optional<CaptionContent> parse_statement(std::vector<std::string> words) {
   CaptionReader in(std::move(words));
@@ -321,11 +317,10 @@ std::optional<CaptionContent> parse_caption(const std::string& text) {
     // star"): taken off where the rest is a statement without them.
     const std::vector<std::string> opening =
         p == 0 ? std::vector<std::string>{"a", "picture", "of"} : std::vector<std::string>{"there", "is"};
-    if (w.size() > opening.size() && std::equal(opening.begin(), opening.end(), w.begin())) {
-      std::vector<std::string> rest(w.begin() + static_cast<std::ptrdiff_t>(opening.size()), w.end());
-      if (parse_statement(rest)) w = std::move(rest);
-    }
-    auto c = parse_statement(w);
+    std::optional<CaptionContent> c;
+    if (w.size() > opening.size() && std::equal(opening.begin(), opening.end(), w.begin()))
+      c = parse_statement({w.begin() + static_cast<std::ptrdiff_t>(opening.size()), w.end()});
+    if (!c) c = parse_statement(std::move(w));
     if (!c) return std::nullopt;
     narrative.statements.push_back(std::move(*c));
   }
