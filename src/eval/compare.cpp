@@ -65,12 +65,6 @@ std::string what_of(const json& result, const json& entry) {
          std::to_string(result.value("step", int64_t{-1}));
 }
 
-std::string signed1(double v) {
-  char b[32];
-  std::snprintf(b, sizeof b, "%+.1f", v);
-  return b;
-}
-
 // image_r1 -> image R@1; rsum -> RSUM.
 std::string label_of(std::string metric) {
   if (metric == "rsum") return "RSUM";
@@ -112,6 +106,12 @@ std::string table(const std::vector<PairedDifference>& diffs, json& rows, Tally*
 }
 
 }  // namespace
+
+std::string signed1(double v) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%+.1f", v);
+  return b;
+}
 
 void save_outcomes(const std::string& path, const RetrievalOutcomes& o) {
   std::vector<double> rows;

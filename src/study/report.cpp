@@ -40,12 +40,6 @@ struct CellResults {
   std::map<std::string, std::vector<std::vector<double>>> true_hits;  // test set -> per seed, each caption's true@1
 };
 
-std::string signed_text(double x) {
-  char b[32];
-  std::snprintf(b, sizeof b, "%+.1f", x);
-  return b;
-}
-
 // "+8.6 (+4.2..+13.6)": the difference of the cells' mean image R@1 and the test set's interval
 // of it (paired over the test images, seeds averaged); only the difference where the outcomes are
 // missing, and a note where the two cells scored different test sets.
@@ -53,7 +47,7 @@ std::string signed_text(double x) {
 std::string versus_base(CellResults& cell, CellResults& base, const std::string& ts, double delta,
                         std::vector<PairedDifference>& rows) {
   rows.clear();
-  std::string out = signed_text(delta);
+  std::string out = signed1(delta);
   const auto& fa = base.fingerprints[ts];
   const auto& fb = cell.fingerprints[ts];
   if (fa.size() > 1 || fb.size() > 1 || (fa.size() == 1 && fb.size() == 1 && fa != fb)) return out + " (other test set)";
@@ -69,7 +63,7 @@ std::string versus_base(CellResults& cell, CellResults& base, const std::string&
     rows.back().metric = "true_at_1";
   }
   const PairedDifference& d = rows.front();  // image_r1
-  return out + " (" + signed_text(d.interval.low) + ".." + signed_text(d.interval.high) + ")";
+  return out + " (" + signed1(d.interval.low) + ".." + signed1(d.interval.high) + ")";
 }
 
 std::string fmt(double mean, double sd, int64_t n) {
@@ -401,9 +395,9 @@ std::string report_study(const std::string& out_dir, std::ostream& log) {
           const double base_t = cells.count(reference) ? mean_std(cells[reference].values[ts]["true_at_1"]).first : NAN;
           std::string text;
           if (name != reference && !std::isnan(t) && !std::isnan(base_t)) {
-            text = signed_text(t - base_t);
+            text = signed1(t - base_t);
             for (const auto& d : paired)
-              if (d.metric == "true_at_1") text += " (" + signed_text(d.interval.low) + ".." + signed_text(d.interval.high) + ")";
+              if (d.metric == "true_at_1") text += " (" + signed1(d.interval.low) + ".." + signed1(d.interval.high) + ")";
           }
           deltas.push_back(text);
         }

@@ -14,6 +14,9 @@
 
 namespace mmt {
 
+/// A difference in points with its sign always written: "+8.6", "-0.3" ("%+.1f").
+std::string signed1(double v);
+
 /// A test set's identity across runs: FNV-1a over the number of images, each image's key (file
 /// name; empty for synthetic test sets, whose images follow from their captions' world), and
 /// each caption's text and image. Hex, 16 digits.
