@@ -10,6 +10,7 @@
 #include "mmt/data/data_tools.h"
 #include "mmt/data/region_features.h"
 #include "mmt/data/synthetic_export.h"
+#include "mmt/model/flops.h"
 #include "mmt/model/summary.h"
 #include "mmt/text/tokenizer.h"
 #include "mmt/eval/compare.h"
@@ -165,7 +166,7 @@ int main(int argc, char** argv) {
   add_config(summary);
   int64_t text_tokens = 20, image_tokens = -1;
   summary->add_option("--text-tokens", text_tokens, "caption length for the FLOP count (default 20)");
-  summary->add_option("--image-tokens", image_tokens, "image tokens for the FLOP count (default data.max_regions + 1)");
+  summary->add_option("--image-tokens", image_tokens, "image tokens for the FLOP count (default: the config's, e.g. the patch grid + 1)");
 
   auto* config = app.add_subcommand("config", "configuration");
   config->require_subcommand(1);
@@ -324,7 +325,7 @@ int main(int argc, char** argv) {
     } else if (summary->parsed()) {
       const auto cfg = mmt::load_config(config_path, overrides);
       std::cout << mmt::model_summary(cfg, mmt::data_input_dims(cfg), text_tokens,
-                                      image_tokens > 0 ? image_tokens : cfg.data.max_regions + 1);
+                                      image_tokens > 0 ? image_tokens : mmt::max_image_positions(cfg));
     } else if (encode->parsed()) {
       if (vocab_path.empty() && spm_model.empty()) throw mmt::Error("tokenizer encode: give --vocab or --model");
       mmt::BasicTokenizerOptions basic;

@@ -386,9 +386,16 @@ void validate_config(const ExperimentConfig& cfg) {
                     "single_modality, got '" + n + "'");
   }
   positive("model.patch_size", m.patch_size);
-  if (m.image_input == "patches" && cfg.data.synth.image_size % m.patch_size != 0)
-    throw Error("config: data.synth.image_size " + std::to_string(cfg.data.synth.image_size) +
-                " is not a multiple of model.patch_size " + std::to_string(m.patch_size));
+  {
+    // The pixel side the model reads: the synthetic world's renders or the datasets' centre crops.
+    const bool synthetic = cfg.data.source == "synthetic";
+    const std::string key = synthetic ? "data.synth.image_size" : "data.image_size";
+    const int64_t side = synthetic ? cfg.data.synth.image_size : cfg.data.image_size;
+    if (!synthetic) in_range(key, side, 8, 4096);
+    if (m.image_input == "patches" && side % m.patch_size != 0)
+      throw Error("config: " + key + " " + std::to_string(side) + " is not a multiple of model.patch_size " +
+                  std::to_string(m.patch_size));
+  }
   positive("model.hidden", m.hidden);
   positive("model.num_heads", m.num_heads);
   positive("model.head_dim", m.head_dim);

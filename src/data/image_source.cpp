@@ -3,6 +3,7 @@
 
 #include "mmt/data/batch.h"
 #include "mmt/data/synthetic_world.h"
+#include "mmt/model/flops.h"
 
 namespace mmt {
 
@@ -12,10 +13,8 @@ SyntheticImages::SyntheticImages(const std::vector<synth::Scene>& scenes, const 
       regions_(regions),
       pixels_(cfg.model.image_input != "regions"),
       image_size_(cfg.data.synth.image_size),
-      max_regions_(cfg.data.max_regions) {
-  const int64_t grid = cfg.model.image_input == "patches" ? image_size_ / cfg.model.patch_size : (image_size_ + 31) / 32;
-  pixel_tokens_ = 1 + grid * grid;
-}
+      max_regions_(cfg.data.max_regions),
+      pixel_tokens_(pixel_positions(cfg.model, image_size_)) {}
 
 int64_t SyntheticImages::size() const { return static_cast<int64_t>(scenes_.size()); }
 

@@ -1,10 +1,52 @@
 /* Analytic FLOP counts (see flops.h). */
 #include "mmt/model/flops.h"
 
+#include <algorithm>
+
 #include "mmt/data/batch.h"
 #include "mmt/model/transformer.h"
 
 namespace mmt {
+
+int64_t pixel_image_size(const ExperimentConfig& cfg) {
+  return cfg.data.source == "synthetic" ? cfg.data.synth.image_size : cfg.data.image_size;
+}
+
+namespace {
+
+// Cells per side of a pixel model's image grid.
+int64_t pixel_grid(const ModelOptions& m, int64_t side) {
+  return m.image_input == "patches" ? side / m.patch_size : (side + 31) / 32;
+}
+
+}  // namespace
+
+int64_t pixel_positions(const ModelOptions& m, int64_t side) {
+  const int64_t grid = pixel_grid(m, side);
+  return 1 + grid * grid;
+}
+
+int64_t max_image_positions(const ExperimentConfig& cfg) {
+  if (cfg.model.image_input != "regions") return pixel_positions(cfg.model, pixel_image_size(cfg));
+  const int64_t regions =
+      cfg.data.source == "synthetic" ? std::min(cfg.data.synth.max_objects, cfg.data.max_regions) : cfg.data.max_regions;
+  return regions + 1;
+}
+
+std::string describe_positions(const ExperimentConfig& cfg) {
+  const ModelOptions& m = cfg.model;
+  const int64_t n = max_image_positions(cfg), side = pixel_image_size(cfg), grid = pixel_grid(m, side);
+  std::string s;
+  if (m.image_input == "patches")
+    s = std::to_string(n) + " image positions (the global one + a " + std::to_string(grid) + " x " + std::to_string(grid) +
+        " grid of " + std::to_string(m.patch_size) + " px patches of " + std::to_string(side) + " px images)";
+  else if (m.image_input == "resnet50")
+    s = std::to_string(n) + " image positions (the global one + the ResNet-50's " + std::to_string(grid) + " x " +
+        std::to_string(grid) + " map of " + std::to_string(side) + " px images)";
+  else
+    s = "up to " + std::to_string(n) + " image positions (the global one + regions)";
+  return s + " + up to " + std::to_string(m.max_text_len) + " text tokens";
+}
 
 double forward_flops(const ModelOptions& m, const InputDims& dims, int64_t text_len, int64_t regions, int64_t masked) {
   const double h = static_cast<double>(m.hidden), inner = static_cast<double>(m.num_heads * m.head_dim);
@@ -30,12 +72,9 @@ double batch_train_flops(const ModelOptions& m, const InputDims& dims, const Bat
   const auto t = on_host(batch.text_mask.sum(1));
   torch::Tensor r;
   if (batch.image_pixels.defined()) {
-    // Pixel inputs: every image has the same tokens (the grid plus the global one). Patches: a grid
-    // of patch_size squares; ResNet-50: its stride-32 feature map (its own convolutions are not
-    // counted).
-    const int64_t stride = m.image_input == "patches" ? m.patch_size : 32;
-    const int64_t g = (batch.image_pixels.size(2) / stride) * (batch.image_pixels.size(3) / stride);
-    r = torch::full({b}, g + 1, torch::kInt64);
+    // Pixel inputs: every image has the same tokens (the grid plus the global one; the ResNet-50's
+    // own convolutions are not counted).
+    r = torch::full({b}, pixel_positions(m, batch.image_pixels.size(2)), torch::kInt64);
   } else {
     r = on_host(batch.region_mask.sum(1));
   }

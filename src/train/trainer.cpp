@@ -21,6 +21,7 @@
 #include "mmt/data/pretrain_batcher.h"
 #include "mmt/data/synthetic_world.h"
 #include "mmt/io/safetensors.h"
+#include "mmt/model/flops.h"
 #include "mmt/text/bert_checkpoint.h"
 #include "mmt/train/distributed.h"
 #include "mmt/train/flat_adamw.h"
@@ -244,7 +245,7 @@ TrainSummary train(const ExperimentConfig& cfg, const std::string& dir, TeeLog& 
   for (const auto& p : model->parameters()) num_params += p.numel();
   log << "mmt train: model " << num_params << " parameters, " << layer_types(cfg.model).size() << " layers ("
       << join(cfg.model.layers.empty() ? std::vector<std::string>{cfg.model.attention} : cfg.model.layers)
-      << "), hidden " << cfg.model.hidden << "\n";
+      << "), hidden " << cfg.model.hidden << "; per example " << describe_positions(cfg) << "\n";
 
   const auto& t = cfg.train;
   PretrainStep stepper(*model, t, cfg.runtime, comm);

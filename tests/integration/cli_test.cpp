@@ -203,6 +203,17 @@ TEST(Cli, ConfigDumpIsLoadable) {
   EXPECT_EQ(json::parse(r.out)["train"]["steps"], 5);
 }
 
+TEST(Cli, ModelSummaryCountsTheConfigsImagePositions) {
+  // The FLOP count's image positions follow the config's image input unless --image-tokens says.
+  auto r = run_mmt("model summary --set model.image_input=patches");  // 64 px renders, 8 px patches
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("20 text + 65 image tokens"), std::string::npos) << r.out;
+  r = run_mmt("model summary --set model.image_input=patches --text-tokens 12 --image-tokens 37");
+  EXPECT_NE(r.out.find("12 text + 37 image tokens"), std::string::npos) << r.out;
+  r = run_mmt("model summary --set data.synth.max_objects=3");
+  EXPECT_NE(r.out.find("20 text + 4 image tokens"), std::string::npos) << r.out;
+}
+
 TEST(Cli, DataSynthWritesKarpathyStyleSplits) {
   const std::string out = ::testing::TempDir() + "synth_out";
   std::system(("rm -rf " + out).c_str());

@@ -131,6 +131,26 @@ TEST(Config, RangesAreChecked) {
   EXPECT_NE(error_of([] { load_config("", {"data.synth.max_objects=9"}); }).find("max_objects"), std::string::npos);
 }
 
+TEST(Config, PatchSizeDividesTheImagesTheModelReads) {
+  // The synthetic world's renders, or the datasets' centre crops (data.image_size): a ViT-style
+  // 14 px patch on 224 px crops is fine although the (unused) synthetic side 64 is no multiple of 14.
+  const std::vector<std::string> datasets = {"data.source=datasets", "data.tokenizer=v.txt",
+                                             R"(data.datasets=[{"format": "coco", "path": "a.json"}])",
+                                             "model.image_input=patches"};
+  auto with = [&](std::vector<std::string> extra) {
+    extra.insert(extra.begin(), datasets.begin(), datasets.end());
+    return extra;
+  };
+  EXPECT_NO_THROW(load_config("", with({"model.patch_size=14"})));
+  EXPECT_NE(error_of([&] { load_config("", with({"model.patch_size=16", "data.image_size=200"})); })
+                .find("data.image_size 200 is not a multiple of model.patch_size 16"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { load_config("", with({"data.image_size=0"})); }).find("data.image_size"), std::string::npos);
+  EXPECT_NE(error_of([] { load_config("", {"model.image_input=patches", "model.patch_size=14"}); })
+                .find("data.synth.image_size 64 is not a multiple of model.patch_size 14"),
+            std::string::npos);
+}
+
 }  // namespace
 }  // namespace mmt
 

@@ -8,6 +8,7 @@
 #include "mmt/data/pretrain_batcher.h"
 #include "mmt/data/synthetic_world.h"
 #include "mmt/eval/exact_scorer.h"
+#include "mmt/model/flops.h"
 #include "mmt/train/pretrain_step.h"
 #include "test_util.h"
 
@@ -39,6 +40,38 @@ TEST(ImageInput, PatchesAreFlattenedCellsAfterAGlobalMean) {
   EXPECT_TRUE(torch::allclose(feats.select(1, 0), feats.narrow(1, 1, 16).mean(1)));
   EXPECT_TRUE(torch::allclose(boxes[0][1 + 4 + 2], torch::tensor({0.5f, 0.25f, 0.75f, 0.5f, 1.f / 16})));
   EXPECT_TRUE(torch::allclose(boxes[1][0], torch::tensor({0.f, 0.f, 1.f, 1.f, 1.f})));
+}
+
+TEST(ImageInput, PositionCountsAreWhatTheModelBuilds) {
+  // pixel_positions (FLOP counts, model summary, the training log) against the tokens the model
+  // makes: patches, and the ResNet-50 on a side that is no multiple of 32 (ceil(40 / 32) = 2).
+  for (const auto& [input, side] : std::vector<std::pair<std::string, int64_t>>{{"patches", 32}, {"patches", 48}, {"resnet50", 40}, {"resnet50", 64}}) {
+    auto cfg = pixel_config(input);
+    cfg.data.synth.image_size = side;
+    MultimodalTransformer model(cfg.model, data_input_dims(cfg));
+    model->eval();
+    const int64_t built = model->pixel_features(torch::rand({1, 3, side, side})).first.size(1);
+    EXPECT_EQ(pixel_positions(cfg.model, side), built) << input << " " << side;
+    EXPECT_EQ(max_image_positions(cfg), built) << input << " " << side;
+  }
+  auto cfg = pixel_config("patches");
+  EXPECT_NE(describe_positions(cfg).find("17 image positions (the global one + a 4 x 4 grid of 8 px patches of 32 px images)"),
+            std::string::npos) << describe_positions(cfg);
+  // Regions: the global token + at most data.max_regions (the synthetic world: its objects).
+  cfg.model.image_input = "regions";
+  cfg.data.synth.max_objects = 3;
+  EXPECT_EQ(max_image_positions(cfg), 4);
+  const synth::World world(cfg.data.synth);
+  int64_t most = 0;
+  for (int64_t i = 0; i < static_cast<int64_t>(world.train_scenes().size()); ++i)
+    most = std::max(most, world.train_regions().num_regions(i));
+  EXPECT_EQ(most, 4);  // three objects and the global region in some scene of 500
+  cfg.data.source = "datasets";
+  cfg.data.max_regions = 36;
+  EXPECT_EQ(max_image_positions(cfg), 37);
+  cfg.model.image_input = "patches";
+  cfg.data.image_size = 224;
+  EXPECT_EQ(max_image_positions(cfg), 1 + 28 * 28);  // the datasets' side, not the synthetic one
 }
 
 TEST(ImageInput, FrozenResNetGetsNoGradientsAndStaysInInference) {

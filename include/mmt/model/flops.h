@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #include "mmt/config/options.h"
 
@@ -11,6 +12,23 @@ namespace mmt {
 
 struct Batch;
 struct InputDims;
+
+/// Side in pixels of the images a pixel model reads: data.synth.image_size for the synthetic world,
+/// data.image_size for datasets.
+int64_t pixel_image_size(const ExperimentConfig& cfg);
+
+/// Image positions of one example of a pixel model (patches, resnet50) reading side x side images:
+/// the global token plus the patch grid, or the ResNet-50's stride-32 feature map (ceil(side / 32)
+/// per side, as its padded convolutions round).
+int64_t pixel_positions(const ModelOptions& m, int64_t side);
+
+/// Image positions of one example at most: pixel models exactly; region models the global token
+/// plus data.max_regions regions (the synthetic world: plus its at most data.synth.max_objects).
+int64_t max_image_positions(const ExperimentConfig& cfg);
+
+/// The sequence one example gives the model, for logs: "785 image positions (the global one + a
+/// 28 x 28 grid of 8 px patches of 224 px images) + up to 40 text tokens".
+std::string describe_positions(const ExperimentConfig& cfg);
 
 /// Forward FLOPs of one example with `text_len` tokens, `regions` image tokens and
 /// `masked` MLM-predicted tokens (embeddings, every layer as its pattern computes it, heads).
