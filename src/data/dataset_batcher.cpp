@@ -69,8 +69,20 @@ DatasetBatcher::DatasetBatcher(const ExperimentConfig& cfg, std::ostream* log) :
     for (const auto& r : d.records) first.push_back(n), n += static_cast<int64_t>(r.captions.size());
     first_example_.push_back(std::move(first));
     sizes.push_back(n), given.push_back(o.weight);
-    if (log) *log << "dataset " << d.spec.name << ": " << d.records.size() << " images, " << n << " captions ("
-                  << d.bad.summary() << ")\n";
+    if (log) {
+      *log << "dataset " << d.spec.name << ": " << d.records.size() << " images, " << n << " captions ("
+           << d.bad.summary() << ")\n";
+      // Held-out splits in the training data: said now, not first at evaluation (which labels
+      // retrieval on those images as not zero-shot).
+      std::map<std::string, int64_t> held_out;
+      for (const auto& r : d.records)
+        if (r.split == "test" || r.split == "val") ++held_out[r.split];
+      if (!held_out.empty()) {
+        *log << "dataset " << d.spec.name << ": warning: trains on its";
+        for (const auto& [split, count] : held_out) *log << (split == held_out.begin()->first ? " " : " and ") << split << " split (" << count << " images)";
+        *log << "; retrieval on these images will not be zero-shot (splits = [\"train\", \"restval\"] keeps them out)\n";
+      }
+    }
     datasets_.push_back(std::move(d));
     features_.push_back(std::move(features));
   }
