@@ -51,10 +51,17 @@ Batch map_tensors(const Batch& batch, const std::function<torch::Tensor(const to
   Batch out = batch;
   for (torch::Tensor* t : {&out.text_ids, &out.text_mask, &out.region_feats, &out.region_boxes, &out.region_mask,
                            &out.image_pixels, &out.region_classes, &out.mlm_labels, &out.mrm_mask, &out.region_targets,
-                           &out.itm_labels, &out.hard_negative_rows, &out.mask_pattern, &out.negative_excluded})
+                           &out.itm_labels, &out.hard_negative_rows, &out.mask_pattern, &out.image_key, &out.negative_excluded})
     if (t->defined()) *t = f(*t);
   if (batch.negatives && negatives) out.negatives = std::make_shared<Batch>(map_tensors(*batch.negatives, f));
   return out;
+}
+
+int64_t row_with_other_image(const std::vector<int64_t>& keys, int64_t i, int64_t j) {
+  const int64_t b = static_cast<int64_t>(keys.size());
+  for (int64_t k = 0; k < b; ++k, j = (j + 1) % b)
+    if (j != i && keys[static_cast<size_t>(j)] != keys[static_cast<size_t>(i)]) return j;
+  return -1;
 }
 
 Batch batch_rows(const Batch& batch, int64_t begin, int64_t end) {

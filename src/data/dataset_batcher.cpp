@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <map>
 #include <ostream>
@@ -236,8 +237,13 @@ Batch DatasetBatcher::build(int64_t step, const BatchLoader::Plan& plan) const {
   // ITM pairing and masking within this rank's rows; one process keeps its original stream.
   Rng rng(shard_world_ == 1 ? derive_seed(t.seed, kPairing, static_cast<uint64_t>(step))
                             : derive_seed(t.seed, kPairing, static_cast<uint64_t>(step), static_cast<uint64_t>(shard_rank_)));
-  // ITM pairing: a random other row's image (or caption); hard negatives are chosen by the model later.
+  // ITM pairing: the image (or caption) of a random other row showing another image - two captions
+  // of one image, or a file two datasets share, are no mismatched pair; hard negatives are chosen
+  // by the model later.
   std::vector<int64_t> image_of(static_cast<size_t>(b)), caption_of(static_cast<size_t>(b)), itm(static_cast<size_t>(b), 1);
+  std::vector<int64_t> keys(static_cast<size_t>(b));
+  for (int64_t i = 0; i < b; ++i)
+    keys[i] = static_cast<int64_t>(std::hash<std::string>{}(image_identity(*rows[static_cast<size_t>(i)].record)));
   std::vector<char> pending(static_cast<size_t>(b), 0);
   const bool hard = t.itm_negatives == "hard";
   for (int64_t i = 0; i < b; ++i) {
@@ -249,6 +255,7 @@ Batch DatasetBatcher::build(int64_t step, const BatchLoader::Plan& plan) const {
     }
     int64_t j = rng.below(b - 1);
     if (j >= i) ++j;
+    if ((j = row_with_other_image(keys, i, j)) < 0) continue;  // every row shows this image: stays matched
     (t.itm_swap == "image" ? image_of[i] : caption_of[i]) = j;
     itm[i] = 0;
   }
@@ -274,6 +281,7 @@ Batch DatasetBatcher::build(int64_t step, const BatchLoader::Plan& plan) const {
   fill_model_images(cfg_, images, feature_dim_, classes_, batch);
   if (mrm) mask_regions(batch, mask_image, std::vector<char>(itm.begin(), itm.end()), t.mrm_prob, rng);
   batch.itm_labels = torch::tensor(itm, torch::kInt64);
+  batch.image_key = torch::tensor(keys, torch::kInt64);
   if (hard) {
     batch.hard_negative_rows = torch::zeros({b}, torch::kBool);
     batch.mask_pattern = torch::zeros({b}, torch::kInt64);

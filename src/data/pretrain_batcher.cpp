@@ -193,16 +193,19 @@ Batch PretrainBatcher::batch(int64_t step) {
   Batch batch;
   const bool hard = train_.itm_negatives == "hard";
   std::vector<char> pending(static_cast<size_t>(b), 0);
+  std::vector<int64_t> keys(static_cast<size_t>(b));
+  for (int64_t i = 0; i < b; ++i) keys[i] = examples[i].scene;
   for (int64_t i = 0; i < b; ++i) {
     scenes[i] = examples[i].scene, captions[i] = i;
-    // ITM negative: swap in the image (or the caption) of another example of the batch. Hard
-    // negatives are chosen later, by the model (train/hard_negatives.h): the row stays matched
-    // for now and is marked.
+    // ITM negative: swap in the image (or the caption) of another example of the batch that shows
+    // another scene. Hard negatives are chosen later, by the model (train/hard_negatives.h): the
+    // row stays matched for now and is marked.
     if (b > 1 && hard) {
       pending[i] = rng.bernoulli(train_.itm_negative_prob);
     } else if (b > 1 && rng.bernoulli(train_.itm_negative_prob)) {
       int64_t j = rng.below(b - 1);
       if (j >= i) ++j;
+      if ((j = row_with_other_image(keys, i, j)) < 0) continue;  // one scene only: stays matched
       if (train_.itm_swap == "image") scenes[i] = examples[j].scene;
       else captions[i] = j;
       itm[i] = 0;
@@ -233,6 +236,7 @@ Batch PretrainBatcher::batch(int64_t step) {
     mask_regions(batch, mask_image, matched, train_.mrm_prob, rng);
   }
   batch.itm_labels = torch::from_blob(itm.data(), {b}, torch::kInt64).clone();
+  batch.image_key = torch::from_blob(keys.data(), {b}, torch::kInt64).clone();
   if (hard) {
     batch.hard_negative_rows = torch::zeros({b}, torch::kBool);
     batch.mask_pattern = torch::zeros({b}, torch::kInt64);

@@ -97,11 +97,20 @@ std::pair<torch::Tensor, double> loss_itm(MultimodalTransformerImpl& model, cons
 
 namespace {
 std::pair<torch::Tensor, torch::Tensor> dual_contrastive_tensors(const torch::Tensor& text_emb, const torch::Tensor& image_emb,
-                                                                 const torch::Tensor& scale) {
+                                                                 const torch::Tensor& scale, const torch::Tensor& image_keys) {
   TORCH_CHECK(text_emb.dim() == 2 && text_emb.sizes() == image_emb.sizes(),
               "loss_dual_contrastive: embeddings must both be (M, E), got ", text_emb.sizes(), " and ",
               image_emb.sizes());
-  const auto logits = scale * torch::matmul(text_emb, image_emb.t());  // (M, M), text rows
+  auto logits = scale * torch::matmul(text_emb, image_emb.t());  // (M, M), text rows
+  if (image_keys.defined()) {
+    TORCH_CHECK(image_keys.dim() == 1 && image_keys.size(0) == logits.size(0), "loss_dual_contrastive: image_keys must be (",
+                logits.size(0), "), got ", image_keys.sizes());
+    // Off-diagonal pairs of one image: out of both softmaxes (symmetric, so one mask serves both).
+    const auto keys = image_keys.to(logits.device());
+    const auto same = keys.unsqueeze(1).eq(keys.unsqueeze(0)).logical_and_(
+        torch::eye(logits.size(0), torch::device(logits.device()).dtype(torch::kBool)).logical_not_());
+    logits = logits.masked_fill(same, -std::numeric_limits<double>::infinity());
+  }
   const auto target = torch::arange(logits.size(0), torch::device(logits.device()).dtype(torch::kInt64));
   const auto loss = 0.5 * (torch::cross_entropy_loss(logits, target) + torch::cross_entropy_loss(logits.t(), target));
   // Summed in float64, as the two accuracies read on the host were.
@@ -111,8 +120,8 @@ std::pair<torch::Tensor, torch::Tensor> dual_contrastive_tensors(const torch::Te
 }  // namespace
 
 std::pair<torch::Tensor, double> loss_dual_contrastive(const torch::Tensor& text_emb, const torch::Tensor& image_emb,
-                                                       const torch::Tensor& scale) {
-  return on_host(dual_contrastive_tensors(text_emb, image_emb, scale));
+                                                       const torch::Tensor& scale, const torch::Tensor& image_keys) {
+  return on_host(dual_contrastive_tensors(text_emb, image_emb, scale, image_keys));
 }
 
 void DeviceMetrics::add(std::string name, torch::Tensor value, double factor) {
@@ -234,6 +243,7 @@ LossOutput pretraining_loss(MultimodalTransformerImpl& model, const Batch& batch
     const auto cls = enc.text.select(1, 0).index_select(0, dual_rows), img = enc.image.select(1, 0).index_select(0, dual_rows);
     auto text_emb = model.text_embedding(cls), image_emb = model.image_embedding(img);
     auto scale = model.logit_scale_value();
+    auto keys = batch.image_key.defined() ? batch.image_key.to(dual_rows.device()).index_select(0, dual_rows) : torch::Tensor();
     double f = 1.0;
     if (distributed) {
       // Every rank scores the whole global batch: its own rows keep their graph, the others' are
@@ -243,11 +253,12 @@ LossOutput pretraining_loss(MultimodalTransformerImpl& model, const Batch& batch
       const int64_t e = text_emb.size(1);
       const auto both = all_gather_rows(*comm, torch::cat({text_emb, image_emb}, 1), dual_counts, "dual-encoder embeddings");
       text_emb = both.narrow(1, 0, e), image_emb = both.narrow(1, e, both.size(1) - e);
+      if (keys.defined()) keys = all_gather_rows(*comm, keys, dual_counts, "image keys");
       const double w = static_cast<double>(comm->size());
       scale = scale.detach() + (scale - scale.detach()) / w;
       f = 1.0 / w;
     }
-    auto [loss, acc] = dual_contrastive_tensors(text_emb, image_emb, scale);
+    auto [loss, acc] = dual_contrastive_tensors(text_emb, image_emb, scale, keys);
     out.total = out.total + t.dual_contrastive_weight * loss;
     pending.add("dual", loss.detach(), f);
     pending.add("dual_acc", acc, f);

@@ -1,6 +1,7 @@
 /* ITM hard negatives (see hard_negatives.h). */
 #include "mmt/train/hard_negatives.h"
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 
@@ -29,16 +30,18 @@ torch::Tensor batch_score_matrix(MultimodalTransformerImpl& model, const Batch& 
 }
 
 int64_t sample_partner(const torch::Tensor& scores, int64_t i, bool by_column, Rng& rng,
-                       const std::vector<char>& allowed) {
+                       const std::vector<char>& allowed, const std::vector<char>& possible) {
   const auto row = (by_column ? scores.select(1, i) : scores.select(0, i)).to(torch::kFloat64).contiguous();
   const int64_t n = row.size(0);
   if (n < 2) throw std::invalid_argument("sample_partner: a batch of one has no partner");
   const double* s = row.data_ptr<double>();
   std::vector<char> candidate(static_cast<size_t>(n), 1);
+  if (!possible.empty()) candidate = possible;
   candidate[static_cast<size_t>(i)] = 0;
+  if (std::find(candidate.begin(), candidate.end(), 1) == candidate.end()) return -1;
   if (!allowed.empty()) {
     bool any = false;
-    for (int64_t j = 0; j < n; ++j) any |= j != i && allowed[static_cast<size_t>(j)];
+    for (int64_t j = 0; j < n; ++j) any |= candidate[static_cast<size_t>(j)] && allowed[static_cast<size_t>(j)];
     if (any)
       for (int64_t j = 0; j < n; ++j) candidate[static_cast<size_t>(j)] &= allowed[static_cast<size_t>(j)];
   }
@@ -71,13 +74,18 @@ void apply_hard_negatives(MultimodalTransformerImpl& model, Batch& batch, bool s
   const int64_t b = batch.size();
   const auto hard = batch.hard_negative_rows.cpu().contiguous();
   const auto pattern = batch.mask_pattern.defined() ? batch.mask_pattern.cpu().contiguous() : torch::zeros({b}, torch::kInt64);
+  const auto keys = batch.image_key.defined() ? batch.image_key.cpu().contiguous() : torch::arange(b, torch::kInt64);
+  const int64_t *key = keys.data_ptr<int64_t>(), *pat = pattern.data_ptr<int64_t>();
   std::vector<int64_t> rows(static_cast<size_t>(b));
-  std::vector<char> alike(static_cast<size_t>(b));
+  std::vector<char> alike(static_cast<size_t>(b)), other_image(static_cast<size_t>(b));
+  std::vector<int64_t> swapped(static_cast<size_t>(b), 0);
   for (int64_t i = 0; i < b; ++i) {
     rows[i] = i;
     if (!hard.data_ptr<bool>()[i]) continue;
-    for (int64_t j = 0; j < b; ++j) alike[j] = pattern.data_ptr<int64_t>()[j] == pattern.data_ptr<int64_t>()[i];
-    rows[i] = sample_partner(scores, i, swap_caption, rng, alike);
+    for (int64_t j = 0; j < b; ++j) alike[j] = pat[j] == pat[i], other_image[j] = key[j] != key[i];
+    const int64_t j = sample_partner(scores, i, swap_caption, rng, alike, other_image);
+    if (j < 0) continue;  // every row shows this image: the row stays matched
+    rows[i] = j, swapped[i] = 1;
   }
   if (swap_caption) {
     take(batch.text_ids, original.text_ids, rows), take(batch.text_mask, original.text_mask, rows);
@@ -89,7 +97,7 @@ void apply_hard_negatives(MultimodalTransformerImpl& model, Batch& batch, bool s
     take(batch.image_pixels, original.image_pixels, rows);
   }
   // The new mismatched pairs: label 0, no MLM / MRM targets (a mismatched pair is misleading context).
-  const auto negative = batch.hard_negative_rows;
+  const auto negative = torch::tensor(swapped, torch::kInt64).to(batch.itm_labels.device()).to(torch::kBool);
   batch.itm_labels = original.itm_labels.masked_fill(negative, 0);
   if (batch.mlm_labels.defined()) batch.mlm_labels = batch.mlm_labels.masked_fill(negative.unsqueeze(1), kIgnoreLabel);
   if (batch.mrm_mask.defined()) batch.mrm_mask = batch.mrm_mask.masked_fill(negative.unsqueeze(1), false);

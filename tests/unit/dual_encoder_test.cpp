@@ -47,6 +47,36 @@ TEST(DualEncoder, InfoNceEqualsThePlainFormula) {
   EXPECT_LE(acc, 1.0);
 }
 
+// Rows of one image (another caption of it) leave each other's softmax: the plain formula over the
+// pairs of different images; distinct keys are the plain loss.
+TEST(DualEncoder, InfoNceLeavesOutOtherCaptionsOfTheSameImage) {
+  torch::manual_seed(3);
+  auto unit = [](torch::Tensor x) { return torch::nn::functional::normalize(x, torch::nn::functional::NormalizeFuncOptions().dim(1)); };
+  const auto t = unit(torch::randn({5, 8})), v = unit(torch::randn({5, 8}));
+  const auto scale = torch::tensor(6.0);
+  const std::vector<int64_t> keys = {10, 11, 10, 12, 11};  // rows 0 and 2, 1 and 4 show one image each
+  auto [loss, acc] = loss_dual_contrastive(t, v, scale, torch::tensor(keys));
+  double expected = 0;
+  for (int i = 0; i < 5; ++i) {
+    double row = 0, col = 0;
+    for (int j = 0; j < 5; ++j) {
+      if (j != i && keys[j] == keys[i]) continue;
+      row += std::exp(6.0 * (t[i] * v[j]).sum().item<double>());
+      col += std::exp(6.0 * (t[j] * v[i]).sum().item<double>());
+    }
+    const double diag = 6.0 * (t[i] * v[i]).sum().item<double>();
+    expected += 0.5 * ((std::log(row) - diag) + (std::log(col) - diag)) / 5;
+  }
+  EXPECT_NEAR(loss.item<double>(), expected, 1e-5);
+  EXPECT_GT(std::abs(loss.item<double>() - loss_dual_contrastive(t, v, scale).first.item<double>()), 1e-3);
+  EXPECT_NEAR(loss_dual_contrastive(t, v, scale, torch::arange(5, torch::kInt64)).first.item<double>(),
+              loss_dual_contrastive(t, v, scale).first.item<double>(), 1e-7);
+  // Gradients flow to every embedding but none through the left-out pairs' logits.
+  auto tg = t.clone().requires_grad_(), vg = v.clone().requires_grad_();
+  loss_dual_contrastive(tg, vg, scale, torch::tensor(keys)).first.backward();
+  EXPECT_TRUE(torch::isfinite(tg.grad()).all().item<bool>() && torch::isfinite(vg.grad()).all().item<bool>());
+}
+
 TEST(DualEncoder, TemperatureIsLearnedAndClamped) {
   auto m = testing::small_model_options("single_modality", 1);
   m.kind = "dual_encoder", m.temperature_init = 0.07, m.max_logit_scale = 20;

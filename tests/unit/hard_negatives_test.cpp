@@ -162,6 +162,42 @@ TEST(HardBatch, AlternateMaskingOnlyPairsRowsMaskedAlike) {
   }
 }
 
+// Rows of one image (Batch::image_key) are never each other's hard negative - the model would find
+// another caption of the same image the most plausible "negative" - and a row with no other image
+// in the batch stays matched.
+TEST(HardBatch, PartnersShowAnotherImage) {
+  auto s = hard_batch("image");
+  torch::manual_seed(1);
+  MultimodalTransformer model(s.cfg.model, data_input_dims(s.cfg));
+  Batch before = s.batch;
+  const int64_t b = before.size();
+  before.image_key = torch::arange(b, torch::kInt64).div(4, "floor");  // rows 0-3 one image, 4-7 another, ...
+  int64_t swapped = 0;
+  for (int64_t step = 0; step < 5; ++step) {
+    Batch after = before;
+    apply_hard_negatives(*model, after, false, 3, step);
+    for (int64_t i = 0; i < b; ++i) {
+      if (!before.hard_negative_rows[i].item<bool>()) continue;
+      ASSERT_EQ(after.itm_labels[i].item<int64_t>(), 0) << i;
+      ++swapped;
+      for (int64_t j = 0; j < b; ++j)
+        if (j != i && after.region_feats[i].equal(before.region_feats[j]))
+          EXPECT_NE(j / 4, i / 4) << "row " << i << " took row " << j << "'s image, its own";
+    }
+  }
+  EXPECT_GT(swapped, 0);
+  // One image for the whole batch: nothing to swap in, every row stays matched with its targets.
+  before.image_key = torch::zeros({b}, torch::kInt64);
+  Batch after = before;
+  apply_hard_negatives(*model, after, false, 3, 0);
+  EXPECT_EQ(after.itm_labels.sum().item<int64_t>(), b);
+  EXPECT_TRUE(after.region_feats.equal(before.region_feats));
+  EXPECT_TRUE(after.mlm_labels.equal(before.mlm_labels));
+  Rng rng(1);
+  EXPECT_EQ(sample_partner(torch::zeros({3, 3}), 1, false, rng, {}, {1, 1, 0}), 0);  // only row 0 possible
+  EXPECT_EQ(sample_partner(torch::zeros({3, 3}), 1, false, rng, {}, {0, 1, 0}), -1);
+}
+
 TEST(HardBatch, TrainingStepsRunWithFiniteLosses) {
   auto s = hard_batch("image");
   s.cfg.train.lr = 1e-3;

@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -163,6 +164,61 @@ TEST(DatasetBatches, PixelsFromJpegPngAndShardsAreNormalisedCrops) {
 // Contrastive ITM on real data: each step a pool of K distinct training images (the paper's
 // negatives), decoded like the batch's, the same for every rank and on a rebuilt batcher, another
 // the next step; a caption's own image in the pool is marked excluded for that caption.
+// ITM negatives never pair a caption with its own image through another row: the flickr30k fixture
+// has 4 images of 5 captions, so a batch of 8 repeats images (the old pairing labelled about one
+// swap in seven "mismatched" while it showed the caption's own image); with one image there is no
+// negative at all.
+TEST(DatasetBatches, ItmNegativesShowAnotherImage) {
+  ExperimentConfig cfg;
+  cfg.data.source = "datasets";
+  cfg.data.tokenizer = fixture_vocab();
+  DatasetOptions flickr;
+  flickr.format = "karpathy", flickr.path = kData + "flickr30k/dataset_flickr30k.json", flickr.images = kData + "flickr30k/flickr30k-images";
+  cfg.data.datasets = {flickr};
+  cfg.data.image_size = 32;
+  cfg.model.image_input = "patches", cfg.model.patch_size = 8;
+  cfg.train.batch_size = 8, cfg.train.seed = 3;
+  cfg.train.mlm_weight = 0;  // captions unmasked, so equal texts are equal tensors
+  for (const std::string swap : {"image", "caption"}) {
+    cfg.train.itm_swap = swap;
+    DatasetBatcher b(cfg, nullptr);
+    auto loader = b.loader(0);
+    int64_t negatives = 0, repeats = 0;
+    for (int step = 0; step < 30; ++step) {
+      const Batch batch = loader->next().batch;
+      ASSERT_TRUE(batch.image_key.defined());
+      const auto key = batch.image_key.accessor<int64_t, 1>();
+      const auto label = batch.itm_labels.accessor<int64_t, 1>();
+      // Each image's pixels, from the matched rows (which show their own image).
+      std::map<int64_t, torch::Tensor> own;
+      for (int64_t i = 0; i < batch.size(); ++i)
+        if (label[i] == 1) own[key[i]] = batch.image_pixels[i];
+      std::set<int64_t> distinct;
+      for (int64_t i = 0; i < batch.size(); ++i) distinct.insert(key[i]);
+      repeats += batch.size() - static_cast<int64_t>(distinct.size());
+      for (int64_t i = 0; i < batch.size(); ++i) {
+        if (label[i] != 0) continue;
+        ++negatives;
+        if (swap == "image") {  // the caption stays: the image shown is not the caption's own
+          if (own.count(key[i])) EXPECT_FALSE(batch.image_pixels[i].equal(own[key[i]])) << "step " << step << " row " << i;
+        } else {  // the image stays: the caption shown is no caption a matched row of this image shows
+          bool same = false;
+          for (int64_t j = 0; j < batch.size(); ++j)
+            if (j != i && label[j] == 1 && key[j] == key[i] && batch.text_ids[i].equal(batch.text_ids[j])) same = true;
+          EXPECT_FALSE(same) << "step " << step << " row " << i;
+        }
+      }
+    }
+    EXPECT_GT(repeats, 30) << swap;    // the batches do repeat images
+    EXPECT_GT(negatives, 40) << swap;  // and still get their negatives
+  }
+  // One image only: every pair stays matched.
+  cfg.data.datasets[0].splits = {"train"};
+  DatasetBatcher one(cfg, nullptr);
+  auto loader = one.loader(0);
+  for (int step = 0; step < 5; ++step) EXPECT_EQ(loader->next().batch.itm_labels.sum().item<int64_t>(), 8);
+}
+
 TEST(DatasetBatches, ContrastiveNegativePoolOfDistinctTrainingImages) {
   auto cfg = real_config("patches");
   cfg.train.itm_contrastive_weight = 1, cfg.train.itm_weight = 0, cfg.train.itm_negative_prob = 0;

@@ -34,6 +34,10 @@ struct Batch {
   // Which modalities each row masks (bit 0 text, bit 1 image): (B) int64, set with hard negatives
   // so a swap only pairs rows masked alike and the masking pattern carries no hint of the label.
   torch::Tensor mask_pattern;
+  // Which image each row was drawn with (before ITM swaps): (B) int64, equal for rows showing the
+  // same image (one image's several captions; a file two datasets share). ITM negatives and the
+  // dual encoder's in-batch negatives never pair a caption with its own image through another row.
+  torch::Tensor image_key;
   // Contrastive ITM: a pool of K negative images shared by the batch's captions (its image
   // fields only), and which pool images are a caption's own image and so excluded: (B, K) bool.
   std::shared_ptr<Batch> negatives;
@@ -47,6 +51,11 @@ struct Batch {
 /// pool is kept as it is.
 Batch map_tensors(const Batch& batch, const std::function<torch::Tensor(const torch::Tensor&)>& f,
                   bool negatives = true);
+
+/// For row i's ITM negative: `j` when it shows another image than row i (keys: each row's image),
+/// else the next row after j (cyclically, i skipped) that does; -1 when every row shows row i's
+/// image. Deterministic, so a batch without repeated images keeps its random stream.
+int64_t row_with_other_image(const std::vector<int64_t>& keys, int64_t i, int64_t j);
 
 /// Rows [begin, end) of `total` taken by `rank` of `world` ranks: contiguous, in rank order,
 /// sizes differing by at most one.

@@ -73,11 +73,14 @@ std::pair<torch::Tensor, double> loss_itm(MultimodalTransformerImpl& model, cons
                                           const torch::Tensor& labels);
 
 /// Dual-encoder InfoNCE: symmetric cross-entropy over scale * text_emb @ image_emb^T, pair i
-/// matching pair i, the other rows as negatives. Embeddings (M, E) normalised; scale a scalar.
-/// Takes embeddings rather than a batch so negatives can be gathered across processes first.
-/// Returns (loss, accuracy of both directions' argmax).
+/// matching pair i, the other rows as negatives - except rows of the same image (image_keys (M)
+/// int64, Batch::image_key; undefined = every row its own image), which are left out of both
+/// directions' softmax: another caption of one's own image is no negative. Embeddings (M, E)
+/// normalised; scale a scalar. Takes embeddings rather than a batch so negatives can be gathered
+/// across processes first. Returns (loss, accuracy of both directions' argmax).
 std::pair<torch::Tensor, double> loss_dual_contrastive(const torch::Tensor& text_emb, const torch::Tensor& image_emb,
-                                                       const torch::Tensor& scale);
+                                                       const torch::Tensor& scale,
+                                                       const torch::Tensor& image_keys = torch::Tensor());
 
 /// One forward pass of the batch and the weighted pretraining losses. With a communicator of
 /// several ranks, `batch` is this rank's share of the global batch: each loss is normalised by its

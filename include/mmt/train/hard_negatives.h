@@ -22,13 +22,17 @@ torch::Tensor batch_score_matrix(MultimodalTransformerImpl& model, const Batch& 
 
 /// For row i, a partner j != i drawn with probability softmax over the candidates of scores[i] (or of
 /// scores[:, i] when `by_column`: the caption is swapped, so the image stays and captions compete).
-/// Candidates are the j != i with allowed[j] (all j != i when `allowed` is empty or allows none).
+/// Candidates are the j != i with possible[j] (all when `possible` is empty) and, among them, those
+/// with allowed[j] (all possible ones when `allowed` is empty or allows none); -1 when no j != i is
+/// possible.
 int64_t sample_partner(const torch::Tensor& scores, int64_t i, bool by_column, Rng& rng,
-                       const std::vector<char>& allowed = {});
+                       const std::vector<char>& allowed = {}, const std::vector<char>& possible = {});
 
 /// Turns the batch's hard_negative_rows into mismatched pairs: swaps the image (or caption) with
 /// partners sampled from the model's scores, sets their itm_labels to 0 and clears their MLM / MRM
-/// targets. Partners are rows masked alike (Batch::mask_pattern). No-op without hard_negative_rows. Deterministic in (seed, step).
+/// targets. Partners show another image (Batch::image_key; a row with none stays matched) and are,
+/// where possible, rows masked alike (Batch::mask_pattern). No-op without hard_negative_rows.
+/// Deterministic in (seed, step).
 void apply_hard_negatives(MultimodalTransformerImpl& model, Batch& batch, bool swap_caption, uint64_t seed,
                           int64_t step);
 
