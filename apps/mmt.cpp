@@ -23,6 +23,16 @@
 #include "mmt/util/error.h"
 #include "mmt/util/fs.h"
 
+namespace {
+
+// retrieve / embed --captions FILE: its lines after the captions given on the command line.
+void add_caption_lines(const std::string& file, mmt::RetrieveRequest& r) {
+  if (file.empty()) return;
+  for (auto& line : mmt::read_lines(file)) r.queries.push_back(std::move(line));
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   CLI::App app{"mmt: pretrain image-text transformers and measure them on zero-shot retrieval"};
   app.set_version_flag("--version", "mmt 0.1.0");
@@ -63,41 +73,37 @@ int main(int argc, char** argv) {
   bool eval_best = false;
   eval->add_flag("--best", eval_best, "evaluate the best weights kept during training (<run>/best) instead of the final ones");
 
-  auto* retrieve = app.add_subcommand("retrieve", "what a trained run finds: the top images of a test set for captions you "
-                                                  "write, or the top captions for one of its images");
-  mmt::RetrieveRequest rq;
-  std::string captions_file, retrieve_json;
-  retrieve->add_option("--run", rq.run_dir, "run directory written by mmt train")->required();
-  retrieve->add_option("captions", rq.queries, "captions to search for (quote each)");
-  retrieve->add_option("--captions", captions_file, "more captions, one per line");
-  retrieve->add_option("--image", rq.image_queries, "and the other way: the set's captions ranked for this image "
-                                                    "(synthetic: its index; real: its file name; repeatable)");
-  // The images searched (retrieve) or embedded (embed): a synthetic test set or a protocol's split.
-  auto add_gallery = [](CLI::App* cmd, mmt::RetrieveRequest& r) {
+  // What retrieve and embed share: the run and its weights, captions on the line or in a file, the
+  // images (a synthetic test set or a protocol's split), and --set.
+  auto add_run_query = [](CLI::App* cmd, mmt::RetrieveRequest& r, std::string& captions_file, const char* captions_help) {
+    cmd->add_option("--run", r.run_dir, "run directory written by mmt train")->required();
+    cmd->add_option("captions", r.queries, captions_help);
+    cmd->add_option("--captions", captions_file, "more captions, one per line");
+    cmd->add_flag("--best", r.best, "the best weights kept during training (<run>/best)");
     cmd->add_option("--test-set", r.test_set, "synthetic test set (default: the run's first eval.test_sets)");
     cmd->add_option("--protocol", r.protocol, "or real images: a protocol's split (flickr30k-1k, coco-5k, coco-1k, test, val)");
     cmd->add_option("--karpathy", r.karpathy, "its Karpathy split file");
     cmd->add_option("--images", r.images, "its image folder (default: next to the file)");
     cmd->add_option("--features", r.features, "region models: the images' features (store or folder)");
     cmd->add_option("--split", r.split, "which split of the protocol (coco-1k: coco-1k-fold1..5; default the first)");
+    cmd->add_option("--set", r.overrides, "override eval.* (eval.mode=dual, ...) or runtime.* (device, threads)")->take_all();
   };
-  add_gallery(retrieve, rq);
+  auto* retrieve = app.add_subcommand("retrieve", "what a trained run finds: the top images of a test set for captions you "
+                                                  "write, or the top captions for one of its images");
+  mmt::RetrieveRequest rq;
+  std::string captions_file, retrieve_json;
+  add_run_query(retrieve, rq, captions_file, "captions to search for (quote each)");
+  retrieve->add_option("--image", rq.image_queries, "and the other way: the set's captions ranked for this image "
+                                                    "(synthetic: its index; real: its file name; repeatable)");
   retrieve->add_option("--top", rq.top, "images listed per caption (default 5)")->check(CLI::Range(int64_t{1}, int64_t{1000}));
-  retrieve->add_flag("--best", rq.best, "the best weights kept during training (<run>/best)");
   retrieve->add_option("--json", retrieve_json, "also write the results as JSON to this file");
-  retrieve->add_option("--set", rq.overrides, "override eval.* (eval.mode=dual, ...) or runtime.*")->take_all();
 
   auto* embed = app.add_subcommand("embed", "the vectors behind a run's dual scores, for captions and a test set's "
                                             "images, as .npy files (a dual encoder's retrieval embeddings)");
   mmt::RetrieveRequest eq;
   std::string embed_out, embed_captions;
-  embed->add_option("--run", eq.run_dir, "run directory written by mmt train")->required();
-  embed->add_option("captions", eq.queries, "captions to embed (default: the set's own)");
-  embed->add_option("--captions", embed_captions, "more captions, one per line");
+  add_run_query(embed, eq, embed_captions, "captions to embed (default: the set's own)");
   embed->add_option("--out", embed_out, "writes OUT-text.npy, OUT-images.npy and OUT.json")->required();
-  add_gallery(embed, eq);
-  embed->add_flag("--best", eq.best, "the best weights kept during training (<run>/best)");
-  embed->add_option("--set", eq.overrides, "override runtime.* (device, threads) or eval.*")->take_all();
 
   auto* compare = app.add_subcommand(
       "compare", "is run B better than run A beyond the luck of the test set? paired bootstrap over their test images");
@@ -270,12 +276,10 @@ int main(int argc, char** argv) {
         mmt::evaluate_run(run_dir, overrides, std::cout, std::cerr, eval_best);
       }
     } else if (embed->parsed()) {
-      if (!embed_captions.empty())
-        for (auto& line : mmt::read_lines(embed_captions)) eq.queries.push_back(std::move(line));
+      add_caption_lines(embed_captions, eq);
       mmt::embed(eq, embed_out, std::cerr);
     } else if (retrieve->parsed()) {
-      if (!captions_file.empty())
-        for (auto& line : mmt::read_lines(captions_file)) rq.queries.push_back(std::move(line));
+      add_caption_lines(captions_file, rq);
       const nlohmann::json result = mmt::retrieve(rq, std::cout, std::cerr);
       if (!retrieve_json.empty()) {
         std::ofstream f(retrieve_json);
