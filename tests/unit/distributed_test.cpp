@@ -335,5 +335,45 @@ TEST(PretrainStep, AShareWithoutLossTargetsGivesNoGradientAndNoFailure) {
   EXPECT_FALSE(torch::equal(after[0], before));
 }
 
+// Dual-encoder InfoNCE over two ranks with images repeated across them (rows 0 / 4 and 1 / 6 show
+// one image each): the image keys travel with the gathered embeddings, so both ranks leave the same
+// pairs out and the summed gradient is the one-process gradient - which the repeats do change.
+TEST(PretrainStep, DualInfoNceLeavesOutTheSameImageAcrossRanks) {
+  ExperimentConfig cfg = small_step_config();
+  cfg.model.kind = "dual_encoder", cfg.model.attention = "single_modality", cfg.model.dual_score = "dot";
+  cfg.train.itm_weight = 0, cfg.train.mlm_weight = 0, cfg.train.dual_contrastive_weight = 1, cfg.train.itm_negative_prob = 0;
+  validate_config(cfg);
+  const synth::World world(cfg.data.synth);
+  PretrainBatcher batcher(world, data_vocab(cfg), cfg);
+  Batch b = batcher.batch(0);
+  ASSERT_EQ(b.size(), 8);
+  auto one_process = [&](const Batch& batch) {
+    torch::manual_seed(6);
+    MultimodalTransformer model(cfg.model, data_input_dims(cfg));
+    PretrainStep step(*model, cfg.train);
+    EXPECT_TRUE(step.run(batch, 1e-2, 0).finite);
+    return step.optimizer().grads().clone();
+  };
+  const auto distinct = one_process(b);
+  b.image_key = torch::tensor(std::vector<int64_t>{0, 1, 2, 3, 0, 5, 1, 7});
+  const auto expected = one_process(b);
+  auto relative = [](const torch::Tensor& a, const torch::Tensor& ref) { return ((a - ref).norm() / ref.norm()).item<double>(); };
+  EXPECT_GT(relative(distinct, expected), 1e-3) << "the repeats change the gradient";
+  std::vector<MultimodalTransformer> models;
+  for (int r = 0; r < 2; ++r) {
+    torch::manual_seed(6);
+    models.emplace_back(cfg.model, data_input_dims(cfg));
+  }
+  torch::Tensor after[2];
+  two_ranks(60, [&](int r, Communicator& comm) {
+    PretrainStep step(*models[r], cfg.train, cfg.runtime, &comm);
+    EXPECT_TRUE(step.run(batch_rows(b, 4 * r, 4 * r + 4), 1e-2, 0).finite) << "rank " << r;
+    after[r] = step.optimizer().grads().clone();  // summed over the ranks
+  });
+  ASSERT_TRUE(after[0].defined() && after[1].defined());
+  EXPECT_TRUE(torch::equal(after[0], after[1]));
+  EXPECT_LE(relative(after[0], expected), 1e-5);
+}
+
 }  // namespace
 }  // namespace mmt
