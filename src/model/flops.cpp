@@ -2,6 +2,7 @@
 #include "mmt/model/flops.h"
 
 #include <algorithm>
+#include <cstdio>
 
 #include "mmt/data/batch.h"
 #include "mmt/model/transformer.h"
@@ -46,6 +47,13 @@ std::string describe_positions(const ExperimentConfig& cfg) {
   else
     s = "up to " + std::to_string(n) + " image positions (the global one + regions)";
   return s + " + up to " + std::to_string(m.max_text_len) + " text tokens";
+}
+
+std::string format_flop_rate(double flops_per_second) {
+  char b[48];
+  const bool tera = flops_per_second >= 1e12;
+  std::snprintf(b, sizeof b, "%.1f %sFLOP/s", flops_per_second / (tera ? 1e12 : 1e9), tera ? "T" : "G");
+  return b;
 }
 
 double forward_flops(const ModelOptions& m, const InputDims& dims, int64_t text_len, int64_t regions, int64_t masked) {

@@ -22,6 +22,9 @@ TEST(Cli, TrainThenEvalBeatsChanceByFiveTimes) {
   const std::string config = std::string(MMT_SOURCE_DIR) + "/tests/data/e2e.json";
   const auto train = run_mmt("train --config " + config + " --out " + run);
   ASSERT_EQ(train.status, 0) << train.err;
+  // The closing line: throughput in examples and in the main pass's model FLOPs.
+  EXPECT_NE(train.err.find(" ex/s, "), std::string::npos) << train.err;
+  EXPECT_NE(train.err.find("GFLOP/s in the main pass"), std::string::npos) << train.err;
 
   // The loss falls: the last logged interval is well below the first.
   std::ifstream metrics(run + "/metrics.jsonl");

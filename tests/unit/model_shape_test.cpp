@@ -2,6 +2,8 @@
  * layers; heads and head width are independent of the hidden size; layer lists expand. */
 #include <gtest/gtest.h>
 
+#include "mmt/data/batch.h"
+#include "mmt/model/flops.h"
 #include "mmt/model/summary.h"
 #include "test_util.h"
 
@@ -12,6 +14,36 @@ int64_t count(const torch::nn::Module& m) {
   int64_t n = 0;
   for (const auto& p : m.parameters()) n += p.numel();
   return n;
+}
+
+// The FLOP counts behind mmt train's "GFLOP/s in the main pass" and the benchmarks: attention
+// patterns change exactly the score / value products they leave out, and a batch counts its real
+// positions only (padding is no useful work), three times the forward for training.
+TEST(ModelShape, FlopCountsFollowPatternsAndRealPositions) {
+  auto m = testing::small_model_options("merged", 2);
+  const InputDims dims{testing::kVocab, testing::kFeat};
+  const double inner = static_cast<double>(m.num_heads * m.head_dim);
+  const int64_t t = 7, r = 5;
+  auto with = [&](const std::string& attention) {
+    auto o = m;
+    o.attention = attention;
+    return forward_flops(o, dims, t, r, 0);
+  };
+  // Merged: every query attends to t + r keys; single-modality: text to t, image to r. The
+  // difference is the cross-modal scores and weighted values, 2 x 2 x inner x 2 t r per layer.
+  EXPECT_NEAR(with("merged") - with("single_modality"), 2 * 2.0 * 2 * inner * 2 * t * r, 1e-6);
+  // Masked tokens add the MLM head, hidden x (hidden + vocab) each.
+  EXPECT_NEAR(forward_flops(m, dims, t, r, 3) - forward_flops(m, dims, t, r, 0),
+              3 * 2.0 * m.hidden * (m.hidden + testing::kVocab), 1e-6);
+  // A batch: rows of 4 and 6 real tokens padded to 6, 2 and 3 real regions padded to 3.
+  Batch b = testing::random_batch(2, 6, 3);
+  b.text_mask = torch::tensor({1, 1, 1, 1, 0, 0, 1, 1, 1, 1, 1, 1}, torch::kBool).reshape({2, 6});
+  b.region_mask = torch::tensor({1, 1, 0, 1, 1, 1}, torch::kBool).reshape({2, 3});
+  b.mlm_labels = torch::full({2, 6}, kIgnoreLabel, torch::kInt64);
+  b.mlm_labels[1][2] = 5;
+  EXPECT_NEAR(batch_train_flops(m, dims, b), 3 * (forward_flops(m, dims, 4, 2, 0) + forward_flops(m, dims, 6, 3, 1)), 1e-3);
+  EXPECT_EQ(format_flop_rate(2.53e10), "25.3 GFLOP/s");
+  EXPECT_EQ(format_flop_rate(3.12e14), "312.0 TFLOP/s");
 }
 
 TEST(ModelShape, LayerParameterCountsMatchClosedForms) {

@@ -30,6 +30,9 @@ int64_t max_image_positions(const ExperimentConfig& cfg);
 /// 28 x 28 grid of 8 px patches of 224 px images) + up to 40 text tokens".
 std::string describe_positions(const ExperimentConfig& cfg);
 
+/// "25.3 GFLOP/s", "312.0 TFLOP/s".
+std::string format_flop_rate(double flops_per_second);
+
 /// Forward FLOPs of one example with `text_len` tokens, `regions` image tokens and
 /// `masked` MLM-predicted tokens (embeddings, every layer as its pattern computes it, heads).
 double forward_flops(const ModelOptions& m, const InputDims& dims, int64_t text_len, int64_t regions, int64_t masked);

@@ -15,6 +15,7 @@ struct TrainSummary {
   int64_t skipped_steps = 0;              // steps skipped for a non-finite loss
   double seconds = 0;                     // wall time of the loop
   double examples_per_second = 0;         // training throughput
+  double flops_per_second = 0;            // model FLOPs of the main pass (model/flops.h), all processes
   std::map<std::string, double> metrics;  // averages over the last logging interval
 };
 
