@@ -328,8 +328,10 @@ int main(int argc, char** argv) {
       std::cout << (as_json ? s.dump(2) + "\n" : mmt::format_stats(s));
     } else if (summary->parsed()) {
       const auto cfg = mmt::load_config(config_path, overrides);
-      std::cout << mmt::model_summary(cfg, mmt::data_input_dims(cfg), text_tokens,
-                                      image_tokens > 0 ? image_tokens : mmt::max_image_positions(cfg));
+      std::vector<std::string> assumed;  // a run planned before its data is there
+      const auto dims = mmt::data_input_dims(cfg, &assumed);
+      std::cout << mmt::model_summary(cfg, dims, text_tokens, image_tokens > 0 ? image_tokens : mmt::max_image_positions(cfg));
+      for (const auto& a : assumed) std::cout << "note: " << a << "\n";
     } else if (encode->parsed()) {
       if (vocab_path.empty() && spm_model.empty()) throw mmt::Error("tokenizer encode: give --vocab or --model");
       mmt::BasicTokenizerOptions basic;

@@ -30,14 +30,30 @@ std::pair<int64_t, int64_t> dataset_feature_dims(const ExperimentConfig& cfg) {
 }
 }  // namespace
 
-InputDims data_input_dims(const ExperimentConfig& cfg) {
+InputDims data_input_dims(const ExperimentConfig& cfg, std::vector<std::string>* assumed) {
   const auto& m = cfg.model;
   int64_t feat = cfg.data.synth.feature_dim;  // regions: the detector's feature size
   int64_t classes = cfg.data.synth.num_shapes;
-  if (cfg.data.source == "datasets" && m.image_input == "regions") std::tie(feat, classes) = dataset_feature_dims(cfg);
+  if (cfg.data.source == "datasets" && m.image_input == "regions") {
+    try {
+      std::tie(feat, classes) = dataset_feature_dims(cfg);
+    } catch (const Error& e) {
+      if (!assumed) throw;
+      feat = 2048, classes = 1601;  // Faster R-CNN on Visual Genome, as the paper's features
+      assumed->push_back("region features 2048-d, 1601 classes assumed (" + std::string(e.what()) + ")");
+    }
+  }
   if (m.image_input == "patches") feat = 3 * m.patch_size * m.patch_size;  // a flattened patch
   if (m.image_input == "resnet50") feat = 2048;                              // layer4 channels
-  return InputDims{data_vocab(cfg).size(), feat, m.image_input == "regions" ? classes : 0};
+  int64_t vocab = 0;
+  try {
+    vocab = data_vocab(cfg).size();
+  } catch (const Error& e) {
+    if (!assumed) throw;
+    vocab = 30522;  // bert-base-uncased
+    assumed->push_back("vocabulary of 30522 pieces assumed (" + std::string(e.what()) + ")");
+  }
+  return InputDims{vocab, feat, m.image_input == "regions" ? classes : 0};
 }
 
 LoaderSettings loader_settings(const DataOptions& d) {

@@ -215,6 +215,17 @@ TEST(Cli, ModelSummaryCountsTheConfigsImagePositions) {
   EXPECT_NE(r.out.find("12 text + 37 image tokens"), std::string::npos) << r.out;
   r = run_mmt("model summary --set data.synth.max_objects=3");
   EXPECT_NE(r.out.find("20 text + 4 image tokens"), std::string::npos) << r.out;
+  // A paper config before its data is there (run from an empty folder: its relative data/ paths
+  // lead nowhere): the paper's sizes, said to be assumed, each with the file it could not read.
+  const std::string paper = std::string(MMT_SOURCE_DIR) + "/configs/paper/data_mscoco.json", empty = "cd " + scratch("empty") + " &&";
+  r = run_mmt("model summary --config " + paper, empty);
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("**total**"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("note: region features 2048-d, 1601 classes assumed (data/features/coco.feat"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("note: vocabulary of 30522 pieces assumed (data/spm/paper-unigram-32k.model"), std::string::npos) << r.out;
+  // Training still needs them.
+  r = run_mmt("train --config " + paper + " --out run", empty);
+  EXPECT_EQ(r.status, 2) << r.err;
 }
 
 TEST(Cli, DataSynthWritesKarpathyStyleSplits) {

@@ -12,8 +12,11 @@ namespace mmt {
 /// The tokenizer vocabulary of the configured data (synthetic: the grammar's lexicon).
 Vocab data_vocab(const ExperimentConfig& cfg);
 
-/// The model's input sizes for the configured data.
-InputDims data_input_dims(const ExperimentConfig& cfg);
+/// The model's input sizes for the configured data. With `assumed` (mmt model summary, planning a
+/// run before its data is there), a tokenizer or feature store that cannot be read gives the paper's
+/// sizes - BERT's 30,522 pieces, 2,048-d region features of 1,601 detector classes - and a note
+/// in `assumed` naming the file, instead of an error.
+InputDims data_input_dims(const ExperimentConfig& cfg, std::vector<std::string>* assumed = nullptr);
 
 /// data.loader_threads and data.prefetch as used: -1 threads (auto) = the process's cores but the
 /// training thread's one, at least 1; at least one batch ahead per thread (else threads idle).
