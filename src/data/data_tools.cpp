@@ -2,6 +2,7 @@
 #include "mmt/data/data_tools.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <map>
 #include <sstream>
@@ -82,7 +83,13 @@ json dataset_stats(const std::vector<Dataset>& datasets) {
         for (const auto& w : words) ++vocab[k][w];
       }
     std::sort(lengths.begin(), lengths.end());
-    auto pct = [&](double q) { return lengths.empty() ? 0 : lengths[static_cast<size_t>(q * (lengths.size() - 1))]; };
+    // Nearest rank: the smallest length with at least q of the captions at or below it (the
+    // floor of q (n - 1) gave the shortest of two captions as their 95th percentile).
+    auto pct = [&](double q) {
+      if (lengths.empty()) return int64_t{0};
+      const auto rank = static_cast<size_t>(std::ceil(q * static_cast<double>(lengths.size())));
+      return lengths[std::max<size_t>(rank, 1) - 1];
+    };
     std::vector<std::pair<int64_t, std::string>> top;
     for (const auto& [w, n] : vocab[k]) top.emplace_back(-n, w);
     std::sort(top.begin(), top.end());

@@ -53,6 +53,10 @@ TEST(DataCli, StatsVocabularyOverlapMatchesAHandCount) {
   EXPECT_EQ(s["datasets"][0]["vocabulary"], 4);
   EXPECT_EQ(s["datasets"][0]["words"], 3 + 5);
   EXPECT_DOUBLE_EQ(s["datasets"][0]["mean_length"].get<double>(), 4.0);
+  // Lengths 3 and 5 (nearest rank): the median is the 1st, the 95th percentile the 2nd.
+  EXPECT_EQ(s["datasets"][0]["median_length"], 3);
+  EXPECT_EQ(s["datasets"][0]["p95_length"], 5);
+  EXPECT_EQ(s["datasets"][0]["max_length"], 5);
   const json& o = s["overlap"][0];
   EXPECT_DOUBLE_EQ(o["jaccard"].get<double>(), 2.0 / 5);                       // {a, cat} of {a, red, cat, ",", blue}
   EXPECT_DOUBLE_EQ(o["a_tokens_in_b_vocabulary"].get<double>(), 4.0 / 8);      // a a cat cat of 8 words
