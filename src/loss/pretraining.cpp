@@ -107,8 +107,8 @@ std::pair<torch::Tensor, torch::Tensor> dual_contrastive_tensors(const torch::Te
                 logits.size(0), "), got ", image_keys.sizes());
     // Off-diagonal pairs of one image: out of both softmaxes (symmetric, so one mask serves both).
     const auto keys = image_keys.to(logits.device());
-    const auto same = keys.unsqueeze(1).eq(keys.unsqueeze(0)).logical_and_(
-        torch::eye(logits.size(0), torch::device(logits.device()).dtype(torch::kBool)).logical_not_());
+    auto same = keys.unsqueeze(1).eq(keys.unsqueeze(0));
+    same.fill_diagonal_(false);
     logits = logits.masked_fill(same, -std::numeric_limits<double>::infinity());
   }
   const auto target = torch::arange(logits.size(0), torch::device(logits.device()).dtype(torch::kInt64));
