@@ -172,6 +172,24 @@ StudyGrid load_grid(const std::string& path) {
   return g;
 }
 
+std::vector<std::string> missing_inputs(const ExperimentConfig& cfg) {
+  std::vector<std::string> out;
+  auto need = [&](const std::string& key, const std::string& path) {
+    if (!path.empty() && !std::filesystem::exists(path)) out.push_back(key + " '" + path + "'");
+  };
+  if (cfg.data.source == "datasets") {
+    need("data.tokenizer", cfg.data.tokenizer);
+    for (size_t i = 0; i < cfg.data.datasets.size(); ++i) {
+      const auto& d = cfg.data.datasets[i];
+      const std::string key = "data.datasets[" + std::to_string(i) + "]";
+      need(key + ".path", d.path), need(key + ".images", d.images), need(key + ".features", d.features);
+    }
+  }
+  need("model.text_init", cfg.model.text_init), need("model.resnet_init", cfg.model.resnet_init);
+  need("train.init", cfg.train.init);
+  return out;
+}
+
 ExperimentConfig cell_config(const StudyGrid& grid, const StudyCell& cell, int64_t seed) {
   std::vector<std::string> overrides = cell.overrides;
   overrides.push_back("train.seed=" + std::to_string(seed));
@@ -212,6 +230,12 @@ void run_study(const std::string& grid_path, const std::string& out_dir, std::os
                                    {"features", grid.features}})
     if (!path.empty() && !std::filesystem::exists(path))
       throw Error(grid_path + ": eval." + what + " '" + path + "' not found (every cell is evaluated on it)");
+  // And each cell's own inputs: a missing dataset, tokenizer or checkpoint is named now, though
+  // the study still runs (that cell fails; the others may be what is wanted tonight).
+  std::vector<std::string> missing;
+  for (const auto& cell : grid.cells)
+    for (const auto& m : missing_inputs(cell_config(grid, cell, grid.seeds.front())))
+      missing.push_back("cell " + cell.name + ": " + m);
   make_dirs(out_dir);
   // One runner per study folder: a second would train the same cells and race on study.json.
   const std::string lock_path = out_dir + "/.lock";
@@ -237,6 +261,7 @@ void run_study(const std::string& grid_path, const std::string& out_dir, std::os
   const int64_t total = static_cast<int64_t>(grid.cells.size() * grid.seeds.size());
   log << "mmt study: " << grid.name << ": " << grid.cells.size() << " cells x " << grid.seeds.size() << " seeds = " << total
       << " runs (" << grid.design << ") -> " << out_dir << "\n";
+  for (const auto& m : missing) log << "mmt study: warning: " << m << " not found - its runs will fail\n";
   // Runs recorded earlier (another part of the grid) stay in study.json.
   json status = json::array();
   if (file_exists(out_dir + "/study.json")) {

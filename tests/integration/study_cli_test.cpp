@@ -299,6 +299,12 @@ TEST(Study, AFailedCellIsRecordedAndTheOthersRun) {
   const std::string out = dir + "study";
   auto r = run_mmt("study run " + dir + "grid.json --out " + out);
   EXPECT_EQ(r.status, 2) << r.err;
+  // Named before any training, and the study goes on.
+  const size_t warned = r.err.find("mmt study: warning: cell attention=broken: data.datasets[0].path '" + dir +
+                                   "no-such-folder' not found - its runs will fail");
+  EXPECT_NE(warned, std::string::npos) << r.err;
+  EXPECT_LT(warned, r.err.find("mmt train")) << r.err;
+  EXPECT_EQ(r.err.find("cell base: "), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("1 of 2 runs failed"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("attention=broken seed 1: "), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("no-such-folder"), std::string::npos) << r.err;

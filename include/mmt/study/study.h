@@ -53,6 +53,10 @@ StudyGrid load_grid(const std::string& path);
 /// The resolved config of one cell and seed (validated).
 ExperimentConfig cell_config(const StudyGrid& grid, const StudyCell& cell, int64_t seed);
 
+/// The input files a run of `cfg` reads that are not there, each as "key 'path'": the datasets'
+/// files, folders and feature stores, the tokenizer, and the checkpoints it starts from.
+std::vector<std::string> missing_inputs(const ExperimentConfig& cfg);
+
 /// "attention=coattention" -> "attention-coattention" (a folder name).
 std::string cell_slug(const std::string& name);
 
