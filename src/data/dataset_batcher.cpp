@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <functional>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <map>
 #include <ostream>
@@ -78,6 +79,20 @@ DatasetBatcher::DatasetBatcher(const ExperimentConfig& cfg, std::ostream* log) :
       std::map<std::string, int64_t> held_out;
       for (const auto& r : d.records)
         if (r.split == "test" || r.split == "val") ++held_out[r.split];
+      // Captions the model sees cut (long ones: Localized Narratives), from an even sample.
+      constexpr int64_t kSample = 1000;
+      const int64_t every = std::max<int64_t>(1, n / kSample), max_len = cfg.model.max_text_len;
+      int64_t sampled = 0, cut = 0, longest = 0, k = 0;
+      for (const auto& r : d.records)
+        for (const auto& c : r.captions)
+          if (k++ % every == 0 && sampled < kSample) {
+            const auto len = static_cast<int64_t>(tokenizer_->encode(c, std::numeric_limits<int>::max()).size());
+            ++sampled, cut += len > max_len, longest = std::max(longest, len);
+          }
+      if (cut > 0)
+        *log << "dataset " << d.spec.name << ": " << cut << " of " << sampled << " captions sampled are longer than "
+             << "model.max_text_len = " << max_len << " tokens ([CLS] and [SEP] included; the longest " << longest
+             << "): the model reads them cut\n";
       if (!held_out.empty()) {
         *log << "dataset " << d.spec.name << ": warning: trains on its";
         for (const auto& [split, count] : held_out) *log << (split == held_out.begin()->first ? " " : " and ") << split << " split (" << count << " images)";

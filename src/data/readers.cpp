@@ -3,6 +3,7 @@
 #include <archive_entry.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -536,7 +537,11 @@ Dataset read_dataset(const DatasetSpec& in, std::ostream* warn) {
   const int64_t seen = static_cast<int64_t>(d.records.size()) + d.bad.total();
   if (seen > 0 && d.bad.total() > spec.max_bad_fraction * static_cast<double>(seen))
     throw Error("dataset " + spec.name + " (" + spec.path + "): " + d.bad.summary() + " of " + std::to_string(seen) +
-                " records, over max_bad_fraction " + std::to_string(spec.max_bad_fraction) +
+                " records, over data.max_bad_fraction = " + [&] {
+                  char b[32];
+                  std::snprintf(b, sizeof b, "%g", spec.max_bad_fraction);
+                  return std::string(b);
+                }() + " (raise it to train on what is readable)" +
                 (d.bad.messages().empty() ? "" : "; first: " + d.bad.messages().front()));
   return d;
 }

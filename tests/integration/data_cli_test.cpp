@@ -70,6 +70,13 @@ TEST(DataCli, TrainsOnAMixtureOfRealDatasets) {
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_NE(r.err.find("dataset clipart: 2 images, 3 captions"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("examples per dataset: clipart"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("captions sampled are longer"), std::string::npos) << r.err;  // short captions
+  // Captions longer than model.max_text_len are said to be cut, per dataset (the coco fixture's
+  // "A photo of object 9, caption 0." style: 9 to 11 tokens with [CLS] and [SEP]).
+  const auto cut = run_mmt("train --config " + dir + "config.json --set model.max_text_len=8 --set train.steps=1 --out " + dir + "cut");
+  ASSERT_EQ(cut.status, 0) << cut.err;
+  EXPECT_NE(cut.err.find("dataset coco: 14 of 14 captions sampled are longer than model.max_text_len = 8 tokens"), std::string::npos)
+      << cut.err;
   std::ifstream metrics(dir + "run/metrics.jsonl");
   std::vector<json> recs;
   for (std::string line; std::getline(metrics, line);) recs.push_back(json::parse(line));
