@@ -233,10 +233,9 @@ std::string report_study(const std::string& out_dir, std::ostream& log) {
       if (t.contains("ceilings")) c.chance[name] = t["ceilings"]["chance"]["image_retrieval"]["r1"].get<double>();
       else if (t.value("num_images", int64_t{0}) > 0) c.chance[name] = 100.0 / t["num_images"].get<double>();
     }
-    double seconds = e.value("wall_time_s", 0.0);  // evaluation
+    const double seconds = finished_run_seconds(dir, e);
     if (file_exists(dir + "/checkpoint.json")) {
       const json side = parse_json_with_comments(read_file(dir + "/checkpoint.json"), dir + "/checkpoint.json");
-      seconds += side.value("train_seconds", 0.0);
       const json fm = side.value("final_metrics", json::object());
       for (const char* k : {"itm_acc", "itm_contrastive_acc", "dual_acc"})
         if (fm.contains(k)) {

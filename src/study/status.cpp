@@ -47,6 +47,13 @@ std::pair<int64_t, double> last_logged(const std::string& run_dir) {
 
 }  // namespace
 
+double finished_run_seconds(const std::string& run_dir, const json& result) {
+  double seconds = result.value("wall_time_s", 0.0);
+  const std::string side = run_dir + "/checkpoint.json";
+  if (file_exists(side)) seconds += parse_json_with_comments(read_file(side), side).value("train_seconds", 0.0);
+  return seconds;
+}
+
 std::string study_status(const std::string& out_dir, json* out_json) {
   const std::string status_path = out_dir + "/study.json";
   if (!file_exists(status_path)) throw Error("'" + out_dir + "' is not a study folder (no study.json): run mmt study run first");
@@ -83,9 +90,7 @@ std::string study_status(const std::string& out_dir, json* out_json) {
       if (file_exists(dir + "/" + result_file)) {
         state = "finished", ++finished, at = steps;
         // What the run recorded, as the report counts it: its training plus its (last) evaluation.
-        seconds = parse_json_with_comments(read_file(dir + "/" + result_file), dir + "/" + result_file).value("wall_time_s", 0.0);
-        if (file_exists(dir + "/checkpoint.json"))
-          seconds += parse_json_with_comments(read_file(dir + "/checkpoint.json"), dir + "/checkpoint.json").value("train_seconds", 0.0);
+        seconds = finished_run_seconds(dir, parse_json_with_comments(read_file(dir + "/" + result_file), dir + "/" + result_file));
         done_seconds += seconds;
       } else if (rec.value("status", std::string()) == "failed") {
         state = "failed: " + rec.value("error", std::string("no message")), ++failed;

@@ -53,6 +53,11 @@ StudyGrid load_grid(const std::string& path);
 /// The resolved config of one cell and seed (validated).
 ExperimentConfig cell_config(const StudyGrid& grid, const StudyCell& cell, int64_t seed);
 
+/// A finished run's time as the report and `mmt study status` count it: its training
+/// (checkpoint.json's train_seconds, every session) plus the evaluation that wrote `result` (its
+/// wall_time_s).
+double finished_run_seconds(const std::string& run_dir, const nlohmann::json& result);
+
 /// The input files a run of `cfg` reads that are not there, each as "key 'path'": the datasets'
 /// files, folders and feature stores, the tokenizer, and the checkpoints it starts from.
 std::vector<std::string> missing_inputs(const ExperimentConfig& cfg);
