@@ -108,7 +108,8 @@ DatasetBatcher::DatasetBatcher(const ExperimentConfig& cfg, std::ostream* log) :
   for (const auto& d : datasets_) first_record_.push_back(images), images += static_cast<int64_t>(d.records.size());
   if (cfg.train.itm_weight > 0 && cfg.train.itm_negative_prob > 0 && images < 2)
     throw Error("ITM needs at least 2 training images (a mismatched pair shows another image than its caption's), but "
-                "the datasets hold " + std::to_string(images) + " usable image; add images, or set train.itm_weight = 0");
+                "the datasets hold " + std::to_string(images) + " usable image" + (images == 1 ? "" : "s") +
+                "; add images, or set train.itm_weight = 0");
   if (cfg.train.itm_contrastive_weight > 0 && cfg.train.itm_contrastive_negatives >= images)
     throw Error("config: train.itm_contrastive_negatives = " + std::to_string(cfg.train.itm_contrastive_negatives) +
                 " negative images per step, but the datasets hold " + std::to_string(images) +
