@@ -95,7 +95,7 @@ DatasetBatcher::DatasetBatcher(const ExperimentConfig& cfg, std::ostream* log) :
              << "): the model reads them cut\n";
       if (!held_out.empty()) {
         *log << "dataset " << d.spec.name << ": warning: trains on its";
-        for (const auto& [split, count] : held_out) *log << (split == held_out.begin()->first ? " " : " and ") << split << " split (" << count << " images)";
+        for (const auto& [split, count] : held_out) *log << (split == held_out.begin()->first ? " " : " and ") << split << " split (" << count << (count == 1 ? " image)" : " images)");
         *log << "; retrieval on these images will not be zero-shot (splits = [\"train\", \"restval\"] keeps them out)\n";
       }
     }

@@ -305,7 +305,7 @@ TEST(DataCli, ProtocolEvalLabelsZeroShotHonestly) {
   // evaluation is not zero-shot and says why.
   const auto tb = run_mmt("train --config " + config({{"format", "karpathy"}, {"path", karpathy}, {"images", images}}) + " --out " + dir + "b");
   ASSERT_EQ(tb.status, 0) << tb.err;
-  EXPECT_NE(tb.err.find("warning: trains on its test split (2 images) and val split (1 images); retrieval on these "
+  EXPECT_NE(tb.err.find("warning: trains on its test split (2 images) and val split (1 image); retrieval on these "
                         "images will not be zero-shot"),
             std::string::npos)
       << tb.err;
