@@ -3,6 +3,8 @@
 #include <archive_entry.h>
 
 #include <algorithm>
+#include <cctype>
+#include <map>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -126,6 +128,7 @@ void read_coco(const DatasetSpec& spec, Dataset& d) {
     }
     Record r;
     r.key = std::to_string(im["id"].get<int64_t>());
+    r.aliases = {"coco:" + r.key};
     r.image.path = (fs::path(root) / im["file_name"].get<std::string>()).string();
     r.source = spec.name, r.split = split;
     index[im["id"].get<int64_t>()] = records.size();
@@ -176,6 +179,13 @@ void read_karpathy(const DatasetSpec& spec, Dataset& d) {
     r.key = im.contains("cocoid") ? std::to_string(im["cocoid"].get<int64_t>())
             : im.contains("imgid") ? std::to_string(im["imgid"].get<int64_t>())
                                    : filename;
+    if (im.contains("cocoid")) {
+      r.aliases = {"coco:" + std::to_string(im["cocoid"].get<int64_t>())};
+    } else {  // Flickr30k: the file name is the Flickr photo id
+      const std::string stem = fs::path(filename).stem().string();
+      if (!stem.empty() && std::all_of(stem.begin(), stem.end(), [](unsigned char c) { return std::isdigit(c); }))
+        r.aliases = {"flickr:" + stem};
+    }
     const std::string sub = im.contains("filepath") ? im["filepath"].get<std::string>() : "";
     r.image.path = (fs::path(root) / sub / filename).string();
     r.source = spec.name;
@@ -292,8 +302,10 @@ void read_narratives(const DatasetSpec& spec, Dataset& d) {
       r.split = spec.split.empty() ? (ds.find("val") != std::string::npos ? "val" : ds.find("test") != std::string::npos ? "test" : "train") : spec.split;
       // COCO images are named by their 12-digit id; Open Images, ADE20k and Flickr30k by the id.
       std::string file = id + ".jpg";
-      if (ds.rfind("mscoco", 0) == 0 && id.size() < 12 && std::all_of(id.begin(), id.end(), ::isdigit))
-        file = std::string(12 - id.size(), '0') + id + ".jpg";
+      const bool digits = !id.empty() && std::all_of(id.begin(), id.end(), ::isdigit);
+      if (ds.rfind("mscoco", 0) == 0 && id.size() < 12 && digits) file = std::string(12 - id.size(), '0') + id + ".jpg";
+      if (ds.rfind("mscoco", 0) == 0 && digits) r.aliases = {"coco:" + std::to_string(std::stoll(id))};
+      if (ds.rfind("flickr30k", 0) == 0 && digits) r.aliases = {"flickr:" + std::to_string(std::stoll(id))};
       r.image.path = (fs::path(root) / file).string();
       it = index.emplace(ds + "/" + id, records.size()).first;
       records.push_back(std::move(r));
@@ -306,10 +318,31 @@ void read_narratives(const DatasetSpec& spec, Dataset& d) {
 }
 
 // ---- vg ---------------------------------------------------------------------------------------
+// Visual Genome's image_data.json beside the region descriptions, where it is: each image's COCO
+// and Flickr ids (many of its images are COCO photos), as aliases by VG image id.
+std::map<int64_t, std::vector<std::string>> vg_aliases(const std::string& region_path) {
+  std::map<int64_t, std::vector<std::string>> out;
+  const std::string path = (fs::path(region_path).parent_path() / "image_data.json").string();
+  if (!fs::exists(path)) return out;
+  const json j = parse_json_file(path);
+  if (!j.is_array()) throw Error(path + ": not a Visual Genome image_data file (needs a top-level array)");
+  for (const json& im : j) {
+    if (!im.is_object()) continue;
+    const json id = im.contains("image_id") ? im["image_id"] : im.value("id", json());
+    if (!id.is_number_integer()) continue;
+    auto& a = out[id.get<int64_t>()];
+    for (const char* k : {"coco_id", "flickr_id"})
+      if (im.contains(k) && im[k].is_number_integer())
+        a.push_back(std::string(k).substr(0, std::string(k).find('_')) + ":" + std::to_string(im[k].get<int64_t>()));
+  }
+  return out;
+}
+
 void read_vg(const DatasetSpec& spec, Dataset& d) {
   const json j = parse_json_file(spec.path);
   if (!j.is_array()) throw Error(spec.path + ": not a Visual Genome region_descriptions file (needs a top-level array)");
   const std::string root = image_root(spec);
+  const auto aliases = vg_aliases(spec.path);
   for (size_t i = 0; i < j.size(); ++i) {
     const json& im = j[i];
     const std::string where = spec.path + ": [" + std::to_string(i) + "]";
@@ -338,6 +371,7 @@ void read_vg(const DatasetSpec& spec, Dataset& d) {
       continue;
     }
     r.key = std::to_string(image_id);
+    if (const auto a = aliases.find(image_id); a != aliases.end()) r.aliases = a->second;
     r.image.path = (fs::path(root) / (r.key + ".jpg")).string();
     if (r.captions.empty()) {
       d.bad.skip(where, "no captions");

@@ -375,13 +375,18 @@ json evaluate_run(const std::string& run_dir, const std::vector<std::string>& ov
 
 namespace {
 
-// Which test images the run's pretraining data holds, by image file name.
+// Which test images the run's pretraining data holds, by image file name and by the ids one
+// photo has in several datasets (Record::aliases: a Visual Genome image that is a COCO or Flickr
+// photo under another file name).
 std::pair<int64_t, std::string> pretraining_overlap(const ExperimentConfig& cfg, const std::vector<Record>& test) {
   if (cfg.data.source != "datasets") return {0, "pretrained on the synthetic world only"};
   std::set<std::string> names;
-  for (const auto& r : test) names.insert(image_file_name(r));
+  for (const auto& r : test) {
+    names.insert(image_file_name(r));
+    names.insert(r.aliases.begin(), r.aliases.end());
+  }
   int64_t overlap = 0;
-  std::string where, checked;
+  std::string where, checked, unchecked;
   for (const auto& o : cfg.data.datasets) {
     DatasetSpec spec;
     spec.name = o.name, spec.format = o.format, spec.path = o.path, spec.images = o.images, spec.splits = o.splits;
@@ -393,13 +398,19 @@ std::pair<int64_t, std::string> pretraining_overlap(const ExperimentConfig& cfg,
       return {-1, "could not re-read pretraining dataset " + o.path + " to check for test images: " + e.what()};
     }
     int64_t here = 0;
-    for (const auto& r : d.records)
-      here += names.count(image_file_name(r));
+    for (const auto& r : d.records) {
+      bool in = names.count(image_file_name(r)) > 0;
+      for (const auto& a : r.aliases) in = in || names.count(a) > 0;
+      here += in;
+    }
     if (here) where += (where.empty() ? "" : ", ") + d.spec.name + " (" + std::to_string(here) + ")";
     checked += (checked.empty() ? "" : ", ") + d.spec.name;
+    if (o.format == "vg" && !std::filesystem::exists(std::filesystem::path(o.path).parent_path() / "image_data.json"))
+      unchecked += "; " + d.spec.name + "'s COCO and Flickr photos unchecked: Visual Genome's image_data.json (their ids) "
+                   "is not beside " + o.path;
     overlap += here;
   }
-  return {overlap, overlap ? where : "checked by image file name against " + checked};
+  return {overlap, (overlap ? where : "checked by image file name and COCO / Flickr id against " + checked) + unchecked};
 }
 
 }  // namespace

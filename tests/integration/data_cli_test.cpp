@@ -314,6 +314,15 @@ TEST(DataCli, ProtocolEvalLabelsZeroShotHonestly) {
   EXPECT_EQ(b["label"], "not zero-shot");
   EXPECT_NE(b["label_reason"].get<std::string>().find("2 of 2 test images are in the pretraining data"), std::string::npos)
       << b["label_reason"];
+  // Pretraining on Visual Genome, whose image 1 is the test photo 1000344755.jpg under another
+  // file name (its image_data.json says so): not zero-shot either.
+  ASSERT_EQ(run_mmt("train --config " + config({{"format", "vg"}, {"path", kData + "vg/region_descriptions.json"},
+                                                 {"images", kData + "vg/VG_100K"}}) + " --out " + dir + "vg").status, 0);
+  ASSERT_EQ(run_mmt("eval --run " + dir + "vg --protocol test --karpathy " + karpathy + " --images " + images).status, 0);
+  const json v = json::parse(slurp(dir + "vg/eval-test.json"));
+  EXPECT_EQ(v["label"], "not zero-shot") << v.dump();
+  EXPECT_NE(v["label_reason"].get<std::string>().find("1 of 2 test images are in the pretraining data: vg (1)"), std::string::npos)
+      << v["label_reason"];
   const auto bad = run_mmt("eval --run " + dir + "a --protocol coco-5k --karpathy " + karpathy);
   EXPECT_EQ(bad.status, 2);
   EXPECT_NE(bad.err.find("expects 5000 test images"), std::string::npos) << bad.err;

@@ -138,6 +138,20 @@ TEST(Readers, VisualGenomePhrasesKeepTheirBoxes) {
   EXPECT_EQ(r.boxes[0], (std::array<float, 4>{421, 57, 82, 139}));
 }
 
+// One photo under several datasets' names: Visual Genome's image_data.json gives its COCO and
+// Flickr ids, COCO and Karpathy files theirs - what the zero-shot check compares.
+TEST(Readers, ImagesCarryTheirCocoAndFlickrIds) {
+  const auto vg = read_dataset(spec("vg", "vg/region_descriptions.json", "vg/VG_100K"));
+  EXPECT_EQ(find(vg, "1").aliases, (std::vector<std::string>{"flickr:1000344755"}));
+  EXPECT_EQ(find(vg, "2").aliases, (std::vector<std::string>{"coco:9"}));
+  const auto coco = read_dataset(spec("coco", "coco/annotations/captions_train2017.json", "coco/train2017"));
+  EXPECT_EQ(find(coco, "9").aliases, (std::vector<std::string>{"coco:9"}));
+  const auto flickr = read_dataset(spec("karpathy", "flickr30k/dataset_flickr30k.json", "flickr30k/flickr30k-images"));
+  bool found = false;
+  for (const auto& r : flickr.records) found |= r.aliases == std::vector<std::string>{"flickr:1000344755"};
+  EXPECT_TRUE(found);
+}
+
 // ---- bad input ---------------------------------------------------------------------------------
 
 TEST(BadInput, CocoUnknownImageEmptyCaptionAndMissingFileAreSkippedAndCounted) {

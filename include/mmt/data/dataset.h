@@ -43,6 +43,10 @@ struct Record {
   std::vector<std::array<float, 4>> boxes;
   std::string source;  // the dataset's name
   std::string split;   // train / val / test / restval, or "" when the format has none
+  /// The same photo under other datasets' names, for telling test images in pretraining data:
+  /// "coco:ID" (COCO, Karpathy COCO, Visual Genome's coco_id), "flickr:ID" (Karpathy Flickr30k's
+  /// file names, Visual Genome's flickr_id).
+  std::vector<std::string> aliases;
 };
 
 struct DatasetSpec {

@@ -105,5 +105,10 @@ vg = [{"id": 1, "regions": [
           {"region_id": 2000, "width": 10, "height": 20, "image_id": 2, "phrase": "a white car", "y": 5, "x": 7},
           {"region_id": 2001, "width": 30, "height": 40, "image_id": 2, "phrase": "tree near the road", "y": 1, "x": 2}]}]
 write("vg/region_descriptions.json", json.dumps(vg))
+# Its image_data.json: image 1 is a Flickr30k test photo (of the flickr30k fixture), image 2 COCO
+# image 9 (of the coco fixture) - what tells them apart from the test sets under other file names.
+write("vg/image_data.json", json.dumps([
+    {"image_id": 1, "width": 800, "height": 600, "url": "https://cs.stanford.edu/people/rak248/VG_100K/1.jpg", "coco_id": None, "flickr_id": 1000344755},
+    {"image_id": 2, "width": 800, "height": 600, "url": "https://cs.stanford.edu/people/rak248/VG_100K/2.jpg", "coco_id": 9, "flickr_id": None}]))
 for i in (1, 2):
     write(f"vg/VG_100K/{i}.jpg", jpeg((i * 100, 50, 50)))
