@@ -224,6 +224,16 @@ void for_each_line(const std::string& path, const std::function<void(const std::
   }
 }
 
+// A Flickr photo's id from its URL (static.flickr.com/2723/4385058960_b0f291553e.jpg, as SBU and
+// some of CC list them): the alias that finds a Flickr30k test photo among web data.
+std::vector<std::string> url_aliases(const std::string& url) {
+  if (url.find("flickr.com/") == std::string::npos) return {};
+  std::string base = url.substr(url.find_last_of('/') + 1);
+  const size_t digits = base.find_first_not_of("0123456789");
+  if (digits == 0 || digits > 18 || digits == std::string::npos || base[digits] != '_') return {};
+  return {"flickr:" + std::to_string(std::stoll(base.substr(0, digits)))};
+}
+
 void read_tsv(const DatasetSpec& spec, Dataset& d) {
   const std::string root = image_root(spec);
   if (spec.naming != "index" && spec.naming != "basename")
@@ -262,6 +272,7 @@ void read_tsv(const DatasetSpec& spec, Dataset& d) {
       r.key = base;
       r.image.path = (fs::path(root) / base).string();
     }
+    r.aliases = url_aliases(url);
     r.captions.push_back(trim(caption));
     if (image_ok(spec, r.image.path, where, d.bad)) d.records.push_back(std::move(r));
   });
@@ -396,6 +407,7 @@ void read_folder(const DatasetSpec& spec, Dataset& d, bool img2dataset) {
       d.bad.skip(where, "no caption file", txt.filename().string());
       continue;
     }
+    std::string url;  // img2dataset's sidecar: the source URL
     if (img2dataset) {
       fs::path meta = img;
       meta.replace_extension(".json");
@@ -406,6 +418,7 @@ void read_folder(const DatasetSpec& spec, Dataset& d, bool img2dataset) {
             d.bad.skip(where, "download failed", m["status"].dump());
             continue;
           }
+          if (m.contains("url") && m["url"].is_string()) url = m["url"].get<std::string>();
         } catch (const json::parse_error& e) {
           d.bad.skip(meta.string(), "malformed JSON sidecar", "byte " + std::to_string(e.byte));
           continue;
@@ -414,7 +427,7 @@ void read_folder(const DatasetSpec& spec, Dataset& d, bool img2dataset) {
     }
     Record r;
     r.key = img.stem().string(), r.image.path = img.string();
-    r.source = spec.name, r.split = default_split(spec);
+    r.source = spec.name, r.split = default_split(spec), r.aliases = url_aliases(url);
     const std::string text = read_file(txt.string());
     bool ok = true;
     if (img2dataset) {  // one caption: the whole file
@@ -507,6 +520,7 @@ void read_shard(const std::string& shard, const DatasetSpec& spec, Dataset& d) {
       if (ext == ".txt") txt = &m;
       if (ext == ".json") meta = &m;
     }
+    std::string url;
     if (meta) {
       try {
         const json m = json::parse(meta->text);
@@ -514,6 +528,7 @@ void read_shard(const std::string& shard, const DatasetSpec& spec, Dataset& d) {
           d.bad.skip(where, "download failed", m["status"].dump());
           continue;
         }
+        if (m.contains("url") && m["url"].is_string()) url = m["url"].get<std::string>();
       } catch (const json::parse_error& e) {
         d.bad.skip(where + ".json", "malformed JSON sidecar", "byte " + std::to_string(e.byte));
         continue;
@@ -532,7 +547,7 @@ void read_shard(const std::string& shard, const DatasetSpec& spec, Dataset& d) {
     r.key = fs::path(key).filename().string();
     r.image = {shard, image->offset, image->size, image->name};
     r.captions.push_back(trim(txt->text));
-    r.source = spec.name, r.split = default_split(spec);
+    r.source = spec.name, r.split = default_split(spec), r.aliases = url_aliases(url);
     d.records.push_back(std::move(r));
   }
 }

@@ -150,6 +150,20 @@ TEST(Readers, ImagesCarryTheirCocoAndFlickrIds) {
   bool found = false;
   for (const auto& r : flickr.records) found |= r.aliases == std::vector<std::string>{"flickr:1000344755"};
   EXPECT_TRUE(found);
+  // Web data (SBU, some of CC) by URL: a Flickr static URL names the photo; other hosts nothing.
+  const std::string dir = scratch("urls");
+  write(dir + "sbu.tsv", "a dog\thttp://static.flickr.com/2723/4385058960_b0f291553e.jpg\n"
+                         "a cat\thttps://live.staticflickr.com/65535/1000344755_0a1b2c3d4e_b.jpg?x=1\n"
+                         "a car\thttp://example.com/12345_67.jpg\n"
+                         "a cow\thttp://static.flickr.com/1/99999999999999999999999_a.jpg\n");
+  DatasetSpec s;
+  s.format = "tsv", s.path = dir + "sbu.tsv", s.naming = "basename", s.check_images = false;
+  const auto web = read_dataset(s);
+  ASSERT_EQ(web.records.size(), 4u);
+  EXPECT_EQ(web.records[0].aliases, (std::vector<std::string>{"flickr:4385058960"}));
+  EXPECT_EQ(web.records[1].aliases, (std::vector<std::string>{"flickr:1000344755"}));
+  EXPECT_TRUE(web.records[2].aliases.empty());
+  EXPECT_TRUE(web.records[3].aliases.empty());  // no id that long
 }
 
 // ---- bad input ---------------------------------------------------------------------------------
