@@ -117,10 +117,12 @@ DatasetBatcher::DatasetBatcher(const ExperimentConfig& cfg, std::ostream* log) :
 }
 
 namespace {
-// The image a record shows, for telling a caption's own image among the negatives: the same file
-// (or tar member, or store entry) is the same image whichever dataset lists it (COCO and COCO
-// Localized Narratives share theirs).
+// The image a record shows, for telling a caption's own image among the negatives: the same photo
+// by its id across datasets where a reader knows it (Record::aliases: a Visual Genome image that is
+// a COCO photo), else the same file (or tar member, or store entry) whichever dataset lists it
+// (COCO and COCO Localized Narratives share theirs).
 std::string image_identity(const Record& r) {
+  if (!r.aliases.empty()) return r.aliases.front();
   if (!r.image.path.empty()) return r.image.path + "#" + std::to_string(r.image.offset);
   return r.source + "/" + r.key;
 }

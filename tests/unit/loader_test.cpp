@@ -226,6 +226,30 @@ TEST(DatasetBatches, ItmNegativesShowAnotherImage) {
   EXPECT_EQ(one.loader(0)->next().batch.size(), 8);
 }
 
+// One photo in two datasets is one image to the pairing: the vg fixture's image 2 is the coco
+// fixture's image 9 (its image_data.json says so), so 3 + 2 files show 4 photos.
+TEST(DatasetBatches, OnePhotoInTwoDatasetsIsOneImage) {
+  ExperimentConfig cfg;
+  cfg.data.source = "datasets";
+  cfg.data.tokenizer = fixture_vocab();
+  DatasetOptions coco, vg;
+  coco.format = "coco", coco.path = kData + "coco/annotations/captions_train2017.json", coco.images = kData + "coco/train2017";
+  vg.format = "vg", vg.path = kData + "vg/region_descriptions.json", vg.images = kData + "vg/VG_100K";
+  cfg.data.datasets = {coco, vg};
+  cfg.data.sampling = "dataset";
+  cfg.data.image_size = 32;
+  cfg.model.image_input = "patches", cfg.model.patch_size = 8;
+  cfg.train.batch_size = 8;
+  DatasetBatcher b(cfg, nullptr);
+  auto loader = b.loader(0);
+  std::set<int64_t> keys;
+  for (int step = 0; step < 20; ++step) {
+    const Batch batch = loader->next().batch;
+    for (int64_t i = 0; i < batch.size(); ++i) keys.insert(batch.image_key[i].item<int64_t>());
+  }
+  EXPECT_EQ(keys.size(), 4u);
+}
+
 TEST(DatasetBatches, ContrastiveNegativePoolOfDistinctTrainingImages) {
   auto cfg = real_config("patches");
   cfg.train.itm_contrastive_weight = 1, cfg.train.itm_weight = 0, cfg.train.itm_negative_prob = 0;
