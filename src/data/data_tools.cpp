@@ -53,6 +53,12 @@ json check_dataset(DatasetSpec spec, bool decode, std::ostream* warn) {
               {"images", d.records.size()}, {"captions", d.captions()}, {"skipped", d.bad.total()},
               {"skipped_by_reason", d.bad.by_reason()}, {"splits", json::object()}};
   for (const auto& [name, c] : splits) out["splits"][name] = {{"images", c.first}, {"captions", c.second}};
+  // Images known by a COCO / Flickr id (Record::aliases): what the zero-shot check can match
+  // across datasets (Visual Genome: only with its image_data.json).
+  std::map<std::string, int64_t> ids;
+  for (const auto& r : d.records)
+    for (const auto& a : r.aliases) ++ids[a.substr(0, a.find(':'))];
+  out["images_with_ids"] = ids;
   if (decode) {
     int64_t bad = 0, shown = 0;
     for (const auto& r : d.records) {
@@ -132,6 +138,8 @@ std::string format_check(const json& c) {
     << "): " << c["images"] << " images, " << c["captions"] << " captions\n";
   for (const auto& [split, v] : c["splits"].items())
     o << "  split " << split << ": " << v["images"] << " images, " << v["captions"] << " captions\n";
+  const json ids = c.value("images_with_ids", json::object());
+  for (const auto& [kind, n] : ids.items()) o << "  images with a " << kind << " id: " << n << "\n";
   o << "  skipped: " << c["skipped"];
   for (const auto& [reason, n] : c["skipped_by_reason"].items()) o << ", " << n << " " << reason;
   o << "\n";

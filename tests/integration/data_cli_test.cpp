@@ -20,6 +20,20 @@ using nlohmann::json;
 using namespace mmt::cli_test;
 const std::string kData = std::string(MMT_SOURCE_DIR) + "/tests/data/datasets/";
 
+// data check says how many images carry a COCO / Flickr id - whether Visual Genome's image_data.json
+// was found, which the zero-shot check needs (docs/evaluation.md).
+TEST(DataCli, CheckCountsImagesWithCrossDatasetIds) {
+  const auto r = run_mmt("data check --json --dataset format=vg,path=" + kData + "vg/region_descriptions.json,images=" + kData +
+                         "vg/VG_100K");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const json c = json::parse(r.out)[0];
+  EXPECT_EQ(c["images_with_ids"]["coco"], 1) << c.dump();
+  EXPECT_EQ(c["images_with_ids"]["flickr"], 1) << c.dump();
+  const auto text = run_mmt("data check --dataset format=vg,path=" + kData + "vg/region_descriptions.json,images=" + kData +
+                            "vg/VG_100K");
+  EXPECT_NE(text.out.find("  images with a coco id: 1\n"), std::string::npos) << text.out;
+}
+
 TEST(DataCli, CheckCountsSplitsSkippedAndUndecodableImages) {
   const std::string dir = scratch("check");
   fs::copy(kData + "folder", dir + "imgs", fs::copy_options::recursive);
