@@ -31,6 +31,49 @@ struct StepPlan {
   std::vector<MixtureSampler::Draw> draws;
   nlohmann::json sampler_state;
 };
+
+// The photo a record shows, as a key (Batch::image_key) that tells a caption's own image among ITM
+// partners and contrastive negatives: the photo's id across datasets where a reader knows it
+// (Record::aliases: a Visual Genome image that is a COCO photo), else the same file (or tar member,
+// or store entry) whichever dataset lists it (COCO and COCO Localized Narratives share theirs).
+// Hashed once per record at the start (a 64-bit collision among millions of records is negligible).
+int64_t image_key(const Record& r) {
+  std::string identity;
+  if (!r.aliases.empty()) identity = r.aliases.front();
+  else if (!r.image.path.empty()) identity = r.image.path + "#" + std::to_string(r.image.offset);
+  else identity = r.source + "/" + r.key;
+  return static_cast<int64_t>(std::hash<std::string>{}(identity));
+}
+
+// What the run says about a dataset at the start: its counts; a warning when it trains on a
+// held-out split (evaluation would label retrieval on those images not zero-shot, but only then);
+// captions the model reads cut, from an even sample of 1,000 (long ones: Localized Narratives).
+void describe_training_data(std::ostream& log, const Dataset& d, int64_t captions, const Tokenizer& tokenizer,
+                            int64_t max_len) {
+  log << "dataset " << d.spec.name << ": " << d.records.size() << " images, " << captions << " captions ("
+      << d.bad.summary() << ")\n";
+  constexpr int64_t kSample = 1000;
+  const int64_t every = std::max<int64_t>(1, captions / kSample);
+  int64_t sampled = 0, cut = 0, longest = 0, k = 0;
+  std::map<std::string, int64_t> held_out;
+  for (const auto& r : d.records) {
+    if (r.split == "test" || r.split == "val") ++held_out[r.split];
+    for (const auto& c : r.captions)
+      if (k++ % every == 0 && sampled < kSample) {
+        const auto len = static_cast<int64_t>(tokenizer.encode(c, std::numeric_limits<int>::max()).size());
+        ++sampled, cut += len > max_len, longest = std::max(longest, len);
+      }
+  }
+  if (cut > 0)
+    log << "dataset " << d.spec.name << ": " << cut << " of " << sampled << " captions sampled are longer than "
+        << "model.max_text_len = " << max_len << " tokens ([CLS] and [SEP] included; the longest " << longest
+        << "): the model reads them cut\n";
+  if (held_out.empty()) return;
+  log << "dataset " << d.spec.name << ": warning: trains on its";
+  for (const auto& [split, count] : held_out)
+    log << (split == held_out.begin()->first ? " " : " and ") << split << " split (" << count << (count == 1 ? " image)" : " images)");
+  log << "; retrieval on these images will not be zero-shot (splits = [\"train\", \"restval\"] keeps them out)\n";
+}
 }  // namespace
 
 DatasetBatcher::DatasetBatcher(const ExperimentConfig& cfg, std::ostream* log) : cfg_(cfg), log_(log) {
@@ -71,41 +114,17 @@ DatasetBatcher::DatasetBatcher(const ExperimentConfig& cfg, std::ostream* log) :
     for (const auto& r : d.records) first.push_back(n), n += static_cast<int64_t>(r.captions.size());
     first_example_.push_back(std::move(first));
     sizes.push_back(n), given.push_back(o.weight);
-    if (log) {
-      *log << "dataset " << d.spec.name << ": " << d.records.size() << " images, " << n << " captions ("
-           << d.bad.summary() << ")\n";
-      // Held-out splits in the training data: said now, not first at evaluation (which labels
-      // retrieval on those images as not zero-shot).
-      std::map<std::string, int64_t> held_out;
-      for (const auto& r : d.records)
-        if (r.split == "test" || r.split == "val") ++held_out[r.split];
-      // Captions the model sees cut (long ones: Localized Narratives), from an even sample.
-      constexpr int64_t kSample = 1000;
-      const int64_t every = std::max<int64_t>(1, n / kSample), max_len = cfg.model.max_text_len;
-      int64_t sampled = 0, cut = 0, longest = 0, k = 0;
-      for (const auto& r : d.records)
-        for (const auto& c : r.captions)
-          if (k++ % every == 0 && sampled < kSample) {
-            const auto len = static_cast<int64_t>(tokenizer_->encode(c, std::numeric_limits<int>::max()).size());
-            ++sampled, cut += len > max_len, longest = std::max(longest, len);
-          }
-      if (cut > 0)
-        *log << "dataset " << d.spec.name << ": " << cut << " of " << sampled << " captions sampled are longer than "
-             << "model.max_text_len = " << max_len << " tokens ([CLS] and [SEP] included; the longest " << longest
-             << "): the model reads them cut\n";
-      if (!held_out.empty()) {
-        *log << "dataset " << d.spec.name << ": warning: trains on its";
-        for (const auto& [split, count] : held_out) *log << (split == held_out.begin()->first ? " " : " and ") << split << " split (" << count << (count == 1 ? " image)" : " images)");
-        *log << "; retrieval on these images will not be zero-shot (splits = [\"train\", \"restval\"] keeps them out)\n";
-      }
-    }
+    if (log) describe_training_data(*log, d, n, *tokenizer_, cfg.model.max_text_len);
     datasets_.push_back(std::move(d));
     features_.push_back(std::move(features));
   }
   sampler_ = std::make_unique<MixtureSampler>(sizes, MixtureSampler::policy_weights(cfg.data.sampling, sizes, given),
                                               cfg.train.seed);
   int64_t images = 0;
-  for (const auto& d : datasets_) first_record_.push_back(images), images += static_cast<int64_t>(d.records.size());
+  for (const auto& d : datasets_) {
+    first_record_.push_back(images), images += static_cast<int64_t>(d.records.size());
+    for (const auto& r : d.records) image_keys_.push_back(image_key(r));
+  }
   if (cfg.train.itm_weight > 0 && cfg.train.itm_negative_prob > 0 && images < 2)
     throw Error("ITM needs at least 2 training images (a mismatched pair shows another image than its caption's), but "
                 "the datasets hold " + std::to_string(images) + " usable image" + (images == 1 ? "" : "s") +
@@ -116,19 +135,8 @@ DatasetBatcher::DatasetBatcher(const ExperimentConfig& cfg, std::ostream* log) :
                 " usable images: it must be below that");
 }
 
-namespace {
-// The image a record shows, for telling a caption's own image among the negatives: the same photo
-// by its id across datasets where a reader knows it (Record::aliases: a Visual Genome image that is
-// a COCO photo), else the same file (or tar member, or store entry) whichever dataset lists it
-// (COCO and COCO Localized Narratives share theirs).
-std::string image_identity(const Record& r) {
-  if (!r.aliases.empty()) return r.aliases.front();
-  if (!r.image.path.empty()) return r.image.path + "#" + std::to_string(r.image.offset);
-  return r.source + "/" + r.key;
-}
-}  // namespace
 
-void DatasetBatcher::add_negatives(int64_t step, const std::vector<const Record*>& own, Batch& batch) const {
+void DatasetBatcher::add_negatives(int64_t step, const std::vector<int64_t>& own, Batch& batch) const {
   // K distinct images drawn uniformly from every training image of every dataset - one pool per
   // step, the same on every rank (its stream has no rank) - shared by the batch's captions. An
   // image that cannot be read is skipped and counted like a batch image, and another drawn.
@@ -136,7 +144,7 @@ void DatasetBatcher::add_negatives(int64_t step, const std::vector<const Record*
                                                               static_cast<int64_t>(datasets_.back().records.size());
   Rng rng(derive_seed(cfg_.train.seed, kNegatives, static_cast<uint64_t>(step)));
   std::set<int64_t> drawn;
-  std::vector<std::string> pool;  // each negative's image_identity
+  std::vector<int64_t> pool;  // each negative's image key
   std::vector<ModelImage> images;
   images.reserve(static_cast<size_t>(k));
   while (static_cast<int64_t>(pool.size()) < k) {
@@ -149,7 +157,7 @@ void DatasetBatcher::add_negatives(int64_t step, const std::vector<const Record*
     const Record& r = datasets_[d].records[static_cast<size_t>(pick - first_record_[d])];
     try {
       images.push_back(load_model_image(cfg_, r, features_[d]));
-      pool.push_back(image_identity(r));
+      pool.push_back(image_keys_[static_cast<size_t>(pick)]);
     } catch (const Error& e) {
       note_bad_image(e);
     }
@@ -158,14 +166,14 @@ void DatasetBatcher::add_negatives(int64_t step, const std::vector<const Record*
   for (const auto& im : images) views.push_back(&im);
   batch.negatives = std::make_shared<Batch>();
   fill_model_images(cfg_, views, feature_dim_, classes_, *batch.negatives);
-  // Each row's own image against the pool, by identity (the same record has the same one).
-  std::map<std::string, std::vector<int64_t>> where;  // identity -> its places in the pool
+  // Each row's own image against the pool, by key.
+  std::map<int64_t, std::vector<int64_t>> where;  // key -> its places in the pool
   for (int64_t j = 0; j < k; ++j) where[pool[static_cast<size_t>(j)]].push_back(j);
   const int64_t b = static_cast<int64_t>(own.size());
   batch.negative_excluded = torch::zeros({b, k}, torch::kBool);
   auto ex = batch.negative_excluded.accessor<bool, 2>();
   for (int64_t i = 0; i < b; ++i) {
-    const auto it = where.find(image_identity(*own[static_cast<size_t>(i)]));
+    const auto it = where.find(own[static_cast<size_t>(i)]);
     if (it != where.end())
       for (int64_t j : it->second) ex[i][j] = true;
   }
@@ -240,6 +248,7 @@ Batch DatasetBatcher::build(int64_t step, const BatchLoader::Plan& plan) const {
     const Record* record;
     int64_t caption;
     std::shared_ptr<const ModelImage> image;
+    int64_t key;  // image_keys_
   };
   std::vector<Row> rows;
   for (const auto& d : draws) {
@@ -247,7 +256,8 @@ Batch DatasetBatcher::build(int64_t step, const BatchLoader::Plan& plan) const {
     const size_t rec = static_cast<size_t>(std::upper_bound(first.begin(), first.end(), d.example) - first.begin() - 1);
     const Record& r = datasets_[static_cast<size_t>(d.dataset)].records[rec];
     try {
-      rows.push_back({&r, d.example - first[rec], std::make_shared<const ModelImage>(load_model_image(cfg_, r, features_[static_cast<size_t>(d.dataset)]))});
+      rows.push_back({&r, d.example - first[rec], std::make_shared<const ModelImage>(load_model_image(cfg_, r, features_[static_cast<size_t>(d.dataset)])),
+                      image_keys_[static_cast<size_t>(first_record_[static_cast<size_t>(d.dataset)]) + rec]});
       ++images_seen_;
     } catch (const Error& e) {
       note_bad_image(e);
@@ -263,8 +273,7 @@ Batch DatasetBatcher::build(int64_t step, const BatchLoader::Plan& plan) const {
   // by the model later.
   std::vector<int64_t> image_of(static_cast<size_t>(b)), caption_of(static_cast<size_t>(b)), itm(static_cast<size_t>(b), 1);
   std::vector<int64_t> keys(static_cast<size_t>(b));
-  for (int64_t i = 0; i < b; ++i)
-    keys[i] = static_cast<int64_t>(std::hash<std::string>{}(image_identity(*rows[static_cast<size_t>(i)].record)));
+  for (int64_t i = 0; i < b; ++i) keys[i] = rows[static_cast<size_t>(i)].key;
   std::vector<char> pending(static_cast<size_t>(b), 0);
   const bool hard = t.itm_negatives == "hard";
   for (int64_t i = 0; i < b; ++i) {
@@ -311,8 +320,8 @@ Batch DatasetBatcher::build(int64_t step, const BatchLoader::Plan& plan) const {
       batch.mask_pattern[i] = (mask_text[i] ? 1 : 0) | (mask_image[i] ? 2 : 0);
   }
   if (t.itm_contrastive_weight > 0) {  // each row's image is its caption's own for the contrastive pool
-    std::vector<const Record*> own;
-    for (int64_t i = 0; i < b; ++i) own.push_back(rows[static_cast<size_t>(image_of[i])].record);
+    std::vector<int64_t> own;
+    for (int64_t i = 0; i < b; ++i) own.push_back(keys[static_cast<size_t>(image_of[i])]);
     add_negatives(step, own, batch);
   }
   return batch;

@@ -56,8 +56,9 @@ class DatasetBatcher {
   int64_t bad_images() const { return bad_images_.load(); }
 
  private:
-  // Contrastive ITM: the step's pool of negative images, and which of them is a row's own image.
-  void add_negatives(int64_t step, const std::vector<const Record*>& own, Batch& batch) const;
+  // Contrastive ITM: the step's pool of negative images, and which of them is a row's own image
+  // (`own`: each row's image key).
+  void add_negatives(int64_t step, const std::vector<int64_t>& own, Batch& batch) const;
   // An image that could not be read: counted, the first few logged, an error past data.max_bad_fraction.
   void note_bad_image(const Error& e) const;
 
@@ -66,6 +67,7 @@ class DatasetBatcher {
   std::vector<Dataset> datasets_;
   std::vector<std::vector<int64_t>> first_example_;  // per dataset: first example index of each record
   std::vector<int64_t> first_record_;                // per dataset: its first record's index among all datasets' records
+  std::vector<int64_t> image_keys_;  // per record (that index): its photo, equal across datasets (Batch::image_key)
   std::unique_ptr<Tokenizer> tokenizer_;
   std::unique_ptr<MixtureSampler> sampler_;
   std::vector<FeatureSource> features_;  // per dataset (regions)
