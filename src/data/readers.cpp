@@ -92,6 +92,15 @@ bool caption_ok(const std::string& caption, const std::string& where, BadRecords
 }
 
 // The image folder: spec.images, else the annotation file's folder.
+// One photo's id in another dataset ("coco:391895", "flickr:1000092795"; Record::aliases), from
+// an id written in decimal digits - leading zeros dropped, so every reader writes it alike; nothing
+// when it is not one.
+void add_alias(Record& r, const char* kind, const std::string& digits) {
+  if (digits.empty() || digits.size() > 18 || !std::all_of(digits.begin(), digits.end(), [](unsigned char c) { return std::isdigit(c); }))
+    return;
+  r.aliases.push_back(std::string(kind) + ":" + std::to_string(std::stoll(digits)));
+}
+
 std::string image_root(const DatasetSpec& spec) {
   if (!spec.images.empty()) return spec.images;
   const fs::path p(spec.path);
@@ -128,7 +137,7 @@ void read_coco(const DatasetSpec& spec, Dataset& d) {
     }
     Record r;
     r.key = std::to_string(im["id"].get<int64_t>());
-    r.aliases = {"coco:" + r.key};
+    add_alias(r, "coco", r.key);
     r.image.path = (fs::path(root) / im["file_name"].get<std::string>()).string();
     r.source = spec.name, r.split = split;
     index[im["id"].get<int64_t>()] = records.size();
@@ -179,13 +188,8 @@ void read_karpathy(const DatasetSpec& spec, Dataset& d) {
     r.key = im.contains("cocoid") ? std::to_string(im["cocoid"].get<int64_t>())
             : im.contains("imgid") ? std::to_string(im["imgid"].get<int64_t>())
                                    : filename;
-    if (im.contains("cocoid")) {
-      r.aliases = {"coco:" + std::to_string(im["cocoid"].get<int64_t>())};
-    } else {  // Flickr30k: the file name is the Flickr photo id
-      const std::string stem = fs::path(filename).stem().string();
-      if (!stem.empty() && std::all_of(stem.begin(), stem.end(), [](unsigned char c) { return std::isdigit(c); }))
-        r.aliases = {"flickr:" + stem};
-    }
+    if (im.contains("cocoid")) add_alias(r, "coco", r.key);
+    else add_alias(r, "flickr", fs::path(filename).stem().string());  // Flickr30k: named by the photo id
     const std::string sub = im.contains("filepath") ? im["filepath"].get<std::string>() : "";
     r.image.path = (fs::path(root) / sub / filename).string();
     r.source = spec.name;
@@ -225,13 +229,12 @@ void for_each_line(const std::string& path, const std::function<void(const std::
 }
 
 // A Flickr photo's id from its URL (static.flickr.com/2723/4385058960_b0f291553e.jpg, as SBU and
-// some of CC list them): the alias that finds a Flickr30k test photo among web data.
-std::vector<std::string> url_aliases(const std::string& url) {
-  if (url.find("flickr.com/") == std::string::npos) return {};
-  std::string base = url.substr(url.find_last_of('/') + 1);
-  const size_t digits = base.find_first_not_of("0123456789");
-  if (digits == 0 || digits > 18 || digits == std::string::npos || base[digits] != '_') return {};
-  return {"flickr:" + std::to_string(std::stoll(base.substr(0, digits)))};
+// some of CC list them): what finds a Flickr30k test photo among web data.
+void add_url_alias(Record& r, const std::string& url) {
+  if (url.find("flickr.com/") == std::string::npos) return;
+  const std::string base = url.substr(url.find_last_of('/') + 1);
+  const size_t digits = base.find('_');
+  if (digits != std::string::npos) add_alias(r, "flickr", base.substr(0, digits));
 }
 
 void read_tsv(const DatasetSpec& spec, Dataset& d) {
@@ -272,7 +275,7 @@ void read_tsv(const DatasetSpec& spec, Dataset& d) {
       r.key = base;
       r.image.path = (fs::path(root) / base).string();
     }
-    r.aliases = url_aliases(url);
+    add_url_alias(r, url);
     r.captions.push_back(trim(caption));
     if (image_ok(spec, r.image.path, where, d.bad)) d.records.push_back(std::move(r));
   });
@@ -313,10 +316,10 @@ void read_narratives(const DatasetSpec& spec, Dataset& d) {
       r.split = spec.split.empty() ? (ds.find("val") != std::string::npos ? "val" : ds.find("test") != std::string::npos ? "test" : "train") : spec.split;
       // COCO images are named by their 12-digit id; Open Images, ADE20k and Flickr30k by the id.
       std::string file = id + ".jpg";
-      const bool digits = !id.empty() && std::all_of(id.begin(), id.end(), ::isdigit);
-      if (ds.rfind("mscoco", 0) == 0 && id.size() < 12 && digits) file = std::string(12 - id.size(), '0') + id + ".jpg";
-      if (ds.rfind("mscoco", 0) == 0 && digits) r.aliases = {"coco:" + std::to_string(std::stoll(id))};
-      if (ds.rfind("flickr30k", 0) == 0 && digits) r.aliases = {"flickr:" + std::to_string(std::stoll(id))};
+      if (ds.rfind("mscoco", 0) == 0 && id.size() < 12 && std::all_of(id.begin(), id.end(), ::isdigit))
+        file = std::string(12 - id.size(), '0') + id + ".jpg";
+      if (ds.rfind("mscoco", 0) == 0) add_alias(r, "coco", id);
+      if (ds.rfind("flickr30k", 0) == 0) add_alias(r, "flickr", id);
       r.image.path = (fs::path(root) / file).string();
       it = index.emplace(ds + "/" + id, records.size()).first;
       records.push_back(std::move(r));
@@ -329,11 +332,11 @@ void read_narratives(const DatasetSpec& spec, Dataset& d) {
 }
 
 // ---- vg ---------------------------------------------------------------------------------------
-// Visual Genome's image_data.json beside the region descriptions, where it is: each image's COCO
-// and Flickr ids (many of its images are COCO photos), as aliases by VG image id.
-std::map<int64_t, std::vector<std::string>> vg_aliases(const std::string& region_path) {
-  std::map<int64_t, std::vector<std::string>> out;
-  const std::string path = (fs::path(region_path).parent_path() / "image_data.json").string();
+// Visual Genome's image_data.json, where it is: each image's COCO and Flickr ids (many of its
+// images are COCO photos), as a record holding only those aliases, by VG image id.
+std::map<int64_t, Record> vg_aliases(const std::string& region_path) {
+  std::map<int64_t, Record> out;
+  const std::string path = vg_image_data_path(region_path);
   if (!fs::exists(path)) return out;
   const json j = parse_json_file(path);
   if (!j.is_array()) throw Error(path + ": not a Visual Genome image_data file (needs a top-level array)");
@@ -341,10 +344,11 @@ std::map<int64_t, std::vector<std::string>> vg_aliases(const std::string& region
     if (!im.is_object()) continue;
     const json id = im.contains("image_id") ? im["image_id"] : im.value("id", json());
     if (!id.is_number_integer()) continue;
-    auto& a = out[id.get<int64_t>()];
-    for (const char* k : {"coco_id", "flickr_id"})
-      if (im.contains(k) && im[k].is_number_integer())
-        a.push_back(std::string(k).substr(0, std::string(k).find('_')) + ":" + std::to_string(im[k].get<int64_t>()));
+    Record& r = out[id.get<int64_t>()];
+    for (const char* kind : {"coco", "flickr"}) {
+      const std::string k = std::string(kind) + "_id";
+      if (im.contains(k) && im[k].is_number_integer()) add_alias(r, kind, std::to_string(im[k].get<int64_t>()));
+    }
   }
   return out;
 }
@@ -382,7 +386,7 @@ void read_vg(const DatasetSpec& spec, Dataset& d) {
       continue;
     }
     r.key = std::to_string(image_id);
-    if (const auto a = aliases.find(image_id); a != aliases.end()) r.aliases = a->second;
+    if (const auto a = aliases.find(image_id); a != aliases.end()) r.aliases = a->second.aliases;
     r.image.path = (fs::path(root) / (r.key + ".jpg")).string();
     if (r.captions.empty()) {
       d.bad.skip(where, "no captions");
@@ -427,7 +431,8 @@ void read_folder(const DatasetSpec& spec, Dataset& d, bool img2dataset) {
     }
     Record r;
     r.key = img.stem().string(), r.image.path = img.string();
-    r.source = spec.name, r.split = default_split(spec), r.aliases = url_aliases(url);
+    r.source = spec.name, r.split = default_split(spec);
+    add_url_alias(r, url);
     const std::string text = read_file(txt.string());
     bool ok = true;
     if (img2dataset) {  // one caption: the whole file
@@ -547,7 +552,8 @@ void read_shard(const std::string& shard, const DatasetSpec& spec, Dataset& d) {
     r.key = fs::path(key).filename().string();
     r.image = {shard, image->offset, image->size, image->name};
     r.captions.push_back(trim(txt->text));
-    r.source = spec.name, r.split = default_split(spec), r.aliases = url_aliases(url);
+    r.source = spec.name, r.split = default_split(spec);
+    add_url_alias(r, url);
     d.records.push_back(std::move(r));
   }
 }
@@ -567,6 +573,10 @@ void read_webdataset(const DatasetSpec& spec, Dataset& d) {
 }
 
 }  // namespace
+
+std::string vg_image_data_path(const std::string& region_descriptions) {
+  return (fs::path(region_descriptions).parent_path() / "image_data.json").string();
+}
 
 Dataset read_dataset(const DatasetSpec& in, std::ostream* warn) {
   Dataset d{in, {}, BadRecords(warn)};

@@ -405,7 +405,7 @@ std::pair<int64_t, std::string> pretraining_overlap(const ExperimentConfig& cfg,
     }
     if (here) where += (where.empty() ? "" : ", ") + d.spec.name + " (" + std::to_string(here) + ")";
     checked += (checked.empty() ? "" : ", ") + d.spec.name;
-    if (o.format == "vg" && !std::filesystem::exists(std::filesystem::path(o.path).parent_path() / "image_data.json"))
+    if (o.format == "vg" && !std::filesystem::exists(vg_image_data_path(o.path)))
       unchecked += "; " + d.spec.name + "'s COCO and Flickr photos unchecked: Visual Genome's image_data.json (their ids) "
                    "is not beside " + o.path;
     overlap += here;

@@ -93,6 +93,9 @@ struct Dataset {
 /// Reads a dataset; throws Error past spec.max_bad_fraction or for a malformed file.
 Dataset read_dataset(const DatasetSpec& spec, std::ostream* warn = nullptr);
 
+/// Visual Genome's image_data.json (each image's COCO / Flickr id) beside its region descriptions.
+std::string vg_image_data_path(const std::string& region_descriptions);
+
 /// The encoded bytes of an image (a file, or a range of a shard).
 std::string read_image_bytes(const ImageRef& ref);
 
