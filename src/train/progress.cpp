@@ -33,10 +33,10 @@ std::string Progress::format_duration(double s) {
   return buf;
 }
 
-std::string Progress::line(int64_t done, const std::string& tail) const {
-  const double el = elapsed();
-  const double rate = el > 0 ? done * units_per_item_ / el : 0.0;
-  const double eta = done > 0 ? el * (total_ - done) / done : 0.0;
+std::string Progress::line(int64_t done, const std::string& tail, double el) const {
+  const int64_t here = done - first_;  // done by this process
+  const double rate = el > 0 ? here * units_per_item_ / el : 0.0;
+  const double eta = here > 0 ? el * (total_ - done) / here : 0.0;
   char buf[160];
   std::snprintf(buf, sizeof buf, "%s %ld/%ld [%3.0f%%] %.1f %s/s, %s elapsed, ETA %s", label_.c_str(), long(done),
                 long(total_), total_ > 0 ? 100.0 * done / total_ : 100.0, rate, unit_.c_str(),
@@ -49,13 +49,13 @@ void Progress::update(int64_t done, const std::string& tail) {
   const double since = std::chrono::duration<double>(now - last_print_).count();
   if (since < (tty_ ? 0.25 : plain_every_)) return;
   last_print_ = now;
-  if (tty_) out_ << "\r\033[K" << line(done, tail) << std::flush;
-  else out_ << line(done, tail) << std::endl;
+  if (tty_) out_ << "\r\033[K" << line(done, tail, elapsed()) << std::flush;
+  else out_ << line(done, tail, elapsed()) << std::endl;
 }
 
 void Progress::finish(int64_t done, const std::string& tail) {
   if (tty_) out_ << "\r\033[K";
-  out_ << line(done, tail) << std::endl;
+  out_ << line(done, tail, elapsed()) << std::endl;
 }
 
 }  // namespace mmt

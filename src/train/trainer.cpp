@@ -262,6 +262,7 @@ TrainSummary train(const ExperimentConfig& cfg, const std::string& dir, TeeLog& 
   TrainSummary summary;
   int64_t bad_in_a_row = 0, interval_examples = 0, interval_skipped = 0;
   json sampler_state;  // after the last consumed step (datasets)
+  double prior_seconds = 0;  // training time of the sessions before this one (up to their checkpoint)
   if (resume) {
     // Weights, AdamW moments, the torch RNG, the sampler and the logging sums of the checkpoint.
     const json state = load_train_checkpoint(run, start, *model, stepper.optimizer());
@@ -270,6 +271,7 @@ TrainSummary train(const ExperimentConfig& cfg, const std::string& dir, TeeLog& 
     interval_examples = state.at("log_examples").get<int64_t>();
     interval_skipped = state.value("log_skipped", int64_t{0});
     summary.skipped_steps = state.value("skipped_steps", int64_t{0});
+    prior_seconds = state.value("train_seconds", 0.0);  // 0 from a checkpoint written before it was kept
     if (real) {
       sampler_state = state.at("sampler");
       datasets->restore_sampler(sampler_state);
@@ -343,10 +345,14 @@ TrainSummary train(const ExperimentConfig& cfg, const std::string& dir, TeeLog& 
   std::unique_ptr<TensorBoardWriter> tensorboard;  // `tensorboard --logdir DIR/tensorboard`
   if (root) tensorboard = std::make_unique<TensorBoardWriter>(dir + "/tensorboard");
 
+  // The rate and the ETA count this session's steps; metrics.jsonl's elapsed_s and
+  // checkpoint.json's train_seconds add the sessions before.
+  Progress progress("train", t.steps, log, "ex", static_cast<double>(t.batch_size * accum));
+  progress.start_at(start);
   auto checkpoint = [&](int64_t steps_done) {
     json state = {{"log_sums", sums}, {"log_counts", counts}, {"log_examples", interval_examples},
                   {"log_skipped", interval_skipped},
-                  {"skipped_steps", summary.skipped_steps}};
+                  {"skipped_steps", summary.skipped_steps}, {"train_seconds", prior_seconds + progress.elapsed()}};
     if (real) state["sampler"] = sampler_state;
     if (root) save_train_checkpoint(run, *model, stepper.optimizer(), steps_done, state, t.keep_checkpoints);
   };
@@ -389,7 +395,6 @@ TrainSummary train(const ExperimentConfig& cfg, const std::string& dir, TeeLog& 
         if (std::isfinite(v)) sums[k] += v, ++counts[k];
     }
   };
-  Progress progress("train", t.steps, log, "ex", static_cast<double>(t.batch_size * accum));
   double data_seconds = 0, total_flops = 0;
   auto interval_start = std::chrono::steady_clock::now();
   for (int64_t step = start; step < t.steps; ++step) {
@@ -452,7 +457,7 @@ TrainSummary train(const ExperimentConfig& cfg, const std::string& dir, TeeLog& 
     if (log_due) {
       const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - interval_start).count();
       json rec = {{"step", step + 1}, {"lr", lr}, {"examples_per_s", interval_examples / secs},
-                  {"elapsed_s", progress.elapsed()}};
+                  {"elapsed_s", prior_seconds + progress.elapsed()}};
       last.clear();
       for (const auto& [k, v] : sums) rec[k] = last[k] = v / counts[k];
       if (real) rec["dataset_counts"] = sampler_state["counts"];
@@ -537,7 +542,7 @@ TrainSummary train(const ExperimentConfig& cfg, const std::string& dir, TeeLog& 
   }
   json extra = {{"trained_on", trained_on},
                 {"fine_tuned_on", fine_tuned_on},
-                {"train_seconds", summary.seconds},
+                {"train_seconds", prior_seconds + summary.seconds},  // every session's
                 {"examples_per_s", summary.examples_per_second},
                 {"skipped_steps", summary.skipped_steps},
                 {"final_metrics", summary.metrics}};

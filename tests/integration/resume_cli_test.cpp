@@ -78,6 +78,16 @@ TEST(Resume, KilledAndResumedEqualsUninterrupted) {
   EXPECT_NE(slurp(own("err.txt")).find("resuming " + killed + " at step 20"), std::string::npos);
   EXPECT_EQ(losses(killed), losses(straight));
   EXPECT_EQ(slurp(killed + "/model.safetensors"), slurp(straight + "/model.safetensors"));  // bit for bit
+  // Training time counts every session: elapsed_s never falls back at the resume, and
+  // checkpoint.json's train_seconds covers both sessions.
+  double elapsed = 0;
+  std::ifstream metrics(killed + "/metrics.jsonl");
+  for (std::string line; std::getline(metrics, line);) {
+    const double e = json::parse(line).at("elapsed_s").get<double>();
+    EXPECT_GE(e, elapsed) << line;
+    elapsed = e;
+  }
+  EXPECT_GE(json::parse(slurp(killed + "/checkpoint.json")).at("train_seconds").get<double>(), elapsed);
   // keep_checkpoints (2): only the newest remain.
   EXPECT_FALSE(fs::exists(killed + "/checkpoints/step-000000010"));
   EXPECT_TRUE(fs::exists(killed + "/checkpoints/step-000000030"));

@@ -1,6 +1,7 @@
 /* TeeLog (a run's console log copied into train.log): the console gets every byte, the file the
  * finished lines - a progress line redrawn in place ends up as its last state, ANSI erases
- * dropped; only lines after open_file; threads writing at once lose no line and mix none. */
+ * dropped; only lines after open_file; threads writing at once lose no line and mix none. The
+ * progress line a run prints there: rate and ETA of a resumed run count its own steps only. */
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -10,6 +11,7 @@
 
 #include "mmt/util/error.h"
 #include "mmt/util/fs.h"
+#include "mmt/train/progress.h"
 #include "mmt/util/tee_log.h"
 
 namespace mmt {
@@ -62,6 +64,19 @@ TEST(TeeLog, ThreadsWritingAtOnceKeepTheirLinesWhole) {
   int lines = 0;
   for (std::string line; std::getline(in, line); ++lines) ASSERT_EQ(line.rfind("thread ", 0), 0u) << line;
   EXPECT_EQ(lines, 2000);
+}
+
+// A run resumed at step 100 of 200 that has done 50 more in 10 s: 5 steps/s (x 32 examples)
+// and 10 s to go - not 150 steps over 10 s (the rate of every session over this one's time).
+TEST(Progress, ResumedRunsRateAndEtaCountItsOwnSteps) {
+  std::ostringstream out;
+  Progress fresh("train", 200, out, "ex", 32);
+  EXPECT_EQ(fresh.line(50, "loss 1.5", 10.0), "train 50/200 [ 25%] 160.0 ex/s, 10s elapsed, ETA 30s | loss 1.5");
+  Progress resumed("train", 200, out, "ex", 32);
+  resumed.start_at(100);
+  EXPECT_EQ(resumed.line(150, "", 10.0), "train 150/200 [ 75%] 160.0 ex/s, 10s elapsed, ETA 10s");
+  EXPECT_EQ(resumed.line(100, "", 0.0), "train 100/200 [ 50%] 0.0 ex/s, 0s elapsed, ETA 0s");
+  EXPECT_EQ(resumed.line(200, "", 20.0), "train 200/200 [100%] 160.0 ex/s, 20s elapsed, ETA 0s");
 }
 
 }  // namespace

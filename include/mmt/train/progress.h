@@ -19,15 +19,18 @@ class Progress {
   void update(int64_t done, const std::string& tail = "");
   /// Prints the final line (always), with `done` items.
   void finish(int64_t done, const std::string& tail = "");
+  /// The count this process started from (a resumed run's first step): the rate and the ETA
+  /// count only the items done since, in the time since.
+  void start_at(int64_t done) { first_ = done; }
   double elapsed() const;
+  /// The line for `done` items after `elapsed` seconds (what update/finish print).
+  std::string line(int64_t done, const std::string& tail, double elapsed) const;
 
   static std::string format_duration(double seconds);  // 1h02m, 3m05s, 12s
 
  private:
-  std::string line(int64_t done, const std::string& tail) const;
-
   std::string label_, unit_;
-  int64_t total_;
+  int64_t total_, first_ = 0;
   double units_per_item_, plain_every_;
   std::ostream& out_;
   bool tty_;

@@ -13,7 +13,7 @@ namespace mmt {
 struct TrainSummary {
   int64_t steps = 0;                      // optimizer steps taken
   int64_t skipped_steps = 0;              // steps skipped for a non-finite loss
-  double seconds = 0;                     // wall time of the loop
+  double seconds = 0;                     // wall time of this session's loop
   double examples_per_second = 0;         // training throughput
   double flops_per_second = 0;            // model FLOPs of the main pass (model/flops.h), all processes
   std::map<std::string, double> metrics;  // averages over the last logging interval
