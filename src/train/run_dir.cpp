@@ -139,8 +139,16 @@ LoadedRun load_run(const std::string& dir, bool best) {
   RunFiles run(best ? files.best() : dir);  // weights and sidecar
   if (best && !file_exists(run.checkpoint()))
     throw Error("'" + dir + "' has no best weights (" + run.checkpoint() + " is missing): train with train.eval_every > 0");
-  for (const auto& f : {files.config(), files.vocab(), run.checkpoint(), run.weights()})
-    if (!file_exists(f)) throw Error("'" + dir + "' is not a finished run: " + f + " is missing");
+  for (const auto& f : {files.config(), files.vocab(), run.checkpoint(), run.weights()}) {
+    if (file_exists(f)) continue;
+    std::string why = "'" + dir + "' is not a finished run: " + f + " is missing";
+    // A run that stopped before its end (killed, interrupted, failed) can be continued.
+    const int64_t last = file_exists(files.config()) ? latest_train_checkpoint(files) : -1;
+    if (last >= 0 && !best)
+      why += " (its training stopped; the newest checkpoint is step " + std::to_string(last) +
+             ": finish it with mmt train --resume " + dir + ")";
+    throw Error(why);
+  }
   LoadedRun out;
   out.config = load_config(files.config(), {});
   out.vocab = Vocab::load(files.vocab());

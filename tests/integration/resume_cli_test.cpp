@@ -74,6 +74,10 @@ TEST(Resume, KilledAndResumedEqualsUninterrupted) {
   ASSERT_EQ(run("train --out " + straight + kSmall), 0) << slurp(own("err.txt"));
   EXPECT_EQ(run("train --out " + killed + kSmall, "MMT_FAULT_KILL_AFTER_STEP=20"), 128 + 9);  // SIGKILL
   EXPECT_FALSE(fs::exists(killed + "/model.safetensors"));
+  // Evaluating the stopped run says where it stopped and how to finish it.
+  EXPECT_EQ(run("eval --run " + killed), 2);
+  EXPECT_NE(slurp(own("err.txt")).find("newest checkpoint is step 20: finish it with mmt train --resume " + killed),
+            std::string::npos) << slurp(own("err.txt"));
   ASSERT_EQ(run("train --resume " + killed), 0) << slurp(own("err.txt"));
   EXPECT_NE(slurp(own("err.txt")).find("resuming " + killed + " at step 20"), std::string::npos);
   EXPECT_EQ(losses(killed), losses(straight));
