@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <functional>
@@ -107,8 +108,8 @@ std::string missed_section(const std::string& name, const TestSetScores& scored,
   const auto missed = missed_captions(scored.scores, ni, caption_image, scored.outcomes, k, &total);
   entry["missed_at_r1"] = json::array();
   if (missed.empty()) return "";
-  std::string md = name + ": " + std::to_string(missed.size()) + " of the " + std::to_string(total) + " captions missed at "
-                   "R@1 (evenly spaced over them), each with the other image scored highest\n\n| caption | its image | its "
+  std::string md = name + ": " + std::to_string(total) + " of the " + std::to_string(nc) + " captions missed at R@1; " +
+                   std::to_string(missed.size()) + " of them (evenly spaced), each with the other image scored highest\n\n| caption | its image | its "
                    "image's rank | scored highest instead |" + (is_true ? " caption true of it |" : "") + "\n|---|---|---|---|" +
                    (is_true ? "---|" : "") + "\n";
   for (const auto& m : missed) {
@@ -128,6 +129,13 @@ std::string missed_section(const std::string& name, const TestSetScores& scored,
     entry["missed_at_r1"].push_back(row);
   }
   return md;
+}
+
+// A median rank as written: whole, or with its fraction (36.5 - printf's %.0f made it 36, and 51.5 52).
+std::string median_text(double rank) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, rank == std::floor(rank) ? "%.0f" : "%.1f", rank);
+  return buf;
 }
 
 // Whether the weights evaluated (the final ones, or <run>/best) come from retrieval fine-tuning:
@@ -474,9 +482,9 @@ json evaluate_protocol(const std::string& run_dir, const std::string& protocol, 
                                                             {"text_r1", tr.r1}, {"text_r5", tr.r5}, {"text_r10", tr.r10}})
       mean[k] += v / static_cast<double>(splits.size());
     char row[512];
-    std::snprintf(row, sizeof row, "| %s | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.0f / %.0f | %.1f | %.0f |\n",
-                  split.name.c_str(), ir.r1, ir.r5, ir.r10, tr.r1, tr.r5, tr.r10, ir.rsum() + tr.rsum(), ir.median_rank,
-                  tr.median_rank, seconds, entry["pairs_per_s"].get<double>());
+    std::snprintf(row, sizeof row, "| %s | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %s / %s | %.1f | %.0f |\n",
+                  split.name.c_str(), ir.r1, ir.r5, ir.r10, tr.r1, tr.r5, tr.r10, ir.rsum() + tr.rsum(),
+                  median_text(ir.median_rank).c_str(), median_text(tr.median_rank).c_str(), seconds, entry["pairs_per_s"].get<double>());
     markdown += row;
   }
   if (splits.size() > 1) {

@@ -93,7 +93,7 @@ TestSetScores score_captions(MultimodalTransformerImpl& model, const std::vector
   TestSetScores out;
   out.info = {{"mode", e.mode}, {"device", resolve_device(cfg.runtime.device).str()}, {"precision", cfg.runtime.precision}};
   if (e.mode == "exact") out.info["cache"] = e.cache;
-  Progress progress("eval " + name, e.mode == "dual" ? 1 : nc * ni, log, "pairs");
+  Progress progress("eval " + name, nc * ni, log, "pairs");  // dual: every pair at once
   int64_t itm_pairs = 0;
   const auto group = current_communicator();
   if (e.mode == "exact" && group && group->size() > 1) {
@@ -110,7 +110,7 @@ TestSetScores score_captions(MultimodalTransformerImpl& model, const std::vector
     } else if (e.mode == "dual") {
       out.scores = scorer.dual_scores();
       out.info["scores"] = scorer.dual_description();
-      progress.finish(1);
+      progress.finish(nc * ni);
     } else {  // rerank
       std::vector<float> first;
       if (e.first_stage == "dual") {
