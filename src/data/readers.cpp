@@ -174,6 +174,13 @@ void read_karpathy(const DatasetSpec& spec, Dataset& d) {
   if (!j.is_object() || !j.contains("images") || !j["images"].is_array())
     throw Error(spec.path + ": not a Karpathy split file (needs an \"images\" array)");
   const std::string root = image_root(spec);
+  // Flickr30k and Flickr8k name their files by the Flickr photo id ("1000092795.jpg",
+  // "1000268201_693b08cb0e.jpg"): those ids are the photo's. Another dataset written in this
+  // format (the file's "dataset" says which; without it, its file name) names its own files -
+  // emoji's "2615.png" is no Flickr photo.
+  std::string kind = j.value("dataset", fs::path(spec.path).filename().string());
+  std::transform(kind.begin(), kind.end(), kind.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  const bool flickr_names = kind.find("flickr") != std::string::npos;
   for (size_t i = 0; i < j["images"].size(); ++i) {
     const json& im = j["images"][i];
     const std::string where = spec.path + ": images[" + std::to_string(i) + "]";
@@ -189,7 +196,10 @@ void read_karpathy(const DatasetSpec& spec, Dataset& d) {
             : im.contains("imgid") ? std::to_string(im["imgid"].get<int64_t>())
                                    : filename;
     if (im.contains("cocoid")) add_alias(r, "coco", r.key);
-    else add_alias(r, "flickr", fs::path(filename).stem().string());  // Flickr30k: named by the photo id
+    else if (flickr_names) {
+      const std::string stem = fs::path(filename).stem().string();
+      add_alias(r, "flickr", stem.substr(0, stem.find('_')));
+    }
     const std::string sub = im.contains("filepath") ? im["filepath"].get<std::string>() : "";
     r.image.path = (fs::path(root) / sub / filename).string();
     r.source = spec.name;

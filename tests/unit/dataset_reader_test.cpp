@@ -150,6 +150,21 @@ TEST(Readers, ImagesCarryTheirCocoAndFlickrIds) {
   bool found = false;
   for (const auto& r : flickr.records) found |= r.aliases == std::vector<std::string>{"flickr:1000344755"};
   EXPECT_TRUE(found);
+  // Flickr8k names a file by its photo id and a secret; a dataset of its own in the Karpathy format
+  // (its "dataset" not Flickr's) names its own files, digits or not.
+  const std::string kdir = scratch("karpathy_ids");
+  write(kdir + "f8k.json", R"({"dataset": "flickr8k", "images": [{"filename": "1000268201_693b08cb0e.jpg",
+    "split": "test", "sentences": [{"raw": "a child"}]}]})");
+  write(kdir + "emoji.json", R"({"dataset": "emoji", "images": [{"filename": "2615.png", "split": "test",
+    "sentences": [{"raw": "hot beverage"}]}]})");
+  for (const char* f : {"f8k.json", "emoji.json"}) {
+    DatasetSpec k;
+    k.format = "karpathy", k.path = kdir + f, k.check_images = false;
+    const auto d = read_dataset(k);
+    ASSERT_EQ(d.records.size(), 1u) << f;
+    EXPECT_EQ(d.records[0].aliases, std::string(f) == "f8k.json" ? std::vector<std::string>{"flickr:1000268201"}
+                                                                  : std::vector<std::string>{}) << f;
+  }
   // Web data (SBU, some of CC) by URL: a Flickr static URL names the photo; other hosts nothing.
   const std::string dir = scratch("urls");
   write(dir + "sbu.tsv", "a dog\thttp://static.flickr.com/2723/4385058960_b0f291553e.jpg\n"
