@@ -101,6 +101,15 @@ void add_alias(Record& r, const char* kind, const std::string& digits) {
   r.aliases.push_back(std::string(kind) + ":" + std::to_string(std::stoll(digits)));
 }
 
+// A Flickr photo's id from its URL (static.flickr.com/2723/4385058960_b0f291553e.jpg, as SBU and
+// some of CC list them): what finds a Flickr30k test photo among web data.
+void add_url_alias(Record& r, const std::string& url) {
+  if (url.find("flickr.com/") == std::string::npos) return;
+  const std::string base = url.substr(url.find_last_of('/') + 1);
+  const size_t digits = base.find('_');
+  if (digits != std::string::npos) add_alias(r, "flickr", base.substr(0, digits));
+}
+
 std::string image_root(const DatasetSpec& spec) {
   if (!spec.images.empty()) return spec.images;
   const fs::path p(spec.path);
@@ -136,9 +145,20 @@ void read_coco(const DatasetSpec& spec, Dataset& d) {
       continue;
     }
     Record r;
-    r.key = std::to_string(im["id"].get<int64_t>());
-    add_alias(r, "coco", r.key);
-    r.image.path = (fs::path(root) / im["file_name"].get<std::string>()).string();
+    const int64_t id = im["id"].get<int64_t>();
+    const std::string file = im["file_name"].get<std::string>();
+    r.key = std::to_string(id);
+    // The id is a COCO photo's only in COCO itself - its coco_url, or its file names
+    // ("000000391895.jpg", "COCO_val2014_000000391895.jpg"); other datasets in this format (nocaps,
+    // one's own data) number their own images. COCO's flickr_url names the Flickr photo.
+    char padded[32];
+    std::snprintf(padded, sizeof padded, "%012lld", static_cast<long long>(id));
+    const std::string stem = fs::path(file).stem().string();
+    if (im.value("coco_url", std::string()).find("cocodataset.org") != std::string::npos ||
+        (stem.size() >= 12 && stem.compare(stem.size() - 12, 12, padded) == 0))
+      add_alias(r, "coco", r.key);
+    if (im.contains("flickr_url") && im["flickr_url"].is_string()) add_url_alias(r, im["flickr_url"].get<std::string>());
+    r.image.path = (fs::path(root) / file).string();
     r.source = spec.name, r.split = split;
     index[im["id"].get<int64_t>()] = records.size();
     records.push_back(std::move(r));
@@ -236,15 +256,6 @@ void for_each_line(const std::string& path, const std::function<void(const std::
     if (!line.empty() && line.back() == '\r') line.pop_back();
     fn(line, n);
   }
-}
-
-// A Flickr photo's id from its URL (static.flickr.com/2723/4385058960_b0f291553e.jpg, as SBU and
-// some of CC list them): what finds a Flickr30k test photo among web data.
-void add_url_alias(Record& r, const std::string& url) {
-  if (url.find("flickr.com/") == std::string::npos) return;
-  const std::string base = url.substr(url.find_last_of('/') + 1);
-  const size_t digits = base.find('_');
-  if (digits != std::string::npos) add_alias(r, "flickr", base.substr(0, digits));
 }
 
 void read_tsv(const DatasetSpec& spec, Dataset& d) {

@@ -150,6 +150,20 @@ TEST(Readers, ImagesCarryTheirCocoAndFlickrIds) {
   bool found = false;
   for (const auto& r : flickr.records) found |= r.aliases == std::vector<std::string>{"flickr:1000344755"};
   EXPECT_TRUE(found);
+  // A COCO-format file: the ids are COCO's when its images say so (coco_url, COCO's file names),
+  // with the Flickr photo of their flickr_url; another dataset in the format numbers its own.
+  const std::string cdir = scratch("coco_ids");
+  write(cdir + "c.json", R"({"images": [
+    {"id": 1, "file_name": "x.jpg", "coco_url": "http://images.cocodataset.org/val2017/000000000001.jpg",
+     "flickr_url": "http://farm4.staticflickr.com/3153/2970773875_164f0c0b83_z.jpg"},
+    {"id": 3, "file_name": "COCO_val2014_000000000003.jpg"}, {"id": 4, "file_name": "4.jpg"}],
+    "annotations": [{"image_id": 1, "caption": "a"}, {"image_id": 3, "caption": "b"}, {"image_id": 4, "caption": "c"}]})");
+  DatasetSpec cs;
+  cs.format = "coco", cs.path = cdir + "c.json", cs.check_images = false;
+  const auto own_format = read_dataset(cs);
+  EXPECT_EQ(find(own_format, "1").aliases, (std::vector<std::string>{"coco:1", "flickr:2970773875"}));
+  EXPECT_EQ(find(own_format, "3").aliases, (std::vector<std::string>{"coco:3"}));
+  EXPECT_TRUE(find(own_format, "4").aliases.empty());
   // Flickr8k names a file by its photo id and a secret; a dataset of its own in the Karpathy format
   // (its "dataset" not Flickr's) names its own files, digits or not.
   const std::string kdir = scratch("karpathy_ids");
