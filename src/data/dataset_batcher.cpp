@@ -9,6 +9,8 @@
 #include <map>
 #include <ostream>
 #include <set>
+#include <unordered_map>
+#include <utility>
 
 #include "mmt/data/data_source.h"
 #include "mmt/data/image_source.h"
@@ -32,17 +34,45 @@ struct StepPlan {
   nlohmann::json sampler_state;
 };
 
-// The photo a record shows, as a key (Batch::image_key) that tells a caption's own image among ITM
-// partners and contrastive negatives: the photo's id across datasets where a reader knows it
-// (Record::aliases: a Visual Genome image that is a COCO photo), else the same file (or tar member,
-// or store entry) whichever dataset lists it (COCO and COCO Localized Narratives share theirs).
-// Hashed once per record at the start (a 64-bit collision among millions of records is negligible).
-int64_t image_key(const Record& r) {
-  std::string identity;
-  if (!r.aliases.empty()) identity = r.aliases.front();
-  else if (!r.image.path.empty()) identity = r.image.path + "#" + std::to_string(r.image.offset);
-  else identity = r.source + "/" + r.key;
-  return static_cast<int64_t>(std::hash<std::string>{}(identity));
+// The photo each record shows, as a key (Batch::image_key) that tells a caption's own image among
+// ITM partners and contrastive negatives. A record's identities - the photo's ids across datasets
+// where a reader knows them (Record::aliases: coco:ID, flickr:ID) and its file (or tar member, or
+// store entry) - all name one photo, so records sharing any identity show the same photo, however
+// long the chain: a Visual Genome image with a COCO and a Flickr id joins the COCO record and the
+// Flickr30k one; COCO and COCO Localized Narratives share files. Identities are hashed (a 64-bit
+// collision among millions of records is negligible) and joined by union-find; a record's key is
+// its group's root.
+std::vector<int64_t> photo_keys(const std::vector<Dataset>& datasets) {
+  const auto hash = [](const std::string& s) { return static_cast<int64_t>(std::hash<std::string>{}(s)); };
+  std::unordered_map<int64_t, int64_t> parent;  // only identities of records with more than one;
+                                                // the root of a group is its smallest hash, in any order
+  const auto find = [&](int64_t x) {
+    int64_t root = x;
+    for (auto it = parent.find(root); it != parent.end() && it->second != root; it = parent.find(root)) root = it->second;
+    while (x != root) {  // path compression
+      auto it = parent.find(x);
+      x = std::exchange(it->second, root);
+    }
+    return root;
+  };
+  const auto file = [&](const Record& r) {
+    return hash(!r.image.path.empty() ? r.image.path + "#" + std::to_string(r.image.offset) : r.source + "/" + r.key);
+  };
+  const auto first = [&](const Record& r) { return r.aliases.empty() ? file(r) : hash(r.aliases.front()); };
+  for (const auto& d : datasets)
+    for (const auto& r : d.records) {
+      if (r.aliases.empty()) continue;  // one identity: nothing to join
+      const int64_t a0 = first(r);
+      for (size_t k = 0; k <= r.aliases.size(); ++k) {
+        const int64_t a = find(a0), b = find(k < r.aliases.size() ? hash(r.aliases[k]) : file(r));
+        parent.emplace(a, a), parent.emplace(b, b);
+        if (a != b) parent[std::max(a, b)] = std::min(a, b);
+      }
+    }
+  std::vector<int64_t> keys;
+  for (const auto& d : datasets)
+    for (const auto& r : d.records) keys.push_back(find(first(r)));
+  return keys;
 }
 
 // What the run says about a dataset at the start: its counts; a warning when it trains on a
@@ -123,8 +153,8 @@ DatasetBatcher::DatasetBatcher(const ExperimentConfig& cfg, std::ostream* log) :
   int64_t images = 0;
   for (const auto& d : datasets_) {
     first_record_.push_back(images), images += static_cast<int64_t>(d.records.size());
-    for (const auto& r : d.records) image_keys_.push_back(image_key(r));
   }
+  image_keys_ = photo_keys(datasets_);
   if (cfg.train.itm_weight > 0 && cfg.train.itm_negative_prob > 0 && images < 2)
     throw Error("ITM needs at least 2 training images (a mismatched pair shows another image than its caption's), but "
                 "the datasets hold " + std::to_string(images) + " usable image" + (images == 1 ? "" : "s") +

@@ -15,6 +15,7 @@
 #include "mmt/io/npy.h"
 #include "mmt/text/tokenizer.h"
 #include "mmt/util/error.h"
+#include "mmt/util/fs.h"
 #include "test_util.h"
 
 namespace mmt {
@@ -248,6 +249,35 @@ TEST(DatasetBatches, OnePhotoInTwoDatasetsIsOneImage) {
     for (int64_t i = 0; i < batch.size(); ++i) keys.insert(batch.image_key[i].item<int64_t>());
   }
   EXPECT_EQ(keys.size(), 4u);
+}
+
+// A chain of ids: a COCO image whose flickr_url is the Flickr30k fixture's train photo is that
+// photo, though the COCO record's first id is its COCO one: 3 + 4 files show 6 photos.
+TEST(DatasetBatches, ImagesSharingAnyIdAreOnePhoto) {
+  const std::string dir = ::testing::TempDir() + "mmt_photo_chain/";
+  std::filesystem::create_directories(dir);
+  nlohmann::json coco = nlohmann::json::parse(mmt::read_file(kData + "coco/annotations/captions_train2017.json"));
+  coco["images"][0]["flickr_url"] = "http://farm1.staticflickr.com/1/1000092795_0123456789_z.jpg";
+  mmt::write_file_atomic(dir + "captions_train2017.json", coco.dump());
+  ExperimentConfig cfg;
+  cfg.data.source = "datasets";
+  cfg.data.tokenizer = fixture_vocab();
+  DatasetOptions c, f;
+  c.format = "coco", c.path = dir + "captions_train2017.json", c.images = kData + "coco/train2017";
+  f.format = "karpathy", f.path = kData + "flickr30k/dataset_flickr30k.json", f.images = kData + "flickr30k/flickr30k-images";
+  cfg.data.datasets = {c, f};
+  cfg.data.sampling = "dataset";
+  cfg.data.image_size = 32;
+  cfg.model.image_input = "patches", cfg.model.patch_size = 8;
+  cfg.train.batch_size = 8;
+  DatasetBatcher b(cfg, nullptr);
+  auto loader = b.loader(0);
+  std::set<int64_t> keys;
+  for (int step = 0; step < 30; ++step) {
+    const Batch batch = loader->next().batch;
+    for (int64_t i = 0; i < batch.size(); ++i) keys.insert(batch.image_key[i].item<int64_t>());
+  }
+  EXPECT_EQ(keys.size(), 6u);
 }
 
 TEST(DatasetBatches, ContrastiveNegativePoolOfDistinctTrainingImages) {
