@@ -155,6 +155,8 @@ DatasetBatcher::DatasetBatcher(const ExperimentConfig& cfg, std::ostream* log) :
     first_record_.push_back(images), images += static_cast<int64_t>(d.records.size());
   }
   image_keys_ = photo_keys(datasets_);
+  if (cfg.model.image_input != "regions" && cfg.data.image_cache_mb > 0)
+    pixel_cache_ = std::make_unique<PixelCache>(images, cfg.data.image_cache_mb);
   if (cfg.train.itm_weight > 0 && cfg.train.itm_negative_prob > 0 && images < 2)
     throw Error("ITM needs at least 2 training images (a mismatched pair shows another image than its caption's), but "
                 "the datasets hold " + std::to_string(images) + " usable image" + (images == 1 ? "" : "s") +
@@ -165,6 +167,12 @@ DatasetBatcher::DatasetBatcher(const ExperimentConfig& cfg, std::ostream* log) :
                 " usable images: it must be below that");
 }
 
+
+std::string DatasetBatcher::describe_cache() const {
+  if (!pixel_cache_) return "";
+  return std::to_string(pixel_cache_->images()) + " images held (data.image_cache_mb = " +
+         std::to_string(cfg_.data.image_cache_mb) + "), " + std::to_string(pixel_cache_->hits()) + " reads from it";
+}
 
 void DatasetBatcher::add_negatives(int64_t step, const std::vector<int64_t>& own, Batch& batch) const {
   // K distinct images drawn uniformly from every training image of every dataset - one pool per
@@ -186,7 +194,7 @@ void DatasetBatcher::add_negatives(int64_t step, const std::vector<int64_t>& own
     const size_t d = static_cast<size_t>(std::upper_bound(first_record_.begin(), first_record_.end(), pick) - first_record_.begin() - 1);
     const Record& r = datasets_[d].records[static_cast<size_t>(pick - first_record_[d])];
     try {
-      images.push_back(load_model_image(cfg_, r, features_[d]));
+      images.push_back(load_model_image(cfg_, r, features_[d], pixel_cache_.get(), pick));
       pool.push_back(image_keys_[static_cast<size_t>(pick)]);
     } catch (const Error& e) {
       note_bad_image(e);
@@ -285,9 +293,12 @@ Batch DatasetBatcher::build(int64_t step, const BatchLoader::Plan& plan) const {
     const auto& first = first_example_[static_cast<size_t>(d.dataset)];
     const size_t rec = static_cast<size_t>(std::upper_bound(first.begin(), first.end(), d.example) - first.begin() - 1);
     const Record& r = datasets_[static_cast<size_t>(d.dataset)].records[rec];
+    const int64_t index = first_record_[static_cast<size_t>(d.dataset)] + static_cast<int64_t>(rec);  // among all records
     try {
-      rows.push_back({&r, d.example - first[rec], std::make_shared<const ModelImage>(load_model_image(cfg_, r, features_[static_cast<size_t>(d.dataset)])),
-                      image_keys_[static_cast<size_t>(first_record_[static_cast<size_t>(d.dataset)]) + rec]});
+      rows.push_back({&r, d.example - first[rec],
+                      std::make_shared<const ModelImage>(
+                          load_model_image(cfg_, r, features_[static_cast<size_t>(d.dataset)], pixel_cache_.get(), index)),
+                      image_keys_[static_cast<size_t>(index)]});
       ++images_seen_;
     } catch (const Error& e) {
       note_bad_image(e);

@@ -54,16 +54,43 @@ std::pair<int64_t, int64_t> FeatureSource::dims() const {
   throw Error((folder.empty() ? std::string("region features") : folder) + ": no feature files");
 }
 
-ModelImage load_model_image(const ExperimentConfig& cfg, const Record& r, const FeatureSource& features) {
+PixelCache::PixelCache(int64_t slots, int64_t budget_mb) : slots_(static_cast<size_t>(slots)), bytes_left_(budget_mb << 20) {}
+
+std::shared_ptr<const RgbImage> PixelCache::find(int64_t slot) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::shared_ptr<const RgbImage> found = slots_.at(static_cast<size_t>(slot));
+  if (found) ++hits_;
+  return found;
+}
+
+void PixelCache::offer(int64_t slot, std::shared_ptr<const RgbImage> image) const {
+  const int64_t bytes = static_cast<int64_t>(image->pixels.size() + sizeof(RgbImage));
+  std::lock_guard<std::mutex> lock(mu_);
+  auto& s = slots_.at(static_cast<size_t>(slot));
+  if (s || bytes_left_ < bytes) return;
+  s = std::move(image), bytes_left_ -= bytes, ++held_;
+}
+
+int64_t PixelCache::images() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return held_;
+}
+
+ModelImage load_model_image(const ExperimentConfig& cfg, const Record& r, const FeatureSource& features,
+                            const PixelCache* cache, int64_t slot) {
   ModelImage img;
   if (cfg.model.image_input == "regions") {
     const RegionLayout l = paper_layout(features.get(r.key), cfg.data.max_regions);
     img.tokens = l.tokens, img.features = l.features, img.boxes = l.boxes, img.classes = l.class_probs;
   } else {
     const int side = static_cast<int>(cfg.data.image_size);
-    const RgbImage rgb = load_image_for_model(read_image_bytes(r.image), r.image.describe(), side);
+    std::shared_ptr<const RgbImage> rgb = cache ? cache->find(slot) : nullptr;
+    if (!rgb) {
+      rgb = std::make_shared<const RgbImage>(load_image_for_model(read_image_bytes(r.image), r.image.describe(), side));
+      if (cache) cache->offer(slot, rgb);
+    }
     img.pixels.resize(static_cast<size_t>(3 * side * side));
-    normalize_chw(rgb, kImageMean, kImageStd, img.pixels.data());
+    normalize_chw(*rgb, kImageMean, kImageStd, img.pixels.data());
   }
   return img;
 }

@@ -12,6 +12,8 @@
 #include "mmt/data/dataset_batcher.h"
 #include "mmt/data/loader.h"
 #include "mmt/data/mixture.h"
+#include "mmt/data/record_images.h"
+#include "mmt/io/image.h"
 #include "mmt/io/npy.h"
 #include "mmt/text/tokenizer.h"
 #include "mmt/util/error.h"
@@ -143,6 +145,35 @@ TEST(Loader, SameBatchesWhateverTheNumberOfThreads) {
       EXPECT_TRUE(got[i].itm_labels.equal(ref[i].itm_labels)) << threads << " threads, step " << i;
     }
   }
+}
+
+// data.image_cache_mb: later epochs read the kept images, and the batches are the same as with
+// no cache (and with a budget that holds only some), loader threads or not; the contrastive pool
+// reads it too.
+TEST(Loader, ImageCacheGivesTheSameBatches) {
+  auto cfg = real_config("patches");
+  cfg.train.itm_contrastive_weight = 1, cfg.train.itm_contrastive_negatives = 3;
+  cfg.data.image_cache_mb = 0;
+  const auto ref = batches(cfg, 0, 12);  // about 10 epochs of the fixtures' 8 images
+  for (int64_t threads : {0, 2}) {
+    cfg.data.image_cache_mb = 64;
+    cfg.data.loader_threads = threads;
+    DatasetBatcher b(cfg, nullptr);
+    auto loader = b.loader(0);
+    for (size_t i = 0; i < ref.size(); ++i) {
+      const Batch got = loader->next().batch;
+      EXPECT_TRUE(got.image_pixels.equal(ref[i].image_pixels)) << threads << " threads, step " << i;
+      EXPECT_TRUE(got.negatives->image_pixels.equal(ref[i].negatives->image_pixels)) << threads << " threads, step " << i;
+      EXPECT_TRUE(got.text_ids.equal(ref[i].text_ids)) << threads << " threads, step " << i;
+    }
+    EXPECT_NE(b.describe_cache().find("images held (data.image_cache_mb = 64)"), std::string::npos) << b.describe_cache();
+    EXPECT_EQ(b.describe_cache().find(", 0 reads"), std::string::npos) << b.describe_cache();
+  }
+  // A budget smaller than one 32 px image (3 kB) keeps none, and changes nothing either.
+  PixelCache tiny(4, 0);
+  tiny.offer(0, std::make_shared<const RgbImage>(RgbImage{32, 32, std::vector<uint8_t>(3 * 32 * 32)}));
+  EXPECT_EQ(tiny.images(), 0);
+  EXPECT_EQ(tiny.find(0), nullptr);
 }
 
 TEST(DatasetBatches, PixelsFromJpegPngAndShardsAreNormalisedCrops) {

@@ -184,6 +184,7 @@ struct DataOptions {
   int64_t prefetch = 4;                  // batches built ahead of the training step
   double max_bad_fraction = 0.05;        // skipped records (and undecodable images) past this fraction stop the run
   int64_t image_size = 224;              // source = datasets, pixel models: side of the centre crop
+  int64_t image_cache_mb = 1024;         // source = datasets, pixel models: decoded images kept in memory
   SynthOptions synth;                // the synthetic world
   int64_t max_regions = 100;         // regions kept per image (+1 global token)
   int64_t bucket_batches = 8;        // length bucketing: sort this many batches' worth by
@@ -203,6 +204,9 @@ struct DataOptions {
     v.field("prefetch", prefetch, "batches built ahead of the training step (at least one per loader thread)");
     v.field("max_bad_fraction", max_bad_fraction, "skipped records or undecodable images past this fraction stop the run");
     v.field("image_size", image_size, "source = datasets, pixel models (patches, resnet50): side of the resized centre crop");
+    v.field("image_cache_mb", image_cache_mb,
+            "source = datasets, pixel models: training images kept decoded and resized in memory, up to this many MB "
+            "per process (the first ones read; 0 = none): later epochs skip their decoding");
     v.section("synth", synth, "the synthetic world (docs/synthetic.md)");
     v.field("max_regions", max_regions, "regions kept per image; +1 global token");
     v.field("bucket_batches", bucket_batches,

@@ -54,6 +54,8 @@ class DatasetBatcher {
   /// live sampler runs ahead of training by the prefetch, on the loader's thread).
   std::string counts(const nlohmann::json& sampler_state) const;
   int64_t bad_images() const { return bad_images_.load(); }
+  /// "8950 images held (data.image_cache_mb = 1024), 29211 reads from it"; "" without a cache.
+  std::string describe_cache() const;
 
  private:
   // Contrastive ITM: the step's pool of negative images, and which of them is a row's own image
@@ -71,6 +73,7 @@ class DatasetBatcher {
   std::unique_ptr<Tokenizer> tokenizer_;
   std::unique_ptr<MixtureSampler> sampler_;
   std::vector<FeatureSource> features_;  // per dataset (regions)
+  std::unique_ptr<PixelCache> pixel_cache_;  // pixel models, data.image_cache_mb > 0: by record index
   int64_t feature_dim_ = 0, classes_ = 0;
   int shard_rank_ = 0, shard_world_ = 1;
   mutable std::atomic<int64_t> bad_images_{0}, images_seen_{0};

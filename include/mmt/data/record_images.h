@@ -3,6 +3,7 @@
  * ImageSource over a list of records for evaluation. Shared by training batches and `mmt eval`. */
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -14,6 +15,8 @@
 #include "mmt/data/region_features.h"
 
 namespace mmt {
+
+struct RgbImage;
 
 /// Where a dataset's region features are: a packed store, or a folder of KEY.npz / KEY.npy.
 struct FeatureSource {
@@ -34,8 +37,30 @@ struct ModelImage {
   std::vector<float> pixels;                // pixels: (3, S, S), normalised
 };
 
+/// Decoded, resized pixels (before normalisation: 3 bytes a pixel) of training images, kept in
+/// memory up to a byte budget - the first ones read, never evicted: a run reads its images again
+/// every epoch, and decoding them (PNG clip art, large JPEGs) can take a third of a CPU step.
+/// Exact: the crop is the same every time. Shared by the loader threads.
+class PixelCache {
+ public:
+  PixelCache(int64_t slots, int64_t budget_mb);
+  std::shared_ptr<const RgbImage> find(int64_t slot) const;
+  /// Keeps `image` in `slot` while the budget lasts.
+  void offer(int64_t slot, std::shared_ptr<const RgbImage> image) const;
+  int64_t hits() const { return hits_.load(); }
+  int64_t images() const;  // held now
+
+ private:
+  mutable std::vector<std::shared_ptr<const RgbImage>> slots_;
+  mutable int64_t bytes_left_, held_ = 0;
+  mutable std::atomic<int64_t> hits_{0};
+  mutable std::mutex mu_;
+};
+
 /// Loads a record's image for the model (cfg.model.image_input); throws Error naming the image.
-ModelImage load_model_image(const ExperimentConfig& cfg, const Record& r, const FeatureSource& features);
+/// With a cache, a pixel model's image is looked up in `slot` first and offered to it after decoding.
+ModelImage load_model_image(const ExperimentConfig& cfg, const Record& r, const FeatureSource& features,
+                            const PixelCache* cache = nullptr, int64_t slot = -1);
 
 /// Writes images into the batch's image fields, padded (regions) or stacked (pixels).
 void fill_model_images(const ExperimentConfig& cfg, const std::vector<const ModelImage*>& images, int64_t feature_dim,
