@@ -63,7 +63,7 @@ json check_dataset(DatasetSpec spec, bool decode, std::ostream* warn) {
     int64_t bad = 0, shown = 0;
     for (const auto& r : d.records) {
       try {
-        decode_image(read_image_bytes(r.image), r.image.describe(), 224);
+        load_image_for_model(read_image_bytes(r.image), r.image.describe(), 224);  // every row read, none held
       } catch (const Error& e) {
         ++bad;
         if (warn && shown++ < 20) *warn << "warning: " << e.what() << "\n";

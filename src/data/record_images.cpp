@@ -2,6 +2,9 @@
 #include "mmt/data/record_images.h"
 
 #include <algorithm>
+#include <sys/mman.h>
+
+#include <cstring>
 #include <filesystem>
 
 #include "mmt/data/batch.h"
@@ -56,19 +59,35 @@ std::pair<int64_t, int64_t> FeatureSource::dims() const {
 
 PixelCache::PixelCache(int64_t slots, int64_t budget_mb) : slots_(static_cast<size_t>(slots)), bytes_left_(budget_mb << 20) {}
 
-std::shared_ptr<const RgbImage> PixelCache::find(int64_t slot) const {
-  std::lock_guard<std::mutex> lock(mu_);
-  std::shared_ptr<const RgbImage> found = slots_.at(static_cast<size_t>(slot));
-  if (found) ++hits_;
-  return found;
+PixelCache::~PixelCache() {
+  for (const auto& [address, size] : blocks_) ::munmap(address, size);
 }
 
-void PixelCache::offer(int64_t slot, std::shared_ptr<const RgbImage> image) const {
-  const int64_t bytes = static_cast<int64_t>(image->pixels.size() + sizeof(RgbImage));
+PixelCache::Pixels PixelCache::find(int64_t slot) const {
   std::lock_guard<std::mutex> lock(mu_);
-  auto& s = slots_.at(static_cast<size_t>(slot));
-  if (s || bytes_left_ < bytes) return;
-  s = std::move(image), bytes_left_ -= bytes, ++held_;
+  const Pixels p = slots_.at(static_cast<size_t>(slot));
+  if (p.data) ++hits_;
+  return p;
+}
+
+void PixelCache::offer(int64_t slot, const RgbImage& image) const {
+  constexpr size_t kBlock = size_t{64} << 20;
+  const size_t bytes = image.pixels.size();
+  std::lock_guard<std::mutex> lock(mu_);
+  Pixels& p = slots_.at(static_cast<size_t>(slot));
+  if (p.data || bytes_left_ < static_cast<int64_t>(bytes)) return;
+  if (blocks_.empty() || block_used_ + bytes > blocks_.back().second) {
+    // A new block (its pages become resident as images fill them); an image larger than a block
+    // gets one of its own size.
+    const size_t size = std::max(kBlock, bytes);
+    void* address = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (address == MAP_FAILED) return;  // no memory for the cache: the image is decoded again next time
+    blocks_.emplace_back(address, size), block_used_ = 0;
+  }
+  uint8_t* dst = static_cast<uint8_t*>(blocks_.back().first) + block_used_;
+  std::memcpy(dst, image.pixels.data(), bytes);
+  block_used_ += bytes, bytes_left_ -= static_cast<int64_t>(bytes), ++held_;
+  p = {dst, image.width, image.height};
 }
 
 int64_t PixelCache::images() const {
@@ -84,13 +103,15 @@ ModelImage load_model_image(const ExperimentConfig& cfg, const Record& r, const 
     img.tokens = l.tokens, img.features = l.features, img.boxes = l.boxes, img.classes = l.class_probs;
   } else {
     const int side = static_cast<int>(cfg.data.image_size);
-    std::shared_ptr<const RgbImage> rgb = cache ? cache->find(slot) : nullptr;
-    if (!rgb) {
-      rgb = std::make_shared<const RgbImage>(load_image_for_model(read_image_bytes(r.image), r.image.describe(), side));
-      if (cache) cache->offer(slot, rgb);
-    }
     img.pixels.resize(static_cast<size_t>(3 * side * side));
-    normalize_chw(*rgb, kImageMean, kImageStd, img.pixels.data());
+    const PixelCache::Pixels kept = cache ? cache->find(slot) : PixelCache::Pixels{};
+    if (kept.data) {
+      normalize_chw(kept.data, kept.width, kept.height, kImageMean, kImageStd, img.pixels.data());
+    } else {
+      const RgbImage rgb = load_image_for_model(read_image_bytes(r.image), r.image.describe(), side);
+      if (cache) cache->offer(slot, rgb);
+      normalize_chw(rgb, kImageMean, kImageStd, img.pixels.data());
+    }
   }
   return img;
 }

@@ -3,7 +3,13 @@
  * corrupt images; .npy / .npz reading against NumPy. */
 #include <gtest/gtest.h>
 
+#include <png.h>
+
 #include <cmath>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <map>
 
 #include "mmt/io/image.h"
 #include "mmt/io/npy.h"
@@ -112,6 +118,85 @@ TEST(ImageDecode, CorruptImagesFailNamingTheImage) {
   expect(png.substr(0, png.size() - 30), "corrupt PNG");
   expect("GIF89a....", "not a JPEG or PNG image");
   expect("", "not a JPEG or PNG image (empty file)");
+}
+
+// A PNG in memory, written row by row (a large one needs no image buffer): `row(y, out)` fills
+// row y's samples (channels x depth / 8 bytes a pixel, big-endian at 16 bits).
+std::string write_png(int w, int h, int color_type, int depth, bool interlaced,
+                      const std::function<void(int, std::vector<uint8_t>&)>& row) {
+  std::string out;
+  png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, nullptr, nullptr, nullptr);
+  png_infop info = png_create_info_struct(png);
+  png_set_write_fn(png, &out, [](png_structp p, png_bytep d, png_size_t n) {
+    static_cast<std::string*>(png_get_io_ptr(p))->append(reinterpret_cast<const char*>(d), n);
+  }, nullptr);
+  png_set_IHDR(png, info, w, h, depth, color_type, interlaced ? PNG_INTERLACE_ADAM7 : PNG_INTERLACE_NONE,
+               PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+  png_write_info(png, info);
+  const int channels = png_get_channels(png, info);
+  std::vector<std::vector<uint8_t>> rows;  // Adam7 writes every row in each of its passes
+  for (int pass = 0, passes = interlaced ? png_set_interlace_handling(png) : 1; pass < passes; ++pass)
+    for (int y = 0; y < h; ++y) {
+      std::vector<uint8_t> r(static_cast<size_t>(w) * channels * depth / 8);
+      row(y, r);
+      png_write_row(png, r.data());
+    }
+  png_write_end(png, nullptr);
+  png_destroy_write_struct(&png, &info);
+  return out;
+}
+
+// The image as the model reads it - resized while its rows are decoded - is byte for byte the
+// decoded image resized: JPEG (at its DCT scale), every PNG kind, Adam7 interlacing, tall and
+// wide shapes, several sides.
+TEST(ImageDecode, StreamedCropEqualsDecodeThenCrop) {
+  std::map<std::string, std::string> files;
+  for (const char* f : {"photo.jpg", "grey.png", "palette.png", "rgba.png"}) files[f] = read_file(kDir + f);
+  files["cat.png"] = read_file(std::string(MMT_SOURCE_DIR) + "/tests/data/datasets/folder/cat.png");
+  const auto pattern = [](int y, std::vector<uint8_t>& r) {
+    for (size_t i = 0; i < r.size(); ++i) r[i] = static_cast<uint8_t>((i * 7 + static_cast<size_t>(y) * 13) % 251);
+  };
+  files["tall rgba"] = write_png(23, 71, PNG_COLOR_TYPE_RGB_ALPHA, 8, false, pattern);
+  files["wide rgb, interlaced"] = write_png(90, 31, PNG_COLOR_TYPE_RGB, 8, true, pattern);
+  files["grey-alpha 16 bit"] = write_png(40, 40, PNG_COLOR_TYPE_GRAY_ALPHA, 16, false, pattern);
+  for (const auto& [name, bytes] : files)
+    for (int side : {7, 16, 33}) {
+      const RgbImage streamed = load_image_for_model(bytes, name, side);
+      const RgbImage whole = resize_center_crop(decode_image(bytes, name, side), side);
+      EXPECT_EQ(streamed.width, side) << name;
+      EXPECT_EQ(streamed.pixels, whole.pixels) << name << ", side " << side;
+    }
+  // Interlaced or not, the same pixels; 16 bits are cut to their high byte (as Pillow does).
+  const RgbImage plain = decode_image(write_png(90, 31, PNG_COLOR_TYPE_RGB, 8, false, pattern), "plain");
+  EXPECT_EQ(decode_image(files["wide rgb, interlaced"], "interlaced").pixels, plain.pixels);
+  const RgbImage deep = decode_image(write_png(2, 1, PNG_COLOR_TYPE_RGB, 16, false, [](int, std::vector<uint8_t>& r) {
+    for (size_t i = 0; i < r.size(); ++i) r[i] = static_cast<uint8_t>(i % 2 ? 0xFF : 10 * i);  // 0x00ff, 0x14ff, ...
+  }), "deep");
+  EXPECT_EQ(deep.pixels, (std::vector<uint8_t>{0, 20, 40, 60, 80, 100}));
+}
+
+// A large PNG (8,000 x 8,000: 192 MB as RGB, 256 MB as the RGBA libpng gives; a few hundred kB
+// compressed) goes to the model without its decoded image in memory: the peak resident set grows
+// by far less than the image (decoded whole first, it grew by 189 MB).
+TEST(ImageDecode, LargePngIsResizedWithoutHoldingIt) {
+  const std::string big = write_png(8000, 8000, PNG_COLOR_TYPE_RGB, 8, false, [](int y, std::vector<uint8_t>& r) {
+    std::fill(r.begin(), r.end(), static_cast<uint8_t>(y / 100));
+  });
+  const auto status = [](const char* key) {  // kB, from /proc/self/status
+    const std::string s = read_file("/proc/self/status");
+    const size_t at = s.find(key);
+    return at == std::string::npos ? -1L : std::atol(s.c_str() + at + std::strlen(key));
+  };
+  std::ofstream clear("/proc/self/clear_refs");
+  if (!(clear << "5" << std::flush) || status("VmHWM:") < 0) GTEST_SKIP() << "cannot reset the peak resident set here";
+  clear.close();
+  const long before = status("VmRSS:");
+  const RgbImage img = load_image_for_model(big, "big.png", 64);
+  const long grown_mb = (status("VmHWM:") - before) / 1024;
+  EXPECT_LT(grown_mb, 64) << "peak resident set grew by " << grown_mb << " MB";
+  ASSERT_EQ(img.pixels.size(), 64u * 64 * 3);
+  // Grey y / 100 in input row y: output row 32 averages rows about 4,063 +- 125.
+  EXPECT_NEAR(img.pixels[32 * 64 * 3], 40, 1);
 }
 
 TEST(ImageNormalize, ChannelPlanesWithMeanAndStd) {

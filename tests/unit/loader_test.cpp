@@ -171,9 +171,21 @@ TEST(Loader, ImageCacheGivesTheSameBatches) {
   }
   // A budget smaller than one 32 px image (3 kB) keeps none, and changes nothing either.
   PixelCache tiny(4, 0);
-  tiny.offer(0, std::make_shared<const RgbImage>(RgbImage{32, 32, std::vector<uint8_t>(3 * 32 * 32)}));
+  tiny.offer(0, RgbImage{32, 32, std::vector<uint8_t>(3 * 32 * 32)});
   EXPECT_EQ(tiny.images(), 0);
-  EXPECT_EQ(tiny.find(0), nullptr);
+  EXPECT_EQ(tiny.find(0).data, nullptr);
+  // What is kept is a copy, read back as it was; a slot is filled once.
+  PixelCache some(4, 1);
+  RgbImage a{2, 1, {1, 2, 3, 4, 5, 6}};
+  some.offer(2, a);
+  a.pixels[0] = 99;
+  some.offer(2, a);
+  const PixelCache::Pixels p = some.find(2);
+  ASSERT_NE(p.data, nullptr);
+  EXPECT_EQ(std::vector<uint8_t>(p.data, p.data + 6), (std::vector<uint8_t>{1, 2, 3, 4, 5, 6}));
+  EXPECT_EQ(p.width, 2);
+  EXPECT_EQ(some.images(), 1);
+  EXPECT_EQ(some.hits(), 1);
 }
 
 TEST(DatasetBatches, PixelsFromJpegPngAndShardsAreNormalisedCrops) {

@@ -29,8 +29,12 @@ RgbImage resize_center_crop(const RgbImage& in, int side);
 
 /// (3, H, W) floats: (pixel / 255 - mean) / std per channel, written to out.
 void normalize_chw(const RgbImage& in, const float mean[3], const float std[3], float* out);
+/// The same from height rows of width x 3 bytes.
+void normalize_chw(const uint8_t* rgb, int width, int height, const float mean[3], const float std[3], float* out);
 
-/// Decode + resize_center_crop, with the DCT shortcut: the raw-pixel input pipeline.
+/// Decode + resize_center_crop, with the DCT shortcut: the raw-pixel input pipeline. The image is
+/// resized as its rows are decoded, never held whole (a 21k x 30k PNG takes tens of MB, not 4 GB);
+/// the result is the same as resize_center_crop(decode_image(...)) byte for byte.
 RgbImage load_image_for_model(const std::string& bytes, const std::string& name, int side);
 
 }  // namespace mmt
