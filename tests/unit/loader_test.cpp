@@ -270,16 +270,12 @@ TEST(DatasetBatches, ItmNegativesShowAnotherImage) {
   EXPECT_EQ(one.loader(0)->next().batch.size(), 8);
 }
 
-// One photo in two datasets is one image to the pairing: the vg fixture's image 2 is the coco
-// fixture's image 9 (its image_data.json says so), so 3 + 2 files show 4 photos.
-TEST(DatasetBatches, OnePhotoInTwoDatasetsIsOneImage) {
+// The distinct image keys (Batch::image_key) `steps` batches of 8 from these datasets show.
+size_t photos_seen(const std::vector<DatasetOptions>& datasets, int steps) {
   ExperimentConfig cfg;
   cfg.data.source = "datasets";
   cfg.data.tokenizer = fixture_vocab();
-  DatasetOptions coco, vg;
-  coco.format = "coco", coco.path = kData + "coco/annotations/captions_train2017.json", coco.images = kData + "coco/train2017";
-  vg.format = "vg", vg.path = kData + "vg/region_descriptions.json", vg.images = kData + "vg/VG_100K";
-  cfg.data.datasets = {coco, vg};
+  cfg.data.datasets = datasets;
   cfg.data.sampling = "dataset";
   cfg.data.image_size = 32;
   cfg.model.image_input = "patches", cfg.model.patch_size = 8;
@@ -287,11 +283,20 @@ TEST(DatasetBatches, OnePhotoInTwoDatasetsIsOneImage) {
   DatasetBatcher b(cfg, nullptr);
   auto loader = b.loader(0);
   std::set<int64_t> keys;
-  for (int step = 0; step < 20; ++step) {
+  for (int step = 0; step < steps; ++step) {
     const Batch batch = loader->next().batch;
     for (int64_t i = 0; i < batch.size(); ++i) keys.insert(batch.image_key[i].item<int64_t>());
   }
-  EXPECT_EQ(keys.size(), 4u);
+  return keys.size();
+}
+
+// One photo in two datasets is one image to the pairing: the vg fixture's image 2 is the coco
+// fixture's image 9 (its image_data.json says so), so 3 + 2 files show 4 photos.
+TEST(DatasetBatches, OnePhotoInTwoDatasetsIsOneImage) {
+  DatasetOptions coco, vg;
+  coco.format = "coco", coco.path = kData + "coco/annotations/captions_train2017.json", coco.images = kData + "coco/train2017";
+  vg.format = "vg", vg.path = kData + "vg/region_descriptions.json", vg.images = kData + "vg/VG_100K";
+  EXPECT_EQ(photos_seen({coco, vg}, 20), 4u);
 }
 
 // A chain of ids: a COCO image whose flickr_url is the Flickr30k fixture's train photo is that
@@ -302,25 +307,10 @@ TEST(DatasetBatches, ImagesSharingAnyIdAreOnePhoto) {
   nlohmann::json coco = nlohmann::json::parse(mmt::read_file(kData + "coco/annotations/captions_train2017.json"));
   coco["images"][0]["flickr_url"] = "http://farm1.staticflickr.com/1/1000092795_0123456789_z.jpg";
   mmt::write_file_atomic(dir + "captions_train2017.json", coco.dump());
-  ExperimentConfig cfg;
-  cfg.data.source = "datasets";
-  cfg.data.tokenizer = fixture_vocab();
   DatasetOptions c, f;
   c.format = "coco", c.path = dir + "captions_train2017.json", c.images = kData + "coco/train2017";
   f.format = "karpathy", f.path = kData + "flickr30k/dataset_flickr30k.json", f.images = kData + "flickr30k/flickr30k-images";
-  cfg.data.datasets = {c, f};
-  cfg.data.sampling = "dataset";
-  cfg.data.image_size = 32;
-  cfg.model.image_input = "patches", cfg.model.patch_size = 8;
-  cfg.train.batch_size = 8;
-  DatasetBatcher b(cfg, nullptr);
-  auto loader = b.loader(0);
-  std::set<int64_t> keys;
-  for (int step = 0; step < 30; ++step) {
-    const Batch batch = loader->next().batch;
-    for (int64_t i = 0; i < batch.size(); ++i) keys.insert(batch.image_key[i].item<int64_t>());
-  }
-  EXPECT_EQ(keys.size(), 6u);
+  EXPECT_EQ(photos_seen({c, f}, 30), 6u);
 }
 
 TEST(DatasetBatches, ContrastiveNegativePoolOfDistinctTrainingImages) {
