@@ -224,7 +224,8 @@ struct Evaluation {
   }
 
   // <stem>.json and <stem>.md (rank 0), and the Markdown on `out`.
-  void finish(const std::string& stem, const json& result, const std::string& markdown) {
+  void finish(const std::string& stem, json result, const std::string& markdown) {
+    result["peak_rss_mb"] = peak_resident_mb();  // this process's, at the end
     if (root) {
       write_file_atomic(stem + ".json", result.dump(2) + "\n");
       write_file_atomic(stem + ".md", markdown);

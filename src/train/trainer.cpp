@@ -516,7 +516,10 @@ TrainSummary train(const ExperimentConfig& cfg, const std::string& dir, TeeLog& 
         << "% in the gradient all-reduce of " << world << " processes";
   log << ")";
   if (summary.skipped_steps) log << ", " << summary.skipped_steps << " steps skipped for a non-finite loss or gradient";
-  log << "\n";
+  const double peak_mb = peak_resident_mb();
+  char peak[64];
+  std::snprintf(peak, sizeof peak, "; peak memory %.2f GB%s", peak_mb / 1024, comm ? " (rank 0's process)" : "");
+  log << peak << "\n";
   json trained_on;
   if (real) {
     if (!sampler_state.is_null()) log << "mmt train: examples per dataset: " << datasets->counts(sampler_state);
@@ -546,6 +549,7 @@ TrainSummary train(const ExperimentConfig& cfg, const std::string& dir, TeeLog& 
                 {"train_seconds", prior_seconds + summary.seconds},  // every session's
                 {"examples_per_s", summary.examples_per_second},
                 {"skipped_steps", summary.skipped_steps},
+                {"peak_rss_mb", peak_mb},
                 {"final_metrics", summary.metrics}};
   if (real) extra["sampler"] = sampler_state;
   if (t.stage == "finetune") extra["pretrained_from"] = t.init;

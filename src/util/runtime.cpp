@@ -6,6 +6,7 @@
 #include <ATen/Parallel.h>
 #include <dlfcn.h>
 #include <link.h>
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -87,6 +88,12 @@ BlasThreadsScope::BlasThreadsScope(int threads) : saved_(blas_threads()) {
 
 BlasThreadsScope::~BlasThreadsScope() {
   if (auto set = openblas_set_threads(); set && saved_ > 0) set(saved_);
+}
+
+double peak_resident_mb() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return usage.ru_maxrss / 1024.0;  // kB on Linux
 }
 
 }  // namespace mmt

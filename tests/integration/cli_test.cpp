@@ -25,6 +25,11 @@ TEST(Cli, TrainThenEvalBeatsChanceByFiveTimes) {
   // The closing line: throughput in examples and in the main pass's model FLOPs.
   EXPECT_NE(train.err.find(" ex/s, "), std::string::npos) << train.err;
   EXPECT_NE(train.err.find("GFLOP/s in the main pass"), std::string::npos) << train.err;
+  EXPECT_NE(train.err.find("; peak memory "), std::string::npos) << train.err;
+  // Peak resident memory: libtorch alone takes more than 50 MB; the tiny model far less than 8 GB.
+  const double peak = json::parse(slurp(run + "/checkpoint.json")).at("peak_rss_mb").get<double>();
+  EXPECT_GT(peak, 50);
+  EXPECT_LT(peak, 8192);
 
   // The loss falls: the last logged interval is well below the first.
   std::ifstream metrics(run + "/metrics.jsonl");
@@ -43,6 +48,7 @@ TEST(Cli, TrainThenEvalBeatsChanceByFiveTimes) {
   const json result = json::parse(slurp(run + "/eval.json"));
   EXPECT_EQ(result["mode"], "exact");
   EXPECT_EQ(result["label"], "zero-shot");
+  EXPECT_GT(result.at("peak_rss_mb").get<double>(), 50);
   const json& easy = result["test_sets"]["easy"];
   for (const char* k : {"image_retrieval", "text_retrieval", "num_images", "num_captions", "mode", "wall_time_s"})
     EXPECT_TRUE(easy.contains(k)) << k;

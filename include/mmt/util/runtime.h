@@ -26,6 +26,9 @@ int cores_per_process();
 /// is in use. Returns a one-line description for logs.
 std::string configure_runtime(const RuntimeOptions& r, std::ostream& warn);
 
+/// The most memory this process has held resident so far, in MB (getrusage's maximum RSS).
+double peak_resident_mb();
+
 /// OpenBLAS's thread count (0 when the BLAS is not OpenBLAS).
 int blas_threads();
 
