@@ -2,6 +2,7 @@
 #include "mmt/train/trainer.h"
 
 #include <signal.h>
+#include <malloc.h>  // malloc_trim (glibc)
 #include <unistd.h>
 
 #include <atomic>
@@ -471,6 +472,12 @@ TrainSummary train(const ExperimentConfig& cfg, const std::string& dir, TeeLog& 
       interval_start = std::chrono::steady_clock::now();
     }
     progress.update(step + 1, format_metrics(last));
+#ifdef __GLIBC__
+    // Free pages the allocator keeps between libtorch's transient buffers go back to the system
+    // once a logging interval: the clip-art run's peak 1.22 -> 1.01 GB, no change in speed
+    // measurable (docs/performance.md).
+    if (log_due) malloc_trim(0);
+#endif
 
     if (eval_due) {
       json m = evaluator->run(*model, log);
