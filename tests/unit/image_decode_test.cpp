@@ -123,7 +123,8 @@ TEST(ImageDecode, CorruptImagesFailNamingTheImage) {
 // A PNG in memory, written row by row (a large one needs no image buffer): `row(y, out)` fills
 // row y's samples (channels x depth / 8 bytes a pixel, big-endian at 16 bits).
 std::string write_png(int w, int h, int color_type, int depth, bool interlaced,
-                      const std::function<void(int, std::vector<uint8_t>&)>& row) {
+                      const std::function<void(int, std::vector<uint8_t>&)>& row,
+                      const std::function<void(png_structp, png_infop)>& chunks = nullptr) {
   std::string out;
   png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, nullptr, nullptr, nullptr);
   png_infop info = png_create_info_struct(png);
@@ -132,12 +133,12 @@ std::string write_png(int w, int h, int color_type, int depth, bool interlaced,
   }, nullptr);
   png_set_IHDR(png, info, w, h, depth, color_type, interlaced ? PNG_INTERLACE_ADAM7 : PNG_INTERLACE_NONE,
                PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+  if (chunks) chunks(png, info);  // PLTE, tRNS
   png_write_info(png, info);
   const int channels = png_get_channels(png, info);
-  std::vector<std::vector<uint8_t>> rows;  // Adam7 writes every row in each of its passes
   for (int pass = 0, passes = interlaced ? png_set_interlace_handling(png) : 1; pass < passes; ++pass)
     for (int y = 0; y < h; ++y) {
-      std::vector<uint8_t> r(static_cast<size_t>(w) * channels * depth / 8);
+      std::vector<uint8_t> r((static_cast<size_t>(w) * channels * depth + 7) / 8);
       row(y, r);
       png_write_row(png, r.data());
     }
@@ -173,6 +174,33 @@ TEST(ImageDecode, StreamedCropEqualsDecodeThenCrop) {
     for (size_t i = 0; i < r.size(); ++i) r[i] = static_cast<uint8_t>(i % 2 ? 0xFF : 10 * i);  // 0x00ff, 0x14ff, ...
   }), "deep");
   EXPECT_EQ(deep.pixels, (std::vector<uint8_t>{0, 20, 40, 60, 80, 100}));
+}
+
+// Sub-byte PNGs: 1- and 2-bit grey scaled to 0..255 (2-bit with a tRNS grey made transparent, so
+// white), a 4-bit palette with a half-transparent entry composited on white.
+TEST(ImageDecode, LowBitDepthsAndTransparency) {
+  const RgbImage one = decode_image(write_png(8, 1, PNG_COLOR_TYPE_GRAY, 1, false, [](int, std::vector<uint8_t>& r) {
+    r[0] = 0b10100000;
+  }), "1-bit");
+  EXPECT_EQ(one.pixels, (std::vector<uint8_t>{255, 255, 255, 0, 0, 0, 255, 255, 255, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}));
+  const RgbImage two = decode_image(write_png(4, 1, PNG_COLOR_TYPE_GRAY, 2, false, [](int, std::vector<uint8_t>& r) {
+    r[0] = 0b00011011;  // 0, 1, 2, 3
+  }, [](png_structp p, png_infop i) {
+    png_color_16 grey{};
+    grey.gray = 1;  // 85 is transparent
+    png_set_tRNS(p, i, nullptr, 0, &grey);
+  }), "2-bit");
+  EXPECT_EQ(two.pixels, (std::vector<uint8_t>{0, 0, 0, 255, 255, 255, 170, 170, 170, 255, 255, 255}));
+  const RgbImage pal = decode_image(write_png(2, 1, PNG_COLOR_TYPE_PALETTE, 4, false, [](int, std::vector<uint8_t>& r) {
+    r[0] = 0x01;  // entries 0 and 1
+  }, [](png_structp p, png_infop i) {
+    png_color colours[2] = {{200, 0, 0}, {0, 0, 100}};
+    png_set_PLTE(p, i, colours, 2);
+    png_byte alpha[1] = {128};  // entry 0 half transparent
+    png_set_tRNS(p, i, alpha, 1, nullptr);
+  }), "palette");
+  // (200 * 128 + 255 * 127 + 127) / 255 = 227, (255 * 127 + 127) / 255 = 127.
+  EXPECT_EQ(pal.pixels, (std::vector<uint8_t>{227, 127, 127, 0, 0, 100}));
 }
 
 // A large PNG (8,000 x 8,000: 192 MB as RGB, 256 MB as the RGBA libpng gives; a few hundred kB
