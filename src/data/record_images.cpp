@@ -150,7 +150,8 @@ RecordImages::RecordImages(const ExperimentConfig& cfg, std::vector<Record> reco
       feature_dim_(feature_dim),
       classes_(classes),
       cache_bytes_left_(cache_mb << 20) {
-  cache_.resize(records_.size());
+  if (cfg_.model.image_input == "regions") cache_.resize(records_.size());
+  else pixels_ = std::make_unique<PixelCache>(static_cast<int64_t>(records_.size()), cache_mb);
   // A test set must be whole: every image needs its features before any scoring starts.
   if (cfg_.model.image_input == "regions")
     for (const auto& r : records_)
@@ -165,6 +166,10 @@ void RecordImages::fill(const std::vector<int64_t>& images, Batch& batch) const 
   std::vector<std::shared_ptr<const ModelImage>> loaded;
   loaded.reserve(images.size());
   for (int64_t i : images) {
+    if (pixels_) {  // decoded once, normalised each time
+      loaded.push_back(std::make_shared<const ModelImage>(load_model_image(cfg_, records_.at(static_cast<size_t>(i)), features_, pixels_.get(), i)));
+      continue;
+    }
     const size_t k = static_cast<size_t>(i);
     {
       std::lock_guard<std::mutex> lock(cache_mu_);

@@ -188,6 +188,29 @@ TEST(Loader, ImageCacheGivesTheSameBatches) {
   EXPECT_EQ(some.hits(), 1);
 }
 
+// Evaluation images are decoded once: after the first fill the file may go, and the same
+// normalised pixels come back; a budget too small to keep it reads the file again.
+TEST(Loader, EvaluationImagesAreDecodedOnce) {
+  const std::string dir = ::testing::TempDir() + "mmt_eval_images/";
+  std::filesystem::create_directories(dir);
+  auto cfg = real_config("patches");
+  Record r;
+  r.key = "cat", r.image.path = dir + "cat.png";
+  for (int64_t budget : {16, 0}) {
+    std::filesystem::copy_file(kData + "folder/cat.png", dir + "cat.png", std::filesystem::copy_options::overwrite_existing);
+    const RecordImages images(cfg, {r}, FeatureSource{}, 0, 0, budget);
+    Batch first, again;
+    images.fill({0}, first);
+    std::filesystem::remove(dir + "cat.png");
+    if (budget > 0) {
+      images.fill({0}, again);
+      EXPECT_TRUE(again.image_pixels.equal(first.image_pixels));
+    } else {
+      EXPECT_THROW(images.fill({0}, again), Error);
+    }
+  }
+}
+
 TEST(DatasetBatches, PixelsFromJpegPngAndShardsAreNormalisedCrops) {
   const auto cfg = real_config("patches");
   DatasetBatcher b(cfg, nullptr);
