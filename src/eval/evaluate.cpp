@@ -290,7 +290,7 @@ std::string mode_phrase(const ExperimentConfig& cfg) {
   const auto& e = cfg.eval;
   const bool cosine = cfg.model.kind == "dual_encoder" && cfg.model.dual_score == "dot";  // no ITM head
   if (e.mode == "exact")
-    return std::string(cosine ? "exact scoring (the dual encoder's scaled cosine)" : "exact ITM scoring") +
+    return std::string(cosine ? "exact scoring by the dual encoder's scaled cosine" : "exact ITM scoring") +
            (e.cache ? "" : " (uncached)");
   if (e.mode == "dual") return "dual scoring";
   return "rerank: top " + std::to_string(e.rerank_k) + " of " + (e.first_stage == "dual" ? "dual" : e.first_stage) +

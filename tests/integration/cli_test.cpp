@@ -268,7 +268,7 @@ TEST(Cli, EmbedWritesTheVectorsBehindTheDualEncodersScores) {
   r = run_mmt("eval --run " + run);
   ASSERT_EQ(r.status, 0) << r.err;
   // A dot-scored dual encoder has no ITM head: eval.md says what it ranked by.
-  EXPECT_NE(r.out.find("exact scoring (the dual encoder's scaled cosine)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("exact scoring by the dual encoder's scaled cosine"), std::string::npos) << r.out;
   r = run_mmt("embed --run " + run + " --out " + out);
   ASSERT_EQ(r.status, 0) << r.err;
   const json meta = json::parse(slurp(out + ".json"));
