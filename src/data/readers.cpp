@@ -4,11 +4,11 @@
 
 #include <algorithm>
 #include <cctype>
-#include <map>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <ostream>
 #include <sstream>
@@ -56,8 +56,13 @@ int64_t Dataset::captions() const {
 
 namespace {
 
-bool is_image_ext(std::string ext) {
-  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
+std::string ascii_lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return s;
+}
+
+bool is_image_ext(const std::string& extension) {
+  const std::string ext = ascii_lower(extension);
   return ext == ".jpg" || ext == ".jpeg" || ext == ".png" || ext == ".webp";
 }
 
@@ -91,7 +96,6 @@ bool caption_ok(const std::string& caption, const std::string& where, BadRecords
   return true;
 }
 
-// The image folder: spec.images, else the annotation file's folder.
 // One photo's id in another dataset ("coco:391895", "flickr:1000092795"; Record::aliases), from
 // an id written in decimal digits - leading zeros dropped, so every reader writes it alike; nothing
 // when it is not one.
@@ -110,6 +114,7 @@ void add_url_alias(Record& r, const std::string& url) {
   if (digits != std::string::npos) add_alias(r, "flickr", base.substr(0, digits));
 }
 
+// The image folder: spec.images, else the annotation file's folder.
 std::string image_root(const DatasetSpec& spec) {
   if (!spec.images.empty()) return spec.images;
   const fs::path p(spec.path);
@@ -160,7 +165,7 @@ void read_coco(const DatasetSpec& spec, Dataset& d) {
     if (im.contains("flickr_url") && im["flickr_url"].is_string()) add_url_alias(r, im["flickr_url"].get<std::string>());
     r.image.path = (fs::path(root) / file).string();
     r.source = spec.name, r.split = split;
-    index[im["id"].get<int64_t>()] = records.size();
+    index[id] = records.size();
     records.push_back(std::move(r));
   }
   for (size_t i = 0; i < j["annotations"].size(); ++i) {
@@ -198,9 +203,8 @@ void read_karpathy(const DatasetSpec& spec, Dataset& d) {
   // "1000268201_693b08cb0e.jpg"): those ids are the photo's. Another dataset written in this
   // format (the file's "dataset" says which; without it, its file name) names its own files -
   // emoji's "2615.png" is no Flickr photo.
-  std::string kind = j.value("dataset", fs::path(spec.path).filename().string());
-  std::transform(kind.begin(), kind.end(), kind.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  const bool flickr_names = kind.find("flickr") != std::string::npos;
+  const bool flickr_names =
+      ascii_lower(j.value("dataset", fs::path(spec.path).filename().string())).find("flickr") != std::string::npos;
   for (size_t i = 0; i < j["images"].size(); ++i) {
     const json& im = j["images"][i];
     const std::string where = spec.path + ": images[" + std::to_string(i) + "]";
@@ -266,9 +270,7 @@ void read_tsv(const DatasetSpec& spec, Dataset& d) {
   for_each_line(spec.path, [&](const std::string& line, int64_t n) {
     const std::string where = spec.path + ":" + std::to_string(n);
     if (n == 1) {
-      std::string lower = line;
-      std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
-      if (lower.rfind("caption\t", 0) == 0) return;  // a header line
+      if (ascii_lower(line).rfind("caption\t", 0) == 0) return;  // a header line
     }
     if (line.empty()) return;
     const int64_t this_row = row++;
@@ -337,10 +339,12 @@ void read_narratives(const DatasetSpec& spec, Dataset& d) {
       r.split = spec.split.empty() ? (ds.find("val") != std::string::npos ? "val" : ds.find("test") != std::string::npos ? "test" : "train") : spec.split;
       // COCO images are named by their 12-digit id; Open Images, ADE20k and Flickr30k by the id.
       std::string file = id + ".jpg";
-      if (ds.rfind("mscoco", 0) == 0 && id.size() < 12 && std::all_of(id.begin(), id.end(), ::isdigit))
-        file = std::string(12 - id.size(), '0') + id + ".jpg";
-      if (ds.rfind("mscoco", 0) == 0) add_alias(r, "coco", id);
-      if (ds.rfind("flickr30k", 0) == 0) add_alias(r, "flickr", id);
+      if (ds.rfind("mscoco", 0) == 0) {
+        if (id.size() < 12 && std::all_of(id.begin(), id.end(), ::isdigit)) file = std::string(12 - id.size(), '0') + id + ".jpg";
+        add_alias(r, "coco", id);
+      } else if (ds.rfind("flickr30k", 0) == 0) {
+        add_alias(r, "flickr", id);
+      }
       r.image.path = (fs::path(root) / file).string();
       it = index.emplace(ds + "/" + id, records.size()).first;
       records.push_back(std::move(r));

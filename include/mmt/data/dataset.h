@@ -43,9 +43,10 @@ struct Record {
   std::vector<std::array<float, 4>> boxes;
   std::string source;  // the dataset's name
   std::string split;   // train / val / test / restval, or "" when the format has none
-  /// The same photo under other datasets' names, for telling test images in pretraining data:
-  /// "coco:ID" (COCO, Karpathy COCO, Visual Genome's coco_id), "flickr:ID" (Karpathy Flickr30k's
-  /// file names, Visual Genome's flickr_id).
+  /// The same photo under other datasets' names, for telling test images in pretraining data and a
+  /// caption's own image among negatives: "coco:ID" (COCO's own images, Karpathy COCO, COCO
+  /// narratives, Visual Genome's coco_id), "flickr:ID" (Karpathy Flickr30k / Flickr8k file names,
+  /// Flickr30k narratives, Visual Genome's flickr_id, Flickr URLs: COCO's flickr_url, web data).
   std::vector<std::string> aliases;
 };
 
