@@ -2,7 +2,6 @@
  * classification ITM at the same batch, and the process's peak memory. One configuration per
  * run (peak RSS is per process): bench/run_losses.sh runs them all. docs/performance.md. */
 #include <CLI/CLI.hpp>
-#include <sys/resource.h>
 
 #include <chrono>
 #include <cstdio>
@@ -41,13 +40,11 @@ int main(int argc, char** argv) {
       step.run(batch, cfg.train.lr);
       best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     }
-    rusage usage{};
-    getrusage(RUSAGE_SELF, &usage);
     std::cout << nlohmann::json({{"overrides", overrides},
                                  {"threads", threads},
                                  {"batch_size", cfg.train.batch_size},
                                  {"ms_per_step", 1000.0 * best},
-                                 {"peak_rss_mb", usage.ru_maxrss / 1024.0}})
+                                 {"peak_rss_mb", mmt::peak_resident_mb()}})
                      .dump()
               << std::endl;
   } catch (const std::exception& e) {

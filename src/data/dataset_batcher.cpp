@@ -62,8 +62,8 @@ std::vector<int64_t> photo_keys(const std::vector<Dataset>& datasets) {
   for (const auto& d : datasets)
     for (const auto& r : d.records) {
       if (r.aliases.empty()) continue;  // one identity: nothing to join
-      const int64_t a0 = first(r);
-      for (size_t k = 0; k <= r.aliases.size(); ++k) {
+      const int64_t a0 = first(r);  // aliases[0], joined with the other aliases and the file
+      for (size_t k = 1; k <= r.aliases.size(); ++k) {
         const int64_t a = find(a0), b = find(k < r.aliases.size() ? hash(r.aliases[k]) : file(r));
         parent.emplace(a, a), parent.emplace(b, b);
         if (a != b) parent[std::max(a, b)] = std::min(a, b);
@@ -151,9 +151,7 @@ DatasetBatcher::DatasetBatcher(const ExperimentConfig& cfg, std::ostream* log) :
   sampler_ = std::make_unique<MixtureSampler>(sizes, MixtureSampler::policy_weights(cfg.data.sampling, sizes, given),
                                               cfg.train.seed);
   int64_t images = 0;
-  for (const auto& d : datasets_) {
-    first_record_.push_back(images), images += static_cast<int64_t>(d.records.size());
-  }
+  for (const auto& d : datasets_) first_record_.push_back(images), images += static_cast<int64_t>(d.records.size());
   image_keys_ = photo_keys(datasets_);
   if (cfg.model.image_input != "regions" && cfg.data.image_cache_mb > 0)
     pixel_cache_ = std::make_unique<PixelCache>(images, cfg.data.image_cache_mb);
@@ -166,7 +164,6 @@ DatasetBatcher::DatasetBatcher(const ExperimentConfig& cfg, std::ostream* log) :
                 " negative images per step, but the datasets hold " + std::to_string(images) +
                 " usable images: it must be below that");
 }
-
 
 std::string DatasetBatcher::describe_cache() const {
   if (!pixel_cache_) return "";

@@ -1,9 +1,9 @@
 /* Images of real-data records for the model (see record_images.h). */
 #include "mmt/data/record_images.h"
 
-#include <algorithm>
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 
@@ -167,7 +167,8 @@ void RecordImages::fill(const std::vector<int64_t>& images, Batch& batch) const 
   loaded.reserve(images.size());
   for (int64_t i : images) {
     if (pixels_) {  // decoded once, normalised each time
-      loaded.push_back(std::make_shared<const ModelImage>(load_model_image(cfg_, records_.at(static_cast<size_t>(i)), features_, pixels_.get(), i)));
+      loaded.push_back(std::make_shared<const ModelImage>(
+          load_model_image(cfg_, records_.at(static_cast<size_t>(i)), features_, pixels_.get(), i)));
       continue;
     }
     const size_t k = static_cast<size_t>(i);

@@ -532,7 +532,7 @@ TrainSummary train(const ExperimentConfig& cfg, const std::string& dir, TeeLog& 
     if (!sampler_state.is_null()) log << "mmt train: examples per dataset: " << datasets->counts(sampler_state);
     if (datasets->bad_images()) log << "; " << datasets->bad_images() << " undecodable images skipped";
     log << "\n";
-    if (!datasets->describe_cache().empty()) log << "mmt train: image cache: " << datasets->describe_cache() << "\n";
+    if (const std::string cache = datasets->describe_cache(); !cache.empty()) log << "mmt train: image cache: " << cache << "\n";
     trained_on = json::array();
     for (const auto& d : datasets->datasets())
       trained_on.push_back({{"name", d.spec.name}, {"format", d.spec.format}, {"path", d.spec.path},
