@@ -398,6 +398,7 @@ TrainSummary train(const ExperimentConfig& cfg, const std::string& dir, TeeLog& 
   };
   double data_seconds = 0, total_flops = 0;
   auto interval_start = std::chrono::steady_clock::now();
+  auto last_trim = interval_start;  // malloc_trim below
   for (int64_t step = start; step < t.steps; ++step) {
     const auto t0 = std::chrono::steady_clock::now();
     // grad_accum_steps micro-batches per optimizer step: micro-batch m = step * accum + k.
@@ -474,9 +475,13 @@ TrainSummary train(const ExperimentConfig& cfg, const std::string& dir, TeeLog& 
     progress.update(step + 1, format_metrics(last));
 #ifdef __GLIBC__
     // Free pages the allocator keeps between libtorch's transient buffers go back to the system
-    // once a logging interval: the clip-art run's peak 1.22 -> 1.01 GB, no change in speed
-    // measurable (docs/performance.md).
-    if (log_due) malloc_trim(0);
+    // at a logging interval, at most every 10 s (a trimmed page is faulted in again when reused:
+    // at train.log_every = 1 every step would pay that): the clip-art run's peak 1.22 -> 1.01 GB,
+    // no change in speed measurable (docs/performance.md).
+    if (log_due && std::chrono::steady_clock::now() - last_trim > std::chrono::seconds(10)) {
+      malloc_trim(0);
+      last_trim = std::chrono::steady_clock::now();
+    }
 #endif
 
     if (eval_due) {
