@@ -243,8 +243,8 @@ int main(int argc, char** argv) {
         const auto saved = mmt::load_config(resume_dir + "/config.json", {});
         const auto cfg = mmt::load_config(resume_dir + "/config.json", overrides);
         if (mmt::config_identity(cfg) != mmt::config_identity(saved))
-          throw mmt::Error("train --resume: --set may change only train.steps, runtime.*, data.loader_threads and "
-                           "data.prefetch");
+          throw mmt::Error("train --resume: --set may change only train.steps, runtime.*, data.loader_threads, "
+                           "data.prefetch and data.image_cache_mb");
         join(cfg.runtime);
         mmt::train_run(cfg, resume_dir, std::cerr, /*resume=*/true);
       } else {
