@@ -203,8 +203,9 @@ void read_karpathy(const DatasetSpec& spec, Dataset& d) {
   // "1000268201_693b08cb0e.jpg"): those ids are the photo's. Another dataset written in this
   // format (the file's "dataset" says which; without it, its file name) names its own files -
   // emoji's "2615.png" is no Flickr photo.
-  const bool flickr_names =
-      ascii_lower(j.value("dataset", fs::path(spec.path).filename().string())).find("flickr") != std::string::npos;
+  const std::string named = j.contains("dataset") && j["dataset"].is_string() ? j["dataset"].get<std::string>()
+                                                                              : fs::path(spec.path).filename().string();
+  const bool flickr_names = ascii_lower(named).find("flickr") != std::string::npos;
   for (size_t i = 0; i < j["images"].size(); ++i) {
     const json& im = j["images"][i];
     const std::string where = spec.path + ": images[" + std::to_string(i) + "]";

@@ -171,13 +171,20 @@ TEST(Readers, ImagesCarryTheirCocoAndFlickrIds) {
     "split": "test", "sentences": [{"raw": "a child"}]}]})");
   write(kdir + "emoji.json", R"({"dataset": "emoji", "images": [{"filename": "2615.png", "split": "test",
     "sentences": [{"raw": "hot beverage"}]}]})");
-  for (const char* f : {"f8k.json", "emoji.json"}) {
+  // Without a string "dataset" key, the file's name says which: Karpathy's dataset_flickr8k.json
+  // is Flickr's, one's own mine.json is not.
+  const std::string f8k_image = R"("images": [{"filename": "1000268201_693b08cb0e.jpg", "split": "test",
+    "sentences": [{"raw": "a child"}]}]})";
+  write(kdir + "dataset_flickr8k.json", "{" + f8k_image);
+  write(kdir + "mine.json", R"({"dataset": 8, )" + f8k_image);
+  for (const char* f : {"f8k.json", "emoji.json", "dataset_flickr8k.json", "mine.json"}) {
     DatasetSpec k;
     k.format = "karpathy", k.path = kdir + f, k.check_images = false;
     const auto d = read_dataset(k);
     ASSERT_EQ(d.records.size(), 1u) << f;
-    EXPECT_EQ(d.records[0].aliases, std::string(f) == "f8k.json" ? std::vector<std::string>{"flickr:1000268201"}
-                                                                  : std::vector<std::string>{}) << f;
+    const bool flickr = std::string(f).find("f8k") != std::string::npos || std::string(f).find("flickr") != std::string::npos;
+    EXPECT_EQ(d.records[0].aliases, flickr ? std::vector<std::string>{"flickr:1000268201"} : std::vector<std::string>{})
+        << f;
   }
   // Web data (SBU, some of CC) by URL: a Flickr static URL names the photo; other hosts nothing.
   const std::string dir = scratch("urls");
