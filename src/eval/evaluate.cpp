@@ -94,6 +94,13 @@ std::string interval_line(const std::string& name, const json& b, const std::str
   return buf;
 }
 
+// A rank (a median, or a rank with ties counted in random order) as written: whole, or with its fraction (36.5 - printf's %.0f made it 36, and 51.5 52).
+std::string rank_text(double rank) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, rank == std::floor(rank) ? "%.0f" : "%.1f", rank);
+  return buf;
+}
+
 // eval.examples captions missed at R@1, each with its image and the other image scored highest
 // (`describe(i)`: image i in words - a synthetic scene's objects, a real image's file; `is_true(c,
 // i)`, where the data can tell, whether caption c is true of image i - a miss or another image the
@@ -114,8 +121,7 @@ std::string missed_section(const std::string& name, const TestSetScores& scored,
                    (is_true ? "---|" : "") + "\n";
   for (const auto& m : missed) {
     const int64_t own = caption_image[m.caption];
-    char rank[32];
-    std::snprintf(rank, sizeof rank, "%.1f", m.rank);
+    const std::string rank = rank_text(m.rank);
     const std::string found = describe(m.found);
     md += "| " + markdown_cell(captions[m.caption]) + " | " + markdown_cell(describe(own)) + " | " + rank + " | " +
           markdown_cell(found) + " |";
@@ -131,12 +137,6 @@ std::string missed_section(const std::string& name, const TestSetScores& scored,
   return md;
 }
 
-// A median rank as written: whole, or with its fraction (36.5 - printf's %.0f made it 36, and 51.5 52).
-std::string median_text(double rank) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, rank == std::floor(rank) ? "%.0f" : "%.1f", rank);
-  return buf;
-}
 
 // Whether the weights evaluated (the final ones, or <run>/best) come from retrieval fine-tuning:
 // their sidecar lists what they were fine-tuned on.
@@ -488,7 +488,7 @@ json evaluate_protocol(const std::string& run_dir, const std::string& protocol, 
     char row[512];
     std::snprintf(row, sizeof row, "| %s | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %s / %s | %.1f | %.0f |\n",
                   split.name.c_str(), ir.r1, ir.r5, ir.r10, tr.r1, tr.r5, tr.r10, ir.rsum() + tr.rsum(),
-                  median_text(ir.median_rank).c_str(), median_text(tr.median_rank).c_str(), seconds, entry["pairs_per_s"].get<double>());
+                  rank_text(ir.median_rank).c_str(), rank_text(tr.median_rank).c_str(), seconds, entry["pairs_per_s"].get<double>());
     markdown += row;
   }
   if (splits.size() > 1) {

@@ -4,6 +4,8 @@
  * test set or a result from before the map existed is refused with a message saying why. */
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
@@ -54,6 +56,12 @@ TEST(Compare, EvalKeepsIntervalsAndMapsAndCompareReadsThem) {
     EXPECT_FALSE(m["found"].get<std::string>().empty()) << m.dump();
   }
   EXPECT_NE(r.out.find("| caption | its image | its image's rank | scored highest instead |"), std::string::npos) << r.out;
+  {  // a whole rank as a whole number ("18", not "18.0"), a tie's fraction kept
+    const double rank = easy["missed_at_r1"][0]["rank"].get<double>();
+    char cell[48];
+    std::snprintf(cell, sizeof cell, rank == std::floor(rank) ? " | %.0f | " : " | %.1f | ", rank);
+    EXPECT_NE(r.out.find(cell), std::string::npos) << cell << r.out;
+  }
   EXPECT_TRUE(fs::exists(a + "/" + easy["caption_image_file"].get<std::string>()));
 
   // Against itself: nothing to tell.
