@@ -350,6 +350,10 @@ void apply_override(ExperimentConfig& cfg, const std::string& assignment) {
   apply_json(cfg, patch);
 }
 
+int64_t pixel_image_size(const ExperimentConfig& cfg) {
+  return cfg.data.source == "synthetic" ? cfg.data.synth.image_size : cfg.data.image_size;
+}
+
 void validate_config(const ExperimentConfig& cfg) {
   const auto& m = cfg.model;
   auto key_choice = [](const std::string& key, const std::string& what, const std::string& v,
@@ -390,7 +394,7 @@ void validate_config(const ExperimentConfig& cfg) {
     // The pixel side the model reads: the synthetic world's renders or the datasets' centre crops.
     const bool synthetic = cfg.data.source == "synthetic";
     const std::string key = synthetic ? "data.synth.image_size" : "data.image_size";
-    const int64_t side = synthetic ? cfg.data.synth.image_size : cfg.data.image_size;
+    const int64_t side = pixel_image_size(cfg);
     if (!synthetic) in_range(key, side, 8, 4096);
     if (m.image_input == "patches" && side % m.patch_size != 0)
       throw Error("config: " + key + " " + std::to_string(side) + " is not a multiple of model.patch_size " +

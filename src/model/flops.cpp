@@ -4,14 +4,11 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "mmt/config/config.h"
 #include "mmt/data/batch.h"
 #include "mmt/model/transformer.h"
 
 namespace mmt {
-
-int64_t pixel_image_size(const ExperimentConfig& cfg) {
-  return cfg.data.source == "synthetic" ? cfg.data.synth.image_size : cfg.data.image_size;
-}
 
 namespace {
 

@@ -24,6 +24,10 @@ void apply_override(ExperimentConfig& cfg, const std::string& assignment);
 /// Checks every named choice (attention types, presets, schedule, ...); throws Error.
 void validate_config(const ExperimentConfig& cfg);
 
+/// Side in pixels of the images a pixel model reads: data.synth.image_size for the synthetic world,
+/// data.image_size for datasets.
+int64_t pixel_image_size(const ExperimentConfig& cfg);
+
 /// The config as plain JSON (what <run>/config.json holds).
 nlohmann::json config_to_json(const ExperimentConfig& cfg);
 

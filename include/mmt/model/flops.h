@@ -13,10 +13,6 @@ namespace mmt {
 struct Batch;
 struct InputDims;
 
-/// Side in pixels of the images a pixel model reads: data.synth.image_size for the synthetic world,
-/// data.image_size for datasets.
-int64_t pixel_image_size(const ExperimentConfig& cfg);
-
 /// Image positions of one example of a pixel model (patches, resnet50) reading side x side images:
 /// the global token plus the patch grid, or the ResNet-50's stride-32 feature map (ceil(side / 32)
 /// per side, as its padded convolutions round).
