@@ -495,7 +495,7 @@ void validate_config(const ExperimentConfig& cfg) {
   key_choice("data.synth.caption_style", "caption style", s.caption_style, {"descriptive", "terse", "phrase", "narrative"});
   in_range("data.synth.caption_noise", s.caption_noise, 0, 1);
   in_range("data.synth.caption_corruption", s.caption_corruption, 0, 1);
-  positive("eval.pair_batch", cfg.eval.pair_batch);
+  in_range("eval.pair_batch", cfg.eval.pair_batch, 0, int64_t{1} << 24);  // 0 = auto
   in_range("eval.threads", cfg.eval.threads, 0, 1024);
   in_range("eval.bootstrap", cfg.eval.bootstrap, 0, 1e6);
   in_range("eval.examples", cfg.eval.examples, 0, 1000);

@@ -4,10 +4,13 @@
  * stacks without cross-modal layers; bf16 autocast stays close to fp32. */
 #include <gtest/gtest.h>
 
+#include "mmt/config/config.h"
 #include "mmt/data/image_source.h"
 #include "mmt/data/synthetic_world.h"
 #include "mmt/eval/exact_scorer.h"
 #include "mmt/eval/retrieval_metrics.h"
+#include "mmt/eval/score_modes.h"
+#include "mmt/util/device.h"
 #include "mmt/util/error.h"
 
 #include <ATen/autocast_mode.h>
@@ -303,6 +306,21 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"unimodal_cls", {"single_modality"}, "cls", "transformer"},
                       Case{"dual_dot", {"single_modality", "single_modality"}, "product", "dual_encoder"}),
     [](const ::testing::TestParamInfo<Case>& info) { return std::string(info.param.name); });
+
+// eval.pair_batch = 0 (the default) picks by device: 64 pairs a pass on a CPU, where small passes
+// stay in cache (docs/performance.md), 2048 on CUDA; a value given is kept; below 0 is refused.
+TEST(ScorerOptions, PairBatchIsPickedByDeviceUnlessGiven) {
+  ExperimentConfig cfg = load_config("", {});
+  EXPECT_EQ(cfg.eval.pair_batch, 0);
+  EXPECT_EQ(scorer_options(cfg).pair_batch, resolve_device(cfg.runtime.device).is_cpu() ? 64 : 2048);
+  EXPECT_EQ(scorer_options(load_config("", {"eval.pair_batch=512"})).pair_batch, 512);
+  try {
+    load_config("", {"eval.pair_batch=-1"});
+    ADD_FAILURE() << "eval.pair_batch=-1 was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("eval.pair_batch"), std::string::npos) << e.what();
+  }
+}
 
 }  // namespace
 }  // namespace mmt

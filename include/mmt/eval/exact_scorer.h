@@ -36,7 +36,7 @@ class ImageSource;
 class MultimodalTransformerImpl;
 
 struct ExactScorerOptions {
-  int64_t pair_batch = 2048;   // pairs per forward pass
+  int64_t pair_batch = 64;     // pairs per forward pass (scorer_options: eval.pair_batch, auto by device)
   bool cache = true;           // unimodal layers once per caption / image (false: per pair)
   std::string device = "cpu";  // runtime.device
   bool bf16 = false;           // bf16 autocast
