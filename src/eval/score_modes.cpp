@@ -98,6 +98,10 @@ TestSetScores score_captions(MultimodalTransformerImpl& model, const std::vector
   TestSetScores out;
   out.info = {{"mode", e.mode}, {"device", resolve_device(cfg.runtime.device).str()}, {"precision", cfg.runtime.precision}};
   if (e.mode == "exact") out.info["cache"] = e.cache;
+  if (e.mode != "dual") {  // how the pair passes ran: what their speed and memory depend on
+    out.info["pair_batch"] = so.pair_batch;
+    if (so.threads > 1) out.info["scoring_threads"] = so.threads;
+  }
   Progress progress("eval " + name, nc * ni, log, "pairs");  // dual: every pair at once
   int64_t itm_pairs = 0;
   const auto group = current_communicator();

@@ -53,6 +53,8 @@ TEST(Cli, TrainThenEvalBeatsChanceByFiveTimes) {
   for (const char* k : {"image_retrieval", "text_retrieval", "num_images", "num_captions", "mode", "wall_time_s"})
     EXPECT_TRUE(easy.contains(k)) << k;
   for (const char* k : {"r1", "r5", "r10", "median_rank"}) EXPECT_TRUE(easy["image_retrieval"].contains(k)) << k;
+  // eval.pair_batch = 0, recorded as what it resolved to: 64 pairs a pass on a CPU, 2048 on CUDA
+  EXPECT_EQ(easy.at("pair_batch"), easy.at("device") == "cpu" ? 64 : 2048) << easy.dump();
   const double r1 = easy["image_retrieval"]["r1"].get<double>();
   const double chance = easy["ceilings"]["chance"]["image_retrieval"]["r1"].get<double>();
   EXPECT_NEAR(chance, 100.0 / easy["num_images"].get<double>(), 1e-9);
