@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
-# All benchmarks of docs/performance.md. usage: bench/run_all.sh [BUILD_DIR]
+# The benchmarks of docs/performance.md that need neither a trained run nor scratch data (`make
+# bench`; about 20 minutes on 2 cores, estimated from the parts). The others, by hand: bench/run_data.sh (2.1 GB of scratch
+# files), bench/run_distributed.sh (N processes), bench/run_eval_threads.sh RUN_DIR (a trained run).
+# usage: bench/run_all.sh [BUILD_DIR]
 set -euo pipefail
 build=${1:-build}
 cd "$(dirname "$0")/.."
@@ -7,5 +10,7 @@ echo "== training step: mmt vs plain PyTorch (tiny preset, batch 128) =="
 bench/run_train_step.sh "$build" 3
 echo "== losses: contrastive ITM vs classification (tiny preset) =="
 bench/run_losses.sh "$build"
+echo "== retrieval scoring: exact, caching, rerank =="
+bench/run_eval.sh "$build"
 echo "== exact scoring against eval.pair_batch =="
 bench/run_pair_batch.sh "$build"
