@@ -94,7 +94,8 @@ std::string interval_line(const std::string& name, const json& b, const std::str
   return buf;
 }
 
-// A rank (a median, or a rank with ties counted in random order) as written: whole, or with its fraction (36.5 - printf's %.0f made it 36, and 51.5 52).
+// A rank (a median, or a rank with ties counted in random order) as written: whole, or with its
+// fraction (36.5 - printf's %.0f made it 36, and 51.5 52).
 std::string rank_text(double rank) {
   char buf[32];
   std::snprintf(buf, sizeof buf, rank == std::floor(rank) ? "%.0f" : "%.1f", rank);
@@ -136,7 +137,6 @@ std::string missed_section(const std::string& name, const TestSetScores& scored,
   }
   return md;
 }
-
 
 // Whether the weights evaluated (the final ones, or <run>/best) come from retrieval fine-tuning:
 // their sidecar lists what they were fine-tuned on.

@@ -81,10 +81,7 @@ ExactScorerOptions scorer_options(const ExperimentConfig& cfg) {
   ExactScorerOptions so;
   so.cache = e.cache, so.device = cfg.runtime.device, so.bf16 = use_bf16(cfg.runtime);
   const bool cpu = resolve_device(cfg.runtime.device).is_cpu();
-  // Auto: on a CPU, each thread's passes small enough to stay in its cache (64 pairs: 1.5-1.65x the
-  // pairs/s of 2048 on tiny shapes at about an eighth of the memory; docs/performance.md); a GPU
-  // wants large ones.
-  so.pair_batch = e.pair_batch > 0 ? e.pair_batch : cpu ? 64 : 2048;
+  so.pair_batch = e.pair_batch > 0 ? e.pair_batch : cpu ? so.kCpuPairBatch : so.kCudaPairBatch;  // 0 = by device
   if (cpu) so.threads = e.threads > 0 ? e.threads : cores_per_process();
   return so;
 }
