@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "mmt/model/attention.h"
 #include "mmt/util/error.h"
 #include "mmt/util/fs.h"
 
@@ -15,6 +16,7 @@ using nlohmann::json;
 
 // Names validated here are owned by the areas that implement them.
 const std::vector<std::string>& attention_type_names();  // model/attention.cpp
+std::vector<AttentionType> layer_types(const ModelOptions& m);  // model/transformer.cpp
 const std::vector<std::string>& synthetic_test_set_names();  // data/synthetic_world.cpp
 
 namespace {
@@ -389,6 +391,21 @@ void validate_config(const ExperimentConfig& cfg) {
         throw Error("config: a dual encoder has no multimodal attention: model.attention / model.layers must be "
                     "single_modality, got '" + n + "'");
   }
+  if (m.align) {  // the head reads the states below the first cross-modal layer: there must be some, and a layer above
+    if (m.kind != "transformer")
+      throw Error("config: model.align is a transformer's head below its fusion layers; a dual encoder's towers are "
+                  "aligned by train.dual_contrastive_weight");
+    const auto types = layer_types(m);
+    size_t first = 0;
+    while (first < types.size() && !attention_pattern(types[first]).cross_modal()) ++first;
+    if (first == 0)
+      throw Error("config: model.align needs single_modality layers below the first cross-modal one (e.g. "
+                  "model.layers=[\"single_modality*3\", \"merged\"]); this stack mixes modalities from layer 0, "
+                  "where [CLS] is the same embedding for every caption");
+    if (first == types.size())
+      throw Error("config: model.align: no layer of this stack mixes modalities, so there is nothing to align before; "
+                  "for two towers use model.kind=dual_encoder, model.dual_score=dot and train.dual_contrastive_weight");
+  }
   positive("model.patch_size", m.patch_size);
   {
     // The pixel side the model reads: the synthetic world's renders or the datasets' centre crops.
@@ -458,7 +475,7 @@ void validate_config(const ExperimentConfig& cfg) {
   if (t.itm_contrastive_weight > 0 && cfg.data.source == "synthetic" && t.itm_contrastive_negatives >= s.num_train_images)
     throw Error("config: train.itm_contrastive_negatives must be below data.synth.num_train_images");
   if (t.mlm_weight <= 0 && t.itm_weight <= 0 && t.dual_contrastive_weight <= 0 && mrm <= 0 &&
-      t.itm_contrastive_weight <= 0)
+      t.itm_contrastive_weight <= 0 && t.align_weight <= 0)
     throw Error("config: every loss weight is 0: nothing to train");
   if (mrm > 0 && m.image_input != "regions")
     throw Error("config: MRM predicts detector regions: it needs model.image_input=regions");
@@ -476,6 +493,7 @@ void validate_config(const ExperimentConfig& cfg) {
   key_choice("train.stage", "training stage", t.stage, {"pretrain", "finetune"});
   if (t.dual_contrastive_weight > 0 && !(m.kind == "dual_encoder" && m.dual_score == "dot"))
     throw Error("config: train.dual_contrastive_weight needs model.kind=dual_encoder with model.dual_score=dot");
+  if (t.align_weight > 0 && !m.align) throw Error("config: train.align_weight needs model.align=true (the head it trains)");
   positive("model.temperature_init", m.temperature_init);
   positive("model.max_logit_scale", m.max_logit_scale);
 

@@ -241,9 +241,9 @@ DualRows PairScorer::Impl::dual_rows() {
   const auto cls = torch::cat(cls_rows), img = torch::cat(img_rows);
   namespace F = torch::nn::functional;
   const auto opts = F::NormalizeFuncOptions().dim(1);
-  r.e = exact ? s.model.match_embeddings(cls, img)  // = model.match_score_matrix, as vectors
-              : MultimodalTransformerImpl::MatchEmbeddings{F::normalize(cls, opts), F::normalize(img, opts),
-                                                           torch::ones({}, cls.options()), torch::zeros({}, cls.options())};
+  if (exact) r.e = s.model.match_embeddings(cls, img);  // = model.match_score_matrix, as vectors
+  else if (s.model.has_align()) r.e = s.model.align_embeddings(cls, img);  // the states the align loss trained
+  else r.e = {F::normalize(cls, opts), F::normalize(img, opts), torch::ones({}, cls.options()), torch::zeros({}, cls.options())};
   return r;
 }
 
@@ -292,6 +292,9 @@ bool PairScorer::dual_is_exact() const { return impl_->dual_is_exact(); }
 std::string PairScorer::dual_description() const {
   const Impl& s = *impl_;
   if (s.dual_is_exact()) return "the model's own unimodal scores (no cross-modal layer: dual = exact)";
+  if (s.model.has_align())
+    return "the align head: scaled cosine of the projected [CLS] and [IMG] states after layer " + std::to_string(s.prefix) +
+           ", the last unimodal one (trained by train.align_weight)";
   if (s.prefix == 0) return "cosine of the [CLS] and [IMG] embeddings (the stack crosses modalities from layer 0)";
   return "cosine of the [CLS] and [IMG] states after layer " + std::to_string(s.prefix) +
          ", the last unimodal one (not trained to match)";

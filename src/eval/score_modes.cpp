@@ -122,7 +122,7 @@ TestSetScores score_captions(MultimodalTransformerImpl& model, const std::vector
       if (e.first_stage == "dual") {
         first = scorer.dual_scores();
         out.info["first_stage"] = "dual: " + scorer.dual_description();
-        if (model.first_cross_modal_layer() < static_cast<int64_t>(model.layers->size()))
+        if (model.first_cross_modal_layer() < static_cast<int64_t>(model.layers->size()) && !model.has_align())
           log << "mmt eval: warning: the rerank first stage is this model's " << scorer.dual_description()
               << "; nothing trained those vectors to match, so the right candidate is often outside the top "
               << e.rerank_k << " (docs/performance.md measured image R@1 18 -> 4). A trained dual encoder's scores make "

@@ -151,8 +151,12 @@ LossOutput pretraining_loss(MultimodalTransformerImpl& model, const Batch& batch
   // The counts on the host: given (read before the batch moved), else read here - either way the
   // positions below come from them by a stable sort.
   const HostCounts c = counts ? *counts : host_counts(batch);
+  // The in-batch InfoNCE losses (the dual encoder's at the top, the align head's below the fusion
+  // layers) run over the matched pairs: a mismatched one would be a false positive.
+  const double contrastive_weight = t.dual_contrastive_weight > 0 ? t.dual_contrastive_weight : t.align_weight;
+  const char* contrastive_name = t.dual_contrastive_weight > 0 ? "dual" : "align";
   torch::Tensor dual_rows;
-  if (t.dual_contrastive_weight > 0)  // in-batch InfoNCE over the matched pairs (mismatched ones would be false positives)
+  if (contrastive_weight > 0)
     dual_rows = batch.itm_labels.defined() ? true_positions(batch.itm_labels.eq(1), &c.itm_matched)
                                            : torch::arange(batch.size(), batch.text_ids.options());
   std::vector<double> local(kCounts, 0.0);
@@ -240,9 +244,17 @@ LossOutput pretraining_loss(MultimodalTransformerImpl& model, const Batch& batch
     add("itm", loss, t.itm_weight, acc, share(kItm), true);
   }
   if (dual_rows.defined() && global[kDual] >= 2) {
-    const auto cls = enc.text.select(1, 0).index_select(0, dual_rows), img = enc.image.select(1, 0).index_select(0, dual_rows);
-    auto text_emb = model.text_embedding(cls), image_emb = model.image_embedding(img);
-    auto scale = model.logit_scale_value();
+    const bool align = t.dual_contrastive_weight <= 0;
+    TORCH_CHECK(!align || enc.align_cls.defined(), "train.align_weight: the model has no align head (model.align)");
+    const auto cls = (align ? enc.align_cls : enc.text.select(1, 0)).index_select(0, dual_rows);
+    const auto img = (align ? enc.align_img : enc.image.select(1, 0)).index_select(0, dual_rows);
+    torch::Tensor text_emb, image_emb, scale;
+    if (align) {
+      auto e = model.align_embeddings(cls, img);
+      text_emb = e.text, image_emb = e.image, scale = e.scale;
+    } else {
+      text_emb = model.text_embedding(cls), image_emb = model.image_embedding(img), scale = model.logit_scale_value();
+    }
     auto keys = batch.image_key.defined() ? batch.image_key.to(dual_rows.device()).index_select(0, dual_rows) : torch::Tensor();
     double f = 1.0;
     if (distributed) {
@@ -251,7 +263,8 @@ LossOutput pretraining_loss(MultimodalTransformerImpl& model, const Batch& batch
       // temperature enters every rank's copy of the loss: its gradient is divided among them.
       // Text and image embeddings side by side: one gather per step, not two.
       const int64_t e = text_emb.size(1);
-      const auto both = all_gather_rows(*comm, torch::cat({text_emb, image_emb}, 1), dual_counts, "dual-encoder embeddings");
+      const auto both = all_gather_rows(*comm, torch::cat({text_emb, image_emb}, 1), dual_counts,
+                                        align ? "align embeddings" : "dual-encoder embeddings");
       text_emb = both.narrow(1, 0, e), image_emb = both.narrow(1, e, both.size(1) - e);
       if (keys.defined()) keys = all_gather_rows(*comm, keys, dual_counts, "image keys");
       const double w = static_cast<double>(comm->size());
@@ -259,10 +272,10 @@ LossOutput pretraining_loss(MultimodalTransformerImpl& model, const Batch& batch
       f = 1.0 / w;
     }
     auto [loss, acc] = dual_contrastive_tensors(text_emb, image_emb, scale, keys);
-    out.total = out.total + t.dual_contrastive_weight * loss;
-    pending.add("dual", loss.detach(), f);
-    pending.add("dual_acc", acc, f);
-    weights["dual"] = t.dual_contrastive_weight;
+    out.total = out.total + contrastive_weight * loss;
+    pending.add(contrastive_name, loss.detach(), f);
+    pending.add(std::string(contrastive_name) + "_acc", acc, f);
+    weights[contrastive_name] = contrastive_weight;
   }
   // One process reports the total it optimises; ranks the weighted sum of their shares.
   if (!distributed) pending.add("loss", out.total.detach());

@@ -105,7 +105,7 @@ MultimodalTransformerImpl::MultimodalTransformerImpl(const ModelOptions& m, cons
     mrm_class_norm = register_module("mrm_class_norm", ln());
     mrm_class_out = register_module("mrm_class_out", tnn::Linear(m.hidden, dims.region_classes));
   }
-  if (m.kind == "dual_encoder" && m.dual_score == "dot") {
+  if ((m.kind == "dual_encoder" && m.dual_score == "dot") || m.align) {
     text_proj = register_module("text_proj", tnn::Linear(m.hidden, m.embed_dim));
     image_proj = register_module("image_proj", tnn::Linear(m.hidden, m.embed_dim));
     logit_scale = register_parameter("logit_scale", torch::full({}, std::log(1.0 / m.temperature_init)));
@@ -184,8 +184,10 @@ Encoded MultimodalTransformerImpl::encode_embedded(torch::Tensor text, torch::Te
               "encode: masks must be (B, T) and (B, R), got ", text_mask.sizes(), " and ", image_mask.sizes());
   const auto text_bias = attention_bias(text_mask), image_bias = attention_bias(image_mask);
   Encoded out;
+  const int64_t align_after = options_.align ? first_cross_modal_layer() - 1 : -1;
   for (int64_t i = first_layer; i < static_cast<int64_t>(layers->size()); ++i) {
     std::tie(text, image) = layers[i]->as<MultimodalLayer>()->forward(text, image, text_bias, image_bias);
+    if (i == align_after) out.align_cls = text.select(1, 0), out.align_img = image.select(1, 0);
     if (per_layer) {  // pre-norm stacks normalise the residual stream before reading it out
       out.layer_cls.push_back(options_.pre_norm ? layer_norm(text_final_norm, text.select(1, 0)) : text.select(1, 0));
       out.layer_img.push_back(options_.pre_norm ? layer_norm(image_final_norm, image.select(1, 0)) : image.select(1, 0));
@@ -230,6 +232,14 @@ torch::Tensor MultimodalTransformerImpl::image_embedding(const torch::Tensor& im
 torch::Tensor MultimodalTransformerImpl::logit_scale_value() {
   const double cap = std::log(options_.max_logit_scale);
   return logit_scale.clamp(-cap, cap).exp();
+}
+
+MultimodalTransformerImpl::MatchEmbeddings MultimodalTransformerImpl::align_embeddings(const torch::Tensor& cls,
+                                                                                      const torch::Tensor& img) {
+  TORCH_CHECK(options_.align && text_proj, "align_embeddings: this model has no align head (model.align)");
+  const auto c = options_.pre_norm ? layer_norm(text_final_norm, cls) : cls;
+  const auto i = options_.pre_norm ? layer_norm(image_final_norm, img) : img;
+  return {text_embedding(c), image_embedding(i), logit_scale_value(), torch::zeros({}, cls.options())};
 }
 
 torch::Tensor MultimodalTransformerImpl::match_scores(const Encoded& e) {

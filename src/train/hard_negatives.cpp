@@ -16,6 +16,11 @@ torch::Tensor batch_score_matrix(MultimodalTransformerImpl& model, const Batch& 
   const int64_t b = batch.size();
   const ImageTokens images = model.embed_images(batch);
   const auto text = model.text_embed(batch.text_ids);
+  if (model.has_align()) {  // ALBEF: the align head's similarities, from the unimodal layers alone
+    const auto [t, i] = model.run_layers(text, images.states, batch.text_mask, images.mask, 0, model.first_cross_modal_layer());
+    const auto e = model.align_embeddings(t.select(1, 0), i.select(1, 0));
+    return e.scale * torch::matmul(e.text, e.image.t());
+  }
   if (model.first_cross_modal_layer() == static_cast<int64_t>(model.layers->size())) {
     const Encoded e = model.encode_embedded(text, images.states, batch.text_mask, images.mask);
     return model.match_score_matrix(e.text.select(1, 0), e.image.select(1, 0));

@@ -48,7 +48,7 @@ namespace {
 std::string format_metrics(const std::map<std::string, double>& m) {
   std::string out;
   char buf[64];
-  for (const char* key : {"loss", "mlm", "mrm_kl", "mrm_regression", "mrm_class", "itm", "itm_contrastive", "dual", "mlm_acc", "itm_acc", "itm_contrastive_acc", "dual_acc"}) {
+  for (const char* key : {"loss", "mlm", "mrm_kl", "mrm_regression", "mrm_class", "itm", "itm_contrastive", "dual", "align", "mlm_acc", "itm_acc", "itm_contrastive_acc", "dual_acc", "align_acc"}) {
     auto it = m.find(key);
     if (it == m.end()) continue;
     std::snprintf(buf, sizeof buf, "%s%s %.3f", out.empty() ? "" : " ", key, it->second);

@@ -28,6 +28,7 @@ struct Case {
   const char* name;
   std::vector<std::string> layers;
   std::string pooling, kind;
+  bool align = false;  // model.align: the dual scores are the align head's
 };
 
 class ExactScorer : public ::testing::TestWithParam<Case> {};
@@ -45,7 +46,7 @@ struct Fixture {
   explicit Fixture(const Case& c) {
     torch::manual_seed(0);
     opts = testing::small_model_options("merged", 2);
-    opts.layers = c.layers, opts.itm_pooling = c.pooling, opts.kind = c.kind;
+    opts.layers = c.layers, opts.itm_pooling = c.pooling, opts.kind = c.kind, opts.align = c.align;
     model = MultimodalTransformer(opts, InputDims{testing::kVocab, testing::kFeat});
     model->eval();
     store.feature_dim = testing::kFeat, store.num_classes = 1;
@@ -229,10 +230,26 @@ TEST_P(ExactScorer, RerankPlacesCandidatesAboveTheRest) {
   EXPECT_THROW(rerank(scorer, std::vector<float>(5), 3, {}), Error);
 }
 
-// Without cross-modal layers the dual scores are the exact scores.
+// Without cross-modal layers the dual scores are the exact scores; with the align head they are
+// its scores of each caption's and image's states in a joint pass (which see one modality only).
 TEST_P(ExactScorer, DualIsExactWithoutCrossModalLayers) {
   Fixture f(GetParam());
   PairScorer scorer(*f.model, f.captions, *f.images, f.options());
+  if (GetParam().align) {
+    EXPECT_NE(scorer.dual_description().find("align head"), std::string::npos) << scorer.dual_description();
+    const auto dual = scorer.dual_scores();
+    torch::NoGradGuard ng;
+    for (int c = 0; c < 11; ++c)
+      for (int64_t i = 0; i < 7; ++i) {
+        Batch b;
+        pad_text({f.captions[c]}, 0, b);
+        gather_regions(f.store, {i}, 100, b);
+        const auto enc = f.model->encode(b);
+        const auto e = f.model->align_embeddings(enc.align_cls, enc.align_img);
+        EXPECT_NEAR(dual[c * 7 + i], (e.scale * (e.text * e.image).sum()).item<float>(), 1e-4) << c << "," << i;
+      }
+    return;
+  }
   if (f.model->first_cross_modal_layer() < static_cast<int64_t>(f.model->layers->size())) {
     EXPECT_NE(scorer.dual_description().find("cosine"), std::string::npos);
     for (float v : scorer.dual_scores()) EXPECT_LE(std::abs(v), 1.0f + 1e-5f);  // cosines
@@ -261,7 +278,7 @@ TEST_P(ExactScorer, DualEmbeddingsGiveTheDualScores) {
       for (int64_t k = 0; k < e.dim; ++k) dot += static_cast<double>(e.text[c * e.dim + k]) * e.image[i * e.dim + k];
       EXPECT_NEAR(e.scale * dot + e.bias, dual[c * 7 + i], 1e-5 * (1 + range)) << GetParam().name << " " << c << "," << i;
     }
-  if (GetParam().kind == "dual_encoder") EXPECT_GT(e.scale, 1.0);  // the learned temperature, not 1
+  if (GetParam().kind == "dual_encoder" || GetParam().align) EXPECT_GT(e.scale, 1.0);  // the learned temperature, not 1
 }
 
 // bf16 autocast (here on the CPU, the path a GPU takes; libtorch 1.13 included, since the norms
@@ -304,7 +321,8 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"prefix", {"single_modality", "single_modality", "coattention"}, "product", "transformer"},
                       Case{"unimodal", {"single_modality", "single_modality"}, "product", "transformer"},
                       Case{"unimodal_cls", {"single_modality"}, "cls", "transformer"},
-                      Case{"dual_dot", {"single_modality", "single_modality"}, "product", "dual_encoder"}),
+                      Case{"dual_dot", {"single_modality", "single_modality"}, "product", "dual_encoder"},
+                      Case{"align", {"single_modality", "single_modality", "merged"}, "product", "transformer", true}),
     [](const ::testing::TestParamInfo<Case>& info) { return std::string(info.param.name); });
 
 // eval.pair_batch = 0 (the default) picks by device: 64 pairs a pass on a CPU, where small passes

@@ -68,9 +68,10 @@ struct ModelOptions {
   std::string preset = "tiny";        // size preset, applied before every other key (config.h)
   std::string kind = "transformer";   // transformer (multimodal layers) or dual_encoder (two towers)
   std::string dual_score = "dot";     // dual_encoder: dot (contrastive) or classifier (ITM head)
-  int64_t embed_dim = 256;            // dual_encoder, dot: size of the projected embeddings
-  double temperature_init = 0.07;     // dual_encoder, dot: initial temperature (learned)
-  double max_logit_scale = 100.0;     // dual_encoder, dot: clamp of the learned 1 / temperature
+  bool align = false;                 // transformer: align head on the states below the first cross-modal layer (ALBEF)
+  int64_t embed_dim = 256;            // dual_encoder, dot, and align: size of the projected embeddings
+  double temperature_init = 0.07;     // dual_encoder, dot, and align: initial temperature (learned)
+  double max_logit_scale = 100.0;     // dual_encoder, dot, and align: clamp of the learned 1 / temperature
   int64_t hidden = 128;               // hidden size H of every token state
   int64_t num_layers = 4;             // layers, when `layers` is empty
   std::string attention = "merged";   // attention type of every layer, when `layers` is empty
@@ -111,10 +112,16 @@ void ModelOptions::visit(V& v) {
           "dual_encoder scoring: dot (scaled cosine of projected [CLS] and [IMG], trained with "
           "train.dual_contrastive_weight) or classifier (the ITM head over the two pooled vectors, "
           "the release's baseline-cls)");
-  v.field("embed_dim", embed_dim, "dual_encoder with dot scoring: size of the projected embeddings");
+  v.field("align", align,
+          "transformer whose stack starts with single_modality layers (e.g. [\"single_modality*5\", \"merged\"]): "
+          "projections and a learned temperature on the [CLS] and [IMG] states below the first cross-modal "
+          "layer, ALBEF's align-before-fuse head; trained by train.align_weight, it is what eval.mode=dual and "
+          "rerank's dual first stage compare and what train.itm_negatives=hard samples by");
+  v.field("embed_dim", embed_dim, "dual_encoder with dot scoring, and model.align: size of the projected embeddings");
   v.field("temperature_init", temperature_init,
-          "dual_encoder with dot scoring: initial temperature (learned, log-parameterised)");
-  v.field("max_logit_scale", max_logit_scale, "dual_encoder with dot scoring: clamp of the learned 1 / temperature");
+          "dual_encoder with dot scoring, and model.align: initial temperature (learned, log-parameterised)");
+  v.field("max_logit_scale", max_logit_scale,
+          "dual_encoder with dot scoring, and model.align: clamp of the learned 1 / temperature");
   v.field("hidden", hidden, "hidden size of every token state");
   v.field("num_layers", num_layers, "number of layers when `layers` is empty");
   v.field("attention", attention,
@@ -231,6 +238,7 @@ struct TrainOptions {
   double mlm_weight = 1.0;          // weight of the MLM loss (0 = off)
   double itm_weight = 1.0;          // weight of the ITM loss (0 = off)
   double dual_contrastive_weight = 0.0;  // weight of the dual-encoder InfoNCE loss (0 = off)
+  double align_weight = 0.0;        // weight of InfoNCE on the align head below the fusion layers (0 = off)
   double itm_contrastive_weight = 0.0;   // weight of contrastive ITM with K negatives (0 = off)
   int64_t itm_contrastive_negatives = 32;  // K: negative images per caption
   int64_t itm_contrastive_chunk = 1024;  // pairs per forward pass of contrastive ITM (bounds memory)
@@ -288,6 +296,10 @@ struct TrainOptions {
     v.field("dual_contrastive_weight", dual_contrastive_weight,
             "weight of the dual-encoder InfoNCE loss over the batch's matched pairs, symmetric, in-batch "
             "negatives (model.kind=dual_encoder, dual_score=dot; set itm_negative_prob=0 to use every pair)");
+    v.field("align_weight", align_weight,
+            "weight of ALBEF's image-text contrastive loss inside a transformer (model.align): symmetric InfoNCE "
+            "over the batch's matched pairs between the projected [CLS] and [IMG] states below the first "
+            "cross-modal layer, in-batch negatives, learned temperature (0 = off)");
     v.field("mrm_kl_weight", mrm_kl_weight, "MRM: KL divergence to the detector's class distribution (0 = off)");
     v.field("mrm_regression_weight", mrm_regression_weight, "MRM: squared error to the original region feature (0 = off)");
     v.field("mrm_class_weight", mrm_class_weight, "MRM: cross-entropy to the detector's top class (0 = off)");

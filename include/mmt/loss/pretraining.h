@@ -8,7 +8,8 @@
  *   mrm_regression  mean squared error to the original region feature at masked regions
  *   mrm_class       cross-entropy to the detector's top class at masked regions
  *   itm             2-way cross-entropy of the ITM head (optionally after every layer)
- *   dual            symmetric InfoNCE of a dual encoder over in-batch pairs */
+ *   dual            symmetric InfoNCE of a dual encoder over in-batch pairs
+ *   align           the same InfoNCE on a transformer's align head, below its fusion layers (ALBEF's ITC) */
 #pragma once
 
 #include <torch/types.h>
@@ -85,7 +86,7 @@ std::pair<torch::Tensor, double> loss_dual_contrastive(const torch::Tensor& text
 /// One forward pass of the batch and the weighted pretraining losses. With a communicator of
 /// several ranks, `batch` is this rank's share of the global batch: each loss is normalised by its
 /// global count (so the gradients summed over ranks are those of the whole batch in one process),
-/// dual-encoder InfoNCE runs over every rank's pairs, and the metrics are this rank's shares
+/// dual-encoder and align InfoNCE run over every rank's pairs, and the metrics are this rank's shares
 /// (their sum over ranks is the global value; `loss` included).
 /// `counts`: the batch's labelled MLM tokens and masked regions read before it moved to a
 /// device (host_counts of the host batch), so the step need not wait for the device to learn

@@ -60,6 +60,9 @@ struct Encoded {
   torch::Tensor image;  // (B, R, H); position 0 is the global region [IMG]
   std::vector<torch::Tensor> layer_cls;  // per layer: [CLS] state (B, H), bottom layer first
   std::vector<torch::Tensor> layer_img;  // per layer: [IMG] state (B, H)
+  // model.align: the [CLS] / [IMG] states (B, H) after the last layer below the first cross-modal
+  // one, as the layer left them (align_embeddings reads them); undefined when the pass started above it
+  torch::Tensor align_cls, align_img;
 };
 
 /// Embedded image tokens and which of them are real.
@@ -114,10 +117,16 @@ class MultimodalTransformerImpl : public torch::nn::Module {
   /// Dual encoder, dot scoring: normalised projections (B, E) of [CLS] and [IMG] states.
   torch::Tensor text_embedding(const torch::Tensor& cls);
   torch::Tensor image_embedding(const torch::Tensor& img);
-  /// Dual encoder, dot scoring: exp(logit_scale), clamped to [1 / max, max_logit_scale].
+  /// Dual encoder, dot scoring, and the align head: exp(logit_scale), clamped to [1 / max, max_logit_scale].
   torch::Tensor logit_scale_value();
+  /// model.align (ALBEF's align-before-fuse head): the normalised projections of the [CLS] (C, H)
+  /// and [IMG] (N, H) states after the last unimodal layer (Encoded::align_cls / align_img; for
+  /// pre-norm stacks read through the final norms, as per-layer states are), with the learned
+  /// scale: scores = scale * text x image^T (bias 0).
+  MatchEmbeddings align_embeddings(const torch::Tensor& cls, const torch::Tensor& img);
 
-  bool dual_dot() const { return static_cast<bool>(text_proj); }
+  bool dual_dot() const { return options_.kind == "dual_encoder" && static_cast<bool>(text_proj); }
+  bool has_align() const { return options_.align; }
 
   /// ITM logits (B, 2) [mismatch, match] from the final [CLS] and [IMG] states.
   torch::Tensor itm_logits(const Encoded& e);
@@ -148,7 +157,7 @@ class MultimodalTransformerImpl : public torch::nn::Module {
   torch::nn::Linear mrm_feature_transform{nullptr}, mrm_feature_out{nullptr};
   torch::nn::Linear mrm_class_transform{nullptr}, mrm_class_out{nullptr};
   torch::nn::LayerNorm mrm_feature_norm{nullptr}, mrm_class_norm{nullptr};
-  // Dual encoder with dot scoring: projections and the learned log inverse temperature
+  // Dual encoder with dot scoring, or the align head: projections and the learned log inverse temperature
   torch::nn::Linear text_proj{nullptr}, image_proj{nullptr};
   torch::Tensor logit_scale;
 

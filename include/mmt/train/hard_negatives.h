@@ -1,9 +1,10 @@
 /* ITM hard negatives (ALBEF, Li et al. 2021): a mismatched pair is made by swapping in the image
  * (or caption) of another pair of the batch, chosen with probability proportional to exp(score)
  * of the model's own match score for that combination, so the negatives it learns from are the
- * ones it finds plausible. ALBEF scores with its contrastive head; mmt uses the ITM match score,
- * computed without gradient: one pass per caption and per image for stacks without cross-modal
- * layers, B x B pair passes otherwise (documented cost). */
+ * ones it finds plausible. ALBEF scores with its contrastive head, and so does mmt where the model
+ * has one (model.align: one pass of the unimodal layers per caption and per image); otherwise it
+ * uses the ITM match score, computed without gradient: one pass per caption and per image for
+ * stacks without cross-modal layers, B x B pair passes otherwise (documented cost). */
 #pragma once
 
 #include <cstdint>
@@ -17,7 +18,8 @@ struct Batch;
 class MultimodalTransformerImpl;
 class Rng;
 
-/// Scores (B, B) of every caption of the batch (rows) with every image of the batch (columns).
+/// Scores (B, B) of every caption of the batch (rows) with every image of the batch (columns): the
+/// align head's where the model has one, else the ITM match scores.
 torch::Tensor batch_score_matrix(MultimodalTransformerImpl& model, const Batch& batch);
 
 /// For row i, a partner j != i drawn with probability softmax over the candidates of scores[i] (or of

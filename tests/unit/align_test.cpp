@@ -1,0 +1,155 @@
+/* The align head (model.align, train.align_weight; ALBEF's align-before-fuse): its config is
+ * refused where there is nothing below or above to align, its states see one modality only, its
+ * loss is InfoNCE of its own projections and trains nothing above the unimodal layers, hard
+ * negatives are sampled by its similarities, and training it makes the unimodal states retrieve. */
+#include <gtest/gtest.h>
+
+#include "mmt/config/config.h"
+#include "mmt/data/data_source.h"
+#include "mmt/data/pretrain_batcher.h"
+#include "mmt/data/synthetic_world.h"
+#include "mmt/loss/pretraining.h"
+#include "mmt/train/hard_negatives.h"
+#include "mmt/train/pretrain_step.h"
+#include "mmt/util/error.h"
+#include "test_util.h"
+
+namespace mmt {
+namespace {
+
+std::string config_error(const std::vector<std::string>& overrides) {
+  try {
+    load_config("", overrides);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(Align, ConfigNeedsUnimodalLayersBelowAFusionLayer) {
+  const std::string mixed = "model.layers=[\"single_modality*2\",\"merged\"]";
+  EXPECT_NO_THROW(load_config("", {mixed, "model.align=true", "train.align_weight=1"}));
+  // merged from layer 0: [CLS] there is one embedding for every caption
+  EXPECT_NE(config_error({"model.align=true"}).find("single_modality layers below"), std::string::npos);
+  // nothing crosses: nothing to align before (the dual encoder's loss is the one for that)
+  EXPECT_NE(config_error({"model.attention=single_modality", "model.align=true"}).find("nothing to align before"),
+            std::string::npos);
+  EXPECT_NE(config_error({"model.kind=dual_encoder", "model.attention=single_modality", "model.align=true"})
+                .find("dual encoder"),
+            std::string::npos);
+  EXPECT_NE(config_error({mixed, "train.align_weight=1"}).find("needs model.align=true"), std::string::npos);
+  // the align loss alone is something to train
+  EXPECT_NO_THROW(load_config("", {mixed, "model.align=true", "train.align_weight=1", "train.mlm_weight=0",
+                                   "train.itm_weight=0"}));
+}
+
+ModelOptions aligned_options(bool pre_norm = false) {
+  auto m = testing::small_model_options("merged");
+  m.layers = {"single_modality*2", "merged"};
+  m.align = true, m.embed_dim = 12, m.pre_norm = pre_norm;
+  return m;
+}
+
+// The head reads the states below the fusion layer: a caption's align state is the same whatever
+// image it is paired with, and an image's whatever caption - while the final states do change.
+TEST(Align, StatesSeeOneModalityOnly) {
+  for (bool pre_norm : {false, true}) {
+    torch::manual_seed(4);
+    MultimodalTransformer model(aligned_options(pre_norm), InputDims{testing::kVocab, testing::kFeat});
+    model->eval();
+    ASSERT_FALSE(model->dual_dot());  // the score stays the ITM head's
+    const Batch a = testing::random_batch(4, 6, 3, 1);
+    Batch other_images = a, other_text = a;
+    other_images.region_feats = testing::random_batch(4, 6, 3, 2).region_feats;
+    other_text.text_ids = testing::random_batch(4, 6, 3, 3).text_ids;
+    const Encoded ea = model->encode(a), ei = model->encode(other_images), et = model->encode(other_text);
+    ASSERT_TRUE(ea.align_cls.defined() && ea.align_img.defined());
+    EXPECT_TRUE(torch::allclose(ea.align_cls, ei.align_cls, 0, 0)) << "pre_norm " << pre_norm;
+    EXPECT_TRUE(torch::allclose(ea.align_img, et.align_img, 0, 0)) << "pre_norm " << pre_norm;
+    EXPECT_GT((ea.text - ei.text).abs().max().item<double>(), 1e-4);  // the merged layer mixes
+    EXPECT_GT((ea.align_img - ei.align_img).abs().max().item<double>(), 1e-4);
+    // The head's similarities come from those states alone: scaled cosines.
+    const auto e = model->align_embeddings(ea.align_cls, ea.align_img);
+    EXPECT_NEAR(e.text.norm(2, 1).mean().item<double>(), 1.0, 1e-5);
+    EXPECT_NEAR(e.scale.item<double>(), 1 / 0.07, 1e-3);
+  }
+}
+
+// align = symmetric InfoNCE over the matched rows of the head's projections; its gradient reaches
+// the unimodal layers, the projections and the temperature, and nothing above the unimodal layers.
+TEST(Align, LossIsInfoNceOfTheHeadAndStaysBelowTheFusion) {
+  torch::manual_seed(5);
+  MultimodalTransformer model(aligned_options(), InputDims{testing::kVocab, testing::kFeat});
+  model->train();
+  Batch b = testing::random_batch(6, 5, 3, 7);
+  b.itm_labels = torch::tensor(std::vector<int64_t>{1, 0, 1, 1, 0, 1});
+  TrainOptions t;
+  t.mlm_weight = 0, t.itm_weight = 0, t.align_weight = 2;
+  const LossOutput out = pretraining_loss(*model, b, t);
+  ASSERT_TRUE(out.metrics.count("align") && out.metrics.count("align_acc"));
+  const auto rows = torch::tensor(std::vector<int64_t>{0, 2, 3, 5});
+  const Encoded enc = model->encode(b);
+  const auto e = model->align_embeddings(enc.align_cls.index_select(0, rows), enc.align_img.index_select(0, rows));
+  const double expected = loss_dual_contrastive(e.text, e.image, e.scale).first.item<double>();
+  EXPECT_NEAR(out.metrics.at("align"), expected, 1e-5);
+  EXPECT_NEAR(out.total.item<double>(), 2 * expected, 1e-5);
+  out.total.backward();
+  for (const auto& p : model->named_parameters()) {
+    const std::string& name = p.key();
+    const double g = p.value().grad().defined() ? p.value().grad().abs().sum().item<double>() : 0.0;
+    if (name.rfind("layers.2.", 0) == 0 || name.rfind("itm_", 0) == 0 || name.rfind("mlm_", 0) == 0)
+      EXPECT_EQ(g, 0.0) << name << " is above the unimodal layers or another head";
+    if (name == "text_proj.weight" || name == "image_proj.weight" || name == "logit_scale" ||
+        name == "layers.0.text.query.weight" || name == "layers.1.image.value.weight")
+      EXPECT_GT(g, 0.0) << name;
+  }
+}
+
+// ALBEF samples hard ITM negatives by its contrastive similarities: so does a model with the head,
+// from its unimodal layers only (one pass per caption and per image, not B x B pair passes).
+TEST(Align, HardNegativesAreSampledByTheHeadsSimilarities) {
+  torch::manual_seed(6);
+  MultimodalTransformer model(aligned_options(), InputDims{testing::kVocab, testing::kFeat});
+  model->eval();
+  const Batch b = testing::random_batch(5, 6, 4, 9);
+  const auto scores = batch_score_matrix(*model, b);
+  const Encoded enc = model->encode(b);
+  const auto e = model->align_embeddings(enc.align_cls, enc.align_img);
+  const auto expected = e.scale * torch::matmul(e.text, e.image.t());
+  ASSERT_EQ(scores.sizes(), expected.sizes());
+  EXPECT_TRUE(torch::allclose(scores, expected, 1e-5, 1e-5));
+}
+
+// Training with the align loss next to ITM and MLM (warm-up, as the trainer's schedule has) makes
+// the unimodal states retrieve: the align accuracy (each caption's own image first among the
+// batch's, and back) ends far above its chance, 1 / matched pairs.
+TEST(Align, TrainingAlignsTheUnimodalStates) {
+  ExperimentConfig cfg;
+  cfg.model = aligned_options();
+  cfg.model.embed_dim = 32;
+  cfg.data.synth.num_train_images = 2000, cfg.data.synth.num_test_images = 10, cfg.data.synth.max_objects = 2;
+  cfg.train.batch_size = 32, cfg.train.align_weight = 1;
+  validate_config(cfg);
+  const synth::World world(cfg.data.synth);
+  torch::manual_seed(1);
+  MultimodalTransformer model(cfg.model, data_input_dims(cfg));
+  model->train();
+  PretrainBatcher batcher(world, data_vocab(cfg), cfg);
+  PretrainStep step(*model, cfg.train);
+  const int64_t steps = 300, warmup = 30, tail = 50;
+  double acc = 0, chance = 0;
+  for (int64_t s = 0; s < steps; ++s) {
+    const Batch batch = batcher.batch(s);
+    const auto r = step.run(batch, 1e-3 * std::min(1.0, (s + 1.0) / warmup));
+    ASSERT_TRUE(r.finite);
+    ASSERT_TRUE(r.loss.metrics.count("align") && r.loss.metrics.count("itm") && r.loss.metrics.count("mlm"));
+    if (s >= steps - tail) {
+      acc += r.loss.metrics.at("align_acc") / tail;
+      chance += 1.0 / batch.itm_labels.eq(1).sum().item<double>() / tail;
+    }
+  }
+  EXPECT_GT(acc, 3 * chance) << "align accuracy " << acc << ", chance " << chance;
+}
+
+}  // namespace
+}  // namespace mmt
