@@ -95,7 +95,10 @@ TestSetScores score_captions(MultimodalTransformerImpl& model, const std::vector
   TestSetScores out;
   out.info = {{"mode", e.mode}, {"device", resolve_device(cfg.runtime.device).str()}, {"precision", cfg.runtime.precision}};
   if (e.mode == "exact") out.info["cache"] = e.cache;
-  if (e.mode != "dual") {  // how the pair passes ran: what their speed and memory depend on
+  // How the pair passes ran, where any run: what their speed and memory depend on. (A stack without
+  // cross-modal layers, cached, scores every pair by one matrix product instead.)
+  const bool no_cross_modal = model.first_cross_modal_layer() == static_cast<int64_t>(model.layers->size());
+  if (e.mode != "dual" && !(so.cache && no_cross_modal)) {
     out.info["pair_batch"] = so.pair_batch;
     if (so.threads > 1) out.info["scoring_threads"] = so.threads;
   }

@@ -153,8 +153,10 @@ LossOutput pretraining_loss(MultimodalTransformerImpl& model, const Batch& batch
   const HostCounts c = counts ? *counts : host_counts(batch);
   // The in-batch InfoNCE losses (the dual encoder's at the top, the align head's below the fusion
   // layers) run over the matched pairs: a mismatched one would be a false positive.
-  const double contrastive_weight = t.dual_contrastive_weight > 0 ? t.dual_contrastive_weight : t.align_weight;
-  const char* contrastive_name = t.dual_contrastive_weight > 0 ? "dual" : "align";
+  // (validate_config allows one of the two: dual encoders have no align head.)
+  const bool align = t.dual_contrastive_weight <= 0;
+  const double contrastive_weight = align ? t.align_weight : t.dual_contrastive_weight;
+  const char* contrastive_name = align ? "align" : "dual";
   torch::Tensor dual_rows;
   if (contrastive_weight > 0)
     dual_rows = batch.itm_labels.defined() ? true_positions(batch.itm_labels.eq(1), &c.itm_matched)
@@ -244,7 +246,6 @@ LossOutput pretraining_loss(MultimodalTransformerImpl& model, const Batch& batch
     add("itm", loss, t.itm_weight, acc, share(kItm), true);
   }
   if (dual_rows.defined() && global[kDual] >= 2) {
-    const bool align = t.dual_contrastive_weight <= 0;
     TORCH_CHECK(!align || enc.align_cls.defined(), "train.align_weight: the model has no align head (model.align)");
     const auto cls = (align ? enc.align_cls : enc.text.select(1, 0)).index_select(0, dual_rows);
     const auto img = (align ? enc.align_img : enc.image.select(1, 0)).index_select(0, dual_rows);

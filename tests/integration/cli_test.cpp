@@ -275,6 +275,8 @@ TEST(Cli, EmbedWritesTheVectorsBehindTheDualEncodersScores) {
   ASSERT_EQ(r.status, 0) << r.err;
   const json meta = json::parse(slurp(out + ".json"));
   const json easy = json::parse(slurp(run + "/eval.json"))["test_sets"]["easy"];
+  // No pair pass ran (one matrix product scored every pair): no pass size is recorded.
+  EXPECT_FALSE(easy.contains("pair_batch")) << easy.dump();
   const int64_t nc = easy["num_captions"], ni = easy["num_images"], dim = meta["dim"];
   EXPECT_EQ(dim, 32);
   EXPECT_TRUE(meta["the_models_retrieval_scores"].get<bool>());
@@ -305,6 +307,31 @@ TEST(Cli, EmbedWritesTheVectorsBehindTheDualEncodersScores) {
   r = run_mmt("embed --run " + run);
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.err.find("--out is required"), std::string::npos) << r.err;
+}
+
+// A transformer with the align head: the log shows its loss, eval.mode=dual ranks by the head and
+// says so, and rerank takes it as its first stage without the warning an untrained one gets.
+TEST(Cli, AlignHeadIsTrainedAndIsTheDualFirstStage) {
+  const std::string run = own("align");
+  std::filesystem::remove_all(run);
+  auto r = run_mmt("train --config " + std::string(MMT_SOURCE_DIR) + "/configs/demo.json --out " + run +
+                   " --set train.steps=10 train.batch_size=16 train.checkpoint_every=0"
+                   " model.layers=single_modality,merged model.align=true model.embed_dim=32 train.align_weight=1"
+                   " train.itm_negatives=hard data.synth.num_train_images=300 data.synth.num_test_images=20"
+                   " data.synth.max_objects=2 train.mrm_kl_weight=0 eval.test_sets=easy");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.err.find(" align_acc "), std::string::npos) << r.err;
+  const json first = json::parse(slurp(run + "/metrics.jsonl").substr(0, slurp(run + "/metrics.jsonl").find('\n')));
+  EXPECT_GT(first.at("align").get<double>(), 0.0) << first.dump();
+  r = run_mmt("eval --run " + run + " --set eval.mode=dual");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const json dual = json::parse(slurp(run + "/eval.json"))["test_sets"]["easy"];
+  EXPECT_NE(dual.at("scores").get<std::string>().find("align head"), std::string::npos) << dual.dump();
+  r = run_mmt("eval --run " + run + " --set eval.mode=rerank eval.rerank_k=4");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.err.find("nothing trained those vectors"), std::string::npos) << r.err;
+  const json rerank = json::parse(slurp(run + "/eval.json"))["test_sets"]["easy"];
+  EXPECT_NE(rerank.at("first_stage").get<std::string>().find("align head"), std::string::npos) << rerank.dump();
 }
 
 }  // namespace

@@ -166,7 +166,11 @@ INSTANTIATE_TEST_SUITE_P(
         Case{"dual_encoder_infonce",
              "--set model.kind=dual_encoder --set model.attention=single_modality --set model.dual_score=dot "
              "--set model.embed_dim=64 --set train.itm_weight=0 --set train.mlm_weight=0 "
-             "--set train.dual_contrastive_weight=1 --set train.itm_negative_prob=0"}),
+             "--set train.dual_contrastive_weight=1 --set train.itm_negative_prob=0"},
+        // The align head's InfoNCE below a merged layer, next to MLM and ITM: the same gather.
+        Case{"align_mlm_itm",
+             "--set model.layers=single_modality,merged --set model.align=true --set model.embed_dim=64 "
+             "--set train.align_weight=1"}),
     [](const ::testing::TestParamInfo<Case>& i) { return std::string(i.param.name); });
 
 TEST(Distributed, ADeadRankFailsTheOtherWithinTheTimeoutAndTheJobResumes) {
