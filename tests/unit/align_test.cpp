@@ -10,7 +10,9 @@
 #include "mmt/data/synthetic_world.h"
 #include "mmt/loss/pretraining.h"
 #include "mmt/train/hard_negatives.h"
+#include "mmt/train/finetune.h"
 #include "mmt/train/pretrain_step.h"
+#include "mmt/util/fs.h"
 #include "mmt/util/error.h"
 #include "test_util.h"
 
@@ -149,6 +151,24 @@ TEST(Align, TrainingAlignsTheUnimodalStates) {
     }
   }
   EXPECT_GT(acc, 3 * chance) << "align accuracy " << acc << ", chance " << chance;
+}
+
+// mmt finetune of a model with the head is ALBEF's retrieval fine-tuning: ITM with hard negatives
+// and the align loss; of one without, ITM alone.
+TEST(Align, FineTuningKeepsTheAlignLossNextToItm) {
+  for (bool align : {true, false}) {
+    const std::string run = ::testing::TempDir() + "align_finetune_" + std::to_string(align);
+    make_dirs(run);
+    std::vector<std::string> o = {"model.layers=[\"single_modality\",\"merged\"]", "data.synth.num_train_images=100"};
+    if (align) o.push_back("model.align=true"), o.push_back("train.align_weight=0.5");
+    write_file_atomic(run + "/config.json", config_to_json(load_config("", o)).dump());
+    write_file_atomic(run + "/model.safetensors", "");  // finetune_config only checks that the run finished
+    const ExperimentConfig cfg = finetune_config(run, FinetuneData{"data.json", "", "", {"train"}}, {});
+    EXPECT_EQ(cfg.train.itm_weight, 1.0);
+    EXPECT_EQ(cfg.train.itm_negatives, "hard");
+    EXPECT_EQ(cfg.train.mlm_weight, 0.0);
+    EXPECT_EQ(cfg.train.align_weight, align ? 0.5 : 0.0) << "align " << align;
+  }
 }
 
 }  // namespace
