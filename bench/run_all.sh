@@ -10,6 +10,8 @@ echo "== training step: mmt vs plain PyTorch (tiny preset, batch 128) =="
 bench/run_train_step.sh "$build" 3
 echo "== losses: contrastive ITM vs classification (tiny preset) =="
 bench/run_losses.sh "$build"
+echo "== the align head's cost: mixed stack, random and hard ITM negatives =="
+bench/run_align.sh "$build"
 echo "== retrieval scoring: exact, caching, rerank =="
 bench/run_eval.sh "$build"
 echo "== exact scoring against eval.pair_batch =="

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A real-data pretraining run in one command: builds the offline datasets (openclipart, emoji) and
 # the bert-base-uncased vocabulary if missing, then pretrains configs/real/clipart-emoji.json (or
-# the config given: configs/real/clipart-emoji-dual.json is its dual-encoder twin) into
+# the config given: configs/real/clipart-emoji-dual.json is its dual-encoder twin,
+# configs/real/clipart-emoji-align.json its align-before-fuse variant) into
 # runs/<config name>.
 # usage: scripts/real_data_run.sh [CONFIG.json] [RUN_DIR] [--set key=value ...]
 set -euo pipefail
