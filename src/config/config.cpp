@@ -15,7 +15,6 @@ namespace mmt {
 using nlohmann::json;
 
 // Names validated here are owned by the areas that implement them.
-const std::vector<std::string>& attention_type_names();  // model/attention.cpp
 std::vector<AttentionType> layer_types(const ModelOptions& m);  // model/transformer.cpp
 const std::vector<std::string>& synthetic_test_set_names();  // data/synthetic_world.cpp
 
@@ -396,13 +395,12 @@ void validate_config(const ExperimentConfig& cfg) {
       throw Error("config: model.align is a transformer's head below its fusion layers; a dual encoder's towers are "
                   "aligned by train.dual_contrastive_weight");
     const auto types = layer_types(m);
-    size_t first = 0;
-    while (first < types.size() && !attention_pattern(types[first]).cross_modal()) ++first;
+    const int64_t first = first_cross_modal_layer(types);
     if (first == 0)
       throw Error("config: model.align needs single_modality layers below the first cross-modal one (e.g. "
                   "model.layers=[\"single_modality*3\", \"merged\"]); this stack mixes modalities from layer 0, "
                   "where [CLS] is the same embedding for every caption");
-    if (first == types.size())
+    if (first == static_cast<int64_t>(types.size()))
       throw Error("config: model.align: no layer of this stack mixes modalities, so there is nothing to align before; "
                   "for two towers use model.kind=dual_encoder, model.dual_score=dot and train.dual_contrastive_weight");
   }

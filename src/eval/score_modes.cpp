@@ -97,8 +97,7 @@ TestSetScores score_captions(MultimodalTransformerImpl& model, const std::vector
   if (e.mode == "exact") out.info["cache"] = e.cache;
   // How the pair passes ran, where any run: what their speed and memory depend on. (A stack without
   // cross-modal layers, cached, scores every pair by one matrix product instead.)
-  const bool no_cross_modal = model.first_cross_modal_layer() == static_cast<int64_t>(model.layers->size());
-  if (e.mode != "dual" && !(so.cache && no_cross_modal)) {
+  if (e.mode != "dual" && !(so.cache && !model.crosses_modalities())) {
     out.info["pair_batch"] = so.pair_batch;
     if (so.threads > 1) out.info["scoring_threads"] = so.threads;
   }
@@ -125,7 +124,7 @@ TestSetScores score_captions(MultimodalTransformerImpl& model, const std::vector
       if (e.first_stage == "dual") {
         first = scorer.dual_scores();
         out.info["first_stage"] = "dual: " + scorer.dual_description();
-        if (model.first_cross_modal_layer() < static_cast<int64_t>(model.layers->size()) && !model.has_align())
+        if (model.crosses_modalities() && !model.has_align())
           log << "mmt eval: warning: the rerank first stage is this model's " << scorer.dual_description()
               << "; nothing trained those vectors to match, so the right candidate is often outside the top "
               << e.rerank_k << " (docs/performance.md measured image R@1 18 -> 4). A trained dual encoder's scores make "

@@ -59,7 +59,7 @@ ContrastiveItmResult contrastive_itm(MultimodalTransformerImpl& model, const Bat
     return model.match_scores(e);  // (end - begin)
   };
 
-  if (model.first_cross_modal_layer() == static_cast<int64_t>(model.layers->size())) {
+  if (!model.crosses_modalities()) {
     // No layer crosses modalities: a pair's score is a function of the caption's and the image's
     // own states (match_score_matrix), so one pass per caption and per image gives all scores.
     Batch captions;

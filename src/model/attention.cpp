@@ -31,6 +31,12 @@ const std::string& attention_type_name(AttentionType type) {
   return attention_type_names().at(static_cast<size_t>(type));
 }
 
+int64_t first_cross_modal_layer(const std::vector<AttentionType>& types) {
+  int64_t i = 0;
+  while (i < static_cast<int64_t>(types.size()) && !attention_pattern(types[static_cast<size_t>(i)]).cross_modal()) ++i;
+  return i;
+}
+
 AttentionType attention_type_from_name(const std::string& name) {
   check_choice("attention type", name, attention_type_names());
   const auto& names = attention_type_names();

@@ -80,7 +80,9 @@ MultimodalTransformerImpl::MultimodalTransformerImpl(const ModelOptions& m, cons
   image_embed = register_module("image_embed", RegionEmbeddings(m, dims.region_feat_dim));
   if (m.image_input == "resnet50") resnet = register_module("resnet", ResNet50(m.resnet_frozen));
   layers = register_module("layers", tnn::ModuleList());
-  for (AttentionType type : layer_types(m)) {
+  const auto types = layer_types(m);
+  first_cross_modal_ = mmt::first_cross_modal_layer(types);
+  for (AttentionType type : types) {
     LayerOptions lo;
     lo.hidden = m.hidden, lo.num_heads = m.num_heads, lo.head_dim = m.head_dim, lo.ffn_dim = m.ffn_dim;
     lo.dropout = m.dropout, lo.pre_norm = m.pre_norm, lo.layer_norm_eps = m.layer_norm_eps, lo.type = type;
@@ -212,14 +214,6 @@ std::pair<torch::Tensor, torch::Tensor> MultimodalTransformerImpl::final_norms(t
   return {text, image};
 }
 
-int64_t MultimodalTransformerImpl::first_cross_modal_layer() const {
-  int64_t i = 0;
-  for (const auto& layer : *layers) {
-    if (layer->as<MultimodalLayer>()->pattern().cross_modal()) return i;
-    ++i;
-  }
-  return i;
-}
 
 torch::Tensor MultimodalTransformerImpl::text_embedding(const torch::Tensor& cls) {
   return torch::nn::functional::normalize(text_proj(cls), torch::nn::functional::NormalizeFuncOptions().dim(-1));

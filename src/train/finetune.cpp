@@ -26,15 +26,14 @@ ExperimentConfig finetune_config(const std::string& pretrained_run, const Finetu
   t.stage = "finetune";
   t.init = pretrained_run;
   t.mlm_weight = 0, t.mrm_kl_weight = 0, t.mrm_regression_weight = 0, t.mrm_class_weight = 0;
-  const double align_weight = t.align_weight;
-  t.itm_contrastive_weight = 0, t.dual_contrastive_weight = 0, t.align_weight = 0;
+  t.itm_contrastive_weight = 0, t.dual_contrastive_weight = 0;
   if (cfg.model.kind == "dual_encoder" && cfg.model.dual_score == "dot") {
     t.dual_contrastive_weight = 1, t.itm_weight = 0, t.itm_negative_prob = 0;  // CLIP-style towers: InfoNCE
   } else {
     t.itm_weight = 1, t.itm_negatives = "hard";
     // With the align head, ALBEF's retrieval fine-tuning: its contrastive loss next to ITM, the hard
-    // negatives sampled by it (a model without the head has no align loss to keep).
-    if (cfg.model.align) t.align_weight = align_weight > 0 ? align_weight : 1.0;
+    // negatives sampled by it. (Without the head validate_config has kept align_weight at 0.)
+    if (cfg.model.align && t.align_weight <= 0) t.align_weight = 1.0;
   }
   t.lr = t.lr / 10;
   t.steps = 1000, t.warmup_steps = 100;

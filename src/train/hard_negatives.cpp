@@ -21,7 +21,7 @@ torch::Tensor batch_score_matrix(MultimodalTransformerImpl& model, const Batch& 
     const auto e = model.align_embeddings(t.select(1, 0), i.select(1, 0));
     return e.scale * torch::matmul(e.text, e.image.t());
   }
-  if (model.first_cross_modal_layer() == static_cast<int64_t>(model.layers->size())) {
+  if (!model.crosses_modalities()) {
     const Encoded e = model.encode_embedded(text, images.states, batch.text_mask, images.mask);
     return model.match_score_matrix(e.text.select(1, 0), e.image.select(1, 0));
   }

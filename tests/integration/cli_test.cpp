@@ -321,7 +321,8 @@ TEST(Cli, AlignHeadIsTrainedAndIsTheDualFirstStage) {
                    " data.synth.max_objects=2 train.mrm_kl_weight=0 eval.test_sets=easy");
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_NE(r.err.find(" align_acc "), std::string::npos) << r.err;
-  const json first = json::parse(slurp(run + "/metrics.jsonl").substr(0, slurp(run + "/metrics.jsonl").find('\n')));
+  const std::string metrics = slurp(run + "/metrics.jsonl");
+  const json first = json::parse(metrics.substr(0, metrics.find('\n')));
   EXPECT_GT(first.at("align").get<double>(), 0.0) << first.dump();
   r = run_mmt("eval --run " + run + " --set eval.mode=dual");
   ASSERT_EQ(r.status, 0) << r.err;

@@ -250,7 +250,7 @@ TEST_P(ExactScorer, DualIsExactWithoutCrossModalLayers) {
       }
     return;
   }
-  if (f.model->first_cross_modal_layer() < static_cast<int64_t>(f.model->layers->size())) {
+  if (f.model->crosses_modalities()) {
     EXPECT_NE(scorer.dual_description().find("cosine"), std::string::npos);
     for (float v : scorer.dual_scores()) EXPECT_LE(std::abs(v), 1.0f + 1e-5f);  // cosines
     return;

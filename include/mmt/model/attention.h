@@ -11,6 +11,7 @@
  *   single_stream                yes        yes         yes         yes      shared        */
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -42,5 +43,8 @@ const std::string& attention_type_name(AttentionType type);
 AttentionType attention_type_from_name(const std::string& name);
 /// The valid names, in enum order.
 const std::vector<std::string>& attention_type_names();
+/// Index of the first layer of a stack (bottom first) whose attention crosses modalities; the stack's
+/// size if none does. Below it each modality's states depend on that modality alone.
+int64_t first_cross_modal_layer(const std::vector<AttentionType>& types);
 
 }  // namespace mmt

@@ -98,7 +98,10 @@ class MultimodalTransformerImpl : public torch::nn::Module {
   std::pair<torch::Tensor, torch::Tensor> final_norms(torch::Tensor text, torch::Tensor image);
   /// Index of the first layer whose attention crosses modalities (num layers if none). Below it
   /// each modality's states depend on that modality alone.
-  int64_t first_cross_modal_layer() const;
+  int64_t first_cross_modal_layer() const { return first_cross_modal_; }
+  /// Whether any layer crosses modalities (if not, every pair score is a function of one pass per
+  /// caption and one per image).
+  bool crosses_modalities() const { return first_cross_modal_ < static_cast<int64_t>(layers->size()); }
 
   /// The retrieval score of each (caption, image) pair (B): the ITM logit margin
   /// (match - mismatch), or for a dual encoder with dot scoring its scaled cosine.
@@ -165,6 +168,7 @@ class MultimodalTransformerImpl : public torch::nn::Module {
   void init_weights();
   ModelOptions options_;
   InputDims dims_;
+  int64_t first_cross_modal_ = 0;  // of the stack, fixed at construction
 };
 TORCH_MODULE(MultimodalTransformer);
 
