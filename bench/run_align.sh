@@ -3,7 +3,8 @@
 # mixed stack (3 single_modality layers under 1 merged), classification ITM with random or hard
 # negatives, without and with the align head (model.align, train.align_weight = 1). Without the head
 # hard negatives score B x B pairs through the merged layer; with it, by the head's similarities
-# from one unimodal pass. Each configuration in its own process (peak memory its own).
+# from one unimodal pass. The align loss reads the inputs before MLM masking (a second pass of the
+# text tower, train.align_inputs = unmasked) or the MLM pass's states (masked). Each configuration in its own process (peak memory its own).
 # usage: bench/run_align.sh [BUILD_DIR]
 set -euo pipefail
 build=${1:-build}
@@ -14,4 +15,5 @@ align=(--set model.align=true --set train.align_weight=1)
 echo "ITM, random negatives          : $(run)"
 echo "ITM, hard negatives (ITM score): $(run --set train.itm_negatives=hard)"
 echo "ITM + align, random negatives  : $(run "${align[@]}")"
+echo "ITM + align, masked inputs     : $(run "${align[@]}" --set train.align_inputs=masked)"
 echo "ITM + align, hard (align score): $(run "${align[@]}" --set train.itm_negatives=hard)"

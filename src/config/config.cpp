@@ -492,6 +492,7 @@ void validate_config(const ExperimentConfig& cfg) {
   if (t.dual_contrastive_weight > 0 && !(m.kind == "dual_encoder" && m.dual_score == "dot"))
     throw Error("config: train.dual_contrastive_weight needs model.kind=dual_encoder with model.dual_score=dot");
   if (t.align_weight > 0 && !m.align) throw Error("config: train.align_weight needs model.align=true (the head it trains)");
+  key_choice("train.align_inputs", "align-loss inputs", t.align_inputs, {"unmasked", "masked"});
   positive("model.temperature_init", m.temperature_init);
   positive("model.max_logit_scale", m.max_logit_scale);
 

@@ -8,6 +8,15 @@
 
 namespace mmt {
 
+torch::Tensor unmasked_text_ids(const Batch& batch) {
+  if (!batch.mlm_labels.defined()) return batch.text_ids;
+  return torch::where(batch.mlm_labels.ne(kIgnoreLabel), batch.mlm_labels, batch.text_ids);
+}
+
+torch::Tensor unmasked_region_feats(const Batch& batch) {
+  return batch.region_targets.defined() ? batch.region_targets : batch.region_feats;
+}
+
 void pad_text(const std::vector<std::vector<int64_t>>& ids, int64_t pad_id, Batch& batch) {
   const int64_t b = static_cast<int64_t>(ids.size());
   int64_t t = 0;

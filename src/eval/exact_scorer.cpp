@@ -62,14 +62,10 @@ struct PairScorer::Impl {
       : model(m), options(o), device(resolve_device(o.device)) {}
 
   torch::Tensor placeholder(int64_t n) const { return torch::zeros({n, 1, hidden}, torch::device(device)); }
-  torch::Tensor all_real(int64_t n) const { return torch::ones({n, 1}, torch::device(device).dtype(torch::kBool)); }
 
   // Layers [begin, end) of one modality alone, beside a placeholder of the other.
   torch::Tensor unimodal(const torch::Tensor& states, const torch::Tensor& mask, bool text, int64_t begin, int64_t end) {
-    if (begin >= end) return states;
-    const int64_t n = states.size(0);
-    return text ? model.run_layers(states, placeholder(n), mask, all_real(n), begin, end).first
-                : model.run_layers(placeholder(n), states, all_real(n), mask, begin, end).second;
+    return model.run_one_modality(states, mask, text, begin, end);
   }
 
   // What every scoring thread sets for itself (both guards are per thread): no graph, and the

@@ -30,6 +30,31 @@ torch::Tensor true_positions(const torch::Tensor& flags, const int64_t* n) {
   if (!n) return flags.nonzero().squeeze(1);
   return std::get<1>(torch::sort(flags.to(torch::kInt32), /*stable=*/true, /*dim=*/0, /*descending=*/true)).narrow(0, 0, *n);
 }
+// The align head's [CLS] / [IMG] states (R, H) of the given rows. unmasked (ALBEF): a modality the
+// batch masked - MLM's tokens, MRM's regions; counts from HostCounts - runs its tower again on its
+// inputs as they were before masking, with gradient, so the towers learn the align loss from whole
+// captions and images while MLM / MRM read the masked pass; an unmasked modality keeps the pass's
+// states. Rows must carry MLM targets wherever they are masked (the matched pairs do).
+std::pair<torch::Tensor, torch::Tensor> align_states(MultimodalTransformerImpl& model, const Batch& batch,
+                                                     const Encoded& enc, const torch::Tensor& rows, bool unmasked,
+                                                     const HostCounts& c) {
+  auto cls = enc.align_cls.index_select(0, rows), img = enc.align_img.index_select(0, rows);
+  if (!unmasked) return {cls, img};
+  const int64_t towers = model.first_cross_modal_layer();
+  if (c.mlm > 0) {
+    const auto ids = unmasked_text_ids(batch).index_select(0, rows);
+    cls = model.run_one_modality(model.text_embed(ids), batch.text_mask.index_select(0, rows), true, 0, towers).select(1, 0);
+  }
+  if (c.mrm > 0) {
+    Batch regions;
+    regions.region_feats = unmasked_region_feats(batch).index_select(0, rows);
+    regions.region_boxes = batch.region_boxes.index_select(0, rows);
+    regions.region_mask = batch.region_mask.index_select(0, rows);
+    const ImageTokens tokens = model.embed_images(regions);
+    img = model.run_one_modality(tokens.states, tokens.mask, false, 0, towers).select(1, 0);
+  }
+  return {cls, img};
+}
 }  // namespace
 
 std::pair<torch::Tensor, double> loss_from_logits(const torch::Tensor& logits, const torch::Tensor& targets) {
@@ -247,8 +272,12 @@ LossOutput pretraining_loss(MultimodalTransformerImpl& model, const Batch& batch
   }
   if (dual_rows.defined() && global[kDual] >= 2) {
     TORCH_CHECK(!align || enc.align_cls.defined(), "train.align_weight: the model has no align head (model.align)");
-    const auto cls = (align ? enc.align_cls : enc.text.select(1, 0)).index_select(0, dual_rows);
-    const auto img = (align ? enc.align_img : enc.image.select(1, 0)).index_select(0, dual_rows);
+    torch::Tensor cls, img;
+    if (align) {
+      std::tie(cls, img) = align_states(model, batch, enc, dual_rows, t.align_inputs == "unmasked", c);
+    } else {
+      cls = enc.text.select(1, 0).index_select(0, dual_rows), img = enc.image.select(1, 0).index_select(0, dual_rows);
+    }
     torch::Tensor text_emb, image_emb, scale;
     if (align) {
       auto e = model.align_embeddings(cls, img);

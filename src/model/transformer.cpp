@@ -209,6 +209,15 @@ std::pair<torch::Tensor, torch::Tensor> MultimodalTransformerImpl::run_layers(to
   return {text, image};
 }
 
+torch::Tensor MultimodalTransformerImpl::run_one_modality(const torch::Tensor& states, const torch::Tensor& mask,
+                                                          bool text, int64_t begin, int64_t end) {
+  if (begin >= end) return states;
+  const int64_t n = states.size(0);
+  const auto other = torch::zeros({n, 1, states.size(2)}, torch::device(states.device()));
+  const auto real = torch::ones({n, 1}, torch::device(states.device()).dtype(torch::kBool));
+  return text ? run_layers(states, other, mask, real, begin, end).first : run_layers(other, states, real, mask, begin, end).second;
+}
+
 std::pair<torch::Tensor, torch::Tensor> MultimodalTransformerImpl::final_norms(torch::Tensor text, torch::Tensor image) {
   if (options_.pre_norm) return {layer_norm(text_final_norm, text), layer_norm(image_final_norm, image)};
   return {text, image};

@@ -11,16 +11,23 @@
 
 namespace mmt {
 
-torch::Tensor batch_score_matrix(MultimodalTransformerImpl& model, const Batch& batch) {
+torch::Tensor batch_score_matrix(MultimodalTransformerImpl& model, const Batch& batch, bool align_unmasked) {
   torch::NoGradGuard no_grad;
   const int64_t b = batch.size();
-  const ImageTokens images = model.embed_images(batch);
-  const auto text = model.text_embed(batch.text_ids);
   if (model.has_align()) {  // ALBEF: the align head's similarities, from the unimodal layers alone
-    const auto [t, i] = model.run_layers(text, images.states, batch.text_mask, images.mask, 0, model.first_cross_modal_layer());
+    Batch in = batch;  // shallow
+    if (align_unmasked) {  // what the align loss reads (train.align_inputs); every row is still matched
+      in.text_ids = unmasked_text_ids(batch);
+      if (batch.region_feats.defined()) in.region_feats = unmasked_region_feats(batch);
+    }
+    const ImageTokens images = model.embed_images(in);
+    const auto [t, i] = model.run_layers(model.text_embed(in.text_ids), images.states, in.text_mask, images.mask, 0,
+                                         model.first_cross_modal_layer());
     const auto e = model.align_embeddings(t.select(1, 0), i.select(1, 0));
     return e.scale * torch::matmul(e.text, e.image.t());
   }
+  const ImageTokens images = model.embed_images(batch);
+  const auto text = model.text_embed(batch.text_ids);
   if (!model.crosses_modalities()) {
     const Encoded e = model.encode_embedded(text, images.states, batch.text_mask, images.mask);
     return model.match_score_matrix(e.text.select(1, 0), e.image.select(1, 0));
@@ -65,11 +72,11 @@ int64_t sample_partner(const torch::Tensor& scores, int64_t i, bool by_column, R
 }
 
 void apply_hard_negatives(MultimodalTransformerImpl& model, Batch& batch, bool swap_caption, uint64_t seed,
-                          int64_t step) {
+                          int64_t step, bool align_unmasked) {
   if (!batch.hard_negative_rows.defined() || !batch.hard_negative_rows.any().item<bool>()) return;
   const bool was_training = model.is_training();
   model.eval();  // scores as the model would give them, no dropout
-  const auto scores = batch_score_matrix(model, batch).to(torch::kCPU, torch::kFloat32);
+  const auto scores = batch_score_matrix(model, batch, align_unmasked).to(torch::kCPU, torch::kFloat32);
   if (was_training) model.train();
   Rng rng(derive_seed(seed, 0x4A3D, static_cast<uint64_t>(step)));
   const Batch original = batch;  // shallow: the tensors below are replaced, not written into

@@ -1,10 +1,12 @@
 /* The align head (model.align, train.align_weight; ALBEF's align-before-fuse): its config is
  * refused where there is nothing below or above to align, its states see one modality only, its
  * loss is InfoNCE of its own projections and trains nothing above the unimodal layers, hard
- * negatives are sampled by its similarities, and training it makes the unimodal states retrieve. */
+ * negatives are sampled by its similarities, both read the inputs before MLM / MRM masking (or the
+ * masked pass, by choice), and training it makes the unimodal states retrieve. */
 #include <gtest/gtest.h>
 
 #include "mmt/config/config.h"
+#include "mmt/data/batch.h"
 #include "mmt/data/data_source.h"
 #include "mmt/data/pretrain_batcher.h"
 #include "mmt/data/synthetic_world.h"
@@ -119,6 +121,91 @@ TEST(Align, HardNegativesAreSampledByTheHeadsSimilarities) {
   const auto expected = e.scale * torch::matmul(e.text, e.image.t());
   ASSERT_EQ(scores.sizes(), expected.sizes());
   EXPECT_TRUE(torch::allclose(scores, expected, 1e-5, 1e-5));
+}
+
+// A batch as the batcher leaves it after MLM and MRM (rows 0, 2, 3, 4 matched, row 1 not): matched
+// rows carry MLM targets at their masked tokens and MRM targets at their zeroed regions; the
+// mismatched row is masked too but has no targets. `clean`: the same batch before masking.
+struct MaskedBatch {
+  Batch masked, clean;
+};
+MaskedBatch masked_batch(bool with_mismatch) {
+  MaskedBatch m;
+  Batch& b = m.masked;
+  b = testing::random_batch(5, 7, 4, 11);
+  m.clean = b;
+  m.clean.text_ids = b.text_ids.clone(), m.clean.region_feats = b.region_feats.clone();
+  b.itm_labels = torch::tensor(std::vector<int64_t>{1, with_mismatch ? 0 : 1, 1, 1, 1});
+  b.mlm_labels = torch::full_like(b.text_ids, kIgnoreLabel);
+  b.region_targets = b.region_feats.clone();
+  b.mrm_mask = torch::zeros({5, 4}, torch::kBool);
+  b.region_classes = torch::softmax(torch::randn({5, 4, 3}), 2);  // read beside every MRM loss
+  b.text_ids = b.text_ids.clone(), b.region_feats = b.region_feats.clone();
+  for (int64_t row = 0; row < 5; ++row) {
+    const bool targets = b.itm_labels[row].item<int64_t>() == 1;
+    for (const int64_t pos : {int64_t{2}, 4 + row % 2}) {
+      if (targets) b.mlm_labels[row][pos] = b.text_ids[row][pos].item<int64_t>();
+      b.text_ids[row][pos] = 4;  // [MASK]
+    }
+    b.region_feats[row][2].zero_();
+    if (targets) b.mrm_mask[row][2] = true;
+  }
+  return m;
+}
+
+// ALBEF computes its contrastive loss on the unmasked captions: with align_inputs = unmasked the
+// align loss equals the head's InfoNCE on the batch before masking, while MLM still reads the
+// masked one; with `masked` it reads the masked pass's states - and the two differ.
+TEST(Align, LossReadsTheInputsBeforeMasking) {
+  torch::manual_seed(12);
+  MultimodalTransformer model(aligned_options(), InputDims{testing::kVocab, testing::kFeat, 3});  // with MRM heads
+  model->train();  // the small model has no dropout: passes repeat exactly
+  const MaskedBatch m = masked_batch(/*with_mismatch=*/true);
+  // The captions restored: exactly at the rows with targets; the mismatched row keeps its masks.
+  const auto restored = unmasked_text_ids(m.masked);
+  for (int64_t row : {0, 2, 3, 4}) EXPECT_TRUE(restored[row].equal(m.clean.text_ids[row])) << row;
+  EXPECT_TRUE(restored[1].equal(m.masked.text_ids[1]));
+  EXPECT_TRUE(unmasked_region_feats(m.masked).equal(m.clean.region_feats));
+
+  const auto rows = torch::tensor(std::vector<int64_t>{0, 2, 3, 4});
+  auto head_loss = [&](const Batch& b) {
+    const Encoded enc = model->encode(b);
+    const auto e = model->align_embeddings(enc.align_cls.index_select(0, rows), enc.align_img.index_select(0, rows));
+    return loss_dual_contrastive(e.text, e.image, e.scale).first.item<double>();
+  };
+  TrainOptions t;
+  t.itm_weight = 0, t.align_weight = 1, t.mrm_regression_weight = 1;
+  t.align_inputs = "unmasked";
+  const LossOutput unmasked = pretraining_loss(*model, m.masked, t);
+  t.align_inputs = "masked";
+  const LossOutput masked = pretraining_loss(*model, m.masked, t);
+  const double clean = head_loss(m.clean), as_masked = head_loss(m.masked);
+  EXPECT_NEAR(unmasked.metrics.at("align"), clean, 1e-5);
+  EXPECT_NEAR(masked.metrics.at("align"), as_masked, 1e-5);
+  EXPECT_GT(std::abs(clean - as_masked), 1e-4);  // 10x the tolerance: the masks matter, so the checks can fail
+  EXPECT_NEAR(unmasked.metrics.at("mlm"), masked.metrics.at("mlm"), 1e-6);
+  EXPECT_NEAR(unmasked.metrics.at("mrm_regression"), masked.metrics.at("mrm_regression"), 1e-6);
+  // Only the text was masked: the image tower's states are the pass's own.
+  Batch text_only = m.masked;
+  text_only.region_feats = m.clean.region_feats, text_only.region_targets = torch::Tensor(), text_only.mrm_mask = torch::Tensor();
+  t.align_inputs = "unmasked", t.mrm_regression_weight = 0;
+  EXPECT_NEAR(pretraining_loss(*model, text_only, t).metrics.at("align"), clean, 1e-5);
+}
+
+// Hard negatives sampled by the head read what its loss reads: the batch before masking.
+TEST(Align, HardNegativeScoresReadTheInputsBeforeMasking) {
+  torch::manual_seed(13);
+  MultimodalTransformer model(aligned_options(), InputDims{testing::kVocab, testing::kFeat});
+  model->eval();
+  const MaskedBatch m = masked_batch(/*with_mismatch=*/false);  // before the swaps every row is matched
+  auto head_scores = [&](const Batch& b) {
+    const Encoded enc = model->encode(b);
+    const auto e = model->align_embeddings(enc.align_cls, enc.align_img);
+    return e.scale * torch::matmul(e.text, e.image.t());
+  };
+  EXPECT_TRUE(torch::allclose(batch_score_matrix(*model, m.masked, true), head_scores(m.clean), 1e-5, 1e-5));
+  EXPECT_TRUE(torch::allclose(batch_score_matrix(*model, m.masked, false), head_scores(m.masked), 1e-5, 1e-5));
+  EXPECT_GT((head_scores(m.clean) - head_scores(m.masked)).abs().max().item<double>(), 1e-3);
 }
 
 // Training with the align loss next to ITM and MLM (warm-up, as the trainer's schedule has) makes

@@ -239,6 +239,7 @@ struct TrainOptions {
   double itm_weight = 1.0;          // weight of the ITM loss (0 = off)
   double dual_contrastive_weight = 0.0;  // weight of the dual-encoder InfoNCE loss (0 = off)
   double align_weight = 0.0;        // weight of InfoNCE on the align head below the fusion layers (0 = off)
+  std::string align_inputs = "unmasked";  // what the align loss reads: unmasked (ALBEF: towers rerun) or masked
   double itm_contrastive_weight = 0.0;   // weight of contrastive ITM with K negatives (0 = off)
   int64_t itm_contrastive_negatives = 32;  // K: negative images per caption
   int64_t itm_contrastive_chunk = 1024;  // pairs per forward pass of contrastive ITM (bounds memory)
@@ -300,6 +301,10 @@ struct TrainOptions {
             "weight of ALBEF's image-text contrastive loss inside a transformer (model.align): symmetric InfoNCE "
             "over the batch's matched pairs between the projected [CLS] and [IMG] states below the first "
             "cross-modal layer, in-batch negatives, learned temperature (0 = off)");
+    v.field("align_inputs", align_inputs,
+            "what the align loss (and hard negatives sampled by the align head) read: unmasked - the captions "
+            "(and regions) as before MLM (MRM) masking, by a second pass of the towers over the matched pairs, "
+            "as ALBEF does; masked - the states of the MLM pass itself, saving that pass");
     v.field("mrm_kl_weight", mrm_kl_weight, "MRM: KL divergence to the detector's class distribution (0 = off)");
     v.field("mrm_regression_weight", mrm_regression_weight, "MRM: squared error to the original region feature (0 = off)");
     v.field("mrm_class_weight", mrm_class_weight, "MRM: cross-entropy to the detector's top class (0 = off)");

@@ -69,6 +69,14 @@ Batch batch_rows(const Batch& batch, int64_t begin, int64_t end);
 /// Ignored label value of mlm_labels (the cross-entropy convention).
 constexpr int64_t kIgnoreLabel = -100;
 
+/// The captions as they were before MLM masking: text_ids with mlm_labels' original ids put back.
+/// Exact at every row with MLM targets and at every row left unmasked; a mismatched row keeps its
+/// masks (it has no targets to restore them from). text_ids itself without mlm_labels.
+torch::Tensor unmasked_text_ids(const Batch& batch);
+/// The region features as they were before MRM masking (region_targets where MRM ran, else
+/// region_feats): exact at every row, the global region included.
+torch::Tensor unmasked_region_feats(const Batch& batch);
+
 /// Pads token id sequences into text_ids / text_mask (pad id 0 is [PAD]).
 void pad_text(const std::vector<std::vector<int64_t>>& ids, int64_t pad_id, Batch& batch);
 

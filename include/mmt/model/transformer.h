@@ -94,6 +94,11 @@ class MultimodalTransformerImpl : public torch::nn::Module {
   std::pair<torch::Tensor, torch::Tensor> run_layers(torch::Tensor text, torch::Tensor image,
                                                      const torch::Tensor& text_mask, const torch::Tensor& image_mask,
                                                      int64_t begin, int64_t end);
+  /// Layers [begin, end) of one modality alone (`text`: the states are text tokens, else image
+  /// tokens) beside a one-token placeholder of the other; only the layers where that modality reads
+  /// itself alone make this its own states (e.g. below the first cross-modal layer).
+  torch::Tensor run_one_modality(const torch::Tensor& states, const torch::Tensor& mask, bool text, int64_t begin,
+                                 int64_t end);
   /// Final norms of pre-norm stacks (identity for post-norm): what the heads read.
   std::pair<torch::Tensor, torch::Tensor> final_norms(torch::Tensor text, torch::Tensor image);
   /// Index of the first layer whose attention crosses modalities (num layers if none). Below it

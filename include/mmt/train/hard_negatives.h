@@ -19,8 +19,10 @@ class MultimodalTransformerImpl;
 class Rng;
 
 /// Scores (B, B) of every caption of the batch (rows) with every image of the batch (columns): the
-/// align head's where the model has one, else the ITM match scores.
-torch::Tensor batch_score_matrix(MultimodalTransformerImpl& model, const Batch& batch);
+/// align head's where the model has one - on the inputs before MLM / MRM masking with
+/// `align_unmasked` (train.align_inputs = unmasked; exact while every row is matched, as before the
+/// swaps) - else the ITM match scores (on the batch as the ITM loss reads it).
+torch::Tensor batch_score_matrix(MultimodalTransformerImpl& model, const Batch& batch, bool align_unmasked = false);
 
 /// For row i, a partner j != i drawn with probability softmax over the candidates of scores[i] (or of
 /// scores[:, i] when `by_column`: the caption is swapped, so the image stays and captions compete).
@@ -35,7 +37,8 @@ int64_t sample_partner(const torch::Tensor& scores, int64_t i, bool by_column, R
 /// targets. Partners show another image (Batch::image_key; a row with none stays matched) and are,
 /// where possible, rows masked alike (Batch::mask_pattern). No-op without hard_negative_rows.
 /// Deterministic in (seed, step).
+/// align_unmasked: passed to batch_score_matrix.
 void apply_hard_negatives(MultimodalTransformerImpl& model, Batch& batch, bool swap_caption, uint64_t seed,
-                          int64_t step);
+                          int64_t step, bool align_unmasked = false);
 
 }  // namespace mmt
