@@ -481,6 +481,9 @@ void validate_config(const ExperimentConfig& cfg) {
   key_choice("train.mask_modalities", "masking policy", t.mask_modalities, {"both", "alternate"});
   key_choice("train.itm_swap", "ITM swap", t.itm_swap, {"image", "caption"});
   key_choice("train.itm_negatives", "ITM negatives", t.itm_negatives, {"random", "hard"});
+  in_range("train.itm_hard_from_step", t.itm_hard_from_step, 0, 1e12);
+  if (t.itm_hard_from_step > 0 && t.itm_negatives != "hard")
+    throw Error("config: train.itm_hard_from_step is when hard ITM negatives start; it needs train.itm_negatives=hard");
   key_choice("train.optimizer", "optimizer", t.optimizer, {"adamw", "adam"});
   if (t.grad_accum_steps < 1) throw Error("config key 'train.grad_accum_steps' must be >= 1");
   if (!(t.cross_modal_lr_mult >= 0)) throw Error("config key 'train.cross_modal_lr_mult' must be >= 0");

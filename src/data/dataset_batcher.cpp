@@ -313,7 +313,7 @@ Batch DatasetBatcher::build(int64_t step, const BatchLoader::Plan& plan) const {
   std::vector<int64_t> keys(static_cast<size_t>(b));
   for (int64_t i = 0; i < b; ++i) keys[i] = rows[static_cast<size_t>(i)].key;
   std::vector<char> pending(static_cast<size_t>(b), 0);
-  const bool hard = t.itm_negatives == "hard";
+  const bool hard = t.hard_negatives_at(step);
   for (int64_t i = 0; i < b; ++i) {
     image_of[i] = caption_of[i] = i;
     if (!rng.bernoulli(t.itm_negative_prob)) continue;

@@ -191,7 +191,7 @@ Batch PretrainBatcher::batch(int64_t step) {
   std::vector<std::vector<int64_t>> ids(static_cast<size_t>(b));
   std::vector<int64_t> scenes(static_cast<size_t>(b)), captions(static_cast<size_t>(b)), itm(static_cast<size_t>(b), 1);
   Batch batch;
-  const bool hard = train_.itm_negatives == "hard";
+  const bool hard = train_.hard_negatives_at(step);
   std::vector<char> pending(static_cast<size_t>(b), 0);
   std::vector<int64_t> keys(static_cast<size_t>(b));
   for (int64_t i = 0; i < b; ++i) keys[i] = examples[i].scene;

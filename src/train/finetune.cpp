@@ -30,7 +30,7 @@ ExperimentConfig finetune_config(const std::string& pretrained_run, const Finetu
   if (cfg.model.kind == "dual_encoder" && cfg.model.dual_score == "dot") {
     t.dual_contrastive_weight = 1, t.itm_weight = 0, t.itm_negative_prob = 0;  // CLIP-style towers: InfoNCE
   } else {
-    t.itm_weight = 1, t.itm_negatives = "hard";
+    t.itm_weight = 1, t.itm_negatives = "hard", t.itm_hard_from_step = 0;
     // With the align head, ALBEF's retrieval fine-tuning: its contrastive loss next to ITM, the hard
     // negatives sampled by it. (Without the head validate_config has kept align_weight at 0.)
     if (cfg.model.align && t.align_weight <= 0) t.align_weight = 1.0;

@@ -5,12 +5,14 @@
 
 #include <cmath>
 
+#include "mmt/config/config.h"
 #include "mmt/data/data_source.h"
 #include "mmt/data/pretrain_batcher.h"
 #include "mmt/data/synthetic_world.h"
 #include "mmt/loss/pretraining.h"
 #include "mmt/train/hard_negatives.h"
 #include "mmt/train/pretrain_step.h"
+#include "mmt/util/error.h"
 #include "mmt/util/rng.h"
 #include "test_util.h"
 
@@ -95,6 +97,38 @@ HardSetup hard_batch(const std::string& swap, const std::string& mask_modalities
   PretrainBatcher batcher(*s.world, data_vocab(s.cfg), s.cfg);
   s.batch = batcher.batch(1);
   return s;
+}
+
+// train.itm_hard_from_step: optimizer steps before it pair their negatives at random (some rows
+// mismatched by the batcher, none marked), from it on by the model (every row matched, some
+// marked) - counted in optimizer steps, so with accumulation micro-batch m is step m / accum.
+TEST(HardNegatives, StartAtTheConfiguredOptimizerStep) {
+  ExperimentConfig cfg;
+  cfg.model = testing::small_model_options("merged", 2);
+  cfg.data.synth.num_train_images = 400, cfg.data.synth.num_test_images = 10;
+  cfg.train.batch_size = 16, cfg.train.itm_negatives = "hard", cfg.train.itm_hard_from_step = 2;
+  cfg.train.grad_accum_steps = 2;
+  EXPECT_NO_THROW(validate_config(cfg));
+  const synth::World world(cfg.data.synth);
+  PretrainBatcher batcher(world, data_vocab(cfg), cfg);
+  for (int64_t micro = 0; micro < 7; ++micro) {
+    const Batch b = batcher.batch(micro);
+    const bool hard = micro >= 4;
+    EXPECT_EQ(b.hard_negative_rows.defined(), hard) << "micro-batch " << micro;
+    if (hard) {
+      EXPECT_EQ(b.itm_labels.sum().item<int64_t>(), b.size()) << micro;
+      EXPECT_GT(b.hard_negative_rows.sum().item<int64_t>(), 0) << micro;
+    } else {
+      EXPECT_LT(b.itm_labels.sum().item<int64_t>(), b.size()) << micro;  // random negatives already paired
+    }
+  }
+  cfg.train.itm_negatives = "random";
+  try {
+    validate_config(cfg);
+    ADD_FAILURE() << "itm_hard_from_step without hard negatives was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("needs train.itm_negatives=hard"), std::string::npos) << e.what();
+  }
 }
 
 class HardBatch : public ::testing::TestWithParam<std::string> {};

@@ -235,6 +235,31 @@ TEST(DatasetBatches, PixelsFromJpegPngAndShardsAreNormalisedCrops) {
 // has 4 images of 5 captions, so a batch of 8 repeats images (the old pairing labelled about one
 // swap in seven "mismatched" while it showed the caption's own image); with one image there is no
 // negative at all.
+// train.itm_hard_from_step in the datasets' batcher: micro-batches of optimizer steps before it
+// pair random negatives, later ones leave every row matched and mark rows for the model.
+TEST(DatasetBatches, HardNegativesStartAtTheConfiguredStep) {
+  ExperimentConfig cfg;
+  cfg.data.source = "datasets";
+  cfg.data.tokenizer = fixture_vocab();
+  DatasetOptions flickr;
+  flickr.format = "karpathy", flickr.path = kData + "flickr30k/dataset_flickr30k.json", flickr.images = kData + "flickr30k/flickr30k-images";
+  cfg.data.datasets = {flickr};
+  cfg.data.image_size = 32;
+  cfg.model.image_input = "patches", cfg.model.patch_size = 8;
+  cfg.train.batch_size = 8, cfg.train.seed = 3, cfg.train.grad_accum_steps = 3;
+  cfg.train.itm_negatives = "hard", cfg.train.itm_hard_from_step = 1;
+  DatasetBatcher b(cfg, nullptr);
+  auto loader = b.loader(0);
+  int64_t random_negatives = 0;
+  for (int64_t micro = 0; micro < 6; ++micro) {
+    const Batch batch = loader->next().batch;
+    EXPECT_EQ(batch.hard_negative_rows.defined(), micro >= 3) << "micro-batch " << micro;
+    if (micro >= 3) EXPECT_EQ(batch.itm_labels.sum().item<int64_t>(), batch.size()) << micro;
+    else random_negatives += batch.size() - batch.itm_labels.sum().item<int64_t>();
+  }
+  EXPECT_GT(random_negatives, 0);
+}
+
 TEST(DatasetBatches, ItmNegativesShowAnotherImage) {
   ExperimentConfig cfg;
   cfg.data.source = "datasets";

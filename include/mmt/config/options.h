@@ -7,6 +7,7 @@
  * of them. A field's doc string is the text users read in `mmt config dump`. */
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -253,6 +254,7 @@ struct TrainOptions {
   double itm_negative_prob = 0.5;   // fraction of pairs made mismatched
   std::string itm_swap = "image";   // mismatch by swapping the image or the caption with another pair's
   std::string itm_negatives = "random";  // partner of a swap: random, or hard (sampled by the model's scores)
+  int64_t itm_hard_from_step = 0;   // itm_negatives = hard: optimizer steps before this one use random partners
   bool itm_all_layers = false;      // ITM loss after every layer, averaged (release: -hloss)
   int64_t log_every = 10;           // steps between metric lines in metrics.jsonl
   std::string optimizer = "adamw";  // adamw (decoupled weight decay) or adam (L2 added to the gradient)
@@ -268,6 +270,12 @@ struct TrainOptions {
   std::string eval_features;        // its region features (region models)
   std::string stage = "pretrain";   // pretrain, or finetune (`mmt finetune`: results are labelled fine-tuned)
   std::string init;                 // a run directory whose final weights initialise the model (finetune)
+
+  /// Whether micro-batch `micro` (grad_accum_steps of them per optimizer step) pairs its ITM
+  /// negatives by the model's scores.
+  bool hard_negatives_at(int64_t micro) const {
+    return itm_negatives == "hard" && micro / std::max<int64_t>(1, grad_accum_steps) >= itm_hard_from_step;
+  }
 
   template <class V>
   void visit(V& v) {
@@ -320,6 +328,9 @@ struct TrainOptions {
             "which pair a mismatched example swaps with: random (uniform over the batch) or hard (ALBEF-style: "
             "sampled with probability softmax of the model's own match scores over the batch, without "
             "gradient; cheap for stacks without cross-modal layers, B x B pair passes otherwise)");
+    v.field("itm_hard_from_step", itm_hard_from_step,
+            "itm_negatives = hard: the optimizer step from which partners are hard; steps before it draw "
+            "random ones (an ITM head that has not yet left chance learns from easy negatives first)");
     v.field("itm_all_layers", itm_all_layers,
             "ITM loss after every layer through the same head, averaged over layers (the release's "
             "single-modality-hloss)");
