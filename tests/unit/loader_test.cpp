@@ -228,16 +228,8 @@ TEST(DatasetBatches, PixelsFromJpegPngAndShardsAreNormalisedCrops) {
   EXPECT_EQ(b.input_dims().region_feat_dim, 3 * 8 * 8);
 }
 
-// Contrastive ITM on real data: each step a pool of K distinct training images (the paper's
-// negatives), decoded like the batch's, the same for every rank and on a rebuilt batcher, another
-// the next step; a caption's own image in the pool is marked excluded for that caption.
-// ITM negatives never pair a caption with its own image through another row: the flickr30k fixture
-// has 4 images of 5 captions, so a batch of 8 repeats images (the old pairing labelled about one
-// swap in seven "mismatched" while it showed the caption's own image); with one image there is no
-// negative at all.
-// train.itm_hard_from_step in the datasets' batcher: micro-batches of optimizer steps before it
-// pair random negatives, later ones leave every row matched and mark rows for the model.
-TEST(DatasetBatches, HardNegativesStartAtTheConfiguredStep) {
+// The flickr30k fixture (4 images, 5 captions each) as 32 px patches, batches of 8, seed 3.
+ExperimentConfig flickr_patch_batches() {
   ExperimentConfig cfg;
   cfg.data.source = "datasets";
   cfg.data.tokenizer = fixture_vocab();
@@ -246,7 +238,15 @@ TEST(DatasetBatches, HardNegativesStartAtTheConfiguredStep) {
   cfg.data.datasets = {flickr};
   cfg.data.image_size = 32;
   cfg.model.image_input = "patches", cfg.model.patch_size = 8;
-  cfg.train.batch_size = 8, cfg.train.seed = 3, cfg.train.grad_accum_steps = 3;
+  cfg.train.batch_size = 8, cfg.train.seed = 3;
+  return cfg;
+}
+
+// train.itm_hard_from_step in the datasets' batcher: micro-batches of optimizer steps before it
+// pair random negatives, later ones leave every row matched and mark rows for the model.
+TEST(DatasetBatches, HardNegativesStartAtTheConfiguredStep) {
+  ExperimentConfig cfg = flickr_patch_batches();
+  cfg.train.grad_accum_steps = 3;
   cfg.train.itm_negatives = "hard", cfg.train.itm_hard_from_step = 1;
   DatasetBatcher b(cfg, nullptr);
   auto loader = b.loader(0);
@@ -260,16 +260,12 @@ TEST(DatasetBatches, HardNegativesStartAtTheConfiguredStep) {
   EXPECT_GT(random_negatives, 0);
 }
 
+// ITM negatives never pair a caption with its own image through another row: the flickr30k fixture
+// has 4 images of 5 captions, so a batch of 8 repeats images (the old pairing labelled about one
+// swap in seven "mismatched" while it showed the caption's own image); with one image there is no
+// negative at all.
 TEST(DatasetBatches, ItmNegativesShowAnotherImage) {
-  ExperimentConfig cfg;
-  cfg.data.source = "datasets";
-  cfg.data.tokenizer = fixture_vocab();
-  DatasetOptions flickr;
-  flickr.format = "karpathy", flickr.path = kData + "flickr30k/dataset_flickr30k.json", flickr.images = kData + "flickr30k/flickr30k-images";
-  cfg.data.datasets = {flickr};
-  cfg.data.image_size = 32;
-  cfg.model.image_input = "patches", cfg.model.patch_size = 8;
-  cfg.train.batch_size = 8, cfg.train.seed = 3;
+  ExperimentConfig cfg = flickr_patch_batches();
   cfg.train.mlm_weight = 0;  // captions unmasked, so equal texts are equal tensors
   for (const std::string swap : {"image", "caption"}) {
     cfg.train.itm_swap = swap;
@@ -361,6 +357,9 @@ TEST(DatasetBatches, ImagesSharingAnyIdAreOnePhoto) {
   EXPECT_EQ(photos_seen({c, f}, 30), 6u);
 }
 
+// Contrastive ITM on real data: each step a pool of K distinct training images (the paper's
+// negatives), decoded like the batch's, the same for every rank and on a rebuilt batcher, another
+// the next step; a caption's own image in the pool is marked excluded for that caption.
 TEST(DatasetBatches, ContrastiveNegativePoolOfDistinctTrainingImages) {
   auto cfg = real_config("patches");
   cfg.train.itm_contrastive_weight = 1, cfg.train.itm_weight = 0, cfg.train.itm_negative_prob = 0;
