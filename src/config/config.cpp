@@ -427,6 +427,7 @@ void validate_config(const ExperimentConfig& cfg) {
   key_choice("data.sampling", "mixture sampling", cfg.data.sampling, {"instance", "dataset", "weights"});
   in_range("data.max_bad_fraction", cfg.data.max_bad_fraction, 0, 1);
   if (cfg.data.image_cache_mb < 0) throw Error("config: data.image_cache_mb must be >= 0 (0 = no cache)");
+  if (cfg.eval.image_cache_mb < 0) throw Error("config: eval.image_cache_mb must be >= 0 (0 = no cache)");
   if (cfg.data.loader_threads < -1 || cfg.data.prefetch < 1)
     throw Error("config: data.loader_threads must be >= 0 (or -1 = auto) and data.prefetch >= 1");
   if (cfg.data.source == "datasets") {
@@ -583,6 +584,7 @@ json config_identity(const ExperimentConfig& cfg) {
   j["data"].erase("loader_threads");
   j["data"].erase("prefetch");
   j["data"].erase("image_cache_mb");
+  j["eval"].erase("image_cache_mb");
   return j;
 }
 

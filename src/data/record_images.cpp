@@ -143,15 +143,15 @@ void fill_model_images(const ExperimentConfig& cfg, const std::vector<const Mode
 }
 
 RecordImages::RecordImages(const ExperimentConfig& cfg, std::vector<Record> records, FeatureSource features,
-                           int64_t feature_dim, int64_t classes, int64_t cache_mb)
+                           int64_t feature_dim, int64_t classes)
     : cfg_(cfg),
       records_(std::move(records)),
       features_(std::move(features)),
       feature_dim_(feature_dim),
       classes_(classes),
-      cache_bytes_left_(cache_mb << 20) {
+      cache_bytes_left_(cfg.eval.image_cache_mb << 20) {
   if (cfg_.model.image_input == "regions") cache_.resize(records_.size());
-  else pixels_ = std::make_unique<PixelCache>(static_cast<int64_t>(records_.size()), cache_mb);
+  else pixels_ = std::make_unique<PixelCache>(static_cast<int64_t>(records_.size()), cfg.eval.image_cache_mb);
   // A test set must be whole: every image needs its features before any scoring starts.
   if (cfg_.model.image_input == "regions")
     for (const auto& r : records_)

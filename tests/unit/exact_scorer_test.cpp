@@ -30,6 +30,8 @@ struct Case {
   std::string pooling, kind;
   bool align = false;  // model.align: the dual scores are the align head's
 };
+// What ctest's test list and gtest's output show for a case: its name, not its bytes.
+void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
 
 class ExactScorer : public ::testing::TestWithParam<Case> {};
 

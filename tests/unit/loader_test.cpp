@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "mmt/config/config.h"
 #include "mmt/data/dataset_batcher.h"
 #include "mmt/data/loader.h"
 #include "mmt/data/mixture.h"
@@ -189,7 +190,8 @@ TEST(Loader, ImageCacheGivesTheSameBatches) {
 }
 
 // Evaluation images are decoded once: after the first fill the file may go, and the same
-// normalised pixels come back; a budget too small to keep it reads the file again.
+// normalised pixels come back; a budget (eval.image_cache_mb) too small to keep it reads the file
+// again; a negative one is refused.
 TEST(Loader, EvaluationImagesAreDecodedOnce) {
   const std::string dir = ::testing::TempDir() + "mmt_eval_images/";
   std::filesystem::create_directories(dir);
@@ -198,7 +200,8 @@ TEST(Loader, EvaluationImagesAreDecodedOnce) {
   r.key = "cat", r.image.path = dir + "cat.png";
   for (int64_t budget : {16, 0}) {
     std::filesystem::copy_file(kData + "folder/cat.png", dir + "cat.png", std::filesystem::copy_options::overwrite_existing);
-    const RecordImages images(cfg, {r}, FeatureSource{}, 0, 0, budget);
+    cfg.eval.image_cache_mb = budget;
+    const RecordImages images(cfg, {r}, FeatureSource{}, 0, 0);
     Batch first, again;
     images.fill({0}, first);
     std::filesystem::remove(dir + "cat.png");
@@ -209,6 +212,8 @@ TEST(Loader, EvaluationImagesAreDecodedOnce) {
       EXPECT_THROW(images.fill({0}, again), Error);
     }
   }
+  cfg.eval.image_cache_mb = -1;
+  EXPECT_THROW(validate_config(cfg), Error);
 }
 
 TEST(DatasetBatches, PixelsFromJpegPngAndShardsAreNormalisedCrops) {

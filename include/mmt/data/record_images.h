@@ -80,14 +80,14 @@ void fill_model_images(const ExperimentConfig& cfg, const std::vector<const Mode
                        int64_t classes, Batch& batch);
 
 /// Evaluation images: records loaded on first use and kept (the exact scorer asks for each image
-/// once per caption block; decoding it each time would dominate), up to `cache_mb` - pixels as
+/// once per caption block; decoding it each time would dominate), up to eval.image_cache_mb - pixels as
 /// their decoded bytes (a PixelCache: a quarter of the floats the model reads; 5,000 COCO test
 /// images at 224 px are 750 MB), region layouts as the model reads them; an undecodable one is
 /// an error: a test set must be whole.
 class RecordImages : public ImageSource {
  public:
   RecordImages(const ExperimentConfig& cfg, std::vector<Record> records, FeatureSource features, int64_t feature_dim,
-               int64_t classes, int64_t cache_mb = 4096);
+               int64_t classes);
   int64_t size() const override { return static_cast<int64_t>(records_.size()); }
   int64_t tokens(int64_t i) const override;
   void fill(const std::vector<int64_t>& images, Batch& batch) const override;
