@@ -3,6 +3,7 @@
 #include "mmt/config/config.h"
 
 #include <algorithm>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -586,6 +587,23 @@ json config_identity(const ExperimentConfig& cfg) {
   j["data"].erase("image_cache_mb");
   j["eval"].erase("image_cache_mb");
   return j;
+}
+
+std::vector<std::string> keys_not_in_file(const ExperimentConfig& cfg, const std::string& path) {
+  const json file = parse_json_with_comments(read_file(path), path);
+  std::vector<std::string> missing;
+  // Leaves of the resolved config (an array is one value) absent from the file's objects.
+  std::function<void(const json&, const json*, const std::string&)> walk = [&](const json& have, const json* set,
+                                                                               const std::string& prefix) {
+    for (const auto& [key, value] : have.items()) {
+      const std::string name = prefix.empty() ? key : prefix + "." + key;
+      const json* in_file = set && set->is_object() && set->contains(key) ? &(*set)[key] : nullptr;
+      if (value.is_object()) walk(value, in_file, name);
+      else if (!in_file) missing.push_back(name + " = " + value.dump());
+    }
+  };
+  walk(config_to_json(cfg), &file, "");
+  return missing;
 }
 
 std::string config_to_commented_json(const ExperimentConfig& cfg) {

@@ -63,6 +63,23 @@ TEST(Config, RoundTripThroughJsonAndCommentedJson) {
   EXPECT_EQ(config_to_json(load_config(path, {})), config_to_json(cfg));
 }
 
+// A run's config.json from an older mmt lacks the keys added since: keys_not_in_file names them
+// with the values they take (what `train --resume` prints), and nothing for a complete file.
+TEST(Config, KeysAddedSinceARunsConfigAreNamedWithTheirDefaults) {
+  const ExperimentConfig cfg = load_config("", {"train.steps=7"});
+  nlohmann::json old = config_to_json(cfg);
+  old["train"].erase("align_inputs");
+  old["eval"].erase("image_cache_mb");
+  const std::string path = ::testing::TempDir() + "mmt_old_config.json";
+  std::ofstream(path) << old.dump(2);
+  const auto added = keys_not_in_file(load_config(path, {}), path);
+  ASSERT_EQ(added.size(), 2u);
+  EXPECT_EQ(added[0], "eval.image_cache_mb = 4096");  // in key order
+  EXPECT_EQ(added[1], "train.align_inputs = \"unmasked\"");
+  std::ofstream(path) << config_to_json(cfg).dump(2);
+  EXPECT_TRUE(keys_not_in_file(cfg, path).empty());
+}
+
 TEST(Config, UnknownKeyListsValidKeys) {
   const auto msg = error_of([] { load_config("", {"model.hiden=3"}); });
   EXPECT_NE(msg.find("unknown config key 'model.hiden'"), std::string::npos) << msg;

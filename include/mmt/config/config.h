@@ -37,6 +37,11 @@ nlohmann::json config_to_json(const ExperimentConfig& cfg);
 /// `--auto-resume` compare against the run's config.json.
 nlohmann::json config_identity(const ExperimentConfig& cfg);
 
+/// The keys ("train.align_inputs = \"unmasked\"", with their values in cfg) that cfg has and the
+/// config file at `path` does not set: for a run's config.json written by an older mmt, the keys
+/// added since, which a resumed run takes at their defaults. Empty when the file sets every key.
+std::vector<std::string> keys_not_in_file(const ExperimentConfig& cfg, const std::string& path);
+
 /// The config as JSON with a `//` comment above every key (loadable by load_config).
 std::string config_to_commented_json(const ExperimentConfig& cfg);
 
