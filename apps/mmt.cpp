@@ -236,8 +236,9 @@ int main(int argc, char** argv) {
                        " (only train, finetune and eval are distributed)");
   };
   // A run resumed by a newer mmt: keys its config.json lacks take their defaults - say which.
-  auto note_keys_added_since = [](const std::string& dir) {
-    const auto added = mmt::keys_not_in_file(mmt::load_config(dir + "/config.json", {}), dir + "/config.json");
+  // `saved`: that config.json as loaded.
+  auto note_keys_added_since = [](const mmt::ExperimentConfig& saved, const std::string& dir) {
+    const auto added = mmt::keys_not_in_file(saved, dir + "/config.json");
     if (added.empty()) return;
     std::cerr << "mmt train: note: " << dir << "/config.json was written by an older mmt; these keys were added "
               << "since and take their defaults:";
@@ -254,7 +255,7 @@ int main(int argc, char** argv) {
         if (mmt::config_identity(cfg) != mmt::config_identity(saved))
           throw mmt::Error("train --resume: --set may change only train.steps, runtime.*, data.loader_threads, "
                            "data.prefetch, data.image_cache_mb and eval.image_cache_mb");
-        note_keys_added_since(resume_dir);
+        note_keys_added_since(saved, resume_dir);
         join(cfg.runtime);
         mmt::train_run(cfg, resume_dir, std::cerr, /*resume=*/true);
       } else {
@@ -263,11 +264,12 @@ int main(int argc, char** argv) {
         const auto cfg = mmt::load_config(config_path, overrides);
         const bool continuing = auto_resume && mmt::has_resumable_checkpoint(out_dir);
         if (continuing) {  // the command must describe the run the directory holds
-          if (mmt::config_identity(cfg) != mmt::config_identity(mmt::load_config(out_dir + "/config.json", {})))
+          const auto saved = mmt::load_config(out_dir + "/config.json", {});
+          if (mmt::config_identity(cfg) != mmt::config_identity(saved))
             throw mmt::Error("train --auto-resume: " + out_dir + " holds a run with another config (only train.steps, "
                              "runtime.*, data.loader_threads, data.prefetch, data.image_cache_mb and "
                              "eval.image_cache_mb may differ); choose another --out");
-          note_keys_added_since(out_dir);
+          note_keys_added_since(saved, out_dir);
           // A job relaunched after its run finished (a requeue, a restart after the last step) succeeds.
           if (const int64_t done = mmt::finished_steps(out_dir); done >= cfg.train.steps) {
             std::cerr << "mmt train: " << out_dir << " has finished its " << done << " steps; nothing to do\n";

@@ -63,11 +63,6 @@ struct PairScorer::Impl {
 
   torch::Tensor placeholder(int64_t n) const { return torch::zeros({n, 1, hidden}, torch::device(device)); }
 
-  // Layers [begin, end) of one modality alone, beside a placeholder of the other.
-  torch::Tensor unimodal(const torch::Tensor& states, const torch::Tensor& mask, bool text, int64_t begin, int64_t end) {
-    return model.run_one_modality(states, mask, text, begin, end);
-  }
-
   // What every scoring thread sets for itself (both guards are per thread): no graph, and the
   // configured precision.
   struct ScoringGuards {
@@ -155,7 +150,7 @@ PairScorer::PairScorer(MultimodalTransformerImpl& model, const std::vector<std::
       Batch b;
       images.fill(part, b);
       ImageTokens t = model.embed_images(batch_to(b, s.device));
-      states.push_back(s.unimodal(t.states, t.mask, false, 0, s.start));
+      states.push_back(s.model.run_one_modality(t.states, t.mask, false, 0, s.start));
       masks.push_back(t.mask);
     }
     std::vector<std::vector<int64_t>> items;
@@ -187,7 +182,7 @@ PairScorer::PairScorer(MultimodalTransformerImpl& model, const std::vector<std::
       Batch b;
       pad_text(ids, /*pad_id=*/0, b);
       b = batch_to(b, s.device);
-      states.push_back(s.unimodal(model.text_embed(b.text_ids), b.text_mask, true, 0, s.start));
+      states.push_back(s.model.run_one_modality(model.text_embed(b.text_ids), b.text_mask, true, 0, s.start));
       masks.push_back(b.text_mask);
     }
     s.captions.push_back({items, torch::cat(states), torch::cat(masks)});
@@ -217,7 +212,7 @@ DualRows PairScorer::Impl::dual_rows() {
   Impl& s = *this;
   const bool exact = s.dual_is_exact();  // the final states, scored by the model's own head
   auto pooled = [&](const Group& g, bool text) {
-    auto states = s.unimodal(g.states, g.mask, text, s.start, s.prefix);
+    auto states = s.model.run_one_modality(g.states, g.mask, text, s.start, s.prefix);
     if (exact) {
       const int64_t n = states.size(0);
       states = text ? s.model.final_norms(states, s.placeholder(n)).first : s.model.final_norms(s.placeholder(n), states).second;

@@ -17,8 +17,7 @@ torch::Tensor batch_score_matrix(MultimodalTransformerImpl& model, const Batch& 
   if (model.has_align()) {  // ALBEF: the align head's similarities, from the unimodal layers alone
     Batch in = batch;  // shallow
     if (align_unmasked) {  // what the align loss reads (train.align_inputs); every row is still matched
-      in.text_ids = unmasked_text_ids(batch);
-      if (batch.region_feats.defined()) in.region_feats = unmasked_region_feats(batch);
+      in.text_ids = unmasked_text_ids(batch), in.region_feats = unmasked_region_feats(batch);
     }
     const ImageTokens images = model.embed_images(in);
     const auto [t, i] = model.run_layers(model.text_embed(in.text_ids), images.states, in.text_mask, images.mask, 0,

@@ -7,7 +7,6 @@
  * of them. A field's doc string is the text users read in `mmt config dump`. */
 #pragma once
 
-#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -271,10 +270,10 @@ struct TrainOptions {
   std::string stage = "pretrain";   // pretrain, or finetune (`mmt finetune`: results are labelled fine-tuned)
   std::string init;                 // a run directory whose final weights initialise the model (finetune)
 
-  /// Whether micro-batch `micro` (grad_accum_steps of them per optimizer step) pairs its ITM
-  /// negatives by the model's scores.
+  /// Whether micro-batch `micro` (grad_accum_steps of them per optimizer step, >= 1 by
+  /// validate_config) pairs its ITM negatives by the model's scores.
   bool hard_negatives_at(int64_t micro) const {
-    return itm_negatives == "hard" && micro / std::max<int64_t>(1, grad_accum_steps) >= itm_hard_from_step;
+    return itm_negatives == "hard" && micro / grad_accum_steps >= itm_hard_from_step;
   }
 
   template <class V>
