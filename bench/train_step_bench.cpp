@@ -214,7 +214,7 @@ int main(int argc, char** argv) {
     }
     for (int64_t s = warmup; s < warmup + steps; ++s) {
       const auto& b = batches[s];
-      flops += mmt::batch_train_flops(cfg.model, dims, b);
+      flops += mmt::step_train_flops(cfg, dims, b).total();  // every pass the step runs
       text_real += b.text_mask.sum().item<double>(), text_all += static_cast<double>(b.text_mask.numel());
       if (b.region_mask.defined())
         img_real += b.region_mask.sum().item<double>(), img_all += static_cast<double>(b.region_mask.numel());

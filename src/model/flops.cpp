@@ -3,9 +3,12 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <utility>
+#include <vector>
 
 #include "mmt/config/config.h"
 #include "mmt/data/batch.h"
+#include "mmt/model/attention.h"
 #include "mmt/model/transformer.h"
 
 namespace mmt {
@@ -53,41 +56,173 @@ std::string format_flop_rate(double flops_per_second) {
   return b;
 }
 
-double forward_flops(const ModelOptions& m, const InputDims& dims, int64_t text_len, int64_t regions, int64_t masked) {
+namespace {
+
+// layers_forward_flops over the stack's layer types, listed once by the caller.
+double stack_flops(const ModelOptions& m, const std::vector<AttentionType>& types, int64_t text_len, int64_t regions,
+                   int64_t begin, int64_t end) {
   const double h = static_cast<double>(m.hidden), inner = static_cast<double>(m.num_heads * m.head_dim);
   const double t = static_cast<double>(text_len), r = static_cast<double>(regions);
-  double f = 2.0 * r * (static_cast<double>(dims.region_feat_dim) + 5.0) * h;  // region projections
-  for (AttentionType type : layer_types(m)) {
-    const AttentionPattern p = attention_pattern(type);
+  double f = 0;
+  for (int64_t l = std::max<int64_t>(begin, 0); l < std::min<int64_t>(end, static_cast<int64_t>(types.size())); ++l) {
+    const AttentionPattern p = attention_pattern(types[static_cast<size_t>(l)]);
     const double tokens = t + r;
-    f += 2.0 * tokens * h * inner * 4.0;                    // q, k, v, out
+    f += 2.0 * tokens * h * inner * 4.0;                            // q, k, v, out
     f += 2.0 * tokens * h * static_cast<double>(m.ffn_dim) * 2.0;  // feed-forward
     const double text_keys = (p.text_to_text ? t : 0) + (p.text_to_image ? r : 0);
     const double image_keys = (p.image_to_text ? t : 0) + (p.image_to_image ? r : 0);
     f += 2.0 * 2.0 * inner * (t * text_keys + r * image_keys);  // scores and weighted values
   }
-  f += 2.0 * h * h * (m.itm_pooling == "product" ? 2.0 : 1.0) + 2.0 * h * 2.0;  // ITM head
+  return f;
+}
+
+double image_embed_flops(const ModelOptions& m, const InputDims& dims, int64_t regions) {
+  return 2.0 * static_cast<double>(regions) * (static_cast<double>(dims.region_feat_dim) + 5.0) * static_cast<double>(m.hidden);
+}
+
+double itm_head_flops(const ModelOptions& m) {
+  const double h = static_cast<double>(m.hidden);
+  return 2.0 * h * h * (m.itm_pooling == "product" ? 2.0 : 1.0) + 2.0 * h * 2.0;
+}
+
+std::vector<int64_t> per_row(const torch::Tensor& counts) {
+  const auto c = counts.to(torch::kCPU).to(torch::kInt64).contiguous();
+  return std::vector<int64_t>(c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + c.numel());
+}
+
+// Image tokens of each row: the pixel grid (and the global token) or the real regions.
+std::vector<int64_t> image_tokens(const ModelOptions& m, const Batch& batch) {
+  if (batch.image_pixels.defined())
+    return std::vector<int64_t>(static_cast<size_t>(batch.image_pixels.size(0)), pixel_positions(m, batch.image_pixels.size(2)));
+  return per_row(batch.region_mask.sum(1));
+}
+
+}  // namespace
+
+double layers_forward_flops(const ModelOptions& m, int64_t text_len, int64_t regions, int64_t begin, int64_t end) {
+  return stack_flops(m, layer_types(m), text_len, regions, begin, end);
+}
+
+double forward_flops(const ModelOptions& m, const InputDims& dims, int64_t text_len, int64_t regions, int64_t masked) {
+  const double h = static_cast<double>(m.hidden);
+  double f = image_embed_flops(m, dims, regions);  // region projections
+  const std::vector<AttentionType> types = layer_types(m);
+  f += stack_flops(m, types, text_len, regions, 0, static_cast<int64_t>(types.size()));
+  f += itm_head_flops(m);
   f += 2.0 * static_cast<double>(masked) * h * (h + static_cast<double>(dims.vocab_size));  // MLM head
   return f;
 }
 
 double batch_train_flops(const ModelOptions& m, const InputDims& dims, const Batch& batch) {
   const int64_t b = batch.size();
-  auto on_host = [](const torch::Tensor& per_row) { return per_row.to(torch::kCPU).to(torch::kInt64).contiguous(); };
-  const auto t = on_host(batch.text_mask.sum(1));
-  torch::Tensor r;
-  if (batch.image_pixels.defined()) {
-    // Pixel inputs: every image has the same tokens (the grid plus the global one; the ResNet-50's
-    // own convolutions are not counted).
-    r = torch::full({b}, pixel_positions(m, batch.image_pixels.size(2)), torch::kInt64);
-  } else {
-    r = on_host(batch.region_mask.sum(1));
-  }
-  const auto masked = batch.mlm_labels.defined() ? on_host(batch.mlm_labels.ne(kIgnoreLabel).sum(1)) : torch::zeros({b}, torch::kInt64);
-  const int64_t *tp = t.data_ptr<int64_t>(), *rp = r.data_ptr<int64_t>(), *mp = masked.data_ptr<int64_t>();
+  const auto t = per_row(batch.text_mask.sum(1)), r = image_tokens(m, batch);
+  const auto masked = batch.mlm_labels.defined() ? per_row(batch.mlm_labels.ne(kIgnoreLabel).sum(1)) : std::vector<int64_t>(static_cast<size_t>(b), 0);
   double total = 0;
-  for (int64_t i = 0; i < b; ++i) total += forward_flops(m, dims, tp[i], rp[i], mp[i]);
+  for (int64_t i = 0; i < b; ++i) total += forward_flops(m, dims, t[i], r[i], masked[i]);
   return 3.0 * total;
+}
+
+StepFlops& StepFlops::operator+=(const StepFlops& o) {
+  main += o.main, contrastive += o.contrastive, align_towers += o.align_towers, hard_negatives += o.hard_negatives;
+  return *this;
+}
+
+std::string StepFlops::shares() const {
+  const double all = total();
+  if (all <= 0 || main >= all) return "";
+  std::string s;
+  for (const auto& [name, part] : std::vector<std::pair<const char*, double>>{
+           {"main pass", main}, {"contrastive ITM", contrastive}, {"align towers", align_towers}, {"hard-negative scoring", hard_negatives}}) {
+    if (part <= 0) continue;
+    char b[64];
+    std::snprintf(b, sizeof b, "%s%s %.0f%%", s.empty() ? "" : ", ", name, 100.0 * part / all);
+    s += b;
+  }
+  return s;
+}
+
+StepFlops step_train_flops(const ExperimentConfig& cfg, const InputDims& dims, const Batch& batch) {
+  const ModelOptions& m = cfg.model;
+  const TrainOptions& tr = cfg.train;
+  const std::vector<AttentionType> types = layer_types(m);
+  const int64_t b = batch.size(), layers = static_cast<int64_t>(types.size()), towers = first_cross_modal_layer(types);
+  const bool crosses = towers < layers;
+  const double h = static_cast<double>(m.hidden);
+  StepFlops f;
+  f.main = batch_train_flops(m, dims, batch);
+  if (batch.mrm_mask.defined()) {  // the MRM heads on the masked regions
+    const double regions = static_cast<double>(batch.mrm_mask.sum().item<int64_t>());
+    double head = 0;
+    if (tr.mrm_regression_weight > 0) head += 2.0 * h * (h + static_cast<double>(dims.region_feat_dim));
+    if (tr.mrm_kl_weight > 0 || tr.mrm_class_weight > 0) head += 2.0 * h * (h + static_cast<double>(dims.region_classes));
+    f.main += 3.0 * regions * head;
+  }
+  if (b == 0) return f;
+
+  const auto t = per_row(batch.text_mask.sum(1)), r = image_tokens(m, batch);
+  const bool hard = batch.hard_negative_rows.defined() && batch.hard_negative_rows.any().item<bool>();
+  // The rows matched when the losses read them: the hard rows become negatives.
+  std::vector<char> matched(static_cast<size_t>(b), 1);
+  if (batch.itm_labels.defined()) {
+    const auto labels = per_row(batch.itm_labels);
+    for (int64_t i = 0; i < b; ++i) matched[i] = labels[i] == 1;
+  }
+  if (hard) {
+    const auto rows = per_row(batch.hard_negative_rows);
+    for (int64_t i = 0; i < b; ++i) matched[i] &= rows[i] == 0;
+  }
+
+  if (tr.itm_contrastive_weight > 0 && batch.negatives && batch.negative_excluded.defined()) {
+    const auto pool = image_tokens(m, *batch.negatives);
+    double fwd = 0;
+    for (int64_t p : pool) fwd += image_embed_flops(m, dims, p);
+    int64_t captions = 0;
+    for (int64_t a = 0; a < b; ++a) {
+      if (!matched[a]) continue;
+      ++captions;
+      fwd += image_embed_flops(m, dims, r[a]);
+      if (crosses) {  // one pass per (caption, candidate) pair, the own image first
+        fwd += stack_flops(m, types, t[a], r[a], 0, layers) + itm_head_flops(m);
+        for (int64_t p : pool) fwd += stack_flops(m, types, t[a], p, 0, layers) + itm_head_flops(m);
+      } else {  // one pass per caption with its image; the pool's images once
+        fwd += stack_flops(m, types, t[a], r[a], 0, layers);
+      }
+    }
+    if (!crosses && captions > 0) {
+      for (int64_t p : pool) fwd += stack_flops(m, types, 1, p, 0, layers);
+      fwd += 2.0 * static_cast<double>(captions) * static_cast<double>(captions + static_cast<int64_t>(pool.size())) * h;
+    }
+    f.contrastive = 3.0 * fwd;
+  }
+
+  if (m.align && tr.align_weight > 0 && tr.align_inputs == "unmasked") {
+    // The towers rerun, with gradient, for a modality the batch masked (pretraining.cpp align_states).
+    const bool text = batch.mlm_labels.defined() && batch.mlm_labels.ne(kIgnoreLabel).any().item<bool>();
+    const bool image = batch.mrm_mask.defined() && batch.mrm_mask.any().item<bool>();
+    double fwd = 0;
+    for (int64_t a = 0; a < b; ++a) {
+      if (!matched[a]) continue;
+      if (text) fwd += stack_flops(m, types, t[a], 0, 0, towers);
+      if (image) fwd += image_embed_flops(m, dims, r[a]) + stack_flops(m, types, 0, r[a], 0, towers);
+    }
+    f.align_towers = 3.0 * fwd;
+  }
+
+  if (hard) {  // hard_negatives.cpp batch_score_matrix, without a graph
+    double fwd = 0;
+    for (int64_t j = 0; j < b; ++j) fwd += image_embed_flops(m, dims, r[j]);
+    if (m.align) {  // the towers, each row once
+      for (int64_t i = 0; i < b; ++i) fwd += stack_flops(m, types, t[i], r[i], 0, towers);
+    } else if (!crosses) {  // the stack, each row once
+      for (int64_t i = 0; i < b; ++i) fwd += stack_flops(m, types, t[i], r[i], 0, layers);
+      fwd += 2.0 * static_cast<double>(b) * static_cast<double>(b) * h;
+    } else {  // every caption with every image of the batch
+      for (int64_t i = 0; i < b; ++i)
+        for (int64_t j = 0; j < b; ++j) fwd += stack_flops(m, types, t[i], r[j], 0, layers) + itm_head_flops(m);
+    }
+    f.hard_negatives = fwd;
+  }
+  return f;
 }
 
 }  // namespace mmt

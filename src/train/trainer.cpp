@@ -396,7 +396,8 @@ TrainSummary train(const ExperimentConfig& cfg, const std::string& dir, TeeLog& 
         if (std::isfinite(v)) sums[k] += v, ++counts[k];
     }
   };
-  double data_seconds = 0, total_flops = 0;
+  double data_seconds = 0;
+  StepFlops total_flops;  // every model pass of the steps run (model/flops.h), all processes
   auto interval_start = std::chrono::steady_clock::now();
   auto last_trim = interval_start;  // malloc_trim below
   for (int64_t step = start; step < t.steps; ++step) {
@@ -404,7 +405,7 @@ TrainSummary train(const ExperimentConfig& cfg, const std::string& dir, TeeLog& 
     // grad_accum_steps micro-batches per optimizer step: micro-batch m = step * accum + k.
     std::vector<Batch> micro;
     int64_t step_examples = 0;
-    double step_flops = 0;  // the main pass's forward + backward over the real positions
+    StepFlops step_flops;  // the step's model passes over the real positions
     std::string data_error;  // distributed: a rank without its batch stops every rank at once
     try {
       if (step == batch_error_at && (batch_error_rank < 0 || batch_error_rank == rank))
@@ -418,7 +419,7 @@ TrainSummary train(const ExperimentConfig& cfg, const std::string& dir, TeeLog& 
           micro.push_back(prefetch ? prefetch->next() : my_rows(synthetic->batch(step * accum + k)));
         }
         step_examples += micro.back().size();
-        step_flops += batch_train_flops(cfg.model, dims, micro.back());  // on the host, before the copy
+        step_flops += step_train_flops(cfg, dims, micro.back());  // on the host, before the copy
       }
     } catch (const Error& e) {
       if (!comm) throw;
@@ -430,7 +431,9 @@ TrainSummary train(const ExperimentConfig& cfg, const std::string& dir, TeeLog& 
       // One small collective before the step's: whether every rank has its batch (else all stop
       // now, not at the timeout), a signal to any rank (every rank stops after this step), and
       // the global batch's examples.
-      const auto v = all_reduce_sum(comm, {data_error.empty() ? 0.0 : 1.0, sig ? 1.0 : 0.0, static_cast<double>(step_examples), step_flops},
+      const auto v = all_reduce_sum(comm,
+                                    {data_error.empty() ? 0.0 : 1.0, sig ? 1.0 : 0.0, static_cast<double>(step_examples), step_flops.main,
+                                     step_flops.contrastive, step_flops.align_towers, step_flops.hard_negatives},
                                     "step status");
       if (!data_error.empty()) throw Error(data_error);
       if (v[0] > 0)
@@ -438,7 +441,8 @@ TrainSummary train(const ExperimentConfig& cfg, const std::string& dir, TeeLog& 
                         std::to_string(static_cast<int>(v[0])) + " other rank(s) could not build their batch (their "
                         "messages say why); continue with mmt train --resume " + dir);
       if (v[1] > 0 && !sig) sig = SIGTERM;
-      step_examples = static_cast<int64_t>(v[2]), step_flops = v[3];
+      step_examples = static_cast<int64_t>(v[2]);
+      step_flops = StepFlops{v[3], v[4], v[5], v[6]};
     }
     total_flops += step_flops;
     const double lr = learning_rate(t.schedule, t.lr, step, t.warmup_steps, t.steps);
@@ -517,12 +521,12 @@ TrainSummary train(const ExperimentConfig& cfg, const std::string& dir, TeeLog& 
   }
   summary.seconds = progress.elapsed();
   summary.examples_per_second = summary.steps * t.batch_size * accum / std::max(1e-9, summary.seconds);
-  summary.flops_per_second = total_flops / std::max(1e-9, summary.seconds);
+  summary.flops_per_second = total_flops.total() / std::max(1e-9, summary.seconds);
   summary.metrics = last;
   progress.finish(t.steps, format_metrics(last));
   log << "mmt train: " << summary.steps << " steps in " << Progress::format_duration(summary.seconds) << " ("
       << static_cast<int64_t>(summary.examples_per_second) << " ex/s, " << format_flop_rate(summary.flops_per_second)
-      << " in the main pass, " << static_cast<int>(100 * data_seconds / std::max(1e-9, summary.seconds)) << "% in batch preparation";
+      << (total_flops.shares().empty() ? "" : " [" + total_flops.shares() + "]") << ", " << static_cast<int>(100 * data_seconds / std::max(1e-9, summary.seconds)) << "% in batch preparation";
   if (comm)
     log << ", " << static_cast<int>(100 * stepper.all_reduce_seconds() / std::max(1e-9, summary.seconds))
         << "% in the gradient all-reduce of " << world << " processes";

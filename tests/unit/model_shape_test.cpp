@@ -2,6 +2,10 @@
  * layers; heads and head width are independent of the hidden size; layer lists expand. */
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <memory>
+
+#include "mmt/config/config.h"
 #include "mmt/data/batch.h"
 #include "mmt/model/flops.h"
 #include "mmt/model/summary.h"
@@ -16,7 +20,7 @@ int64_t count(const torch::nn::Module& m) {
   return n;
 }
 
-// The FLOP counts behind mmt train's "GFLOP/s in the main pass" and the benchmarks: attention
+// The FLOP counts behind mmt train's GFLOP/s and the benchmarks: attention
 // patterns change exactly the score / value products they leave out, and a batch counts its real
 // positions only (padding is no useful work), three times the forward for training.
 TEST(ModelShape, FlopCountsFollowPatternsAndRealPositions) {
@@ -44,6 +48,75 @@ TEST(ModelShape, FlopCountsFollowPatternsAndRealPositions) {
   EXPECT_NEAR(batch_train_flops(m, dims, b), 3 * (forward_flops(m, dims, 4, 2, 0) + forward_flops(m, dims, 6, 3, 1)), 1e-3);
   EXPECT_EQ(format_flop_rate(2.53e10), "25.3 GFLOP/s");
   EXPECT_EQ(format_flop_rate(3.12e14), "312.0 TFLOP/s");
+}
+
+// mmt train's rate counts every model pass a step runs, not only the main one: contrastive ITM's
+// (caption, candidate) pairs with gradient, the towers rerun for the align loss on unmasked
+// inputs, the forward passes that score a batch for hard negatives - each only where the
+// configuration and the batch make the step run it.
+TEST(ModelShape, StepFlopsCountEveryPassTheStepRuns) {
+  ExperimentConfig cfg;
+  cfg.model = testing::small_model_options("merged", 2);
+  const InputDims dims{testing::kVocab, testing::kFeat};
+  const int64_t t = 5, r = 3, b = 4, k = 6;
+  Batch batch = testing::random_batch(b, t, r);
+  batch.itm_labels = torch::tensor({1, 1, 0, 1}, torch::kInt64);  // 3 matched captions
+  auto layers = [&](int64_t tt, int64_t rr, int64_t end) { return layers_forward_flops(cfg.model, tt, rr, 0, end); };
+  const double head = forward_flops(cfg.model, dims, 0, 0, 0);  // no tokens: the ITM head alone
+  const double embed = 2.0 * r * (testing::kFeat + 5) * cfg.model.hidden;
+  EXPECT_NEAR(forward_flops(cfg.model, dims, t, r, 0), embed + layers(t, r, 2) + head, 1e-6);
+
+  // The main pass alone: no share to print.
+  StepFlops f = step_train_flops(cfg, dims, batch);
+  EXPECT_NEAR(f.main, batch_train_flops(cfg.model, dims, batch), 1e-6);
+  EXPECT_EQ(f.total(), f.main);
+  EXPECT_EQ(f.shares(), "");
+
+  // Contrastive ITM, merged layers: each matched caption with its image and the K pool images,
+  // forward and backward; every image embedded once.
+  cfg.train.itm_contrastive_weight = 1;
+  batch.negatives = std::make_shared<Batch>(testing::random_batch(k, t, r, 1));
+  batch.negative_excluded = torch::zeros({b, k}, torch::kBool);
+  f = step_train_flops(cfg, dims, batch);
+  EXPECT_NEAR(f.contrastive, 3 * (3 * (k + 1) * (layers(t, r, 2) + head) + (3 + k) * embed), 1e-3);
+  EXPECT_NEAR(f.total(), f.main + f.contrastive, 1e-3);
+  const int share = static_cast<int>(std::lround(100 * f.main / f.total()));
+  EXPECT_EQ(f.shares(), "main pass " + std::to_string(share) + "%, contrastive ITM " + std::to_string(100 - share) + "%");
+
+  // Hard negatives: the row they swap is no caption of contrastive ITM; scoring runs every
+  // caption with every image of the batch, forward only.
+  batch.hard_negative_rows = torch::tensor({false, true, false, false});
+  f = step_train_flops(cfg, dims, batch);
+  EXPECT_NEAR(f.contrastive, 3 * (2 * (k + 1) * (layers(t, r, 2) + head) + (2 + k) * embed), 1e-3);
+  EXPECT_NEAR(f.hard_negatives, b * b * (layers(t, r, 2) + head) + b * embed, 1e-3);
+  EXPECT_NE(f.shares().find("hard-negative scoring"), std::string::npos) << f.shares();
+
+  // Nothing crosses modalities: one pass per caption and per pool image, both for scoring.
+  cfg.model.attention = "single_modality";
+  f = step_train_flops(cfg, dims, batch);
+  EXPECT_NEAR(f.contrastive,
+              3 * (2 * layers(t, r, 2) + k * layers(1, r, 2) + (2 + k) * embed + 2.0 * 2 * (2 + k) * cfg.model.hidden), 1e-3);
+  EXPECT_NEAR(f.hard_negatives, b * layers(t, r, 2) + b * embed + 2.0 * b * b * cfg.model.hidden, 1e-3);
+
+  // The align head below a merged layer, read from unmasked inputs: a batch that masks captions
+  // reruns the text tower of its matched rows with gradient; it scores hard negatives with the
+  // towers alone.
+  cfg.train.itm_contrastive_weight = 0;
+  cfg.model.layers = {"single_modality", "merged"}, cfg.model.align = true, cfg.train.align_weight = 1;
+  batch.mlm_labels = torch::full({b, t}, kIgnoreLabel, torch::kInt64);
+  f = step_train_flops(cfg, dims, batch);
+  EXPECT_EQ(f.align_towers, 0);  // nothing masked: the pass's states are the unmasked ones
+  batch.mlm_labels[0][2] = 7;
+  f = step_train_flops(cfg, dims, batch);
+  EXPECT_NEAR(f.align_towers, 3 * 2 * layers(t, 0, 1), 1e-3);  // matched rows 0 and 3
+  EXPECT_NEAR(f.hard_negatives, b * layers(t, r, 1) + b * embed, 1e-3);
+  EXPECT_EQ(f.contrastive, 0);
+  batch.mrm_mask = torch::zeros({b, r}, torch::kBool);
+  batch.mrm_mask[3][1] = true;
+  f = step_train_flops(cfg, dims, batch);
+  EXPECT_NEAR(f.align_towers, 3 * 2 * (layers(t, 0, 1) + layers(0, r, 1) + embed), 1e-3);
+  cfg.train.align_inputs = "masked";  // the align loss reads the main pass's states
+  EXPECT_EQ(step_train_flops(cfg, dims, batch).align_towers, 0);
 }
 
 TEST(ModelShape, LayerParameterCountsMatchClosedForms) {

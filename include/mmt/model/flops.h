@@ -33,7 +33,32 @@ std::string format_flop_rate(double flops_per_second);
 /// `masked` MLM-predicted tokens (embeddings, every layer as its pattern computes it, heads).
 double forward_flops(const ModelOptions& m, const InputDims& dims, int64_t text_len, int64_t regions, int64_t masked);
 
-/// Training FLOPs of a batch (forward + backward = 3 x forward), over real positions only.
+/// Forward FLOPs of layers [begin, end) of the stack over `text_len` text and `regions` image
+/// tokens (projections, attention as each layer's pattern computes it, feed-forward; no embedding,
+/// no head). A unimodal pass is one with the other count 0.
+double layers_forward_flops(const ModelOptions& m, int64_t text_len, int64_t regions, int64_t begin, int64_t end);
+
+/// Training FLOPs of a batch's main pass (forward + backward = 3 x forward), over real positions
+/// only, with its MLM head (not the MRM heads: step_train_flops counts those).
 double batch_train_flops(const ModelOptions& m, const InputDims& dims, const Batch& batch);
+
+/// The model FLOPs of one training micro-batch by pass, as the training step runs them for
+/// cfg.train (real positions only; forward + backward = 3 x forward; work recomputed to save
+/// memory - contrastive ITM's graph-free chunks - counts once).
+struct StepFlops {
+  double main = 0;            // the main pass with its heads (MLM, MRM, ITM), forward + backward
+  double contrastive = 0;     // contrastive ITM: every (caption, candidate image) pair, forward + backward
+  double align_towers = 0;    // align_inputs = unmasked: the towers rerun on unmasked inputs, forward + backward
+  double hard_negatives = 0;  // scoring the batch's pairs to sample hard negatives, forward only
+
+  double total() const { return main + contrastive + align_towers + hard_negatives; }
+  StepFlops& operator+=(const StepFlops& o);
+  /// "" when the main pass is all; else its share and the others', "main pass 31%, contrastive ITM 69%".
+  std::string shares() const;
+};
+
+/// The passes cfg.train runs on `batch` as the batcher made it (before hard negatives are swapped
+/// in: the rows batch.hard_negative_rows marks are counted as the negatives they become).
+StepFlops step_train_flops(const ExperimentConfig& cfg, const InputDims& dims, const Batch& batch);
 
 }  // namespace mmt

@@ -15,7 +15,7 @@ struct TrainSummary {
   int64_t skipped_steps = 0;              // steps skipped for a non-finite loss
   double seconds = 0;                     // wall time of this session's loop
   double examples_per_second = 0;         // training throughput
-  double flops_per_second = 0;            // model FLOPs of the main pass (model/flops.h), all processes
+  double flops_per_second = 0;            // model FLOPs of every pass (model/flops.h step_train_flops), all processes
   std::map<std::string, double> metrics;  // averages over the last logging interval
 };
 
