@@ -216,9 +216,16 @@ StepFlops step_train_flops(const ExperimentConfig& cfg, const InputDims& dims, c
     } else if (!crosses) {  // the stack, each row once
       for (int64_t i = 0; i < b; ++i) fwd += stack_flops(m, types, t[i], r[i], 0, layers);
       fwd += 2.0 * static_cast<double>(b) * static_cast<double>(b) * h;
-    } else {  // every caption with every image of the batch
-      for (int64_t i = 0; i < b; ++i)
-        for (int64_t j = 0; j < b; ++j) fwd += stack_flops(m, types, t[i], r[j], 0, layers) + itm_head_flops(m);
+    } else {  // the towers once; each row turned negative: its caption with every image (or its
+              // image with every caption) through the layers above them
+      for (int64_t i = 0; i < b; ++i) fwd += stack_flops(m, types, t[i], r[i], 0, towers);
+      const auto rows = per_row(batch.hard_negative_rows);
+      const bool by_column = tr.itm_swap == "caption";
+      for (int64_t i = 0; i < b; ++i) {
+        if (!rows[i]) continue;
+        for (int64_t j = 0; j < b; ++j)
+          fwd += stack_flops(m, types, by_column ? t[j] : t[i], by_column ? r[i] : r[j], towers, layers) + itm_head_flops(m);
+      }
     }
     f.hard_negatives = fwd;
   }

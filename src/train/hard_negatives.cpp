@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <stdexcept>
 
 #include "mmt/data/batch.h"
@@ -11,7 +12,8 @@
 
 namespace mmt {
 
-torch::Tensor batch_score_matrix(MultimodalTransformerImpl& model, const Batch& batch, bool align_unmasked) {
+torch::Tensor batch_score_matrix(MultimodalTransformerImpl& model, const Batch& batch, bool align_unmasked,
+                                 const std::vector<int64_t>& lines, bool by_column) {
   torch::NoGradGuard no_grad;
   const int64_t b = batch.size();
   if (model.has_align()) {  // ALBEF: the align head's similarities, from the unimodal layers alone
@@ -31,11 +33,26 @@ torch::Tensor batch_score_matrix(MultimodalTransformerImpl& model, const Batch& 
     const Encoded e = model.encode_embedded(text, images.states, batch.text_mask, images.mask);
     return model.match_score_matrix(e.text.select(1, 0), e.image.select(1, 0));
   }
-  auto scores = torch::empty({b, b}, torch::device(text.device()));
-  for (int64_t i = 0; i < b; ++i) {  // caption i with every image of the batch
-    const Encoded e = model.encode_embedded(text[i].unsqueeze(0).expand({b, -1, -1}), images.states,
-                                            batch.text_mask[i].unsqueeze(0).expand({b, -1}), images.mask);
-    scores[i] = model.match_scores(e);
+  // The layers below the first cross-modal one see one modality: each caption and image once.
+  // Then one pass of B pairs per line asked for through the rest: a caption with every image (a
+  // row) or an image with every caption (a column).
+  const int64_t towers = model.first_cross_modal_layer();
+  auto [text_states, image_states] = model.run_layers(text, images.states, batch.text_mask, images.mask, 0, towers);
+  auto scores = torch::full({b, b}, std::numeric_limits<float>::quiet_NaN(), torch::device(text.device()));
+  std::vector<int64_t> all;
+  if (lines.empty())
+    for (int64_t i = 0; i < b; ++i) all.push_back(i);
+  for (int64_t i : lines.empty() ? all : lines) {
+    TORCH_CHECK(i >= 0 && i < b, "batch_score_matrix: line ", i, " of a batch of ", b);
+    if (by_column) {
+      const Encoded e = model.encode_embedded(text_states, image_states[i].unsqueeze(0).expand({b, -1, -1}), batch.text_mask,
+                                              images.mask[i].unsqueeze(0).expand({b, -1}), false, towers);
+      scores.select(1, i).copy_(model.match_scores(e));
+    } else {
+      const Encoded e = model.encode_embedded(text_states[i].unsqueeze(0).expand({b, -1, -1}), image_states,
+                                              batch.text_mask[i].unsqueeze(0).expand({b, -1}), images.mask, false, towers);
+      scores[i].copy_(model.match_scores(e));
+    }
   }
   return scores;
 }
@@ -75,15 +92,18 @@ void apply_hard_negatives(MultimodalTransformerImpl& model, Batch& batch, bool s
   if (!batch.hard_negative_rows.defined() || !batch.hard_negative_rows.any().item<bool>()) return;
   const bool was_training = model.is_training();
   model.eval();  // scores as the model would give them, no dropout
-  const auto scores = batch_score_matrix(model, batch, align_unmasked).to(torch::kCPU, torch::kFloat32);
+  const int64_t b = batch.size();
+  const auto hard = batch.hard_negative_rows.cpu().contiguous();
+  std::vector<int64_t> hard_rows;  // only their lines of the matrix are read
+  for (int64_t i = 0; i < b; ++i)
+    if (hard.data_ptr<bool>()[i]) hard_rows.push_back(i);
+  const auto scores = batch_score_matrix(model, batch, align_unmasked, hard_rows, swap_caption).to(torch::kCPU, torch::kFloat32);
   if (was_training) model.train();
   Rng rng(derive_seed(seed, 0x4A3D, static_cast<uint64_t>(step)));
   const Batch original = batch;  // shallow: the tensors below are replaced, not written into
   auto take = [](torch::Tensor& dst, const torch::Tensor& src, const std::vector<int64_t>& rows) {
     if (src.defined()) dst = src.index_select(0, torch::tensor(rows, torch::kInt64).to(src.device()));
   };
-  const int64_t b = batch.size();
-  const auto hard = batch.hard_negative_rows.cpu().contiguous();
   const auto pattern = batch.mask_pattern.defined() ? batch.mask_pattern.cpu().contiguous() : torch::zeros({b}, torch::kInt64);
   const auto keys = batch.image_key.defined() ? batch.image_key.cpu().contiguous() : torch::arange(b, torch::kInt64);
   const int64_t *key = keys.data_ptr<int64_t>(), *pat = pattern.data_ptr<int64_t>();

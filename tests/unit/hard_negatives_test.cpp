@@ -3,6 +3,7 @@
  * both paths, and a hard batch really is made of swapped, label-0, target-free rows. */
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "mmt/config/config.h"
@@ -55,10 +56,14 @@ TEST(HardNegatives, PartnersRespectAllowedRowsAndFallBackWhenNoneAllowed) {
 
 class ScoreMatrix : public ::testing::TestWithParam<std::string> {};
 
-// Single-modality stacks take the unimodal matrix path, merged ones the per-caption pair passes.
+// Single-modality stacks take the unimodal matrix path, merged ones the per-caption pair passes,
+// mixed ones (a single_modality layer under a merged one) run the lower layer once per caption and
+// per image and pair the states it leaves.
 TEST_P(ScoreMatrix, EqualsScoringEachPairAlone) {
   torch::manual_seed(2);
-  MultimodalTransformer model(testing::small_model_options(GetParam(), 2), InputDims{testing::kVocab, testing::kFeat});
+  auto options = testing::small_model_options(GetParam(), 2);
+  if (GetParam() == "mixed") options.attention = "merged", options.layers = {"single_modality", "merged"};
+  MultimodalTransformer model(options, InputDims{testing::kVocab, testing::kFeat});
   model->eval();
   auto batch = testing::random_batch(4, 6, 5, 9);
   batch.text_mask[1][5] = false, batch.region_mask[2][4] = false;  // padding takes no part
@@ -77,9 +82,24 @@ TEST_P(ScoreMatrix, EqualsScoringEachPairAlone) {
       const double alone = model->match_scores(model->encode(pair)).item<double>();
       EXPECT_NEAR(m[i][j].item<double>(), alone, 1e-4 * std::max(1.0, std::abs(alone))) << i << "," << j;
     }
+  // The lines hard negatives read: rows 1 and 3 (the caption's partner is an image), columns 0 and
+  // 2 (a caption is swapped in). Where the stack crosses modalities only those are scored.
+  const bool partial = GetParam() != "single_modality";
+  for (const bool by_column : {false, true}) {
+    const std::vector<int64_t> lines = by_column ? std::vector<int64_t>{0, 2} : std::vector<int64_t>{1, 3};
+    const auto some = batch_score_matrix(*model, batch, false, lines, by_column);
+    for (int64_t i = 0; i < 4; ++i)
+      for (int64_t j = 0; j < 4; ++j) {
+        const int64_t line = by_column ? j : i;
+        if (std::find(lines.begin(), lines.end(), line) != lines.end() || !partial)
+          EXPECT_NEAR(some[i][j].item<double>(), m[i][j].item<double>(), 1e-5) << i << "," << j << " by_column " << by_column;
+        else
+          EXPECT_TRUE(std::isnan(some[i][j].item<double>())) << i << "," << j << " by_column " << by_column;
+      }
+  }
 }
 
-INSTANTIATE_TEST_SUITE_P(Paths, ScoreMatrix, ::testing::Values("merged", "single_modality"));
+INSTANTIATE_TEST_SUITE_P(Paths, ScoreMatrix, ::testing::Values("merged", "single_modality", "mixed"));
 
 struct HardSetup {
   ExperimentConfig cfg;

@@ -83,13 +83,22 @@ TEST(ModelShape, StepFlopsCountEveryPassTheStepRuns) {
   const int share = static_cast<int>(std::lround(100 * f.main / f.total()));
   EXPECT_EQ(f.shares(), "main pass " + std::to_string(share) + "%, contrastive ITM " + std::to_string(100 - share) + "%");
 
-  // Hard negatives: the row they swap is no caption of contrastive ITM; scoring runs every
-  // caption with every image of the batch, forward only.
+  // Hard negatives: the rows they swap are no captions of contrastive ITM; scoring runs each of
+  // them with every image of the batch (or, swapping captions, every caption), forward only.
   batch.hard_negative_rows = torch::tensor({false, true, false, false});
   f = step_train_flops(cfg, dims, batch);
   EXPECT_NEAR(f.contrastive, 3 * (2 * (k + 1) * (layers(t, r, 2) + head) + (2 + k) * embed), 1e-3);
-  EXPECT_NEAR(f.hard_negatives, b * b * (layers(t, r, 2) + head) + b * embed, 1e-3);
+  EXPECT_NEAR(f.hard_negatives, b * (layers(t, r, 2) + head) + b * embed, 1e-3);
   EXPECT_NE(f.shares().find("hard-negative scoring"), std::string::npos) << f.shares();
+  batch.hard_negative_rows = torch::tensor({false, true, false, true});
+  batch.text_mask[2][4] = false;  // caption 2 is one token shorter
+  cfg.train.itm_swap = "caption";
+  EXPECT_NEAR(step_train_flops(cfg, dims, batch).hard_negatives,
+              2 * (3 * layers(t, r, 2) + layers(t - 1, r, 2) + b * head) + b * embed, 1e-3);
+  cfg.train.itm_swap = "image";
+  EXPECT_NEAR(step_train_flops(cfg, dims, batch).hard_negatives, 2 * b * (layers(t, r, 2) + head) + b * embed, 1e-3);
+  batch.text_mask[2][4] = true;
+  batch.hard_negative_rows = torch::tensor({false, true, false, false});
 
   // Nothing crosses modalities: one pass per caption and per pool image, both for scoring.
   cfg.model.attention = "single_modality";
@@ -97,6 +106,12 @@ TEST(ModelShape, StepFlopsCountEveryPassTheStepRuns) {
   EXPECT_NEAR(f.contrastive,
               3 * (2 * layers(t, r, 2) + k * layers(1, r, 2) + (2 + k) * embed + 2.0 * 2 * (2 + k) * cfg.model.hidden), 1e-3);
   EXPECT_NEAR(f.hard_negatives, b * layers(t, r, 2) + b * embed + 2.0 * b * b * cfg.model.hidden, 1e-3);
+
+  // A single_modality layer under a merged one: scoring runs it once per caption and per image,
+  // only the merged layer per pair.
+  cfg.model.layers = {"single_modality", "merged"};
+  f = step_train_flops(cfg, dims, batch);
+  EXPECT_NEAR(f.hard_negatives, b * layers(t, r, 1) + b * (layers_forward_flops(cfg.model, t, r, 1, 2) + head) + b * embed, 1e-3);
 
   // The align head below a merged layer, read from unmasked inputs: a batch that masks captions
   // reruns the text tower of its matched rows with gradient; it scores hard negatives with the

@@ -4,7 +4,9 @@
  * ones it finds plausible. ALBEF scores with its contrastive head, and so does mmt where the model
  * has one (model.align: one pass of the unimodal layers per caption and per image); otherwise it
  * uses the ITM match score, computed without gradient: one pass per caption and per image for
- * stacks without cross-modal layers, B x B pair passes otherwise (documented cost). */
+ * stacks without cross-modal layers, otherwise the layers below the first cross-modal one once per
+ * caption and per image and the rest in B pair passes per row turned negative (its caption with
+ * every image of the batch, or its image with every caption; documented cost). */
 #pragma once
 
 #include <cstdint>
@@ -22,7 +24,11 @@ class Rng;
 /// align head's where the model has one - on the inputs before MLM / MRM masking with
 /// `align_unmasked` (train.align_inputs = unmasked; exact while every row is matched, as before the
 /// swaps) - else the ITM match scores (on the batch as the ITM loss reads it).
-torch::Tensor batch_score_matrix(MultimodalTransformerImpl& model, const Batch& batch, bool align_unmasked = false);
+/// `lines`: where the stack crosses modalities (B pair passes per line), only these rows - these
+/// columns with `by_column` - are scored and the rest is NaN; empty = all. (The other paths score
+/// everything in one pass.)
+torch::Tensor batch_score_matrix(MultimodalTransformerImpl& model, const Batch& batch, bool align_unmasked = false,
+                                 const std::vector<int64_t>& lines = {}, bool by_column = false);
 
 /// For row i, a partner j != i drawn with probability softmax over the candidates of scores[i] (or of
 /// scores[:, i] when `by_column`: the caption is swapped, so the image stays and captions compete).
