@@ -181,6 +181,25 @@ TEST(ModelShape, SummaryListsBlocksAndTotal) {
   EXPECT_NE(text.find("| layers.1 | merged |"), std::string::npos) << text;
   EXPECT_NE(text.find("**total**"), std::string::npos) << text;
   EXPECT_NE(text.find("FLOPs per example of 20 text + 101 image tokens"), std::string::npos) << text;
+
+  // The training step's line: ITM alone is 3 forward passes per example; contrastive ITM adds its
+  // pairs and says their share.
+  const InputDims dims{testing::kVocab, testing::kFeat};
+  cfg.train.batch_size = 8, cfg.train.mlm_weight = 0;
+  auto number_after = [](const std::string& line, const std::string& key) {
+    const auto at = line.find(key);
+    return at == std::string::npos ? -1.0 : std::stod(line.substr(at + key.size()));
+  };
+  std::string line = training_step_flops(cfg, dims, 20, 101);
+  const auto summary = model_summary(cfg, dims, 20, 101);
+  EXPECT_NE(summary.find(line), std::string::npos) << summary;
+  EXPECT_NEAR(number_after(line, "losses: "), 8 * 3 * forward_flops(cfg.model, dims, 20, 101, 0),
+              1e-2 * 8 * 3 * forward_flops(cfg.model, dims, 20, 101, 0)) << line;  // printed to 3 digits
+  EXPECT_EQ(line.find("main pass"), std::string::npos) << line;
+  cfg.train.itm_contrastive_weight = 1, cfg.train.itm_contrastive_negatives = 32;
+  line = training_step_flops(cfg, dims, 20, 101);
+  EXPECT_NE(line.find("contrastive ITM "), std::string::npos) << line;
+  EXPECT_GT(number_after(line, "losses: "), 8 * 3 * 16 * forward_flops(cfg.model, dims, 20, 101, 0)) << line;  // 4 captions x 33 pairs
 }
 
 }  // namespace

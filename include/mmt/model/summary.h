@@ -19,4 +19,12 @@ int64_t stream_parameter_count(const ModelOptions& m);
 std::string model_summary(const ExperimentConfig& cfg, const InputDims& dims, int64_t text_tokens,
                           int64_t image_tokens);
 
+/// One line: the model FLOPs of a training step of cfg.train.batch_size examples of these sizes
+/// with cfg's losses - the main pass, contrastive ITM's pairs, the align towers' rerun, hard-
+/// negative scoring (step_train_flops on a batch drawn as the batcher would: itm_negative_prob of
+/// the rows turned negative, MLM / MRM masks at their rates on the matched ones) - with each
+/// pass's share where the main pass is not all.
+std::string training_step_flops(const ExperimentConfig& cfg, const InputDims& dims, int64_t text_tokens,
+                                int64_t image_tokens);
+
 }  // namespace mmt
