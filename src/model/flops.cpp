@@ -2,7 +2,9 @@
 #include "mmt/model/flops.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
+#include <memory>
 #include <utility>
 #include <vector>
 
@@ -230,6 +232,45 @@ StepFlops step_train_flops(const ExperimentConfig& cfg, const InputDims& dims, c
     f.hard_negatives = fwd;
   }
   return f;
+}
+
+StepFlops typical_step_flops(const ExperimentConfig& cfg, const InputDims& dims, int64_t text_tokens, int64_t image_tokens) {
+  const TrainOptions& t = cfg.train;
+  const int64_t b = t.batch_size;
+  if (b < 1 || text_tokens < 1 || image_tokens < 1) return {};
+  // A batch as the batcher draws it, every example of these sizes: itm_negative_prob of the rows
+  // mismatched (with hard negatives: marked, still matched, to be swapped by the step), the
+  // matched ones with their MLM / MRM targets, contrastive ITM's pool of K images.
+  Batch batch;
+  batch.text_ids = torch::zeros({b, text_tokens}, torch::kInt64);
+  batch.text_mask = torch::ones({b, text_tokens}, torch::kBool);
+  batch.region_mask = torch::ones({b, image_tokens}, torch::kBool);
+  const int64_t mismatched = t.itm_weight > 0 || t.itm_negatives == "hard" ? std::llround(static_cast<double>(b) * t.itm_negative_prob) : 0;
+  const bool hard = t.itm_negatives == "hard" && mismatched > 0;
+  batch.itm_labels = torch::ones({b}, torch::kInt64);
+  if (hard) {
+    batch.hard_negative_rows = torch::zeros({b}, torch::kBool);
+    batch.hard_negative_rows.narrow(0, 0, mismatched).fill_(true);
+  } else {
+    batch.itm_labels.narrow(0, 0, mismatched).fill_(0);
+  }
+  const int64_t matched_from = hard ? 0 : mismatched;
+  const int64_t masked = t.mlm_weight > 0 ? std::max<int64_t>(1, std::llround(static_cast<double>(text_tokens - 1) * t.mlm_prob)) : 0;
+  batch.mlm_labels = torch::full({b, text_tokens}, kIgnoreLabel, torch::kInt64);
+  if (masked > 0 && text_tokens > 1)
+    batch.mlm_labels.narrow(0, matched_from, b - matched_from).narrow(1, 1, std::min(masked, text_tokens - 1)).fill_(1);
+  if (cfg.model.image_input == "regions" && (t.mrm_kl_weight > 0 || t.mrm_regression_weight > 0 || t.mrm_class_weight > 0)) {
+    batch.mrm_mask = torch::zeros({b, image_tokens}, torch::kBool);
+    const int64_t regions = std::max<int64_t>(1, std::llround(static_cast<double>(image_tokens - 1) * t.mrm_prob));
+    if (image_tokens > 1)
+      batch.mrm_mask.narrow(0, matched_from, b - matched_from).narrow(1, 1, std::min(regions, image_tokens - 1)).fill_(true);
+  }
+  if (t.itm_contrastive_weight > 0) {
+    batch.negatives = std::make_shared<Batch>();
+    batch.negatives->region_mask = torch::ones({t.itm_contrastive_negatives, image_tokens}, torch::kBool);
+    batch.negative_excluded = torch::zeros({b, t.itm_contrastive_negatives}, torch::kBool);
+  }
+  return step_train_flops(cfg, dims, batch);
 }
 
 }  // namespace mmt

@@ -1,14 +1,10 @@
 /* Model summary (see summary.h). */
 #include "mmt/model/summary.h"
 
-#include <algorithm>
-#include <cmath>
 #include <cstdio>
 #include <map>
-#include <memory>
 
 #include "mmt/config/config.h"
-#include "mmt/data/batch.h"
 #include "mmt/model/flops.h"
 #include "mmt/model/transformer.h"
 
@@ -68,43 +64,13 @@ std::string model_summary(const ExperimentConfig& cfg, const InputDims& dims, in
 std::string training_step_flops(const ExperimentConfig& cfg, const InputDims& dims, int64_t text_tokens,
                                 int64_t image_tokens) {
   const TrainOptions& t = cfg.train;
-  const int64_t b = t.batch_size;
-  if (b < 1 || text_tokens < 1 || image_tokens < 1) return "";
-  // A batch as the batcher draws it, every example of these sizes: itm_negative_prob of the rows
-  // mismatched (with hard negatives: marked, still matched, to be swapped by the step), the
-  // matched ones with their MLM / MRM targets, contrastive ITM's pool of K images.
-  Batch batch;
-  batch.text_ids = torch::zeros({b, text_tokens}, torch::kInt64);
-  batch.text_mask = torch::ones({b, text_tokens}, torch::kBool);
-  batch.region_mask = torch::ones({b, image_tokens}, torch::kBool);
-  const int64_t mismatched = t.itm_weight > 0 || t.itm_negatives == "hard" ? std::llround(static_cast<double>(b) * t.itm_negative_prob) : 0;
-  const bool hard = t.itm_negatives == "hard" && mismatched > 0;
-  batch.itm_labels = torch::ones({b}, torch::kInt64);
-  if (hard) {
-    batch.hard_negative_rows = torch::zeros({b}, torch::kBool);
-    batch.hard_negative_rows.narrow(0, 0, mismatched).fill_(true);
-  } else {
-    batch.itm_labels.narrow(0, 0, mismatched).fill_(0);
-  }
-  const int64_t masked = t.mlm_weight > 0 ? std::max<int64_t>(1, std::llround(static_cast<double>(text_tokens - 1) * t.mlm_prob)) : 0;
-  batch.mlm_labels = torch::full({b, text_tokens}, kIgnoreLabel, torch::kInt64);
-  if (masked > 0) batch.mlm_labels.narrow(0, hard ? 0 : mismatched, b - (hard ? 0 : mismatched)).narrow(1, 1, std::min(masked, text_tokens - 1)).fill_(1);
-  const bool mrm = cfg.model.image_input == "regions" && (t.mrm_kl_weight > 0 || t.mrm_regression_weight > 0 || t.mrm_class_weight > 0);
-  if (mrm) {
-    batch.mrm_mask = torch::zeros({b, image_tokens}, torch::kBool);
-    const int64_t regions = std::max<int64_t>(1, std::llround(static_cast<double>(image_tokens - 1) * t.mrm_prob));
-    batch.mrm_mask.narrow(0, hard ? 0 : mismatched, b - (hard ? 0 : mismatched)).narrow(1, 1, std::min(regions, image_tokens - 1)).fill_(true);
-  }
-  if (t.itm_contrastive_weight > 0) {
-    batch.negatives = std::make_shared<Batch>();
-    batch.negatives->region_mask = torch::ones({t.itm_contrastive_negatives, image_tokens}, torch::kBool);
-    batch.negative_excluded = torch::zeros({b, t.itm_contrastive_negatives}, torch::kBool);
-  }
-  const StepFlops f = step_train_flops(cfg, dims, batch);
+  if (t.batch_size < 1 || text_tokens < 1 || image_tokens < 1) return "";
+  const StepFlops f = typical_step_flops(cfg, dims, text_tokens, image_tokens);
+  const bool hard = t.itm_negatives == "hard" && f.hard_negatives > 0;
   char buf[512];
   std::snprintf(buf, sizeof buf,
                 "training step of train.batch_size = %ld such examples with this config's losses: %.3g FLOPs (%.3g per example)%s%s%s\n",
-                long(b), f.total(), f.total() / static_cast<double>(b), f.shares().empty() ? "" : " - ",
+                long(t.batch_size), f.total(), f.total() / static_cast<double>(t.batch_size), f.shares().empty() ? "" : " - ",
                 f.shares().c_str(),
                 hard && t.itm_hard_from_step > 0 ? " (steps before train.itm_hard_from_step: random negatives, no scoring)" : "");
   return buf;

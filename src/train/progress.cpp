@@ -1,6 +1,7 @@
 /* Progress line (see progress.h). */
 #include "mmt/train/progress.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 
@@ -36,7 +37,13 @@ std::string Progress::format_duration(double s) {
 std::string Progress::line(int64_t done, const std::string& tail, double el) const {
   const int64_t here = done - first_;  // done by this process
   const double rate = el > 0 ? here * units_per_item_ / el : 0.0;
-  const double eta = here > 0 ? el * (total_ - done) / here : 0.0;
+  double eta = here > 0 ? el * (total_ - done) / here : 0.0;
+  if (here > 0 && slower_at_ > first_ && slower_at_ < total_) {
+    if (done <= slower_at_ || at_slower_ < 0)  // the items before at their rate, the slower ones at ratio x it
+      eta = el / here * (std::max<int64_t>(0, slower_at_ - done) + slower_ratio_ * (total_ - std::max(done, slower_at_)));
+    else if (done > slower_at_)
+      eta = (el - at_slower_) / (done - slower_at_) * (total_ - done);
+  }
   char buf[160];
   std::snprintf(buf, sizeof buf, "%s %ld/%ld [%3.0f%%] %.1f %s/s, %s elapsed, ETA %s", label_.c_str(), long(done),
                 long(total_), total_ > 0 ? 100.0 * done / total_ : 100.0, rate, unit_.c_str(),
@@ -45,6 +52,7 @@ std::string Progress::line(int64_t done, const std::string& tail, double el) con
 }
 
 void Progress::update(int64_t done, const std::string& tail) {
+  if (slower_at_ >= 0 && at_slower_ < 0 && done >= slower_at_) at_slower_ = elapsed();
   const auto now = std::chrono::steady_clock::now();
   const double since = std::chrono::duration<double>(now - last_print_).count();
   if (since < (tty_ ? 0.25 : plain_every_)) return;

@@ -350,6 +350,20 @@ TrainSummary train(const ExperimentConfig& cfg, const std::string& dir, TeeLog& 
   // checkpoint.json's train_seconds add the sessions before.
   Progress progress("train", t.steps, log, "ex", static_cast<double>(t.batch_size * accum));
   progress.start_at(start);
+  if (t.itm_negatives == "hard" && t.itm_hard_from_step > start && t.itm_hard_from_step < t.steps) {
+    // Steps with hard negatives also score the batch: the ETA expects them slower by their FLOPs
+    // (a typical batch's), until some are timed.
+    ExperimentConfig random_negatives = cfg;
+    random_negatives.train.itm_negatives = "random";
+    const int64_t text = std::min<int64_t>(20, cfg.model.max_text_len), image = max_image_positions(cfg);
+    const double ratio = typical_step_flops(cfg, dims, text, image).total() /
+                         std::max(1.0, typical_step_flops(random_negatives, dims, text, image).total());
+    progress.expect_slower_from(t.itm_hard_from_step, ratio);
+    char r[32];
+    std::snprintf(r, sizeof r, "%.1f", ratio);
+    log << "mmt train: hard negatives from step " << t.itm_hard_from_step << ": the ETA counts those steps as " << r
+        << "x the ones before (their FLOPs) until some are timed\n";
+  }
   auto checkpoint = [&](int64_t steps_done) {
     json state = {{"log_sums", sums}, {"log_counts", counts}, {"log_examples", interval_examples},
                   {"log_skipped", interval_skipped},

@@ -79,5 +79,23 @@ TEST(Progress, ResumedRunsRateAndEtaCountItsOwnSteps) {
   EXPECT_EQ(resumed.line(200, "", 20.0), "train 200/200 [100%] 160.0 ex/s, 20s elapsed, ETA 0s");
 }
 
+// Hard negatives from step 100 of 200, their steps expected 4x slower: after 50 steps in 50 s the
+// ETA is 50 s for the easy steps left and 400 s for the hard ones; once step 100 is passed, the
+// hard steps' own rate counts (here 150 - 100 steps in 100 s since the switch: 2 s a step).
+TEST(Progress, EtaCountsStepsExpectedSlowerAtTheirCost) {
+  std::ostringstream out;
+  Progress p("train", 200, out, "ex", 1);
+  p.expect_slower_from(100, 4.0);
+  EXPECT_EQ(p.line(50, "", 50.0), "train 50/200 [ 25%] 1.0 ex/s, 50s elapsed, ETA 7m30s");
+  EXPECT_EQ(p.line(100, "", 100.0), "train 100/200 [ 50%] 1.0 ex/s, 1m40s elapsed, ETA 6m40s");
+  p.update(100);  // the switch is timed now, at about 0 s
+  EXPECT_EQ(p.line(150, "", 100.0), "train 150/200 [ 75%] 1.5 ex/s, 1m40s elapsed, ETA 1m40s");
+  // A run resumed past the switch: every step left is alike.
+  Progress resumed("train", 200, out, "ex", 1);
+  resumed.start_at(120);
+  resumed.expect_slower_from(100, 4.0);
+  EXPECT_EQ(resumed.line(140, "", 20.0), "train 140/200 [ 70%] 1.0 ex/s, 20s elapsed, ETA 1m00s");
+}
+
 }  // namespace
 }  // namespace mmt

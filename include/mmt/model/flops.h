@@ -61,4 +61,10 @@ struct StepFlops {
 /// in: the rows batch.hard_negative_rows marks are counted as the negatives they become).
 StepFlops step_train_flops(const ExperimentConfig& cfg, const InputDims& dims, const Batch& batch);
 
+/// step_train_flops of a batch of cfg.train.batch_size examples of `text_tokens` and
+/// `image_tokens` tokens drawn as the batcher would: train.itm_negative_prob of the rows turned
+/// negative (hard ones marked where train.itm_negatives = hard), MLM / MRM at their rates on the
+/// matched ones, contrastive ITM's pool of K images. For planning: `mmt model summary`, the ETA.
+StepFlops typical_step_flops(const ExperimentConfig& cfg, const InputDims& dims, int64_t text_tokens, int64_t image_tokens);
+
 }  // namespace mmt

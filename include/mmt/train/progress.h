@@ -22,6 +22,10 @@ class Progress {
   /// The count this process started from (a resumed run's first step): the rate and the ETA
   /// count only the items done since, in the time since.
   void start_at(int64_t done) { first_ = done; }
+  /// Items from `at` on are expected to take `ratio` times as long as those before (training
+  /// steps with hard negatives from train.itm_hard_from_step on): until `at` the ETA counts them
+  /// so; from then on it uses the rate of the items since `at` alone.
+  void expect_slower_from(int64_t at, double ratio) { slower_at_ = at, slower_ratio_ = ratio; }
   double elapsed() const;
   /// The line for `done` items after `elapsed` seconds (what update/finish print).
   std::string line(int64_t done, const std::string& tail, double elapsed) const;
@@ -31,6 +35,8 @@ class Progress {
  private:
   std::string label_, unit_;
   int64_t total_, first_ = 0;
+  int64_t slower_at_ = -1;
+  double slower_ratio_ = 1.0, at_slower_ = -1.0;  // the elapsed seconds when `slower_at_` items were done
   double units_per_item_, plain_every_;
   std::ostream& out_;
   bool tty_;
