@@ -2,6 +2,10 @@
 #include "mmt/loss/contrastive_itm.h"
 
 #include <limits>
+#include <mutex>
+#include <vector>
+
+#include <ATen/Context.h>
 
 #include "mmt/data/batch.h"
 #include "mmt/model/transformer.h"
@@ -87,9 +91,26 @@ ContrastiveItmResult contrastive_itm(MultimodalTransformerImpl& model, const Bat
   const int64_t total = m * candidates, last = (total - 1) / chunk * chunk;
   const bool backprop = weight > 0 && model.is_training() && torch::GradMode::is_enabled();
   torch::Tensor scores = torch::empty({total}, model.text_embed->word->weight.options().requires_grad(false));
+  // Dropout: a chunk run again with its graph must draw the masks its scoring pass drew, or the
+  // gradient is another loss's. The generator's state before each scoring pass is kept and put
+  // back for the second pass; afterwards the generator continues from where scoring left it.
+  at::Generator generator = at::globalContext().defaultGenerator(scores.device());
+  auto generator_state = [&] {
+    std::lock_guard<std::mutex> lock(generator.mutex());
+    return generator.get_state();
+  };
+  auto set_generator_state = [&](const torch::Tensor& state) {
+    std::lock_guard<std::mutex> lock(generator.mutex());
+    generator.set_state(state);
+  };
+  const bool replay = backprop && last > 0;
+  std::vector<torch::Tensor> chunk_states;
   {
     torch::NoGradGuard no_grad;
-    for (int64_t b = 0; b < last; b += chunk) scores.narrow(0, b, chunk).copy_(score_pairs(b, b + chunk));
+    for (int64_t b = 0; b < last; b += chunk) {
+      if (replay) chunk_states.push_back(generator_state());
+      scores.narrow(0, b, chunk).copy_(score_pairs(b, b + chunk));
+    }
   }
   torch::Tensor last_scores;
   {
@@ -107,7 +128,12 @@ ContrastiveItmResult contrastive_itm(MultimodalTransformerImpl& model, const Bat
     grad = (grad * (weight / static_cast<double>(m))).reshape({-1});
     last_scores.backward(grad.narrow(0, last, total - last));
     last_scores = torch::Tensor();  // its graph goes before the others are rebuilt
-    for (int64_t b = 0; b < last; b += chunk) score_pairs(b, b + chunk).backward(grad.narrow(0, b, chunk));
+    const torch::Tensor after_scoring = replay ? generator_state() : torch::Tensor();
+    for (int64_t b = 0, k = 0; b < last; b += chunk, ++k) {
+      set_generator_state(chunk_states[static_cast<size_t>(k)]);
+      score_pairs(b, b + chunk).backward(grad.narrow(0, b, chunk));
+    }
+    if (replay) set_generator_state(after_scoring);
   }
   return result;
 }

@@ -115,6 +115,45 @@ TEST(ContrastiveItmChunks, ChunkedEqualsUnchunked) {
   }
 }
 
+// With dropout the loss is a function of the parameters and the masks drawn: seeded the same, the
+// chunked pass's gradient is that function's - each chunk's pass with its graph draws the masks
+// its scoring pass drew. Checked against central differences along the gradient (a gradient of
+// other masks is off by far more than the differences' error).
+TEST(ContrastiveItmChunks, DropoutMasksOfTheScoredPassAreTheOnesDifferentiated) {
+  auto s = make(5, 8);
+  s.cfg.model.dropout = 0.3;
+  auto model = training_model(s, 9);
+  auto loss = [&](int64_t chunk, double weight) {
+    torch::manual_seed(123);
+    return contrastive_itm(*model, s.batch, weight, chunk).loss;
+  };
+  const int64_t chunk = 7;  // several chunks, a short last one
+  ASSERT_GT(s.batch.itm_labels.eq(1).sum().item<int64_t>() * 6, 2 * chunk);
+  model->zero_grad();
+  const double at = loss(chunk, 1.0);
+  EXPECT_EQ(loss(chunk, 0.0), at);  // the same masks again: the same loss
+  std::vector<torch::Tensor> direction;
+  double norm2 = 0;
+  for (const auto& p : model->parameters()) {
+    direction.push_back(p.grad().defined() ? p.grad().clone() : torch::zeros_like(p));
+    norm2 += direction.back().pow(2).sum().item<double>();
+  }
+  ASSERT_GT(norm2, 0);
+  const double norm = std::sqrt(norm2), eps = 1e-2;
+  auto shift = [&](double by) {
+    torch::NoGradGuard no_grad;
+    size_t i = 0;
+    for (auto& p : model->parameters()) p.add_(direction[i++], by / norm);
+  };
+  shift(eps);
+  const double up = loss(chunk, 0.0);
+  shift(-2 * eps);
+  const double down = loss(chunk, 0.0);
+  shift(eps);
+  const double numeric = (up - down) / (2 * eps);  // d loss along the unit gradient = |gradient|
+  EXPECT_NEAR(numeric, norm, 0.01 * norm) << "gradient norm " << norm << ", central difference " << numeric;
+}
+
 // Without a weight (or outside training) nothing is back-propagated and no graph is kept.
 TEST(ContrastiveItmChunks, NoWeightLeavesNoGradients) {
   auto s = make(7, 4);

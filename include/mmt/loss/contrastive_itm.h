@@ -6,7 +6,8 @@
  * B x (K + 1) pair passes do not fit in memory at K = 1024, so the gradient is computed in two
  * passes: (1) every score without a graph, in chunks; (2) chunk by chunk again with a graph,
  * back-propagating d loss / d score = (softmax - onehot) / B into the parameters. That is the
- * exact gradient of the unchunked loss with memory bounded by one chunk. */
+ * exact gradient of the unchunked loss with memory bounded by one chunk - with dropout too: the
+ * second pass over a chunk replays the generator state of its first, so it draws the same masks. */
 #pragma once
 
 #include <torch/types.h>
