@@ -16,3 +16,8 @@ for attention in merged single_modality; do
       --set train.itm_contrastive_negatives=$k --set train.itm_negative_prob=0 --set train.itm_contrastive_chunk=2048)"
   done
 done
+# A mixed stack: each caption and image through the 3 single_modality layers once, the pairs through the merged one.
+run() { "$build"/bench/mmt_bench_losses --steps 3 "${common[@]}" --set 'model.layers=single_modality*3,merged' "$@" 2>/dev/null; }
+echo "== single_modality*3,merged =="
+echo "contrastive K=32   : $(run --set train.itm_weight=0 --set train.itm_contrastive_weight=1 \
+  --set train.itm_contrastive_negatives=32 --set train.itm_negative_prob=0 --set train.itm_contrastive_chunk=2048)"

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include <ATen/Context.h>
+#include <torch/csrc/autograd/autograd.h>
 
 #include "mmt/data/batch.h"
 #include "mmt/model/transformer.h"
@@ -40,13 +41,9 @@ ContrastiveItmResult contrastive_itm(MultimodalTransformerImpl& model, const Bat
     own.region_mask = batch.region_mask.index_select(0, rows);
   }
 
-  // Scores of the pairs [begin, end) of the flattened (caption, candidate) grid, with a graph
-  // only when asked: embeddings are recomputed per chunk so every chunk's graph stands alone.
-  auto score_pairs = [&](int64_t begin, int64_t end) {
-    const auto idx = torch::arange(begin, end, text_ids.options());
-    const auto cap = idx.div(candidates, "floor"), cand = idx.remainder(candidates);
+  // Every image, own ones first, padded to one token count.
+  auto all_images = [&] {
     const ImageTokens own_tokens = model.embed_images(own), pool_tokens = model.embed_images(*batch.negatives);
-    // Pad both image sets to one token count, then pick each pair's image.
     const int64_t n_tok = std::max(own_tokens.states.size(1), pool_tokens.states.size(1));
     auto pad = [&](const ImageTokens& t) {
       const int64_t extra = n_tok - t.states.size(1);
@@ -55,12 +52,30 @@ ContrastiveItmResult contrastive_itm(MultimodalTransformerImpl& model, const Bat
                          torch::cat({t.mask, torch::zeros({t.mask.size(0), extra}, t.mask.options())}, 1)};
     };
     const ImageTokens a = pad(own_tokens), b = pad(pool_tokens);
-    const auto all_states = torch::cat({a.states, b.states}, 0), all_masks = torch::cat({a.mask, b.mask}, 0);
+    return ImageTokens{torch::cat({a.states, b.states}, 0), torch::cat({a.mask, b.mask}, 0)};
+  };
+  // Layers below the first cross-modal one see one modality: every caption and image goes through
+  // them once, not once per pair. Their outputs are leaves the pair passes start from; the pairs'
+  // gradients gather on them and go down the towers once, at the end (the towers' dropout masks
+  // are then one draw that scoring and gradient share).
+  const int64_t towers = model.crosses_modalities() ? model.first_cross_modal_layer() : 0;
+  torch::Tensor tower_text, tower_images, text_leaf, image_leaf, image_masks;
+  auto score_from = [&](const torch::Tensor& text_states, const torch::Tensor& image_states, const torch::Tensor& masks,
+                        int64_t first_layer, int64_t begin, int64_t end) {
+    const auto idx = torch::arange(begin, end, text_ids.options());
+    const auto cap = idx.div(candidates, "floor"), cand = idx.remainder(candidates);
     const auto image_row = torch::where(cand.eq(0), cap, m + cand - 1);
-    const auto text = model.text_embed(text_ids.index_select(0, cap));
-    const Encoded e = model.encode_embedded(text, all_states.index_select(0, image_row), text_mask.index_select(0, cap),
-                                            all_masks.index_select(0, image_row));
+    const Encoded e = model.encode_embedded(text_states.index_select(0, cap), image_states.index_select(0, image_row),
+                                            text_mask.index_select(0, cap), masks.index_select(0, image_row), false, first_layer);
     return model.match_scores(e);  // (end - begin)
+  };
+  // Scores of the pairs [begin, end) of the flattened (caption, candidate) grid, with a graph
+  // only when asked. Without towers the embeddings are recomputed per chunk, so every chunk's
+  // graph stands alone.
+  auto score_pairs = [&](int64_t begin, int64_t end) {
+    if (towers > 0) return score_from(text_leaf, image_leaf, image_masks, towers, begin, end);
+    const ImageTokens images = all_images();
+    return score_from(model.text_embed(text_ids), images.states, images.mask, 0, begin, end);
   };
 
   if (!model.crosses_modalities()) {
@@ -90,6 +105,14 @@ ContrastiveItmResult contrastive_itm(MultimodalTransformerImpl& model, const Bat
   // whose pairs fit one chunk (the usual case) runs one forward pass, not two.
   const int64_t total = m * candidates, last = (total - 1) / chunk * chunk;
   const bool backprop = weight > 0 && model.is_training() && torch::GradMode::is_enabled();
+  if (towers > 0) {
+    const torch::AutoGradMode graph(backprop);
+    const ImageTokens images = all_images();
+    tower_text = model.run_one_modality(model.text_embed(text_ids), text_mask, true, 0, towers);
+    tower_images = model.run_one_modality(images.states, images.mask, false, 0, towers);
+    image_masks = images.mask;
+    text_leaf = tower_text.detach().requires_grad_(backprop), image_leaf = tower_images.detach().requires_grad_(backprop);
+  }
   torch::Tensor scores = torch::empty({total}, model.text_embed->word->weight.options().requires_grad(false));
   // Dropout: a chunk run again with its graph must draw the masks its scoring pass drew, or the
   // gradient is another loss's. The generator's state before each scoring pass is kept and put
@@ -134,6 +157,12 @@ ContrastiveItmResult contrastive_itm(MultimodalTransformerImpl& model, const Bat
       score_pairs(b, b + chunk).backward(grad.narrow(0, b, chunk));
     }
     if (replay) set_generator_state(after_scoring);
+    if (towers > 0) {  // the gradients gathered on the towers' outputs go down them, once
+      std::vector<torch::Tensor> outputs, grads;
+      for (const auto& [out, leaf] : {std::pair{tower_text, text_leaf}, std::pair{tower_images, image_leaf}})
+        if (leaf.grad().defined() && out.requires_grad()) outputs.push_back(out), grads.push_back(leaf.grad());
+      if (!outputs.empty()) torch::autograd::backward(outputs, grads);
+    }
   }
   return result;
 }

@@ -178,14 +178,17 @@ StepFlops step_train_flops(const ExperimentConfig& cfg, const InputDims& dims, c
     const auto pool = image_tokens(m, *batch.negatives);
     double fwd = 0;
     for (int64_t p : pool) fwd += image_embed_flops(m, dims, p);
+    if (crosses)  // the pool's images through the layers below the first cross-modal one, once
+      for (int64_t p : pool) fwd += stack_flops(m, types, 0, p, 0, towers);
     int64_t captions = 0;
     for (int64_t a = 0; a < b; ++a) {
       if (!matched[a]) continue;
       ++captions;
       fwd += image_embed_flops(m, dims, r[a]);
-      if (crosses) {  // one pass per (caption, candidate) pair, the own image first
-        fwd += stack_flops(m, types, t[a], r[a], 0, layers) + itm_head_flops(m);
-        for (int64_t p : pool) fwd += stack_flops(m, types, t[a], p, 0, layers) + itm_head_flops(m);
+      if (crosses) {  // the caption and its image below, once; above, one pass per (caption, candidate) pair
+        fwd += stack_flops(m, types, t[a], r[a], 0, towers);
+        fwd += stack_flops(m, types, t[a], r[a], towers, layers) + itm_head_flops(m);
+        for (int64_t p : pool) fwd += stack_flops(m, types, t[a], p, towers, layers) + itm_head_flops(m);
       } else {  // one pass per caption with its image; the pool's images once
         fwd += stack_flops(m, types, t[a], r[a], 0, layers);
       }

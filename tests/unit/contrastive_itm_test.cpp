@@ -49,10 +49,14 @@ std::map<std::string, torch::Tensor> grads(MultimodalTransformerImpl& m) {
 
 class ContrastiveItm : public ::testing::TestWithParam<std::string> {};
 
-// Merged layers take the pair-by-pair path, single-modality ones the unimodal matrix path.
+// Merged layers take the pair-by-pair path, single-modality ones the unimodal matrix path, a
+// single_modality layer under a merged one runs each caption and image through the lower layer once
+// and the pairs through the merged one.
 TEST_P(ContrastiveItm, EqualsBruteForceLoopOverPairs) {
   auto s = make(5, 6);
   s.cfg.model.attention = GetParam();
+  if (GetParam() == "mixed")
+    s.cfg.model.attention = "merged", s.cfg.model.layers = {"single_modality", "merged"};
   auto model = training_model(s, 4);
   // Force one excluded candidate to check it takes no part.
   s.batch.negative_excluded[0][2] = true;
@@ -95,23 +99,29 @@ TEST_P(ContrastiveItm, EqualsBruteForceLoopOverPairs) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Paths, ContrastiveItm, ::testing::Values("merged", "single_modality"));
+INSTANTIATE_TEST_SUITE_P(Paths, ContrastiveItm,
+                         ::testing::Values("merged", "single_modality", "mixed"));
 
 // One chunk (one pass with its graph), chunks that divide the pairs, and a short last chunk.
 TEST(ContrastiveItmChunks, ChunkedEqualsUnchunked) {
-  auto s = make(7, 8);
-  auto model = training_model(s, 5);
-  const auto whole = contrastive_itm(*model, s.batch, 0.5, 100000);
-  const auto g_whole = grads(*model);
-  for (int64_t chunk : {3, 4}) {
-    model->zero_grad();
-    const auto chunked = contrastive_itm(*model, s.batch, 0.5, chunk);
-    const auto g_chunked = grads(*model);
-    EXPECT_NEAR(whole.loss, chunked.loss, 1e-6) << chunk;
-    EXPECT_EQ(whole.accuracy, chunked.accuracy) << chunk;
-    for (const auto& [name, g] : g_whole)
-      EXPECT_LT((g_chunked.at(name) - g).abs().max().item<double>(), 1e-6 * std::max(1.0, g.abs().max().item<double>()))
-          << name << ", chunk " << chunk;
+  for (const bool mixed : {false, true}) {
+    SCOPED_TRACE(mixed ? "single_modality under merged" : "merged");
+    auto s = make(7, 8);
+    if (mixed) s.cfg.model.layers = {"single_modality", "merged"};
+    auto model = training_model(s, 5);
+    const auto whole = contrastive_itm(*model, s.batch, 0.5, 100000);
+    const auto g_whole = grads(*model);
+    for (int64_t chunk : {3, 4}) {
+      model->zero_grad();
+      const auto chunked = contrastive_itm(*model, s.batch, 0.5, chunk);
+      const auto g_chunked = grads(*model);
+      EXPECT_NEAR(whole.loss, chunked.loss, 1e-6) << chunk;
+      EXPECT_EQ(whole.accuracy, chunked.accuracy) << chunk;
+      for (const auto& [name, g] : g_whole)
+        EXPECT_LT((g_chunked.at(name) - g).abs().max().item<double>(),
+                  1e-6 * std::max(1.0, g.abs().max().item<double>()))
+            << name << ", chunk " << chunk;
+    }
   }
 }
 
@@ -120,38 +130,43 @@ TEST(ContrastiveItmChunks, ChunkedEqualsUnchunked) {
 // its scoring pass drew. Checked against central differences along the gradient (a gradient of
 // other masks is off by far more than the differences' error).
 TEST(ContrastiveItmChunks, DropoutMasksOfTheScoredPassAreTheOnesDifferentiated) {
-  auto s = make(5, 8);
-  s.cfg.model.dropout = 0.3;
-  auto model = training_model(s, 9);
-  auto loss = [&](int64_t chunk, double weight) {
-    torch::manual_seed(123);
-    return contrastive_itm(*model, s.batch, weight, chunk).loss;
-  };
-  const int64_t chunk = 7;  // several chunks, a short last one
-  ASSERT_GT(s.batch.itm_labels.eq(1).sum().item<int64_t>() * 6, 2 * chunk);
-  model->zero_grad();
-  const double at = loss(chunk, 1.0);
-  EXPECT_EQ(loss(chunk, 0.0), at);  // the same masks again: the same loss
-  std::vector<torch::Tensor> direction;
-  double norm2 = 0;
-  for (const auto& p : model->parameters()) {
-    direction.push_back(p.grad().defined() ? p.grad().clone() : torch::zeros_like(p));
-    norm2 += direction.back().pow(2).sum().item<double>();
+  for (const bool mixed : {false, true}) {
+    SCOPED_TRACE(mixed ? "single_modality under merged" : "merged");
+    auto s = make(5, 8);
+    s.cfg.model.dropout = 0.3;
+    if (mixed) s.cfg.model.layers = {"single_modality", "merged"};
+    auto model = training_model(s, 9);
+    auto loss = [&](int64_t chunk, double weight) {
+      torch::manual_seed(123);
+      return contrastive_itm(*model, s.batch, weight, chunk).loss;
+    };
+    const int64_t chunk = 7;  // several chunks, a short last one
+    ASSERT_GT(s.batch.itm_labels.eq(1).sum().item<int64_t>() * 6, 2 * chunk);
+    model->zero_grad();
+    const double at = loss(chunk, 1.0);
+    EXPECT_EQ(loss(chunk, 0.0), at);  // the same masks again: the same loss
+    std::vector<torch::Tensor> direction;
+    double norm2 = 0;
+    for (const auto& p : model->parameters()) {
+      direction.push_back(p.grad().defined() ? p.grad().clone() : torch::zeros_like(p));
+      norm2 += direction.back().pow(2).sum().item<double>();
+    }
+    ASSERT_GT(norm2, 0);
+    const double norm = std::sqrt(norm2), eps = 1e-2;
+    auto shift = [&](double by) {
+      torch::NoGradGuard no_grad;
+      size_t i = 0;
+      for (auto& p : model->parameters()) p.add_(direction[i++], by / norm);
+    };
+    shift(eps);
+    const double up = loss(chunk, 0.0);
+    shift(-2 * eps);
+    const double down = loss(chunk, 0.0);
+    shift(eps);
+    const double numeric = (up - down) / (2 * eps);  // d loss along the unit gradient = |gradient|
+    EXPECT_NEAR(numeric, norm, 0.01 * norm)
+        << "gradient norm " << norm << ", central difference " << numeric;
   }
-  ASSERT_GT(norm2, 0);
-  const double norm = std::sqrt(norm2), eps = 1e-2;
-  auto shift = [&](double by) {
-    torch::NoGradGuard no_grad;
-    size_t i = 0;
-    for (auto& p : model->parameters()) p.add_(direction[i++], by / norm);
-  };
-  shift(eps);
-  const double up = loss(chunk, 0.0);
-  shift(-2 * eps);
-  const double down = loss(chunk, 0.0);
-  shift(eps);
-  const double numeric = (up - down) / (2 * eps);  // d loss along the unit gradient = |gradient|
-  EXPECT_NEAR(numeric, norm, 0.01 * norm) << "gradient norm " << norm << ", central difference " << numeric;
 }
 
 // Without a weight (or outside training) nothing is back-propagated and no graph is kept.

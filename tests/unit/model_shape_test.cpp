@@ -107,11 +107,16 @@ TEST(ModelShape, StepFlopsCountEveryPassTheStepRuns) {
               3 * (2 * layers(t, r, 2) + k * layers(1, r, 2) + (2 + k) * embed + 2.0 * 2 * (2 + k) * cfg.model.hidden), 1e-3);
   EXPECT_NEAR(f.hard_negatives, b * layers(t, r, 2) + b * embed + 2.0 * b * b * cfg.model.hidden, 1e-3);
 
-  // A single_modality layer under a merged one: scoring runs it once per caption and per image,
-  // only the merged layer per pair.
+  // A single_modality layer under a merged one: scoring and contrastive ITM run it once per
+  // caption and per image, only the merged layer per pair.
   cfg.model.layers = {"single_modality", "merged"};
   f = step_train_flops(cfg, dims, batch);
-  EXPECT_NEAR(f.hard_negatives, b * layers(t, r, 1) + b * (layers_forward_flops(cfg.model, t, r, 1, 2) + head) + b * embed, 1e-3);
+  const double upper = layers_forward_flops(cfg.model, t, r, 1, 2) + head;
+  EXPECT_NEAR(f.hard_negatives, b * layers(t, r, 1) + b * upper + b * embed, 1e-3);
+  cfg.train.itm_contrastive_weight = 1;
+  EXPECT_NEAR(step_train_flops(cfg, dims, batch).contrastive,
+              3 * (2 * layers(t, r, 1) + k * layers(0, r, 1) + 2 * (k + 1) * upper + (2 + k) * embed), 1e-3);
+  cfg.train.itm_contrastive_weight = 0;
 
   // The align head below a merged layer, read from unmasked inputs: a batch that masks captions
   // reruns the text tower of its matched rows with gradient; it scores hard negatives with the

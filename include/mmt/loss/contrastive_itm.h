@@ -7,7 +7,8 @@
  * passes: (1) every score without a graph, in chunks; (2) chunk by chunk again with a graph,
  * back-propagating d loss / d score = (softmax - onehot) / B into the parameters. That is the
  * exact gradient of the unchunked loss with memory bounded by one chunk - with dropout too: the
- * second pass over a chunk replays the generator state of its first, so it draws the same masks. */
+ * second pass over a chunk replays the generator state of its first, so it draws the same masks.
+ * Layers below the first cross-modal one run once per caption and per image, not per pair. */
 #pragma once
 
 #include <torch/types.h>
