@@ -3,7 +3,8 @@
 # mixed stack (3 single_modality layers under 1 merged), classification ITM with random or hard
 # negatives, without and with the align head (model.align, train.align_weight = 1). Without the head
 # hard negatives score B x B pairs through the merged layer; with it, by the head's similarities
-# from one unimodal pass. The align loss reads the inputs before MLM masking (a second pass of the
+# from one unimodal pass. With train.align_queue, a momentum model embeds the batch for a queue of
+# negatives (one more unimodal pass, no gradient). The align loss reads the inputs before MLM masking (a second pass of the
 # text tower, train.align_inputs = unmasked) or the MLM pass's states (masked). Each configuration in its own process (peak memory its own).
 # usage: bench/run_align.sh [BUILD_DIR]
 set -euo pipefail
@@ -17,3 +18,4 @@ echo "ITM, hard negatives (ITM score): $(run --set train.itm_negatives=hard)"
 echo "ITM + align, random negatives  : $(run "${align[@]}")"
 echo "ITM + align, masked inputs     : $(run "${align[@]}" --set train.align_inputs=masked)"
 echo "ITM + align, hard (align score): $(run "${align[@]}" --set train.itm_negatives=hard)"
+echo "ITM + align, queue of 4096     : $(run "${align[@]}" --set train.align_queue=4096)"

@@ -498,6 +498,10 @@ void validate_config(const ExperimentConfig& cfg) {
     throw Error("config: train.dual_contrastive_weight needs model.kind=dual_encoder with model.dual_score=dot");
   if (t.align_weight > 0 && !m.align) throw Error("config: train.align_weight needs model.align=true (the head it trains)");
   key_choice("train.align_inputs", "align-loss inputs", t.align_inputs, {"unmasked", "masked"});
+  in_range("train.align_queue", t.align_queue, 0, 1e8);
+  if (t.align_queue > 0 && t.align_weight <= 0)
+    throw Error("config: train.align_queue holds negatives for the align loss; it needs train.align_weight > 0");
+  if (!(t.align_momentum >= 0 && t.align_momentum < 1)) throw Error("config key 'train.align_momentum' must be in [0, 1)");
   positive("model.temperature_init", m.temperature_init);
   positive("model.max_logit_scale", m.max_logit_scale);
 

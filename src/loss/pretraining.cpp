@@ -6,6 +6,7 @@
 #include <tuple>
 
 #include "mmt/data/batch.h"
+#include "mmt/loss/align_queue.h"
 #include "mmt/model/transformer.h"
 #include "mmt/train/distributed.h"
 
@@ -166,7 +167,7 @@ std::vector<double> DeviceMetrics::read() const {
 }
 
 LossOutput pretraining_loss(MultimodalTransformerImpl& model, const Batch& batch, const TrainOptions& t,
-                            Communicator* comm, const HostCounts* counts, bool defer) {
+                            Communicator* comm, const HostCounts* counts, bool defer, AlignQueue* align_queue) {
   const bool distributed = comm && comm->size() > 1;
   // How many terms each loss averages over here, and over every rank: a loss computed as a mean
   // over the local terms, times local / global, is this rank's share of the global mean.
@@ -286,6 +287,9 @@ LossOutput pretraining_loss(MultimodalTransformerImpl& model, const Batch& batch
       text_emb = model.text_embedding(cls), image_emb = model.image_embedding(img), scale = model.logit_scale_value();
     }
     auto keys = batch.image_key.defined() ? batch.image_key.to(dual_rows.device()).index_select(0, dual_rows) : torch::Tensor();
+    // The queue's candidates for these rows: the momentum model's embeddings of them.
+    torch::Tensor text_m, image_m;
+    if (align && align_queue) std::tie(text_m, image_m) = align_queue->embeddings(batch, dual_rows, t.align_inputs == "unmasked");
     double f = 1.0;
     if (distributed) {
       // Every rank scores the whole global batch: its own rows keep their graph, the others' are
@@ -297,11 +301,22 @@ LossOutput pretraining_loss(MultimodalTransformerImpl& model, const Batch& batch
                                         align ? "align embeddings" : "dual-encoder embeddings");
       text_emb = both.narrow(1, 0, e), image_emb = both.narrow(1, e, both.size(1) - e);
       if (keys.defined()) keys = all_gather_rows(*comm, keys, dual_counts, "image keys");
+      if (text_m.defined()) {
+        const auto m = all_gather_rows(*comm, torch::cat({text_m, image_m}, 1), dual_counts, "momentum align embeddings");
+        text_m = m.narrow(1, 0, e), image_m = m.narrow(1, e, m.size(1) - e);
+      }
       const double w = static_cast<double>(comm->size());
       scale = scale.detach() + (scale - scale.detach()) / w;
       f = 1.0 / w;
     }
-    auto [loss, acc] = dual_contrastive_tensors(text_emb, image_emb, scale, keys);
+    torch::Tensor loss, acc;
+    if (text_m.defined()) {
+      std::tie(loss, acc) = queued_align_loss(text_emb, image_emb, text_m, image_m, align_queue->text(), align_queue->image(),
+                                              scale, keys, align_queue->keys());
+      align_queue->push(text_m, image_m, keys);  // every rank the same global batch: the queues agree
+    } else {
+      std::tie(loss, acc) = dual_contrastive_tensors(text_emb, image_emb, scale, keys);
+    }
     out.total = out.total + contrastive_weight * loss;
     pending.add(contrastive_name, loss.detach(), f);
     pending.add(std::string(contrastive_name) + "_acc", acc, f);

@@ -212,6 +212,10 @@ StepFlops step_train_flops(const ExperimentConfig& cfg, const InputDims& dims, c
     }
     f.align_towers = 3.0 * fwd;
   }
+  if (m.align && tr.align_weight > 0 && tr.align_queue > 0) {  // the momentum model's towers, forward only
+    for (int64_t a = 0; a < b; ++a)
+      if (matched[a]) f.align_towers += stack_flops(m, types, t[a], r[a], 0, towers) + image_embed_flops(m, dims, r[a]);
+  }
 
   if (hard) {  // hard_negatives.cpp batch_score_matrix, without a graph
     double fwd = 0;

@@ -6,6 +6,7 @@
 #include <map>
 
 #include "mmt/data/batch.h"
+#include "mmt/loss/align_queue.h"
 #include "mmt/loss/contrastive_itm.h"
 #include "mmt/train/hard_negatives.h"
 #include "mmt/model/transformer.h"
@@ -50,6 +51,11 @@ PretrainStep::PretrainStep(MultimodalTransformerImpl& model, const TrainOptions&
   if (comm_ && runtime.dist_bucket_mb > 0 && t.itm_contrastive_weight <= 0)
     buckets_ = std::make_unique<GradBuckets>(params, optimizer_->grads(),
                                              static_cast<int64_t>(runtime.dist_bucket_mb * (1 << 20)), *comm_);
+  if (t.align_queue > 0 && t.align_weight > 0) align_queue_ = std::make_unique<AlignQueue>(model, t.align_queue, t.align_momentum);
+}
+
+void PretrainStep::after_update() {
+  if (align_queue_) align_queue_->update(model_);
 }
 
 int64_t PretrainStep::num_buckets() const { return buckets_ ? buckets_->num_buckets() : 0; }
@@ -66,6 +72,7 @@ PretrainStep::Result PretrainStep::run(const std::vector<Batch>& micro_batches, 
 
 PretrainStep::Pending PretrainStep::launch(const std::vector<Batch>& micro_batches, double lr, int64_t step) {
   optimizer_->zero_grad();
+  if (align_queue_) align_queue_->start(model_);  // the first step: the weights as initialised, loaded or broadcast
   Pending pending;
   pending.deferred_ = defer_;
   Result& r = pending.result_;
@@ -87,7 +94,7 @@ PretrainStep::Pending PretrainStep::launch(const std::vector<Batch>& micro_batch
       apply_hard_negatives(model_, batch, options_.itm_swap == "caption", options_.seed,
                            step * static_cast<int64_t>(micro_batches.size()) + static_cast<int64_t>(k),
                            options_.align_inputs == "unmasked");
-      loss = pretraining_loss(model_, batch, options_, comm_, hard ? nullptr : &counts, defer_);
+      loss = pretraining_loss(model_, batch, options_, comm_, hard ? nullptr : &counts, defer_, align_queue_.get());
     }
     if (defer_) {
       // Read later, all at once; each value's factor takes its share of the micro-batches' mean.
@@ -162,7 +169,7 @@ PretrainStep::Pending PretrainStep::launch(const std::vector<Batch>& micro_batch
     return r.finite;
   };
   if (!device_.is_cuda()) {
-    if (norm_allows_update(optimizer_->clip_grad_norm(options_.grad_clip))) optimizer_->step(lr);
+    if (norm_allows_update(optimizer_->clip_grad_norm(options_.grad_clip))) optimizer_->step(lr), after_update();
     return pending;
   }
   // On a GPU the clip needs no wait, and the fused kernel cancels a non-finite step on the
@@ -172,6 +179,7 @@ PretrainStep::Pending PretrainStep::launch(const std::vector<Batch>& micro_batch
     auto bad = torch::isfinite(norm).logical_not();
     if (defer_) bad = bad.logical_or(torch::isfinite(loss_sum).logical_not());
     optimizer_->step(lr, bad.to(torch::kFloat));
+    after_update();  // a step cancelled on the device left the weights alone: the average moves toward them anyway
     if (defer_) {
       pending.device_.add("grad_norm", norm);
       pending.log_norm_ = log_norm;
@@ -180,7 +188,7 @@ PretrainStep::Pending PretrainStep::launch(const std::vector<Batch>& micro_batch
   }
   // Fused: already queued, and cancelled on the device if the norm is not finite; otherwise the
   // update waits for the norm.
-  if (norm_allows_update(norm.item<double>()) && !optimizer_->fused()) optimizer_->step(lr);
+  if (norm_allows_update(norm.item<double>()) && !optimizer_->fused()) optimizer_->step(lr), after_update();
   return pending;
 }
 

@@ -67,7 +67,7 @@ void fault_point() {
 }  // namespace
 
 void save_train_checkpoint(const RunFiles& run, MultimodalTransformerImpl& model, const FlatAdamW& optimizer,
-                           int64_t step, const json& state, int64_t keep) {
+                           int64_t step, const json& state, int64_t keep, const NamedTensors& extra) {
   namespace fs = std::filesystem;
   const std::string final_dir = run.step_dir(step);
   const std::string tmp = run.checkpoints() + "/.tmp-" + fs::path(final_dir).filename().string();
@@ -81,9 +81,9 @@ void save_train_checkpoint(const RunFiles& run, MultimodalTransformerImpl& model
     std::lock_guard<std::mutex> lock(gen.mutex());
     rng = gen.get_state();
   }
-  save_safetensors(tmp + "/optimizer.safetensors",
-                   {{"exp_avg", optimizer.exp_avg()}, {"exp_avg_sq", optimizer.exp_avg_sq()}, {"torch_rng", rng}},
-                   {{"optimizer_steps", std::to_string(optimizer.steps())}});
+  NamedTensors training{{"exp_avg", optimizer.exp_avg()}, {"exp_avg_sq", optimizer.exp_avg_sq()}, {"torch_rng", rng}};
+  training.insert(training.end(), extra.begin(), extra.end());
+  save_safetensors(tmp + "/optimizer.safetensors", training, {{"optimizer_steps", std::to_string(optimizer.steps())}});
   json side = state;
   side["step"] = step;
   side["optimizer_steps"] = optimizer.steps();
@@ -112,7 +112,8 @@ int64_t latest_train_checkpoint(const RunFiles& run) {
   return best;
 }
 
-json load_train_checkpoint(const RunFiles& run, int64_t step, MultimodalTransformerImpl& model, FlatAdamW& optimizer) {
+json load_train_checkpoint(const RunFiles& run, int64_t step, MultimodalTransformerImpl& model, FlatAdamW& optimizer,
+                           NamedTensors* extra) {
   const std::string dir = run.step_dir(step);
   const json state = parse_json_with_comments(read_file(dir + "/state.json"), dir + "/state.json");
   try {
@@ -128,6 +129,9 @@ json load_train_checkpoint(const RunFiles& run, int64_t step, MultimodalTransfor
   };
   optimizer.load_state(get("exp_avg"), get("exp_avg_sq"), state.at("optimizer_steps").get<int64_t>());
   const torch::Tensor rng = get("torch_rng");
+  if (extra)
+    for (const auto& [name, t] : opt)
+      if (name != "exp_avg" && name != "exp_avg_sq" && name != "torch_rng") extra->emplace_back(name, t);
   auto gen = at::detail::getDefaultCPUGenerator();
   std::lock_guard<std::mutex> lock(gen.mutex());
   gen.set_state(rng);

@@ -22,6 +22,7 @@
 #include "mmt/data/pretrain_batcher.h"
 #include "mmt/data/synthetic_world.h"
 #include "mmt/io/safetensors.h"
+#include "mmt/loss/align_queue.h"
 #include "mmt/model/flops.h"
 #include "mmt/text/bert_checkpoint.h"
 #include "mmt/train/distributed.h"
@@ -266,7 +267,15 @@ TrainSummary train(const ExperimentConfig& cfg, const std::string& dir, TeeLog& 
   double prior_seconds = 0;  // training time of the sessions before this one (up to their checkpoint)
   if (resume) {
     // Weights, AdamW moments, the torch RNG, the sampler and the logging sums of the checkpoint.
-    const json state = load_train_checkpoint(run, start, *model, stepper.optimizer());
+    NamedTensors extra;
+    const json state = load_train_checkpoint(run, start, *model, stepper.optimizer(), &extra);
+    if (stepper.align_queue()) {
+      try {
+        stepper.align_queue()->load(extra);
+      } catch (const Error& e) {
+        throw Error(run.step_dir(start) + "/optimizer.safetensors: " + e.what());
+      }
+    }
     sums = state.at("log_sums").get<std::map<std::string, double>>();
     counts = state.at("log_counts").get<std::map<std::string, int64_t>>();
     interval_examples = state.at("log_examples").get<int64_t>();
@@ -369,7 +378,9 @@ TrainSummary train(const ExperimentConfig& cfg, const std::string& dir, TeeLog& 
                   {"log_skipped", interval_skipped},
                   {"skipped_steps", summary.skipped_steps}, {"train_seconds", prior_seconds + progress.elapsed()}};
     if (real) state["sampler"] = sampler_state;
-    if (root) save_train_checkpoint(run, *model, stepper.optimizer(), steps_done, state, t.keep_checkpoints);
+    if (root)
+      save_train_checkpoint(run, *model, stepper.optimizer(), steps_done, state, t.keep_checkpoints,
+                            stepper.align_queue() ? stepper.align_queue()->state() : NamedTensors{});
   };
   const SignalGuard signals;
   const int64_t kill_after = fault_kill_step();

@@ -170,7 +170,12 @@ INSTANTIATE_TEST_SUITE_P(
         // The align head's InfoNCE below a merged layer, next to MLM and ITM: the same gather.
         Case{"align_mlm_itm",
              "--set model.layers=single_modality,merged --set model.align=true --set model.embed_dim=64 "
-             "--set train.align_weight=1"}),
+             "--set train.align_weight=1"},
+        // With the momentum queue: every rank embeds its rows by the momentum model, the global
+        // batch's embeddings are gathered, and every rank's queue holds the same entries.
+        Case{"align_queue",
+             "--set model.layers=single_modality,merged --set model.align=true --set model.embed_dim=64 "
+             "--set train.align_weight=1 --set train.align_queue=40 --set train.align_momentum=0.9"}),
     [](const ::testing::TestParamInfo<Case>& i) { return std::string(i.param.name); });
 
 TEST(Distributed, ADeadRankFailsTheOtherWithinTheTimeoutAndTheJobResumes) {

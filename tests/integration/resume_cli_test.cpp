@@ -104,6 +104,22 @@ TEST(Resume, KilledAndResumedEqualsUninterrupted) {
   EXPECT_NE(slurp(own("err.txt")).find("may change only train.steps"), std::string::npos);
 }
 
+// The align loss's momentum model and queue (train.align_queue) are training state too: a run
+// killed and resumed takes them from its checkpoint and ends where the uninterrupted one does.
+TEST(Resume, AlignQueueRunResumesItsMomentumModelAndQueue) {
+  const std::string straight = fresh("queue_straight"), killed = fresh("queue_killed");
+  const std::string queue = kSmall + " --set model.layers=single_modality,merged --set model.align=true"
+                                     " --set train.align_weight=1 --set train.align_queue=48";
+  ASSERT_EQ(run("train --out " + straight + queue), 0) << slurp(own("err.txt"));
+  EXPECT_EQ(run("train --out " + killed + queue, "MMT_FAULT_KILL_AFTER_STEP=20"), 128 + 9);
+  ASSERT_EQ(run("train --resume " + killed), 0) << slurp(own("err.txt"));
+  EXPECT_EQ(losses(killed), losses(straight));
+  EXPECT_EQ(slurp(killed + "/model.safetensors"), slurp(straight + "/model.safetensors"));  // bit for bit
+  // The checkpoint holds them beside the optimizer's moments.
+  EXPECT_NE(slurp(killed + "/checkpoints/step-000000040/optimizer.safetensors").find("align_queue.momentum.text_proj.weight"),
+            std::string::npos);
+}
+
 // A finished run trained longer: its last step was checkpointed (even with checkpoint_every = 0),
 // so `--resume --set train.steps=M` continues from it; at a constant learning rate 20 steps, then
 // 20 more, are the 40 steps of one run, bit for bit.

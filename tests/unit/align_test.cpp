@@ -17,6 +17,7 @@
 #include "mmt/util/fs.h"
 #include "mmt/util/error.h"
 #include "test_util.h"
+#include "train_util.h"
 
 namespace mmt {
 namespace {
@@ -215,15 +216,10 @@ TEST(Align, TrainingAlignsTheUnimodalStates) {
   ExperimentConfig cfg;
   cfg.model = aligned_options();
   cfg.model.embed_dim = 32;
-  cfg.data.synth.num_train_images = 2000, cfg.data.synth.num_test_images = 10, cfg.data.synth.max_objects = 2;
-  cfg.train.batch_size = 32, cfg.train.align_weight = 1;
-  validate_config(cfg);
-  const synth::World world(cfg.data.synth);
-  torch::manual_seed(1);
-  MultimodalTransformer model(cfg.model, data_input_dims(cfg));
-  model->train();
-  PretrainBatcher batcher(world, data_vocab(cfg), cfg);
-  PretrainStep step(*model, cfg.train);
+  cfg.train.align_weight = 1;
+  testing::SmallTraining t(cfg);
+  auto& batcher = t.batcher;
+  auto& step = t.step;
   const int64_t steps = 300, warmup = 30, tail = 50;
   double acc = 0, chance = 0;
   for (int64_t s = 0; s < steps; ++s) {

@@ -11,6 +11,7 @@
 #include "mmt/train/pretrain_step.h"
 #include "mmt/util/error.h"
 #include "test_util.h"
+#include "train_util.h"
 
 namespace mmt {
 namespace {
@@ -92,16 +93,11 @@ TEST(DualEncoder, ContrastiveTrainingSeparatesMatchedPairs) {
   ExperimentConfig cfg;
   cfg.model = testing::small_model_options("single_modality", 2);
   cfg.model.kind = "dual_encoder", cfg.model.embed_dim = 32;
-  cfg.data.synth.num_train_images = 2000, cfg.data.synth.num_test_images = 10, cfg.data.synth.max_objects = 2;
-  cfg.train.batch_size = 32, cfg.train.mlm_weight = 0, cfg.train.itm_weight = 0;
+  cfg.train.mlm_weight = 0, cfg.train.itm_weight = 0;
   cfg.train.dual_contrastive_weight = 1, cfg.train.itm_negative_prob = 0;
-  validate_config(cfg);
-  const synth::World world(cfg.data.synth);
-  torch::manual_seed(1);
-  MultimodalTransformer model(cfg.model, data_input_dims(cfg));
-  model->train();
-  PretrainBatcher batcher(world, data_vocab(cfg), cfg);
-  PretrainStep step(*model, cfg.train);
+  testing::SmallTraining t(cfg);
+  auto& batcher = t.batcher;
+  auto& step = t.step;
   double first = 0, last = 0;
   for (int64_t s = 0; s < 150; ++s) {
     const auto r = step.run(batcher.batch(s), 2e-3);

@@ -137,6 +137,8 @@ TEST(ModelShape, StepFlopsCountEveryPassTheStepRuns) {
   EXPECT_NEAR(f.align_towers, 3 * 2 * (layers(t, 0, 1) + layers(0, r, 1) + embed), 1e-3);
   cfg.train.align_inputs = "masked";  // the align loss reads the main pass's states
   EXPECT_EQ(step_train_flops(cfg, dims, batch).align_towers, 0);
+  cfg.train.align_queue = 64;  // the momentum model embeds the matched rows, forward only
+  EXPECT_NEAR(step_train_flops(cfg, dims, batch).align_towers, 2 * (layers(t, r, 1) + embed), 1e-3);
 }
 
 TEST(ModelShape, LayerParameterCountsMatchClosedForms) {

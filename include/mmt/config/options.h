@@ -240,6 +240,8 @@ struct TrainOptions {
   double dual_contrastive_weight = 0.0;  // weight of the dual-encoder InfoNCE loss (0 = off)
   double align_weight = 0.0;        // weight of InfoNCE on the align head below the fusion layers (0 = off)
   std::string align_inputs = "unmasked";  // what the align loss reads: unmasked (ALBEF: towers rerun) or masked
+  int64_t align_queue = 0;          // align loss: queued momentum embeddings of earlier batches as negatives (0 = in-batch only)
+  double align_momentum = 0.995;    // align_queue: EMA factor of the momentum model that embeds them
   double itm_contrastive_weight = 0.0;   // weight of contrastive ITM with K negatives (0 = off)
   int64_t itm_contrastive_negatives = 32;  // K: negative images per caption
   int64_t itm_contrastive_chunk = 1024;  // pairs per forward pass of contrastive ITM (bounds memory)
@@ -312,6 +314,12 @@ struct TrainOptions {
             "what the align loss (and hard negatives sampled by the align head) read: unmasked - the captions "
             "(and regions) as before MLM (MRM) masking, by a second pass of the towers over the matched pairs, "
             "as ALBEF does; masked - the states of the MLM pass itself, saving that pass");
+    v.field("align_queue", align_queue,
+            "ALBEF's queue for the align loss: the last N captions' and images' embeddings by a momentum model "
+            "(an exponential moving average of this one's weights) join the batch's as negatives, and the "
+            "batch's own candidates are the momentum model's too (0 = in-batch negatives of this model only)");
+    v.field("align_momentum", align_momentum,
+            "align_queue: the momentum model's weights move to this model's by (1 - m) after every optimizer step");
     v.field("mrm_kl_weight", mrm_kl_weight, "MRM: KL divergence to the detector's class distribution (0 = off)");
     v.field("mrm_regression_weight", mrm_regression_weight, "MRM: squared error to the original region feature (0 = off)");
     v.field("mrm_class_weight", mrm_class_weight, "MRM: cross-entropy to the detector's top class (0 = off)");

@@ -26,6 +26,7 @@ struct Batch;
 struct Encoded;
 class MultimodalTransformerImpl;
 class Communicator;
+class AlignQueue;
 
 /// What the losses count in a batch (-1: the batch has no such labels).
 struct HostCounts {
@@ -93,7 +94,10 @@ std::pair<torch::Tensor, double> loss_dual_contrastive(const torch::Tensor& text
 /// them; without, they are read from `batch`. The metrics are read in one transfer at the end;
 /// with `defer` (one process only) they are left in `pending` instead, unread, so the caller can
 /// queue more work before waiting for the device.
+/// `align_queue` (train.align_queue): the align loss reads its momentum embeddings and queue
+/// (align_queue.h) and pushes the global batch's onto it.
 LossOutput pretraining_loss(MultimodalTransformerImpl& model, const Batch& batch, const TrainOptions& t,
-                            Communicator* comm = nullptr, const HostCounts* counts = nullptr, bool defer = false);
+                            Communicator* comm = nullptr, const HostCounts* counts = nullptr, bool defer = false,
+                            AlignQueue* align_queue = nullptr);
 
 }  // namespace mmt

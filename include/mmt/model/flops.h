@@ -48,7 +48,8 @@ double batch_train_flops(const ModelOptions& m, const InputDims& dims, const Bat
 struct StepFlops {
   double main = 0;            // the main pass with its heads (MLM, MRM, ITM), forward + backward
   double contrastive = 0;     // contrastive ITM: every (caption, candidate image) pair, forward + backward
-  double align_towers = 0;    // align_inputs = unmasked: the towers rerun on unmasked inputs, forward + backward
+  double align_towers = 0;    // align_inputs = unmasked: the towers rerun on unmasked inputs, forward + backward;
+                              // align_queue: the momentum model's towers, forward
   double hard_negatives = 0;  // scoring the batch's pairs to sample hard negatives, forward only
 
   double total() const { return main + contrastive + align_towers + hard_negatives; }

@@ -17,6 +17,7 @@ namespace mmt {
 class MultimodalTransformerImpl;
 class Communicator;
 class GradBuckets;
+class AlignQueue;
 
 class PretrainStep {
  public:
@@ -68,6 +69,9 @@ class PretrainStep {
   bool defers() const { return defer_; }
 
   FlatAdamW& optimizer() { return *optimizer_; }
+  /// train.align_queue: the momentum model and queue the align loss reads (null without); its
+  /// state() belongs in a resumable checkpoint.
+  AlignQueue* align_queue() { return align_queue_.get(); }
   /// Wall time spent in the gradient all-reduce so far (distributed; it includes waiting for the
   /// slowest rank; with buckets, only the wait after the backward pass).
   double all_reduce_seconds() const { return all_reduce_seconds_; }
@@ -84,6 +88,8 @@ class PretrainStep {
   double all_reduce_seconds_ = 0;
   std::unique_ptr<FlatAdamW> optimizer_;
   std::unique_ptr<GradBuckets> buckets_;  // distributed, runtime.dist_bucket_mb > 0
+  std::unique_ptr<AlignQueue> align_queue_;  // train.align_queue > 0
+  void after_update();  // the momentum model follows the weights just updated
 };
 
 }  // namespace mmt

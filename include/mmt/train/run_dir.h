@@ -13,6 +13,8 @@
 
 #include <nlohmann/json_fwd.hpp>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "mmt/config/options.h"
 #include "mmt/model/transformer.h"
@@ -40,13 +42,18 @@ class FlatAdamW;
 /// Writes a resumable checkpoint atomically: everything goes into checkpoints/.tmp-step-N, each
 /// file fsynced, then the folder is renamed to checkpoints/step-N (a crash at any point leaves the
 /// previous checkpoints as they were). Then all but the newest `keep` are removed.
+/// `extra`: more training state (train.align_queue's momentum model and queue), kept in
+/// optimizer.safetensors beside the moments.
 void save_train_checkpoint(const RunFiles& run, MultimodalTransformerImpl& model, const FlatAdamW& optimizer,
-                           int64_t step, const nlohmann::json& state, int64_t keep);
+                           int64_t step, const nlohmann::json& state, int64_t keep,
+                           const std::vector<std::pair<std::string, torch::Tensor>>& extra = {});
 /// Step of the newest complete resumable checkpoint, or -1.
 int64_t latest_train_checkpoint(const RunFiles& run);
 /// Loads checkpoint `step` into model and optimizer (and the torch RNG); returns its state.json.
+/// `extra`: receives optimizer.safetensors' other tensors (what save_train_checkpoint's `extra` wrote).
 nlohmann::json load_train_checkpoint(const RunFiles& run, int64_t step, MultimodalTransformerImpl& model,
-                                     FlatAdamW& optimizer);
+                                     FlatAdamW& optimizer,
+                                     std::vector<std::pair<std::string, torch::Tensor>>* extra = nullptr);
 
 /// Writes model.safetensors and then checkpoint.json (the sidecar marks the weights complete).
 void save_checkpoint(const RunFiles& run, MultimodalTransformerImpl& model, int64_t step,

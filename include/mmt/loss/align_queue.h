@@ -1,0 +1,87 @@
+/* ALBEF's momentum queue for the align loss (train.align_queue, train.align_momentum; Li et al.
+ * 2021, "Align before Fuse", section 3.2 without the distillation term).
+ *
+ * A batch of B pairs gives the in-batch InfoNCE B - 1 negatives; ALBEF reaches tens of thousands
+ * with a queue. A momentum model - a copy of the model whose weights follow it as an exponential
+ * moving average, m x momentum + (1 - m) x model after every optimizer step - embeds each batch's
+ * captions and images through the align head; those embeddings are the batch's candidates, and
+ * they join a first-in first-out queue of the last N, which stays as further negatives for the
+ * steps after. The momentum model changes slowly, so the queued embeddings stay comparable with
+ * the fresh ones. The momentum model runs in eval mode (no dropout) and without gradient.
+ *
+ *   text -> image logits  = scale x text_emb  @ [image_m ; queued images]^T   (M, M + F)
+ *   image -> text logits  = scale x image_emb @ [text_m ; queued texts]^T     (M, M + F)
+ *   loss = (CE(text -> image, diagonal) + CE(image -> text, diagonal)) / 2
+ *
+ * text_emb / image_emb are this model's (with gradient), *_m the momentum model's for the same
+ * rows, F the filled part of the queue. Candidates showing the row's own image under another key
+ * match - another caption of it, in the batch or the queue - are left out of the softmax, as the
+ * in-batch loss leaves them out. The queue and the momentum weights are part of a resumable
+ * checkpoint. */
+#pragma once
+
+#include <torch/types.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace mmt {
+
+struct Batch;
+class MultimodalTransformerImpl;
+using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
+
+/// The queued InfoNCE above: (loss, accuracy of both directions' argmax over all candidates).
+/// keys (M) and queue_keys (F): Batch::image_key of each row and entry, or undefined (every row its
+/// own image, nothing left out).
+std::pair<torch::Tensor, torch::Tensor> queued_align_loss(const torch::Tensor& text_emb, const torch::Tensor& image_emb,
+                                                          const torch::Tensor& text_m, const torch::Tensor& image_m,
+                                                          const torch::Tensor& queue_text, const torch::Tensor& queue_image,
+                                                          const torch::Tensor& scale, const torch::Tensor& keys,
+                                                          const torch::Tensor& queue_keys);
+
+class AlignQueue {
+ public:
+  /// A momentum model shaped like `model` (its weights come with start() or load()) and an empty
+  /// queue of `size` entries.
+  AlignQueue(MultimodalTransformerImpl& model, int64_t size, double momentum);
+  ~AlignQueue();
+
+  /// The momentum model's align embeddings (R, E) of `rows` of the batch - text, image - without
+  /// gradient, from the inputs before MLM / MRM masking when `unmasked` (train.align_inputs).
+  std::pair<torch::Tensor, torch::Tensor> embeddings(const Batch& batch, const torch::Tensor& rows, bool unmasked);
+
+  /// The filled part of the queue, oldest first once it has wrapped: text (F, E), image (F, E),
+  /// keys (F; undefined while no key was pushed).
+  torch::Tensor text() const;
+  torch::Tensor image() const;
+  torch::Tensor keys() const;
+  int64_t filled() const { return filled_; }
+
+  /// Appends the rows (R, E) - the newest replace the oldest once the queue is full; keys (R) or
+  /// undefined.
+  void push(const torch::Tensor& text, const torch::Tensor& image, const torch::Tensor& keys);
+
+  /// The momentum model takes `model`'s weights, unless it has them already (start() or load()
+  /// before): a run's first step, after the weights are initialised, loaded or broadcast.
+  void start(MultimodalTransformerImpl& model);
+  /// momentum = m x momentum + (1 - m) x model over the parameters; buffers copied.
+  void update(MultimodalTransformerImpl& model);
+
+  /// The momentum weights and the queue, to save in a resumable checkpoint ("align_queue.*").
+  NamedTensors state() const;
+  /// Restores state(); throws Error naming what is missing or mis-sized.
+  void load(const NamedTensors& state);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  int64_t size_, next_ = 0, filled_ = 0;
+  double momentum_;
+  bool started_ = false;
+};
+
+}  // namespace mmt

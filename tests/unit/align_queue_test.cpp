@@ -1,0 +1,194 @@
+/* ALBEF's momentum queue for the align loss (train.align_queue): the queued InfoNCE against a
+ * loop over candidates, the in-batch loss when nothing is queued and the momentum model is the
+ * model, the queue's first-in first-out order, the momentum average, a state that survives a
+ * checkpoint, and training that aligns the unimodal states with it. */
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+
+#include "mmt/config/config.h"
+#include "mmt/data/data_source.h"
+#include "mmt/data/pretrain_batcher.h"
+#include "mmt/data/synthetic_world.h"
+#include "mmt/loss/align_queue.h"
+#include "mmt/loss/pretraining.h"
+#include "mmt/train/pretrain_step.h"
+#include "test_util.h"
+#include "train_util.h"
+
+namespace mmt {
+namespace {
+
+torch::Tensor unit_rows(int64_t n, int64_t e, uint64_t seed) {
+  torch::manual_seed(seed);
+  return torch::nn::functional::normalize(torch::randn({n, e}, torch::kFloat64),
+                                          torch::nn::functional::NormalizeFuncOptions().dim(1));
+}
+
+// -log softmax of entry `target` over the entries not excluded.
+double nll(const std::vector<double>& logits, const std::vector<bool>& out, size_t target) {
+  double mx = -INFINITY, sum = 0;
+  for (size_t j = 0; j < logits.size(); ++j)
+    if (!out[j]) mx = std::max(mx, logits[j]);
+  for (size_t j = 0; j < logits.size(); ++j)
+    if (!out[j]) sum += std::exp(logits[j] - mx);
+  return -(logits[target] - mx - std::log(sum));
+}
+
+TEST(AlignQueue, ConfigNeedsTheAlignLossAndAMomentumBelowOne) {
+  const std::string mixed = "model.layers=single_modality,merged";
+  auto error = [&](std::vector<std::string> sets) {
+    sets.insert(sets.begin(), mixed);
+    try {
+      load_config("", sets);
+    } catch (const std::exception& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  EXPECT_EQ(error({"model.align=true", "train.align_weight=1", "train.align_queue=256"}), "");
+  EXPECT_NE(error({"model.align=true", "train.align_queue=256"}).find("needs train.align_weight > 0"), std::string::npos);
+  EXPECT_NE(error({"model.align=true", "train.align_weight=1", "train.align_queue=-1"}).find("train.align_queue"), std::string::npos);
+  EXPECT_NE(error({"model.align=true", "train.align_weight=1", "train.align_queue=8", "train.align_momentum=1"})
+                .find("train.align_momentum"),
+            std::string::npos);
+}
+
+TEST(AlignQueue, LossEqualsALoopOverEveryCandidate) {
+  const int64_t m = 4, e = 6, f = 5;
+  const auto t = unit_rows(m, e, 1), i = unit_rows(m, e, 2), tm = unit_rows(m, e, 3), im = unit_rows(m, e, 4);
+  const auto qt = unit_rows(f, e, 5), qi = unit_rows(f, e, 6);
+  const auto scale = torch::tensor(7.0, torch::kFloat64);
+  const auto keys = torch::tensor({0, 1, 2, 1}, torch::kInt64), qkeys = torch::tensor({3, 1, 5, 0, 7}, torch::kInt64);
+  const auto [loss, acc] = queued_align_loss(t, i, tm, im, qt, qi, scale, keys, qkeys);
+  // Candidates of row a: the momentum embeddings of the batch's rows, then the queue; another
+  // row or entry of a's image key is left out (row a itself stays: the target).
+  double expected = 0, hits = 0;
+  for (int64_t a = 0; a < m; ++a) {
+    for (const bool text_query : {true, false}) {
+      std::vector<double> logits;
+      std::vector<bool> out;
+      const auto q = text_query ? t[a] : i[a];
+      for (int64_t j = 0; j < m + f; ++j) {
+        const auto c = j < m ? (text_query ? im[j] : tm[j]) : (text_query ? qi[j - m] : qt[j - m]);
+        logits.push_back(7.0 * (q * c).sum().item<double>());
+        const int64_t key = j < m ? keys[j].item<int64_t>() : qkeys[j - m].item<int64_t>();
+        out.push_back(j != a && key == keys[a].item<int64_t>());
+      }
+      expected += nll(logits, out, static_cast<size_t>(a)) / (2.0 * m);
+      size_t best = 0;
+      for (size_t j = 0; j < logits.size(); ++j)
+        if (!out[j] && (out[best] || logits[j] > logits[best])) best = j;
+      hits += (best == static_cast<size_t>(a)) / (2.0 * m);
+    }
+  }
+  EXPECT_NEAR(loss.item<double>(), expected, 1e-10);
+  EXPECT_NEAR(acc.item<double>(), hits, 1e-12);
+  // Nothing queued and the momentum embeddings the model's own: the in-batch loss.
+  const auto empty = torch::zeros({0, e}, torch::kFloat64);
+  const auto [alone, alone_acc] = queued_align_loss(t, i, t, i, empty, empty, scale, keys, torch::Tensor());
+  EXPECT_NEAR(alone.item<double>(), loss_dual_contrastive(t, i, scale, keys).first.item<double>(), 1e-10);
+}
+
+ModelOptions aligned() {
+  auto m = testing::small_model_options("merged", 3);
+  m.layers = {"single_modality*2", "merged"};
+  m.align = true, m.embed_dim = 12;
+  return m;
+}
+
+TEST(AlignQueue, KeepsTheNewestEntriesOldestFirst) {
+  MultimodalTransformer model(aligned(), InputDims{testing::kVocab, testing::kFeat});
+  AlignQueue q(*model, 5, 0.9);
+  auto rows = [](int64_t from, int64_t n) { return torch::arange(from, from + n, torch::kFloat32).unsqueeze(1).expand({n, 12}).contiguous(); };
+  auto firsts = [](const torch::Tensor& t) {
+    std::vector<int64_t> v;
+    for (int64_t i = 0; i < t.size(0); ++i) v.push_back(static_cast<int64_t>(t[i][0].item<double>()));
+    return v;
+  };
+  q.push(rows(0, 3), rows(100, 3), torch::Tensor());
+  EXPECT_EQ(q.filled(), 3);
+  EXPECT_EQ(firsts(q.text()), (std::vector<int64_t>{0, 1, 2}));
+  EXPECT_FALSE(q.keys().defined());
+  q.push(rows(3, 4), rows(103, 4), torch::arange(3, 7, torch::kInt64));
+  EXPECT_EQ(q.filled(), 5);
+  EXPECT_EQ(firsts(q.text()), (std::vector<int64_t>{2, 3, 4, 5, 6}));
+  EXPECT_EQ(firsts(q.image()), (std::vector<int64_t>{102, 103, 104, 105, 106}));
+  EXPECT_EQ(q.keys()[4].item<int64_t>(), 6);
+  q.push(rows(10, 7), rows(110, 7), torch::arange(10, 17, torch::kInt64));  // more than it holds: the newest 5
+  EXPECT_EQ(firsts(q.text()), (std::vector<int64_t>{12, 13, 14, 15, 16}));
+  EXPECT_EQ(firsts(q.keys().unsqueeze(1).to(torch::kFloat32)), (std::vector<int64_t>{12, 13, 14, 15, 16}));
+}
+
+// The momentum model starts as the model (its embeddings are the model's, dropout off), follows
+// it by the average, and comes back from its state whole.
+TEST(AlignQueue, MomentumModelAveragesTheModelAndSurvivesItsState) {
+  torch::manual_seed(3);
+  MultimodalTransformer model(aligned(), InputDims{testing::kVocab, testing::kFeat});
+  model->eval();
+  AlignQueue q(*model, 8, 0.9);
+  q.start(*model);
+  const Batch b = testing::random_batch(5, 6, 4, 9);
+  const auto rows = torch::tensor({0, 2, 3}, torch::kInt64);
+  const auto [tm, im] = q.embeddings(b, rows, true);
+  {
+    torch::NoGradGuard no_grad;
+    const Encoded enc = model->encode(b);
+    const auto e = model->align_embeddings(enc.align_cls.index_select(0, rows), enc.align_img.index_select(0, rows));
+    EXPECT_TRUE(torch::allclose(tm, e.text, 1e-5, 1e-6));
+    EXPECT_TRUE(torch::allclose(im, e.image, 1e-5, 1e-6));
+  }
+  const auto before = model->text_proj->weight.detach().clone();
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& p : model->parameters()) p.add_(1.0);
+  }
+  q.update(*model);  // 0.9 x before + 0.1 x (before + 1)
+  AlignQueue copy(*model, 8, 0.9);
+  q.push(tm, im, torch::Tensor());
+  copy.load(q.state());
+  EXPECT_EQ(copy.filled(), 3);
+  EXPECT_TRUE(torch::equal(copy.text(), q.text()));
+  const auto [tm2, im2] = q.embeddings(b, rows, true);
+  const auto [tc, ic] = copy.embeddings(b, rows, true);
+  EXPECT_TRUE(torch::equal(tm2, tc) && torch::equal(im2, ic));
+  EXPECT_GT((tm2 - tm).abs().max().item<double>(), 1e-4);  // the momentum model moved
+  NamedTensors state = q.state();
+  for (const auto& [name, t] : state)
+    if (name == "align_queue.momentum.text_proj.weight") EXPECT_TRUE(torch::allclose(t, before + 0.1, 1e-5, 1e-6));
+  AlignQueue other(*model, 4, 0.9);
+  EXPECT_THROW(other.load(state), std::exception);  // another size
+  EXPECT_THROW(other.load({}), std::exception);
+}
+
+// Training with the queue (negatives from 96 earlier pairs besides the batch's) aligns the
+// unimodal states: the align accuracy over the batch and the queue ends well above its chance.
+TEST(AlignQueue, TrainingWithTheQueueAlignsTheUnimodalStates) {
+  ExperimentConfig cfg;
+  cfg.model = aligned();
+  cfg.model.embed_dim = 32;
+  cfg.train.align_weight = 1, cfg.train.align_queue = 96, cfg.train.align_momentum = 0.9;
+  testing::SmallTraining t(cfg);
+  auto& batcher = t.batcher;
+  auto& step = t.step;
+  ASSERT_NE(step.align_queue(), nullptr);
+  const int64_t steps = 300, warmup = 30, tail = 50;
+  double acc = 0, chance = 0;
+  for (int64_t s = 0; s < steps; ++s) {
+    const Batch batch = batcher.batch(s);
+    const auto r = step.run(batch, 1e-3 * std::min(1.0, (s + 1.0) / warmup));
+    ASSERT_TRUE(r.finite);
+    if (s >= steps - tail) {
+      acc += r.loss.metrics.at("align_acc") / tail;
+      chance += 1.0 / (batch.itm_labels.eq(1).sum().item<double>() + 96) / tail;
+    }
+  }
+  EXPECT_EQ(step.align_queue()->filled(), 96);
+  // (The synthetic world repeats captions: many queued candidates read exactly like the target,
+  // so the ceiling is far below 1. 4.6x chance here.)
+  EXPECT_GT(acc, 3 * chance) << "align accuracy " << acc << ", chance " << chance;
+}
+
+}  // namespace
+}  // namespace mmt
