@@ -2,6 +2,7 @@
  * libtorch sees no CUDA device, so the suite builds and passes on CPU-only machines; on a GPU
  * machine, `ctest -L gpu` (or scripts/gpu_check.sh) runs them.
  *   - one training step on CUDA in fp32 gives the CPU step's parameters;
+ *   - so do steps with contrastive ITM in chunks and the align loss with its momentum queue;
  *   - a bf16 autocast step stays finite and near the fp32 losses;
  *   - exact scores on CUDA equal the CPU's;
  *   - the pinned prefetcher delivers the batcher's batches;
@@ -75,6 +76,26 @@ std::pair<std::vector<torch::Tensor>, std::vector<double>> train(const Experimen
 TEST(Gpu, TrainingStepsEqualTheCpuSteps) {
   SKIP_WITHOUT_CUDA();
   const auto cfg = small_config();
+  const auto [cpu, cpu_loss] = train(cfg, "cpu", "fp32", 3);
+  const auto [dev, dev_loss] = train(cfg, gpu(), "fp32", 3);
+  for (size_t s = 0; s < cpu_loss.size(); ++s) EXPECT_NEAR(dev_loss[s], cpu_loss[s], 1e-3 * std::abs(cpu_loss[s])) << s;
+  ASSERT_EQ(cpu.size(), dev.size());
+  for (size_t i = 0; i < cpu.size(); ++i) {
+    const double diff = (cpu[i] - dev[i]).norm().item<double>(), norm = cpu[i].norm().item<double>();
+    EXPECT_LE(diff, 1e-3 * norm + 1e-6 * std::sqrt(double(cpu[i].numel()))) << "parameter " << i;
+  }
+}
+
+// The passes beside the main one: contrastive ITM in several chunks (the generator state replayed
+// per chunk: the CUDA generator's here) with the towers of a mixed stack run once, and the align
+// loss with its momentum model and queue.
+TEST(Gpu, ContrastiveChunksAndTheAlignQueueEqualTheCpuSteps) {
+  SKIP_WITHOUT_CUDA();
+  auto cfg = small_config();
+  cfg.model.layers = {"single_modality", "merged"}, cfg.model.align = true;
+  cfg.train.align_weight = 1, cfg.train.align_queue = 24, cfg.train.align_momentum = 0.9;
+  cfg.train.itm_contrastive_weight = 1, cfg.train.itm_contrastive_negatives = 4, cfg.train.itm_contrastive_chunk = 16;
+  validate_config(cfg);
   const auto [cpu, cpu_loss] = train(cfg, "cpu", "fp32", 3);
   const auto [dev, dev_loss] = train(cfg, gpu(), "fp32", 3);
   for (size_t s = 0; s < cpu_loss.size(); ++s) EXPECT_NEAR(dev_loss[s], cpu_loss[s], 1e-3 * std::abs(cpu_loss[s])) << s;
