@@ -502,6 +502,9 @@ void validate_config(const ExperimentConfig& cfg) {
   if (t.align_queue > 0 && t.align_weight <= 0)
     throw Error("config: train.align_queue holds negatives for the align loss; it needs train.align_weight > 0");
   if (!(t.align_momentum >= 0 && t.align_momentum < 1)) throw Error("config key 'train.align_momentum' must be in [0, 1)");
+  in_range("train.align_distill", t.align_distill, 0, 1);
+  if (t.align_distill > 0 && t.align_queue <= 0)
+    throw Error("config: train.align_distill takes its targets from the momentum model; it needs train.align_queue > 0");
   positive("model.temperature_init", m.temperature_init);
   positive("model.max_logit_scale", m.max_logit_scale);
 

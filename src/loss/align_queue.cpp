@@ -25,7 +25,7 @@ std::pair<torch::Tensor, torch::Tensor> queued_align_loss(const torch::Tensor& t
                                                           const torch::Tensor& text_m, const torch::Tensor& image_m,
                                                           const torch::Tensor& queue_text, const torch::Tensor& queue_image,
                                                           const torch::Tensor& scale, const torch::Tensor& keys,
-                                                          const torch::Tensor& queue_keys) {
+                                                          const torch::Tensor& queue_keys, double distill) {
   TORCH_CHECK(text_emb.dim() == 2 && text_emb.sizes() == image_emb.sizes() && text_m.sizes() == text_emb.sizes() &&
                   image_m.sizes() == text_emb.sizes(),
               "queued align loss: embeddings must all be (M, E), got ", text_emb.sizes(), ", ", image_emb.sizes(), ", ",
@@ -38,6 +38,13 @@ std::pair<torch::Tensor, torch::Tensor> queued_align_loss(const torch::Tensor& t
   const auto texts = torch::cat({text_m.to(dtype), queue_text.to(text_emb.device(), dtype)}, 0);
   auto t2i = scale * torch::matmul(text_emb, images.t());  // (M, M + F)
   auto i2t = scale * torch::matmul(image_emb, texts.t());
+  // The momentum model's own similarities to the same candidates: its soft targets.
+  torch::Tensor t2i_m, i2t_m;
+  if (distill > 0) {
+    const auto s = scale.detach();
+    t2i_m = s * torch::matmul(text_m.to(dtype), images.t()), i2t_m = s * torch::matmul(image_m.to(dtype), texts.t());
+  }
+  torch::Tensor same;
   if (keys.defined()) {
     // Another caption or image of the row's own image - in the batch off the diagonal, or queued -
     // is no negative: out of both softmaxes.
@@ -48,13 +55,27 @@ std::pair<torch::Tensor, torch::Tensor> queued_align_loss(const torch::Tensor& t
                   "queued align loss: queue keys must be (F) where the batch has keys");
       all = torch::cat({k, queue_keys.to(k.device())}, 0);
     }
-    auto same = k.unsqueeze(1).eq(all.unsqueeze(0));  // (M, M + F)
+    same = k.unsqueeze(1).eq(all.unsqueeze(0));  // (M, M + F)
     same.narrow(1, 0, m).fill_diagonal_(false);
     const double inf = std::numeric_limits<double>::infinity();
     t2i = t2i.masked_fill(same, -inf), i2t = i2t.masked_fill(same, -inf);
+    if (distill > 0) t2i_m = t2i_m.masked_fill(same, -inf), i2t_m = i2t_m.masked_fill(same, -inf);
   }
   const auto target = torch::arange(m, torch::device(t2i.device()).dtype(torch::kInt64));
-  const auto loss = 0.5 * (torch::cross_entropy_loss(t2i, target) + torch::cross_entropy_loss(i2t, target));
+  torch::Tensor loss;
+  if (distill > 0) {
+    // Cross-entropy to distill x softmax(momentum) + (1 - distill) x onehot; left-out candidates
+    // have target 0 and take no part (their -inf log-probability is multiplied by nothing).
+    auto soft = [&](const torch::Tensor& logits, const torch::Tensor& momentum) {
+      auto q = distill * torch::softmax(momentum, 1);
+      q.diagonal().add_(1.0 - distill);  // the true pair of row a is candidate a
+      const auto logp = torch::log_softmax(logits, 1);
+      return -(q * logp.masked_fill(q.eq(0), 0.0)).sum(1).mean();
+    };
+    loss = 0.5 * (soft(t2i, t2i_m) + soft(i2t, i2t_m));
+  } else {
+    loss = 0.5 * (torch::cross_entropy_loss(t2i, target) + torch::cross_entropy_loss(i2t, target));
+  }
   return {loss, 0.5 * (diagonal_accuracy(t2i) + diagonal_accuracy(i2t))};
 }
 

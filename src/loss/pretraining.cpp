@@ -312,7 +312,7 @@ LossOutput pretraining_loss(MultimodalTransformerImpl& model, const Batch& batch
     torch::Tensor loss, acc;
     if (text_m.defined()) {
       std::tie(loss, acc) = queued_align_loss(text_emb, image_emb, text_m, image_m, align_queue->text(), align_queue->image(),
-                                              scale, keys, align_queue->keys());
+                                              scale, keys, align_queue->keys(), t.align_distill);
       align_queue->push(text_m, image_m, keys);  // every rank the same global batch: the queues agree
     } else {
       std::tie(loss, acc) = dual_contrastive_tensors(text_emb, image_emb, scale, keys);

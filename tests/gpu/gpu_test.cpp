@@ -93,7 +93,7 @@ TEST(Gpu, ContrastiveChunksAndTheAlignQueueEqualTheCpuSteps) {
   SKIP_WITHOUT_CUDA();
   auto cfg = small_config();
   cfg.model.layers = {"single_modality", "merged"}, cfg.model.align = true;
-  cfg.train.align_weight = 1, cfg.train.align_queue = 24, cfg.train.align_momentum = 0.9;
+  cfg.train.align_weight = 1, cfg.train.align_queue = 24, cfg.train.align_momentum = 0.9, cfg.train.align_distill = 0.4;
   cfg.train.itm_contrastive_weight = 1, cfg.train.itm_contrastive_negatives = 4, cfg.train.itm_contrastive_chunk = 16;
   validate_config(cfg);
   const auto [cpu, cpu_loss] = train(cfg, "cpu", "fp32", 3);

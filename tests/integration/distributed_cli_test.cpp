@@ -171,11 +171,11 @@ INSTANTIATE_TEST_SUITE_P(
         Case{"align_mlm_itm",
              "--set model.layers=single_modality,merged --set model.align=true --set model.embed_dim=64 "
              "--set train.align_weight=1"},
-        // With the momentum queue: every rank embeds its rows by the momentum model, the global
+        // With the momentum queue and distillation: every rank embeds its rows by the momentum model, the global
         // batch's embeddings are gathered, and every rank's queue holds the same entries.
         Case{"align_queue",
              "--set model.layers=single_modality,merged --set model.align=true --set model.embed_dim=64 "
-             "--set train.align_weight=1 --set train.align_queue=40 --set train.align_momentum=0.9"}),
+             "--set train.align_weight=1 --set train.align_queue=40 --set train.align_momentum=0.9 --set train.align_distill=0.4"}),
     [](const ::testing::TestParamInfo<Case>& i) { return std::string(i.param.name); });
 
 TEST(Distributed, ADeadRankFailsTheOtherWithinTheTimeoutAndTheJobResumes) {

@@ -53,6 +53,9 @@ TEST(AlignQueue, ConfigNeedsTheAlignLossAndAMomentumBelowOne) {
   EXPECT_NE(error({"model.align=true", "train.align_weight=1", "train.align_queue=8", "train.align_momentum=1"})
                 .find("train.align_momentum"),
             std::string::npos);
+  EXPECT_EQ(error({"model.align=true", "train.align_weight=1", "train.align_queue=8", "train.align_distill=0.4"}), "");
+  EXPECT_NE(error({"model.align=true", "train.align_weight=1", "train.align_distill=0.4"}).find("needs train.align_queue > 0"),
+            std::string::npos);
 }
 
 TEST(AlignQueue, LossEqualsALoopOverEveryCandidate) {
@@ -85,6 +88,34 @@ TEST(AlignQueue, LossEqualsALoopOverEveryCandidate) {
   }
   EXPECT_NEAR(loss.item<double>(), expected, 1e-10);
   EXPECT_NEAR(acc.item<double>(), hits, 1e-12);
+
+  // Momentum distillation: the target of row a is 0.4 x the momentum model's softmax over the same
+  // candidates (left-out ones 0) + 0.6 on candidate a; the loss the cross-entropy to it.
+  double distilled = 0;
+  for (int64_t a = 0; a < m; ++a) {
+    for (const bool text_query : {true, false}) {
+      std::vector<double> logits, teacher;
+      std::vector<bool> out;
+      const auto q = text_query ? t[a] : i[a], qm = text_query ? tm[a] : im[a];
+      for (int64_t j = 0; j < m + f; ++j) {
+        const auto c = j < m ? (text_query ? im[j] : tm[j]) : (text_query ? qi[j - m] : qt[j - m]);
+        logits.push_back(7.0 * (q * c).sum().item<double>());
+        teacher.push_back(7.0 * (qm * c).sum().item<double>());
+        const int64_t key = j < m ? keys[j].item<int64_t>() : qkeys[j - m].item<int64_t>();
+        out.push_back(j != a && key == keys[a].item<int64_t>());
+      }
+      double z = 0;
+      for (size_t j = 0; j < teacher.size(); ++j)
+        if (!out[j]) z += std::exp(teacher[j]);
+      for (size_t j = 0; j < logits.size(); ++j) {
+        if (out[j]) continue;
+        const double target = 0.4 * std::exp(teacher[j]) / z + (j == static_cast<size_t>(a) ? 0.6 : 0.0);
+        distilled += target * nll(logits, out, j) / (2.0 * m);
+      }
+    }
+  }
+  EXPECT_NEAR(queued_align_loss(t, i, tm, im, qt, qi, scale, keys, qkeys, 0.4).first.item<double>(), distilled, 1e-10);
+  EXPECT_NEAR(queued_align_loss(t, i, tm, im, qt, qi, scale, keys, qkeys, 0.0).first.item<double>(), expected, 1e-10);
   // Nothing queued and the momentum embeddings the model's own: the in-batch loss.
   const auto empty = torch::zeros({0, e}, torch::kFloat64);
   const auto [alone, alone_acc] = queued_align_loss(t, i, t, i, empty, empty, scale, keys, torch::Tensor());

@@ -242,6 +242,7 @@ struct TrainOptions {
   std::string align_inputs = "unmasked";  // what the align loss reads: unmasked (ALBEF: towers rerun) or masked
   int64_t align_queue = 0;          // align loss: queued momentum embeddings of earlier batches as negatives (0 = in-batch only)
   double align_momentum = 0.995;    // align_queue: EMA factor of the momentum model that embeds them
+  double align_distill = 0.0;       // align_queue: weight of the momentum model's similarities in the targets (ALBEF: 0.4)
   double itm_contrastive_weight = 0.0;   // weight of contrastive ITM with K negatives (0 = off)
   int64_t itm_contrastive_negatives = 32;  // K: negative images per caption
   int64_t itm_contrastive_chunk = 1024;  // pairs per forward pass of contrastive ITM (bounds memory)
@@ -320,6 +321,9 @@ struct TrainOptions {
             "batch's own candidates are the momentum model's too (0 = in-batch negatives of this model only)");
     v.field("align_momentum", align_momentum,
             "align_queue: the momentum model's weights move to this model's by (1 - m) after every optimizer step");
+    v.field("align_distill", align_distill,
+            "align_queue: ALBEF's momentum distillation - the align loss's targets are this share of the momentum "
+            "model's own softmax over the candidates plus the rest on the true pair (0 = the true pair alone)");
     v.field("mrm_kl_weight", mrm_kl_weight, "MRM: KL divergence to the detector's class distribution (0 = off)");
     v.field("mrm_regression_weight", mrm_regression_weight, "MRM: squared error to the original region feature (0 = off)");
     v.field("mrm_class_weight", mrm_class_weight, "MRM: cross-entropy to the detector's top class (0 = off)");

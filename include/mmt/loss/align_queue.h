@@ -1,5 +1,6 @@
 /* ALBEF's momentum queue for the align loss (train.align_queue, train.align_momentum; Li et al.
- * 2021, "Align before Fuse", section 3.2 without the distillation term).
+ * 2021, "Align before Fuse", section 3.2; with train.align_distill, 3.3's momentum distillation of
+ * this loss - not of MLM's).
  *
  * A batch of B pairs gives the in-batch InfoNCE B - 1 negatives; ALBEF reaches tens of thousands
  * with a queue. A momentum model - a copy of the model whose weights follow it as an exponential
@@ -36,12 +37,15 @@ using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
 
 /// The queued InfoNCE above: (loss, accuracy of both directions' argmax over all candidates).
 /// keys (M) and queue_keys (F): Batch::image_key of each row and entry, or undefined (every row its
-/// own image, nothing left out).
+/// own image, nothing left out). `distill` (train.align_distill, ALBEF's momentum distillation):
+/// each row's target is distill x the momentum model's softmax over the same candidates
+/// (scale x text_m @ [image_m ; queued images]^T, and the image side alike) + (1 - distill) on the
+/// true pair, and the loss the cross-entropy to it.
 std::pair<torch::Tensor, torch::Tensor> queued_align_loss(const torch::Tensor& text_emb, const torch::Tensor& image_emb,
                                                           const torch::Tensor& text_m, const torch::Tensor& image_m,
                                                           const torch::Tensor& queue_text, const torch::Tensor& queue_image,
                                                           const torch::Tensor& scale, const torch::Tensor& keys,
-                                                          const torch::Tensor& queue_keys);
+                                                          const torch::Tensor& queue_keys, double distill = 0.0);
 
 class AlignQueue {
  public:
