@@ -105,21 +105,17 @@ AlignQueue::~AlignQueue() = default;
 std::pair<torch::Tensor, torch::Tensor> AlignQueue::embeddings(const Batch& batch, const torch::Tensor& rows, bool unmasked) {
   TORCH_CHECK(started_, "AlignQueue::embeddings before start(): the momentum model holds no weights yet");
   torch::NoGradGuard no_grad;
-  MultimodalTransformerImpl& mm = *impl_->model;
-  const int64_t towers = mm.first_cross_modal_layer();
-  const auto ids = (unmasked ? unmasked_text_ids(batch) : batch.text_ids).index_select(0, rows);
-  const auto cls = mm.run_one_modality(mm.text_embed(ids), batch.text_mask.index_select(0, rows), true, 0, towers).select(1, 0);
-  Batch images;
+  Batch in;  // the rows, with the inputs the align loss reads
+  in.text_ids = (unmasked ? unmasked_text_ids(batch) : batch.text_ids).index_select(0, rows);
+  in.text_mask = batch.text_mask.index_select(0, rows);
   if (batch.image_pixels.defined()) {
-    images.image_pixels = batch.image_pixels.index_select(0, rows);
+    in.image_pixels = batch.image_pixels.index_select(0, rows);
   } else {
-    images.region_feats = (unmasked ? unmasked_region_feats(batch) : batch.region_feats).index_select(0, rows);
-    images.region_boxes = batch.region_boxes.index_select(0, rows);
-    images.region_mask = batch.region_mask.index_select(0, rows);
+    in.region_feats = (unmasked ? unmasked_region_feats(batch) : batch.region_feats).index_select(0, rows);
+    in.region_boxes = batch.region_boxes.index_select(0, rows);
+    in.region_mask = batch.region_mask.index_select(0, rows);
   }
-  const ImageTokens tokens = mm.embed_images(images);
-  const auto img = mm.run_one_modality(tokens.states, tokens.mask, false, 0, towers).select(1, 0);
-  const auto e = mm.align_embeddings(cls, img);
+  const auto e = impl_->model->tower_align_embeddings(in);
   return {e.text, e.image};
 }
 

@@ -245,6 +245,13 @@ MultimodalTransformerImpl::MatchEmbeddings MultimodalTransformerImpl::align_embe
   return {text_embedding(c), image_embedding(i), logit_scale_value(), torch::zeros({}, cls.options())};
 }
 
+MultimodalTransformerImpl::MatchEmbeddings MultimodalTransformerImpl::tower_align_embeddings(const Batch& batch) {
+  const ImageTokens images = embed_images(batch);
+  const auto [text, image] =
+      run_layers(text_embed(batch.text_ids), images.states, batch.text_mask, images.mask, 0, first_cross_modal_layer());
+  return align_embeddings(text.select(1, 0), image.select(1, 0));
+}
+
 torch::Tensor MultimodalTransformerImpl::match_scores(const Encoded& e) {
   const auto cls = e.text.select(1, 0), img = e.image.select(1, 0);
   if (dual_dot()) return logit_scale_value() * (text_embedding(cls) * image_embedding(img)).sum(-1);

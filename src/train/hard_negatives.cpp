@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <numeric>
 #include <stdexcept>
 
 #include "mmt/data/batch.h"
@@ -21,10 +22,7 @@ torch::Tensor batch_score_matrix(MultimodalTransformerImpl& model, const Batch& 
     if (align_unmasked) {  // what the align loss reads (train.align_inputs); every row is still matched
       in.text_ids = unmasked_text_ids(batch), in.region_feats = unmasked_region_feats(batch);
     }
-    const ImageTokens images = model.embed_images(in);
-    const auto [t, i] = model.run_layers(model.text_embed(in.text_ids), images.states, in.text_mask, images.mask, 0,
-                                         model.first_cross_modal_layer());
-    const auto e = model.align_embeddings(t.select(1, 0), i.select(1, 0));
+    const auto e = model.tower_align_embeddings(in);
     return e.scale * torch::matmul(e.text, e.image.t());
   }
   const ImageTokens images = model.embed_images(batch);
@@ -39,9 +37,8 @@ torch::Tensor batch_score_matrix(MultimodalTransformerImpl& model, const Batch& 
   const int64_t towers = model.first_cross_modal_layer();
   auto [text_states, image_states] = model.run_layers(text, images.states, batch.text_mask, images.mask, 0, towers);
   auto scores = torch::full({b, b}, std::numeric_limits<float>::quiet_NaN(), torch::device(text.device()));
-  std::vector<int64_t> all;
-  if (lines.empty())
-    for (int64_t i = 0; i < b; ++i) all.push_back(i);
+  std::vector<int64_t> all(static_cast<size_t>(lines.empty() ? b : 0));
+  std::iota(all.begin(), all.end(), int64_t{0});
   for (int64_t i : lines.empty() ? all : lines) {
     TORCH_CHECK(i >= 0 && i < b, "batch_score_matrix: line ", i, " of a batch of ", b);
     if (by_column) {

@@ -132,6 +132,10 @@ class MultimodalTransformerImpl : public torch::nn::Module {
   /// pre-norm stacks read through the final norms, as per-layer states are), with the learned
   /// scale: scores = scale * text x image^T (bias 0).
   MatchEmbeddings align_embeddings(const torch::Tensor& cls, const torch::Tensor& img);
+  /// align_embeddings of every row of `batch` from a pass of the layers below the first
+  /// cross-modal one alone (each caption and image on its own): hard negatives by the head, the
+  /// align queue's momentum model.
+  MatchEmbeddings tower_align_embeddings(const Batch& batch);
 
   bool dual_dot() const { return options_.kind == "dual_encoder" && static_cast<bool>(text_proj); }
   bool has_align() const { return options_.align; }
