@@ -92,11 +92,29 @@ std::vector<int64_t> per_row(const torch::Tensor& counts) {
   return std::vector<int64_t>(c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + c.numel());
 }
 
-// Image tokens of each row: the pixel grid (and the global token) or the real regions.
+// Image tokens of each row: the pixel grid and the global token (the ResNet-50's own convolutions
+// are not counted), or the real regions.
 std::vector<int64_t> image_tokens(const ModelOptions& m, const Batch& batch) {
   if (batch.image_pixels.defined())
     return std::vector<int64_t>(static_cast<size_t>(batch.image_pixels.size(0)), pixel_positions(m, batch.image_pixels.size(2)));
   return per_row(batch.region_mask.sum(1));
+}
+
+// forward_flops over the stack's layer types, listed once by the caller.
+double example_flops(const ModelOptions& m, const std::vector<AttentionType>& types, const InputDims& dims, int64_t text_len,
+                     int64_t regions, int64_t masked) {
+  const double h = static_cast<double>(m.hidden);
+  return image_embed_flops(m, dims, regions) + stack_flops(m, types, text_len, regions, 0, static_cast<int64_t>(types.size())) +
+         itm_head_flops(m) + 2.0 * static_cast<double>(masked) * h * (h + static_cast<double>(dims.vocab_size));  // MLM head
+}
+
+// The main pass, forward + backward, of rows of t text and r image tokens with `masked` MLM tokens.
+double main_pass_flops(const ModelOptions& m, const std::vector<AttentionType>& types, const InputDims& dims,
+                       const std::vector<int64_t>& t, const std::vector<int64_t>& r, const Batch& batch) {
+  const auto masked = batch.mlm_labels.defined() ? per_row(batch.mlm_labels.ne(kIgnoreLabel).sum(1)) : std::vector<int64_t>(t.size(), 0);
+  double total = 0;
+  for (size_t i = 0; i < t.size(); ++i) total += example_flops(m, types, dims, t[i], r[i], masked[i]);
+  return 3.0 * total;
 }
 
 }  // namespace
@@ -106,22 +124,11 @@ double layers_forward_flops(const ModelOptions& m, int64_t text_len, int64_t reg
 }
 
 double forward_flops(const ModelOptions& m, const InputDims& dims, int64_t text_len, int64_t regions, int64_t masked) {
-  const double h = static_cast<double>(m.hidden);
-  double f = image_embed_flops(m, dims, regions);  // region projections
-  const std::vector<AttentionType> types = layer_types(m);
-  f += stack_flops(m, types, text_len, regions, 0, static_cast<int64_t>(types.size()));
-  f += itm_head_flops(m);
-  f += 2.0 * static_cast<double>(masked) * h * (h + static_cast<double>(dims.vocab_size));  // MLM head
-  return f;
+  return example_flops(m, layer_types(m), dims, text_len, regions, masked);
 }
 
 double batch_train_flops(const ModelOptions& m, const InputDims& dims, const Batch& batch) {
-  const int64_t b = batch.size();
-  const auto t = per_row(batch.text_mask.sum(1)), r = image_tokens(m, batch);
-  const auto masked = batch.mlm_labels.defined() ? per_row(batch.mlm_labels.ne(kIgnoreLabel).sum(1)) : std::vector<int64_t>(static_cast<size_t>(b), 0);
-  double total = 0;
-  for (int64_t i = 0; i < b; ++i) total += forward_flops(m, dims, t[i], r[i], masked[i]);
-  return 3.0 * total;
+  return main_pass_flops(m, layer_types(m), dims, per_row(batch.text_mask.sum(1)), image_tokens(m, batch), batch);
 }
 
 StepFlops& StepFlops::operator+=(const StepFlops& o) {
@@ -150,8 +157,9 @@ StepFlops step_train_flops(const ExperimentConfig& cfg, const InputDims& dims, c
   const int64_t b = batch.size(), layers = static_cast<int64_t>(types.size()), towers = first_cross_modal_layer(types);
   const bool crosses = towers < layers;
   const double h = static_cast<double>(m.hidden);
+  const auto t = per_row(batch.text_mask.sum(1)), r = image_tokens(m, batch);
   StepFlops f;
-  f.main = batch_train_flops(m, dims, batch);
+  f.main = main_pass_flops(m, types, dims, t, r, batch);
   if (batch.mrm_mask.defined()) {  // the MRM heads on the masked regions
     const double regions = static_cast<double>(batch.mrm_mask.sum().item<int64_t>());
     double head = 0;
@@ -161,18 +169,12 @@ StepFlops step_train_flops(const ExperimentConfig& cfg, const InputDims& dims, c
   }
   if (b == 0) return f;
 
-  const auto t = per_row(batch.text_mask.sum(1)), r = image_tokens(m, batch);
-  const bool hard = batch.hard_negative_rows.defined() && batch.hard_negative_rows.any().item<bool>();
-  // The rows matched when the losses read them: the hard rows become negatives.
+  // The rows the step turns negative (hard negatives), and those matched when the losses read them.
+  const auto hard_rows = batch.hard_negative_rows.defined() ? per_row(batch.hard_negative_rows) : std::vector<int64_t>(static_cast<size_t>(b), 0);
+  const bool hard = std::find(hard_rows.begin(), hard_rows.end(), 1) != hard_rows.end();
   std::vector<char> matched(static_cast<size_t>(b), 1);
-  if (batch.itm_labels.defined()) {
-    const auto labels = per_row(batch.itm_labels);
-    for (int64_t i = 0; i < b; ++i) matched[i] = labels[i] == 1;
-  }
-  if (hard) {
-    const auto rows = per_row(batch.hard_negative_rows);
-    for (int64_t i = 0; i < b; ++i) matched[i] &= rows[i] == 0;
-  }
+  const auto labels = batch.itm_labels.defined() ? per_row(batch.itm_labels) : std::vector<int64_t>(static_cast<size_t>(b), 1);
+  for (int64_t i = 0; i < b; ++i) matched[i] = labels[i] == 1 && !hard_rows[i];
 
   if (tr.itm_contrastive_weight > 0 && batch.negatives && batch.negative_excluded.defined()) {
     const auto pool = image_tokens(m, *batch.negatives);
@@ -228,10 +230,9 @@ StepFlops step_train_flops(const ExperimentConfig& cfg, const InputDims& dims, c
     } else {  // the towers once; each row turned negative: its caption with every image (or its
               // image with every caption) through the layers above them
       for (int64_t i = 0; i < b; ++i) fwd += stack_flops(m, types, t[i], r[i], 0, towers);
-      const auto rows = per_row(batch.hard_negative_rows);
       const bool by_column = tr.itm_swap == "caption";
       for (int64_t i = 0; i < b; ++i) {
-        if (!rows[i]) continue;
+        if (!hard_rows[i]) continue;
         for (int64_t j = 0; j < b; ++j)
           fwd += stack_flops(m, types, by_column ? t[j] : t[i], by_column ? r[i] : r[j], towers, layers) + itm_head_flops(m);
       }

@@ -41,7 +41,7 @@ std::string Progress::line(int64_t done, const std::string& tail, double el) con
   if (here > 0 && slower_at_ > first_ && slower_at_ < total_) {
     if (done <= slower_at_ || at_slower_ < 0)  // the items before at their rate, the slower ones at ratio x it
       eta = el / here * (std::max<int64_t>(0, slower_at_ - done) + slower_ratio_ * (total_ - std::max(done, slower_at_)));
-    else if (done > slower_at_)
+    else  // past the switch: the slower items' own rate
       eta = (el - at_slower_) / (done - slower_at_) * (total_ - done);
   }
   char buf[160];
