@@ -201,21 +201,9 @@ TEST(AlignQueue, TrainingWithTheQueueAlignsTheUnimodalStates) {
   cfg.model.embed_dim = 32;
   cfg.train.align_weight = 1, cfg.train.align_queue = 96, cfg.train.align_momentum = 0.9;
   testing::SmallTraining t(cfg);
-  auto& batcher = t.batcher;
-  auto& step = t.step;
-  ASSERT_NE(step.align_queue(), nullptr);
-  const int64_t steps = 300, warmup = 30, tail = 50;
-  double acc = 0, chance = 0;
-  for (int64_t s = 0; s < steps; ++s) {
-    const Batch batch = batcher.batch(s);
-    const auto r = step.run(batch, 1e-3 * std::min(1.0, (s + 1.0) / warmup));
-    ASSERT_TRUE(r.finite);
-    if (s >= steps - tail) {
-      acc += r.loss.metrics.at("align_acc") / tail;
-      chance += 1.0 / (batch.itm_labels.eq(1).sum().item<double>() + 96) / tail;
-    }
-  }
-  EXPECT_EQ(step.align_queue()->filled(), 96);
+  ASSERT_NE(t.step.align_queue(), nullptr);
+  const auto [acc, chance] = testing::align_accuracy_and_chance(t, 300, 30, 50, 96);
+  EXPECT_EQ(t.step.align_queue()->filled(), 96);
   // (The synthetic world repeats captions: many queued candidates read exactly like the target,
   // so the ceiling is far below 1. 4.6x chance here.)
   EXPECT_GT(acc, 3 * chance) << "align accuracy " << acc << ", chance " << chance;

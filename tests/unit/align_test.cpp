@@ -218,20 +218,7 @@ TEST(Align, TrainingAlignsTheUnimodalStates) {
   cfg.model.embed_dim = 32;
   cfg.train.align_weight = 1;
   testing::SmallTraining t(cfg);
-  auto& batcher = t.batcher;
-  auto& step = t.step;
-  const int64_t steps = 300, warmup = 30, tail = 50;
-  double acc = 0, chance = 0;
-  for (int64_t s = 0; s < steps; ++s) {
-    const Batch batch = batcher.batch(s);
-    const auto r = step.run(batch, 1e-3 * std::min(1.0, (s + 1.0) / warmup));
-    ASSERT_TRUE(r.finite);
-    ASSERT_TRUE(r.loss.metrics.count("align") && r.loss.metrics.count("itm") && r.loss.metrics.count("mlm"));
-    if (s >= steps - tail) {
-      acc += r.loss.metrics.at("align_acc") / tail;
-      chance += 1.0 / batch.itm_labels.eq(1).sum().item<double>() / tail;
-    }
-  }
+  const auto [acc, chance] = testing::align_accuracy_and_chance(t, 300, 30, 50);
   EXPECT_GT(acc, 3 * chance) << "align accuracy " << acc << ", chance " << chance;
 }
 

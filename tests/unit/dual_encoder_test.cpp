@@ -96,11 +96,9 @@ TEST(DualEncoder, ContrastiveTrainingSeparatesMatchedPairs) {
   cfg.train.mlm_weight = 0, cfg.train.itm_weight = 0;
   cfg.train.dual_contrastive_weight = 1, cfg.train.itm_negative_prob = 0;
   testing::SmallTraining t(cfg);
-  auto& batcher = t.batcher;
-  auto& step = t.step;
   double first = 0, last = 0;
   for (int64_t s = 0; s < 150; ++s) {
-    const auto r = step.run(batcher.batch(s), 2e-3);
+    const auto r = t.step.run(t.batcher.batch(s), 2e-3);
     ASSERT_TRUE(r.loss.metrics.count("dual"));
     if (s < 10) first += r.loss.metrics.at("dual") / 10;
     if (s >= 140) last += r.loss.metrics.at("dual") / 10;
