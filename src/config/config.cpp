@@ -498,6 +498,7 @@ void validate_config(const ExperimentConfig& cfg) {
     throw Error("config: train.dual_contrastive_weight needs model.kind=dual_encoder with model.dual_score=dot");
   if (t.align_weight > 0 && !m.align) throw Error("config: train.align_weight needs model.align=true (the head it trains)");
   key_choice("train.align_inputs", "align-loss inputs", t.align_inputs, {"unmasked", "masked"});
+  key_choice("train.contrastive_same_caption", "same-caption rule", t.contrastive_same_caption, {"negative", "excluded"});
   in_range("train.align_queue", t.align_queue, 0, 1e8);
   if (t.align_queue > 0 && t.align_weight <= 0)
     throw Error("config: train.align_queue holds negatives for the align loss; it needs train.align_weight > 0");
@@ -505,6 +506,9 @@ void validate_config(const ExperimentConfig& cfg) {
   in_range("train.align_distill", t.align_distill, 0, 1);
   if (t.align_distill > 0 && t.align_queue <= 0)
     throw Error("config: train.align_distill takes its targets from the momentum model; it needs train.align_queue > 0");
+  in_range("train.align_distill_ramp", t.align_distill_ramp, 0, 1e12);
+  if (t.align_distill_ramp > 0 && t.align_distill <= 0)
+    throw Error("config: train.align_distill_ramp ramps up train.align_distill; it needs train.align_distill > 0");
   positive("model.temperature_init", m.temperature_init);
   positive("model.max_logit_scale", m.max_logit_scale);
 

@@ -60,7 +60,8 @@ Batch map_tensors(const Batch& batch, const std::function<torch::Tensor(const to
   Batch out = batch;
   for (torch::Tensor* t : {&out.text_ids, &out.text_mask, &out.region_feats, &out.region_boxes, &out.region_mask,
                            &out.image_pixels, &out.region_classes, &out.mlm_labels, &out.mrm_mask, &out.region_targets,
-                           &out.itm_labels, &out.hard_negative_rows, &out.mask_pattern, &out.image_key, &out.negative_excluded})
+                           &out.itm_labels, &out.hard_negative_rows, &out.mask_pattern, &out.image_key, &out.caption_key,
+                           &out.negative_excluded})
     if (t->defined()) *t = f(*t);
   if (batch.negatives && negatives) out.negatives = std::make_shared<Batch>(map_tensors(*batch.negatives, f));
   return out;
@@ -71,6 +72,15 @@ int64_t row_with_other_image(const std::vector<int64_t>& keys, int64_t i, int64_
   for (int64_t k = 0; k < b; ++k, j = (j + 1) % b)
     if (j != i && keys[static_cast<size_t>(j)] != keys[static_cast<size_t>(i)]) return j;
   return -1;
+}
+
+int64_t caption_hash(const std::vector<int64_t>& ids) {
+  uint64_t h = 14695981039346656037ULL;  // FNV-1a over the ids' 8 bytes each
+  for (const int64_t id : ids) {
+    auto v = static_cast<uint64_t>(id);
+    for (int k = 0; k < 8; ++k, v >>= 8) h = (h ^ (v & 0xff)) * 1099511628211ULL;
+  }
+  return static_cast<int64_t>(h);
 }
 
 Batch batch_rows(const Batch& batch, int64_t begin, int64_t end) {

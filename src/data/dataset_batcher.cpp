@@ -334,9 +334,11 @@ Batch DatasetBatcher::build(int64_t step, const BatchLoader::Plan& plan) const {
     for (int64_t i = 0; i < b; ++i) mask_text[i] = rng.bernoulli(0.5), mask_image[i] = !mask_text[i];
   Batch batch;
   std::vector<std::vector<int64_t>> ids(static_cast<size_t>(b)), labels(static_cast<size_t>(b));
+  std::vector<int64_t> caption_keys(static_cast<size_t>(b));
   for (int64_t i = 0; i < b; ++i) {
     const Row& row = rows[static_cast<size_t>(caption_of[i])];
     ids[i] = tokenizer_->encode(row.record->captions[static_cast<size_t>(row.caption)], cfg_.model.max_text_len);
+    caption_keys[i] = caption_hash(ids[i]);
     labels[i] = mask_tokens(ids[i], tokenizer_->vocab(), mask_text[i] ? t.mlm_prob : 0.0, rng, t.whole_word_mask);
     if (!itm[i]) std::fill(labels[i].begin(), labels[i].end(), kIgnoreLabel);
   }
@@ -350,6 +352,7 @@ Batch DatasetBatcher::build(int64_t step, const BatchLoader::Plan& plan) const {
   if (mrm) mask_regions(batch, mask_image, std::vector<char>(itm.begin(), itm.end()), t.mrm_prob, rng);
   batch.itm_labels = torch::tensor(itm, torch::kInt64);
   batch.image_key = torch::tensor(keys, torch::kInt64);
+  batch.caption_key = torch::tensor(caption_keys, torch::kInt64);
   if (hard) {
     batch.hard_negative_rows = torch::zeros({b}, torch::kBool);
     batch.mask_pattern = torch::zeros({b}, torch::kInt64);

@@ -220,8 +220,10 @@ Batch PretrainBatcher::batch(int64_t step) {
   if (mlm && mrm && train_.mask_modalities == "alternate")
     for (int64_t i = 0; i < b; ++i) mask_text[i] = rng.bernoulli(0.5), mask_image[i] = !mask_text[i];
   std::vector<std::vector<int64_t>> label_rows(static_cast<size_t>(b));
+  std::vector<int64_t> caption_keys(static_cast<size_t>(b));
   for (int64_t i = 0; i < b; ++i) {
     ids[i] = examples[captions[i]].ids;
+    caption_keys[i] = caption_hash(ids[i]);
     label_rows[i] = mask_tokens(ids[i], vocab_, mask_text[i] ? train_.mlm_prob : 0.0, rng, train_.whole_word_mask);
     if (!itm[i]) std::fill(label_rows[i].begin(), label_rows[i].end(), kIgnoreLabel);
   }
@@ -237,6 +239,7 @@ Batch PretrainBatcher::batch(int64_t step) {
   }
   batch.itm_labels = torch::from_blob(itm.data(), {b}, torch::kInt64).clone();
   batch.image_key = torch::from_blob(keys.data(), {b}, torch::kInt64).clone();
+  batch.caption_key = torch::tensor(caption_keys, torch::kInt64);
   if (hard) {
     batch.hard_negative_rows = torch::zeros({b}, torch::kBool);
     batch.mask_pattern = torch::zeros({b}, torch::kInt64);

@@ -3,15 +3,24 @@
 
 #include <algorithm>
 #include <limits>
+#include <map>
+#include <string>
 
 #include "mmt/data/batch.h"
 #include "mmt/io/safetensors.h"
+#include "mmt/loss/pretraining.h"
 #include "mmt/model/transformer.h"
 #include "mmt/util/error.h"
 
 namespace mmt {
 
 namespace {
+
+std::string shape_string(const torch::Tensor& t) {
+  std::string s = "(";
+  for (int64_t d = 0; d < t.dim(); ++d) s += (d ? ", " : "") + std::to_string(t.size(d));
+  return s + ")";
+}
 
 // Accuracy of a logits row's argmax against the diagonal, as a float64 scalar.
 torch::Tensor diagonal_accuracy(const torch::Tensor& logits) {
@@ -51,11 +60,11 @@ std::pair<torch::Tensor, torch::Tensor> queued_align_loss(const torch::Tensor& t
     const auto k = keys.to(t2i.device());
     auto all = k;
     if (queue_text.size(0) > 0) {
-      TORCH_CHECK(queue_keys.defined() && queue_keys.size(0) == queue_text.size(0),
-                  "queued align loss: queue keys must be (F) where the batch has keys");
+      TORCH_CHECK(queue_keys.defined() && queue_keys.size(0) == queue_text.size(0) && queue_keys.dim() == k.dim(),
+                  "queued align loss: queue keys must be shaped as the batch's keys, (F) or (F, K)");
       all = torch::cat({k, queue_keys.to(k.device())}, 0);
     }
-    same = k.unsqueeze(1).eq(all.unsqueeze(0));  // (M, M + F)
+    same = same_keys(k, all);  // (M, M + F)
     same.narrow(1, 0, m).fill_diagonal_(false);
     const double inf = std::numeric_limits<double>::infinity();
     t2i = t2i.masked_fill(same, -inf), i2t = i2t.masked_fill(same, -inf);
@@ -79,25 +88,84 @@ std::pair<torch::Tensor, torch::Tensor> queued_align_loss(const torch::Tensor& t
   return {loss, 0.5 * (diagonal_accuracy(t2i) + diagonal_accuracy(i2t))};
 }
 
+namespace {
+
+// Whether the momentum model's one pass, tower_align_embeddings, reads the parameter or buffer
+// `name`: the embeddings (the ResNet-50's too), the layers below the first cross-modal one, a
+// pre-norm stack's final norms and the projections - not the fusion layers, the heads or the
+// temperature (the loss scales the momentum similarities by the model's own). A test checks the
+// list against the parameters that pass gives a gradient to.
+bool tower_reads(const std::string& name, int64_t first_cross_modal, bool pre_norm) {
+  auto starts = [&](const char* prefix) { return name.rfind(prefix, 0) == 0; };
+  if (starts("text_embed.") || starts("image_embed.") || starts("resnet.") || starts("text_proj.") || starts("image_proj."))
+    return true;
+  if (pre_norm && (starts("text_final_norm.") || starts("image_final_norm."))) return true;
+  if (starts("layers.")) {
+    const size_t dot = name.find('.', 7);
+    return dot != std::string::npos && std::stoll(name.substr(7, dot - 7)) < first_cross_modal;
+  }
+  return false;
+}
+
+}  // namespace
+
 struct AlignQueue::Impl {
   MultimodalTransformer model{nullptr};
+  // What the tower pass reads: positions in parameters() / buffers() order (the same in the model
+  // and its copy), the copy's names and tensors. The copy's other parameters are emptied.
+  std::vector<size_t> param_at, buffer_at;
+  std::vector<std::string> names;     // parameters, then buffers
+  std::vector<torch::Tensor> params;  // the momentum model's, param_at order
+  std::vector<torch::Tensor> buffers;
   torch::Tensor text, image, keys;  // (N, E), (N, E), (N) int64
   bool have_keys = false;
+
+  // The model's tensors at the positions above.
+  static std::vector<torch::Tensor> pick(const std::vector<torch::Tensor>& all, const std::vector<size_t>& at) {
+    std::vector<torch::Tensor> out;
+    out.reserve(at.size());
+    for (const size_t i : at) out.push_back(all[i]);
+    return out;
+  }
 };
 
-AlignQueue::AlignQueue(MultimodalTransformerImpl& model, int64_t size, double momentum)
+AlignQueue::AlignQueue(MultimodalTransformerImpl& model, int64_t size, double momentum, int64_t key_columns)
     : impl_(std::make_unique<Impl>()), size_(size), momentum_(momentum) {
   if (size < 1) throw Error("train.align_queue: a queue needs at least one entry");
   if (!model.has_align()) throw Error("train.align_queue: the model has no align head (model.align)");
-  impl_->model = MultimodalTransformer(model.options(), model.dims());
+  Impl& m = *impl_;
+  m.model = MultimodalTransformer(model.options(), model.dims());
+  const int64_t first = model.first_cross_modal_layer();
+  const bool pre_norm = model.options().pre_norm;
+  // Only the towers run in the momentum model: the fusion layers and heads are dropped before the
+  // copy moves to the model's device (a stack of 3 unimodal layers under 1 fusion layer keeps
+  // three quarters of its layers, not all of them twice).
+  {
+    torch::NoGradGuard no_grad;
+    const auto params = m.model->named_parameters();
+    for (size_t i = 0; i < params.size(); ++i) {
+      auto& p = params[i].value();
+      p.set_requires_grad(false);
+      if (tower_reads(params[i].key(), first, pre_norm)) {
+        m.param_at.push_back(i), m.names.push_back(params[i].key());
+      } else {
+        p.set_data(torch::empty({0}, p.options()));
+      }
+    }
+    const auto buffers = m.model->named_buffers();
+    for (size_t i = 0; i < buffers.size(); ++i)
+      if (tower_reads(buffers[i].key(), first, pre_norm)) m.buffer_at.push_back(i), m.names.push_back(buffers[i].key());
+  }
   const auto device = model.text_embed->word->weight.device();
-  impl_->model->to(device);
-  impl_->model->eval();
-  for (auto& p : impl_->model->parameters()) p.set_requires_grad(false);
+  m.model->to(device);
+  m.model->eval();
+  m.params = Impl::pick(m.model->parameters(), m.param_at);
+  m.buffers = Impl::pick(m.model->buffers(), m.buffer_at);
   const int64_t e = model.options().embed_dim;
   const auto f = torch::TensorOptions().device(device).dtype(torch::kFloat32);
-  impl_->text = torch::zeros({size, e}, f), impl_->image = torch::zeros({size, e}, f);
-  impl_->keys = torch::full({size}, -1, f.dtype(torch::kInt64));
+  m.text = torch::zeros({size, e}, f), m.image = torch::zeros({size, e}, f);
+  m.keys = key_columns == 1 ? torch::full({size}, -1, f.dtype(torch::kInt64))
+                            : torch::full({size, key_columns}, -1, f.dtype(torch::kInt64));
 }
 
 AlignQueue::~AlignQueue() = default;
@@ -119,21 +187,22 @@ std::pair<torch::Tensor, torch::Tensor> AlignQueue::embeddings(const Batch& batc
   return {e.text, e.image};
 }
 
-torch::Tensor AlignQueue::text() const {
-  return filled_ < size_ ? impl_->text.narrow(0, 0, filled_) : torch::roll(impl_->text, -next_, 0);
-}
-torch::Tensor AlignQueue::image() const {
-  return filled_ < size_ ? impl_->image.narrow(0, 0, filled_) : torch::roll(impl_->image, -next_, 0);
-}
-torch::Tensor AlignQueue::keys() const {
-  if (!impl_->have_keys) return {};
-  return filled_ < size_ ? impl_->keys.narrow(0, 0, filled_) : torch::roll(impl_->keys, -next_, 0);
+torch::Tensor AlignQueue::text() const { return impl_->text.narrow(0, 0, filled_); }
+torch::Tensor AlignQueue::image() const { return impl_->image.narrow(0, 0, filled_); }
+torch::Tensor AlignQueue::keys() const { return impl_->have_keys ? impl_->keys.narrow(0, 0, filled_) : torch::Tensor(); }
+
+int64_t AlignQueue::momentum_parameters() const {
+  int64_t n = 0;
+  for (const auto& p : impl_->params) n += p.numel();
+  return n;
 }
 
 void AlignQueue::push(const torch::Tensor& text, const torch::Tensor& image, const torch::Tensor& keys) {
   torch::NoGradGuard no_grad;
   const int64_t r = text.size(0);
   TORCH_CHECK(image.size(0) == r && (!keys.defined() || keys.size(0) == r), "AlignQueue::push: rows disagree");
+  TORCH_CHECK(!keys.defined() || keys.sizes().slice(1) == impl_->keys.sizes().slice(1), "AlignQueue::push: keys of ",
+              keys.sizes(), " into a queue of keys ", impl_->keys.sizes());
   if (keys.defined()) impl_->have_keys = true;
   // The newest size_ rows at most, each to the slot after the last.
   const int64_t from = std::max<int64_t>(0, r - size_);
@@ -149,39 +218,43 @@ void AlignQueue::push(const torch::Tensor& text, const torch::Tensor& image, con
 void AlignQueue::start(MultimodalTransformerImpl& model) {
   if (started_) return;
   torch::NoGradGuard no_grad;
-  const auto from = model.named_parameters(), to = impl_->model->named_parameters();
-  for (const auto& p : from) to[p.key()].copy_(p.value());
-  const auto from_b = model.named_buffers(), to_b = impl_->model->named_buffers();
-  for (const auto& b : from_b) to_b[b.key()].copy_(b.value());
+  const Impl& m = *impl_;
+  const auto from = Impl::pick(model.parameters(), m.param_at), from_b = Impl::pick(model.buffers(), m.buffer_at);
+  for (size_t i = 0; i < from.size(); ++i) m.params[i].copy_(from[i]);
+  for (size_t i = 0; i < from_b.size(); ++i) m.buffers[i].copy_(from_b[i]);
   started_ = true;
 }
 
 void AlignQueue::update(MultimodalTransformerImpl& model) {
   start(model);
   torch::NoGradGuard no_grad;
-  const auto from = model.named_parameters(), to = impl_->model->named_parameters();
-  for (const auto& p : from) to[p.key()].mul_(momentum_).add_(p.value(), 1.0 - momentum_);
-  const auto from_b = model.named_buffers(), to_b = impl_->model->named_buffers();
-  for (const auto& b : from_b) to_b[b.key()].copy_(b.value());
+  Impl& m = *impl_;
+  // m x momentum + (1 - m) x model, over all of them at once (one kernel per chunk on a GPU).
+  torch::_foreach_mul_(m.params, momentum_);
+  torch::_foreach_add_(m.params, Impl::pick(model.parameters(), m.param_at), 1.0 - momentum_);
+  const auto from_b = Impl::pick(model.buffers(), m.buffer_at);
+  for (size_t i = 0; i < from_b.size(); ++i) m.buffers[i].copy_(from_b[i]);
 }
 
 NamedTensors AlignQueue::state() const {
+  const Impl& m = *impl_;
   NamedTensors out;
-  for (auto& [name, t] : module_state(*impl_->model)) out.emplace_back("align_queue.momentum." + name, t);
-  out.emplace_back("align_queue.text", impl_->text);
-  out.emplace_back("align_queue.image", impl_->image);
-  out.emplace_back("align_queue.keys", impl_->keys);
-  out.emplace_back("align_queue.position",
-                   torch::tensor({next_, filled_, static_cast<int64_t>(impl_->have_keys)}, torch::kInt64));
+  for (size_t i = 0; i < m.names.size(); ++i)
+    out.emplace_back("align_queue.momentum." + m.names[i], i < m.params.size() ? m.params[i] : m.buffers[i - m.params.size()]);
+  out.emplace_back("align_queue.text", m.text);
+  out.emplace_back("align_queue.image", m.image);
+  out.emplace_back("align_queue.keys", m.keys);
+  out.emplace_back("align_queue.position", torch::tensor({next_, filled_, static_cast<int64_t>(m.have_keys)}, torch::kInt64));
   return out;
 }
 
 void AlignQueue::load(const NamedTensors& state) {
+  Impl& m = *impl_;
   const std::string prefix = "align_queue.momentum.";
-  NamedTensors weights;
+  std::map<std::string, torch::Tensor> weights;  // checkpoints before 2026-11-29 hold every parameter: the rest is ignored
   torch::Tensor text, image, keys, position;
   for (const auto& [name, t] : state) {
-    if (name.rfind(prefix, 0) == 0) weights.emplace_back(name.substr(prefix.size()), t);
+    if (name.rfind(prefix, 0) == 0) weights.emplace(name.substr(prefix.size()), t);
     else if (name == "align_queue.text") text = t;
     else if (name == "align_queue.image") image = t;
     else if (name == "align_queue.keys") keys = t;
@@ -192,12 +265,21 @@ void AlignQueue::load(const NamedTensors& state) {
   if (text.size(0) != size_)
     throw Error("the checkpoint's align queue holds " + std::to_string(text.size(0)) + " entries, train.align_queue is " +
                 std::to_string(size_));
-  load_module_state(*impl_->model, weights, /*strict=*/true);
-  for (auto& p : impl_->model->parameters()) p.set_requires_grad(false);
   torch::NoGradGuard no_grad;
-  impl_->text.copy_(text), impl_->image.copy_(image), impl_->keys.copy_(keys);
+  for (size_t i = 0; i < m.names.size(); ++i) {
+    const auto it = weights.find(m.names[i]);
+    auto& to = i < m.params.size() ? m.params[i] : m.buffers[i - m.params.size()];
+    if (it == weights.end()) throw Error("the checkpoint's align queue lacks the momentum model's " + m.names[i]);
+    if (it->second.sizes() != to.sizes())
+      throw Error("the checkpoint's align queue holds the momentum model's " + m.names[i] + " in another shape than the model's");
+    to.copy_(it->second);
+  }
+  if (keys.sizes() != m.keys.sizes())
+    throw Error("the checkpoint's align queue keys are " + shape_string(keys) + ", this run's " + shape_string(m.keys) +
+                " (train.contrastive_same_caption adds the caption column): resume with the setting it was written with");
+  m.text.copy_(text), m.image.copy_(image), m.keys.copy_(keys);
   const auto pos = position.to(torch::kCPU, torch::kInt64).contiguous();
-  next_ = pos.data_ptr<int64_t>()[0], filled_ = pos.data_ptr<int64_t>()[1], impl_->have_keys = pos.data_ptr<int64_t>()[2] != 0;
+  next_ = pos.data_ptr<int64_t>()[0], filled_ = pos.data_ptr<int64_t>()[1], m.have_keys = pos.data_ptr<int64_t>()[2] != 0;
   started_ = true;
 }
 

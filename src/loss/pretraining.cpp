@@ -121,6 +121,20 @@ std::pair<torch::Tensor, double> loss_itm(MultimodalTransformerImpl& model, cons
   return on_host(itm_tensors(model, enc, labels));
 }
 
+torch::Tensor same_keys(const torch::Tensor& row_keys, const torch::Tensor& candidate_keys) {
+  TORCH_CHECK(row_keys.dim() == candidate_keys.dim() && (row_keys.dim() == 1 || row_keys.size(1) == candidate_keys.size(1)),
+              "same_keys: keys of ", row_keys.sizes(), " and ", candidate_keys.sizes(), " do not compare");
+  const auto eq = row_keys.unsqueeze(1).eq(candidate_keys.unsqueeze(0));
+  return row_keys.dim() == 1 ? eq : eq.any(2);
+}
+
+torch::Tensor contrastive_keys(const Batch& batch, const TrainOptions& t) {
+  if (!batch.image_key.defined()) return {};
+  if (t.contrastive_same_caption != "excluded") return batch.image_key;
+  TORCH_CHECK(batch.caption_key.defined(), "train.contrastive_same_caption = excluded: the batch has no caption keys");
+  return torch::stack({batch.image_key, batch.caption_key.to(batch.image_key.device())}, 1);
+}
+
 namespace {
 std::pair<torch::Tensor, torch::Tensor> dual_contrastive_tensors(const torch::Tensor& text_emb, const torch::Tensor& image_emb,
                                                                  const torch::Tensor& scale, const torch::Tensor& image_keys) {
@@ -129,11 +143,12 @@ std::pair<torch::Tensor, torch::Tensor> dual_contrastive_tensors(const torch::Te
               image_emb.sizes());
   auto logits = scale * torch::matmul(text_emb, image_emb.t());  // (M, M), text rows
   if (image_keys.defined()) {
-    TORCH_CHECK(image_keys.dim() == 1 && image_keys.size(0) == logits.size(0), "loss_dual_contrastive: image_keys must be (",
-                logits.size(0), "), got ", image_keys.sizes());
-    // Off-diagonal pairs of one image: out of both softmaxes (symmetric, so one mask serves both).
+    TORCH_CHECK((image_keys.dim() == 1 || image_keys.dim() == 2) && image_keys.size(0) == logits.size(0),
+                "loss_dual_contrastive: image_keys must be (", logits.size(0), ") or (", logits.size(0), ", K), got ",
+                image_keys.sizes());
+    // Off-diagonal pairs of one image (or caption): out of both softmaxes (symmetric, so one mask serves both).
     const auto keys = image_keys.to(logits.device());
-    auto same = keys.unsqueeze(1).eq(keys.unsqueeze(0));
+    auto same = same_keys(keys, keys);
     same.fill_diagonal_(false);
     logits = logits.masked_fill(same, -std::numeric_limits<double>::infinity());
   }
@@ -286,7 +301,8 @@ LossOutput pretraining_loss(MultimodalTransformerImpl& model, const Batch& batch
     } else {
       text_emb = model.text_embedding(cls), image_emb = model.image_embedding(img), scale = model.logit_scale_value();
     }
-    auto keys = batch.image_key.defined() ? batch.image_key.to(dual_rows.device()).index_select(0, dual_rows) : torch::Tensor();
+    auto keys = contrastive_keys(batch, t);
+    if (keys.defined()) keys = keys.to(dual_rows.device()).index_select(0, dual_rows);
     // The queue's candidates for these rows: the momentum model's embeddings of them.
     torch::Tensor text_m, image_m;
     if (align && align_queue) std::tie(text_m, image_m) = align_queue->embeddings(batch, dual_rows, t.align_inputs == "unmasked");

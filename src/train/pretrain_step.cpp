@@ -1,6 +1,7 @@
 /* One pretraining step (see pretrain_step.h). */
 #include "mmt/train/pretrain_step.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <map>
@@ -51,7 +52,8 @@ PretrainStep::PretrainStep(MultimodalTransformerImpl& model, const TrainOptions&
   if (comm_ && runtime.dist_bucket_mb > 0 && t.itm_contrastive_weight <= 0)
     buckets_ = std::make_unique<GradBuckets>(params, optimizer_->grads(),
                                              static_cast<int64_t>(runtime.dist_bucket_mb * (1 << 20)), *comm_);
-  if (t.align_queue > 0 && t.align_weight > 0) align_queue_ = std::make_unique<AlignQueue>(model, t.align_queue, t.align_momentum);
+  if (t.align_queue > 0 && t.align_weight > 0)
+    align_queue_ = std::make_unique<AlignQueue>(model, t.align_queue, t.align_momentum, t.contrastive_same_caption == "excluded" ? 2 : 1);
 }
 
 void PretrainStep::after_update() {
@@ -73,6 +75,12 @@ PretrainStep::Result PretrainStep::run(const std::vector<Batch>& micro_batches, 
 PretrainStep::Pending PretrainStep::launch(const std::vector<Batch>& micro_batches, double lr, int64_t step) {
   optimizer_->zero_grad();
   if (align_queue_) align_queue_->start(model_);  // the first step: the weights as initialised, loaded or broadcast
+  // train.align_distill_ramp: the distillation weight at this step, step / ramp of the full one.
+  std::unique_ptr<TrainOptions> ramped;
+  if (align_queue_ && step < options_.align_distill_ramp) {
+    ramped = std::make_unique<TrainOptions>(options_);
+    ramped->align_distill *= static_cast<double>(std::max<int64_t>(step, 0)) / static_cast<double>(options_.align_distill_ramp);
+  }
   Pending pending;
   pending.deferred_ = defer_;
   Result& r = pending.result_;
@@ -94,7 +102,8 @@ PretrainStep::Pending PretrainStep::launch(const std::vector<Batch>& micro_batch
       apply_hard_negatives(model_, batch, options_.itm_swap == "caption", options_.seed,
                            step * static_cast<int64_t>(micro_batches.size()) + static_cast<int64_t>(k),
                            options_.align_inputs == "unmasked");
-      loss = pretraining_loss(model_, batch, options_, comm_, hard ? nullptr : &counts, defer_, align_queue_.get());
+      loss = pretraining_loss(model_, batch, ramped ? *ramped : options_, comm_, hard ? nullptr : &counts, defer_,
+                              align_queue_.get());
     }
     if (defer_) {
       // Read later, all at once; each value's factor takes its share of the micro-batches' mean.

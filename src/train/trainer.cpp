@@ -251,6 +251,15 @@ TrainSummary train(const ExperimentConfig& cfg, const std::string& dir, TeeLog& 
 
   const auto& t = cfg.train;
   PretrainStep stepper(*model, t, cfg.runtime, comm);
+  if (stepper.align_queue()) {
+    log << "mmt train: align queue of " << t.align_queue << " momentum embeddings (momentum " << t.align_momentum
+        << "); its momentum model holds the towers' " << stepper.align_queue()->momentum_parameters() << " parameters";
+    if (t.align_distill > 0) {
+      log << "; distillation " << t.align_distill;
+      if (t.align_distill_ramp > 0) log << ", ramped up from 0 over " << t.align_distill_ramp << " steps";
+    }
+    log << "\n";
+  }
   if (comm) {
     if (stepper.num_buckets() > 0)
       log << "mmt train: gradients summed in " << stepper.num_buckets() << " buckets of up to " << cfg.runtime.dist_bucket_mb

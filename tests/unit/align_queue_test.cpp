@@ -4,7 +4,9 @@
  * checkpoint, and training that aligns the unimodal states with it. */
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <set>
 #include <limits>
 
 #include "mmt/config/config.h"
@@ -58,40 +60,16 @@ TEST(AlignQueue, ConfigNeedsTheAlignLossAndAMomentumBelowOne) {
             std::string::npos);
 }
 
-TEST(AlignQueue, LossEqualsALoopOverEveryCandidate) {
-  const int64_t m = 4, e = 6, f = 5;
-  const auto t = unit_rows(m, e, 1), i = unit_rows(m, e, 2), tm = unit_rows(m, e, 3), im = unit_rows(m, e, 4);
-  const auto qt = unit_rows(f, e, 5), qi = unit_rows(f, e, 6);
-  const auto scale = torch::tensor(7.0, torch::kFloat64);
-  const auto keys = torch::tensor({0, 1, 2, 1}, torch::kInt64), qkeys = torch::tensor({3, 1, 5, 0, 7}, torch::kInt64);
-  const auto [loss, acc] = queued_align_loss(t, i, tm, im, qt, qi, scale, keys, qkeys);
-  // Candidates of row a: the momentum embeddings of the batch's rows, then the queue; another
-  // row or entry of a's image key is left out (row a itself stays: the target).
-  double expected = 0, hits = 0;
-  for (int64_t a = 0; a < m; ++a) {
-    for (const bool text_query : {true, false}) {
-      std::vector<double> logits;
-      std::vector<bool> out;
-      const auto q = text_query ? t[a] : i[a];
-      for (int64_t j = 0; j < m + f; ++j) {
-        const auto c = j < m ? (text_query ? im[j] : tm[j]) : (text_query ? qi[j - m] : qt[j - m]);
-        logits.push_back(7.0 * (q * c).sum().item<double>());
-        const int64_t key = j < m ? keys[j].item<int64_t>() : qkeys[j - m].item<int64_t>();
-        out.push_back(j != a && key == keys[a].item<int64_t>());
-      }
-      expected += nll(logits, out, static_cast<size_t>(a)) / (2.0 * m);
-      size_t best = 0;
-      for (size_t j = 0; j < logits.size(); ++j)
-        if (!out[j] && (out[best] || logits[j] > logits[best])) best = j;
-      hits += (best == static_cast<size_t>(a)) / (2.0 * m);
-    }
-  }
-  EXPECT_NEAR(loss.item<double>(), expected, 1e-10);
-  EXPECT_NEAR(acc.item<double>(), hits, 1e-12);
-
-  // Momentum distillation: the target of row a is 0.4 x the momentum model's softmax over the same
-  // candidates (left-out ones 0) + 0.6 on candidate a; the loss the cross-entropy to it.
-  double distilled = 0;
+// The queued loss by a loop over every candidate of every row: candidates of row a are the
+// momentum embeddings of the batch's rows, then the queue; another row or entry whose key agrees
+// with a's in any column (keys: the rows', then the entries') is left out (row a itself stays: the
+// target). distill: row a's target is distill x the momentum model's softmax over the same
+// candidates (left-out ones 0) + (1 - distill) on candidate a. Returns (loss, accuracy).
+std::pair<double, double> loop_loss(const torch::Tensor& t, const torch::Tensor& i, const torch::Tensor& tm,
+                                    const torch::Tensor& im, const torch::Tensor& qt, const torch::Tensor& qi, double scale,
+                                    const std::vector<std::vector<int64_t>>& keys, double distill) {
+  const int64_t m = t.size(0), f = qt.size(0);
+  double loss = 0, hits = 0;
   for (int64_t a = 0; a < m; ++a) {
     for (const bool text_query : {true, false}) {
       std::vector<double> logits, teacher;
@@ -99,23 +77,57 @@ TEST(AlignQueue, LossEqualsALoopOverEveryCandidate) {
       const auto q = text_query ? t[a] : i[a], qm = text_query ? tm[a] : im[a];
       for (int64_t j = 0; j < m + f; ++j) {
         const auto c = j < m ? (text_query ? im[j] : tm[j]) : (text_query ? qi[j - m] : qt[j - m]);
-        logits.push_back(7.0 * (q * c).sum().item<double>());
-        teacher.push_back(7.0 * (qm * c).sum().item<double>());
-        const int64_t key = j < m ? keys[j].item<int64_t>() : qkeys[j - m].item<int64_t>();
-        out.push_back(j != a && key == keys[a].item<int64_t>());
+        logits.push_back(scale * (q * c).sum().item<double>());
+        teacher.push_back(scale * (qm * c).sum().item<double>());
+        bool same = false;
+        for (size_t k = 0; k < keys[a].size(); ++k) same = same || keys[j][k] == keys[a][k];
+        out.push_back(j != a && same);
       }
       double z = 0;
       for (size_t j = 0; j < teacher.size(); ++j)
         if (!out[j]) z += std::exp(teacher[j]);
       for (size_t j = 0; j < logits.size(); ++j) {
         if (out[j]) continue;
-        const double target = 0.4 * std::exp(teacher[j]) / z + (j == static_cast<size_t>(a) ? 0.6 : 0.0);
-        distilled += target * nll(logits, out, j) / (2.0 * m);
+        const double target = distill * std::exp(teacher[j]) / z + (j == static_cast<size_t>(a) ? 1.0 - distill : 0.0);
+        loss += target * nll(logits, out, j) / (2.0 * m);
       }
+      size_t best = 0;
+      for (size_t j = 0; j < logits.size(); ++j)
+        if (!out[j] && (out[best] || logits[j] > logits[best])) best = j;
+      hits += (best == static_cast<size_t>(a)) / (2.0 * m);
     }
   }
-  EXPECT_NEAR(queued_align_loss(t, i, tm, im, qt, qi, scale, keys, qkeys, 0.4).first.item<double>(), distilled, 1e-10);
+  return {loss, hits};
+}
+
+TEST(AlignQueue, LossEqualsALoopOverEveryCandidate) {
+  const int64_t m = 4, e = 6, f = 5;
+  const auto t = unit_rows(m, e, 1), i = unit_rows(m, e, 2), tm = unit_rows(m, e, 3), im = unit_rows(m, e, 4);
+  const auto qt = unit_rows(f, e, 5), qi = unit_rows(f, e, 6);
+  const auto scale = torch::tensor(7.0, torch::kFloat64);
+  const auto keys = torch::tensor({0, 1, 2, 1}, torch::kInt64), qkeys = torch::tensor({3, 1, 5, 0, 7}, torch::kInt64);
+  const std::vector<std::vector<int64_t>> all_keys = {{0}, {1}, {2}, {1}, {3}, {1}, {5}, {0}, {7}};
+  const auto [loss, acc] = queued_align_loss(t, i, tm, im, qt, qi, scale, keys, qkeys);
+  const auto [expected, hits] = loop_loss(t, i, tm, im, qt, qi, 7.0, all_keys, 0.0);
+  EXPECT_NEAR(loss.item<double>(), expected, 1e-10);
+  EXPECT_NEAR(acc.item<double>(), hits, 1e-12);
+  // Momentum distillation (ALBEF's 0.4).
+  EXPECT_NEAR(queued_align_loss(t, i, tm, im, qt, qi, scale, keys, qkeys, 0.4).first.item<double>(),
+              loop_loss(t, i, tm, im, qt, qi, 7.0, all_keys, 0.4).first, 1e-10);
   EXPECT_NEAR(queued_align_loss(t, i, tm, im, qt, qi, scale, keys, qkeys, 0.0).first.item<double>(), expected, 1e-10);
+  // Keys of image and caption (train.contrastive_same_caption = excluded): an entry agreeing in
+  // either is left out - row 0's caption is queued as entry 2, row 2's as row 3's.
+  const std::vector<std::vector<int64_t>> pairs = {{0, 20}, {1, 21}, {2, 22}, {1, 22}, {3, 23}, {1, 24}, {5, 20}, {0, 25}, {7, 26}};
+  auto column = [&](size_t from, size_t to) {
+    std::vector<int64_t> flat;
+    for (size_t r = from; r < to; ++r) flat.insert(flat.end(), pairs[r].begin(), pairs[r].end());
+    return torch::tensor(flat, torch::kInt64).view({-1, 2});
+  };
+  const auto [with_captions, captions_acc] = queued_align_loss(t, i, tm, im, qt, qi, scale, column(0, 4), column(4, 9), 0.4);
+  const auto [looped, looped_acc] = loop_loss(t, i, tm, im, qt, qi, 7.0, pairs, 0.4);
+  EXPECT_NEAR(with_captions.item<double>(), looped, 1e-10);
+  EXPECT_NEAR(captions_acc.item<double>(), looped_acc, 1e-12);
+  EXPECT_GT(std::abs(looped - loop_loss(t, i, tm, im, qt, qi, 7.0, all_keys, 0.4).first), 1e-4);  // the captions matter
   // Nothing queued and the momentum embeddings the model's own: the in-batch loss.
   const auto empty = torch::zeros({0, e}, torch::kFloat64);
   const auto [alone, alone_acc] = queued_align_loss(t, i, t, i, empty, empty, scale, keys, torch::Tensor());
@@ -129,7 +141,9 @@ ModelOptions aligned() {
   return m;
 }
 
-TEST(AlignQueue, KeepsTheNewestEntriesOldestFirst) {
+// The queue keeps the newest entries in its slots (the loss reads them in any order): after it
+// wraps, the next slot holds the oldest.
+TEST(AlignQueue, KeepsTheNewestEntries) {
   MultimodalTransformer model(aligned(), InputDims{testing::kVocab, testing::kFeat});
   AlignQueue q(*model, 5, 0.9);
   auto rows = [](int64_t from, int64_t n) { return torch::arange(from, from + n, torch::kFloat32).unsqueeze(1).expand({n, 12}).contiguous(); };
@@ -144,12 +158,55 @@ TEST(AlignQueue, KeepsTheNewestEntriesOldestFirst) {
   EXPECT_FALSE(q.keys().defined());
   q.push(rows(3, 4), rows(103, 4), torch::arange(3, 7, torch::kInt64));
   EXPECT_EQ(q.filled(), 5);
-  EXPECT_EQ(firsts(q.text()), (std::vector<int64_t>{2, 3, 4, 5, 6}));
-  EXPECT_EQ(firsts(q.image()), (std::vector<int64_t>{102, 103, 104, 105, 106}));
-  EXPECT_EQ(q.keys()[4].item<int64_t>(), 6);
+  EXPECT_EQ(firsts(q.text()), (std::vector<int64_t>{5, 6, 2, 3, 4}));  // 0 and 1 replaced by 5 and 6
+  EXPECT_EQ(firsts(q.image()), (std::vector<int64_t>{105, 106, 102, 103, 104}));
+  EXPECT_EQ(q.keys()[1].item<int64_t>(), 6);
   q.push(rows(10, 7), rows(110, 7), torch::arange(10, 17, torch::kInt64));  // more than it holds: the newest 5
-  EXPECT_EQ(firsts(q.text()), (std::vector<int64_t>{12, 13, 14, 15, 16}));
-  EXPECT_EQ(firsts(q.keys().unsqueeze(1).to(torch::kFloat32)), (std::vector<int64_t>{12, 13, 14, 15, 16}));
+  auto text = firsts(q.text()), keys = firsts(q.keys().unsqueeze(1).to(torch::kFloat32));
+  EXPECT_EQ(text, keys);  // rows and keys stay together
+  std::sort(text.begin(), text.end());
+  EXPECT_EQ(text, (std::vector<int64_t>{12, 13, 14, 15, 16}));
+}
+
+// The momentum model holds the parameters its one pass reads - exactly those that pass gives a
+// gradient to - and no others (the fusion layers and heads are empty there), for post- and
+// pre-norm stacks.
+TEST(AlignQueue, MomentumModelHoldsWhatTheTowersRead) {
+  for (const bool pre_norm : {false, true}) {
+    SCOPED_TRACE(pre_norm ? "pre-norm" : "post-norm");
+    auto options = aligned();
+    options.pre_norm = pre_norm;
+    torch::manual_seed(4);
+    MultimodalTransformer model(options, InputDims{testing::kVocab, testing::kFeat});
+    const auto e = model->tower_align_embeddings(testing::random_batch(3, 5, 4, 2));
+    (e.text.sum() + 2 * e.image.sum()).backward();
+    std::set<std::string> read, held;
+    for (const auto& p : model->named_parameters())
+      if (p.value().grad().defined()) read.insert(p.key());
+    AlignQueue q(*model, 4, 0.9);
+    for (const auto& [name, t] : q.state()) {
+      const std::string prefix = "align_queue.momentum.";
+      if (name.rfind(prefix, 0) == 0) held.insert(name.substr(prefix.size()));
+    }
+    EXPECT_EQ(held, read);
+    EXPECT_TRUE(std::any_of(read.begin(), read.end(), [](const std::string& n) { return n.rfind("layers.1.", 0) == 0; }));
+    EXPECT_FALSE(std::any_of(read.begin(), read.end(), [](const std::string& n) { return n.rfind("layers.2.", 0) == 0; }));
+    // An older checkpoint's state held every parameter: it loads, the rest ignored.
+    NamedTensors old = q.state();
+    for (const auto& p : model->named_parameters())
+      if (!read.count(p.key())) old.emplace_back("align_queue.momentum." + p.key(), p.value().detach());
+    AlignQueue again(*model, 4, 0.9);
+    EXPECT_NO_THROW(again.load(old));
+    NamedTensors missing;
+    for (const auto& [name, t] : q.state())
+      if (name != "align_queue.momentum.text_proj.weight") missing.emplace_back(name, t);
+    try {
+      again.load(missing);
+      ADD_FAILURE() << "a state without text_proj.weight loaded";
+    } catch (const std::exception& err) {
+      EXPECT_NE(std::string(err.what()).find("text_proj.weight"), std::string::npos) << err.what();
+    }
+  }
 }
 
 // The momentum model starts as the model (its embeddings are the model's, dropout off), follows
@@ -195,6 +252,46 @@ TEST(AlignQueue, MomentumModelAveragesTheModelAndSurvivesItsState) {
 
 // Training with the queue (negatives from 96 earlier pairs besides the batch's) aligns the
 // unimodal states: the align accuracy over the batch and the queue ends well above its chance.
+// train.align_distill_ramp: at step s of a ramp of R steps the step is the one of a weight a x s / R
+// without a ramp (same model, same momentum model, same batch), and after the ramp the full one.
+TEST(AlignQueue, DistillationRampsUpLinearly) {
+  ExperimentConfig cfg;
+  cfg.model = aligned();
+  cfg.train.align_weight = 1, cfg.train.align_queue = 64, cfg.train.align_distill = 0.4;
+  auto after_one_step = [&](double distill, int64_t ramp, int64_t step) {
+    ExperimentConfig c = cfg;
+    c.train.align_distill = distill, c.train.align_distill_ramp = ramp;
+    testing::SmallTraining t(c);
+    const auto r = t.step.run(t.batcher.batch(0), 1e-3, step);
+    EXPECT_TRUE(r.finite);
+    return std::make_pair(r.loss.metrics.at("align"), t.model->text_proj->weight.detach().clone());
+  };
+  const auto [ramped, w_ramped] = after_one_step(0.4, 10, 5);
+  const auto [half, w_half] = after_one_step(0.2, 0, 5);
+  const auto [full, w_full] = after_one_step(0.4, 0, 5);
+  const auto [past, w_past] = after_one_step(0.4, 10, 12);
+  const auto [none, w_none] = after_one_step(0.4, 10, 0);
+  const auto [off, w_off] = after_one_step(0.0, 0, 0);
+  EXPECT_DOUBLE_EQ(ramped, half);
+  EXPECT_TRUE(torch::equal(w_ramped, w_half));
+  EXPECT_DOUBLE_EQ(past, full);
+  EXPECT_DOUBLE_EQ(none, off);
+  EXPECT_GT(std::abs(half - full), 1e-4);  // the weight matters: the test can tell them apart
+  EXPECT_FALSE(torch::equal(w_half, w_full));
+  const auto error = [](std::vector<std::string> sets) {
+    try {
+      load_config("", sets);
+    } catch (const std::exception& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  EXPECT_NE(error({"model.layers=single_modality,merged", "model.align=true", "train.align_weight=1", "train.align_queue=8",
+                   "train.align_distill_ramp=100"})
+                .find("needs train.align_distill > 0"),
+            std::string::npos);
+}
+
 TEST(AlignQueue, TrainingWithTheQueueAlignsTheUnimodalStates) {
   ExperimentConfig cfg;
   cfg.model = aligned();

@@ -286,6 +286,12 @@ TEST(DatasetBatches, ItmNegativesShowAnotherImage) {
       std::map<int64_t, torch::Tensor> own;
       for (int64_t i = 0; i < batch.size(); ++i)
         if (label[i] == 1) own[key[i]] = batch.image_pixels[i];
+      // Caption keys (Batch::caption_key) agree exactly where the captions shown do, swapped or not.
+      ASSERT_TRUE(batch.caption_key.defined());
+      for (int64_t i = 0; i < batch.size(); ++i)
+        for (int64_t j = i + 1; j < batch.size(); ++j)
+          EXPECT_EQ(batch.text_ids[i].equal(batch.text_ids[j]), batch.caption_key[i].item<int64_t>() == batch.caption_key[j].item<int64_t>())
+              << "step " << step << " rows " << i << ", " << j;
       std::set<int64_t> distinct;
       for (int64_t i = 0; i < batch.size(); ++i) distinct.insert(key[i]);
       repeats += batch.size() - static_cast<int64_t>(distinct.size());

@@ -240,9 +240,11 @@ struct TrainOptions {
   double dual_contrastive_weight = 0.0;  // weight of the dual-encoder InfoNCE loss (0 = off)
   double align_weight = 0.0;        // weight of InfoNCE on the align head below the fusion layers (0 = off)
   std::string align_inputs = "unmasked";  // what the align loss reads: unmasked (ALBEF: towers rerun) or masked
+  std::string contrastive_same_caption = "negative";  // dual / align InfoNCE: a row with the same caption - negative or excluded
   int64_t align_queue = 0;          // align loss: queued momentum embeddings of earlier batches as negatives (0 = in-batch only)
   double align_momentum = 0.995;    // align_queue: EMA factor of the momentum model that embeds them
   double align_distill = 0.0;       // align_queue: weight of the momentum model's similarities in the targets (ALBEF: 0.4)
+  int64_t align_distill_ramp = 0;   // align_distill: steps over which its weight rises linearly from 0 (ALBEF: an epoch; 0 = none)
   double itm_contrastive_weight = 0.0;   // weight of contrastive ITM with K negatives (0 = off)
   int64_t itm_contrastive_negatives = 32;  // K: negative images per caption
   int64_t itm_contrastive_chunk = 1024;  // pairs per forward pass of contrastive ITM (bounds memory)
@@ -315,6 +317,10 @@ struct TrainOptions {
             "what the align loss (and hard negatives sampled by the align head) read: unmasked - the captions "
             "(and regions) as before MLM (MRM) masking, by a second pass of the towers over the matched pairs, "
             "as ALBEF does; masked - the states of the MLM pass itself, saving that pass");
+    v.field("contrastive_same_caption", contrastive_same_caption,
+            "dual and align InfoNCE (in-batch and queued): another row or queue entry with the very same caption "
+            "(Batch::caption_key) - negative, as any other row (default), or excluded from the softmax, as another "
+            "caption of the row's own image is (a caption true of both images is no negative)");
     v.field("align_queue", align_queue,
             "ALBEF's queue for the align loss: the last N captions' and images' embeddings by a momentum model "
             "(an exponential moving average of this one's weights) join the batch's as negatives, and the "
@@ -324,6 +330,9 @@ struct TrainOptions {
     v.field("align_distill", align_distill,
             "align_queue: ALBEF's momentum distillation - the align loss's targets are this share of the momentum "
             "model's own softmax over the candidates plus the rest on the true pair (0 = the true pair alone)");
+    v.field("align_distill_ramp", align_distill_ramp,
+            "align_distill: its weight rises linearly from 0 at step 0 to the full weight at this step, as ALBEF's "
+            "does over its first epoch (0 = the full weight from the start)");
     v.field("mrm_kl_weight", mrm_kl_weight, "MRM: KL divergence to the detector's class distribution (0 = off)");
     v.field("mrm_regression_weight", mrm_regression_weight, "MRM: squared error to the original region feature (0 = off)");
     v.field("mrm_class_weight", mrm_class_weight, "MRM: cross-entropy to the detector's top class (0 = off)");

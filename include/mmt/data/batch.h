@@ -38,6 +38,12 @@ struct Batch {
   // same image (one image's several captions; a file two datasets share). ITM negatives and the
   // dual encoder's in-batch negatives never pair a caption with its own image through another row.
   torch::Tensor image_key;
+  // Which caption each row holds: (B) int64, caption_hash of its tokens before MLM masking - equal
+  // for rows with the same caption (one image's caption drawn twice; a caption many images share,
+  // as the synthetic world's short ones and COCO's most common do). With
+  // train.contrastive_same_caption = excluded the in-batch and queued InfoNCE losses leave such
+  // a row out of each other's softmax, as they do rows of one image.
+  torch::Tensor caption_key;
   // Contrastive ITM: a pool of K negative images shared by the batch's captions (its image
   // fields only), and which pool images are a caption's own image and so excluded: (B, K) bool.
   std::shared_ptr<Batch> negatives;
@@ -56,6 +62,9 @@ Batch map_tensors(const Batch& batch, const std::function<torch::Tensor(const to
 /// else the next row after j (cyclically, i skipped) that does; -1 when every row shows row i's
 /// image. Deterministic, so a batch without repeated images keeps its random stream.
 int64_t row_with_other_image(const std::vector<int64_t>& keys, int64_t i, int64_t j);
+
+/// A caption's key (Batch::caption_key): a 64-bit FNV-1a hash of its token ids.
+int64_t caption_hash(const std::vector<int64_t>& ids);
 
 /// Rows [begin, end) of `total` taken by `rank` of `world` ranks: contiguous, in rank order,
 /// sizes differing by at most one.

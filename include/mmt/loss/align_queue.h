@@ -3,8 +3,8 @@
  * this loss - not of MLM's).
  *
  * A batch of B pairs gives the in-batch InfoNCE B - 1 negatives; ALBEF reaches tens of thousands
- * with a queue. A momentum model - a copy of the model whose weights follow it as an exponential
- * moving average, m x momentum + (1 - m) x model after every optimizer step - embeds each batch's
+ * with a queue. A momentum model - a copy of the model's towers whose weights follow it as an
+ * exponential moving average, m x momentum + (1 - m) x model after every optimizer step - embeds each batch's
  * captions and images through the align head; those embeddings are the batch's candidates, and
  * they join a first-in first-out queue of the last N, which stays as further negatives for the
  * steps after. The momentum model changes slowly, so the queued embeddings stay comparable with
@@ -17,7 +17,8 @@
  * text_emb / image_emb are this model's (with gradient), *_m the momentum model's for the same
  * rows, F the filled part of the queue. Candidates showing the row's own image under another key
  * match - another caption of it, in the batch or the queue - are left out of the softmax, as the
- * in-batch loss leaves them out. The queue and the momentum weights are part of a resumable
+ * in-batch loss leaves them out (and so are those of the very same caption with
+ * train.contrastive_same_caption = excluded). The queue and the momentum weights are part of a resumable
  * checkpoint. */
 #pragma once
 
@@ -36,8 +37,8 @@ class MultimodalTransformerImpl;
 using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
 
 /// The queued InfoNCE above: (loss, accuracy of both directions' argmax over all candidates).
-/// keys (M) and queue_keys (F): Batch::image_key of each row and entry, or undefined (every row its
-/// own image, nothing left out). `distill` (train.align_distill, ALBEF's momentum distillation):
+/// keys (M) and queue_keys (F): Batch::image_key of each row and entry - or (M, K) and (F, K),
+/// contrastive_keys (image, caption) - or undefined (every row its own image, nothing left out). `distill` (train.align_distill, ALBEF's momentum distillation):
 /// each row's target is distill x the momentum model's softmax over the same candidates
 /// (scale x text_m @ [image_m ; queued images]^T, and the image side alike) + (1 - distill) on the
 /// true pair, and the loss the cross-entropy to it.
@@ -49,21 +50,27 @@ std::pair<torch::Tensor, torch::Tensor> queued_align_loss(const torch::Tensor& t
 
 class AlignQueue {
  public:
-  /// A momentum model shaped like `model` (its weights come with start() or load()) and an empty
-  /// queue of `size` entries.
-  AlignQueue(MultimodalTransformerImpl& model, int64_t size, double momentum);
+  /// A momentum model shaped like `model`'s towers - the embeddings, the layers below the first
+  /// cross-modal one and the projections, all the align embeddings read; the fusion layers and
+  /// heads are left out (their tensors empty) - whose weights come with start() or load(), and an
+  /// empty queue of `size` entries.
+  /// key_columns: 1 for image keys, 2 for image and caption keys (contrastive_keys).
+  AlignQueue(MultimodalTransformerImpl& model, int64_t size, double momentum, int64_t key_columns = 1);
   ~AlignQueue();
 
   /// The momentum model's align embeddings (R, E) of `rows` of the batch - text, image - without
   /// gradient, from the inputs before MLM / MRM masking when `unmasked` (train.align_inputs).
   std::pair<torch::Tensor, torch::Tensor> embeddings(const Batch& batch, const torch::Tensor& rows, bool unmasked);
 
-  /// The filled part of the queue, oldest first once it has wrapped: text (F, E), image (F, E),
-  /// keys (F; undefined while no key was pushed).
+  /// The filled part of the queue in slot order (the loss needs no order; once it has wrapped the
+  /// oldest entry is at next slot): text (F, E), image (F, E), keys (F; undefined while no key
+  /// was pushed). Views of the queue: push() overwrites them.
   torch::Tensor text() const;
   torch::Tensor image() const;
   torch::Tensor keys() const;
   int64_t filled() const { return filled_; }
+  /// Elements of the momentum model's weights (the towers' parameters it holds).
+  int64_t momentum_parameters() const;
 
   /// Appends the rows (R, E) - the newest replace the oldest once the queue is full; keys (R) or
   /// undefined.
@@ -72,12 +79,15 @@ class AlignQueue {
   /// The momentum model takes `model`'s weights, unless it has them already (start() or load()
   /// before): a run's first step, after the weights are initialised, loaded or broadcast.
   void start(MultimodalTransformerImpl& model);
-  /// momentum = m x momentum + (1 - m) x model over the parameters; buffers copied.
+  /// momentum = m x momentum + (1 - m) x model over the towers' parameters (foreach: one pass over
+  /// all of them); their buffers copied.
   void update(MultimodalTransformerImpl& model);
 
-  /// The momentum weights and the queue, to save in a resumable checkpoint ("align_queue.*").
+  /// The momentum weights (the towers') and the queue, to save in a resumable checkpoint
+  /// ("align_queue.*").
   NamedTensors state() const;
-  /// Restores state(); throws Error naming what is missing or mis-sized.
+  /// Restores state() - or an older one that holds every parameter (the rest is ignored); throws
+  /// Error naming what is missing or mis-sized.
   void load(const NamedTensors& state);
 
  private:

@@ -74,10 +74,20 @@ std::pair<torch::Tensor, double> loss_mlm(MultimodalTransformerImpl& model, cons
 std::pair<torch::Tensor, double> loss_itm(MultimodalTransformerImpl& model, const Encoded& enc,
                                           const torch::Tensor& labels);
 
+/// Which candidates each row leaves out of an InfoNCE softmax: (M, N) bool, true where a row's key
+/// and a candidate's agree - keys (M) / (N) int64 (Batch::image_key), or (M, K) / (N, K) whose rows
+/// agree where any column does (contrastive_keys: image, caption).
+torch::Tensor same_keys(const torch::Tensor& row_keys, const torch::Tensor& candidate_keys);
+/// The keys the in-batch and queued InfoNCE losses compare, per row of `batch`: Batch::image_key
+/// (B), or with train.contrastive_same_caption = excluded (B, 2) - image key, caption key.
+/// Undefined where the batch has no image keys (every row its own image).
+torch::Tensor contrastive_keys(const Batch& batch, const TrainOptions& t);
+
 /// Dual-encoder InfoNCE: symmetric cross-entropy over scale * text_emb @ image_emb^T, pair i
 /// matching pair i, the other rows as negatives - except rows of the same image (image_keys (M)
-/// int64, Batch::image_key; undefined = every row its own image), which are left out of both
-/// directions' softmax: another caption of one's own image is no negative. Embeddings (M, E)
+/// int64, Batch::image_key; or (M, K), contrastive_keys: the same image or caption; undefined =
+/// every row its own), which are left out of both directions' softmax: another caption of one's
+/// own image is no negative. Embeddings (M, E)
 /// normalised; scale a scalar. Takes embeddings rather than a batch so negatives can be gathered
 /// across processes first. Returns (loss, accuracy of both directions' argmax).
 std::pair<torch::Tensor, double> loss_dual_contrastive(const torch::Tensor& text_emb, const torch::Tensor& image_emb,
