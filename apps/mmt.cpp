@@ -170,8 +170,9 @@ int main(int argc, char** argv) {
   model_cmd->require_subcommand(1);
   auto* summary = model_cmd->add_subcommand("summary", "parameters by block and FLOPs per example");
   add_config(summary);
-  int64_t text_tokens = 20, image_tokens = -1;
-  summary->add_option("--text-tokens", text_tokens, "caption length for the FLOP count (default 20)");
+  int64_t text_tokens = mmt::kTypicalCaptionTokens, image_tokens = -1;
+  summary->add_option("--text-tokens", text_tokens,
+                      "caption length for the FLOP count (default " + std::to_string(mmt::kTypicalCaptionTokens) + ")");
   summary->add_option("--image-tokens", image_tokens, "image tokens for the FLOP count (default: the config's, e.g. the patch grid + 1)");
 
   auto* config = app.add_subcommand("config", "configuration");

@@ -373,7 +373,7 @@ TrainSummary train(const ExperimentConfig& cfg, const std::string& dir, TeeLog& 
     // (a typical batch's), until some are timed.
     ExperimentConfig random_negatives = cfg;
     random_negatives.train.itm_negatives = "random";
-    const int64_t text = std::min<int64_t>(20, cfg.model.max_text_len), image = max_image_positions(cfg);
+    const int64_t text = std::min<int64_t>(kTypicalCaptionTokens, cfg.model.max_text_len), image = max_image_positions(cfg);
     const double ratio = typical_step_flops(cfg, dims, text, image).total() /
                          std::max(1.0, typical_step_flops(random_negatives, dims, text, image).total());
     progress.expect_slower_from(t.itm_hard_from_step, ratio);

@@ -62,6 +62,10 @@ struct StepFlops {
 /// in: the rows batch.hard_negative_rows marks are counted as the negatives they become).
 StepFlops step_train_flops(const ExperimentConfig& cfg, const InputDims& dims, const Batch& batch);
 
+/// The caption length FLOP counts assume where no batch is at hand (`mmt model summary`, the
+/// training ETA): 20 tokens, [CLS] and [SEP] included - about a COCO or Flickr30k caption.
+constexpr int64_t kTypicalCaptionTokens = 20;
+
 /// step_train_flops of a batch of cfg.train.batch_size examples of `text_tokens` and
 /// `image_tokens` tokens drawn as the batcher would: train.itm_negative_prob of the rows turned
 /// negative (hard ones marked where train.itm_negatives = hard), MLM / MRM at their rates on the
