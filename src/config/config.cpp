@@ -506,9 +506,13 @@ void validate_config(const ExperimentConfig& cfg) {
   in_range("train.align_distill", t.align_distill, 0, 1);
   if (t.align_distill > 0 && t.align_queue <= 0)
     throw Error("config: train.align_distill takes its targets from the momentum model; it needs train.align_queue > 0");
-  in_range("train.align_distill_ramp", t.align_distill_ramp, 0, 1e12);
-  if (t.align_distill_ramp > 0 && t.align_distill <= 0)
-    throw Error("config: train.align_distill_ramp ramps up train.align_distill; it needs train.align_distill > 0");
+  in_range("train.mlm_distill", t.mlm_distill, 0, 1);
+  if (t.mlm_distill > 0 && (t.align_queue <= 0 || t.mlm_weight <= 0))
+    throw Error("config: train.mlm_distill takes MLM's targets from the align queue's momentum model; it needs "
+                "train.align_queue > 0 and train.mlm_weight > 0");
+  in_range("train.distill_ramp", t.distill_ramp, 0, 1e12);
+  if (t.distill_ramp > 0 && t.align_distill <= 0 && t.mlm_distill <= 0)
+    throw Error("config: train.distill_ramp ramps up train.align_distill and train.mlm_distill; it needs one of them > 0");
   positive("model.temperature_init", m.temperature_init);
   positive("model.max_logit_scale", m.max_logit_scale);
 

@@ -129,8 +129,9 @@ struct AlignQueue::Impl {
   }
 };
 
-AlignQueue::AlignQueue(MultimodalTransformerImpl& model, int64_t size, double momentum, int64_t key_columns)
-    : impl_(std::make_unique<Impl>()), size_(size), momentum_(momentum) {
+AlignQueue::AlignQueue(MultimodalTransformerImpl& model, int64_t size, double momentum, int64_t key_columns,
+                       bool whole_model)
+    : impl_(std::make_unique<Impl>()), size_(size), whole_model_(whole_model), momentum_(momentum) {
   if (size < 1) throw Error("train.align_queue: a queue needs at least one entry");
   if (!model.has_align()) throw Error("train.align_queue: the model has no align head (model.align)");
   Impl& m = *impl_;
@@ -146,7 +147,7 @@ AlignQueue::AlignQueue(MultimodalTransformerImpl& model, int64_t size, double mo
     for (size_t i = 0; i < params.size(); ++i) {
       auto& p = params[i].value();
       p.set_requires_grad(false);
-      if (tower_reads(params[i].key(), first, pre_norm)) {
+      if (whole_model || tower_reads(params[i].key(), first, pre_norm)) {
         m.param_at.push_back(i), m.names.push_back(params[i].key());
       } else {
         p.set_data(torch::empty({0}, p.options()));
@@ -154,7 +155,8 @@ AlignQueue::AlignQueue(MultimodalTransformerImpl& model, int64_t size, double mo
     }
     const auto buffers = m.model->named_buffers();
     for (size_t i = 0; i < buffers.size(); ++i)
-      if (tower_reads(buffers[i].key(), first, pre_norm)) m.buffer_at.push_back(i), m.names.push_back(buffers[i].key());
+      if (whole_model || tower_reads(buffers[i].key(), first, pre_norm))
+        m.buffer_at.push_back(i), m.names.push_back(buffers[i].key());
   }
   const auto device = model.text_embed->word->weight.device();
   m.model->to(device);
@@ -190,6 +192,14 @@ std::pair<torch::Tensor, torch::Tensor> AlignQueue::embeddings(const Batch& batc
 torch::Tensor AlignQueue::text() const { return impl_->text.narrow(0, 0, filled_); }
 torch::Tensor AlignQueue::image() const { return impl_->image.narrow(0, 0, filled_); }
 torch::Tensor AlignQueue::keys() const { return impl_->have_keys ? impl_->keys.narrow(0, 0, filled_) : torch::Tensor(); }
+
+torch::Tensor AlignQueue::mlm_logits(const Batch& batch, const torch::Tensor& positions) {
+  TORCH_CHECK(started_, "AlignQueue::mlm_logits before start(): the momentum model holds no weights yet");
+  TORCH_CHECK(whole_model_, "AlignQueue::mlm_logits: the momentum model holds the towers only (train.mlm_distill is off)");
+  torch::NoGradGuard no_grad;
+  const Encoded enc = impl_->model->encode(batch);
+  return impl_->model->mlm_logits(enc.text.reshape({-1, enc.text.size(2)}).index_select(0, positions));
+}
 
 int64_t AlignQueue::momentum_parameters() const {
   int64_t n = 0;

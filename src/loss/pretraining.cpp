@@ -2,6 +2,7 @@
 #include "mmt/loss/pretraining.h"
 
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <tuple>
 
@@ -89,15 +90,22 @@ std::pair<torch::Tensor, torch::Tensor> mrm_class_tensors(const torch::Tensor& l
 
 // MLM at the labelled positions (their count known on the host when `count` is given): the loss
 // and its accuracy as tensors; undefined accuracy when nothing is labelled.
+// MLM at the labelled positions. teacher (train.mlm_distill): the momentum model's logits there
+// come from teacher(positions), and each token's target is distill x their softmax + (1 - distill)
+// on the true token.
 std::pair<torch::Tensor, torch::Tensor> mlm_tensors(MultimodalTransformerImpl& model, const Encoded& enc,
-                                                    const torch::Tensor& labels, const int64_t* count) {
+                                                    const torch::Tensor& labels, const int64_t* count,
+                                                    const std::function<torch::Tensor(const torch::Tensor&)>& teacher = {},
+                                                    double distill = 0.0) {
   TORCH_CHECK(labels.sizes() == enc.text.sizes().slice(0, 2), "loss_mlm: labels must be (B, T) = ",
               enc.text.sizes().slice(0, 2), ", got ", labels.sizes());
   const auto flat_labels = labels.reshape({-1});
   const auto positions = true_positions(flat_labels.ne(kIgnoreLabel), count);
   if (positions.numel() == 0) return {torch::zeros({}, enc.text.options()), torch::Tensor()};
   const auto states = enc.text.reshape({-1, enc.text.size(2)}).index_select(0, positions);  // (M, H)
-  return ce_and_accuracy(model.mlm_logits(states), flat_labels.index_select(0, positions));
+  const auto logits = model.mlm_logits(states), targets = flat_labels.index_select(0, positions);
+  if (!teacher || distill <= 0) return ce_and_accuracy(logits, targets);
+  return {distilled_cross_entropy(logits, teacher(positions), targets, distill), accuracy_tensor(logits, targets)};
 }
 std::pair<torch::Tensor, torch::Tensor> itm_tensors(MultimodalTransformerImpl& model, const Encoded& enc,
                                                     const torch::Tensor& labels) {
@@ -119,6 +127,17 @@ std::pair<torch::Tensor, double> loss_mlm(MultimodalTransformerImpl& model, cons
 std::pair<torch::Tensor, double> loss_itm(MultimodalTransformerImpl& model, const Encoded& enc,
                                           const torch::Tensor& labels) {
   return on_host(itm_tensors(model, enc, labels));
+}
+
+torch::Tensor distilled_cross_entropy(const torch::Tensor& logits, const torch::Tensor& teacher_logits,
+                                     const torch::Tensor& targets, double distill) {
+  TORCH_CHECK(logits.dim() == 2 && teacher_logits.sizes() == logits.sizes() && targets.dim() == 1 &&
+                  targets.size(0) == logits.size(0),
+              "distilled cross-entropy: logits and teacher logits must be (M, C) and targets (M), got ", logits.sizes(),
+              ", ", teacher_logits.sizes(), ", ", targets.sizes());
+  auto q = distill * torch::softmax(teacher_logits.to(logits.scalar_type()), 1);
+  q.scatter_add_(1, targets.unsqueeze(1), torch::full({targets.size(0), 1}, 1.0 - distill, q.options()));
+  return -(q * torch::log_softmax(logits, 1)).sum(1).mean();
 }
 
 torch::Tensor same_keys(const torch::Tensor& row_keys, const torch::Tensor& candidate_keys) {
@@ -243,7 +262,10 @@ LossOutput pretraining_loss(MultimodalTransformerImpl& model, const Batch& batch
   };
   if (mlm_on && global[kMlm] > 0) {
     if (local[kMlm] > 0) {
-      auto [loss, acc] = mlm_tensors(model, enc, batch.mlm_labels, &c.mlm);
+      std::function<torch::Tensor(const torch::Tensor&)> teacher;
+      if (align_queue && t.mlm_distill > 0)
+        teacher = [&](const torch::Tensor& positions) { return align_queue->mlm_logits(batch, positions); };
+      auto [loss, acc] = mlm_tensors(model, enc, batch.mlm_labels, &c.mlm, teacher, t.mlm_distill);
       add("mlm", loss, t.mlm_weight, acc, share(kMlm), true);
     } else {
       add("mlm", torch::Tensor(), t.mlm_weight, torch::Tensor(), 0.0, true);

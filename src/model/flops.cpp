@@ -133,6 +133,7 @@ double batch_train_flops(const ModelOptions& m, const InputDims& dims, const Bat
 
 StepFlops& StepFlops::operator+=(const StepFlops& o) {
   main += o.main, contrastive += o.contrastive, align_towers += o.align_towers, hard_negatives += o.hard_negatives;
+  momentum_mlm += o.momentum_mlm;
   return *this;
 }
 
@@ -141,7 +142,8 @@ std::string StepFlops::shares() const {
   if (all <= 0 || main >= all) return "";
   std::string s;
   for (const auto& [name, part] : std::vector<std::pair<const char*, double>>{
-           {"main pass", main}, {"contrastive ITM", contrastive}, {"align towers", align_towers}, {"hard-negative scoring", hard_negatives}}) {
+           {"main pass", main}, {"contrastive ITM", contrastive}, {"align towers", align_towers},
+           {"hard-negative scoring", hard_negatives}, {"momentum MLM teacher", momentum_mlm}}) {
     if (part <= 0) continue;
     char b[64];
     std::snprintf(b, sizeof b, "%s%s %.0f%%", s.empty() ? "" : ", ", name, 100.0 * part / all);
@@ -160,6 +162,9 @@ StepFlops step_train_flops(const ExperimentConfig& cfg, const InputDims& dims, c
   const auto t = per_row(batch.text_mask.sum(1)), r = image_tokens(m, batch);
   StepFlops f;
   f.main = main_pass_flops(m, types, dims, t, r, batch);
+  if (m.align && tr.align_weight > 0 && tr.align_queue > 0 && tr.mlm_distill > 0 && tr.mlm_weight > 0)
+    // The momentum model's forward pass over the batch with its MLM head (no ITM head).
+    f.momentum_mlm = f.main / 3.0 - static_cast<double>(batch.size()) * itm_head_flops(m);
   if (batch.mrm_mask.defined()) {  // the MRM heads on the masked regions
     const double regions = static_cast<double>(batch.mrm_mask.sum().item<int64_t>());
     double head = 0;

@@ -53,7 +53,8 @@ PretrainStep::PretrainStep(MultimodalTransformerImpl& model, const TrainOptions&
     buckets_ = std::make_unique<GradBuckets>(params, optimizer_->grads(),
                                              static_cast<int64_t>(runtime.dist_bucket_mb * (1 << 20)), *comm_);
   if (t.align_queue > 0 && t.align_weight > 0)
-    align_queue_ = std::make_unique<AlignQueue>(model, t.align_queue, t.align_momentum, t.contrastive_same_caption == "excluded" ? 2 : 1);
+    align_queue_ = std::make_unique<AlignQueue>(model, t.align_queue, t.align_momentum,
+                                                t.contrastive_same_caption == "excluded" ? 2 : 1, /*whole_model=*/t.mlm_distill > 0);
 }
 
 void PretrainStep::after_update() {
@@ -75,11 +76,12 @@ PretrainStep::Result PretrainStep::run(const std::vector<Batch>& micro_batches, 
 PretrainStep::Pending PretrainStep::launch(const std::vector<Batch>& micro_batches, double lr, int64_t step) {
   optimizer_->zero_grad();
   if (align_queue_) align_queue_->start(model_);  // the first step: the weights as initialised, loaded or broadcast
-  // train.align_distill_ramp: the distillation weight at this step, step / ramp of the full one.
+  // train.distill_ramp: the distillation weights at this step, step / ramp of the full ones.
   std::unique_ptr<TrainOptions> ramped;
-  if (align_queue_ && step < options_.align_distill_ramp) {
+  if (align_queue_ && step < options_.distill_ramp) {
     ramped = std::make_unique<TrainOptions>(options_);
-    ramped->align_distill *= static_cast<double>(std::max<int64_t>(step, 0)) / static_cast<double>(options_.align_distill_ramp);
+    const double f = static_cast<double>(std::max<int64_t>(step, 0)) / static_cast<double>(options_.distill_ramp);
+    ramped->align_distill *= f, ramped->mlm_distill *= f;
   }
   Pending pending;
   pending.deferred_ = defer_;

@@ -253,11 +253,11 @@ TrainSummary train(const ExperimentConfig& cfg, const std::string& dir, TeeLog& 
   PretrainStep stepper(*model, t, cfg.runtime, comm);
   if (stepper.align_queue()) {
     log << "mmt train: align queue of " << t.align_queue << " momentum embeddings (momentum " << t.align_momentum
-        << "); its momentum model holds the towers' " << stepper.align_queue()->momentum_parameters() << " parameters";
-    if (t.align_distill > 0) {
-      log << "; distillation " << t.align_distill;
-      if (t.align_distill_ramp > 0) log << ", ramped up from 0 over " << t.align_distill_ramp << " steps";
-    }
+        << "); its momentum model holds " << (t.mlm_distill > 0 ? "the model's " : "the towers' ")
+        << stepper.align_queue()->momentum_parameters() << " parameters";
+    if (t.align_distill > 0) log << "; align distillation " << t.align_distill;
+    if (t.mlm_distill > 0) log << "; MLM distillation " << t.mlm_distill << " (a forward pass of the momentum model a step)";
+    if (t.distill_ramp > 0) log << ", ramped up from 0 over " << t.distill_ramp << " steps";
     log << "\n";
   }
   if (comm) {
@@ -467,7 +467,8 @@ TrainSummary train(const ExperimentConfig& cfg, const std::string& dir, TeeLog& 
       // the global batch's examples.
       const auto v = all_reduce_sum(comm,
                                     {data_error.empty() ? 0.0 : 1.0, sig ? 1.0 : 0.0, static_cast<double>(step_examples), step_flops.main,
-                                     step_flops.contrastive, step_flops.align_towers, step_flops.hard_negatives},
+                                     step_flops.contrastive, step_flops.align_towers, step_flops.hard_negatives,
+                                     step_flops.momentum_mlm},
                                     "step status");
       if (!data_error.empty()) throw Error(data_error);
       if (v[0] > 0)
@@ -476,7 +477,7 @@ TrainSummary train(const ExperimentConfig& cfg, const std::string& dir, TeeLog& 
                         "messages say why); continue with mmt train --resume " + dir);
       if (v[1] > 0 && !sig) sig = SIGTERM;
       step_examples = static_cast<int64_t>(v[2]);
-      step_flops = StepFlops{v[3], v[4], v[5], v[6]};
+      step_flops = StepFlops{v[3], v[4], v[5], v[6], v[7]};
     }
     total_flops += step_flops;
     const double lr = learning_rate(t.schedule, t.lr, step, t.warmup_steps, t.steps);

@@ -93,12 +93,14 @@ TEST(Gpu, TrainingStepsEqualTheCpuSteps) {
 
 // The passes beside the main one: contrastive ITM in several chunks (the generator state replayed
 // per chunk: the CUDA generator's here) with the towers of a mixed stack run once, and the align
-// loss with its momentum model and queue.
+// loss with its momentum model and queue (the whole model as momentum model, for MLM's
+// distillation, its EMA by foreach; the distillation ramped).
 TEST(Gpu, ContrastiveChunksAndTheAlignQueueEqualTheCpuSteps) {
   SKIP_WITHOUT_CUDA();
   auto cfg = small_config();
   cfg.model.layers = {"single_modality", "merged"}, cfg.model.align = true;
   cfg.train.align_weight = 1, cfg.train.align_queue = 24, cfg.train.align_momentum = 0.9, cfg.train.align_distill = 0.4;
+  cfg.train.mlm_distill = 0.4, cfg.train.distill_ramp = 2;
   cfg.train.itm_contrastive_weight = 1, cfg.train.itm_contrastive_negatives = 4, cfg.train.itm_contrastive_chunk = 16;
   validate_config(cfg);
   expect_gpu_steps_equal_cpu_steps(cfg);

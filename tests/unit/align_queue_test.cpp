@@ -38,16 +38,20 @@ double nll(const std::vector<double>& logits, const std::vector<bool>& out, size
   return -(logits[target] - mx - std::log(sum));
 }
 
+// What load_config says of the settings: "" when it accepts them.
+std::string config_error(const std::vector<std::string>& sets) {
+  try {
+    load_config("", sets);
+  } catch (const std::exception& e) {
+    return std::string(e.what());
+  }
+  return std::string();
+}
+
 TEST(AlignQueue, ConfigNeedsTheAlignLossAndAMomentumBelowOne) {
-  const std::string mixed = "model.layers=single_modality,merged";
-  auto error = [&](std::vector<std::string> sets) {
-    sets.insert(sets.begin(), mixed);
-    try {
-      load_config("", sets);
-    } catch (const std::exception& e) {
-      return std::string(e.what());
-    }
-    return std::string();
+  auto error = [](std::vector<std::string> sets) {
+    sets.insert(sets.begin(), "model.layers=single_modality,merged");
+    return config_error(sets);
   };
   EXPECT_EQ(error({"model.align=true", "train.align_weight=1", "train.align_queue=256"}), "");
   EXPECT_NE(error({"model.align=true", "train.align_queue=256"}).find("needs train.align_weight > 0"), std::string::npos);
@@ -250,48 +254,96 @@ TEST(AlignQueue, MomentumModelAveragesTheModelAndSurvivesItsState) {
   EXPECT_THROW(other.load({}), std::exception);
 }
 
-// Training with the queue (negatives from 96 earlier pairs besides the batch's) aligns the
-// unimodal states: the align accuracy over the batch and the queue ends well above its chance.
-// train.align_distill_ramp: at step s of a ramp of R steps the step is the one of a weight a x s / R
-// without a ramp (same model, same momentum model, same batch), and after the ramp the full one.
+// train.distill_ramp: at step s of a ramp of R steps the step is the one of weights a x s / R
+// without a ramp (same model, same momentum model, same batch), and after the ramp the full ones -
+// the align loss's and MLM's distillation both.
 TEST(AlignQueue, DistillationRampsUpLinearly) {
   ExperimentConfig cfg;
   cfg.model = aligned();
   cfg.train.align_weight = 1, cfg.train.align_queue = 64, cfg.train.align_distill = 0.4;
+  // The align and MLM losses of the step and the word embeddings after it (both losses reach them).
+  struct After {
+    std::vector<double> losses;
+    torch::Tensor words;
+  };
   auto after_one_step = [&](double distill, int64_t ramp, int64_t step) {
     ExperimentConfig c = cfg;
-    c.train.align_distill = distill, c.train.align_distill_ramp = ramp;
+    c.train.align_distill = c.train.mlm_distill = distill, c.train.distill_ramp = ramp;
     testing::SmallTraining t(c);
     const auto r = t.step.run(t.batcher.batch(0), 1e-3, step);
     EXPECT_TRUE(r.finite);
-    return std::make_pair(r.loss.metrics.at("align"), t.model->text_proj->weight.detach().clone());
+    return After{{r.loss.metrics.at("align"), r.loss.metrics.at("mlm")}, t.model->text_embed->word->weight.detach().clone()};
   };
-  const auto [ramped, w_ramped] = after_one_step(0.4, 10, 5);
-  const auto [half, w_half] = after_one_step(0.2, 0, 5);
-  const auto [full, w_full] = after_one_step(0.4, 0, 5);
-  const auto [past, w_past] = after_one_step(0.4, 10, 12);
-  const auto [none, w_none] = after_one_step(0.4, 10, 0);
-  const auto [off, w_off] = after_one_step(0.0, 0, 0);
-  EXPECT_DOUBLE_EQ(ramped, half);
-  EXPECT_TRUE(torch::equal(w_ramped, w_half));
-  EXPECT_DOUBLE_EQ(past, full);
-  EXPECT_DOUBLE_EQ(none, off);
-  EXPECT_GT(std::abs(half - full), 1e-4);  // the weight matters: the test can tell them apart
-  EXPECT_FALSE(torch::equal(w_half, w_full));
-  const auto error = [](std::vector<std::string> sets) {
-    try {
-      load_config("", sets);
-    } catch (const std::exception& e) {
-      return std::string(e.what());
-    }
-    return std::string();
-  };
-  EXPECT_NE(error({"model.layers=single_modality,merged", "model.align=true", "train.align_weight=1", "train.align_queue=8",
-                   "train.align_distill_ramp=100"})
-                .find("needs train.align_distill > 0"),
+  const After ramped = after_one_step(0.4, 10, 5), half = after_one_step(0.2, 0, 5), full = after_one_step(0.4, 0, 5);
+  const After past = after_one_step(0.4, 10, 12), none = after_one_step(0.4, 10, 0), off = after_one_step(0.0, 0, 0);
+  EXPECT_EQ(ramped.losses, half.losses);
+  EXPECT_TRUE(torch::equal(ramped.words, half.words));
+  EXPECT_EQ(past.losses, full.losses);
+  EXPECT_EQ(none.losses, off.losses);
+  for (size_t k = 0; k < 2; ++k)  // each weight matters: the test can tell them apart
+    EXPECT_GT(std::abs(half.losses[k] - full.losses[k]), 1e-4) << (k ? "mlm" : "align");
+  EXPECT_FALSE(torch::equal(half.words, full.words));
+  EXPECT_NE(config_error({"model.layers=single_modality,merged", "model.align=true", "train.align_weight=1",
+                          "train.align_queue=8", "train.distill_ramp=100"})
+                .find("it needs one of them > 0"),
             std::string::npos);
 }
 
+// The distilled cross-entropy against a loop: target distill x softmax(teacher) + (1 - distill) on
+// the true class.
+TEST(AlignQueue, DistilledCrossEntropyEqualsALoop) {
+  torch::manual_seed(5);
+  const auto logits = torch::randn({3, 5}, torch::kFloat64), teacher = torch::randn({3, 5}, torch::kFloat64);
+  const auto targets = torch::tensor({4, 0, 2}, torch::kInt64);
+  double expected = 0;
+  for (int64_t a = 0; a < 3; ++a) {
+    double z = 0, zt = 0;
+    for (int64_t c = 0; c < 5; ++c) z += std::exp(logits[a][c].item<double>()), zt += std::exp(teacher[a][c].item<double>());
+    for (int64_t c = 0; c < 5; ++c) {
+      const double q = 0.3 * std::exp(teacher[a][c].item<double>()) / zt + (c == targets[a].item<int64_t>() ? 0.7 : 0.0);
+      expected -= q * (logits[a][c].item<double>() - std::log(z)) / 3.0;
+    }
+  }
+  EXPECT_NEAR(distilled_cross_entropy(logits, teacher, targets, 0.3).item<double>(), expected, 1e-12);
+  EXPECT_NEAR(distilled_cross_entropy(logits, teacher, targets, 0.0).item<double>(),
+              torch::cross_entropy_loss(logits, targets).item<double>(), 1e-12);
+}
+
+// train.mlm_distill: the whole model follows as momentum model, and MLM's targets take its
+// predictions - at the first step it is the model itself, so the loss is the cross-entropy to
+// 0.4 x the model's own softmax + 0.6 on the true token.
+TEST(AlignQueue, MlmDistillationTargetsTheMomentumModelsPredictions) {
+  ExperimentConfig cfg;
+  cfg.model = aligned();
+  cfg.train.align_weight = 1, cfg.train.align_queue = 64, cfg.train.mlm_distill = 0.4;
+  testing::SmallTraining t(cfg);
+  const Batch b = t.batcher.batch(0);
+  double distilled = 0, plain = 0;
+  {
+    torch::NoGradGuard no_grad;
+    const Encoded enc = t.model->encode(b);
+    const auto labels = b.mlm_labels.reshape({-1});
+    const auto positions = labels.ne(kIgnoreLabel).nonzero().squeeze(1);
+    ASSERT_GT(positions.numel(), 0);
+    const auto logits = t.model->mlm_logits(enc.text.reshape({-1, enc.text.size(2)}).index_select(0, positions));
+    const auto targets = labels.index_select(0, positions);
+    distilled = distilled_cross_entropy(logits, logits, targets, 0.4).item<double>();
+    plain = torch::cross_entropy_loss(logits, targets).item<double>();
+  }
+  const auto r = t.step.run(b, 1e-3, 0);
+  ASSERT_TRUE(r.finite);
+  EXPECT_NEAR(r.loss.metrics.at("mlm"), distilled, 1e-4);
+  EXPECT_GT(std::abs(distilled - plain), 1e-3);  // the test tells distillation from plain MLM (60x its tolerance)
+  std::set<std::string> held;
+  for (const auto& [name, tensor] : t.step.align_queue()->state()) held.insert(name);
+  EXPECT_TRUE(held.count("align_queue.momentum.mlm_transform.weight") && held.count("align_queue.momentum.itm_classifier.weight"));
+  EXPECT_NE(config_error({"model.layers=single_modality,merged", "model.align=true", "train.align_weight=1", "train.mlm_distill=0.4"})
+                .find("needs train.align_queue > 0"),
+            std::string::npos);
+}
+
+// Training with the queue (negatives from 96 earlier pairs besides the batch's) aligns the
+// unimodal states: the align accuracy over the batch and the queue ends well above its chance.
 TEST(AlignQueue, TrainingWithTheQueueAlignsTheUnimodalStates) {
   ExperimentConfig cfg;
   cfg.model = aligned();

@@ -139,6 +139,11 @@ TEST(ModelShape, StepFlopsCountEveryPassTheStepRuns) {
   EXPECT_EQ(step_train_flops(cfg, dims, batch).align_towers, 0);
   cfg.train.align_queue = 64;  // the momentum model embeds the matched rows, forward only
   EXPECT_NEAR(step_train_flops(cfg, dims, batch).align_towers, 2 * (layers(t, r, 1) + embed), 1e-3);
+  EXPECT_EQ(step_train_flops(cfg, dims, batch).momentum_mlm, 0);
+  cfg.train.mlm_distill = 0.4;  // the momentum model's whole forward pass, MLM head included, no ITM head
+  f = step_train_flops(cfg, dims, batch);
+  EXPECT_NEAR(f.momentum_mlm, batch_train_flops(cfg.model, dims, batch) / 3 - b * head, 1e-3);
+  EXPECT_GT(f.momentum_mlm, 0);
 }
 
 TEST(ModelShape, LayerParameterCountsMatchClosedForms) {

@@ -244,7 +244,8 @@ struct TrainOptions {
   int64_t align_queue = 0;          // align loss: queued momentum embeddings of earlier batches as negatives (0 = in-batch only)
   double align_momentum = 0.995;    // align_queue: EMA factor of the momentum model that embeds them
   double align_distill = 0.0;       // align_queue: weight of the momentum model's similarities in the targets (ALBEF: 0.4)
-  int64_t align_distill_ramp = 0;   // align_distill: steps over which its weight rises linearly from 0 (ALBEF: an epoch; 0 = none)
+  double mlm_distill = 0.0;         // align_queue: weight of the momentum model's MLM predictions in MLM's targets (ALBEF: 0.4)
+  int64_t distill_ramp = 0;         // align_distill, mlm_distill: steps over which their weights rise linearly from 0 (ALBEF: an epoch)
   double itm_contrastive_weight = 0.0;   // weight of contrastive ITM with K negatives (0 = off)
   int64_t itm_contrastive_negatives = 32;  // K: negative images per caption
   int64_t itm_contrastive_chunk = 1024;  // pairs per forward pass of contrastive ITM (bounds memory)
@@ -330,9 +331,13 @@ struct TrainOptions {
     v.field("align_distill", align_distill,
             "align_queue: ALBEF's momentum distillation - the align loss's targets are this share of the momentum "
             "model's own softmax over the candidates plus the rest on the true pair (0 = the true pair alone)");
-    v.field("align_distill_ramp", align_distill_ramp,
-            "align_distill: its weight rises linearly from 0 at step 0 to the full weight at this step, as ALBEF's "
-            "does over its first epoch (0 = the full weight from the start)");
+    v.field("mlm_distill", mlm_distill,
+            "align_queue: ALBEF's momentum distillation of MLM - each masked token's target is this share of the "
+            "momentum model's prediction for it (the whole model then follows as momentum model, an extra forward "
+            "pass a step) plus the rest on the true token (0 = the true token alone)");
+    v.field("distill_ramp", distill_ramp,
+            "align_distill and mlm_distill: their weights rise linearly from 0 at step 0 to the full weights at "
+            "this step, as ALBEF's do over its first epoch (0 = the full weights from the start)");
     v.field("mrm_kl_weight", mrm_kl_weight, "MRM: KL divergence to the detector's class distribution (0 = off)");
     v.field("mrm_regression_weight", mrm_regression_weight, "MRM: squared error to the original region feature (0 = off)");
     v.field("mrm_class_weight", mrm_class_weight, "MRM: cross-entropy to the detector's top class (0 = off)");

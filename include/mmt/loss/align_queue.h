@@ -54,13 +54,20 @@ class AlignQueue {
   /// cross-modal one and the projections, all the align embeddings read; the fusion layers and
   /// heads are left out (their tensors empty) - whose weights come with start() or load(), and an
   /// empty queue of `size` entries.
-  /// key_columns: 1 for image keys, 2 for image and caption keys (contrastive_keys).
-  AlignQueue(MultimodalTransformerImpl& model, int64_t size, double momentum, int64_t key_columns = 1);
+  /// key_columns: 1 for image keys, 2 for image and caption keys (contrastive_keys). whole_model
+  /// (train.mlm_distill): the momentum model keeps every part, for mlm_logits.
+  AlignQueue(MultimodalTransformerImpl& model, int64_t size, double momentum, int64_t key_columns = 1,
+             bool whole_model = false);
   ~AlignQueue();
 
   /// The momentum model's align embeddings (R, E) of `rows` of the batch - text, image - without
   /// gradient, from the inputs before MLM / MRM masking when `unmasked` (train.align_inputs).
   std::pair<torch::Tensor, torch::Tensor> embeddings(const Batch& batch, const torch::Tensor& rows, bool unmasked);
+
+  /// train.mlm_distill: the momentum model's MLM logits (M, V) at `positions` (M) of the flattened
+  /// (B x T) text of `batch` - its masked tokens - from a pass over the batch as it is (masked),
+  /// without gradient. Needs whole_model.
+  torch::Tensor mlm_logits(const Batch& batch, const torch::Tensor& positions);
 
   /// The filled part of the queue in slot order (the loss needs no order; once it has wrapped the
   /// oldest entry is at next slot): text (F, E), image (F, E), keys (F; undefined while no key
@@ -94,6 +101,7 @@ class AlignQueue {
   struct Impl;
   std::unique_ptr<Impl> impl_;
   int64_t size_, next_ = 0, filled_ = 0;
+  bool whole_model_;
   double momentum_;
   bool started_ = false;
 };

@@ -74,6 +74,11 @@ std::pair<torch::Tensor, double> loss_mlm(MultimodalTransformerImpl& model, cons
 std::pair<torch::Tensor, double> loss_itm(MultimodalTransformerImpl& model, const Encoded& enc,
                                           const torch::Tensor& labels);
 
+/// Cross-entropy of logits (M, C) to the targets distill x softmax(teacher_logits) + (1 - distill)
+/// on class targets (M): momentum distillation (ALBEF, train.mlm_distill), averaged over the rows.
+torch::Tensor distilled_cross_entropy(const torch::Tensor& logits, const torch::Tensor& teacher_logits,
+                                     const torch::Tensor& targets, double distill);
+
 /// Which candidates each row leaves out of an InfoNCE softmax: (M, N) bool, true where a row's key
 /// and a candidate's agree - keys (M) / (N) int64 (Batch::image_key), or (M, K) / (N, K) whose rows
 /// agree where any column does (contrastive_keys: image, caption).

@@ -51,8 +51,9 @@ struct StepFlops {
   double align_towers = 0;    // align_inputs = unmasked: the towers rerun on unmasked inputs, forward + backward;
                               // align_queue: the momentum model's towers, forward
   double hard_negatives = 0;  // scoring the batch's pairs to sample hard negatives, forward only
+  double momentum_mlm = 0;    // mlm_distill: the momentum model's pass over the batch, forward
 
-  double total() const { return main + contrastive + align_towers + hard_negatives; }
+  double total() const { return main + contrastive + align_towers + hard_negatives + momentum_mlm; }
   StepFlops& operator+=(const StepFlops& o);
   /// "" when the main pass is all; else its share and the others', "main pass 31%, contrastive ITM 69%".
   std::string shares() const;

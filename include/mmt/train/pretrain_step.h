@@ -34,7 +34,7 @@ class PretrainStep {
   ~PretrainStep();
 
   /// Runs one step at learning rate `lr` (`step` seeds the choice of hard ITM negatives and sets
-  /// train.align_distill_ramp's weight). A non-finite loss skips the update (no backward), and so
+  /// train.distill_ramp's weight). A non-finite loss skips the update (no backward), and so
   /// does a finite loss whose gradient is not (its norm is taken every step; `grad_norm` in the
   /// metrics then says so): `finite` in the result is false for both.
   struct Result {
