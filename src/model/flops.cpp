@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 #include <memory>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -17,12 +18,39 @@ namespace mmt {
 
 namespace {
 
+// A convolution's output side (square input and kernel).
+int64_t conv_out(int64_t side, int64_t kernel, int64_t stride, int64_t pad) { return (side + 2 * pad - kernel) / stride + 1; }
+
 // Cells per side of a pixel model's image grid.
 int64_t pixel_grid(const ModelOptions& m, int64_t side) {
   return m.image_input == "patches" ? side / m.patch_size : (side + 31) / 32;
 }
 
 }  // namespace
+
+double resnet50_forward_flops(int64_t side) {
+  double f = 0;
+  // A k x k convolution from `in` to `out` channels on a side s image; returns its output side.
+  auto conv = [&f](int64_t s, int64_t k, int64_t in, int64_t out, int64_t stride, int64_t pad) {
+    const int64_t o = conv_out(s, k, stride, pad);
+    f += 2.0 * static_cast<double>(k * k * in * out) * static_cast<double>(o * o);
+    return o;
+  };
+  int64_t s = conv(side, 7, 3, 64, 2, 3);
+  s = conv_out(s, 3, 2, 1);  // max pool
+  int64_t in = 64;
+  for (const auto& [width, blocks, stride] : {std::tuple<int64_t, int64_t, int64_t>{64, 3, 1}, {128, 4, 2}, {256, 6, 2}, {512, 3, 2}}) {
+    for (int64_t i = 0; i < blocks; ++i) {  // bottleneck: 1x1, 3x3 (the block's stride), 1x1 to 4 x width
+      const int64_t st = i == 0 ? stride : 1;
+      conv(s, 1, in, width, 1, 0);
+      const int64_t o = conv(s, 3, width, width, st, 1);
+      conv(o, 1, width, 4 * width, 1, 0);
+      if (i == 0) conv(s, 1, in, 4 * width, st, 0);  // the projection shortcut
+      in = 4 * width, s = o;
+    }
+  }
+  return f;
+}
 
 int64_t pixel_positions(const ModelOptions& m, int64_t side) {
   const int64_t grid = pixel_grid(m, side);
@@ -92,8 +120,7 @@ std::vector<int64_t> per_row(const torch::Tensor& counts) {
   return std::vector<int64_t>(c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + c.numel());
 }
 
-// Image tokens of each row: the pixel grid and the global token (the ResNet-50's own convolutions
-// are not counted), or the real regions.
+// Image tokens of each row: the pixel grid and the global token, or the real regions.
 std::vector<int64_t> image_tokens(const ModelOptions& m, const Batch& batch) {
   if (batch.image_pixels.defined())
     return std::vector<int64_t>(static_cast<size_t>(batch.image_pixels.size(0)), pixel_positions(m, batch.image_pixels.size(2)));
@@ -123,8 +150,13 @@ double layers_forward_flops(const ModelOptions& m, int64_t text_len, int64_t reg
   return stack_flops(m, layer_types(m), text_len, regions, begin, end);
 }
 
+double backbone_forward_flops(const ModelOptions& m, int64_t regions) {
+  if (m.image_input != "resnet50" || regions < 2) return 0;
+  return resnet50_forward_flops(32 * std::llround(std::sqrt(static_cast<double>(regions - 1))));  // 1 + grid^2 tokens
+}
+
 double forward_flops(const ModelOptions& m, const InputDims& dims, int64_t text_len, int64_t regions, int64_t masked) {
-  return example_flops(m, layer_types(m), dims, text_len, regions, masked);
+  return example_flops(m, layer_types(m), dims, text_len, regions, masked) + backbone_forward_flops(m, regions);
 }
 
 double batch_train_flops(const ModelOptions& m, const InputDims& dims, const Batch& batch) {
@@ -160,11 +192,19 @@ StepFlops step_train_flops(const ExperimentConfig& cfg, const InputDims& dims, c
   const bool crosses = towers < layers;
   const double h = static_cast<double>(m.hidden);
   const auto t = per_row(batch.text_mask.sum(1)), r = image_tokens(m, batch);
+  // A ResNet-50 runs once for every image a pass embeds: forward, and backward too where the pass
+  // has gradient and the backbone trains (model.resnet_frozen = false).
+  const double backbone =
+      m.image_input != "resnet50"
+          ? 0.0
+          : resnet50_forward_flops(batch.image_pixels.defined() ? batch.image_pixels.size(2) : pixel_image_size(cfg));
+  const double backbone_trained = backbone * (m.resnet_frozen ? 1.0 : 3.0);
   StepFlops f;
-  f.main = main_pass_flops(m, types, dims, t, r, batch);
+  f.main = main_pass_flops(m, types, dims, t, r, batch) + static_cast<double>(b) * backbone_trained;
   if (m.align && tr.align_weight > 0 && tr.align_queue > 0 && tr.mlm_distill > 0 && tr.mlm_weight > 0)
     // The momentum model's forward pass over the batch with its MLM head (no ITM head).
-    f.momentum_mlm = f.main / 3.0 - static_cast<double>(batch.size()) * itm_head_flops(m);
+    f.momentum_mlm = main_pass_flops(m, types, dims, t, r, batch) / 3.0 +
+                     static_cast<double>(b) * (backbone - itm_head_flops(m));
   if (batch.mrm_mask.defined()) {  // the MRM heads on the masked regions
     const double regions = static_cast<double>(batch.mrm_mask.sum().item<int64_t>());
     double head = 0;
@@ -204,7 +244,7 @@ StepFlops step_train_flops(const ExperimentConfig& cfg, const InputDims& dims, c
       for (int64_t p : pool) fwd += stack_flops(m, types, 1, p, 0, layers);
       fwd += 2.0 * static_cast<double>(captions) * static_cast<double>(captions + static_cast<int64_t>(pool.size())) * h;
     }
-    f.contrastive = 3.0 * fwd;
+    f.contrastive = 3.0 * fwd + static_cast<double>(captions + static_cast<int64_t>(pool.size())) * backbone_trained;
   }
 
   if (m.align && tr.align_weight > 0 && tr.align_inputs == "unmasked") {
@@ -221,11 +261,11 @@ StepFlops step_train_flops(const ExperimentConfig& cfg, const InputDims& dims, c
   }
   if (m.align && tr.align_weight > 0 && tr.align_queue > 0) {  // the momentum model's towers, forward only
     for (int64_t a = 0; a < b; ++a)
-      if (matched[a]) f.align_towers += stack_flops(m, types, t[a], r[a], 0, towers) + image_embed_flops(m, dims, r[a]);
+      if (matched[a]) f.align_towers += stack_flops(m, types, t[a], r[a], 0, towers) + image_embed_flops(m, dims, r[a]) + backbone;
   }
 
   if (hard) {  // hard_negatives.cpp batch_score_matrix, without a graph
-    double fwd = 0;
+    double fwd = static_cast<double>(b) * backbone;
     for (int64_t j = 0; j < b; ++j) fwd += image_embed_flops(m, dims, r[j]);
     if (m.align) {  // the towers, each row once
       for (int64_t i = 0; i < b; ++i) fwd += stack_flops(m, types, t[i], r[i], 0, towers);

@@ -52,10 +52,17 @@ std::string model_summary(const ExperimentConfig& cfg, const InputDims& dims, in
   std::snprintf(buf, sizeof buf, "| **total** | | **%ld** |\n\n", long(total));
   out += buf;
   const double fwd = forward_flops(cfg.model, dims, text_tokens, image_tokens, 0);
+  // A frozen ResNet-50 runs forward only.
+  const double backbone = backbone_forward_flops(cfg.model, image_tokens);
+  const double train = 3.0 * fwd - (cfg.model.resnet_frozen ? 2.0 * backbone : 0.0);
+  char note[96] = "";
+  if (backbone > 0)
+    std::snprintf(note, sizeof note, "; of the forward, the ResNet-50's %.3g%s", backbone,
+                  cfg.model.resnet_frozen ? " (frozen: no backward)" : "");
   std::snprintf(buf, sizeof buf,
                 "FLOPs per example of %ld text + %ld image tokens (multiply-add = 2): forward %.3g, "
-                "training (forward + backward) %.3g\n",
-                long(text_tokens), long(image_tokens), fwd, 3.0 * fwd);
+                "training (forward + backward) %.3g%s\n",
+                long(text_tokens), long(image_tokens), fwd, train, note);
   out += buf;
   out += training_step_flops(cfg, dims, text_tokens, image_tokens);
   return out;

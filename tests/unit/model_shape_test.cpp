@@ -146,6 +146,37 @@ TEST(ModelShape, StepFlopsCountEveryPassTheStepRuns) {
   EXPECT_GT(f.momentum_mlm, 0);
 }
 
+// The ResNet-50's convolutions: torchvision's 4.09 G multiply-adds at 224 px (its fc's 2 M left
+// out here), and the step counts them once per image each pass embeds - with the backward pass
+// only where the backbone trains.
+TEST(ModelShape, StepFlopsCountTheResNetOncePerImageAndPass) {
+  EXPECT_NEAR(resnet50_forward_flops(224) / 2, 4.09e9 - 2.05e6, 0.01e9);
+  EXPECT_NEAR(resnet50_forward_flops(448) / resnet50_forward_flops(224), 4.0, 0.01);  // by the pixels
+
+  ExperimentConfig cfg;
+  cfg.model = testing::small_model_options("merged", 2);
+  cfg.model.image_input = "resnet50";
+  const InputDims dims{testing::kVocab, 2048};
+  const int64_t b = 3, side = 64;
+  Batch batch = testing::random_batch(b, 5, 1);
+  batch.region_feats = batch.region_boxes = batch.region_mask = torch::Tensor();
+  batch.image_pixels = torch::zeros({b, 3, side, side});
+  batch.itm_labels = torch::tensor({1, 0, 1}, torch::kInt64);
+  const double backbone = resnet50_forward_flops(side);
+  EXPECT_NEAR(step_train_flops(cfg, dims, batch).main, batch_train_flops(cfg.model, dims, batch) + b * backbone, 1e-3);
+  cfg.model.resnet_frozen = false;
+  EXPECT_NEAR(step_train_flops(cfg, dims, batch).main, batch_train_flops(cfg.model, dims, batch) + 3 * b * backbone, 1e-3);
+  cfg.model.resnet_frozen = true;
+  batch.hard_negative_rows = torch::tensor({false, true, false});  // scoring embeds every image once, forward
+  cfg.model.layers = {"single_modality", "merged"};
+  const StepFlops f = step_train_flops(cfg, dims, batch);
+  EXPECT_GE(f.hard_negatives, b * backbone);
+  EXPECT_LT(f.hard_negatives, b * backbone * 1.01);  // the small transformer's part is < 1%
+  EXPECT_NEAR(backbone_forward_flops(cfg.model, 5), backbone, 1e-3);  // 1 + 2 x 2 tokens: a 64 px image
+  cfg.model.image_input = "patches";
+  EXPECT_EQ(backbone_forward_flops(cfg.model, 5), 0);
+}
+
 TEST(ModelShape, LayerParameterCountsMatchClosedForms) {
   for (auto [heads, dim] : std::vector<std::pair<int64_t, int64_t>>{{1, 48}, {3, 16}, {6, 8}, {4, 32}}) {
     auto m = testing::small_model_options("merged", 1);

@@ -29,8 +29,17 @@ std::string describe_positions(const ExperimentConfig& cfg);
 /// "25.3 GFLOP/s", "312.0 TFLOP/s".
 std::string format_flop_rate(double flops_per_second);
 
+/// Forward FLOPs of the ResNet-50's convolutions (torchvision's layout, up to layer4; no fc) on
+/// one `side` px square image: 8.17e9 at 224 px (4.09 G multiply-adds, torchvision's figure).
+double resnet50_forward_flops(int64_t side);
+
+/// resnet50_forward_flops of a model.image_input = resnet50 model's image of `regions` tokens (the
+/// global one + a grid of 32 px cells); 0 for other image inputs.
+double backbone_forward_flops(const ModelOptions& m, int64_t regions);
+
 /// Forward FLOPs of one example with `text_len` tokens, `regions` image tokens and
-/// `masked` MLM-predicted tokens (embeddings, every layer as its pattern computes it, heads).
+/// `masked` MLM-predicted tokens (embeddings, every layer as its pattern computes it, heads; with
+/// model.image_input = resnet50 the backbone's convolutions on an image of 32 px per map cell).
 double forward_flops(const ModelOptions& m, const InputDims& dims, int64_t text_len, int64_t regions, int64_t masked);
 
 /// Forward FLOPs of layers [begin, end) of the stack over `text_len` text and `regions` image
@@ -39,7 +48,7 @@ double forward_flops(const ModelOptions& m, const InputDims& dims, int64_t text_
 double layers_forward_flops(const ModelOptions& m, int64_t text_len, int64_t regions, int64_t begin, int64_t end);
 
 /// Training FLOPs of a batch's main pass (forward + backward = 3 x forward), over real positions
-/// only, with its MLM head (not the MRM heads: step_train_flops counts those).
+/// only, with its MLM head (not the MRM heads, nor a ResNet-50: step_train_flops counts those).
 double batch_train_flops(const ModelOptions& m, const InputDims& dims, const Batch& batch);
 
 /// The model FLOPs of one training micro-batch by pass, as the training step runs them for
