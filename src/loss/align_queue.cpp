@@ -111,8 +111,9 @@ bool tower_reads(const std::string& name, int64_t first_cross_modal, bool pre_no
 
 struct AlignQueue::Impl {
   MultimodalTransformer model{nullptr};
-  // What the tower pass reads: positions in parameters() / buffers() order (the same in the model
-  // and its copy), the copy's names and tensors. The copy's other parameters are emptied.
+  // What the momentum model's passes read (the towers; everything with whole_model): positions in
+  // parameters() / buffers() order (the same in the model and its copy), the copy's names and
+  // tensors. The copy's other parameters are emptied.
   std::vector<size_t> param_at, buffer_at;
   std::vector<std::string> names;     // parameters, then buffers
   std::vector<torch::Tensor> params;  // the momentum model's, param_at order
@@ -138,9 +139,9 @@ AlignQueue::AlignQueue(MultimodalTransformerImpl& model, int64_t size, double mo
   m.model = MultimodalTransformer(model.options(), model.dims());
   const int64_t first = model.first_cross_modal_layer();
   const bool pre_norm = model.options().pre_norm;
-  // Only the towers run in the momentum model: the fusion layers and heads are dropped before the
-  // copy moves to the model's device (a stack of 3 unimodal layers under 1 fusion layer keeps
-  // three quarters of its layers, not all of them twice).
+  // Only the towers run in the momentum model (unless it distils MLM, whole_model): the fusion
+  // layers and heads are dropped before the copy moves to the model's device (a stack of 3
+  // unimodal layers under 1 fusion layer keeps three quarters of its layers, not all of them).
   {
     torch::NoGradGuard no_grad;
     const auto params = m.model->named_parameters();
