@@ -72,16 +72,8 @@ std::pair<torch::Tensor, torch::Tensor> queued_align_loss(const torch::Tensor& t
   }
   const auto target = torch::arange(m, torch::device(t2i.device()).dtype(torch::kInt64));
   torch::Tensor loss;
-  if (distill > 0) {
-    // Cross-entropy to distill x softmax(momentum) + (1 - distill) x onehot; left-out candidates
-    // have target 0 and take no part (their -inf log-probability is multiplied by nothing).
-    auto soft = [&](const torch::Tensor& logits, const torch::Tensor& momentum) {
-      auto q = distill * torch::softmax(momentum, 1);
-      q.diagonal().add_(1.0 - distill);  // the true pair of row a is candidate a
-      const auto logp = torch::log_softmax(logits, 1);
-      return -(q * logp.masked_fill(q.eq(0), 0.0)).sum(1).mean();
-    };
-    loss = 0.5 * (soft(t2i, t2i_m) + soft(i2t, i2t_m));
+  if (distill > 0) {  // the true pair of row a is candidate a; left-out candidates have target 0
+    loss = 0.5 * (distilled_cross_entropy(t2i, t2i_m, target, distill) + distilled_cross_entropy(i2t, i2t_m, target, distill));
   } else {
     loss = 0.5 * (torch::cross_entropy_loss(t2i, target) + torch::cross_entropy_loss(i2t, target));
   }

@@ -137,7 +137,9 @@ torch::Tensor distilled_cross_entropy(const torch::Tensor& logits, const torch::
               ", ", teacher_logits.sizes(), ", ", targets.sizes());
   auto q = distill * torch::softmax(teacher_logits.to(logits.scalar_type()), 1);
   q.scatter_add_(1, targets.unsqueeze(1), torch::full({targets.size(0), 1}, 1.0 - distill, q.options()));
-  return -(q * torch::log_softmax(logits, 1)).sum(1).mean();
+  // Classes left out (-inf logits, teacher's too) have target 0 and take no part: their -inf
+  // log-probability is multiplied by nothing.
+  return -(q * torch::log_softmax(logits, 1).masked_fill(q.eq(0), 0.0)).sum(1).mean();
 }
 
 torch::Tensor same_keys(const torch::Tensor& row_keys, const torch::Tensor& candidate_keys) {

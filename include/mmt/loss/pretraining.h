@@ -75,7 +75,8 @@ std::pair<torch::Tensor, double> loss_itm(MultimodalTransformerImpl& model, cons
                                           const torch::Tensor& labels);
 
 /// Cross-entropy of logits (M, C) to the targets distill x softmax(teacher_logits) + (1 - distill)
-/// on class targets (M): momentum distillation (ALBEF, train.mlm_distill), averaged over the rows.
+/// on class targets (M): momentum distillation (ALBEF: train.mlm_distill, train.align_distill),
+/// averaged over the rows. A class left out of both softmaxes (-inf in both logits) takes no part.
 torch::Tensor distilled_cross_entropy(const torch::Tensor& logits, const torch::Tensor& teacher_logits,
                                      const torch::Tensor& targets, double distill);
 
