@@ -83,7 +83,7 @@ int main(int argc, char** argv) {
       {
         torch::NoGradGuard no_grad;
         mmt::apply_hard_negatives(*model, batch, /*swap_caption=*/false, cfg.train.seed, step,
-                                  cfg.train.align_inputs == "unmasked");
+                                  cfg.train.align_inputs == "unmasked", cfg.train.itm_hard_temperature);
       }
       for (int64_t i = 0; i < b; ++i) {
         if (batch.itm_labels[i].item<int64_t>() != 0) continue;
@@ -95,6 +95,7 @@ int main(int argc, char** argv) {
       }
     }
     std::cout << nlohmann::json({{"weights", weights.empty() ? "untrained" : weights},
+                                 {"temperature", cfg.train.itm_hard_temperature},
                                  {"overrides", overrides},
                                  {"scored_by", model->has_align() ? "align head" : "ITM"},
                                  {"uniform_negatives", uniform},

@@ -484,6 +484,8 @@ void validate_config(const ExperimentConfig& cfg) {
   key_choice("train.itm_swap", "ITM swap", t.itm_swap, {"image", "caption"});
   key_choice("train.itm_negatives", "ITM negatives", t.itm_negatives, {"random", "hard"});
   in_range("train.itm_hard_from_step", t.itm_hard_from_step, 0, 1e12);
+  if (!(t.itm_hard_temperature > 0 && t.itm_hard_temperature < 1e6))
+    throw Error("config key 'train.itm_hard_temperature' must be in (0, 1e6)");
   if (t.itm_hard_from_step > 0 && t.itm_negatives != "hard")
     throw Error("config: train.itm_hard_from_step is when hard ITM negatives start; it needs train.itm_negatives=hard");
   key_choice("train.optimizer", "optimizer", t.optimizer, {"adamw", "adam"});

@@ -85,7 +85,7 @@ int64_t sample_partner(const torch::Tensor& scores, int64_t i, bool by_column, R
 }
 
 void apply_hard_negatives(MultimodalTransformerImpl& model, Batch& batch, bool swap_caption, uint64_t seed,
-                          int64_t step, bool align_unmasked) {
+                          int64_t step, bool align_unmasked, double temperature) {
   if (!batch.hard_negative_rows.defined() || !batch.hard_negative_rows.any().item<bool>()) return;
   const bool was_training = model.is_training();
   model.eval();  // scores as the model would give them, no dropout
@@ -94,7 +94,8 @@ void apply_hard_negatives(MultimodalTransformerImpl& model, Batch& batch, bool s
   std::vector<int64_t> hard_rows;  // only their lines of the matrix are read
   for (int64_t i = 0; i < b; ++i)
     if (hard.data_ptr<bool>()[i]) hard_rows.push_back(i);
-  const auto scores = batch_score_matrix(model, batch, align_unmasked, hard_rows, swap_caption).to(torch::kCPU, torch::kFloat32);
+  auto scores = batch_score_matrix(model, batch, align_unmasked, hard_rows, swap_caption).to(torch::kCPU, torch::kFloat32);
+  if (temperature != 1.0) scores = scores / temperature;
   if (was_training) model.train();
   Rng rng(derive_seed(seed, 0x4A3D, static_cast<uint64_t>(step)));
   const Batch original = batch;  // shallow: the tensors below are replaced, not written into

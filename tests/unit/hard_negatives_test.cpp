@@ -252,6 +252,33 @@ TEST(HardBatch, PartnersShowAnotherImage) {
   EXPECT_EQ(sample_partner(torch::zeros({3, 3}), 1, false, rng, {}, {0, 1, 0}), -1);
 }
 
+// train.itm_hard_temperature: drawing by softmax(score / 2) is drawing from a model whose scores are
+// halved - its ITM classifier halved (the margin is linear in it; halving is exact in floating
+// point, so the draws agree exactly). The classifier is scaled up 64x first: an untrained model's
+// scores are too alike for a temperature to change any draw.
+TEST(HardBatch, TemperatureDividesTheScores) {
+  auto s = hard_batch("image");
+  torch::manual_seed(1);
+  MultimodalTransformer model(s.cfg.model, data_input_dims(s.cfg)), halved(s.cfg.model, data_input_dims(s.cfg));
+  {
+    torch::NoGradGuard no_grad;
+    const auto from = model->named_parameters();
+    model->itm_classifier->weight.mul_(64), model->itm_classifier->bias.mul_(64);
+    for (auto& p : halved->named_parameters()) p.value().copy_(from[p.key()]);
+    halved->itm_classifier->weight.mul_(0.5), halved->itm_classifier->bias.mul_(0.5);
+  }
+  int64_t differ = 0;
+  for (int64_t step = 0; step < 10; ++step) {
+    Batch warm = s.batch, cool = s.batch, plain = s.batch;
+    apply_hard_negatives(*model, warm, false, 3, step, false, 2.0);
+    apply_hard_negatives(*halved, cool, false, 3, step, false, 1.0);
+    apply_hard_negatives(*model, plain, false, 3, step, false, 1.0);
+    EXPECT_TRUE(warm.region_feats.equal(cool.region_feats)) << "step " << step;
+    differ += !warm.region_feats.equal(plain.region_feats);
+  }
+  EXPECT_GT(differ, 0);  // the temperature changes some draws: the test can tell
+}
+
 TEST(HardBatch, TrainingStepsRunWithFiniteLosses) {
   auto s = hard_batch("image");
   s.cfg.train.lr = 1e-3;

@@ -260,6 +260,7 @@ struct TrainOptions {
   std::string itm_swap = "image";   // mismatch by swapping the image or the caption with another pair's
   std::string itm_negatives = "random";  // partner of a swap: random, or hard (sampled by the model's scores)
   int64_t itm_hard_from_step = 0;   // itm_negatives = hard: optimizer steps before this one use random partners
+  double itm_hard_temperature = 1.0;  // itm_negatives = hard: partners drawn by softmax(score / this)
   bool itm_all_layers = false;      // ITM loss after every layer, averaged (release: -hloss)
   int64_t log_every = 10;           // steps between metric lines in metrics.jsonl
   std::string optimizer = "adamw";  // adamw (decoupled weight decay) or adam (L2 added to the gradient)
@@ -356,6 +357,10 @@ struct TrainOptions {
     v.field("itm_hard_from_step", itm_hard_from_step,
             "itm_negatives = hard: the optimizer step from which partners are hard; steps before it draw "
             "random ones (an ITM head that has not yet left chance learns from easy negatives first)");
+    v.field("itm_hard_temperature", itm_hard_temperature,
+            "itm_negatives = hard: partners are drawn with probability softmax(score / T); T > 1 flattens it "
+            "toward uniform, drawing fewer partners the caption is in fact true of (docs/losses.md measures "
+            "how many); 1 = ALBEF's sampling");
     v.field("itm_all_layers", itm_all_layers,
             "ITM loss after every layer through the same head, averaged over layers (the release's "
             "single-modality-hloss)");

@@ -43,8 +43,9 @@ int64_t sample_partner(const torch::Tensor& scores, int64_t i, bool by_column, R
 /// targets. Partners show another image (Batch::image_key; a row with none stays matched) and are,
 /// where possible, rows masked alike (Batch::mask_pattern). No-op without hard_negative_rows.
 /// Deterministic in (seed, step).
-/// align_unmasked: passed to batch_score_matrix.
+/// align_unmasked: passed to batch_score_matrix. temperature (train.itm_hard_temperature): the
+/// scores are divided by it before the softmax.
 void apply_hard_negatives(MultimodalTransformerImpl& model, Batch& batch, bool swap_caption, uint64_t seed,
-                          int64_t step, bool align_unmasked = false);
+                          int64_t step, bool align_unmasked = false, double temperature = 1.0);
 
 }  // namespace mmt
