@@ -21,12 +21,6 @@ namespace mmt {
 
 namespace {
 
-std::string shape_string(const std::vector<int64_t>& shape) {
-  std::string s = "(";
-  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + ")";
-}
-
 std::vector<float> first_stage_file(std::string path, const std::string& name, int64_t nc, int64_t ni) {
   const auto at = path.find("{split}");
   if (at != std::string::npos) path.replace(at, 7, name);

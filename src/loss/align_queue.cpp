@@ -16,12 +16,6 @@ namespace mmt {
 
 namespace {
 
-std::string shape_string(const torch::Tensor& t) {
-  std::string s = "(";
-  for (int64_t d = 0; d < t.dim(); ++d) s += (d ? ", " : "") + std::to_string(t.size(d));
-  return s + ")";
-}
-
 // Accuracy of a logits row's argmax against the diagonal, as a float64 scalar.
 torch::Tensor diagonal_accuracy(const torch::Tensor& logits) {
   const auto target = torch::arange(logits.size(0), torch::device(logits.device()).dtype(torch::kInt64));
@@ -107,9 +101,15 @@ struct AlignQueue::Impl {
   // parameters() / buffers() order (the same in the model and its copy), the copy's names and
   // tensors. The copy's other parameters are emptied.
   std::vector<size_t> param_at, buffer_at;
-  std::vector<std::string> names;     // parameters, then buffers
-  std::vector<torch::Tensor> params;  // the momentum model's, param_at order
-  std::vector<torch::Tensor> buffers;
+  std::vector<std::string> names;      // parameters, then buffers
+  std::vector<torch::Tensor> tensors;  // the momentum model's, in `names` order
+  at::TensorList params() const { return at::TensorList(tensors.data(), param_at.size()); }
+  // The model's tensors in `names` order.
+  std::vector<torch::Tensor> of(MultimodalTransformerImpl& model) const {
+    auto out = pick(model.parameters(), param_at), b = pick(model.buffers(), buffer_at);
+    out.insert(out.end(), b.begin(), b.end());
+    return out;
+  }
   torch::Tensor text, image, keys;  // (N, E), (N, E), (N) int64
   bool have_keys = false;
 
@@ -154,8 +154,7 @@ AlignQueue::AlignQueue(MultimodalTransformerImpl& model, int64_t size, double mo
   const auto device = model.text_embed->word->weight.device();
   m.model->to(device);
   m.model->eval();
-  m.params = Impl::pick(m.model->parameters(), m.param_at);
-  m.buffers = Impl::pick(m.model->buffers(), m.buffer_at);
+  m.tensors = m.of(*m.model);
   const int64_t e = model.options().embed_dim;
   const auto f = torch::TensorOptions().device(device).dtype(torch::kFloat32);
   m.text = torch::zeros({size, e}, f), m.image = torch::zeros({size, e}, f);
@@ -196,7 +195,7 @@ torch::Tensor AlignQueue::mlm_logits(const Batch& batch, const torch::Tensor& po
 
 int64_t AlignQueue::momentum_parameters() const {
   int64_t n = 0;
-  for (const auto& p : impl_->params) n += p.numel();
+  for (const auto& p : impl_->params()) n += p.numel();
   return n;
 }
 
@@ -222,9 +221,8 @@ void AlignQueue::start(MultimodalTransformerImpl& model) {
   if (started_) return;
   torch::NoGradGuard no_grad;
   const Impl& m = *impl_;
-  const auto from = Impl::pick(model.parameters(), m.param_at), from_b = Impl::pick(model.buffers(), m.buffer_at);
-  for (size_t i = 0; i < from.size(); ++i) m.params[i].copy_(from[i]);
-  for (size_t i = 0; i < from_b.size(); ++i) m.buffers[i].copy_(from_b[i]);
+  const auto from = m.of(model);
+  for (size_t i = 0; i < from.size(); ++i) m.tensors[i].copy_(from[i]);
   started_ = true;
 }
 
@@ -233,17 +231,17 @@ void AlignQueue::update(MultimodalTransformerImpl& model) {
   torch::NoGradGuard no_grad;
   Impl& m = *impl_;
   // m x momentum + (1 - m) x model, over all of them at once (one kernel per chunk on a GPU).
-  torch::_foreach_mul_(m.params, momentum_);
-  torch::_foreach_add_(m.params, Impl::pick(model.parameters(), m.param_at), 1.0 - momentum_);
-  const auto from_b = Impl::pick(model.buffers(), m.buffer_at);
-  for (size_t i = 0; i < from_b.size(); ++i) m.buffers[i].copy_(from_b[i]);
+  torch::_foreach_mul_(m.params(), momentum_);
+  torch::_foreach_add_(m.params(), Impl::pick(model.parameters(), m.param_at), 1.0 - momentum_);
+  const auto from_b = Impl::pick(model.buffers(), m.buffer_at);  // buffers copied
+  for (size_t i = 0; i < from_b.size(); ++i) m.tensors[m.param_at.size() + i].copy_(from_b[i]);
 }
 
 NamedTensors AlignQueue::state() const {
   const Impl& m = *impl_;
   NamedTensors out;
   for (size_t i = 0; i < m.names.size(); ++i)
-    out.emplace_back("align_queue.momentum." + m.names[i], i < m.params.size() ? m.params[i] : m.buffers[i - m.params.size()]);
+    out.emplace_back("align_queue.momentum." + m.names[i], m.tensors[i]);
   out.emplace_back("align_queue.text", m.text);
   out.emplace_back("align_queue.image", m.image);
   out.emplace_back("align_queue.keys", m.keys);
@@ -271,14 +269,14 @@ void AlignQueue::load(const NamedTensors& state) {
   torch::NoGradGuard no_grad;
   for (size_t i = 0; i < m.names.size(); ++i) {
     const auto it = weights.find(m.names[i]);
-    auto& to = i < m.params.size() ? m.params[i] : m.buffers[i - m.params.size()];
+    auto& to = m.tensors[i];
     if (it == weights.end()) throw Error("the checkpoint's align queue lacks the momentum model's " + m.names[i]);
     if (it->second.sizes() != to.sizes())
       throw Error("the checkpoint's align queue holds the momentum model's " + m.names[i] + " in another shape than the model's");
     to.copy_(it->second);
   }
   if (keys.sizes() != m.keys.sizes())
-    throw Error("the checkpoint's align queue keys are " + shape_string(keys) + ", this run's " + shape_string(m.keys) +
+    throw Error("the checkpoint's align queue keys are " + shape_string(keys.sizes().vec()) + ", this run's " + shape_string(m.keys.sizes().vec()) +
                 " (train.contrastive_same_caption adds the caption column): resume with the setting it was written with");
   m.text.copy_(text), m.image.copy_(image), m.keys.copy_(keys);
   const auto pos = position.to(torch::kCPU, torch::kInt64).contiguous();

@@ -89,10 +89,9 @@ std::pair<torch::Tensor, torch::Tensor> mrm_class_tensors(const torch::Tensor& l
 }
 
 // MLM at the labelled positions (their count known on the host when `count` is given): the loss
-// and its accuracy as tensors; undefined accuracy when nothing is labelled.
-// MLM at the labelled positions. teacher (train.mlm_distill): the momentum model's logits there
-// come from teacher(positions), and each token's target is distill x their softmax + (1 - distill)
-// on the true token.
+// and its accuracy as tensors; undefined accuracy when nothing is labelled. teacher
+// (train.mlm_distill): the momentum model's logits there come from teacher(positions), and each
+// token's target is distill x their softmax + (1 - distill) on the true token.
 std::pair<torch::Tensor, torch::Tensor> mlm_tensors(MultimodalTransformerImpl& model, const Encoded& enc,
                                                     const torch::Tensor& labels, const int64_t* count,
                                                     const std::function<torch::Tensor(const torch::Tensor&)>& teacher = {},
@@ -340,7 +339,7 @@ LossOutput pretraining_loss(MultimodalTransformerImpl& model, const Batch& batch
       const auto both = all_gather_rows(*comm, torch::cat({text_emb, image_emb}, 1), dual_counts,
                                         align ? "align embeddings" : "dual-encoder embeddings");
       text_emb = both.narrow(1, 0, e), image_emb = both.narrow(1, e, both.size(1) - e);
-      if (keys.defined()) keys = all_gather_rows(*comm, keys, dual_counts, "image keys");
+      if (keys.defined()) keys = all_gather_rows(*comm, keys, dual_counts, "contrastive keys");
       if (text_m.defined()) {
         const auto m = all_gather_rows(*comm, torch::cat({text_m, image_m}, 1), dual_counts, "momentum align embeddings");
         text_m = m.narrow(1, 0, e), image_m = m.narrow(1, e, m.size(1) - e);

@@ -199,12 +199,12 @@ StepFlops step_train_flops(const ExperimentConfig& cfg, const InputDims& dims, c
           ? 0.0
           : resnet50_forward_flops(batch.image_pixels.defined() ? batch.image_pixels.size(2) : pixel_image_size(cfg));
   const double backbone_trained = backbone * (m.resnet_frozen ? 1.0 : 3.0);
+  const double main_pass = main_pass_flops(m, types, dims, t, r, batch);
   StepFlops f;
-  f.main = main_pass_flops(m, types, dims, t, r, batch) + static_cast<double>(b) * backbone_trained;
+  f.main = main_pass + static_cast<double>(b) * backbone_trained;
   if (m.align && tr.align_weight > 0 && tr.align_queue > 0 && tr.mlm_distill > 0 && tr.mlm_weight > 0)
     // The momentum model's forward pass over the batch with its MLM head (no ITM head).
-    f.momentum_mlm = main_pass_flops(m, types, dims, t, r, batch) / 3.0 +
-                     static_cast<double>(b) * (backbone - itm_head_flops(m));
+    f.momentum_mlm = main_pass / 3.0 + static_cast<double>(b) * (backbone - itm_head_flops(m));
   if (batch.mrm_mask.defined()) {  // the MRM heads on the masked regions
     const double regions = static_cast<double>(batch.mrm_mask.sum().item<int64_t>());
     double head = 0;

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cmath>
 #include <map>
+#include <optional>
 
 #include "mmt/data/batch.h"
 #include "mmt/loss/align_queue.h"
@@ -77,9 +78,9 @@ PretrainStep::Pending PretrainStep::launch(const std::vector<Batch>& micro_batch
   optimizer_->zero_grad();
   if (align_queue_) align_queue_->start(model_);  // the first step: the weights as initialised, loaded or broadcast
   // train.distill_ramp: the distillation weights at this step, step / ramp of the full ones.
-  std::unique_ptr<TrainOptions> ramped;
+  std::optional<TrainOptions> ramped;
   if (align_queue_ && step < options_.distill_ramp) {
-    ramped = std::make_unique<TrainOptions>(options_);
+    ramped = options_;
     const double f = static_cast<double>(std::max<int64_t>(step, 0)) / static_cast<double>(options_.distill_ramp);
     ramped->align_distill *= f, ramped->mlm_distill *= f;
   }

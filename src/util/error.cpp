@@ -14,6 +14,12 @@ std::string join(const std::vector<std::string>& items, const std::string& sep) 
   return out;
 }
 
+std::string shape_string(const std::vector<int64_t>& shape) {
+  std::string s = "(";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + ")";
+}
+
 void check_choice(const std::string& what, const std::string& name,
                   const std::vector<std::string>& valid) {
   if (std::find(valid.begin(), valid.end(), name) == valid.end())
