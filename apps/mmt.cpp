@@ -165,6 +165,11 @@ int main(int argc, char** argv) {
   auto* stats = data->add_subcommand("stats", "caption lengths, vocabulary, and vocabulary overlap between datasets");
   stats->add_option("--dataset", dataset_args, "format=F,path=P[,images=DIR][,splits=a+b][,name=N] (repeatable)")->required();
   stats->add_flag("--json", as_json, "print JSON");
+  int64_t stats_queue = 65536;
+  stats->add_option("--queue", stats_queue,
+                    "exact caption repeats: copies of a caption expected among this many others drawn at random "
+                    "(a contrastive queue, train.align_queue; ALBEF's 65536)")
+      ->check(CLI::PositiveNumber);
 
   auto* model_cmd = app.add_subcommand("model", "models");
   model_cmd->require_subcommand(1);
@@ -339,7 +344,7 @@ int main(int argc, char** argv) {
         spec.max_bad_fraction = 1.0, spec.check_images = false;
         sets.push_back(mmt::read_dataset(spec, &std::cerr));
       }
-      const auto s = mmt::dataset_stats(sets);
+      const auto s = mmt::dataset_stats(sets, stats_queue);
       std::cout << (as_json ? s.dump(2) + "\n" : mmt::format_stats(s));
     } else if (summary->parsed()) {
       const auto cfg = mmt::load_config(config_path, overrides);

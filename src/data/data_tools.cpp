@@ -74,19 +74,55 @@ json check_dataset(DatasetSpec spec, bool decode, std::ostream* warn) {
   return out;
 }
 
-json dataset_stats(const std::vector<Dataset>& datasets) {
+namespace {
+
+// log C(n, k) for 0 <= k <= n.
+double log_choose(int64_t n, int64_t k) {
+  return std::lgamma(static_cast<double>(n + 1)) - std::lgamma(static_cast<double>(k + 1)) -
+         std::lgamma(static_cast<double>(n - k + 1));
+}
+
+// Exact repeats among n captions whose texts occur `counts` times each, and what a queue of k of
+// the other captions, drawn uniformly without replacement, holds of a caption's copies.
+json repeat_stats(const std::unordered_map<std::string, int64_t>& counts, int64_t n, int64_t queue) {
+  const int64_t k = std::max<int64_t>(0, std::min(queue, n - 1));
+  int64_t repeated = 0;
+  double copies = 0, any = 0;
+  for (const auto& [text, c] : counts) {
+    if (c < 2) continue;
+    repeated += c;
+    // Each of the c captions has c - 1 copies among the n - 1 others: k (c - 1) / (n - 1)
+    // expected in the queue; none there with probability C(n - c, k) / C(n - 1, k).
+    copies += static_cast<double>(c) * static_cast<double>(k) * static_cast<double>(c - 1) / static_cast<double>(n - 1);
+    const double none = n - c < k ? 0.0 : std::exp(log_choose(n - c, k) - log_choose(n - 1, k));
+    any += static_cast<double>(c) * (1.0 - none);
+  }
+  const double total = std::max<double>(1.0, static_cast<double>(n));
+  return {{"distinct_captions", counts.size()},
+          {"repeated_captions", static_cast<double>(repeated) / total},
+          {"queue", k},
+          {"queue_copies", copies / total},
+          {"queue_any_copy", any / total}};
+}
+
+}  // namespace
+
+json dataset_stats(const std::vector<Dataset>& datasets, int64_t queue) {
   BasicTokenizer basic;
   json out = {{"datasets", json::array()}, {"overlap", json::array()}};
   std::vector<std::unordered_map<std::string, int64_t>> vocab(datasets.size());
   for (size_t k = 0; k < datasets.size(); ++k) {
     std::vector<int64_t> lengths;
     int64_t tokens = 0;
+    std::unordered_map<std::string, int64_t> texts;  // a caption's words, joined by a space
     for (const auto& r : datasets[k].records)
       for (const auto& c : r.captions) {
         const auto words = basic.tokenize(c);
         lengths.push_back(static_cast<int64_t>(words.size()));
         tokens += static_cast<int64_t>(words.size());
-        for (const auto& w : words) ++vocab[k][w];
+        std::string text;
+        for (const auto& w : words) ++vocab[k][w], text += (text.empty() ? "" : " ") + w;
+        ++texts[text];
       }
     std::sort(lengths.begin(), lengths.end());
     // Nearest rank: the smallest length with at least q of the captions at or below it (the
@@ -110,7 +146,8 @@ json dataset_stats(const std::vector<Dataset>& datasets) {
                                {"median_length", pct(0.5)},
                                {"p95_length", pct(0.95)},
                                {"max_length", lengths.empty() ? 0 : lengths.back()},
-                               {"most_common", common}});
+                               {"most_common", common},
+                               {"repeats", repeat_stats(texts, static_cast<int64_t>(lengths.size()), queue)}});
   }
   for (size_t a = 0; a < datasets.size(); ++a)
     for (size_t b = a + 1; b < datasets.size(); ++b) {
@@ -156,6 +193,16 @@ std::string format_stats(const json& s) {
                   static_cast<long long>(d["images"].get<int64_t>()), static_cast<long long>(d["captions"].get<int64_t>()),
                   static_cast<long long>(d["vocabulary"].get<int64_t>()), d["mean_length"].get<double>(),
                   static_cast<long long>(d["median_length"].get<int64_t>()), static_cast<long long>(d["p95_length"].get<int64_t>()));
+    o << buf;
+  }
+  o << "\n| dataset | distinct captions | captions repeated | queue | copies of a caption in it | captions with a copy in it |\n"
+       "|---|---|---|---|---|---|\n";
+  for (const auto& d : s["datasets"]) {
+    const json& r = d["repeats"];
+    std::snprintf(buf, sizeof buf, "| %s | %lld | %.1f%% | %lld | %.3f | %.1f%% |\n", d["name"].get<std::string>().c_str(),
+                  static_cast<long long>(r["distinct_captions"].get<int64_t>()), 100 * r["repeated_captions"].get<double>(),
+                  static_cast<long long>(r["queue"].get<int64_t>()), r["queue_copies"].get<double>(),
+                  100 * r["queue_any_copy"].get<double>());
     o << buf;
   }
   if (!s["overlap"].empty()) {

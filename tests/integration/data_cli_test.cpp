@@ -77,6 +77,36 @@ TEST(DataCli, StatsVocabularyOverlapMatchesAHandCount) {
   EXPECT_DOUBLE_EQ(o["b_tokens_in_a_vocabulary"].get<double>(), 2.0 / 3);
 }
 
+// Exact repeats and what a queue holds of them, against the hypergeometric by hand: captions x, x,
+// x, y (x three times, with case and spacing that the basic tokenizer removes).
+TEST(DataCli, StatsCountsCaptionRepeatsInAQueue) {
+  const std::string dir = scratch("repeats");
+  fs::create_directories(dir + "a");
+  std::ofstream(dir + "a/1.jpg") << "x";
+  std::ofstream(dir + "a/1.txt") << "a red cat\nA red  cat\n";
+  std::ofstream(dir + "a/2.jpg") << "x";
+  std::ofstream(dir + "a/2.txt") << "a red cat\na red dog\n";
+  auto stats = [&](int queue) {
+    const auto r = run_mmt("data stats --json --queue " + std::to_string(queue) + " --dataset format=folder,path=" + dir + "a,name=A");
+    EXPECT_EQ(r.status, 0) << r.err;
+    return json::parse(r.out)["datasets"][0]["repeats"];
+  };
+  const json one = stats(1), two = stats(2), big = stats(1000);
+  EXPECT_EQ(one["distinct_captions"], 2);
+  EXPECT_DOUBLE_EQ(one["repeated_captions"].get<double>(), 3.0 / 4);
+  // Queue 1: an x has 2 copies among 3 others - 2/3 expected, P(one) = 2/3; y none.
+  EXPECT_DOUBLE_EQ(one["queue_copies"].get<double>(), 3 * (2.0 / 3) / 4);
+  EXPECT_NEAR(one["queue_any_copy"].get<double>(), 3 * (2.0 / 3) / 4, 1e-12);
+  // Queue 2: 4/3 expected; no copy needs both drawn from the one y: impossible.
+  EXPECT_DOUBLE_EQ(two["queue_copies"].get<double>(), 3 * (4.0 / 3) / 4);
+  EXPECT_NEAR(two["queue_any_copy"].get<double>(), 3.0 / 4, 1e-12);
+  // A queue longer than the others holds all of them.
+  EXPECT_EQ(big["queue"], 3);
+  EXPECT_DOUBLE_EQ(big["queue_copies"].get<double>(), 3 * 2.0 / 4);
+  const auto text = run_mmt("data stats --queue 2 --dataset format=folder,path=" + dir + "a,name=A");
+  EXPECT_NE(text.out.find("| A | 2 | 75.0% | 2 | 1.000 | 75.0% |"), std::string::npos) << text.out;
+}
+
 TEST(DataCli, TrainsOnAMixtureOfRealDatasets) {
   const std::string dir = scratch("train");
   real_mixture_config(dir, 6);

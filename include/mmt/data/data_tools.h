@@ -21,7 +21,11 @@ nlohmann::json check_dataset(DatasetSpec spec, bool decode, std::ostream* warn);
 
 /// Caption statistics of each dataset and, for every pair, the vocabulary overlap: the Jaccard
 /// index of their word types and the share of one's word tokens covered by the other's vocabulary.
-nlohmann::json dataset_stats(const std::vector<Dataset>& datasets);
+/// Exact repeats (the same words after the basic tokenizer) are counted too, and for a queue of
+/// `queue` other captions drawn at random without replacement (a contrastive queue's negatives,
+/// capped at the captions there are) the expected copies of a caption's text in it and the
+/// share of captions with at least one - the repeats train.contrastive_same_caption concerns.
+nlohmann::json dataset_stats(const std::vector<Dataset>& datasets, int64_t queue = 65536);
 
 /// Human-readable renderings of the two results.
 std::string format_check(const nlohmann::json& check);
