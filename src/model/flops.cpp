@@ -202,7 +202,7 @@ StepFlops step_train_flops(const ExperimentConfig& cfg, const InputDims& dims, c
   const double main_pass = main_pass_flops(m, types, dims, t, r, batch);
   StepFlops f;
   f.main = main_pass + static_cast<double>(b) * backbone_trained;
-  if (m.align && tr.align_weight > 0 && tr.align_queue > 0 && tr.mlm_distill > 0 && tr.mlm_weight > 0)
+  if (m.align && tr.momentum_mlm_teacher())
     // The momentum model's forward pass over the batch with its MLM head (no ITM head).
     f.momentum_mlm = main_pass / 3.0 + static_cast<double>(b) * (backbone - itm_head_flops(m));
   if (batch.mrm_mask.defined()) {  // the MRM heads on the masked regions
@@ -259,7 +259,7 @@ StepFlops step_train_flops(const ExperimentConfig& cfg, const InputDims& dims, c
     }
     f.align_towers = 3.0 * fwd;
   }
-  if (m.align && tr.align_weight > 0 && tr.align_queue > 0) {  // the momentum model's towers, forward only
+  if (m.align && tr.momentum_model()) {  // the momentum model's towers, forward only
     for (int64_t a = 0; a < b; ++a)
       if (matched[a]) f.align_towers += stack_flops(m, types, t[a], r[a], 0, towers) + image_embed_flops(m, dims, r[a]) + backbone;
   }

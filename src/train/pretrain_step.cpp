@@ -53,9 +53,9 @@ PretrainStep::PretrainStep(MultimodalTransformerImpl& model, const TrainOptions&
   if (comm_ && runtime.dist_bucket_mb > 0 && t.itm_contrastive_weight <= 0)
     buckets_ = std::make_unique<GradBuckets>(params, optimizer_->grads(),
                                              static_cast<int64_t>(runtime.dist_bucket_mb * (1 << 20)), *comm_);
-  if (t.align_queue > 0 && t.align_weight > 0)
+  if (t.momentum_model())
     align_queue_ = std::make_unique<AlignQueue>(model, t.align_queue, t.align_momentum,
-                                                t.contrastive_same_caption == "excluded" ? 2 : 1, /*whole_model=*/t.mlm_distill > 0);
+                                                t.contrastive_same_caption == "excluded" ? 2 : 1, t.momentum_mlm_teacher());
 }
 
 void PretrainStep::after_update() {

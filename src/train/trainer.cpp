@@ -253,10 +253,10 @@ TrainSummary train(const ExperimentConfig& cfg, const std::string& dir, TeeLog& 
   PretrainStep stepper(*model, t, cfg.runtime, comm);
   if (stepper.align_queue()) {
     log << "mmt train: align queue of " << t.align_queue << " momentum embeddings (momentum " << t.align_momentum
-        << "); its momentum model holds " << (t.mlm_distill > 0 ? "the model's " : "the towers' ")
+        << "); its momentum model holds " << (t.momentum_mlm_teacher() ? "the model's " : "the towers' ")
         << stepper.align_queue()->momentum_parameters() << " parameters";
     if (t.align_distill > 0) log << "; align distillation " << t.align_distill;
-    if (t.mlm_distill > 0) log << "; MLM distillation " << t.mlm_distill << " (a forward pass of the momentum model a step)";
+    if (t.momentum_mlm_teacher()) log << "; MLM distillation " << t.mlm_distill << " (a forward pass of the momentum model a step)";
     if (t.distill_ramp > 0) log << ", ramped up from 0 over " << t.distill_ramp << " steps";
     log << "\n";
   }

@@ -283,6 +283,12 @@ struct TrainOptions {
     return itm_negatives == "hard" && micro / grad_accum_steps >= itm_hard_from_step;
   }
 
+  /// Whether training keeps ALBEF's momentum model (train.align_queue, for the align loss), and
+  /// whether it is the whole model - MLM's teacher, train.mlm_distill - rather than the towers
+  /// the align loss reads. The step builds it, the FLOP count and the log describe it, by these.
+  bool momentum_model() const { return align_queue > 0 && align_weight > 0; }
+  bool momentum_mlm_teacher() const { return momentum_model() && mlm_distill > 0 && mlm_weight > 0; }
+
   template <class V>
   void visit(V& v) {
     v.field("steps", steps, "optimizer steps");
