@@ -280,6 +280,10 @@ PairScorer::DualEmbeddings PairScorer::dual_embeddings() {
 
 bool PairScorer::dual_is_exact() const { return impl_->dual_is_exact(); }
 
+bool scores_by_one_product(const MultimodalTransformerImpl& model, const ExactScorerOptions& options) {
+  return options.cache && !model.crosses_modalities();
+}
+
 std::string PairScorer::dual_description() const {
   const Impl& s = *impl_;
   if (s.dual_is_exact()) return "the model's own unimodal scores (no cross-modal layer: dual = exact)";
@@ -293,7 +297,7 @@ std::string PairScorer::dual_description() const {
 
 std::vector<float> PairScorer::all_pairs(const PairProgress& progress) {
   Impl& s = *impl_;
-  if (s.options.cache && s.dual_is_exact()) {
+  if (scores_by_one_product(s.model, s.options)) {
     auto scores = dual_scores();  // exact for such stacks: one matrix product
     if (progress) progress(s.nc * s.ni, s.nc * s.ni);
     return scores;
@@ -341,7 +345,7 @@ std::vector<float> PairScorer::pairs(const std::vector<int64_t>& caption, const 
   for (size_t p = 0; p < caption.size(); ++p)
     if (caption[p] < 0 || caption[p] >= s.nc || image[p] < 0 || image[p] >= s.ni)
       throw std::out_of_range("PairScorer::pairs: pair (" + std::to_string(caption[p]) + ", " + std::to_string(image[p]) + ") out of range");
-  if (s.options.cache && s.dual_is_exact()) {
+  if (scores_by_one_product(s.model, s.options)) {
     // No cross-modal layer: the entries of the one matrix product, exactly what all_pairs gives.
     const auto all = dual_scores();
     std::vector<float> scores(caption.size());

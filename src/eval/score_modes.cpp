@@ -89,9 +89,8 @@ TestSetScores score_captions(MultimodalTransformerImpl& model, const std::vector
   TestSetScores out;
   out.info = {{"mode", e.mode}, {"device", resolve_device(cfg.runtime.device).str()}, {"precision", cfg.runtime.precision}};
   if (e.mode == "exact") out.info["cache"] = e.cache;
-  // How the pair passes ran, where any run: what their speed and memory depend on. (A stack without
-  // cross-modal layers, cached, scores every pair by one matrix product instead.)
-  if (e.mode != "dual" && !(so.cache && !model.crosses_modalities())) {
+  // How the pair passes ran, where any run: what their speed and memory depend on.
+  if (e.mode != "dual" && !scores_by_one_product(model, so)) {
     out.info["pair_batch"] = so.pair_batch;
     if (so.threads > 1) out.info["scoring_threads"] = so.threads;
   }

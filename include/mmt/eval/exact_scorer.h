@@ -47,6 +47,11 @@ struct ExactScorerOptions {
   int64_t threads = 1;         // CPU: pair passes on this many threads, each with 1-thread BLAS
 };
 
+/// Whether exact scores of `model` are one matrix product of cached unimodal vectors (options.cache
+/// and no layer crossing modalities) rather than pair passes - all_pairs() and pairs() decide by
+/// it, and an evaluation's record of pair_batch and threads applies only where it is false.
+bool scores_by_one_product(const MultimodalTransformerImpl& model, const ExactScorerOptions& options);
+
 /// Called after each pair batch with (pairs done, pairs total).
 using PairProgress = std::function<void(int64_t, int64_t)>;
 
