@@ -150,13 +150,15 @@ double layers_forward_flops(const ModelOptions& m, int64_t text_len, int64_t reg
   return stack_flops(m, layer_types(m), text_len, regions, begin, end);
 }
 
-double backbone_forward_flops(const ModelOptions& m, int64_t regions) {
+double backbone_forward_flops(const ModelOptions& m, int64_t regions, int64_t image_side) {
   if (m.image_input != "resnet50" || regions < 2) return 0;
+  if (image_side > 0) return resnet50_forward_flops(image_side);
   return resnet50_forward_flops(32 * std::llround(std::sqrt(static_cast<double>(regions - 1))));  // 1 + grid^2 tokens
 }
 
-double forward_flops(const ModelOptions& m, const InputDims& dims, int64_t text_len, int64_t regions, int64_t masked) {
-  return example_flops(m, layer_types(m), dims, text_len, regions, masked) + backbone_forward_flops(m, regions);
+double forward_flops(const ModelOptions& m, const InputDims& dims, int64_t text_len, int64_t regions, int64_t masked,
+                     int64_t image_side) {
+  return example_flops(m, layer_types(m), dims, text_len, regions, masked) + backbone_forward_flops(m, regions, image_side);
 }
 
 double batch_train_flops(const ModelOptions& m, const InputDims& dims, const Batch& batch) {

@@ -51,9 +51,12 @@ std::string model_summary(const ExperimentConfig& cfg, const InputDims& dims, in
   }
   std::snprintf(buf, sizeof buf, "| **total** | | **%ld** |\n\n", long(total));
   out += buf;
-  const double fwd = forward_flops(cfg.model, dims, text_tokens, image_tokens, 0);
+  // The config's images where the count is theirs (a 40 px image is not a 64 px one, though both
+  // give a 2 x 2 map); otherwise 32 px a cell.
+  const int64_t side = image_tokens == max_image_positions(cfg) ? pixel_image_size(cfg) : 0;
+  const double fwd = forward_flops(cfg.model, dims, text_tokens, image_tokens, 0, side);
   // A frozen ResNet-50 runs forward only.
-  const double backbone = backbone_forward_flops(cfg.model, image_tokens);
+  const double backbone = backbone_forward_flops(cfg.model, image_tokens, side);
   const double train = 3.0 * fwd - (cfg.model.resnet_frozen ? 2.0 * backbone : 0.0);
   char note[96] = "";
   if (backbone > 0)

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <memory>
 
 #include "mmt/config/config.h"
@@ -173,6 +174,17 @@ TEST(ModelShape, StepFlopsCountTheResNetOncePerImageAndPass) {
   EXPECT_GE(f.hard_negatives, b * backbone);
   EXPECT_LT(f.hard_negatives, b * backbone * 1.01);  // the small transformer's part is < 1%
   EXPECT_NEAR(backbone_forward_flops(cfg.model, 5), backbone, 1e-3);  // 1 + 2 x 2 tokens: a 64 px image
+  // ... unless the image's side is known: a 40 px image also gives a 2 x 2 map. `mmt model summary`
+  // knows it from the config.
+  const double small = resnet50_forward_flops(40);
+  EXPECT_NEAR(backbone_forward_flops(cfg.model, 5, 40), small, 1e-3);
+  EXPECT_LT(small, 0.6 * backbone);  // 0.39 of the pixels; the padded maps round up
+  cfg.data.synth.image_size = 40;
+  ASSERT_EQ(max_image_positions(cfg), 5);
+  char ours[64];
+  std::snprintf(ours, sizeof ours, "the ResNet-50's %.3g", small);
+  const std::string summary = model_summary(cfg, dims, 10, 5);
+  EXPECT_NE(summary.find(ours), std::string::npos) << summary;
   cfg.model.image_input = "patches";
   EXPECT_EQ(backbone_forward_flops(cfg.model, 5), 0);
 }

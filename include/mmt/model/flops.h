@@ -33,14 +33,16 @@ std::string format_flop_rate(double flops_per_second);
 /// one `side` px square image: 8.17e9 at 224 px (4.09 G multiply-adds, torchvision's figure).
 double resnet50_forward_flops(int64_t side);
 
-/// resnet50_forward_flops of a model.image_input = resnet50 model's image of `regions` tokens (the
-/// global one + a grid of 32 px cells); 0 for other image inputs.
-double backbone_forward_flops(const ModelOptions& m, int64_t regions);
+/// resnet50_forward_flops of a model.image_input = resnet50 model's image of `regions` tokens: an
+/// `image_side` px image, or where that is 0, one of 32 px per cell of the map (the global token + a
+/// grid); 0 for other image inputs.
+double backbone_forward_flops(const ModelOptions& m, int64_t regions, int64_t image_side = 0);
 
 /// Forward FLOPs of one example with `text_len` tokens, `regions` image tokens and
 /// `masked` MLM-predicted tokens (embeddings, every layer as its pattern computes it, heads; with
-/// model.image_input = resnet50 the backbone's convolutions on an image of 32 px per map cell).
-double forward_flops(const ModelOptions& m, const InputDims& dims, int64_t text_len, int64_t regions, int64_t masked);
+/// model.image_input = resnet50 the backbone's convolutions, image_side as backbone_forward_flops).
+double forward_flops(const ModelOptions& m, const InputDims& dims, int64_t text_len, int64_t regions, int64_t masked,
+                     int64_t image_side = 0);
 
 /// Forward FLOPs of layers [begin, end) of the stack over `text_len` text and `regions` image
 /// tokens (projections, attention as each layer's pattern computes it, feed-forward; no embedding,
