@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The benchmarks of docs/performance.md that need neither a trained run nor scratch data (`make
 # bench`; about 20 minutes on 2 cores, estimated from the parts). The others, by hand: bench/run_data.sh (2.1 GB of scratch
-# files), bench/run_distributed.sh (N processes), bench/run_eval_threads.sh RUN_DIR (a trained run).
+# files), bench/run_distributed.sh (N processes), bench/run_eval_threads.sh RUN_DIR (a trained run),
+# bench/run_hard_temperature.sh (hard ITM negatives over seeds: 10 training runs, docs/losses.md).
 # usage: bench/run_all.sh [BUILD_DIR]
 set -euo pipefail
 build=${1:-build}
