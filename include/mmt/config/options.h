@@ -366,7 +366,8 @@ struct TrainOptions {
     v.field("itm_hard_temperature", itm_hard_temperature,
             "itm_negatives = hard: partners are drawn with probability softmax(score / T); T > 1 flattens it "
             "toward uniform, drawing fewer partners the caption is in fact true of (docs/losses.md measures "
-            "how many); 1 = ALBEF's sampling");
+            "how many); 1 = ALBEF's sampling; on the synthetic world 4 kept hard negatives' binding gain without "
+            "T = 1's loss in easy retrieval (3 seeds)");
     v.field("itm_all_layers", itm_all_layers,
             "ITM loss after every layer through the same head, averaged over layers (the release's "
             "single-modality-hloss)");
