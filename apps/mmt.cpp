@@ -162,7 +162,7 @@ int main(int argc, char** argv) {
   check->add_option("--dataset", dataset_args, "format=F,path=P[,images=DIR][,splits=a+b][,name=N] (repeatable)")->required();
   check->add_flag("--decode", decode, "also decode every image and count the undecodable ones");
   check->add_flag("--json", as_json, "print JSON");
-  auto* stats = data->add_subcommand("stats", "caption lengths, vocabulary, and vocabulary overlap between datasets");
+  auto* stats = data->add_subcommand("stats", "caption lengths, vocabulary, vocabulary overlap between datasets, exact caption repeats");
   stats->add_option("--dataset", dataset_args, "format=F,path=P[,images=DIR][,splits=a+b][,name=N] (repeatable)")->required();
   stats->add_flag("--json", as_json, "print JSON");
   int64_t stats_queue = 65536;
