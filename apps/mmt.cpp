@@ -165,11 +165,12 @@ int main(int argc, char** argv) {
   auto* stats = data->add_subcommand("stats", "caption lengths, vocabulary, vocabulary overlap between datasets, exact caption repeats");
   stats->add_option("--dataset", dataset_args, "format=F,path=P[,images=DIR][,splits=a+b][,name=N] (repeatable)")->required();
   stats->add_flag("--json", as_json, "print JSON");
-  int64_t stats_queue = 65536;
+  int64_t stats_queue = mmt::kStatsQueue;
   stats->add_option("--queue", stats_queue,
                     "exact caption repeats: copies of a caption expected among this many others drawn at random "
-                    "(a contrastive queue, train.align_queue; ALBEF's 65536)")
-      ->check(CLI::PositiveNumber);
+                    "(a contrastive queue, train.align_queue)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
 
   auto* model_cmd = app.add_subcommand("model", "models");
   model_cmd->require_subcommand(1);

@@ -48,14 +48,14 @@ struct PairScorer::Impl {
   MultimodalTransformerImpl& model;
   ExactScorerOptions options;
   torch::Device device;
-  int64_t nc = 0, ni = 0, hidden = 0, num_layers = 0;
+  int64_t nc = 0, ni = 0, hidden = 0;
   int64_t prefix = 0;  // layers below the first cross-modal one
   int64_t start = 0;   // the layer pair passes start at: prefix when cached, else 0
   std::vector<Group> captions, images;
   std::vector<std::pair<int64_t, int64_t>> caption_at, image_at;  // item -> (group, row)
   std::vector<float> dual;  // dual_scores(), once computed (rerank and pairs() both want it)
   bool was_training = false;
-  bool dual_is_exact() const { return prefix == num_layers; }  // no cross-modal layer
+  bool dual_is_exact() const { return !model.crosses_modalities(); }
   DualRows dual_rows();  // what the dual scores and embeddings are made of
 
   Impl(MultimodalTransformerImpl& m, const ExactScorerOptions& o)
@@ -131,7 +131,6 @@ PairScorer::PairScorer(MultimodalTransformerImpl& model, const std::vector<std::
   model.eval();
   s.nc = static_cast<int64_t>(captions.size()), s.ni = images.size();
   s.hidden = model.options().hidden;
-  s.num_layers = static_cast<int64_t>(model.layers->size());
   s.prefix = model.first_cross_modal_layer();
   s.start = options.cache ? s.prefix : 0;
   // The model moves to the scoring device (a model trained there is there already).

@@ -25,7 +25,8 @@ nlohmann::json check_dataset(DatasetSpec spec, bool decode, std::ostream* warn);
 /// `queue` other captions drawn at random without replacement (a contrastive queue's negatives,
 /// capped at the captions there are) the expected copies of a caption's text in it and the
 /// share of captions with at least one - the repeats train.contrastive_same_caption concerns.
-nlohmann::json dataset_stats(const std::vector<Dataset>& datasets, int64_t queue = 65536);
+constexpr int64_t kStatsQueue = 65536;  // ALBEF's queue
+nlohmann::json dataset_stats(const std::vector<Dataset>& datasets, int64_t queue = kStatsQueue);
 
 /// Human-readable renderings of the two results.
 std::string format_check(const nlohmann::json& check);
