@@ -27,9 +27,10 @@ gpu_build() {
     -DCMAKE_EXE_LINKER_FLAGS="-Wl,-rpath-link,$G/lib -Wl,--allow-shlib-undefined" > "$log/cmake.log" 2>&1 \
     || { tail -40 "$log/cmake.log"; exit 1; }
   grep -i "mmt:\|gloo" "$log/cmake.log"
-  ninja -C build-gpu mmt > "$log/build.log" 2>&1 || { grep -B2 -A12 "error" "$log/build.log" | head -80; exit 1; }
+  # -k 0: every source that fails is reported in one go (a device call is too dear for one error a time).
+  ninja -C build-gpu -k 0 mmt > "$log/build.log" 2>&1 || { grep -A6 "error:" "$log/build.log" | head -150; exit 1; }
   if [ $TESTS = ON ]; then
     ninja -C build-gpu -k 0 mmt_gpu_tests mmt_bench_train_step mmt_bench_data > "$log/build-tests.log" 2>&1 \
-      || grep -B2 -A12 "error" "$log/build-tests.log" | head -60
+      || grep -A6 "error:" "$log/build-tests.log" | head -80
   fi
 }

@@ -8,8 +8,9 @@
 #      (bench/train_step_bench.cpp),
 #   3. a Kineto trace of three base bf16 steps (kernel times: scripts/trace_summary.py),
 #   4. `mmt train` end to end on the base preset, batch threads automatic,
-#   5. synthetic batch building at 1 to 15 threads (bench/data_bench.cpp `synthetic`),
-#   6. the NCCL process group (cmake -DMMT_NCCL=ON) built and run as a group of one rank.
+#   5. `exact` scoring of that run's model at 2,048 (the CUDA default) and 8,192 pairs a pass,
+#   6. the NCCL process group (cmake -DMMT_NCCL=ON) built and run as a group of one rank,
+#   7. synthetic batch building at 1 to 15 threads (bench/data_bench.cpp `synthetic`).
 # Results, logs and the trace go in $OUT/results.tar.gz (a device machine returns 8 files at most).
 # Usage: OUT=DIR scripts/gpu_train_check.sh [deadline seconds, default 480]. Needs .gpu/
 # (scripts/gpu_deps.sh). Logs and results go to $OUT (default out/gpu).
@@ -35,7 +36,7 @@ BASE="--config configs/demo.json --set model.preset=base --set model.image_input
 step "2. base training steps (12 text + 37 image tokens)"
 run_bench() {  # name, then bench arguments
   local name=$1; shift
-  [ "$(left)" -lt 150 ] && { echo "skipped $name"; return; }
+  [ "$(left)" -lt 100 ] && { echo "skipped $name"; return; }
   timeout 90 $BENCH $BASE --set runtime.device=cuda --steps 20 --warmup 5 "$@" > "$OUT/bench-$name.json" 2> "$OUT/bench-$name.log" \
     || tail -5 "$OUT/bench-$name.log"
   echo "$name: $(grep 'mmt train step' "$OUT/bench-$name.log")"
@@ -43,17 +44,12 @@ run_bench() {  # name, then bench arguments
 run_bench bf16-b1024-device --set runtime.precision=bf16 --set train.batch_size=1024 --batches device
 # The same without the fused q/k/v product and joint attention (the CPU's path): what they give.
 run_bench bf16-b1024-unfused --set runtime.precision=bf16 --set train.batch_size=1024 --batches device --set runtime.fused_layers=off
-# Each step read before the next is queued (the trainer reads it one step late): the host's waits.
-run_bench bf16-b1024-each --set runtime.precision=bf16 --set train.batch_size=1024 --batches device --read-each-step
-run_bench bf16-b2048-device --set runtime.precision=bf16 --set train.batch_size=2048 --batches device
 # Larger batches amortise the ~1,500 launches per step (the host's share): how far that goes.
+run_bench bf16-b2048-device --set runtime.precision=bf16 --set train.batch_size=2048 --batches device
 run_bench bf16-b4096-device --set runtime.precision=bf16 --set train.batch_size=4096 --batches device
-run_bench bf16-b1024-pinned --set runtime.precision=bf16 --set train.batch_size=1024 --batches pinned
-run_bench bf16-b256-device --set runtime.precision=bf16 --set train.batch_size=256 --batches device
-run_bench fp32-b1024-device --set runtime.precision=fp32 --set train.batch_size=1024 --batches device
 
 step "3. profile: 3 steps, base bf16, batch 1024"
-if [ "$(left)" -gt 130 ]; then
+if [ "$(left)" -gt 100 ]; then
   timeout 90 $BENCH $BASE --set runtime.device=cuda --set runtime.precision=bf16 --set train.batch_size=1024 --batches device \
     --steps 5 --warmup 5 --profile "$OUT/trace.json" > /dev/null 2> "$OUT/profile.log" || tail -5 "$OUT/profile.log"
   [ -f "$OUT/trace.json" ] && python3 scripts/trace_summary.py "$OUT/trace.json" 3 | tee "$OUT/trace-summary.txt" | head -40
@@ -70,18 +66,33 @@ if [ "$(left)" -gt 90 ]; then
   cut -c1-200 "$OUT/train-e2e-metrics.jsonl" 2>/dev/null
 fi
 
-step "5. synthetic batch building by thread count (base preset, batch 1024)"
-if [ "$(left)" -gt 40 ]; then
-  timeout 35 build-gpu/bench/mmt_bench_data synthetic $BASE \
-    --set train.batch_size=1024 --batches 32 --threads 1 4 8 15 > "$OUT/bench-synthetic.json" 2>&1
-  cat "$OUT/bench-synthetic.json"
+step "5. exact scoring of the end-to-end model, 300 images x 1,500 captions, bf16: 2,048 vs 8,192 pairs a pass"
+if [ -f runs/gpu-e2e/model.safetensors ]; then
+  for pb in 2048 8192; do
+    [ "$(left)" -lt 110 ] && break
+    timeout 45 $MMT eval --run runs/gpu-e2e --set eval.test_sets=easy --set data.synth.num_test_images=300 \
+      --set data.synth.captions_per_image=5 --set eval.pair_batch=$pb --set runtime.device=cuda \
+      --set runtime.precision=bf16 > "$OUT/exact-pb$pb.md" 2> "$OUT/exact-pb$pb.log" || tail -5 "$OUT/exact-pb$pb.log"
+    echo "pair_batch $pb: $(grep -o '[0-9]* images x [0-9]* captions, [0-9.]* s ([0-9]* pairs/s)' "$OUT/exact-pb$pb.log" "$OUT/exact-pb$pb.md" | head -1)"
+  done
 fi
+step "5b. more training-step configurations"
+# Each step read before the next is queued (the trainer reads it one step late): the host's waits.
+run_bench bf16-b1024-each --set runtime.precision=bf16 --set train.batch_size=1024 --batches device --read-each-step
+run_bench fp32-b1024-device --set runtime.precision=fp32 --set train.batch_size=1024 --batches device
+run_bench bf16-b256-device --set runtime.precision=bf16 --set train.batch_size=256 --batches device
 step "6. NCCL: the process group built (-DMMT_NCCL=ON, last: a failure here costs nothing above), one rank"
 if [ "$(left)" -gt 60 ]; then
   cmake -S . -B build-gpu -DMMT_NCCL=ON > "$OUT/cmake-nccl.log" 2>&1; grep -i "nccl" "$OUT/cmake-nccl.log" | head -5
   timeout $(( $(left) - 25 )) ninja -C build-gpu mmt_gpu_tests > "$OUT/build-nccl.log" 2>&1 \
-    || grep -B2 -A12 "error" "$OUT/build-nccl.log" | head -60
+    || grep -A6 "error:" "$OUT/build-nccl.log" | head -60
   timeout 20 build-gpu/tests/mmt_gpu_tests --gtest_filter='*Nccl*' 2>&1 | tail -12
+fi
+step "7. synthetic batch building by thread count (base preset, batch 1024)"
+if [ "$(left)" -gt 40 ]; then
+  timeout 35 build-gpu/bench/mmt_bench_data synthetic $BASE \
+    --set train.batch_size=1024 --batches 32 --threads 1 4 8 15 > "$OUT/bench-synthetic.json" 2>&1
+  cat "$OUT/bench-synthetic.json"
 fi
 step "done"
 # At most 8 files come back from a device machine: everything in one archive.
