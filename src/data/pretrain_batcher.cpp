@@ -2,7 +2,8 @@
 #include "mmt/data/pretrain_batcher.h"
 
 #include <algorithm>
-#include <future>
+#include <condition_variable>
+#include <exception>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -83,7 +84,12 @@ void mask_regions(Batch& batch, const std::vector<char>& mask_example, const std
 // The pools of examples of one stream, shared by the batchers of several threads. A pool is a
 // pure function of its index, so the cache only saves work: the kKeep latest pools are kept
 // (threads building batches ahead span data.prefetch + threads batches), and one evicted and
-// wanted again is rebuilt. A pool being built is a future the other threads wait on.
+// wanted again is rebuilt. A pool being built is a slot the other threads wait on.
+//
+// Not std::promise / std::shared_future: their std::call_once instantiation (inline, exported by
+// the executable) then interposes the one inside a PyTorch wheel's libtorch, built by another
+// compiler - oneDNN's primitive cache and c10d use std::promise too, and crashed in our copy
+// (CPU GELU in the GPU tests, the NCCL group; seen on an H200 with PyTorch 2.11, docs/gpu.md).
 class PretrainBatcher::Pools {
  public:
   const synth::World* world;
@@ -92,29 +98,38 @@ class PretrainBatcher::Pools {
   Pools(const synth::World& w, std::string id) : world(&w), identity(std::move(id)) {}
 
   std::shared_ptr<const Pool> get(int64_t index, const PretrainBatcher& builder) {
-    std::promise<std::shared_ptr<const Pool>> promise;
-    std::shared_future<std::shared_ptr<const Pool>> pool;
+    std::shared_ptr<Slot> slot;
     bool mine = false;
     {
       std::lock_guard<std::mutex> lock(mutex_);
       const auto it = pools_.find(index);
       if (it != pools_.end()) {
-        pool = it->second;
+        slot = it->second;
       } else {
-        pool = promise.get_future().share();
-        pools_.emplace(index, pool);
-        while (pools_.size() > kKeep) pools_.erase(pools_.begin());  // the oldest
+        slot = std::make_shared<Slot>();
+        pools_.emplace(index, slot);
+        while (pools_.size() > kKeep) pools_.erase(pools_.begin());  // the oldest (waiters hold theirs)
         ++built_, mine = true;
       }
     }
     if (mine) {  // built outside the lock: other threads may build other pools meanwhile
+      std::shared_ptr<const Pool> pool;
+      std::exception_ptr error;
       try {
-        promise.set_value(std::make_shared<const Pool>(builder.build_pool(index)));
+        pool = std::make_shared<const Pool>(builder.build_pool(index));
       } catch (...) {
-        promise.set_exception(std::current_exception());
+        error = std::current_exception();
       }
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        slot->pool = std::move(pool), slot->error = error, slot->ready = true;
+      }
+      ready_.notify_all();
     }
-    return pool.get();  // waits while another thread builds it; rethrows what building threw
+    std::unique_lock<std::mutex> lock(mutex_);
+    ready_.wait(lock, [&] { return slot->ready; });  // another thread may be building it
+    if (slot->error) std::rethrow_exception(slot->error);  // what building threw, in every waiter
+    return slot->pool;
   }
 
   int64_t built() const {
@@ -123,9 +138,15 @@ class PretrainBatcher::Pools {
   }
 
  private:
+  struct Slot {
+    std::shared_ptr<const Pool> pool;
+    std::exception_ptr error;
+    bool ready = false;
+  };
   static constexpr size_t kKeep = 16;  // ~1 MB each at batch 1,024 x 8: ids and scene numbers only
   mutable std::mutex mutex_;
-  std::map<int64_t, std::shared_future<std::shared_ptr<const Pool>>> pools_;
+  std::condition_variable ready_;
+  std::map<int64_t, std::shared_ptr<Slot>> pools_;
   int64_t built_ = 0;
 };
 

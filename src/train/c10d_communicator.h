@@ -13,6 +13,8 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "mmt/train/distributed.h"
@@ -28,6 +30,12 @@ std::string first_line(const std::string& s);
 /// The error of a rank that could not join the group within the timeout.
 DistError join_failure(const DistEnv& env, std::chrono::milliseconds timeout, const std::exception& e);
 
+/// Whether a process group has abort() (ProcessGroupNCCL; libtorch 1.x's ProcessGroupGloo does not).
+template <class Group, class = void>
+struct HasAbort : std::false_type {};
+template <class Group>
+struct HasAbort<Group, std::void_t<decltype(std::declval<Group&>().abort())>> : std::true_type {};
+
 /// `Group`: c10d's ProcessGroupGloo or ProcessGroupNCCL. `staging`: the device the group's
 /// collectives need their tensors on (NCCL: this rank's GPU), none when any will do (Gloo);
 /// tensors elsewhere (the CPU's counts and metrics) travel there and back.
@@ -37,6 +45,19 @@ class C10dCommunicator : public Communicator {
   C10dCommunicator(const DistEnv& env, std::chrono::milliseconds timeout, c10::intrusive_ptr<Group> group,
                    std::string backend, std::optional<torch::Device> staging)
       : env_(env), timeout_(timeout), group_(std::move(group)), backend_(std::move(backend)), staging_(staging) {}
+
+  // What the destructor of a ProcessGroupNCCL nobody shut down does (abort its communicators,
+  // without blocking: a rank may have died), minus the warning it writes first - which, written
+  // by a PyTorch wheel's libc10 in the one-rank GPU test on an H200, crashed the process
+  // (docs/gpu.md). Not yet run on a GPU.
+  ~C10dCommunicator() override {
+    if constexpr (HasAbort<Group>::value) {
+      try {
+        group_->abort();
+      } catch (...) {  // a backend without abort: its own destructor cleans up
+      }
+    }
+  }
 
   int rank() const override { return env_.rank; }
   int size() const override { return env_.world; }
