@@ -59,15 +59,18 @@ std::set<std::string> graph_ops(const torch::Tensor& t) {
   return names;
 }
 
-// The fused path's marks: q, k and v sliced out of one product, the joint attention split back
-// into the streams.
+// The fused path's marks: q, k and v unbound from one product, the joint attention split back
+// into the streams, and the other products with their bias inside (addmm: ATen's linear) instead
+// of nn::Linear's product and separate in-place bias add (which under bf16 autocast adds an fp32
+// bias to a bf16 output).
 bool built_fused(const torch::Tensor& t) {
-  bool slice = false, split = false;
+  bool unbind = false, split = false, addmm = false;
   for (const auto& name : graph_ops(t)) {
-    slice = slice || name.find("SliceBackward") != std::string::npos;
+    unbind = unbind || name.find("UnbindBackward") != std::string::npos;
     split = split || name.find("SplitWithSizesBackward") != std::string::npos;
+    addmm = addmm || name.find("AddmmBackward") != std::string::npos;
   }
-  return slice && split;
+  return unbind && split && addmm;
 }
 
 // runtime.fused_layers decides for layers built with fused = -1 (every model's): auto is the

@@ -28,8 +28,11 @@ struct LayerOptions {
   // Fused kernels: q, k and v as one matrix product, and one attention call over both streams'
   // queries when both read every key. Fewer, fuller kernels on a GPU; on the CPU they change
   // results in the last bits (summation order), so the CPU keeps the separate products whose
-  // numbers the study reports. -1: runtime.fused_layers (auto: CUDA only); 0 / 1: off / on
-  // (tests compare the two).
+  // numbers the study reports. Fused, the layer's other products (attention output, FFN) run
+  // as ATen's linear - one product with the bias in it, and under bf16 autocast the bias cast
+  // too; libtorch's nn::Linear on a 3-D input is a product and then an fp32 bias added in place
+  // to its bf16 output, a slow mixed-dtype kernel (10 % of an H200 base step, docs/gpu.md).
+  // -1: runtime.fused_layers (auto: CUDA only); 0 / 1: off / on (tests compare the two).
   int fused = -1;
 };
 
@@ -68,7 +71,7 @@ class MultimodalLayerImpl : public torch::nn::Module {
   // Queries q (B, Lq, h, d) against keys / values (B, Lk, h, d) with bias (B, 1, 1, Lk): the
   // heads' outputs side by side, (B, Lq, h * d).
   torch::Tensor attend(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, const torch::Tensor& bias);
-  torch::Tensor ffn(StreamWeightsImpl& w, const torch::Tensor& x);
+  torch::Tensor ffn(StreamWeightsImpl& w, const torch::Tensor& x, bool fused);
 
   LayerOptions options_;
   AttentionPattern pattern_;
