@@ -361,8 +361,9 @@ json evaluate_run(const std::string& run_dir, const std::vector<std::string>& ov
                          {"truth", metrics_json(c.truth)},
                          {"perfect", metrics_json(c.perfect)}};
     char title[256];
+    // Total captions, as training's evaluation lines say (it read "x 5 captions" for 1,500).
     std::snprintf(title, sizeof title, "%s: %ld images x %ld captions, %.1f s (%.0f pairs/s)", name.c_str(),
-                  long(ni), long(nc / std::max<int64_t>(1, ni)), scored.seconds, entry["pairs_per_s"].get<double>());
+                  long(ni), long(nc), scored.seconds, entry["pairs_per_s"].get<double>());
     markdown += results_table(title, m, c) + "\n";
     if (entry.contains("bootstrap"))
       markdown += interval_line(name, entry["bootstrap"], "its " + std::to_string(ni) + " test images") + "\n";

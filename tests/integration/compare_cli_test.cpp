@@ -140,8 +140,10 @@ TEST(Compare, EvalKeepsIntervalsAndMapsAndCompareReadsThem) {
   }
 
   // A different test set (fewer images) is refused, naming the set.
-  r = run_mmt("eval --run " + b + " --set eval.test_sets=easy --set data.synth.num_test_images=20");
+  r = run_mmt("eval --run " + b + " --set eval.test_sets=easy --set data.synth.num_test_images=20 "
+              "--set data.synth.captions_per_image=3");
   ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("### easy: 20 images x 60 captions, "), std::string::npos) << r.out;  // all captions
   r = run_mmt("compare " + a + " " + b);
   EXPECT_EQ(r.status, 2);
   EXPECT_NE(r.err.find("test set 'easy' differs between the results"), std::string::npos) << r.err;
