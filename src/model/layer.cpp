@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <tuple>
+#include <vector>
 
 #include <c10/core/impl/LocalDispatchKeySet.h>
 
@@ -64,15 +65,25 @@ torch::Tensor product(torch::nn::Linear& l, const torch::Tensor& x, bool fused) 
 }
 }  // namespace
 
+namespace {
+// A stream's fused q/k/v product, (B, L, 3 * h * d): the three weights side by side.
+torch::Tensor qkv_product(StreamWeightsImpl& w, const torch::Tensor& x) {
+  return torch::linear(x, torch::cat({w.query->weight, w.key->weight, w.value->weight}),
+                       torch::cat({w.query->bias, w.key->bias, w.value->bias}));
+}
+
+// q, k and v of a fused product, (B, L, h, d) each. unbind, not three narrows: its backward writes
+// the product's gradient once (a stack), where each narrow's filled a zero tensor of the product's
+// size, copied its part in, and the three were added (an H200 base step: ~5 % in those).
+std::vector<torch::Tensor> heads_of(const torch::Tensor& qkv, int64_t heads, int64_t head_dim) {
+  return qkv.view({qkv.size(0), qkv.size(1), 3, heads, head_dim}).unbind(2);
+}
+}  // namespace
+
 MultimodalLayerImpl::Projections MultimodalLayerImpl::project(StreamWeightsImpl& w, const torch::Tensor& x, bool keys) {
   const int64_t heads = options_.num_heads;
   if (!keys) return {split_heads(w.query(x), heads), {}, {}};
-  const auto qkv = torch::linear(x, torch::cat({w.query->weight, w.key->weight, w.value->weight}),
-                                 torch::cat({w.query->bias, w.key->bias, w.value->bias}));  // (B, L, 3 * inner)
-  // unbind, not three narrows: its backward writes the product's gradient once (a stack), where
-  // each narrow's filled a zero tensor of the product's size, copied its part in, and the three
-  // were added (an H200 base step: ~5 % in those fills, copies and adds).
-  const auto parts = qkv.view({x.size(0), x.size(1), 3, heads, options_.head_dim}).unbind(2);
+  const auto parts = heads_of(qkv_product(w, x), heads, options_.head_dim);
   return {parts[0], parts[1], parts[2]};
 }
 
@@ -104,11 +115,13 @@ std::pair<torch::Tensor, torch::Tensor> MultimodalLayerImpl::forward(const torch
   const bool fused = options_.fused < 0 ? fused_layers_on(text.device()) : options_.fused > 0;
   const bool text_keys = p.text_to_text || p.image_to_text, image_keys = p.text_to_image || p.image_to_image;
   const int64_t heads = options_.num_heads;
+  // Both streams read every key (merged, single-stream): one attention over the joint queries.
+  const bool joint = fused && p.text_to_text && p.text_to_image && p.image_to_text && p.image_to_image;
   torch::Tensor q_t, k_t, v_t, q_i, k_i, v_i;
-  if (fused) {
+  if (fused && !joint) {
     Projections pt = project(*text_, t_in, text_keys), pi = project(*image_, i_in, image_keys);
     q_t = pt.q, k_t = pt.k, v_t = pt.v, q_i = pi.q, k_i = pi.k, v_i = pi.v;
-  } else {
+  } else if (!fused) {
     // Separate products in the reference order - keys and values first, each stream's queries just
     // before its attention: the order in which autograd sums an input's gradient contributions, and
     // so the CPU's results to the last bit (the study's numbers), depends on it.
@@ -116,13 +129,17 @@ std::pair<torch::Tensor, torch::Tensor> MultimodalLayerImpl::forward(const torch
     if (image_keys) k_i = split_heads(image_->key(i_in), heads), v_i = split_heads(image_->value(i_in), heads);
   }
   torch::Tensor a_t, a_i;
-  if (fused && p.text_to_text && p.text_to_image && p.image_to_text && p.image_to_image) {
-    // Both streams read every key (merged, single-stream): one attention over the joint queries -
-    // one kernel, and fuller tiles than 12 text rows alone (on an H100 the attention of a base
-    // step took 10 % of its time as two calls).
+  if (joint) {
+    // One attention kernel, and fuller tiles than 12 text rows alone (on an H100 the attention of
+    // a base step took 10 % of its time as two calls). The streams' q/k/v products are joined
+    // along the sequence once, contiguous rows - three cats of the strided q, k and v views took
+    // 3.5 ms of an H200 base step - or, with one set of weights (single-stream), computed as one
+    // product over the joined inputs.
     const int64_t t = text.size(1), r = image.size(1);
-    const auto parts = attend(torch::cat({q_t, q_i}, 1), torch::cat({k_t, k_i}, 1), torch::cat({v_t, v_i}, 1),
-                              torch::cat({text_bias, image_bias}, 3))
+    const auto qkv = p.shared_weights ? qkv_product(*text_, torch::cat({t_in, i_in}, 1))
+                                      : torch::cat({qkv_product(*text_, t_in), qkv_product(*image_, i_in)}, 1);
+    const auto heads_qkv = heads_of(qkv, heads, options_.head_dim);
+    const auto parts = attend(heads_qkv[0], heads_qkv[1], heads_qkv[2], torch::cat({text_bias, image_bias}, 3))
                            .split_with_sizes({t, r}, 1);
     // contiguous: a split part's product copies it anyway (matmul's reshape), and ATen's linear
     // then takes its single-product path with the bias inside.
