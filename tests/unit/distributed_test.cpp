@@ -4,7 +4,8 @@
  * error instead of a hang; gradient buckets summed during backward; one rank's non-finite gradient
  * skipping the step on both. The end-to-end checks (2 processes = 1 process) are CLI tests. */
 #include <gtest/gtest.h>
-#include <torch/torch.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/types.h>
 
 #include "../common/free_port.h"
 
