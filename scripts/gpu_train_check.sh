@@ -54,7 +54,7 @@ step "3. profile: 3 steps, base bf16, batch 1024"
 if [ "$(left)" -gt 100 ]; then
   timeout 90 $BENCH $BASE --set runtime.device=cuda --set runtime.precision=bf16 --set train.batch_size=1024 --batches device \
     --steps 5 --warmup 5 --profile "$OUT/trace.json" > /dev/null 2> "$OUT/profile.log" || tail -5 "$OUT/profile.log"
-  [ -f "$OUT/trace.json" ] && python3 scripts/trace_summary.py "$OUT/trace.json" 3 | tee "$OUT/trace-summary.txt" | head -40
+  [ -f "$OUT/trace.json" ] && python3 scripts/trace_summary.py "$OUT/trace.json" 3 | tee "$OUT/trace-summary.txt" | head -70
   [ -f "$OUT/trace.json" ] && gzip -f "$OUT/trace.json"
 fi
 
@@ -75,7 +75,7 @@ if [ -f runs/gpu-e2e/model.safetensors ]; then
     timeout 45 $MMT eval --run runs/gpu-e2e --set eval.test_sets=easy --set data.synth.num_test_images=300 \
       --set data.synth.captions_per_image=5 --set eval.pair_batch=$pb --set runtime.device=cuda \
       --set runtime.precision=bf16 > "$OUT/exact-pb$pb.md" 2> "$OUT/exact-pb$pb.log" || tail -5 "$OUT/exact-pb$pb.log"
-    echo "pair_batch $pb: $(grep -o '[0-9]* images x [0-9]* captions, [0-9.]* s ([0-9]* pairs/s)' "$OUT/exact-pb$pb.log" "$OUT/exact-pb$pb.md" | head -1)"
+    echo "pair_batch $pb: $(grep -o '[0-9]* images x [0-9]* captions, [0-9.]* s ([0-9]* pairs/s)' "$OUT/exact-pb$pb.md" | head -1)"
   done
 fi
 step "5b. more training-step configurations"

@@ -5,8 +5,9 @@ usage: trace_summary.py TRACE.json [STEPS]
 
 Prints the profiled window's wall time, the GPU's busy time (union of kernel and copy
 intervals) and idle share, kernel launches per step, time per kernel class (matrix products,
-attention, everything else: element-wise ops, norms, reductions, optimizer), and the kernels
-that took longest. Written for bench/train_step_bench.cpp --profile (docs/gpu.md)."""
+attention, everything else: element-wise ops, norms, reductions, optimizer), the kernels
+that took longest, and the kernels' time by the CPU operations that launched them. Written for
+bench/train_step_bench.cpp --profile (docs/gpu.md)."""
 import json
 import sys
 from collections import defaultdict
@@ -81,6 +82,47 @@ def main():
     print("longest kernels (per step):")
     for n, d in sorted(by_name.items(), key=lambda x: -x[1])[:25]:
         print(f"  {d / 1e3 / steps:7.2f} ms {count[n] / steps:5.0f}x  {n[:110]}")
+    by_op = time_by_launching_op(events, kernels)
+    if by_op:
+        print("GPU time by the operations that launched it (per step; innermost three, outer first):")
+        for (ops, kind), (n, d) in sorted(by_op.items(), key=lambda x: -x[1][1])[:25]:
+            print(f"  {d / 1e3 / steps:7.2f} ms {n / steps:5.0f}x  {ops[-90:]}  [{kind[:60]}]")
+
+
+def time_by_launching_op(events, kernels):
+    """Kernel time keyed by (the CPU ops around its launch, the kernel's name): the launch is the
+    CUDA runtime call with the kernel's correlation id; the ops are those of its thread whose
+    interval holds the launch (a sweep over each thread's ops, nested ones inside their parents)."""
+    launches = {}
+    for e in events:
+        if e.get("cat") in ("cuda_runtime", "cuda_driver") and "correlation" in e.get("args", {}):
+            launches[e["args"]["correlation"]] = e
+    ops_by_tid = defaultdict(list)
+    for e in events:
+        if e.get("ph") == "X" and e.get("cat") == "cpu_op":
+            ops_by_tid[e["tid"]].append(e)
+    wanted = defaultdict(list)  # tid -> (launch time, kernel)
+    for k in kernels:
+        launch = launches.get(k.get("args", {}).get("correlation"))
+        if launch is not None:
+            wanted[launch["tid"]].append((launch["ts"], k))
+    out = defaultdict(lambda: [0, 0.0])
+    for tid, items in wanted.items():
+        ops = sorted(ops_by_tid[tid], key=lambda o: (o["ts"], -o["dur"]))
+        stack, i = [], 0
+        for ts, k in sorted(items, key=lambda x: x[0]):
+            while i < len(ops) and ops[i]["ts"] <= ts:
+                while stack and stack[-1]["ts"] + stack[-1]["dur"] < ops[i]["ts"]:
+                    stack.pop()
+                stack.append(ops[i])
+                i += 1
+            while stack and stack[-1]["ts"] + stack[-1]["dur"] < ts:
+                stack.pop()
+            names = [o["name"] for o in stack if o["ts"] + o["dur"] >= ts][-3:]
+            entry = out[(" > ".join(names) or "?", k["name"])]
+            entry[0] += 1
+            entry[1] += k["dur"]
+    return out
 
 
 if __name__ == "__main__":
