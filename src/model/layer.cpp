@@ -82,7 +82,7 @@ std::vector<torch::Tensor> heads_of(const torch::Tensor& qkv, int64_t heads, int
 
 MultimodalLayerImpl::Projections MultimodalLayerImpl::project(StreamWeightsImpl& w, const torch::Tensor& x, bool keys) {
   const int64_t heads = options_.num_heads;
-  if (!keys) return {split_heads(w.query(x), heads), {}, {}};
+  if (!keys) return {split_heads(product(w.query, x, true), heads), {}, {}};  // fused: ATen's linear too
   const auto parts = heads_of(qkv_product(w, x), heads, options_.head_dim);
   return {parts[0], parts[1], parts[2]};
 }
