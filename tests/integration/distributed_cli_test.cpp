@@ -11,7 +11,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <future>
+#include <thread>
 #include <map>
 #include <nlohmann/json.hpp>
 
@@ -45,16 +45,18 @@ Result run_to(const std::string& cmd, const std::string& stem) {
 std::vector<Result> launch(int world, const std::string& args, const std::string& env = "",
                            const std::string& env_rank1 = "") {
   const int port = free_port();
-  std::vector<std::future<Result>> procs;
+  // Plain threads, not std::async: a future's shared state instantiates std::call_once, which
+  // this executable would then export (tests/check_exported_call_once.sh).
+  std::vector<Result> out(static_cast<size_t>(world));
+  std::vector<std::thread> procs;
   for (int r = 0; r < world; ++r) {
     const std::string cmd = "RANK=" + std::to_string(r) + " WORLD_SIZE=" + std::to_string(world) + " LOCAL_RANK=" +
                             std::to_string(r) + " LOCAL_WORLD_SIZE=" + std::to_string(world) +
                             " MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(port) + " " + env + " " +
                             (r == 1 ? env_rank1 : "") + " " + MMT_BINARY + " " + args;
-    procs.push_back(std::async(std::launch::async, run_to, cmd, own("rank" + std::to_string(r))));
+    procs.emplace_back([&out, r, cmd] { out[static_cast<size_t>(r)] = run_to(cmd, own("rank" + std::to_string(r))); });
   }
-  std::vector<Result> out;
-  for (auto& p : procs) out.push_back(p.get());
+  for (auto& p : procs) p.join();
   return out;
 }
 
