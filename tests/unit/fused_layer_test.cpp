@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "mmt/model/layer.h"
+#include "mmt/model/transformer.h"
 #include "mmt/util/device.h"
 #include "mmt/util/error.h"
 
@@ -105,6 +106,29 @@ TEST(FusedLayer, RuntimeSettingChoosesForDefaultLayers) {
   EXPECT_FALSE(fused_layers_on(torch::kCPU));
   EXPECT_TRUE(fused_layers_on(torch::Device(torch::kCUDA, 0)));
   EXPECT_THROW(set_fused_layers("yes"), Error);
+}
+
+// The region embedding's two products (features and boxes, 3-D inputs) follow the setting too:
+// ATen's linear on the fused path (the bias inside the product), nn::Linear otherwise - same
+// numbers.
+TEST(FusedLayer, RegionEmbeddingProductsFollowTheSetting) {
+  ModelOptions m;
+  m.hidden = 16, m.dropout = 0;
+  torch::manual_seed(3);
+  RegionEmbeddings embed(m, 12);
+  const auto feats = torch::randn({3, 4, 12}), boxes = torch::rand({3, 4, 5});
+  auto products = [](const torch::Tensor& t) {
+    int64_t addmm = 0;
+    for (const auto& name : graph_ops(t)) addmm += name.find("AddmmBackward") != std::string::npos;
+    return addmm;
+  };
+  set_fused_layers("on");
+  const auto fused = embed->forward(feats, boxes);
+  set_fused_layers("auto");
+  const auto separate = embed->forward(feats, boxes);
+  EXPECT_GT(products(fused), 0);
+  EXPECT_EQ(products(separate), 0);  // the CPU: nn::Linear's product, then its bias added
+  EXPECT_TRUE(torch::allclose(fused, separate, 1e-5, 1e-6));
 }
 
 }  // namespace
