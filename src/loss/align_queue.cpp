@@ -221,6 +221,22 @@ void AlignQueue::start(MultimodalTransformerImpl& model) {
   if (started_) return;
   torch::NoGradGuard no_grad;
   const Impl& m = *impl_;
+  // update() picks the model's tensors by position, for speed: check once that the positions
+  // name the copy's tensors in this model (a model of another architecture or options would
+  // otherwise average unrelated tensors, or fail far from here on a shape).
+  const auto params = model.named_parameters(), buffers = model.named_buffers();
+  const size_t expected_params = m.model->parameters().size(), expected_buffers = m.model->buffers().size();
+  if (params.size() != expected_params || buffers.size() != expected_buffers)
+    throw Error("train.align_queue: the model has " + std::to_string(params.size()) + " parameters and " +
+                std::to_string(buffers.size()) + " buffers, its momentum copy " + std::to_string(expected_params) +
+                " and " + std::to_string(expected_buffers) + ": not the model the queue was made for");
+  for (size_t k = 0; k < m.names.size(); ++k) {
+    const bool is_param = k < m.param_at.size();
+    const std::string& name = is_param ? params[m.param_at[k]].key() : buffers[m.buffer_at[k - m.param_at.size()]].key();
+    if (name != m.names[k])
+      throw Error("train.align_queue: the model's tensor at the momentum copy's '" + m.names[k] + "' is '" + name +
+                  "': not the model the queue was made for");
+  }
   const auto from = m.of(model);
   for (size_t i = 0; i < from.size(); ++i) m.tensors[i].copy_(from[i]);
   started_ = true;
@@ -230,6 +246,8 @@ void AlignQueue::update(MultimodalTransformerImpl& model) {
   start(model);
   torch::NoGradGuard no_grad;
   Impl& m = *impl_;
+  TORCH_CHECK(model.parameters().size() == m.model->parameters().size(),
+              "AlignQueue::update: not the model the queue was started with");
   // m x momentum + (1 - m) x model, over all of them at once (one kernel per chunk on a GPU).
   torch::_foreach_mul_(m.params(), momentum_);
   torch::_foreach_add_(m.params(), Impl::pick(model.parameters(), m.param_at), 1.0 - momentum_);

@@ -16,6 +16,7 @@
 #include "mmt/loss/align_queue.h"
 #include "mmt/loss/pretraining.h"
 #include "mmt/train/pretrain_step.h"
+#include "mmt/util/error.h"
 #include "test_util.h"
 #include "train_util.h"
 
@@ -252,6 +253,26 @@ TEST(AlignQueue, MomentumModelAveragesTheModelAndSurvivesItsState) {
   AlignQueue other(*model, 4, 0.9);
   EXPECT_THROW(other.load(state), std::exception);  // another size
   EXPECT_THROW(other.load({}), std::exception);
+}
+
+// The momentum copy's tensors are taken from the model by position: a model of another
+// architecture is refused by name before anything is averaged.
+TEST(AlignQueue, RefusesAModelItWasNotMadeFor) {
+  torch::manual_seed(3);
+  MultimodalTransformer model(aligned(), InputDims{testing::kVocab, testing::kFeat});
+  ModelOptions deeper = aligned();
+  deeper.layers.push_back("merged");
+  MultimodalTransformer other(deeper, InputDims{testing::kVocab, testing::kFeat});
+  AlignQueue q(*model, 4, 0.9);
+  try {
+    q.update(*other);
+    ADD_FAILURE() << "a model of another depth was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("not the model the queue was made for"), std::string::npos) << e.what();
+  }
+  q.update(*model);  // its own model still works: started from it, then averaged with it
+  for (const auto& [name, t] : q.state())
+    if (name == "align_queue.momentum.text_proj.weight") EXPECT_TRUE(torch::allclose(t, model->text_proj->weight));
 }
 
 // train.distill_ramp: at step s of a ramp of R steps the step is the one of weights a x s / R
