@@ -1,7 +1,7 @@
 /* Benchmark: pretraining steps of a configured model (default: the demo's tiny preset) on
  * synthetic batches, on the configured device and precision. Reports examples/s, ms/step, useful
- * GFLOP/s (real tokens only) against the matrix-product peak measured in the same process (on a
- * GPU: bf16 8192^3 products), optionally a Kineto trace of a few steps (--profile). With --dump
+ * GFLOP/s (real tokens only) against the matrix-product peak measured in the same process, in the
+ * step's precision on a CPU (on a GPU: bf16 8192^3 products), optionally a Kineto trace of a few steps (--profile). With --dump
  * DIR it also writes the batches as .npy so that bench/reference_train_step.py can run the same
  * step in plain PyTorch.
  * Figures and commands: docs/performance.md. */
@@ -62,11 +62,13 @@ double cuda_bf16_peak_gflops(torch::Device d) {
   return 2.0 * n * n * n * reps / since(t0) / 1e9;
 }
 
-// Best sgemm throughput over a few square sizes: the ceiling for this process's settings.
-double matmul_peak_gflops() {
+// Best matrix-product throughput over a few square sizes, in the step's precision (sgemm for fp32;
+// bf16 products - oneDNN's on libtorch's threads - for bf16 autocast): the ceiling for this
+// process's settings.
+double matmul_peak_gflops(torch::ScalarType dtype) {
   double best = 0;
   for (int64_t n : {256, 512, 1024}) {
-    auto a = torch::randn({n, n}), b = torch::randn({n, n});
+    auto a = torch::randn({n, n}).to(dtype), b = torch::randn({n, n}).to(dtype);
     auto c = torch::mm(a, b);
     const int reps = static_cast<int>(std::max<int64_t>(3, 4'000'000'000 / (2 * n * n * n)));
     const auto t0 = Clock::now();
@@ -169,7 +171,9 @@ int main(int argc, char** argv) {
       for (int64_t s = 0; s < steps; ++s) dump_batch(dump_dir, s, plain.batch(warmup + s));
       vocab.save(dump_dir + "/vocab.txt");
     }
-    const double peak = device.is_cuda() ? cuda_bf16_peak_gflops(device) : matmul_peak_gflops();
+    const bool bf16 = mmt::use_bf16(cfg.runtime);
+    const double peak = device.is_cuda() ? cuda_bf16_peak_gflops(device)
+                                         : matmul_peak_gflops(bf16 ? torch::kBFloat16 : torch::kFloat32);
 
     // Steps first..end-1 (batch `batch_of(s)`), each read once the next is queued, as the trainer
     // does (PretrainStep::launch: on a GPU the host then need not wait for the device).
@@ -240,7 +244,7 @@ int main(int argc, char** argv) {
     std::cout << out.dump() << std::endl;
     std::fprintf(stderr, "mmt train step: %.0f ex/s, %.1f ms/step, %.1f useful GFLOP/s = %.1f%% of the %.1f GFLOP/s %s peak (%s, %s)\n",
                  examples / secs, 1000.0 * secs / steps, gflops, 100.0 * gflops / peak, peak,
-                 device.is_cuda() ? "bf16 matmul" : "sgemm", mmt::describe_device(device, mmt::use_bf16(cfg.runtime)).c_str(),
+                 device.is_cuda() || bf16 ? "bf16 matmul" : "sgemm", mmt::describe_device(device, bf16).c_str(),
                  threads.c_str());
   } catch (const std::exception& e) {
     std::cerr << "mmt_bench_train_step: error: " << e.what() << "\n";

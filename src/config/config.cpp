@@ -539,7 +539,7 @@ void validate_config(const ExperimentConfig& cfg) {
   in_range("eval.bootstrap", cfg.eval.bootstrap, 0, 1e6);
   in_range("eval.examples", cfg.eval.examples, 0, 1000);
   if (cfg.eval.bootstrap == 1) throw Error("config key 'eval.bootstrap': 1 resampling gives no interval; use 0 (none) or >= 2");
-  in_range("runtime.threads", cfg.runtime.threads, 1, 1024);
+  in_range("runtime.threads", cfg.runtime.threads, 0, 1024);  // 0 = auto
   in_range("runtime.blas_threads", cfg.runtime.blas_threads, 0, 1024);
   positive("runtime.dist_timeout_s", cfg.runtime.dist_timeout_s);
   in_range("runtime.dist_bucket_mb", cfg.runtime.dist_bucket_mb, 0, 1 << 20);

@@ -3,14 +3,18 @@
 
 #include "mmt/util/device.h"
 
+#include <ATen/Context.h>
 #include <ATen/Parallel.h>
 #include <dlfcn.h>
+#include <torch/cuda.h>
 #include <link.h>
 #include <sys/resource.h>
 
 #include <algorithm>
 #include <cstdlib>
+#include <fstream>
 #include <ostream>
+#include <sstream>
 #include <thread>
 
 namespace mmt {
@@ -63,17 +67,53 @@ int cores_per_process() {
   return std::max(1, cores / local_procs);
 }
 
+namespace {
+// runtime.device names a GPU, or "auto" finds one (resolve_device decides which later; here only
+// whether the products run on a GPU matters).
+bool runs_on_gpu(const RuntimeOptions& r) {
+  return r.device.rfind("cuda", 0) == 0 || (r.device == "auto" && torch::cuda::is_available());
+}
+}  // namespace
+
+int torch_threads(const RuntimeOptions& r) {
+  if (r.threads > 0) return static_cast<int>(r.threads);
+  return use_bf16(r) && !runs_on_gpu(r) ? cores_per_process() : 1;
+}
+
+bool cpu_has_bf16_instructions() {
+  std::ifstream cpuinfo("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(cpuinfo, line)) {
+    if (line.rfind("flags", 0) != 0) continue;
+    std::istringstream flags(line.substr(line.find(':') + 1));
+    std::string flag;
+    while (flags >> flag)
+      if (flag == "avx512_bf16" || flag == "amx_bf16") return true;
+    return false;  // every core lists the same flags
+  }
+  return false;
+}
+
 std::string configure_runtime(const RuntimeOptions& r, std::ostream& warn) {
-  at::set_num_threads(static_cast<int>(r.threads));
+  const int threads = torch_threads(r);
+  at::set_num_threads(threads);
   set_fused_layers(r.fused_layers);
   const int blas_threads = r.blas_threads > 0 ? static_cast<int>(r.blas_threads) : cores_per_process();
   const BlasInfo blas = detect_blas();
   if (auto set = openblas_set_threads()) set(blas_threads);
+  if (use_bf16(r) && !runs_on_gpu(r)) {
+    if (!at::hasMKLDNN())
+      warn << "mmt: WARNING: runtime.precision = bf16 on the CPU, but this libtorch has no oneDNN: its bf16 matrix "
+              "products take a slow path (fp32 is faster)\n";
+    else if (!cpu_has_bf16_instructions())
+      warn << "mmt: WARNING: runtime.precision = bf16 on a CPU without bf16 instructions (avx512_bf16, amx_bf16): "
+              "libtorch emulates them, slower than fp32\n";
+  }
   if (blas.reference) {
     warn << "mmt: WARNING: matrix products use the reference BLAS (" << blas.detail
          << "), about 20x slower than OpenBLAS. Install it: apt-get install libopenblas0-pthread\n";
   }
-  return "threads: torch " + std::to_string(r.threads) + ", " + blas.name + " " +
+  return "threads: torch " + std::to_string(threads) + (r.threads > 0 ? "" : " (auto)") + ", " + blas.name + " " +
          (blas.name == "OpenBLAS" ? std::to_string(blas_threads) : std::string("default"));
 }
 
@@ -89,6 +129,10 @@ BlasThreadsScope::BlasThreadsScope(int threads) : saved_(blas_threads()) {
 BlasThreadsScope::~BlasThreadsScope() {
   if (auto set = openblas_set_threads(); set && saved_ > 0) set(saved_);
 }
+
+TorchThreadsScope::TorchThreadsScope(int threads) : saved_(at::get_num_threads()) { at::set_num_threads(threads); }
+
+TorchThreadsScope::~TorchThreadsScope() { at::set_num_threads(saved_); }
 
 double peak_resident_mb() {
   rusage usage{};

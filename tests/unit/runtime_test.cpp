@@ -2,14 +2,18 @@
  * reference BLAS), and a distributed process picks the GPU of its local rank. */
 #include <gtest/gtest.h>
 
+#include <ATen/Context.h>
 #include <ATen/Parallel.h>
 #include <dlfcn.h>
 
 #include <map>
 #include <sstream>
+#include <thread>
 
+#include "mmt/config/config.h"
 #include "mmt/data/data_source.h"
 #include "mmt/util/device.h"
+#include "mmt/util/error.h"
 #include "mmt/util/runtime.h"
 
 namespace mmt {
@@ -33,6 +37,59 @@ TEST(Runtime, AppliesThreadSettingsAndNamesTheBlas) {
   }
   // The warning appears exactly when the reference BLAS is detected.
   EXPECT_EQ(warn.str().find("reference BLAS") != std::string::npos, blas.reference);
+}
+
+// runtime.threads = 0 (the default) picks libtorch's threads by where the matrix products run:
+// OpenBLAS's threads for fp32 on a CPU (libtorch gets 1), libtorch's own for bf16 on a CPU (oneDNN).
+TEST(Runtime, AutoThreadsFollowThePrecisionAndTheDevice) {
+  RuntimeOptions r;
+  ASSERT_EQ(r.threads, 0);
+  EXPECT_EQ(torch_threads(r), 1);
+  r.precision = "bf16";
+  EXPECT_EQ(torch_threads(r), cores_per_process());
+  r.device = "cuda:0";
+  EXPECT_EQ(torch_threads(r), 1);  // the GPU runs the products
+  r.device = "cpu", r.threads = 3;
+  EXPECT_EQ(torch_threads(r), 3);  // asked for: as asked
+  r.threads = 0, r.precision = "fp32";
+  std::ostringstream warn;
+  EXPECT_NE(configure_runtime(r, warn).find("torch 1 (auto)"), std::string::npos);
+  EXPECT_EQ(at::get_num_threads(), 1);
+  EXPECT_EQ(warn.str().find("bf16"), std::string::npos);
+  EXPECT_THROW(load_config("", {"runtime.threads=-1"}), Error);
+  EXPECT_EQ(load_config("", {"runtime.threads=0"}).runtime.threads, 0);
+}
+
+// bf16 on a CPU warns exactly when it would be slower than fp32: no oneDNN in libtorch, or no bf16
+// instructions in the CPU (/proc/cpuinfo, checked against the compiler's own CPU detection).
+TEST(Runtime, Bf16OnACpuWithoutBf16InstructionsWarns) {
+  const bool has = __builtin_cpu_supports("avx512bf16") != 0 || __builtin_cpu_supports("amx-bf16") != 0;
+  EXPECT_EQ(cpu_has_bf16_instructions(), has);
+  RuntimeOptions r;
+  r.precision = "bf16", r.threads = 1;
+  std::ostringstream warn;
+  configure_runtime(r, warn);
+  EXPECT_EQ(warn.str().find("bf16 instructions") != std::string::npos, at::hasMKLDNN() && !has) << warn.str();
+  EXPECT_EQ(warn.str().find("no oneDNN") != std::string::npos, !at::hasMKLDNN()) << warn.str();
+  at::set_num_threads(1);
+}
+
+// Scoring threads started inside the scope run their parallel operations on one thread each; the
+// process's count comes back after it.
+TEST(Runtime, TorchThreadsScopeHoldsForThreadsStartedInIt) {
+  at::set_num_threads(2);
+  int inside = 0;
+  {
+    const TorchThreadsScope one(1);
+    std::thread t([&] {
+      at::parallel_for(0, 4, 1, [](int64_t, int64_t) {});  // the thread's first parallel operation
+      inside = at::get_num_threads();
+    });
+    t.join();
+  }
+  EXPECT_EQ(inside, 1);
+  EXPECT_EQ(at::get_num_threads(), 2);
+  at::set_num_threads(1);
 }
 
 TEST(Runtime, CudaWithoutIndexIsTheLocalRanksGpu) {

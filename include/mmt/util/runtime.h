@@ -22,8 +22,19 @@ BlasInfo detect_blas();
 /// This machine's cores over the processes sharing it (LOCAL_WORLD_SIZE, SLURM_NTASKS_PER_NODE).
 int cores_per_process();
 
-/// Applies runtime.threads / runtime.blas_threads (0: cores_per_process()); warns on `warn` when the reference BLAS
-/// is in use. Returns a one-line description for logs.
+/// The libtorch intra-op threads runtime.threads asks for: itself when positive; 0 (auto) is 1
+/// for fp32 on a CPU - OpenBLAS runs the matrix products there, on its own threads - and on a GPU,
+/// and cores_per_process() for bf16 on a CPU, where oneDNN runs the bf16 products on libtorch's
+/// threads (one thread left the second core idle: docs/performance.md).
+int torch_threads(const RuntimeOptions& r);
+
+/// Whether this CPU has bf16 matrix instructions (avx512_bf16 or amx_bf16 in /proc/cpuinfo).
+/// Without them libtorch's bf16 products are emulated: bf16 autocast is slower than fp32.
+bool cpu_has_bf16_instructions();
+
+/// Applies runtime.threads (torch_threads()) / runtime.blas_threads (0: cores_per_process());
+/// warns on `warn` when the reference BLAS is in use, and when bf16 is asked of a CPU without bf16
+/// instructions or of a libtorch without oneDNN. Returns a one-line description for logs.
 std::string configure_runtime(const RuntimeOptions& r, std::ostream& warn);
 
 /// The most memory this process has held resident so far, in MB (getrusage's maximum RSS).
@@ -40,6 +51,21 @@ class BlasThreadsScope {
   ~BlasThreadsScope();
   BlasThreadsScope(const BlasThreadsScope&) = delete;
   BlasThreadsScope& operator=(const BlasThreadsScope&) = delete;
+
+ private:
+  int saved_ = 0;
+};
+
+/// Sets libtorch's intra-op threads for its lifetime and restores them after. Threads started
+/// inside the scope take its count when they first run a parallel operation: scoring threads
+/// that each run their own passes want one each (bf16 products on a CPU run on these threads,
+/// through oneDNN - two scoring threads with two each ran at 0.66x on 2 cores).
+class TorchThreadsScope {
+ public:
+  explicit TorchThreadsScope(int threads);
+  ~TorchThreadsScope();
+  TorchThreadsScope(const TorchThreadsScope&) = delete;
+  TorchThreadsScope& operator=(const TorchThreadsScope&) = delete;
 
  private:
   int saved_ = 0;
