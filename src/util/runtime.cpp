@@ -6,9 +6,9 @@
 #include <ATen/Context.h>
 #include <ATen/Parallel.h>
 #include <dlfcn.h>
-#include <torch/cuda.h>
 #include <link.h>
 #include <sys/resource.h>
+#include <torch/cuda.h>
 
 #include <algorithm>
 #include <cstdlib>
