@@ -33,6 +33,16 @@ step "1. GPU tests (NCCL in step 6; the libtorch-warning test in a process of it
 timeout 150 build-gpu/tests/mmt_gpu_tests --gtest_filter='-*Nccl*:*Warning*' 2>&1 | tail -25
 timeout 30 build-gpu/tests/mmt_gpu_tests --gtest_filter='*Warning*' 2>&1 | tail -4; echo "exit status ${PIPESTATUS[0]}"
 tests/check_exported_call_once.sh build-gpu/mmt build-gpu/tests/mmt_gpu_tests $BENCH
+# Candidates for the same kind of clash as call_once's: weak instantiations mmt exports that the
+# wheel's libraries define too (each binds to ours). A list for the next decision, not a check.
+TL=$(python3 -c 'import torch,os;print(os.path.join(os.path.dirname(torch.__file__),"lib"))')
+nm -D --defined-only build-gpu/mmt | awk '$2 ~ /^[WVu]$/ {print $3}' | sort -u > "$OUT/exe-weak.txt"
+for l in "$TL"/libtorch_cpu.so "$TL"/libc10.so "$TL"/libtorch_cuda.so; do
+  [ -f "$l" ] && nm -D --defined-only "$l" | awk '{print $3}'
+done | sort -u > "$OUT/torch-defined.txt"
+comm -12 "$OUT/exe-weak.txt" "$OUT/torch-defined.txt" | c++filt > "$OUT/shared-weak.txt"
+echo "mmt exports $(wc -l < "$OUT/exe-weak.txt") weak symbols, $(wc -l < "$OUT/shared-weak.txt") of them defined by the wheel's libtorch too:"
+cut -c1-160 "$OUT/shared-weak.txt" | head -30
 
 BASE="--config configs/demo.json --set model.preset=base --set model.image_input=patches --set model.patch_size=16 --set data.synth.image_size=96"
 step "2. base training steps (12 text + 37 image tokens)"
