@@ -9,6 +9,8 @@ build=${1:-build}
 cd "$(dirname "$0")/.."
 echo "== training step: mmt vs plain PyTorch (tiny preset, batch 128) =="
 bench/run_train_step.sh "$build" 3
+echo "== training step: fp32 vs bf16 on this CPU (tiny and base presets) =="
+bench/run_precision.sh "$build" 3
 echo "== losses: contrastive ITM vs classification (tiny preset) =="
 bench/run_losses.sh "$build"
 echo "== the align head's cost: mixed stack, random and hard ITM negatives =="
