@@ -94,6 +94,8 @@ bool cpu_has_bf16_instructions() {
   return false;
 }
 
+bool cpu_bf16_is_native() { return at::hasMKLDNN() && cpu_has_bf16_instructions(); }
+
 std::string configure_runtime(const RuntimeOptions& r, std::ostream& warn) {
   const int threads = torch_threads(r);
   at::set_num_threads(threads);

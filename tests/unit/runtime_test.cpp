@@ -71,6 +71,7 @@ TEST(Runtime, Bf16OnACpuWithoutBf16InstructionsWarns) {
   configure_runtime(r, warn);
   EXPECT_EQ(warn.str().find("bf16 instructions") != std::string::npos, at::hasMKLDNN() && !has) << warn.str();
   EXPECT_EQ(warn.str().find("no oneDNN") != std::string::npos, !at::hasMKLDNN()) << warn.str();
+  EXPECT_EQ(cpu_bf16_is_native(), at::hasMKLDNN() && has);
   at::set_num_threads(1);
 }
 

@@ -32,6 +32,10 @@ int torch_threads(const RuntimeOptions& r);
 /// Without them libtorch's bf16 products are emulated: bf16 autocast is slower than fp32.
 bool cpu_has_bf16_instructions();
 
+/// Both: this CPU has bf16 instructions and this libtorch has oneDNN to use them - bf16 autocast
+/// then trains faster than fp32 here (docs/performance.md, "bf16 on a CPU").
+bool cpu_bf16_is_native();
+
 /// Applies runtime.threads (torch_threads()) / runtime.blas_threads (0: cores_per_process());
 /// warns on `warn` when the reference BLAS is in use, and when bf16 is asked of a CPU without bf16
 /// instructions or of a libtorch without oneDNN. Returns a one-line description for logs.
