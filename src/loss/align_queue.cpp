@@ -101,6 +101,7 @@ struct AlignQueue::Impl {
   // parameters() / buffers() order (the same in the model and its copy), the copy's names and
   // tensors. The copy's other parameters are emptied.
   std::vector<size_t> param_at, buffer_at;
+  size_t param_count = 0, buffer_count = 0;  // all of the copy's (emptied ones included): the model's must match
   std::vector<std::string> names;      // parameters, then buffers
   std::vector<torch::Tensor> tensors;  // the momentum model's, in `names` order
   at::TensorList params() const { return at::TensorList(tensors.data(), param_at.size()); }
@@ -146,7 +147,9 @@ AlignQueue::AlignQueue(MultimodalTransformerImpl& model, int64_t size, double mo
         p.set_data(torch::empty({0}, p.options()));
       }
     }
+    m.param_count = params.size();
     const auto buffers = m.model->named_buffers();
+    m.buffer_count = buffers.size();
     for (size_t i = 0; i < buffers.size(); ++i)
       if (whole_model || tower_reads(buffers[i].key(), first, pre_norm))
         m.buffer_at.push_back(i), m.names.push_back(buffers[i].key());
@@ -225,11 +228,10 @@ void AlignQueue::start(MultimodalTransformerImpl& model) {
   // name the copy's tensors in this model (a model of another architecture or options would
   // otherwise average unrelated tensors, or fail far from here on a shape).
   const auto params = model.named_parameters(), buffers = model.named_buffers();
-  const size_t expected_params = m.model->parameters().size(), expected_buffers = m.model->buffers().size();
-  if (params.size() != expected_params || buffers.size() != expected_buffers)
+  if (params.size() != m.param_count || buffers.size() != m.buffer_count)
     throw Error("train.align_queue: the model has " + std::to_string(params.size()) + " parameters and " +
-                std::to_string(buffers.size()) + " buffers, its momentum copy " + std::to_string(expected_params) +
-                " and " + std::to_string(expected_buffers) + ": not the model the queue was made for");
+                std::to_string(buffers.size()) + " buffers, its momentum copy " + std::to_string(m.param_count) +
+                " and " + std::to_string(m.buffer_count) + ": not the model the queue was made for");
   for (size_t k = 0; k < m.names.size(); ++k) {
     const bool is_param = k < m.param_at.size();
     const std::string& name = is_param ? params[m.param_at[k]].key() : buffers[m.buffer_at[k - m.param_at.size()]].key();
@@ -246,11 +248,11 @@ void AlignQueue::update(MultimodalTransformerImpl& model) {
   start(model);
   torch::NoGradGuard no_grad;
   Impl& m = *impl_;
-  TORCH_CHECK(model.parameters().size() == m.model->parameters().size(),
-              "AlignQueue::update: not the model the queue was started with");
+  const auto params = model.parameters();
+  TORCH_CHECK(params.size() == m.param_count, "AlignQueue::update: not the model the queue was started with");
   // m x momentum + (1 - m) x model, over all of them at once (one kernel per chunk on a GPU).
   torch::_foreach_mul_(m.params(), momentum_);
-  torch::_foreach_add_(m.params(), Impl::pick(model.parameters(), m.param_at), 1.0 - momentum_);
+  torch::_foreach_add_(m.params(), Impl::pick(params, m.param_at), 1.0 - momentum_);
   const auto from_b = Impl::pick(model.buffers(), m.buffer_at);  // buffers copied
   for (size_t i = 0; i < from_b.size(); ++i) m.tensors[m.param_at.size() + i].copy_(from_b[i]);
 }

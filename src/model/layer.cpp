@@ -24,6 +24,10 @@ torch::Tensor layer_norm(torch::nn::LayerNorm& ln, const torch::Tensor& x) {
   return torch::layer_norm(x.to(*low), o.normalized_shape(), ln->weight.to(*low), ln->bias.to(*low), o.eps());
 }
 
+torch::Tensor linear_product(torch::nn::Linear& l, const torch::Tensor& x, bool fused) {
+  return fused ? torch::linear(x, l->weight, l->bias) : l(x);
+}
+
 torch::Tensor attention_bias(const torch::Tensor& mask) {
   // (B, L) bool -> (B, 1, 1, L) float: 0 where real, kMaskValue where padding.
   return torch::zeros(mask.sizes(), torch::device(mask.device()).dtype(torch::kFloat))
@@ -59,13 +63,6 @@ torch::Tensor split_heads(const torch::Tensor& x, int64_t heads) {
   return x.view({x.size(0), x.size(1), heads, -1});
 }
 
-// A layer's product: ATen's linear when fused (see LayerOptions::fused), else the module.
-torch::Tensor product(torch::nn::Linear& l, const torch::Tensor& x, bool fused) {
-  return fused ? torch::linear(x, l->weight, l->bias) : l(x);
-}
-}  // namespace
-
-namespace {
 // A stream's fused q/k/v product, (B, L, 3 * h * d): the three weights side by side.
 torch::Tensor qkv_product(StreamWeightsImpl& w, const torch::Tensor& x) {
   return torch::linear(x, torch::cat({w.query->weight, w.key->weight, w.value->weight}),
@@ -82,7 +79,7 @@ std::vector<torch::Tensor> heads_of(const torch::Tensor& qkv, int64_t heads, int
 
 MultimodalLayerImpl::Projections MultimodalLayerImpl::project(StreamWeightsImpl& w, const torch::Tensor& x, bool keys) {
   const int64_t heads = options_.num_heads;
-  if (!keys) return {split_heads(product(w.query, x, true), heads), {}, {}};  // fused: ATen's linear too
+  if (!keys) return {split_heads(linear_product(w.query, x, true), heads), {}, {}};  // fused: ATen's linear too
   const auto parts = heads_of(qkv_product(w, x), heads, options_.head_dim);
   return {parts[0], parts[1], parts[2]};
 }
@@ -94,7 +91,7 @@ torch::Tensor MultimodalLayerImpl::attend(const torch::Tensor& q, const torch::T
 }
 
 torch::Tensor MultimodalLayerImpl::ffn(StreamWeightsImpl& w, const torch::Tensor& x, bool fused) {
-  return product(w.ffn_out, torch::gelu(product(w.ffn_in, x, fused)), fused);
+  return linear_product(w.ffn_out, torch::gelu(linear_product(w.ffn_in, x, fused)), fused);
 }
 
 std::pair<torch::Tensor, torch::Tensor> MultimodalLayerImpl::forward(const torch::Tensor& text,
@@ -143,7 +140,8 @@ std::pair<torch::Tensor, torch::Tensor> MultimodalLayerImpl::forward(const torch
                            .split_with_sizes({t, r}, 1);
     // contiguous: a split part's product copies it anyway (matmul's reshape), and ATen's linear
     // then takes its single-product path with the bias inside.
-    a_t = product(text_->out, parts[0].contiguous(), true), a_i = product(image_->out, parts[1].contiguous(), true);
+    a_t = linear_product(text_->out, parts[0].contiguous(), fused);
+    a_i = linear_product(image_->out, parts[1].contiguous(), fused);
   } else {
     // The key blocks a stream's queries see: one modality's, or both side by side. (Joining them
     // once for both streams would change the graph, and with it the order of the gradient sums.)
@@ -155,10 +153,10 @@ std::pair<torch::Tensor, torch::Tensor> MultimodalLayerImpl::forward(const torch
     };
     if (!q_t.defined()) q_t = split_heads(text_->query(t_in), heads);
     const auto [kt, vt, bt] = seen(p.text_to_text, p.text_to_image);
-    a_t = product(text_->out, attend(q_t, kt, vt, bt), fused);
+    a_t = linear_product(text_->out, attend(q_t, kt, vt, bt), fused);
     if (!q_i.defined()) q_i = split_heads(image_->query(i_in), heads);
     const auto [ki, vi, bi] = seen(p.image_to_text, p.image_to_image);
-    a_i = product(image_->out, attend(q_i, ki, vi, bi), fused);
+    a_i = linear_product(image_->out, attend(q_i, ki, vi, bi), fused);
   }
   if (drop > 0) a_t = torch::dropout(a_t, drop, true), a_i = torch::dropout(a_i, drop, true);
 

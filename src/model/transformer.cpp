@@ -69,14 +69,10 @@ torch::Tensor RegionEmbeddingsImpl::forward(const torch::Tensor& feats, const to
   TORCH_CHECK(feats.dim() == 3 && boxes.dim() == 3 && boxes.size(2) == 5 && feats.size(1) == boxes.size(1),
               "RegionEmbeddings: expected feats (B, R, F) and boxes (B, R, 5), got ", feats.sizes(), " and ",
               boxes.sizes());
-  // Like the layers' products (LayerOptions::fused): on the fused path (CUDA by default) ATen's
-  // linear, whose bias is cast with the product and added inside it; nn::Linear on a 3-D input
-  // adds an fp32 bias to a bf16 output in a separate generic kernel. The CPU keeps nn::Linear.
+  // 3-D products like the layers': ATen's linear on the fused path (CUDA by default).
   const bool fused = fused_layers_on(feats.device());
-  auto product = [fused](tnn::Linear& l, const torch::Tensor& in) {
-    return fused ? torch::linear(in, l->weight, l->bias) : l(in);
-  };
-  auto x = layer_norm(norm, layer_norm(feature_norm, product(feature, feats)) + layer_norm(box_norm, product(box, boxes)) + type);
+  auto x = layer_norm(norm, layer_norm(feature_norm, linear_product(feature, feats, fused)) +
+                                layer_norm(box_norm, linear_product(box, boxes, fused)) + type);
   return dropout_ > 0 ? torch::dropout(x, dropout_, is_training()) : x;
 }
 

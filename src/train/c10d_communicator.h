@@ -54,7 +54,7 @@ class C10dCommunicator : public Communicator {
     if constexpr (HasAbort<Group>::value) {
       try {
         group_->abort();
-      } catch (...) {  // a backend without abort: its own destructor cleans up
+      } catch (...) {  // a group already aborted or broken: its own destructor cleans up
       }
     }
   }

@@ -73,25 +73,31 @@ namespace {
 bool runs_on_gpu(const RuntimeOptions& r) {
   return r.device.rfind("cuda", 0) == 0 || (r.device == "auto" && torch::cuda::is_available());
 }
+
+// bf16 autocast whose products run on this CPU: oneDNN, on libtorch's threads.
+bool bf16_on_cpu(const RuntimeOptions& r) { return use_bf16(r) && !runs_on_gpu(r); }
 }  // namespace
 
 int torch_threads(const RuntimeOptions& r) {
   if (r.threads > 0) return static_cast<int>(r.threads);
-  return use_bf16(r) && !runs_on_gpu(r) ? cores_per_process() : 1;
+  return bf16_on_cpu(r) ? cores_per_process() : 1;
 }
 
 bool cpu_has_bf16_instructions() {
-  std::ifstream cpuinfo("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(cpuinfo, line)) {
-    if (line.rfind("flags", 0) != 0) continue;
-    std::istringstream flags(line.substr(line.find(':') + 1));
-    std::string flag;
-    while (flags >> flag)
-      if (flag == "avx512_bf16" || flag == "amx_bf16") return true;
-    return false;  // every core lists the same flags
-  }
-  return false;
+  static const bool has = [] {  // read once: the CPU does not change
+    std::ifstream cpuinfo("/proc/cpuinfo");
+    std::string line;
+    while (std::getline(cpuinfo, line)) {
+      if (line.rfind("flags", 0) != 0) continue;
+      std::istringstream flags(line.substr(line.find(':') + 1));
+      std::string flag;
+      while (flags >> flag)
+        if (flag == "avx512_bf16" || flag == "amx_bf16") return true;
+      return false;  // every core lists the same flags
+    }
+    return false;
+  }();
+  return has;
 }
 
 bool cpu_bf16_is_native() { return at::hasMKLDNN() && cpu_has_bf16_instructions(); }
@@ -103,7 +109,7 @@ std::string configure_runtime(const RuntimeOptions& r, std::ostream& warn) {
   const int blas_threads = r.blas_threads > 0 ? static_cast<int>(r.blas_threads) : cores_per_process();
   const BlasInfo blas = detect_blas();
   if (auto set = openblas_set_threads()) set(blas_threads);
-  if (use_bf16(r) && !runs_on_gpu(r)) {
+  if (bf16_on_cpu(r)) {
     if (!at::hasMKLDNN())
       warn << "mmt: WARNING: runtime.precision = bf16 on the CPU, but this libtorch has no oneDNN: its bf16 matrix "
               "products take a slow path (fp32 is faster)\n";

@@ -29,9 +29,8 @@ struct LayerOptions {
   // queries when both read every key. Fewer, fuller kernels on a GPU; on the CPU they change
   // results in the last bits (summation order), so the CPU keeps the separate products whose
   // numbers the study reports. Fused, the layer's other products (attention output, FFN) run
-  // as ATen's linear - one product with the bias in it, and under bf16 autocast the bias cast
-  // too; libtorch's nn::Linear on a 3-D input is a product and then an fp32 bias added in place
-  // to its bf16 output, a slow mixed-dtype kernel (10 % of an H200 base step, docs/gpu.md).
+  // as linear_product() below (nn::Linear's separate bias add took 10 % of an H200 base step,
+  // docs/gpu.md).
   // -1: runtime.fused_layers (auto: CUDA only); 0 / 1: off / on (tests compare the two).
   int fused = -1;
 };
@@ -85,6 +84,12 @@ TORCH_MODULE(MultimodalLayer);
 /// add mixed-precision, and every following matrix product would cast its own copy of the input -
 /// on an H100 a third of a base step went to those adds and casts (docs/gpu.md).
 torch::Tensor layer_norm(torch::nn::LayerNorm& ln, const torch::Tensor& x);
+
+/// A linear module's product on the fused path (LayerOptions::fused; fused_layers_on() outside the
+/// layers): ATen's linear - one product with the bias inside, cast with it under bf16 autocast -
+/// where nn::Linear on a 3-D input adds an fp32 bias to a bf16 output in a separate generic
+/// kernel. Unfused (the CPU's default) the module itself, whose numbers the study reports.
+torch::Tensor linear_product(torch::nn::Linear& l, const torch::Tensor& x, bool fused);
 
 /// The additive key mask of a (B, L) bool padding mask: (B, 1, 1, L) float, 0 or kMaskValue.
 torch::Tensor attention_bias(const torch::Tensor& mask);
