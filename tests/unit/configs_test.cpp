@@ -47,6 +47,7 @@ TEST(Configs, EveryStudyGridExpands) {
     }
   EXPECT_EQ(cells["mini"], 17u);
   EXPECT_EQ(cells["clipart"], 4u);
+  EXPECT_EQ(cells["precision"], 2u);
   EXPECT_EQ(cells["paper"], 35u);  // every configs/paper row but _base: data_cc is the base cell
 }
 
