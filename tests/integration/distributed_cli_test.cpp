@@ -45,8 +45,8 @@ Result run_to(const std::string& cmd, const std::string& stem) {
 std::vector<Result> launch(int world, const std::string& args, const std::string& env = "",
                            const std::string& env_rank1 = "") {
   const int port = free_port();
-  // Plain threads, not std::async: a future's shared state instantiates std::call_once, which
-  // this executable would then export (tests/check_exported_call_once.sh).
+  // Plain threads, not std::async: a future's shared state instantiates std::call_once, the
+  // instantiation that crashed wheel builds once exported (now hidden: cmake/executable_exports.map).
   std::vector<Result> out(static_cast<size_t>(world));
   std::vector<std::thread> procs;
   for (int r = 0; r < world; ++r) {
