@@ -13,8 +13,7 @@ for exe in "$@"; do
   own=$(readelf --dyn-syms -W "$exe" |
         awk '$7 != "UND" && $7 != "Ndx" && ($5 == "GLOBAL" || $5 == "WEAK" || $5 == "UNIQUE") && $8 != "" {
                n = $8; sub(/@.*/, "", n); print n }' | sort -u)
-  found=$(printf '%s\n' "$own" | grep -vxF -e "$copied" -e '' || true)
-  [ -z "$copied" ] && found=$(printf '%s\n' "$own" | grep -v '^$' || true)
+  found=$(printf '%s\n' "$own" | grep -vxF -e "$copied" -e '' || true)  # -e '': no empty line
   if [ -n "$found" ]; then
     echo "$exe exports $(printf '%s\n' "$found" | wc -l) symbol(s) of its own (link it with cmake/executable_exports.map):"
     printf '%s\n' "$found" | head -20 | c++filt | cut -c1-200
