@@ -99,8 +99,7 @@ struct PairScorer::Impl {
       }
       return;
     }
-    const BlasThreadsScope one_blas_thread(1);
-    const TorchThreadsScope one_torch_thread(1);  // bf16 products: oneDNN on libtorch's threads
+    const SingleThreadedProducts one_thread_each;
     std::atomic<int64_t> finished{0};
     std::vector<std::thread> pool;
     for (int64_t t = 0; t < threads; ++t) pool.emplace_back([&] { work(), ++finished; });

@@ -130,17 +130,15 @@ int blas_threads() {
   return get ? get() : 0;
 }
 
-BlasThreadsScope::BlasThreadsScope(int threads) : saved_(blas_threads()) {
-  if (auto set = openblas_set_threads(); set && saved_ > 0) set(threads);
+SingleThreadedProducts::SingleThreadedProducts() : saved_blas_(blas_threads()), saved_torch_(at::get_num_threads()) {
+  if (auto set = openblas_set_threads(); set && saved_blas_ > 0) set(1);
+  at::set_num_threads(1);
 }
 
-BlasThreadsScope::~BlasThreadsScope() {
-  if (auto set = openblas_set_threads(); set && saved_ > 0) set(saved_);
+SingleThreadedProducts::~SingleThreadedProducts() {
+  if (auto set = openblas_set_threads(); set && saved_blas_ > 0) set(saved_blas_);
+  at::set_num_threads(saved_torch_);
 }
-
-TorchThreadsScope::TorchThreadsScope(int threads) : saved_(at::get_num_threads()) { at::set_num_threads(threads); }
-
-TorchThreadsScope::~TorchThreadsScope() { at::set_num_threads(saved_); }
 
 double peak_resident_mb() {
   rusage usage{};

@@ -77,11 +77,11 @@ TEST(Runtime, Bf16OnACpuWithoutBf16InstructionsWarns) {
 
 // Scoring threads started inside the scope run their parallel operations on one thread each; the
 // process's count comes back after it.
-TEST(Runtime, TorchThreadsScopeHoldsForThreadsStartedInIt) {
+TEST(Runtime, SingleThreadedProductsHoldForThreadsStartedInIt) {
   at::set_num_threads(2);
   int inside = 0;
   {
-    const TorchThreadsScope one(1);
+    const SingleThreadedProducts one;
     std::thread t([&] {
       at::parallel_for(0, 4, 1, [](int64_t, int64_t) {});  // the thread's first parallel operation
       inside = at::get_num_threads();

@@ -47,32 +47,21 @@ double peak_resident_mb();
 /// OpenBLAS's thread count (0 when the BLAS is not OpenBLAS).
 int blas_threads();
 
-/// Sets OpenBLAS's thread count for its lifetime and restores it after (nothing for other BLAS):
-/// threads that each run their own matrix products want single-threaded ones.
-class BlasThreadsScope {
+/// Matrix products on one thread, in both libraries that run them: OpenBLAS's thread count
+/// (fp32 products; nothing for other BLAS) and libtorch's intra-op threads (bf16 products on a
+/// CPU, through oneDNN) are 1 for its lifetime and restored after. For threads that each run their
+/// own passes (exact scoring): threads started inside the scope take libtorch's count when they
+/// first run a parallel operation; two scoring threads with two torch threads each ran bf16 at
+/// 0.66x on 2 cores.
+class SingleThreadedProducts {
  public:
-  explicit BlasThreadsScope(int threads);
-  ~BlasThreadsScope();
-  BlasThreadsScope(const BlasThreadsScope&) = delete;
-  BlasThreadsScope& operator=(const BlasThreadsScope&) = delete;
+  SingleThreadedProducts();
+  ~SingleThreadedProducts();
+  SingleThreadedProducts(const SingleThreadedProducts&) = delete;
+  SingleThreadedProducts& operator=(const SingleThreadedProducts&) = delete;
 
  private:
-  int saved_ = 0;
-};
-
-/// Sets libtorch's intra-op threads for its lifetime and restores them after. Threads started
-/// inside the scope take its count when they first run a parallel operation: scoring threads
-/// that each run their own passes want one each (bf16 products on a CPU run on these threads,
-/// through oneDNN - two scoring threads with two each ran at 0.66x on 2 cores).
-class TorchThreadsScope {
- public:
-  explicit TorchThreadsScope(int threads);
-  ~TorchThreadsScope();
-  TorchThreadsScope(const TorchThreadsScope&) = delete;
-  TorchThreadsScope& operator=(const TorchThreadsScope&) = delete;
-
- private:
-  int saved_ = 0;
+  int saved_blas_ = 0, saved_torch_ = 0;
 };
 
 }  // namespace mmt
