@@ -83,7 +83,8 @@ int main(int argc, char** argv) {
       {
         torch::NoGradGuard no_grad;
         mmt::apply_hard_negatives(*model, batch, /*swap_caption=*/false, cfg.train.seed, step,
-                                  cfg.train.align_inputs == "unmasked", cfg.train.itm_hard_temperature);
+                                  cfg.train.align_inputs == "unmasked", cfg.train.itm_hard_temperature,
+                                  cfg.train.itm_hard_candidates);
       }
       for (int64_t i = 0; i < b; ++i) {
         if (batch.itm_labels[i].item<int64_t>() != 0) continue;

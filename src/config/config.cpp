@@ -488,6 +488,10 @@ void validate_config(const ExperimentConfig& cfg) {
     throw Error("config key 'train.itm_hard_temperature' must be in (0, 1e6)");
   if (t.itm_hard_from_step > 0 && t.itm_negatives != "hard")
     throw Error("config: train.itm_hard_from_step is when hard ITM negatives start; it needs train.itm_negatives=hard");
+  in_range("train.itm_hard_candidates", t.itm_hard_candidates, 0, 1e9);
+  if (t.itm_hard_candidates > 0 && t.itm_negatives != "hard")
+    throw Error("config: train.itm_hard_candidates is how many rows a hard ITM negative is drawn among; it needs "
+                "train.itm_negatives=hard");
   key_choice("train.optimizer", "optimizer", t.optimizer, {"adamw", "adam"});
   if (t.grad_accum_steps < 1) throw Error("config key 'train.grad_accum_steps' must be >= 1");
   if (!(t.cross_modal_lr_mult >= 0)) throw Error("config key 'train.cross_modal_lr_mult' must be >= 0");

@@ -74,6 +74,26 @@ int64_t row_with_other_image(const std::vector<int64_t>& keys, int64_t i, int64_
   return -1;
 }
 
+std::vector<std::vector<int64_t>> hard_partner_rows(const Batch& batch, const std::vector<int64_t>& rows) {
+  const int64_t b = batch.size();
+  const auto keys = batch.image_key.defined() ? batch.image_key.cpu().contiguous() : torch::arange(b, torch::kInt64);
+  const auto pattern = batch.mask_pattern.defined() ? batch.mask_pattern.cpu().contiguous() : torch::zeros({b}, torch::kInt64);
+  const int64_t *key = keys.data_ptr<int64_t>(), *pat = pattern.data_ptr<int64_t>();
+  std::vector<std::vector<int64_t>> out;
+  out.reserve(rows.size());
+  for (const int64_t i : rows) {
+    TORCH_CHECK(i >= 0 && i < b, "hard_partner_rows: row ", i, " of a batch of ", b);
+    std::vector<int64_t> other, alike;
+    for (int64_t j = 0; j < b; ++j) {
+      if (j == i || key[j] == key[i]) continue;
+      other.push_back(j);
+      if (pat[j] == pat[i]) alike.push_back(j);
+    }
+    out.push_back(alike.empty() ? std::move(other) : std::move(alike));
+  }
+  return out;
+}
+
 int64_t caption_hash(const std::vector<int64_t>& ids) {
   uint64_t h = 14695981039346656037ULL;  // FNV-1a over the ids' 8 bytes each
   for (const int64_t id : ids) {

@@ -274,14 +274,23 @@ StepFlops step_train_flops(const ExperimentConfig& cfg, const InputDims& dims, c
     } else if (!crosses) {  // the stack, each row once
       for (int64_t i = 0; i < b; ++i) fwd += stack_flops(m, types, t[i], r[i], 0, layers);
       fwd += 2.0 * static_cast<double>(b) * static_cast<double>(b) * h;
-    } else {  // the towers once; each row turned negative: its caption with every image (or its
-              // image with every caption) through the layers above them
+    } else {  // the towers once; each row turned negative: its caption with the images it may be
+              // given (or its image with the captions) through the layers above them - K of them
+              // drawn at random with train.itm_hard_candidates = K, counted at their mean cost
       for (int64_t i = 0; i < b; ++i) fwd += stack_flops(m, types, t[i], r[i], 0, towers);
       const bool by_column = tr.itm_swap == "caption";
-      for (int64_t i = 0; i < b; ++i) {
-        if (!hard_rows[i]) continue;
-        for (int64_t j = 0; j < b; ++j)
-          fwd += stack_flops(m, types, by_column ? t[j] : t[i], by_column ? r[i] : r[j], towers, layers) + itm_head_flops(m);
+      std::vector<int64_t> lines;
+      for (int64_t i = 0; i < b; ++i)
+        if (hard_rows[i]) lines.push_back(i);
+      const auto partners = hard_partner_rows(batch, lines);
+      for (size_t k = 0; k < lines.size(); ++k) {
+        const int64_t i = lines[k], n = static_cast<int64_t>(partners[k].size());
+        if (n == 0) continue;
+        double pairs = 0;
+        for (const int64_t j : partners[k])
+          pairs += stack_flops(m, types, by_column ? t[j] : t[i], by_column ? r[i] : r[j], towers, layers) + itm_head_flops(m);
+        const int64_t scored = tr.itm_hard_candidates > 0 ? std::min(tr.itm_hard_candidates, n) : n;
+        fwd += pairs * static_cast<double>(scored) / static_cast<double>(n);
       }
     }
     f.hard_negatives = fwd;

@@ -14,7 +14,8 @@
 namespace mmt {
 
 torch::Tensor batch_score_matrix(MultimodalTransformerImpl& model, const Batch& batch, bool align_unmasked,
-                                 const std::vector<int64_t>& lines, bool by_column) {
+                                 const std::vector<int64_t>& lines, bool by_column,
+                                 const std::vector<std::vector<int64_t>>& entries) {
   torch::NoGradGuard no_grad;
   const int64_t b = batch.size();
   if (model.has_align()) {  // ALBEF: the align head's similarities, from the unimodal layers alone
@@ -32,26 +33,45 @@ torch::Tensor batch_score_matrix(MultimodalTransformerImpl& model, const Batch& 
     return model.match_score_matrix(e.text.select(1, 0), e.image.select(1, 0));
   }
   // The layers below the first cross-modal one see one modality: each caption and image once.
-  // Then one pass of B pairs per line asked for through the rest: a caption with every image (a
-  // row) or an image with every caption (a column).
+  // Then the pairs asked for through the rest, B at a time: along a row a caption with images, along
+  // a column an image with captions.
+  TORCH_CHECK(entries.empty() || entries.size() == lines.size(), "batch_score_matrix: ", entries.size(),
+              " entry lists for ", lines.size(), " lines");
   const int64_t towers = model.first_cross_modal_layer();
   auto [text_states, image_states] = model.run_layers(text, images.states, batch.text_mask, images.mask, 0, towers);
   auto scores = torch::full({b, b}, std::numeric_limits<float>::quiet_NaN(), torch::device(text.device()));
-  std::vector<int64_t> all(static_cast<size_t>(lines.empty() ? b : 0));
+  std::vector<int64_t> all(static_cast<size_t>(b));
   std::iota(all.begin(), all.end(), int64_t{0});
-  for (int64_t i : lines.empty() ? all : lines) {
+  std::vector<int64_t> captions, pictures;  // the pairs: caption row, image row
+  for (size_t k = 0; k < (lines.empty() ? all.size() : lines.size()); ++k) {
+    const int64_t i = lines.empty() ? all[k] : lines[k];
     TORCH_CHECK(i >= 0 && i < b, "batch_score_matrix: line ", i, " of a batch of ", b);
-    if (by_column) {
-      const Encoded e = model.encode_embedded(text_states, image_states[i].unsqueeze(0).expand({b, -1, -1}), batch.text_mask,
-                                              images.mask[i].unsqueeze(0).expand({b, -1}), false, towers);
-      scores.select(1, i).copy_(model.match_scores(e));
-    } else {
-      const Encoded e = model.encode_embedded(text_states[i].unsqueeze(0).expand({b, -1, -1}), image_states,
-                                              batch.text_mask[i].unsqueeze(0).expand({b, -1}), images.mask, false, towers);
-      scores[i].copy_(model.match_scores(e));
+    for (const int64_t j : entries.empty() ? all : entries[k]) {
+      TORCH_CHECK(j >= 0 && j < b, "batch_score_matrix: entry ", j, " of a batch of ", b);
+      captions.push_back(by_column ? j : i), pictures.push_back(by_column ? i : j);
     }
   }
+  const int64_t n = static_cast<int64_t>(captions.size());
+  const auto caption_rows = torch::tensor(captions, torch::kInt64).to(text.device());
+  const auto image_rows = torch::tensor(pictures, torch::kInt64).to(text.device());
+  for (int64_t from = 0; from < n; from += b) {
+    const auto c = caption_rows.narrow(0, from, std::min(b, n - from));
+    const auto im = image_rows.narrow(0, from, std::min(b, n - from));
+    const Encoded e = model.encode_embedded(text_states.index_select(0, c), image_states.index_select(0, im),
+                                            batch.text_mask.index_select(0, c), images.mask.index_select(0, im), false, towers);
+    scores.index_put_({c, im}, model.match_scores(e).to(scores.scalar_type()));
+  }
   return scores;
+}
+
+std::vector<int64_t> draw_candidates(const std::vector<int64_t>& rows, int64_t k, Rng& rng) {
+  const int64_t n = static_cast<int64_t>(rows.size());
+  if (k <= 0 || k >= n) return rows;
+  std::vector<int64_t> pool = rows;
+  for (int64_t m = 0; m < k; ++m) std::swap(pool[m], pool[m + rng.below(n - m)]);  // partial Fisher-Yates
+  pool.resize(static_cast<size_t>(k));
+  std::sort(pool.begin(), pool.end());
+  return pool;
 }
 
 int64_t sample_partner(const torch::Tensor& scores, int64_t i, bool by_column, Rng& rng,
@@ -85,36 +105,45 @@ int64_t sample_partner(const torch::Tensor& scores, int64_t i, bool by_column, R
 }
 
 void apply_hard_negatives(MultimodalTransformerImpl& model, Batch& batch, bool swap_caption, uint64_t seed,
-                          int64_t step, bool align_unmasked, double temperature) {
+                          int64_t step, bool align_unmasked, double temperature, int64_t candidates) {
   if (!batch.hard_negative_rows.defined() || !batch.hard_negative_rows.any().item<bool>()) return;
-  const bool was_training = model.is_training();
-  model.eval();  // scores as the model would give them, no dropout
   const int64_t b = batch.size();
   const auto hard = batch.hard_negative_rows.cpu().contiguous();
   std::vector<int64_t> hard_rows;  // only their lines of the matrix are read
   for (int64_t i = 0; i < b; ++i)
     if (hard.data_ptr<bool>()[i]) hard_rows.push_back(i);
-  auto scores = batch_score_matrix(model, batch, align_unmasked, hard_rows, swap_caption).to(torch::kCPU, torch::kFloat32);
+  // Each row's candidates first (K of the rows it may take, or all), then only those pairs scored.
+  Rng rng(derive_seed(seed, 0x4A3D, static_cast<uint64_t>(step)));
+  const auto partners = hard_partner_rows(batch, hard_rows);
+  std::vector<int64_t> lines;
+  std::vector<std::vector<int64_t>> entries;
+  for (size_t k = 0; k < hard_rows.size(); ++k) {
+    if (partners[k].empty()) continue;  // every row shows this image: the row stays matched
+    lines.push_back(hard_rows[k]);
+    entries.push_back(draw_candidates(partners[k], candidates, rng));
+  }
+  if (lines.empty()) {  // no row can be turned: all stay matched, with their targets
+    batch.hard_negative_rows = torch::Tensor(), batch.mask_pattern = torch::Tensor();
+    return;
+  }
+  const bool was_training = model.is_training();
+  model.eval();  // scores as the model would give them, no dropout
+  auto scores = batch_score_matrix(model, batch, align_unmasked, lines, swap_caption, entries).to(torch::kCPU, torch::kFloat32);
   if (temperature != 1.0) scores = scores / temperature;
   if (was_training) model.train();
-  Rng rng(derive_seed(seed, 0x4A3D, static_cast<uint64_t>(step)));
   const Batch original = batch;  // shallow: the tensors below are replaced, not written into
   auto take = [](torch::Tensor& dst, const torch::Tensor& src, const std::vector<int64_t>& rows) {
     if (src.defined()) dst = src.index_select(0, torch::tensor(rows, torch::kInt64).to(src.device()));
   };
-  const auto pattern = batch.mask_pattern.defined() ? batch.mask_pattern.cpu().contiguous() : torch::zeros({b}, torch::kInt64);
-  const auto keys = batch.image_key.defined() ? batch.image_key.cpu().contiguous() : torch::arange(b, torch::kInt64);
-  const int64_t *key = keys.data_ptr<int64_t>(), *pat = pattern.data_ptr<int64_t>();
   std::vector<int64_t> rows(static_cast<size_t>(b));
-  std::vector<char> alike(static_cast<size_t>(b)), other_image(static_cast<size_t>(b));
+  std::iota(rows.begin(), rows.end(), int64_t{0});
   std::vector<int64_t> swapped(static_cast<size_t>(b), 0);
-  for (int64_t i = 0; i < b; ++i) {
-    rows[i] = i;
-    if (!hard.data_ptr<bool>()[i]) continue;
-    for (int64_t j = 0; j < b; ++j) alike[j] = pat[j] == pat[i], other_image[j] = key[j] != key[i];
-    const int64_t j = sample_partner(scores, i, swap_caption, rng, alike, other_image);
-    if (j < 0) continue;  // every row shows this image: the row stays matched
-    rows[i] = j, swapped[i] = 1;
+  std::vector<char> candidate(static_cast<size_t>(b));
+  for (size_t k = 0; k < lines.size(); ++k) {
+    std::fill(candidate.begin(), candidate.end(), 0);
+    for (const int64_t j : entries[k]) candidate[static_cast<size_t>(j)] = 1;
+    const int64_t i = lines[k];
+    rows[i] = sample_partner(scores, i, swap_caption, rng, {}, candidate), swapped[i] = 1;
   }
   if (swap_caption) {
     take(batch.text_ids, original.text_ids, rows), take(batch.text_mask, original.text_mask, rows);

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 
 #include "mmt/config/config.h"
 #include "mmt/data/data_source.h"
@@ -99,6 +100,34 @@ TEST_P(ScoreMatrix, EqualsScoringEachPairAlone) {
   }
 }
 
+// Entries of lines (train.itm_hard_candidates): where the stack crosses modalities only those pairs
+// are scored, each equal to its value in the whole matrix, the rest NaN; the other paths score all.
+TEST_P(ScoreMatrix, ScoresOnlyTheEntriesAskedFor) {
+  torch::manual_seed(3);
+  auto options = testing::small_model_options(GetParam(), 2);
+  if (GetParam() == "mixed") options.attention = "merged", options.layers = {"single_modality", "merged"};
+  MultimodalTransformer model(options, InputDims{testing::kVocab, testing::kFeat});
+  model->eval();
+  auto batch = testing::random_batch(5, 6, 5, 4);
+  batch.text_mask[3][5] = false;
+  const auto m = batch_score_matrix(*model, batch);
+  const bool partial = GetParam() != "single_modality";
+  const std::vector<int64_t> lines{4, 1};
+  const std::vector<std::vector<int64_t>> entries{{0, 2, 3}, {}};  // line 1: nothing
+  for (const bool by_column : {false, true}) {
+    const auto some = batch_score_matrix(*model, batch, false, lines, by_column, entries);
+    for (int64_t i = 0; i < 5; ++i)
+      for (int64_t j = 0; j < 5; ++j) {
+        const int64_t line = by_column ? j : i, entry = by_column ? i : j;
+        const bool asked = line == 4 && entry != 1 && entry != 4;
+        if (asked || !partial)
+          EXPECT_NEAR(some[i][j].item<double>(), m[i][j].item<double>(), 1e-5) << i << "," << j << " by_column " << by_column;
+        else
+          EXPECT_TRUE(std::isnan(some[i][j].item<double>())) << i << "," << j << " by_column " << by_column;
+      }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Paths, ScoreMatrix, ::testing::Values("merged", "single_modality", "mixed"));
 
 struct HardSetup {
@@ -149,6 +178,15 @@ TEST(HardNegatives, StartAtTheConfiguredOptimizerStep) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("needs train.itm_negatives=hard"), std::string::npos) << e.what();
   }
+  cfg.train.itm_hard_from_step = 0, cfg.train.itm_hard_candidates = 8;
+  try {
+    validate_config(cfg);
+    ADD_FAILURE() << "itm_hard_candidates without hard negatives was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("itm_hard_candidates"), std::string::npos) << e.what();
+  }
+  cfg.train.itm_negatives = "hard";
+  EXPECT_NO_THROW(validate_config(cfg));
 }
 
 class HardBatch : public ::testing::TestWithParam<std::string> {};
@@ -277,6 +315,80 @@ TEST(HardBatch, TemperatureDividesTheScores) {
     differ += !warm.region_feats.equal(plain.region_feats);
   }
   EXPECT_GT(differ, 0);  // the temperature changes some draws: the test can tell
+}
+
+TEST(HardNegatives, CandidatesAreAUniformSubsetInOrder) {
+  const std::vector<int64_t> rows{2, 3, 5, 7, 11, 13};
+  Rng rng(5), untouched(5), reference(5);
+  EXPECT_EQ(draw_candidates(rows, 0, rng), rows);
+  EXPECT_EQ(draw_candidates(rows, 6, rng), rows);
+  EXPECT_EQ(draw_candidates(rows, 9, rng), rows);
+  EXPECT_EQ(rng.next(), reference.next()) << "taking all rows draws nothing";
+  constexpr int n = 20000;
+  std::map<int64_t, int> count;
+  for (int k = 0; k < n; ++k) {
+    const auto some = draw_candidates(rows, 3, untouched);
+    ASSERT_EQ(some.size(), 3u);
+    ASSERT_TRUE(std::is_sorted(some.begin(), some.end()));
+    ASSERT_EQ(std::adjacent_find(some.begin(), some.end()), some.end()) << "drawn without replacement";
+    for (const int64_t r : some) ++count[r];
+  }
+  const double p = 0.5, sd = std::sqrt(p * (1 - p) / n);
+  for (const int64_t r : rows) EXPECT_NEAR(count[r] / static_cast<double>(n), p, 5 * sd) << r;
+}
+
+// train.itm_hard_candidates = 2: a partner is drawn by softmax over two rows chosen uniformly among
+// those allowed, so P(j) = mean over the other allowed m of e^s_j / (e^s_j + e^s_m) - neither the
+// softmax over all (K = 0) nor uniform. Monte Carlo over steps (each step draws anew) against it.
+TEST(HardBatch, CandidatesAreDrawnFirstThenScored) {
+  auto s = hard_batch("image");
+  torch::manual_seed(1);
+  MultimodalTransformer model(s.cfg.model, data_input_dims(s.cfg));
+  {
+    torch::NoGradGuard no_grad;  // scores some units apart (0.2 untrained), so the three rules differ
+    model->itm_classifier->weight.mul_(2048), model->itm_classifier->bias.mul_(2048);
+  }
+  model->eval();
+  const Batch before = s.batch;
+  int64_t i = 0;
+  while (!before.hard_negative_rows[i].item<bool>()) ++i;
+  const auto allowed = hard_partner_rows(before, {i})[0];
+  ASSERT_GE(allowed.size(), 4u);
+  const auto scores = batch_score_matrix(*model, before).to(torch::kFloat64);
+  // P(j) = P(j among the two) x mean over its companion m of P(j chosen of {j, m}).
+  const double a = static_cast<double>(allowed.size()), top = scores[i].max().item<double>();
+  std::map<int64_t, double> pair_k, softmax;
+  double total = 0;
+  for (const int64_t j : allowed) total += std::exp(scores[i][j].item<double>() - top);
+  for (const int64_t j : allowed) {
+    const double sj = scores[i][j].item<double>();
+    softmax[j] = std::exp(sj - top) / total;
+    for (const int64_t m : allowed)
+      if (m != j) pair_k[j] += (2.0 / a) / (a - 1) / (1.0 + std::exp(scores[i][m].item<double>() - sj));
+  }
+  constexpr int n = 1500;
+  std::map<int64_t, int> count;
+  for (int64_t step = 0; step < n; ++step) {
+    Batch after = before;
+    apply_hard_negatives(*model, after, false, 9, step, false, 1.0, 2);
+    ASSERT_EQ(after.itm_labels[i].item<int64_t>(), 0);
+    int64_t from = -1;
+    for (const int64_t j : allowed)
+      if (after.region_feats[i].equal(before.region_feats[j])) from = j;
+    ASSERT_GE(from, 0) << "step " << step << ": the partner is not an allowed row";
+    ++count[from];
+  }
+  bool from_softmax = false, from_uniform = false;  // whether the test could tell the rules apart
+  for (const int64_t j : allowed) {
+    const double p = pair_k[j], sd = std::sqrt(p * (1 - p) / n), seen = count[j] / static_cast<double>(n);
+    EXPECT_NEAR(seen, p, 5 * sd + 1e-9) << "row " << j << " (softmax over all " << softmax[j] << ")";
+    from_softmax |= std::abs(softmax[j] - p) > 8 * sd, from_uniform |= std::abs(1.0 / a - p) > 8 * sd;
+  }
+  std::string table;
+  for (const int64_t j : allowed)
+    table += " " + std::to_string(j) + ": " + std::to_string(pair_k[j]) + " / " + std::to_string(softmax[j]) + " (" +
+             std::to_string(scores[i][j].item<double>()) + ")";
+  EXPECT_TRUE(from_softmax && from_uniform) << "the scores are too alike for the test to tell the rules apart:" << table;
 }
 
 TEST(HardBatch, TrainingStepsRunWithFiniteLosses) {

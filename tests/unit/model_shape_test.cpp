@@ -85,19 +85,28 @@ TEST(ModelShape, StepFlopsCountEveryPassTheStepRuns) {
   EXPECT_EQ(f.shares(), "main pass " + std::to_string(share) + "%, contrastive ITM " + std::to_string(100 - share) + "%");
 
   // Hard negatives: the rows they swap are no captions of contrastive ITM; scoring runs each of
-  // them with every image of the batch (or, swapping captions, every caption), forward only.
+  // them with every other image of the batch (or, swapping captions, every other caption), forward
+  // only - with train.itm_hard_candidates = K, with K of them.
   batch.hard_negative_rows = torch::tensor({false, true, false, false});
   f = step_train_flops(cfg, dims, batch);
   EXPECT_NEAR(f.contrastive, 3 * (2 * (k + 1) * (layers(t, r, 2) + head) + (2 + k) * embed), 1e-3);
-  EXPECT_NEAR(f.hard_negatives, b * (layers(t, r, 2) + head) + b * embed, 1e-3);
+  EXPECT_NEAR(f.hard_negatives, (b - 1) * (layers(t, r, 2) + head) + b * embed, 1e-3);
+  cfg.train.itm_hard_candidates = 2;
+  EXPECT_NEAR(step_train_flops(cfg, dims, batch).hard_negatives, 2 * (layers(t, r, 2) + head) + b * embed, 1e-3);
+  cfg.train.itm_hard_candidates = b;  // more than there are: all of them
+  EXPECT_NEAR(step_train_flops(cfg, dims, batch).hard_negatives, (b - 1) * (layers(t, r, 2) + head) + b * embed, 1e-3);
+  cfg.train.itm_hard_candidates = 0;
+  batch.image_key = torch::tensor({0, 1, 1, 2}, torch::kInt64);  // row 2 shows row 1's image: one fewer
+  EXPECT_NEAR(step_train_flops(cfg, dims, batch).hard_negatives, (b - 2) * (layers(t, r, 2) + head) + b * embed, 1e-3);
+  batch.image_key = torch::Tensor();
   EXPECT_NE(f.shares().find("hard-negative scoring"), std::string::npos) << f.shares();
   batch.hard_negative_rows = torch::tensor({false, true, false, true});
   batch.text_mask[2][4] = false;  // caption 2 is one token shorter
   cfg.train.itm_swap = "caption";
   EXPECT_NEAR(step_train_flops(cfg, dims, batch).hard_negatives,
-              2 * (3 * layers(t, r, 2) + layers(t - 1, r, 2) + b * head) + b * embed, 1e-3);
+              2 * (2 * layers(t, r, 2) + layers(t - 1, r, 2) + (b - 1) * head) + b * embed, 1e-3);
   cfg.train.itm_swap = "image";
-  EXPECT_NEAR(step_train_flops(cfg, dims, batch).hard_negatives, 2 * b * (layers(t, r, 2) + head) + b * embed, 1e-3);
+  EXPECT_NEAR(step_train_flops(cfg, dims, batch).hard_negatives, 2 * (b - 1) * (layers(t, r, 2) + head) + b * embed, 1e-3);
   batch.text_mask[2][4] = true;
   batch.hard_negative_rows = torch::tensor({false, true, false, false});
 
@@ -113,7 +122,7 @@ TEST(ModelShape, StepFlopsCountEveryPassTheStepRuns) {
   cfg.model.layers = {"single_modality", "merged"};
   f = step_train_flops(cfg, dims, batch);
   const double upper = layers_forward_flops(cfg.model, t, r, 1, 2) + head;
-  EXPECT_NEAR(f.hard_negatives, b * layers(t, r, 1) + b * upper + b * embed, 1e-3);
+  EXPECT_NEAR(f.hard_negatives, b * layers(t, r, 1) + (b - 1) * upper + b * embed, 1e-3);
   cfg.train.itm_contrastive_weight = 1;
   EXPECT_NEAR(step_train_flops(cfg, dims, batch).contrastive,
               3 * (2 * layers(t, r, 1) + k * layers(0, r, 1) + 2 * (k + 1) * upper + (2 + k) * embed), 1e-3);

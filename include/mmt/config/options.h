@@ -261,6 +261,7 @@ struct TrainOptions {
   std::string itm_negatives = "random";  // partner of a swap: random, or hard (sampled by the model's scores)
   int64_t itm_hard_from_step = 0;   // itm_negatives = hard: optimizer steps before this one use random partners
   double itm_hard_temperature = 1.0;  // itm_negatives = hard: partners drawn by softmax(score / this)
+  int64_t itm_hard_candidates = 0;  // itm_negatives = hard: partners drawn among this many random rows (0 = all)
   bool itm_all_layers = false;      // ITM loss after every layer, averaged (release: -hloss)
   int64_t log_every = 10;           // steps between metric lines in metrics.jsonl
   std::string optimizer = "adamw";  // adamw (decoupled weight decay) or adam (L2 added to the gradient)
@@ -368,6 +369,10 @@ struct TrainOptions {
             "toward uniform, drawing fewer partners the caption is in fact true of (docs/losses.md measures "
             "how many); 1 = ALBEF's sampling; on the synthetic world 4 kept hard negatives' binding gain without "
             "T = 1's loss in easy retrieval (3 seeds)");
+    v.field("itm_hard_candidates", itm_hard_candidates,
+            "itm_negatives = hard: a row's partner is drawn by the scores of K rows chosen uniformly among "
+            "those it may take (0 = all of them); where the stack crosses modalities only those K pairs are "
+            "scored, so the scoring cost per row turned negative falls from the batch size to K pair passes");
     v.field("itm_all_layers", itm_all_layers,
             "ITM loss after every layer through the same head, averaged over layers (the release's "
             "single-modality-hloss)");

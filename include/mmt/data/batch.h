@@ -63,6 +63,13 @@ Batch map_tensors(const Batch& batch, const std::function<torch::Tensor(const to
 /// image. Deterministic, so a batch without repeated images keeps its random stream.
 int64_t row_with_other_image(const std::vector<int64_t>& keys, int64_t i, int64_t j);
 
+/// For each row i of `rows` in a batch whose rows are all still matched: the rows j whose image (or
+/// caption) a hard ITM negative of row i may take - j != i showing another image (image_key; all
+/// other rows when the batch has no keys) and, where any of those is, only the ones masked alike
+/// (mask_pattern), so the masking pattern says nothing about the label. Ascending; empty when
+/// every row shows row i's image.
+std::vector<std::vector<int64_t>> hard_partner_rows(const Batch& batch, const std::vector<int64_t>& rows);
+
 /// A caption's key (Batch::caption_key): a 64-bit FNV-1a hash of its token ids.
 int64_t caption_hash(const std::vector<int64_t>& ids);
 

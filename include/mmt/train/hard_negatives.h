@@ -5,8 +5,9 @@
  * has one (model.align: one pass of the unimodal layers per caption and per image); otherwise it
  * uses the ITM match score, computed without gradient: one pass per caption and per image for
  * stacks without cross-modal layers, otherwise the layers below the first cross-modal one once per
- * caption and per image and the rest in B pair passes per row turned negative (its caption with
- * every image of the batch, or its image with every caption; documented cost). */
+ * caption and per image and the rest once per pair a row turned negative may take - its caption
+ * with every image it may be given (or its image with every caption), or with
+ * train.itm_hard_candidates = K with K of them drawn at random (documented cost). */
 #pragma once
 
 #include <cstdint>
@@ -24,11 +25,14 @@ class Rng;
 /// align head's where the model has one - on the inputs before MLM / MRM masking with
 /// `align_unmasked` (train.align_inputs = unmasked; exact while every row is matched, as before the
 /// swaps) - else the ITM match scores (on the batch as the ITM loss reads it).
-/// `lines`: where the stack crosses modalities (B pair passes per line), only these rows - these
-/// columns with `by_column` - are scored and the rest is NaN; empty = all. (The other paths score
-/// everything in one pass.)
+/// `lines`: where the stack crosses modalities (one pair pass per entry), only these rows - these
+/// columns with `by_column` - are scored and the rest is NaN; empty = all. `entries` (with `lines`,
+/// one list per line): only these entries of each line are scored; empty = every entry of each.
+/// The pairs go through the layers above the towers B at a time. (The other paths score everything
+/// in one pass.)
 torch::Tensor batch_score_matrix(MultimodalTransformerImpl& model, const Batch& batch, bool align_unmasked = false,
-                                 const std::vector<int64_t>& lines = {}, bool by_column = false);
+                                 const std::vector<int64_t>& lines = {}, bool by_column = false,
+                                 const std::vector<std::vector<int64_t>>& entries = {});
 
 /// For row i, a partner j != i drawn with probability softmax over the candidates of scores[i] (or of
 /// scores[:, i] when `by_column`: the caption is swapped, so the image stays and captions compete).
@@ -38,14 +42,20 @@ torch::Tensor batch_score_matrix(MultimodalTransformerImpl& model, const Batch& 
 int64_t sample_partner(const torch::Tensor& scores, int64_t i, bool by_column, Rng& rng,
                        const std::vector<char>& allowed = {}, const std::vector<char>& possible = {});
 
+/// `k` of `rows` drawn uniformly without replacement, in ascending order; all of them when k <= 0 or
+/// k >= rows.size() (then without a draw from `rng`).
+std::vector<int64_t> draw_candidates(const std::vector<int64_t>& rows, int64_t k, Rng& rng);
+
 /// Turns the batch's hard_negative_rows into mismatched pairs: swaps the image (or caption) with
 /// partners sampled from the model's scores, sets their itm_labels to 0 and clears their MLM / MRM
-/// targets. Partners show another image (Batch::image_key; a row with none stays matched) and are,
-/// where possible, rows masked alike (Batch::mask_pattern). No-op without hard_negative_rows.
+/// targets. Partners are rows hard_partner_rows allows (another image - a row with none stays
+/// matched - masked alike where possible). No-op without hard_negative_rows.
 /// Deterministic in (seed, step).
 /// align_unmasked: passed to batch_score_matrix. temperature (train.itm_hard_temperature): the
-/// scores are divided by it before the softmax.
+/// scores are divided by it before the softmax. candidates (train.itm_hard_candidates): the partner
+/// is drawn among this many of the allowed rows, chosen uniformly first (0 = all of them); only
+/// those pairs are scored where the stack crosses modalities.
 void apply_hard_negatives(MultimodalTransformerImpl& model, Batch& batch, bool swap_caption, uint64_t seed,
-                          int64_t step, bool align_unmasked = false, double temperature = 1.0);
+                          int64_t step, bool align_unmasked = false, double temperature = 1.0, int64_t candidates = 0);
 
 }  // namespace mmt
