@@ -1,0 +1,26 @@
+# shellcheck shell=bash disable=SC2154  # (file-wide) the variables are set by the script that sources this one
+# Sourced by bench/run_hard_*.sh, which set: build, work, seeds (array), base (mmt train arguments),
+# start_steps, more_steps, more (arguments of the continued runs only), names (settings in order)
+# and settings (name -> its --set arguments). Trains start_steps of base once into $work/start,
+# then for each setting and seed more_steps from that start (train.init, train.seed = the seed),
+# evaluates each run with `mmt eval` (exact retrieval on the config's test sets), and prints the
+# table of bench/settings_table.py into $work/table.md. Finished runs are not run again.
+mmt=$build/mmt
+mkdir -p "$work"
+start=$work/start
+if [ ! -f "$start/model.safetensors" ]; then
+  "$mmt" train "${base[@]}" --set train.steps="$start_steps" --out "$start" --auto-resume 2> "$work/start.log"
+fi
+[ -f "$start/eval.json" ] || "$mmt" eval --run "$start" 2>> "$work/start.log" > /dev/null
+for name in "${names[@]}"; do
+  for seed in "${seeds[@]}"; do
+    dir=$work/$name-s$seed
+    [ -f "$dir/eval.json" ] && continue
+    # shellcheck disable=SC2086
+    "$mmt" train "${base[@]}" --set train.init="$start" --set train.steps="$more_steps" --set train.seed="$seed" \
+      "${more[@]}" ${settings[$name]} --out "$dir" --auto-resume 2> "$dir.log"
+    "$mmt" eval --run "$dir" 2>> "$dir.log" > /dev/null
+  done
+done
+python3 "$(dirname "${BASH_SOURCE[0]}")/settings_table.py" "$work" "$(IFS=,; echo "${names[*]}")" "${seeds[@]}" |
+  tee "$work/table.md"
