@@ -4,7 +4,7 @@
  *   - one training step on CUDA in fp32 gives the CPU step's parameters;
  *   - so do steps with contrastive ITM in chunks and the align loss with its momentum queue;
  *   - a bf16 autocast step stays finite and near the fp32 losses;
- *   - exact scores on CUDA equal the CPU's;
+ *   - exact scores on CUDA equal the CPU's; so do hard negatives' scores of sampled candidates;
  *   - the pinned prefetcher delivers the batcher's batches;
  *   - libtorch's fused AdamW (the CUDA default) gives the flat-buffer update's parameters;
  *   - steps launched ahead (metrics read late) equal steps read at once; a non-finite loss,
@@ -29,8 +29,10 @@
 #include "mmt/eval/exact_scorer.h"
 #include "mmt/model/transformer.h"
 #include "mmt/train/flat_adamw.h"
+#include "mmt/train/hard_negatives.h"
 #include "mmt/train/distributed.h"
 #include "mmt/train/pretrain_step.h"
+#include "mmt/util/device.h"
 #include "../common/free_port.h"
 #include "../unit/test_util.h"
 
@@ -137,6 +139,32 @@ TEST(Gpu, ExactScoresEqualTheCpuScores) {
   const auto dev = score_exact(*model, captions, images, so);
   ASSERT_EQ(cpu.size(), dev.size());
   for (size_t k = 0; k < cpu.size(); ++k) EXPECT_NEAR(dev[k], cpu[k], 1e-3) << "pair " << k;
+}
+
+// Hard ITM negatives on the device: the pairs asked for (train.itm_hard_candidates' entries) are
+// scored in passes indexed on the GPU and equal the CPU's scores, the rest NaN; bf16 training steps
+// with hard negatives among 4 candidates stay finite.
+TEST(Gpu, HardNegativeCandidatesScoreAsOnTheCpu) {
+  SKIP_WITHOUT_CUDA();
+  auto cfg = small_config();
+  cfg.train.itm_negatives = "hard", cfg.train.itm_hard_candidates = 4;
+  validate_config(cfg);
+  torch::manual_seed(6);
+  MultimodalTransformer model(cfg.model, data_input_dims(cfg));
+  model->eval();
+  const synth::World world(cfg.data.synth);
+  PretrainBatcher batcher(world, data_vocab(cfg), cfg);
+  const Batch b = batcher.batch(0);
+  const std::vector<int64_t> lines{1, 6, 9};
+  const std::vector<std::vector<int64_t>> entries{{0, 2, 3, 15}, {4}, {0, 1, 2, 3, 4, 5, 7, 8, 10, 11, 12, 13, 14, 15}};
+  const auto cpu = batch_score_matrix(*model, b, false, lines, false, entries);
+  model->to(torch::Device(gpu()));
+  const auto dev = batch_score_matrix(*model, batch_to(b, torch::Device(gpu())), false, lines, false, entries).cpu();
+  EXPECT_EQ(torch::isnan(dev).sum().item<int64_t>(), 16 * 16 - 19);
+  EXPECT_TRUE(torch::isnan(cpu).equal(torch::isnan(dev)));
+  EXPECT_TRUE(torch::allclose(dev.nan_to_num(0), cpu.nan_to_num(0), 1e-3, 1e-3)) << (dev - cpu).abs().nan_to_num(0).max();
+  const auto losses = train(cfg, gpu(), "bf16", 3).second;
+  for (size_t s = 0; s < losses.size(); ++s) EXPECT_TRUE(std::isfinite(losses[s])) << "step " << s;
 }
 
 TEST(Gpu, PinnedPrefetcherDeliversTheBatchersBatches) {
