@@ -83,7 +83,11 @@ std::string training_step_flops(const ExperimentConfig& cfg, const InputDims& di
                 long(t.batch_size), f.total(), f.total() / static_cast<double>(t.batch_size), f.shares().empty() ? "" : " - ",
                 f.shares().c_str(),
                 hard && t.itm_hard_from_step > 0 ? " (steps before train.itm_hard_from_step: random negatives, no scoring)" : "");
-  return buf;
+  std::string out = buf;
+  if (hard && t.itm_hard_candidates == 0 && f.hard_negatives > 0.5 * f.total())
+    out += "  (hard-negative scoring dominates: train.itm_hard_candidates = K scores K partners per negative row, not "
+           "the whole batch; docs/losses.md)\n";
+  return out;
 }
 
 }  // namespace mmt

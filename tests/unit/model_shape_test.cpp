@@ -264,6 +264,16 @@ TEST(ModelShape, SummaryListsBlocksAndTotal) {
   line = training_step_flops(cfg, dims, 20, 101);
   EXPECT_NE(line.find("contrastive ITM "), std::string::npos) << line;
   EXPECT_GT(number_after(line, "losses: "), 8 * 3 * 16 * forward_flops(cfg.model, dims, 20, 101, 0)) << line;  // 4 captions x 33 pairs
+  // Hard negatives on a merged stack at batch 64: scoring every partner dominates the step, and the
+  // line points to train.itm_hard_candidates; with K = 4 the scoring is smaller and no hint.
+  cfg.train.itm_contrastive_weight = 0, cfg.train.batch_size = 64, cfg.train.itm_negatives = "hard";
+  line = training_step_flops(cfg, dims, 20, 101);
+  EXPECT_NE(line.find("hard-negative scoring dominates: train.itm_hard_candidates"), std::string::npos) << line;
+  const double all = number_after(line, "losses: ");
+  cfg.train.itm_hard_candidates = 4;
+  line = training_step_flops(cfg, dims, 20, 101);
+  EXPECT_EQ(line.find("dominates"), std::string::npos) << line;
+  EXPECT_LT(number_after(line, "losses: "), all / 4) << line;
 }
 
 }  // namespace
