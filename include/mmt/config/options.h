@@ -360,7 +360,8 @@ struct TrainOptions {
     v.field("itm_negatives", itm_negatives,
             "which pair a mismatched example swaps with: random (uniform over the batch) or hard (ALBEF-style: "
             "sampled with probability softmax of the model's own match scores over the batch, without "
-            "gradient; cheap for stacks without cross-modal layers, B x B pair passes otherwise)");
+            "gradient; cheap for stacks without cross-modal layers or with the align head, otherwise a pair pass "
+            "per partner of each row turned negative - train.itm_hard_candidates bounds them)");
     v.field("itm_hard_from_step", itm_hard_from_step,
             "itm_negatives = hard: the optimizer step from which partners are hard; steps before it draw "
             "random ones (an ITM head that has not yet left chance learns from easy negatives first)");
