@@ -55,17 +55,24 @@ TEST(HardNegatives, PartnersRespectAllowedRowsAndFallBackWhenNoneAllowed) {
   for (int j : {0, 1, 2, 4}) EXPECT_GT(seen[static_cast<size_t>(j)], 350);
 }
 
-class ScoreMatrix : public ::testing::TestWithParam<std::string> {};
+class ScoreMatrix : public ::testing::TestWithParam<std::string> {
+ protected:
+  // The parameter's stack, two layers, in eval mode ("mixed": single_modality under merged).
+  static MultimodalTransformer model_of(const std::string& stack, uint64_t seed) {
+    torch::manual_seed(seed);
+    auto options = testing::small_model_options(stack, 2);
+    if (stack == "mixed") options.attention = "merged", options.layers = {"single_modality", "merged"};
+    MultimodalTransformer model(options, InputDims{testing::kVocab, testing::kFeat});
+    model->eval();
+    return model;
+  }
+};
 
 // Single-modality stacks take the unimodal matrix path, merged ones the per-caption pair passes,
 // mixed ones (a single_modality layer under a merged one) run the lower layer once per caption and
 // per image and pair the states it leaves.
 TEST_P(ScoreMatrix, EqualsScoringEachPairAlone) {
-  torch::manual_seed(2);
-  auto options = testing::small_model_options(GetParam(), 2);
-  if (GetParam() == "mixed") options.attention = "merged", options.layers = {"single_modality", "merged"};
-  MultimodalTransformer model(options, InputDims{testing::kVocab, testing::kFeat});
-  model->eval();
+  auto model = model_of(GetParam(), 2);
   auto batch = testing::random_batch(4, 6, 5, 9);
   batch.text_mask[1][5] = false, batch.region_mask[2][4] = false;  // padding takes no part
   const auto m = batch_score_matrix(*model, batch);
@@ -103,11 +110,7 @@ TEST_P(ScoreMatrix, EqualsScoringEachPairAlone) {
 // Entries of lines (train.itm_hard_candidates): where the stack crosses modalities only those pairs
 // are scored, each equal to its value in the whole matrix, the rest NaN; the other paths score all.
 TEST_P(ScoreMatrix, ScoresOnlyTheEntriesAskedFor) {
-  torch::manual_seed(3);
-  auto options = testing::small_model_options(GetParam(), 2);
-  if (GetParam() == "mixed") options.attention = "merged", options.layers = {"single_modality", "merged"};
-  MultimodalTransformer model(options, InputDims{testing::kVocab, testing::kFeat});
-  model->eval();
+  auto model = model_of(GetParam(), 3);
   auto batch = testing::random_batch(5, 6, 5, 4);
   batch.text_mask[3][5] = false;
   const auto m = batch_score_matrix(*model, batch);
