@@ -45,6 +45,8 @@ int main(int argc, char** argv) {
     const mmt::Vocab vocab = mmt::data_vocab(cfg);
     mmt::PretrainBatcher batcher(world, vocab, cfg);
     const auto& scenes = world.train_scenes();
+    mmt::TrainOptions swap_images = cfg.train;  // the partners are found by their images' features
+    swap_images.itm_swap = "image";
     int64_t hard = 0, hard_true = 0, unparsed = 0;
     double uniform = 0, uniform_true = 0;
     for (int64_t step = 0; step < batches; ++step) {
@@ -82,9 +84,7 @@ int main(int argc, char** argv) {
       const auto before = batch.region_feats.clone();
       {
         torch::NoGradGuard no_grad;
-        mmt::apply_hard_negatives(*model, batch, /*swap_caption=*/false, cfg.train.seed, step,
-                                  cfg.train.align_inputs == "unmasked", cfg.train.itm_hard_temperature,
-                                  cfg.train.itm_hard_candidates);
+        mmt::apply_hard_negatives(*model, batch, swap_images, step);
       }
       for (int64_t i = 0; i < b; ++i) {
         if (batch.itm_labels[i].item<int64_t>() != 0) continue;

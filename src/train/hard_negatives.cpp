@@ -7,6 +7,7 @@
 #include <numeric>
 #include <stdexcept>
 
+#include "mmt/config/options.h"
 #include "mmt/data/batch.h"
 #include "mmt/model/transformer.h"
 #include "mmt/util/rng.h"
@@ -104,23 +105,23 @@ int64_t sample_partner(const torch::Tensor& scores, int64_t i, bool by_column, R
   return last;  // rounding
 }
 
-void apply_hard_negatives(MultimodalTransformerImpl& model, Batch& batch, bool swap_caption, uint64_t seed,
-                          int64_t step, bool align_unmasked, double temperature, int64_t candidates) {
+void apply_hard_negatives(MultimodalTransformerImpl& model, Batch& batch, const TrainOptions& train, int64_t step) {
   if (!batch.hard_negative_rows.defined() || !batch.hard_negative_rows.any().item<bool>()) return;
+  const bool swap_caption = train.itm_swap == "caption";
   const int64_t b = batch.size();
   const auto hard = batch.hard_negative_rows.cpu().contiguous();
   std::vector<int64_t> hard_rows;  // only their lines of the matrix are read
   for (int64_t i = 0; i < b; ++i)
     if (hard.data_ptr<bool>()[i]) hard_rows.push_back(i);
   // Each row's candidates first (K of the rows it may take, or all), then only those pairs scored.
-  Rng rng(derive_seed(seed, 0x4A3D, static_cast<uint64_t>(step)));
+  Rng rng(derive_seed(train.seed, 0x4A3D, static_cast<uint64_t>(step)));
   const auto partners = hard_partner_rows(batch, hard_rows);
   std::vector<int64_t> lines;
   std::vector<std::vector<int64_t>> entries;
   for (size_t k = 0; k < hard_rows.size(); ++k) {
     if (partners[k].empty()) continue;  // every row shows this image: the row stays matched
     lines.push_back(hard_rows[k]);
-    entries.push_back(draw_candidates(partners[k], candidates, rng));
+    entries.push_back(draw_candidates(partners[k], train.itm_hard_candidates, rng));
   }
   if (lines.empty()) {  // no row can be turned: all stay matched, with their targets
     batch.hard_negative_rows = torch::Tensor(), batch.mask_pattern = torch::Tensor();
@@ -128,8 +129,9 @@ void apply_hard_negatives(MultimodalTransformerImpl& model, Batch& batch, bool s
   }
   const bool was_training = model.is_training();
   model.eval();  // scores as the model would give them, no dropout
-  auto scores = batch_score_matrix(model, batch, align_unmasked, lines, swap_caption, entries).to(torch::kCPU, torch::kFloat32);
-  if (temperature != 1.0) scores = scores / temperature;
+  auto scores = batch_score_matrix(model, batch, train.align_inputs == "unmasked", lines, swap_caption, entries)
+                    .to(torch::kCPU, torch::kFloat32);
+  if (train.itm_hard_temperature != 1.0) scores = scores / train.itm_hard_temperature;
   if (was_training) model.train();
   const Batch original = batch;  // shallow: the tensors below are replaced, not written into
   auto take = [](torch::Tensor& dst, const torch::Tensor& src, const std::vector<int64_t>& rows) {

@@ -102,10 +102,8 @@ PretrainStep::Pending PretrainStep::launch(const std::vector<Batch>& micro_batch
     {
       const AutocastGuard autocast(device_, bf16_);
       // Distributed: hard negatives are mined among this rank's rows (docs/distributed.md).
-      apply_hard_negatives(model_, batch, options_.itm_swap == "caption", options_.seed,
-                           step * static_cast<int64_t>(micro_batches.size()) + static_cast<int64_t>(k),
-                           options_.align_inputs == "unmasked", options_.itm_hard_temperature,
-                           options_.itm_hard_candidates);
+      apply_hard_negatives(model_, batch, options_,
+                           step * static_cast<int64_t>(micro_batches.size()) + static_cast<int64_t>(k));
       loss = pretraining_loss(model_, batch, ramped ? *ramped : options_, comm_, hard ? nullptr : &counts, defer_,
                               align_queue_.get());
     }

@@ -139,6 +139,15 @@ struct HardSetup {
   Batch batch;
 };
 
+// The training options apply_hard_negatives reads: which side is swapped, the seed, the temperature
+// and the candidates.
+TrainOptions hard_options(const std::string& swap, uint64_t seed, double temperature = 1.0, int64_t candidates = 0) {
+  TrainOptions t;
+  t.itm_negatives = "hard", t.itm_swap = swap, t.seed = seed;
+  t.itm_hard_temperature = temperature, t.itm_hard_candidates = candidates;
+  return t;
+}
+
 HardSetup hard_batch(const std::string& swap, const std::string& mask_modalities = "both") {
   HardSetup s;
   s.cfg.model = testing::small_model_options("merged", 2);
@@ -208,7 +217,7 @@ TEST_P(HardBatch, SwapsMarkedRowsIntoLabelZeroPairsWithoutTargets) {
   MultimodalTransformer model(s.cfg.model, data_input_dims(s.cfg));
   model->train();
   Batch after = before;
-  apply_hard_negatives(*model, after, GetParam() == "caption", 7, 1);
+  apply_hard_negatives(*model, after, hard_options(GetParam(), 7), 1);
   EXPECT_TRUE(model->is_training()) << "scoring must restore training mode";
   EXPECT_FALSE(after.hard_negative_rows.defined());
   const bool caption = GetParam() == "caption";
@@ -233,7 +242,7 @@ TEST_P(HardBatch, SwapsMarkedRowsIntoLabelZeroPairsWithoutTargets) {
   }
   // Deterministic in (seed, step).
   Batch again = before;
-  apply_hard_negatives(*model, again, caption, 7, 1);
+  apply_hard_negatives(*model, again, hard_options(GetParam(), 7), 1);
   EXPECT_TRUE(again.text_ids.equal(after.text_ids) && again.region_feats.equal(after.region_feats));
 }
 
@@ -247,7 +256,7 @@ TEST(HardBatch, AlternateMaskingOnlyPairsRowsMaskedAlike) {
   const Batch before = s.batch;
   for (int64_t step = 0; step < 5; ++step) {
     Batch after = before;
-    apply_hard_negatives(*model, after, false, 3, step);
+    apply_hard_negatives(*model, after, hard_options("image", 3), step);
     for (int64_t i = 0; i < before.size(); ++i) {
       if (!before.hard_negative_rows[i].item<bool>()) continue;
       for (int64_t j = 0; j < before.size(); ++j)
@@ -270,7 +279,7 @@ TEST(HardBatch, PartnersShowAnotherImage) {
   int64_t swapped = 0;
   for (int64_t step = 0; step < 5; ++step) {
     Batch after = before;
-    apply_hard_negatives(*model, after, false, 3, step);
+    apply_hard_negatives(*model, after, hard_options("image", 3), step);
     for (int64_t i = 0; i < b; ++i) {
       if (!before.hard_negative_rows[i].item<bool>()) continue;
       ASSERT_EQ(after.itm_labels[i].item<int64_t>(), 0) << i;
@@ -284,7 +293,7 @@ TEST(HardBatch, PartnersShowAnotherImage) {
   // One image for the whole batch: nothing to swap in, every row stays matched with its targets.
   before.image_key = torch::zeros({b}, torch::kInt64);
   Batch after = before;
-  apply_hard_negatives(*model, after, false, 3, 0);
+  apply_hard_negatives(*model, after, hard_options("image", 3), 0);
   EXPECT_EQ(after.itm_labels.sum().item<int64_t>(), b);
   EXPECT_TRUE(after.region_feats.equal(before.region_feats));
   EXPECT_TRUE(after.mlm_labels.equal(before.mlm_labels));
@@ -311,9 +320,9 @@ TEST(HardBatch, TemperatureDividesTheScores) {
   int64_t differ = 0;
   for (int64_t step = 0; step < 10; ++step) {
     Batch warm = s.batch, cool = s.batch, plain = s.batch;
-    apply_hard_negatives(*model, warm, false, 3, step, false, 2.0);
-    apply_hard_negatives(*halved, cool, false, 3, step, false, 1.0);
-    apply_hard_negatives(*model, plain, false, 3, step, false, 1.0);
+    apply_hard_negatives(*model, warm, hard_options("image", 3, 2.0), step);
+    apply_hard_negatives(*halved, cool, hard_options("image", 3), step);
+    apply_hard_negatives(*model, plain, hard_options("image", 3), step);
     EXPECT_TRUE(warm.region_feats.equal(cool.region_feats)) << "step " << step;
     differ += !warm.region_feats.equal(plain.region_feats);
   }
@@ -373,7 +382,7 @@ TEST(HardBatch, CandidatesAreDrawnFirstThenScored) {
   std::map<int64_t, int> count;
   for (int64_t step = 0; step < n; ++step) {
     Batch after = before;
-    apply_hard_negatives(*model, after, false, 9, step, false, 1.0, 2);
+    apply_hard_negatives(*model, after, hard_options("image", 9, 1.0, 2), step);
     ASSERT_EQ(after.itm_labels[i].item<int64_t>(), 0);
     int64_t from = -1;
     for (const int64_t j : allowed)
@@ -417,7 +426,7 @@ TEST_P(HardBatch, StepMetricsAreTheHardBatchsMetrics) {
   MultimodalTransformer model(s.cfg.model, data_input_dims(s.cfg));
   model->train();
   Batch swapped = s.batch;
-  apply_hard_negatives(*model, swapped, GetParam() == "caption", s.cfg.train.seed, 0);
+  apply_hard_negatives(*model, swapped, s.cfg.train, 0);
   ASSERT_FALSE(swapped.hard_negative_rows.defined());
   const auto expected = pretraining_loss(*model, swapped, s.cfg.train).metrics;
   PretrainStep step(*model, s.cfg.train);

@@ -20,6 +20,7 @@ namespace mmt {
 struct Batch;
 class MultimodalTransformerImpl;
 class Rng;
+struct TrainOptions;
 
 /// Scores (B, B) of every caption of the batch (rows) with every image of the batch (columns): the
 /// align head's where the model has one - on the inputs before MLM / MRM masking with
@@ -46,16 +47,15 @@ int64_t sample_partner(const torch::Tensor& scores, int64_t i, bool by_column, R
 /// k >= rows.size() (then without a draw from `rng`).
 std::vector<int64_t> draw_candidates(const std::vector<int64_t>& rows, int64_t k, Rng& rng);
 
-/// Turns the batch's hard_negative_rows into mismatched pairs: swaps the image (or caption) with
-/// partners sampled from the model's scores, sets their itm_labels to 0 and clears their MLM / MRM
-/// targets. Partners are rows hard_partner_rows allows (another image - a row with none stays
-/// matched - masked alike where possible). No-op without hard_negative_rows.
-/// Deterministic in (seed, step).
-/// align_unmasked: passed to batch_score_matrix. temperature (train.itm_hard_temperature): the
-/// scores are divided by it before the softmax. candidates (train.itm_hard_candidates): the partner
-/// is drawn among this many of the allowed rows, chosen uniformly first (0 = all of them); only
-/// those pairs are scored where the stack crosses modalities.
-void apply_hard_negatives(MultimodalTransformerImpl& model, Batch& batch, bool swap_caption, uint64_t seed,
-                          int64_t step, bool align_unmasked = false, double temperature = 1.0, int64_t candidates = 0);
+/// Turns the batch's hard_negative_rows into mismatched pairs: swaps the image (or caption, with
+/// train.itm_swap = caption) with partners sampled from the model's scores, sets their itm_labels to
+/// 0 and clears their MLM / MRM targets. Partners are rows hard_partner_rows allows (another image -
+/// a row with none stays matched - masked alike where possible). No-op without hard_negative_rows.
+/// Deterministic in (train.seed, step). Also read from `train`: align_inputs (what the align head
+/// scores, passed to batch_score_matrix), itm_hard_temperature (the scores are divided by it before
+/// the softmax) and itm_hard_candidates (the partner is drawn among this many of the allowed rows,
+/// chosen uniformly first; 0 = all of them; only those pairs are scored where the stack crosses
+/// modalities).
+void apply_hard_negatives(MultimodalTransformerImpl& model, Batch& batch, const TrainOptions& train, int64_t step);
 
 }  // namespace mmt
