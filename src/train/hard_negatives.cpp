@@ -43,9 +43,10 @@ torch::Tensor batch_score_matrix(MultimodalTransformerImpl& model, const Batch& 
   auto scores = torch::full({b, b}, std::numeric_limits<float>::quiet_NaN(), torch::device(text.device()));
   std::vector<int64_t> all(static_cast<size_t>(b));
   std::iota(all.begin(), all.end(), int64_t{0});
+  const std::vector<int64_t>& line_rows = lines.empty() ? all : lines;
   std::vector<int64_t> captions, pictures;  // the pairs: caption row, image row
-  for (size_t k = 0; k < (lines.empty() ? all.size() : lines.size()); ++k) {
-    const int64_t i = lines.empty() ? all[k] : lines[k];
+  for (size_t k = 0; k < line_rows.size(); ++k) {
+    const int64_t i = line_rows[k];
     TORCH_CHECK(i >= 0 && i < b, "batch_score_matrix: line ", i, " of a batch of ", b);
     for (const int64_t j : entries.empty() ? all : entries[k]) {
       TORCH_CHECK(j >= 0 && j < b, "batch_score_matrix: entry ", j, " of a batch of ", b);
@@ -76,33 +77,32 @@ std::vector<int64_t> draw_candidates(const std::vector<int64_t>& rows, int64_t k
 }
 
 int64_t sample_partner(const torch::Tensor& scores, int64_t i, bool by_column, Rng& rng,
-                       const std::vector<char>& allowed, const std::vector<char>& possible) {
+                       const std::vector<int64_t>& candidates) {
   const auto row = (by_column ? scores.select(1, i) : scores.select(0, i)).to(torch::kFloat64).contiguous();
   const int64_t n = row.size(0);
   if (n < 2) throw std::invalid_argument("sample_partner: a batch of one has no partner");
   const double* s = row.data_ptr<double>();
-  std::vector<char> candidate(static_cast<size_t>(n), 1);
-  if (!possible.empty()) candidate = possible;
-  candidate[static_cast<size_t>(i)] = 0;
-  if (std::find(candidate.begin(), candidate.end(), 1) == candidate.end()) return -1;
-  if (!allowed.empty()) {
-    bool any = false;
-    for (int64_t j = 0; j < n; ++j) any |= candidate[static_cast<size_t>(j)] && allowed[static_cast<size_t>(j)];
-    if (any)
-      for (int64_t j = 0; j < n; ++j) candidate[static_cast<size_t>(j)] &= allowed[static_cast<size_t>(j)];
+  std::vector<int64_t> pool;
+  if (candidates.empty()) {
+    for (int64_t j = 0; j < n; ++j)
+      if (j != i) pool.push_back(j);
+  } else {
+    for (const int64_t j : candidates) {
+      TORCH_CHECK(j >= 0 && j < n, "sample_partner: candidate ", j, " of a batch of ", n);
+      if (j != i) pool.push_back(j);
+    }
   }
+  if (pool.empty()) return -1;
   double mx = -INFINITY;
-  for (int64_t j = 0; j < n; ++j)
-    if (candidate[j]) mx = std::max(mx, s[j]);
-  std::vector<double> w(static_cast<size_t>(n), 0.0);
+  for (const int64_t j : pool) mx = std::max(mx, s[j]);
+  std::vector<double> w;
+  w.reserve(pool.size());
   double total = 0;
-  int64_t last = -1;
-  for (int64_t j = 0; j < n; ++j)
-    if (candidate[j]) total += (w[j] = std::exp(s[j] - mx)), last = j;
+  for (const int64_t j : pool) total += w.emplace_back(std::exp(s[j] - mx));
   double u = rng.uniform() * total;
-  for (int64_t j = 0; j < n; ++j)
-    if (candidate[j] && (u -= w[j]) <= 0) return j;
-  return last;  // rounding
+  for (size_t k = 0; k < pool.size(); ++k)
+    if ((u -= w[k]) <= 0) return pool[k];
+  return pool.back();  // rounding
 }
 
 void apply_hard_negatives(MultimodalTransformerImpl& model, Batch& batch, const TrainOptions& train, int64_t step) {
@@ -140,12 +140,9 @@ void apply_hard_negatives(MultimodalTransformerImpl& model, Batch& batch, const 
   std::vector<int64_t> rows(static_cast<size_t>(b));
   std::iota(rows.begin(), rows.end(), int64_t{0});
   std::vector<int64_t> swapped(static_cast<size_t>(b), 0);
-  std::vector<char> candidate(static_cast<size_t>(b));
   for (size_t k = 0; k < lines.size(); ++k) {
-    std::fill(candidate.begin(), candidate.end(), 0);
-    for (const int64_t j : entries[k]) candidate[static_cast<size_t>(j)] = 1;
     const int64_t i = lines[k];
-    rows[i] = sample_partner(scores, i, swap_caption, rng, {}, candidate), swapped[i] = 1;
+    rows[i] = sample_partner(scores, i, swap_caption, rng, entries[k]), swapped[i] = 1;
   }
   if (swap_caption) {
     take(batch.text_ids, original.text_ids, rows), take(batch.text_mask, original.text_mask, rows);

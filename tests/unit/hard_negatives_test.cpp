@@ -43,14 +43,17 @@ TEST(HardNegatives, PartnerFrequenciesFollowSoftmaxOverOtherRows) {
   }
 }
 
+// A row's partners are the rows masked alike (hard_partner_rows) where there are any - row 0 with
+// row 2 - else every other row: row 3, masked unlike all, draws from all four.
 TEST(HardNegatives, PartnersRespectAllowedRowsAndFallBackWhenNoneAllowed) {
   const auto scores = torch::zeros({5, 5});
   Rng rng(3);
-  const std::vector<char> allowed = {1, 0, 1, 0, 0};
-  for (int k = 0; k < 2000; ++k) EXPECT_EQ(sample_partner(scores, 0, false, rng, allowed), 2);
-  const std::vector<char> only_self = {0, 0, 0, 1, 0};
+  Batch batch = testing::random_batch(5, 4, 3);
+  batch.mask_pattern = torch::tensor({1, 2, 1, 3, 2}, torch::kInt64);
+  const auto partners = hard_partner_rows(batch, {0, 3});
+  for (int k = 0; k < 2000; ++k) EXPECT_EQ(sample_partner(scores, 0, false, rng, partners[0]), 2);
   std::vector<int> seen(5, 0);
-  for (int k = 0; k < 2000; ++k) ++seen[static_cast<size_t>(sample_partner(scores, 3, false, rng, only_self))];
+  for (int k = 0; k < 2000; ++k) ++seen[static_cast<size_t>(sample_partner(scores, 3, false, rng, partners[1]))];
   EXPECT_EQ(seen[3], 0);
   for (int j : {0, 1, 2, 4}) EXPECT_GT(seen[static_cast<size_t>(j)], 350);
 }
@@ -298,8 +301,8 @@ TEST(HardBatch, PartnersShowAnotherImage) {
   EXPECT_TRUE(after.region_feats.equal(before.region_feats));
   EXPECT_TRUE(after.mlm_labels.equal(before.mlm_labels));
   Rng rng(1);
-  EXPECT_EQ(sample_partner(torch::zeros({3, 3}), 1, false, rng, {}, {1, 1, 0}), 0);  // only row 0 possible
-  EXPECT_EQ(sample_partner(torch::zeros({3, 3}), 1, false, rng, {}, {0, 1, 0}), -1);
+  EXPECT_EQ(sample_partner(torch::zeros({3, 3}), 1, false, rng, {0, 1}), 0);  // only row 0 possible
+  EXPECT_EQ(sample_partner(torch::zeros({3, 3}), 1, false, rng, {1}), -1);
 }
 
 // train.itm_hard_temperature: drawing by softmax(score / 2) is drawing from a model whose scores are
@@ -331,7 +334,7 @@ TEST(HardBatch, TemperatureDividesTheScores) {
 
 TEST(HardNegatives, CandidatesAreAUniformSubsetInOrder) {
   const std::vector<int64_t> rows{2, 3, 5, 7, 11, 13};
-  Rng rng(5), untouched(5), reference(5);
+  Rng rng(5), draws(5), reference(5);
   EXPECT_EQ(draw_candidates(rows, 0, rng), rows);
   EXPECT_EQ(draw_candidates(rows, 6, rng), rows);
   EXPECT_EQ(draw_candidates(rows, 9, rng), rows);
@@ -339,7 +342,7 @@ TEST(HardNegatives, CandidatesAreAUniformSubsetInOrder) {
   constexpr int n = 20000;
   std::map<int64_t, int> count;
   for (int k = 0; k < n; ++k) {
-    const auto some = draw_candidates(rows, 3, untouched);
+    const auto some = draw_candidates(rows, 3, draws);
     ASSERT_EQ(some.size(), 3u);
     ASSERT_TRUE(std::is_sorted(some.begin(), some.end()));
     ASSERT_EQ(std::adjacent_find(some.begin(), some.end()), some.end()) << "drawn without replacement";

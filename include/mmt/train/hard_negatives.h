@@ -37,11 +37,11 @@ torch::Tensor batch_score_matrix(MultimodalTransformerImpl& model, const Batch& 
 
 /// For row i, a partner j != i drawn with probability softmax over the candidates of scores[i] (or of
 /// scores[:, i] when `by_column`: the caption is swapped, so the image stays and captions compete).
-/// Candidates are the j != i with possible[j] (all when `possible` is empty) and, among them, those
-/// with allowed[j] (all possible ones when `allowed` is empty or allows none); -1 when no j != i is
-/// possible.
+/// `candidates`: the rows to draw among, in the order the draw walks them (hard_partner_rows and
+/// draw_candidates give them ascending); i itself is left out; empty = every row. -1 when no
+/// candidate other than i is left.
 int64_t sample_partner(const torch::Tensor& scores, int64_t i, bool by_column, Rng& rng,
-                       const std::vector<char>& allowed = {}, const std::vector<char>& possible = {});
+                       const std::vector<int64_t>& candidates = {});
 
 /// `k` of `rows` drawn uniformly without replacement, in ascending order; all of them when k <= 0 or
 /// k >= rows.size() (then without a draw from `rng`).
