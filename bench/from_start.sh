@@ -1,10 +1,11 @@
 # shellcheck shell=bash disable=SC2154  # (file-wide) the variables are set by the script that sources this one
-# Sourced by bench/run_hard_*.sh, which set: build, work, seeds (array), base (mmt train arguments),
-# start_steps, more_steps, more (arguments of the continued runs only), names (settings in order)
-# and settings (name -> its --set arguments). Trains start_steps of base once into $work/start,
-# then for each setting and seed more_steps from that start (train.init, train.seed = the seed),
-# evaluates each run with `mmt eval` (exact retrieval on the config's test sets), and prints the
-# table of bench/settings_table.py into $work/table.md. Finished runs are not run again.
+# Sourced by bench/run_hard_*.sh and run_itm_swap.sh, which set: build, work, seeds (array), base (mmt
+# train arguments), start_steps, more_steps, more (arguments of the continued runs only), names
+# (settings in order) and settings (name -> its --set arguments); optionally table_flags
+# (settings_table.py's --text). Trains start_steps of base once into $work/start, then for each
+# setting and seed more_steps from that start (train.init, train.seed = the seed), evaluates each
+# run with `mmt eval` (exact retrieval on the config's test sets), and prints the table of
+# bench/settings_table.py into $work/table.md. Finished runs are not run again.
 mmt=$build/mmt
 mkdir -p "$work"
 start=$work/start
@@ -22,5 +23,5 @@ for name in "${names[@]}"; do
     "$mmt" eval --run "$dir" 2>> "$dir.log" > /dev/null
   done
 done
-python3 "$(dirname "${BASH_SOURCE[0]}")/settings_table.py" "$work" "$(IFS=,; echo "${names[*]}")" "${seeds[@]}" |
+python3 "$(dirname "${BASH_SOURCE[0]}")/settings_table.py" ${table_flags:+"$table_flags"} "$work" "$(IFS=,; echo "${names[*]}")" "${seeds[@]}" |
   tee "$work/table.md"

@@ -1,14 +1,20 @@
 """The table of bench/from_start.sh: one row per run - its last logged ITM accuracy, the exact-ITM
 recalls of its eval.json, its training minutes - then per setting the mean +- sd over the seeds.
-usage: settings_table.py WORK NAME,NAME,... SEED..."""
+--text: each test set's text R@1 too (ranking captions for an image), after its image R@1.
+usage: settings_table.py [--text] WORK NAME,NAME,... SEED..."""
 import json
 import statistics
 import sys
 
-work, names, seeds = sys.argv[1], sys.argv[2].split(","), sys.argv[3:]
-digits = [2, 1, 1, 1, 1, 1]
-head = ("| {} | {} | ITM acc. at the end | easy image R@1 | easy RSUM | binding image R@1 | binding RSUM | train min |\n"
-        "|---|---|---|---|---|---|---|---|")
+args = sys.argv[1:]
+text = args[:1] == ["--text"]
+work, names, seeds = args[text], args[text + 1].split(","), args[text + 2:]
+columns = ["ITM acc. at the end"]
+for name in ("easy", "binding"):
+    columns += [f"{name} image R@1"] + [f"{name} text R@1"] * text + [f"{name} RSUM"]
+columns += ["train min"]
+digits = [2] + [1] * (len(columns) - 1)
+head = "| {} | {} | " + " | ".join(columns) + " |\n" + "|---" * (len(columns) + 2) + "|"
 
 
 def values(run):
@@ -18,7 +24,7 @@ def values(run):
     out = [acc[-1]]
     for name in ("easy", "binding"):
         i, t = sets[name]["image_retrieval"], sets[name]["text_retrieval"]
-        out += [i["r1"], i["rsum"] + t["rsum"]]
+        out += [i["r1"]] + [t["r1"]] * text + [i["rsum"] + t["rsum"]]
     return out + [max(r.get("elapsed_s", 0) for r in rows) / 60]
 
 

@@ -4,7 +4,9 @@
 #include <algorithm>
 #include <cstring>
 
+#include "mmt/config/options.h"
 #include "mmt/data/synthetic_world.h"
+#include "mmt/util/rng.h"
 
 namespace mmt {
 
@@ -65,6 +67,11 @@ Batch map_tensors(const Batch& batch, const std::function<torch::Tensor(const to
     if (t->defined()) *t = f(*t);
   if (batch.negatives && negatives) out.negatives = std::make_shared<Batch>(map_tensors(*batch.negatives, f));
   return out;
+}
+
+bool swaps_image(const TrainOptions& train, Rng& rng) {
+  if (train.itm_swap == "either") return rng.bernoulli(0.5);
+  return train.itm_swap != "caption";
 }
 
 int64_t row_with_other_image(const std::vector<int64_t>& keys, int64_t i, int64_t j) {

@@ -324,7 +324,7 @@ Batch DatasetBatcher::build(int64_t step, const BatchLoader::Plan& plan) const {
     int64_t j = rng.below(b - 1);
     if (j >= i) ++j;
     if ((j = row_with_other_image(keys, i, j)) < 0) continue;  // every row shows this image: stays matched
-    (t.itm_swap == "image" ? image_of[i] : caption_of[i]) = j;
+    (swaps_image(t, rng) ? image_of[i] : caption_of[i]) = j;
     itm[i] = 0;
   }
   const bool mlm = t.mlm_weight > 0;

@@ -227,7 +227,7 @@ Batch PretrainBatcher::batch(int64_t step) {
       int64_t j = rng.below(b - 1);
       if (j >= i) ++j;
       if ((j = row_with_other_image(keys, i, j)) < 0) continue;  // one scene only: stays matched
-      if (train_.itm_swap == "image") scenes[i] = examples[j].scene;
+      if (swaps_image(train_, rng)) scenes[i] = examples[j].scene;
       else captions[i] = j;
       itm[i] = 0;
     }

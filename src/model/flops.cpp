@@ -278,7 +278,8 @@ StepFlops step_train_flops(const ExperimentConfig& cfg, const InputDims& dims, c
               // given (or its image with the captions) through the layers above them - K of them
               // drawn at random with train.itm_hard_candidates = K, counted at their mean cost
       for (int64_t i = 0; i < b; ++i) fwd += stack_flops(m, types, t[i], r[i], 0, towers);
-      const bool by_column = tr.itm_swap == "caption";
+      // The side each row swaps: itm_swap = either draws it per row, counted at its mean.
+      const double caption_share = tr.itm_swap == "caption" ? 1.0 : tr.itm_swap == "either" ? 0.5 : 0.0;
       std::vector<int64_t> lines;
       for (int64_t i = 0; i < b; ++i)
         if (hard_rows[i]) lines.push_back(i);
@@ -287,8 +288,11 @@ StepFlops step_train_flops(const ExperimentConfig& cfg, const InputDims& dims, c
         const int64_t i = lines[k], n = static_cast<int64_t>(partners[k].size());
         if (n == 0) continue;
         double pairs = 0;
-        for (const int64_t j : partners[k])
-          pairs += stack_flops(m, types, by_column ? t[j] : t[i], by_column ? r[i] : r[j], towers, layers) + itm_head_flops(m);
+        for (const int64_t j : partners[k]) {
+          if (caption_share < 1) pairs += (1 - caption_share) * stack_flops(m, types, t[i], r[j], towers, layers);
+          if (caption_share > 0) pairs += caption_share * stack_flops(m, types, t[j], r[i], towers, layers);
+          pairs += itm_head_flops(m);
+        }
         const int64_t scored = tr.itm_hard_candidates > 0 ? std::min(tr.itm_hard_candidates, n) : n;
         fwd += pairs * static_cast<double>(scored) / static_cast<double>(n);
       }

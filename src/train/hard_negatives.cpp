@@ -14,9 +14,8 @@
 
 namespace mmt {
 
-torch::Tensor batch_score_matrix(MultimodalTransformerImpl& model, const Batch& batch, bool align_unmasked,
-                                 const std::vector<int64_t>& lines, bool by_column,
-                                 const std::vector<std::vector<int64_t>>& entries) {
+torch::Tensor batch_score_pairs(MultimodalTransformerImpl& model, const Batch& batch, bool align_unmasked,
+                                const std::vector<ScorePair>& pairs) {
   torch::NoGradGuard no_grad;
   const int64_t b = batch.size();
   if (model.has_align()) {  // ALBEF: the align head's similarities, from the unimodal layers alone
@@ -34,24 +33,16 @@ torch::Tensor batch_score_matrix(MultimodalTransformerImpl& model, const Batch& 
     return model.match_score_matrix(e.text.select(1, 0), e.image.select(1, 0));
   }
   // The layers below the first cross-modal one see one modality: each caption and image once.
-  // Then the pairs asked for through the rest, B at a time: along a row a caption with images, along
-  // a column an image with captions.
-  TORCH_CHECK(entries.empty() || entries.size() == lines.size(), "batch_score_matrix: ", entries.size(),
-              " entry lists for ", lines.size(), " lines");
+  // Then the pairs asked for through the rest, B at a time.
   const int64_t towers = model.first_cross_modal_layer();
   auto [text_states, image_states] = model.run_layers(text, images.states, batch.text_mask, images.mask, 0, towers);
   auto scores = torch::full({b, b}, std::numeric_limits<float>::quiet_NaN(), torch::device(text.device()));
-  std::vector<int64_t> all(static_cast<size_t>(b));
-  std::iota(all.begin(), all.end(), int64_t{0});
-  const std::vector<int64_t>& line_rows = lines.empty() ? all : lines;
-  std::vector<int64_t> captions, pictures;  // the pairs: caption row, image row
-  for (size_t k = 0; k < line_rows.size(); ++k) {
-    const int64_t i = line_rows[k];
-    TORCH_CHECK(i >= 0 && i < b, "batch_score_matrix: line ", i, " of a batch of ", b);
-    for (const int64_t j : entries.empty() ? all : entries[k]) {
-      TORCH_CHECK(j >= 0 && j < b, "batch_score_matrix: entry ", j, " of a batch of ", b);
-      captions.push_back(by_column ? j : i), pictures.push_back(by_column ? i : j);
-    }
+  std::vector<int64_t> captions, pictures;
+  captions.reserve(pairs.size()), pictures.reserve(pairs.size());
+  for (const ScorePair& p : pairs) {
+    TORCH_CHECK(p.caption >= 0 && p.caption < b && p.image >= 0 && p.image < b, "batch_score_pairs: pair (",
+                p.caption, ", ", p.image, ") in a batch of ", b);
+    captions.push_back(p.caption), pictures.push_back(p.image);
   }
   const int64_t n = static_cast<int64_t>(captions.size());
   const auto caption_rows = torch::tensor(captions, torch::kInt64).to(text.device());
@@ -64,6 +55,24 @@ torch::Tensor batch_score_matrix(MultimodalTransformerImpl& model, const Batch& 
     scores.index_put_({c, im}, model.match_scores(e).to(scores.scalar_type()));
   }
   return scores;
+}
+
+torch::Tensor batch_score_matrix(MultimodalTransformerImpl& model, const Batch& batch, bool align_unmasked,
+                                 const std::vector<int64_t>& lines, bool by_column,
+                                 const std::vector<std::vector<int64_t>>& entries) {
+  TORCH_CHECK(entries.empty() || entries.size() == lines.size(), "batch_score_matrix: ", entries.size(),
+              " entry lists for ", lines.size(), " lines");
+  const int64_t b = batch.size();
+  std::vector<int64_t> all(static_cast<size_t>(b));
+  std::iota(all.begin(), all.end(), int64_t{0});
+  const std::vector<int64_t>& line_rows = lines.empty() ? all : lines;
+  std::vector<ScorePair> pairs;  // along a row a caption with images, along a column an image with captions
+  for (size_t k = 0; k < line_rows.size(); ++k) {
+    const int64_t i = line_rows[k];
+    TORCH_CHECK(i >= 0 && i < b, "batch_score_matrix: line ", i, " of a batch of ", b);
+    for (const int64_t j : entries.empty() ? all : entries[k]) pairs.push_back(by_column ? ScorePair{j, i} : ScorePair{i, j});
+  }
+  return batch_score_pairs(model, batch, align_unmasked, pairs);
 }
 
 std::vector<int64_t> draw_candidates(const std::vector<int64_t>& rows, int64_t k, Rng& rng) {
@@ -107,21 +116,26 @@ int64_t sample_partner(const torch::Tensor& scores, int64_t i, bool by_column, R
 
 void apply_hard_negatives(MultimodalTransformerImpl& model, Batch& batch, const TrainOptions& train, int64_t step) {
   if (!batch.hard_negative_rows.defined() || !batch.hard_negative_rows.any().item<bool>()) return;
-  const bool swap_caption = train.itm_swap == "caption";
   const int64_t b = batch.size();
   const auto hard = batch.hard_negative_rows.cpu().contiguous();
   std::vector<int64_t> hard_rows;  // only their lines of the matrix are read
   for (int64_t i = 0; i < b; ++i)
     if (hard.data_ptr<bool>()[i]) hard_rows.push_back(i);
-  // Each row's candidates first (K of the rows it may take, or all), then only those pairs scored.
+  // Each row's side (itm_swap = either: drawn), its candidates (K of the rows it may take, or all),
+  // then only those pairs scored: its caption with the candidates' images, or its image with their
+  // captions.
   Rng rng(derive_seed(train.seed, 0x4A3D, static_cast<uint64_t>(step)));
   const auto partners = hard_partner_rows(batch, hard_rows);
   std::vector<int64_t> lines;
+  std::vector<char> image_side;
   std::vector<std::vector<int64_t>> entries;
+  std::vector<ScorePair> pairs;
   for (size_t k = 0; k < hard_rows.size(); ++k) {
     if (partners[k].empty()) continue;  // every row shows this image: the row stays matched
-    lines.push_back(hard_rows[k]);
+    const int64_t i = hard_rows[k];
+    lines.push_back(i), image_side.push_back(swaps_image(train, rng));
     entries.push_back(draw_candidates(partners[k], train.itm_hard_candidates, rng));
+    for (const int64_t j : entries.back()) pairs.push_back(image_side.back() ? ScorePair{i, j} : ScorePair{j, i});
   }
   if (lines.empty()) {  // no row can be turned: all stay matched, with their targets
     batch.hard_negative_rows = torch::Tensor(), batch.mask_pattern = torch::Tensor();
@@ -129,29 +143,33 @@ void apply_hard_negatives(MultimodalTransformerImpl& model, Batch& batch, const 
   }
   const bool was_training = model.is_training();
   model.eval();  // scores as the model would give them, no dropout
-  auto scores = batch_score_matrix(model, batch, train.align_inputs == "unmasked", lines, swap_caption, entries)
-                    .to(torch::kCPU, torch::kFloat32);
+  auto scores = batch_score_pairs(model, batch, train.align_inputs == "unmasked", pairs).to(torch::kCPU, torch::kFloat32);
   if (train.itm_hard_temperature != 1.0) scores = scores / train.itm_hard_temperature;
   if (was_training) model.train();
   const Batch original = batch;  // shallow: the tensors below are replaced, not written into
   auto take = [](torch::Tensor& dst, const torch::Tensor& src, const std::vector<int64_t>& rows) {
     if (src.defined()) dst = src.index_select(0, torch::tensor(rows, torch::kInt64).to(src.device()));
   };
-  std::vector<int64_t> rows(static_cast<size_t>(b));
-  std::iota(rows.begin(), rows.end(), int64_t{0});
+  std::vector<int64_t> caption_of(static_cast<size_t>(b)), image_of(static_cast<size_t>(b));
+  std::iota(caption_of.begin(), caption_of.end(), int64_t{0});
+  std::iota(image_of.begin(), image_of.end(), int64_t{0});
   std::vector<int64_t> swapped(static_cast<size_t>(b), 0);
+  bool captions_swapped = false, images_swapped = false;
   for (size_t k = 0; k < lines.size(); ++k) {
     const int64_t i = lines[k];
-    rows[i] = sample_partner(scores, i, swap_caption, rng, entries[k]), swapped[i] = 1;
+    const int64_t j = sample_partner(scores, i, !image_side[k], rng, entries[k]);
+    (image_side[k] ? image_of[i] : caption_of[i]) = j, swapped[i] = 1;
+    (image_side[k] ? images_swapped : captions_swapped) = true;
   }
-  if (swap_caption) {
-    take(batch.text_ids, original.text_ids, rows), take(batch.text_mask, original.text_mask, rows);
-    take(batch.mlm_labels, original.mlm_labels, rows);
-  } else {
-    take(batch.region_feats, original.region_feats, rows), take(batch.region_boxes, original.region_boxes, rows);
-    take(batch.region_mask, original.region_mask, rows), take(batch.region_classes, original.region_classes, rows);
-    take(batch.region_targets, original.region_targets, rows), take(batch.mrm_mask, original.mrm_mask, rows);
-    take(batch.image_pixels, original.image_pixels, rows);
+  if (captions_swapped) {
+    take(batch.text_ids, original.text_ids, caption_of), take(batch.text_mask, original.text_mask, caption_of);
+    take(batch.mlm_labels, original.mlm_labels, caption_of);
+  }
+  if (images_swapped) {
+    take(batch.region_feats, original.region_feats, image_of), take(batch.region_boxes, original.region_boxes, image_of);
+    take(batch.region_mask, original.region_mask, image_of), take(batch.region_classes, original.region_classes, image_of);
+    take(batch.region_targets, original.region_targets, image_of), take(batch.mrm_mask, original.mrm_mask, image_of);
+    take(batch.image_pixels, original.image_pixels, image_of);
   }
   // The new mismatched pairs: label 0, no MLM / MRM targets (a mismatched pair is misleading context).
   const auto negative = torch::tensor(swapped, torch::kInt64).to(batch.itm_labels.device()).to(torch::kBool);

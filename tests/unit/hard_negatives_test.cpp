@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <tuple>
 
 #include "mmt/config/config.h"
 #include "mmt/data/data_source.h"
@@ -223,7 +224,7 @@ TEST_P(HardBatch, SwapsMarkedRowsIntoLabelZeroPairsWithoutTargets) {
   apply_hard_negatives(*model, after, hard_options(GetParam(), 7), 1);
   EXPECT_TRUE(model->is_training()) << "scoring must restore training mode";
   EXPECT_FALSE(after.hard_negative_rows.defined());
-  const bool caption = GetParam() == "caption";
+  int64_t caption_swaps = 0, image_swaps = 0;
   for (int64_t i = 0; i < before.size(); ++i) {
     const bool neg = before.hard_negative_rows[i].item<bool>();
     EXPECT_EQ(after.itm_labels[i].item<int64_t>(), neg ? 0 : 1) << i;
@@ -233,8 +234,12 @@ TEST_P(HardBatch, SwapsMarkedRowsIntoLabelZeroPairsWithoutTargets) {
       EXPECT_TRUE(text_same && image_same) << i;
       continue;
     }
-    // The swapped side comes from another row of the batch, the other side stays.
+    // The swapped side comes from another row of the batch, the other side stays (with either,
+    // exactly one of them).
+    const bool caption = GetParam() == "either" ? !text_same : GetParam() == "caption";
+    ++(caption ? caption_swaps : image_swaps);
     EXPECT_TRUE(caption ? image_same : text_same) << i;
+    EXPECT_FALSE(caption ? text_same : image_same) << i;
     bool from_other = false;
     for (int64_t j = 0; j < before.size(); ++j)
       if (j != i && (caption ? after.text_ids[i].equal(before.text_ids[j]) : after.region_feats[i].equal(before.region_feats[j])))
@@ -243,13 +248,14 @@ TEST_P(HardBatch, SwapsMarkedRowsIntoLabelZeroPairsWithoutTargets) {
     EXPECT_EQ((after.mlm_labels[i] != kIgnoreLabel).sum().item<int64_t>(), 0) << "no MLM target on a negative";
     EXPECT_EQ(after.mrm_mask[i].sum().item<int64_t>(), 0) << "no MRM target on a negative";
   }
+  if (GetParam() == "either") EXPECT_TRUE(caption_swaps > 0 && image_swaps > 0) << caption_swaps << " / " << image_swaps;
   // Deterministic in (seed, step).
   Batch again = before;
   apply_hard_negatives(*model, again, hard_options(GetParam(), 7), 1);
   EXPECT_TRUE(again.text_ids.equal(after.text_ids) && again.region_feats.equal(after.region_feats));
 }
 
-INSTANTIATE_TEST_SUITE_P(Swap, HardBatch, ::testing::Values("image", "caption"));
+INSTANTIATE_TEST_SUITE_P(Swap, HardBatch, ::testing::Values("image", "caption", "either"));
 
 TEST(HardBatch, AlternateMaskingOnlyPairsRowsMaskedAlike) {
   auto s = hard_batch("image", "alternate");
@@ -404,6 +410,64 @@ TEST(HardBatch, CandidatesAreDrawnFirstThenScored) {
     table += " " + std::to_string(j) + ": " + std::to_string(pair_k[j]) + " / " + std::to_string(softmax[j]) + " (" +
              std::to_string(scores[i][j].item<double>()) + ")";
   EXPECT_TRUE(from_softmax && from_uniform) << "the scores are too alike for the test to tell the rules apart:" << table;
+}
+
+// train.itm_swap = either: each row turned negative swaps its image or its caption, half and half,
+// and draws the partner by the scores of its side - along its row of the score matrix (its caption
+// with other images) when it swaps the image, along its column (its image with other captions)
+// when it swaps the caption. Monte Carlo over steps against both softmaxes, which differ.
+TEST(HardBatch, EitherDrawsTheSideThenThePartnerByThatSidesScores) {
+  auto s = hard_batch("either");
+  torch::manual_seed(1);
+  MultimodalTransformer model(s.cfg.model, data_input_dims(s.cfg));
+  {
+    torch::NoGradGuard no_grad;  // scores some units apart, so a row's and a column's softmax differ
+    model->itm_classifier->weight.mul_(2048), model->itm_classifier->bias.mul_(2048);
+  }
+  model->eval();
+  const Batch before = s.batch;
+  int64_t i = 0;
+  while (!before.hard_negative_rows[i].item<bool>()) ++i;
+  const auto allowed = hard_partner_rows(before, {i})[0];
+  ASSERT_GE(allowed.size(), 4u);
+  for (const int64_t j : allowed)  // the partner's caption is known by its tokens: no two alike
+    for (const int64_t m : allowed)
+      ASSERT_TRUE(j == m || !before.text_ids[j].equal(before.text_ids[m])) << "rows " << j << ", " << m;
+  const auto scores = batch_score_matrix(*model, before).to(torch::kFloat64);
+  auto softmax = [&](bool by_column) {
+    std::map<int64_t, double> p;
+    double total = 0;
+    for (const int64_t j : allowed) total += p[j] = std::exp((by_column ? scores[j][i] : scores[i][j]).item<double>());
+    for (auto& [j, v] : p) v /= total;
+    return p;
+  };
+  const auto by_image = softmax(false), by_caption = softmax(true);
+  constexpr int n = 1200;
+  std::map<int64_t, int> image_from, caption_from;
+  int images = 0;
+  for (int64_t step = 0; step < n; ++step) {
+    Batch after = before;
+    apply_hard_negatives(*model, after, hard_options("either", 9), step);
+    ASSERT_EQ(after.itm_labels[i].item<int64_t>(), 0);
+    const bool image_swapped = after.text_ids[i].equal(before.text_ids[i]);
+    int64_t from = -1;
+    for (const int64_t j : allowed)
+      if (image_swapped ? after.region_feats[i].equal(before.region_feats[j]) : after.text_ids[i].equal(before.text_ids[j]))
+        from = j;
+    ASSERT_GE(from, 0) << "step " << step << ": the partner is not an allowed row";
+    ++(image_swapped ? image_from : caption_from)[from], images += image_swapped;
+  }
+  EXPECT_NEAR(images / static_cast<double>(n), 0.5, 5 * std::sqrt(0.25 / n));
+  bool differ = false;
+  for (const auto& [seen, expect, count] :
+       {std::tuple{&image_from, &by_image, images}, std::tuple{&caption_from, &by_caption, n - images}}) {
+    for (const int64_t j : allowed) {
+      const double p = expect->at(j), sd = std::sqrt(p * (1 - p) / count);
+      EXPECT_NEAR((*seen)[j] / static_cast<double>(count), p, 5 * sd + 1e-9) << "row " << j << (expect == &by_image ? " (image)" : " (caption)");
+      differ |= std::abs(by_image.at(j) - by_caption.at(j)) > 10 * sd;
+    }
+  }
+  EXPECT_TRUE(differ) << "a row's and a column's softmax are too alike for the test to tell the sides apart";
 }
 
 TEST(HardBatch, TrainingStepsRunWithFiniteLosses) {

@@ -272,11 +272,11 @@ TEST(DatasetBatches, HardNegativesStartAtTheConfiguredStep) {
 TEST(DatasetBatches, ItmNegativesShowAnotherImage) {
   ExperimentConfig cfg = flickr_patch_batches();
   cfg.train.mlm_weight = 0;  // captions unmasked, so equal texts are equal tensors
-  for (const std::string swap : {"image", "caption"}) {
+  for (const std::string swap : {"image", "caption", "either"}) {
     cfg.train.itm_swap = swap;
     DatasetBatcher b(cfg, nullptr);
     auto loader = b.loader(0);
-    int64_t negatives = 0, repeats = 0;
+    int64_t negatives = 0, repeats = 0, image_swaps = 0, caption_swaps = 0;
     for (int step = 0; step < 30; ++step) {
       const Batch batch = loader->next().batch;
       ASSERT_TRUE(batch.image_key.defined());
@@ -298,7 +298,12 @@ TEST(DatasetBatches, ItmNegativesShowAnotherImage) {
       for (int64_t i = 0; i < batch.size(); ++i) {
         if (label[i] != 0) continue;
         ++negatives;
-        if (swap == "image") {  // the caption stays: the image shown is not the caption's own
+        // Which side was swapped: image_key is the row's image before the swap, so with the caption
+        // swapped the row still shows it (seen where a matched row shows that image).
+        const bool image_swapped = swap == "either" && own.count(key[i]) ? !batch.image_pixels[i].equal(own[key[i]])
+                                                                         : swap == "image";
+        ++(image_swapped ? image_swaps : caption_swaps);
+        if (image_swapped) {  // the caption stays: the image shown is not the caption's own
           if (own.count(key[i])) EXPECT_FALSE(batch.image_pixels[i].equal(own[key[i]])) << "step " << step << " row " << i;
         } else {  // the image stays: the caption shown is no caption a matched row of this image shows
           bool same = false;
@@ -310,6 +315,10 @@ TEST(DatasetBatches, ItmNegativesShowAnotherImage) {
     }
     EXPECT_GT(repeats, 30) << swap;    // the batches do repeat images
     EXPECT_GT(negatives, 40) << swap;  // and still get their negatives
+    if (swap == "either") {  // both sides, about half each (of the rows whose own image is in view)
+      EXPECT_GT(image_swaps, negatives / 5) << image_swaps << " image swaps of " << negatives;
+      EXPECT_GT(caption_swaps, negatives / 5) << caption_swaps << " caption swaps of " << negatives;
+    }
   }
   // One image only: no mismatched pair can be made - refused up front (it used to train ITM on the
   // image with itself labelled "mismatched"); without ITM it trains.

@@ -2,6 +2,8 @@
  * tokens never masked, MLM labels only on matched pairs, half the pairs mismatched. */
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "mmt/data/pretrain_batcher.h"
 #include "mmt/data/synthetic_world.h"
 #include "mmt/text/vocab.h"
@@ -77,6 +79,41 @@ TEST(PretrainBatcher, MismatchesHalfThePairsAndLabelsOnlyMatchedOnes) {
   }
   EXPECT_NEAR(100.0 * mismatched / pairs, 50.0, 3.0);
   EXPECT_NEAR(100.0 * labelled_tokens / real_tokens, 15.0, 1.5);
+}
+
+// train.itm_swap = either: a mismatched row swaps its image or its caption, about half each, never
+// both. Against the same batch with every pair matched (the pairing draws do not move the rows):
+// a negative row keeps exactly one side of its own pair.
+TEST(PretrainBatcher, EitherSwapsOneSideOfEachNegative) {
+  ExperimentConfig cfg;
+  cfg.data.synth.num_train_images = 2000;
+  cfg.data.synth.num_test_images = 50;
+  cfg.train.batch_size = 64, cfg.train.mlm_weight = 0;  // no masking: the rows' own tokens
+  cfg.train.itm_swap = "either", cfg.train.itm_negative_prob = 1;
+  ExperimentConfig matched = cfg;
+  matched.train.itm_negative_prob = 0;
+  const synth::World world(cfg.data.synth);
+  const Vocab vocab = Vocab::from_words(synth::lexicon());
+  PretrainBatcher either(world, vocab, cfg), own(world, vocab, matched);
+  auto tokens = [](const Batch& b, int64_t i) { return b.text_ids[i].masked_select(b.text_mask[i]); };
+  auto regions = [](const Batch& b, int64_t i) { return b.region_feats[i].index_select(0, b.region_mask[i].nonzero().view(-1)); };
+  int64_t negatives = 0, image_swaps = 0;
+  for (int64_t step = 0; step < 10; ++step) {
+    const Batch x = either.batch(step), y = own.batch(step);
+    ASSERT_TRUE(x.image_key.equal(y.image_key)) << "the same rows either way";
+    ASSERT_EQ(y.itm_labels.sum().item<int64_t>(), y.size());
+    for (int64_t i = 0; i < x.size(); ++i) {
+      if (x.itm_labels[i].item<int64_t>() == 1) continue;  // no other scene to swap in
+      ++negatives;
+      const bool text_own = tokens(x, i).equal(tokens(y, i));
+      const auto ri = regions(x, i), ro = regions(y, i);
+      const bool image_own = ri.sizes() == ro.sizes() && ri.equal(ro);
+      EXPECT_NE(text_own, image_own) << "step " << step << " row " << i << ": exactly one side swapped";
+      image_swaps += text_own;
+    }
+  }
+  EXPECT_GT(negatives, 600);
+  EXPECT_NEAR(static_cast<double>(image_swaps) / negatives, 0.5, 5 * std::sqrt(0.25 / negatives));
 }
 
 TEST(PretrainBatcher, DeterministicInTheStepAndBucketedByLength) {

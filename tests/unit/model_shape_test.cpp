@@ -107,6 +107,10 @@ TEST(ModelShape, StepFlopsCountEveryPassTheStepRuns) {
               2 * (2 * layers(t, r, 2) + layers(t - 1, r, 2) + (b - 1) * head) + b * embed, 1e-3);
   cfg.train.itm_swap = "image";
   EXPECT_NEAR(step_train_flops(cfg, dims, batch).hard_negatives, 2 * (b - 1) * (layers(t, r, 2) + head) + b * embed, 1e-3);
+  cfg.train.itm_swap = "either";  // each row's side drawn at random: the mean of the two counts
+  EXPECT_NEAR(step_train_flops(cfg, dims, batch).hard_negatives,
+              2 * (2.5 * layers(t, r, 2) + 0.5 * layers(t - 1, r, 2) + (b - 1) * head) + b * embed, 1e-3);
+  cfg.train.itm_swap = "image";
   batch.text_mask[2][4] = true;
   batch.hard_negative_rows = torch::tensor({false, true, false, false});
 

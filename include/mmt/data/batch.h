@@ -14,6 +14,8 @@ namespace mmt {
 namespace synth {
 struct RegionStore;
 }
+class Rng;
+struct TrainOptions;
 
 struct Batch {
   torch::Tensor text_ids;      // (B, T) int64, [CLS] ... [SEP] then [PAD]
@@ -62,6 +64,11 @@ Batch map_tensors(const Batch& batch, const std::function<torch::Tensor(const to
 /// else the next row after j (cyclically, i skipped) that does; -1 when every row shows row i's
 /// image. Deterministic, so a batch without repeated images keeps its random stream.
 int64_t row_with_other_image(const std::vector<int64_t>& keys, int64_t i, int64_t j);
+
+/// Which side an ITM negative swaps (train.itm_swap): true for the image, false for the caption;
+/// with `either` one of them at random, a draw from `rng` (only then, so `image` and `caption`
+/// keep their random streams).
+bool swaps_image(const TrainOptions& train, Rng& rng);
 
 /// For each row i of `rows` in a batch whose rows are all still matched: the rows j whose image (or
 /// caption) a hard ITM negative of row i may take - j != i showing another image (image_key; all

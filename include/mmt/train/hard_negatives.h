@@ -6,8 +6,8 @@
  * uses the ITM match score, computed without gradient: one pass per caption and per image for
  * stacks without cross-modal layers, otherwise the layers below the first cross-modal one once per
  * caption and per image and the rest once per pair a row turned negative may take - its caption
- * with every image it may be given (or its image with every caption), or with
- * train.itm_hard_candidates = K with K of them drawn at random (documented cost). */
+ * with every image it may be given (or its image with every caption, where it swaps its caption),
+ * or with train.itm_hard_candidates = K with K of them drawn at random (documented cost). */
 #pragma once
 
 #include <cstdint>
@@ -21,6 +21,17 @@ struct Batch;
 class MultimodalTransformerImpl;
 class Rng;
 struct TrainOptions;
+
+/// One entry of a batch's score matrix: the caption of row `caption` with the image of row `image`.
+struct ScorePair {
+  int64_t caption = 0, image = 0;
+};
+
+/// Scores (B, B) of the batch's captions (rows) with its images (columns), as batch_score_matrix
+/// gives them; where the stack crosses modalities (one pair pass per entry) only `pairs` are scored
+/// and the rest is NaN, B pairs a pass (the other paths score everything in one pass).
+torch::Tensor batch_score_pairs(MultimodalTransformerImpl& model, const Batch& batch, bool align_unmasked,
+                                const std::vector<ScorePair>& pairs);
 
 /// Scores (B, B) of every caption of the batch (rows) with every image of the batch (columns): the
 /// align head's where the model has one - on the inputs before MLM / MRM masking with
@@ -48,7 +59,8 @@ int64_t sample_partner(const torch::Tensor& scores, int64_t i, bool by_column, R
 std::vector<int64_t> draw_candidates(const std::vector<int64_t>& rows, int64_t k, Rng& rng);
 
 /// Turns the batch's hard_negative_rows into mismatched pairs: swaps the image (or caption, with
-/// train.itm_swap = caption) with partners sampled from the model's scores, sets their itm_labels to
+/// train.itm_swap = caption; one of them per row, drawn at random, with either) with partners
+/// sampled from the model's scores, sets their itm_labels to
 /// 0 and clears their MLM / MRM targets. Partners are rows hard_partner_rows allows (another image -
 /// a row with none stays matched - masked alike where possible). No-op without hard_negative_rows.
 /// Deterministic in (train.seed, step). Also read from `train`: align_inputs (what the align head
