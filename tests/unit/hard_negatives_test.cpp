@@ -164,6 +164,24 @@ HardSetup hard_batch(const std::string& swap, const std::string& mask_modalities
   return s;
 }
 
+// A model of the setup in eval mode whose ITM scores lie some units apart (an untrained one's lie
+// 0.2 apart), so the sampling rules the tests compare give different draws.
+MultimodalTransformer sharp_model(const HardSetup& s) {
+  torch::manual_seed(1);
+  MultimodalTransformer model(s.cfg.model, data_input_dims(s.cfg));
+  torch::NoGradGuard no_grad;
+  model->itm_classifier->weight.mul_(2048), model->itm_classifier->bias.mul_(2048);
+  model->eval();
+  return model;
+}
+
+// The first row the batcher marked for a hard negative.
+int64_t first_marked(const Batch& b) {
+  int64_t i = 0;
+  while (!b.hard_negative_rows[i].item<bool>()) ++i;
+  return i;
+}
+
 // train.itm_hard_from_step: optimizer steps before it pair their negatives at random (some rows
 // mismatched by the batcher, none marked), from it on by the model (every row matched, some
 // marked) - counted in optimizer steps, so with accumulation micro-batch m is step m / accum.
@@ -363,16 +381,9 @@ TEST(HardNegatives, CandidatesAreAUniformSubsetInOrder) {
 // softmax over all (K = 0) nor uniform. Monte Carlo over steps (each step draws anew) against it.
 TEST(HardBatch, CandidatesAreDrawnFirstThenScored) {
   auto s = hard_batch("image");
-  torch::manual_seed(1);
-  MultimodalTransformer model(s.cfg.model, data_input_dims(s.cfg));
-  {
-    torch::NoGradGuard no_grad;  // scores some units apart (0.2 untrained), so the three rules differ
-    model->itm_classifier->weight.mul_(2048), model->itm_classifier->bias.mul_(2048);
-  }
-  model->eval();
+  auto model = sharp_model(s);
   const Batch before = s.batch;
-  int64_t i = 0;
-  while (!before.hard_negative_rows[i].item<bool>()) ++i;
+  const int64_t i = first_marked(before);
   const auto allowed = hard_partner_rows(before, {i})[0];
   ASSERT_GE(allowed.size(), 4u);
   const auto scores = batch_score_matrix(*model, before).to(torch::kFloat64);
@@ -418,16 +429,9 @@ TEST(HardBatch, CandidatesAreDrawnFirstThenScored) {
 // when it swaps the caption. Monte Carlo over steps against both softmaxes, which differ.
 TEST(HardBatch, EitherDrawsTheSideThenThePartnerByThatSidesScores) {
   auto s = hard_batch("either");
-  torch::manual_seed(1);
-  MultimodalTransformer model(s.cfg.model, data_input_dims(s.cfg));
-  {
-    torch::NoGradGuard no_grad;  // scores some units apart, so a row's and a column's softmax differ
-    model->itm_classifier->weight.mul_(2048), model->itm_classifier->bias.mul_(2048);
-  }
-  model->eval();
+  auto model = sharp_model(s);
   const Batch before = s.batch;
-  int64_t i = 0;
-  while (!before.hard_negative_rows[i].item<bool>()) ++i;
+  const int64_t i = first_marked(before);
   const auto allowed = hard_partner_rows(before, {i})[0];
   ASSERT_GE(allowed.size(), 4u);
   for (const int64_t j : allowed)  // the partner's caption is known by its tokens: no two alike

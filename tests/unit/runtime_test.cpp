@@ -6,6 +6,7 @@
 #include <ATen/Parallel.h>
 #include <dlfcn.h>
 
+#include <iostream>
 #include <map>
 #include <sstream>
 #include <thread>
@@ -77,11 +78,18 @@ TEST(Runtime, Bf16OnACpuWithoutBf16InstructionsWarns) {
 
 // Scoring threads started inside the scope run their parallel operations on one thread each; the
 // process's count comes back after it.
+// Both libraries that run products: libtorch's intra-op threads (also in threads started inside the
+// scope) and OpenBLAS's (where the BLAS is OpenBLAS, as `make test` installs it) are 1 inside and
+// restored after.
 TEST(Runtime, SingleThreadedProductsHoldForThreadsStartedInIt) {
+  const auto set_blas = reinterpret_cast<void (*)(int)>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+  const int blas_before = blas_threads();
+  if (set_blas) set_blas(2);
   at::set_num_threads(2);
-  int inside = 0;
+  int inside = 0, blas_inside = -1;
   {
     const SingleThreadedProducts one;
+    blas_inside = blas_threads();
     std::thread t([&] {
       at::parallel_for(0, 4, 1, [](int64_t, int64_t) {});  // the thread's first parallel operation
       inside = at::get_num_threads();
@@ -91,6 +99,14 @@ TEST(Runtime, SingleThreadedProductsHoldForThreadsStartedInIt) {
   EXPECT_EQ(inside, 1);
   EXPECT_EQ(at::get_num_threads(), 2);
   at::set_num_threads(1);
+  if (!set_blas) {
+    EXPECT_EQ(blas_inside, 0) << "no OpenBLAS: blas_threads() says 0";
+    std::cout << "(not OpenBLAS: " << detect_blas().name << "; its threads were not checked)\n";
+    return;
+  }
+  EXPECT_EQ(blas_inside, 1);
+  EXPECT_EQ(blas_threads(), 2);
+  set_blas(blas_before);
 }
 
 TEST(Runtime, CudaWithoutIndexIsTheLocalRanksGpu) {
