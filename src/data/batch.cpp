@@ -71,7 +71,7 @@ Batch map_tensors(const Batch& batch, const std::function<torch::Tensor(const to
 
 bool swaps_image(const TrainOptions& train, Rng& rng) {
   if (train.itm_swap == "either") return rng.bernoulli(0.5);
-  return train.itm_swap != "caption";
+  return train.itm_swap != "caption";  // both: only with hard negatives, which add rows instead (validate_config)
 }
 
 int64_t row_with_other_image(const std::vector<int64_t>& keys, int64_t i, int64_t j) {

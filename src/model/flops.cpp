@@ -266,7 +266,26 @@ StepFlops step_train_flops(const ExperimentConfig& cfg, const InputDims& dims, c
       if (matched[a]) f.align_towers += stack_flops(m, types, t[a], r[a], 0, towers) + image_embed_flops(m, dims, r[a]) + backbone;
   }
 
-  if (hard) {  // hard_negatives.cpp batch_score_matrix, without a graph
+  if (hard) {  // hard_negatives.cpp batch_score_pairs, without a graph
+    // The rows turned negative, the partners each may take, and the sides: itm_swap = either draws
+    // one per row (counted at its mean), both makes one negative of each side.
+    std::vector<int64_t> lines;
+    for (int64_t i = 0; i < b; ++i)
+      if (hard_rows[i]) lines.push_back(i);
+    const auto partners = hard_partner_rows(batch, lines);
+    const bool both = tr.itm_swap == "both";
+    const double image_side = tr.itm_swap == "caption" ? 0.0 : tr.itm_swap == "either" ? 0.5 : 1.0;
+    const double caption_side = tr.itm_swap == "image" ? 0.0 : tr.itm_swap == "either" ? 0.5 : 1.0;
+    if (both) {  // the added rows through the main pass (without targets), at their mean over the partners
+      for (size_t k = 0; k < lines.size(); ++k) {
+        const int64_t i = lines[k], n = static_cast<int64_t>(partners[k].size());
+        if (n == 0) continue;
+        double added = 0;
+        for (const int64_t j : partners[k])
+          added += 3.0 * (example_flops(m, types, dims, t[i], r[j], 0) + example_flops(m, types, dims, t[j], r[i], 0));
+        f.main += added / static_cast<double>(n) + 2.0 * backbone_trained;
+      }
+    }
     double fwd = static_cast<double>(b) * backbone;
     for (int64_t j = 0; j < b; ++j) fwd += image_embed_flops(m, dims, r[j]);
     if (m.align) {  // the towers, each row once
@@ -274,24 +293,17 @@ StepFlops step_train_flops(const ExperimentConfig& cfg, const InputDims& dims, c
     } else if (!crosses) {  // the stack, each row once
       for (int64_t i = 0; i < b; ++i) fwd += stack_flops(m, types, t[i], r[i], 0, layers);
       fwd += 2.0 * static_cast<double>(b) * static_cast<double>(b) * h;
-    } else {  // the towers once; each row turned negative: its caption with the images it may be
-              // given (or its image with the captions) through the layers above them - K of them
-              // drawn at random with train.itm_hard_candidates = K, counted at their mean cost
+    } else {  // the towers once; each negative: its caption with the images it may be given (or its
+              // image with the captions) through the layers above them - K of them drawn at random
+              // with train.itm_hard_candidates = K, counted at their mean cost
       for (int64_t i = 0; i < b; ++i) fwd += stack_flops(m, types, t[i], r[i], 0, towers);
-      // The side each row swaps: itm_swap = either draws it per row, counted at its mean.
-      const double caption_share = tr.itm_swap == "caption" ? 1.0 : tr.itm_swap == "either" ? 0.5 : 0.0;
-      std::vector<int64_t> lines;
-      for (int64_t i = 0; i < b; ++i)
-        if (hard_rows[i]) lines.push_back(i);
-      const auto partners = hard_partner_rows(batch, lines);
       for (size_t k = 0; k < lines.size(); ++k) {
         const int64_t i = lines[k], n = static_cast<int64_t>(partners[k].size());
         if (n == 0) continue;
         double pairs = 0;
         for (const int64_t j : partners[k]) {
-          if (caption_share < 1) pairs += (1 - caption_share) * stack_flops(m, types, t[i], r[j], towers, layers);
-          if (caption_share > 0) pairs += caption_share * stack_flops(m, types, t[j], r[i], towers, layers);
-          pairs += itm_head_flops(m);
+          if (image_side > 0) pairs += image_side * (stack_flops(m, types, t[i], r[j], towers, layers) + itm_head_flops(m));
+          if (caption_side > 0) pairs += caption_side * (stack_flops(m, types, t[j], r[i], towers, layers) + itm_head_flops(m));
         }
         const int64_t scored = tr.itm_hard_candidates > 0 ? std::min(tr.itm_hard_candidates, n) : n;
         fwd += pairs * static_cast<double>(scored) / static_cast<double>(n);

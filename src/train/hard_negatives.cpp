@@ -117,27 +117,32 @@ int64_t sample_partner(const torch::Tensor& scores, int64_t i, bool by_column, R
 void apply_hard_negatives(MultimodalTransformerImpl& model, Batch& batch, const TrainOptions& train, int64_t step) {
   if (!batch.hard_negative_rows.defined() || !batch.hard_negative_rows.any().item<bool>()) return;
   const int64_t b = batch.size();
+  const bool both = train.itm_swap == "both";
   const auto hard = batch.hard_negative_rows.cpu().contiguous();
   std::vector<int64_t> hard_rows;  // only their lines of the matrix are read
   for (int64_t i = 0; i < b; ++i)
     if (hard.data_ptr<bool>()[i]) hard_rows.push_back(i);
-  // Each row's side (itm_swap = either: drawn), its candidates (K of the rows it may take, or all),
-  // then only those pairs scored: its caption with the candidates' images, or its image with their
-  // captions.
+  // Each negative to make: its row, its side (itm_swap = either: drawn; both: one of each), its
+  // candidates (K of the rows it may take, or all); then only those pairs are scored - the row's
+  // caption with the candidates' images, or its image with their captions.
+  struct Negative {
+    int64_t row;
+    bool image_side;
+    std::vector<int64_t> candidates;
+  };
   Rng rng(derive_seed(train.seed, 0x4A3D, static_cast<uint64_t>(step)));
   const auto partners = hard_partner_rows(batch, hard_rows);
-  std::vector<int64_t> lines;
-  std::vector<char> image_side;
-  std::vector<std::vector<int64_t>> entries;
+  std::vector<Negative> negatives;
   std::vector<ScorePair> pairs;
   for (size_t k = 0; k < hard_rows.size(); ++k) {
     if (partners[k].empty()) continue;  // every row shows this image: the row stays matched
     const int64_t i = hard_rows[k];
-    lines.push_back(i), image_side.push_back(swaps_image(train, rng));
-    entries.push_back(draw_candidates(partners[k], train.itm_hard_candidates, rng));
-    for (const int64_t j : entries.back()) pairs.push_back(image_side.back() ? ScorePair{i, j} : ScorePair{j, i});
+    for (const bool image_side : both ? std::vector<bool>{true, false} : std::vector<bool>{swaps_image(train, rng)}) {
+      negatives.push_back({i, image_side, draw_candidates(partners[k], train.itm_hard_candidates, rng)});
+      for (const int64_t j : negatives.back().candidates) pairs.push_back(image_side ? ScorePair{i, j} : ScorePair{j, i});
+    }
   }
-  if (lines.empty()) {  // no row can be turned: all stay matched, with their targets
+  if (negatives.empty()) {  // no row can be turned: all stay matched, with their targets
     batch.hard_negative_rows = torch::Tensor(), batch.mask_pattern = torch::Tensor();
     return;
   }
@@ -146,36 +151,48 @@ void apply_hard_negatives(MultimodalTransformerImpl& model, Batch& batch, const 
   auto scores = batch_score_pairs(model, batch, train.align_inputs == "unmasked", pairs).to(torch::kCPU, torch::kFloat32);
   if (train.itm_hard_temperature != 1.0) scores = scores / train.itm_hard_temperature;
   if (was_training) model.train();
+  // The rows of the new batch: where each takes its caption, its image and the rest from (its origin:
+  // the row it was made for). Swapping, the batch keeps its rows; with both, every pair stays and
+  // the negatives are added after them.
+  std::vector<int64_t> caption_of(static_cast<size_t>(b)), image_of(static_cast<size_t>(b)), origin(static_cast<size_t>(b));
+  std::iota(caption_of.begin(), caption_of.end(), int64_t{0});
+  std::iota(image_of.begin(), image_of.end(), int64_t{0});
+  std::iota(origin.begin(), origin.end(), int64_t{0});
+  std::vector<int64_t> negative(static_cast<size_t>(b), 0);
+  bool captions_moved = false, images_moved = false;
+  for (const Negative& n : negatives) {
+    const int64_t j = sample_partner(scores, n.row, !n.image_side, rng, n.candidates);
+    size_t at = static_cast<size_t>(n.row);
+    if (both) {
+      at = caption_of.size();
+      caption_of.push_back(n.row), image_of.push_back(n.row), origin.push_back(n.row), negative.push_back(0);
+    }
+    (n.image_side ? image_of[at] : caption_of[at]) = j, negative[at] = 1;
+    (n.image_side ? images_moved : captions_moved) = true;
+  }
   const Batch original = batch;  // shallow: the tensors below are replaced, not written into
   auto take = [](torch::Tensor& dst, const torch::Tensor& src, const std::vector<int64_t>& rows) {
     if (src.defined()) dst = src.index_select(0, torch::tensor(rows, torch::kInt64).to(src.device()));
   };
-  std::vector<int64_t> caption_of(static_cast<size_t>(b)), image_of(static_cast<size_t>(b));
-  std::iota(caption_of.begin(), caption_of.end(), int64_t{0});
-  std::iota(image_of.begin(), image_of.end(), int64_t{0});
-  std::vector<int64_t> swapped(static_cast<size_t>(b), 0);
-  bool captions_swapped = false, images_swapped = false;
-  for (size_t k = 0; k < lines.size(); ++k) {
-    const int64_t i = lines[k];
-    const int64_t j = sample_partner(scores, i, !image_side[k], rng, entries[k]);
-    (image_side[k] ? image_of[i] : caption_of[i]) = j, swapped[i] = 1;
-    (image_side[k] ? images_swapped : captions_swapped) = true;
-  }
-  if (captions_swapped) {
+  if (captions_moved || both) {
     take(batch.text_ids, original.text_ids, caption_of), take(batch.text_mask, original.text_mask, caption_of);
-    take(batch.mlm_labels, original.mlm_labels, caption_of);
+    take(batch.mlm_labels, original.mlm_labels, caption_of), take(batch.caption_key, original.caption_key, caption_of);
   }
-  if (images_swapped) {
+  if (images_moved || both) {
     take(batch.region_feats, original.region_feats, image_of), take(batch.region_boxes, original.region_boxes, image_of);
     take(batch.region_mask, original.region_mask, image_of), take(batch.region_classes, original.region_classes, image_of);
     take(batch.region_targets, original.region_targets, image_of), take(batch.mrm_mask, original.mrm_mask, image_of);
     take(batch.image_pixels, original.image_pixels, image_of);
   }
+  if (both) {  // the added rows' own fields: from the row they were made for
+    take(batch.itm_labels, original.itm_labels, origin), take(batch.image_key, original.image_key, origin);
+    take(batch.negative_excluded, original.negative_excluded, origin);
+  }
   // The new mismatched pairs: label 0, no MLM / MRM targets (a mismatched pair is misleading context).
-  const auto negative = torch::tensor(swapped, torch::kInt64).to(batch.itm_labels.device()).to(torch::kBool);
-  batch.itm_labels = original.itm_labels.masked_fill(negative, 0);
-  if (batch.mlm_labels.defined()) batch.mlm_labels = batch.mlm_labels.masked_fill(negative.unsqueeze(1), kIgnoreLabel);
-  if (batch.mrm_mask.defined()) batch.mrm_mask = batch.mrm_mask.masked_fill(negative.unsqueeze(1), false);
+  const auto is_negative = torch::tensor(negative, torch::kInt64).to(batch.itm_labels.device()).to(torch::kBool);
+  batch.itm_labels = batch.itm_labels.masked_fill(is_negative, 0);
+  if (batch.mlm_labels.defined()) batch.mlm_labels = batch.mlm_labels.masked_fill(is_negative.unsqueeze(1), kIgnoreLabel);
+  if (batch.mrm_mask.defined()) batch.mrm_mask = batch.mrm_mask.masked_fill(is_negative.unsqueeze(1), false);
   batch.hard_negative_rows = torch::Tensor();
   batch.mask_pattern = torch::Tensor();
 }

@@ -221,9 +221,60 @@ TEST(HardNegatives, StartAtTheConfiguredOptimizerStep) {
   }
   cfg.train.itm_negatives = "hard";
   EXPECT_NO_THROW(validate_config(cfg));
+  // itm_swap = both adds rows the model chooses: hard negatives, from the first step.
+  cfg.train.itm_swap = "both";
+  EXPECT_NO_THROW(validate_config(cfg));
+  for (const auto& [negatives, from] : {std::pair{"random", 0}, std::pair{"hard", 3}}) {
+    cfg.train.itm_negatives = negatives, cfg.train.itm_hard_from_step = from, cfg.train.itm_hard_candidates = 0;
+    try {
+      validate_config(cfg);
+      ADD_FAILURE() << "itm_swap=both with " << negatives << " negatives from step " << from << " was accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("itm_swap=both"), std::string::npos) << e.what();
+    }
+  }
 }
 
 class HardBatch : public ::testing::TestWithParam<std::string> {};
+
+// train.itm_swap = both: every row stays as it was, matched with its targets; after them, for each
+// marked row i in order, i's caption with another row's image, then i's image with another row's
+// caption - label 0, no MLM / MRM targets, the other fields (image key, contrastive exclusions)
+// row i's.
+void expect_both_added(const Batch& before, const Batch& after) {
+  const int64_t b = before.size(), marked = before.hard_negative_rows.sum().item<int64_t>();
+  ASSERT_EQ(after.size(), b + 2 * marked);
+  for (const auto& [name, x, y] : {std::tuple{"text", &before.text_ids, &after.text_ids},
+                                   std::tuple{"mlm", &before.mlm_labels, &after.mlm_labels},
+                                   std::tuple{"regions", &before.region_feats, &after.region_feats},
+                                   std::tuple{"mrm", &before.mrm_mask, &after.mrm_mask},
+                                   std::tuple{"itm", &before.itm_labels, &after.itm_labels},
+                                   std::tuple{"key", &before.image_key, &after.image_key}})
+    EXPECT_TRUE(y->narrow(0, 0, b).equal(*x)) << name << ": the pairs stay as they were";
+  auto from_other = [&](int64_t i, const torch::Tensor& got, const torch::Tensor& rows) {
+    for (int64_t j = 0; j < b; ++j)
+      if (j != i && got.equal(rows[j])) return true;
+    return false;
+  };
+  int64_t at = b;
+  for (int64_t i = 0; i < b; ++i) {
+    if (!before.hard_negative_rows[i].item<bool>()) continue;
+    for (const bool image_side : {true, false}) {
+      EXPECT_EQ(after.itm_labels[at].item<int64_t>(), 0) << at;
+      EXPECT_EQ(after.image_key[at].item<int64_t>(), before.image_key[i].item<int64_t>()) << at;
+      if (image_side) {
+        EXPECT_TRUE(after.text_ids[at].equal(before.text_ids[i])) << "row " << at << " keeps row " << i << "'s caption";
+        EXPECT_TRUE(from_other(i, after.region_feats[at], before.region_feats)) << at;
+      } else {
+        EXPECT_TRUE(after.region_feats[at].equal(before.region_feats[i])) << "row " << at << " keeps row " << i << "'s image";
+        EXPECT_TRUE(from_other(i, after.text_ids[at], before.text_ids)) << at;
+      }
+      EXPECT_EQ((after.mlm_labels[at] != kIgnoreLabel).sum().item<int64_t>(), 0) << "no MLM target on a negative";
+      EXPECT_EQ(after.mrm_mask[at].sum().item<int64_t>(), 0) << "no MRM target on a negative";
+      ++at;
+    }
+  }
+}
 
 TEST_P(HardBatch, SwapsMarkedRowsIntoLabelZeroPairsWithoutTargets) {
   auto s = hard_batch(GetParam());
@@ -242,6 +293,7 @@ TEST_P(HardBatch, SwapsMarkedRowsIntoLabelZeroPairsWithoutTargets) {
   apply_hard_negatives(*model, after, hard_options(GetParam(), 7), 1);
   EXPECT_TRUE(model->is_training()) << "scoring must restore training mode";
   EXPECT_FALSE(after.hard_negative_rows.defined());
+  if (GetParam() == "both") return expect_both_added(before, after);
   int64_t caption_swaps = 0, image_swaps = 0;
   for (int64_t i = 0; i < before.size(); ++i) {
     const bool neg = before.hard_negative_rows[i].item<bool>();
@@ -273,7 +325,7 @@ TEST_P(HardBatch, SwapsMarkedRowsIntoLabelZeroPairsWithoutTargets) {
   EXPECT_TRUE(again.text_ids.equal(after.text_ids) && again.region_feats.equal(after.region_feats));
 }
 
-INSTANTIATE_TEST_SUITE_P(Swap, HardBatch, ::testing::Values("image", "caption", "either"));
+INSTANTIATE_TEST_SUITE_P(Swap, HardBatch, ::testing::Values("image", "caption", "either", "both"));
 
 TEST(HardBatch, AlternateMaskingOnlyPairsRowsMaskedAlike) {
   auto s = hard_batch("image", "alternate");
@@ -475,16 +527,18 @@ TEST(HardBatch, EitherDrawsTheSideThenThePartnerByThatSidesScores) {
 }
 
 TEST(HardBatch, TrainingStepsRunWithFiniteLosses) {
-  auto s = hard_batch("image");
-  s.cfg.train.lr = 1e-3;
-  torch::manual_seed(1);
-  MultimodalTransformer model(s.cfg.model, data_input_dims(s.cfg));
-  PretrainStep step(*model, s.cfg.train);
-  PretrainBatcher batcher(*s.world, data_vocab(s.cfg), s.cfg);
-  for (int64_t k = 0; k < 3; ++k) {
-    const auto r = step.run(batcher.batch(k), s.cfg.train.lr, k);
-    EXPECT_TRUE(r.finite);
-    EXPECT_GT(r.loss.metrics.at("itm"), 0.0);
+  for (const std::string swap : {"image", "both"}) {
+    auto s = hard_batch(swap);
+    s.cfg.train.lr = 1e-3;
+    torch::manual_seed(1);
+    MultimodalTransformer model(s.cfg.model, data_input_dims(s.cfg));
+    PretrainStep step(*model, s.cfg.train);
+    PretrainBatcher batcher(*s.world, data_vocab(s.cfg), s.cfg);
+    for (int64_t k = 0; k < 3; ++k) {
+      const auto r = step.run(batcher.batch(k), s.cfg.train.lr, k);
+      EXPECT_TRUE(r.finite) << swap;
+      EXPECT_GT(r.loss.metrics.at("itm"), 0.0) << swap;
+    }
   }
 }
 

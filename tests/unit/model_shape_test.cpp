@@ -110,6 +110,18 @@ TEST(ModelShape, StepFlopsCountEveryPassTheStepRuns) {
   cfg.train.itm_swap = "either";  // each row's side drawn at random: the mean of the two counts
   EXPECT_NEAR(step_train_flops(cfg, dims, batch).hard_negatives,
               2 * (2.5 * layers(t, r, 2) + 0.5 * layers(t - 1, r, 2) + (b - 1) * head) + b * embed, 1e-3);
+  // both: a negative of each side - both counts - and the two rows each adds through the main pass
+  // with gradient and without targets, at their mean over the partners (rows 1 and 3 each take
+  // partners of full captions and caption 2's shorter one).
+  cfg.train.itm_swap = "image";
+  const double image_main = step_train_flops(cfg, dims, batch).main;
+  cfg.train.itm_swap = "both";
+  const StepFlops added = step_train_flops(cfg, dims, batch);
+  EXPECT_NEAR(added.hard_negatives,
+              2 * ((b - 1) * (layers(t, r, 2) + head) + 2 * layers(t, r, 2) + layers(t - 1, r, 2) + (b - 1) * head) + b * embed,
+              1e-3);
+  const double row = forward_flops(cfg.model, dims, t, r, 0), short_row = forward_flops(cfg.model, dims, t - 1, r, 0);
+  EXPECT_NEAR(added.main - image_main, 3 * 2 * (5 * row + short_row) / 3, 1e-3 * added.main);
   cfg.train.itm_swap = "image";
   batch.text_mask[2][4] = true;
   batch.hard_negative_rows = torch::tensor({false, true, false, false});
