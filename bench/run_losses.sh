@@ -12,6 +12,7 @@ for attention in merged single_modality; do
   echo "classification ITM : $(run)"
   echo "hard-negative ITM  : $(run --set train.itm_negatives=hard)"
   echo "hard, 8 candidates : $(run --set train.itm_negatives=hard --set train.itm_hard_candidates=8)"
+  echo "  and itm_swap=both : $(run --set train.itm_negatives=hard --set train.itm_hard_candidates=8 --set train.itm_swap=both)"
   for k in 32 1024; do
     echo "contrastive K=$k   : $(run --set train.itm_weight=0 --set train.itm_contrastive_weight=1 \
       --set train.itm_contrastive_negatives=$k --set train.itm_negative_prob=0 --set train.itm_contrastive_chunk=2048)"
