@@ -12,11 +12,7 @@
 # About 40 minutes for three seeds on 2 cores (machine B: 3.3 for the start; a run 0.5 (random) to
 # 5.2 (K = 0) minutes of training and 20 s of evaluation); finished runs are not run again.
 set -euo pipefail
-build=${1:-build}
-work=${2:-runs/hard_candidates}
-shift $(($# > 2 ? 2 : $#))
-seeds=("$@")
-[ ${#seeds[@]} -gt 0 ] || seeds=(1 2 3)
+default_work=runs/hard_candidates  # WORK_DIR when not given
 base=(--config configs/demo.json --set train.batch_size=64 --set train.log_every=50)
 start_steps=2400 more_steps=400
 more=(--set train.warmup_steps=0)

@@ -11,11 +11,7 @@
 # About 30 minutes for three seeds on 2 cores (machine B: 9.5 for the start, ~2 a run); the start is
 # trained once and reused, finished runs are not run again.
 set -euo pipefail
-build=${1:-build}
-work=${2:-runs/hard_temperature}
-shift $(($# > 2 ? 2 : $#))
-seeds=("$@")
-[ ${#seeds[@]} -gt 0 ] || seeds=(1 2 3)
+default_work=runs/hard_temperature  # WORK_DIR when not given
 base=(--config configs/demo.json --set 'model.layers=single_modality*3,merged' --set model.align=true
       --set train.align_weight=1)
 start_steps=2400 more_steps=600

@@ -15,11 +15,7 @@
 # About 60 minutes for three seeds on 2 cores from nothing, 50 with the start and the image-swap
 # runs of run_hard_candidates.sh in WORK_DIR; finished runs are not run again.
 set -euo pipefail
-build=${1:-build}
-work=${2:-runs/hard_candidates}
-shift $(($# > 2 ? 2 : $#))
-seeds=("$@")
-[ ${#seeds[@]} -gt 0 ] || seeds=(1 2 3)
+default_work=runs/hard_candidates  # WORK_DIR when not given
 base=(--config configs/demo.json --set train.batch_size=64 --set train.log_every=50)
 start_steps=2400 more_steps=400
 more=(--set train.warmup_steps=0)

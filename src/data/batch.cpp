@@ -74,6 +74,12 @@ bool swaps_image(const TrainOptions& train, Rng& rng) {
   return train.itm_swap != "caption";  // both: only with hard negatives, which add rows instead (validate_config)
 }
 
+SwapSides swap_sides(const TrainOptions& train) {
+  if (train.itm_swap == "either") return {0.5, 0.5};
+  if (train.itm_swap == "both") return {1, 1};
+  return train.itm_swap == "caption" ? SwapSides{0, 1} : SwapSides{1, 0};
+}
+
 int64_t row_with_other_image(const std::vector<int64_t>& keys, int64_t i, int64_t j) {
   const int64_t b = static_cast<int64_t>(keys.size());
   for (int64_t k = 0; k < b; ++k, j = (j + 1) % b)

@@ -273,10 +273,8 @@ StepFlops step_train_flops(const ExperimentConfig& cfg, const InputDims& dims, c
     for (int64_t i = 0; i < b; ++i)
       if (hard_rows[i]) lines.push_back(i);
     const auto partners = hard_partner_rows(batch, lines);
-    const bool both = tr.itm_swap == "both";
-    const double image_side = tr.itm_swap == "caption" ? 0.0 : tr.itm_swap == "either" ? 0.5 : 1.0;
-    const double caption_side = tr.itm_swap == "image" ? 0.0 : tr.itm_swap == "either" ? 0.5 : 1.0;
-    if (both) {  // the added rows through the main pass (without targets), at their mean over the partners
+    const SwapSides sides = swap_sides(tr);
+    if (tr.itm_swap == "both") {  // the added rows through the main pass (without targets), at their mean over the partners
       for (size_t k = 0; k < lines.size(); ++k) {
         const int64_t i = lines[k], n = static_cast<int64_t>(partners[k].size());
         if (n == 0) continue;
@@ -302,8 +300,8 @@ StepFlops step_train_flops(const ExperimentConfig& cfg, const InputDims& dims, c
         if (n == 0) continue;
         double pairs = 0;
         for (const int64_t j : partners[k]) {
-          if (image_side > 0) pairs += image_side * (stack_flops(m, types, t[i], r[j], towers, layers) + itm_head_flops(m));
-          if (caption_side > 0) pairs += caption_side * (stack_flops(m, types, t[j], r[i], towers, layers) + itm_head_flops(m));
+          if (sides.image > 0) pairs += sides.image * (stack_flops(m, types, t[i], r[j], towers, layers) + itm_head_flops(m));
+          if (sides.caption > 0) pairs += sides.caption * (stack_flops(m, types, t[j], r[i], towers, layers) + itm_head_flops(m));
         }
         const int64_t scored = tr.itm_hard_candidates > 0 ? std::min(tr.itm_hard_candidates, n) : n;
         fwd += pairs * static_cast<double>(scored) / static_cast<double>(n);

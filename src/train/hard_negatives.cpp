@@ -57,21 +57,12 @@ torch::Tensor batch_score_pairs(MultimodalTransformerImpl& model, const Batch& b
   return scores;
 }
 
-torch::Tensor batch_score_matrix(MultimodalTransformerImpl& model, const Batch& batch, bool align_unmasked,
-                                 const std::vector<int64_t>& lines, bool by_column,
-                                 const std::vector<std::vector<int64_t>>& entries) {
-  TORCH_CHECK(entries.empty() || entries.size() == lines.size(), "batch_score_matrix: ", entries.size(),
-              " entry lists for ", lines.size(), " lines");
+torch::Tensor batch_score_matrix(MultimodalTransformerImpl& model, const Batch& batch, bool align_unmasked) {
   const int64_t b = batch.size();
-  std::vector<int64_t> all(static_cast<size_t>(b));
-  std::iota(all.begin(), all.end(), int64_t{0});
-  const std::vector<int64_t>& line_rows = lines.empty() ? all : lines;
-  std::vector<ScorePair> pairs;  // along a row a caption with images, along a column an image with captions
-  for (size_t k = 0; k < line_rows.size(); ++k) {
-    const int64_t i = line_rows[k];
-    TORCH_CHECK(i >= 0 && i < b, "batch_score_matrix: line ", i, " of a batch of ", b);
-    for (const int64_t j : entries.empty() ? all : entries[k]) pairs.push_back(by_column ? ScorePair{j, i} : ScorePair{i, j});
-  }
+  std::vector<ScorePair> pairs;
+  pairs.reserve(static_cast<size_t>(b * b));
+  for (int64_t i = 0; i < b; ++i)
+    for (int64_t j = 0; j < b; ++j) pairs.push_back({i, j});
   return batch_score_pairs(model, batch, align_unmasked, pairs);
 }
 
@@ -170,24 +161,20 @@ void apply_hard_negatives(MultimodalTransformerImpl& model, Batch& batch, const 
     (n.image_side ? image_of[at] : caption_of[at]) = j, negative[at] = 1;
     (n.image_side ? images_moved : captions_moved) = true;
   }
-  const Batch original = batch;  // shallow: the tensors below are replaced, not written into
-  auto take = [](torch::Tensor& dst, const torch::Tensor& src, const std::vector<int64_t>& rows) {
-    if (src.defined()) dst = src.index_select(0, torch::tensor(rows, torch::kInt64).to(src.device()));
+  // Each row list goes to the batch's device once and indexes every field it moves (with both,
+  // every marked row has a negative of each side, so both lists move).
+  const torch::Device device = batch.itm_labels.device();
+  auto take = [&](std::initializer_list<torch::Tensor*> fields, const std::vector<int64_t>& rows) {
+    const auto index = torch::tensor(rows, torch::kInt64).to(device);
+    for (torch::Tensor* t : fields)
+      if (t->defined()) *t = t->index_select(0, t->device() == device ? index : index.to(t->device()));
   };
-  if (captions_moved || both) {
-    take(batch.text_ids, original.text_ids, caption_of), take(batch.text_mask, original.text_mask, caption_of);
-    take(batch.mlm_labels, original.mlm_labels, caption_of), take(batch.caption_key, original.caption_key, caption_of);
-  }
-  if (images_moved || both) {
-    take(batch.region_feats, original.region_feats, image_of), take(batch.region_boxes, original.region_boxes, image_of);
-    take(batch.region_mask, original.region_mask, image_of), take(batch.region_classes, original.region_classes, image_of);
-    take(batch.region_targets, original.region_targets, image_of), take(batch.mrm_mask, original.mrm_mask, image_of);
-    take(batch.image_pixels, original.image_pixels, image_of);
-  }
-  if (both) {  // the added rows' own fields: from the row they were made for
-    take(batch.itm_labels, original.itm_labels, origin), take(batch.image_key, original.image_key, origin);
-    take(batch.negative_excluded, original.negative_excluded, origin);
-  }
+  if (captions_moved) take({&batch.text_ids, &batch.text_mask, &batch.mlm_labels, &batch.caption_key}, caption_of);
+  if (images_moved)
+    take({&batch.region_feats, &batch.region_boxes, &batch.region_mask, &batch.region_classes, &batch.region_targets,
+          &batch.mrm_mask, &batch.image_pixels},
+         image_of);
+  if (both) take({&batch.itm_labels, &batch.image_key, &batch.negative_excluded}, origin);  // the added rows': their row's
   // The new mismatched pairs: label 0, no MLM / MRM targets (a mismatched pair is misleading context).
   const auto is_negative = torch::tensor(negative, torch::kInt64).to(batch.itm_labels.device()).to(torch::kBool);
   batch.itm_labels = batch.itm_labels.masked_fill(is_negative, 0);

@@ -157,9 +157,10 @@ TEST(Gpu, HardNegativeCandidatesScoreAsOnTheCpu) {
   const Batch b = batcher.batch(0);
   const std::vector<int64_t> lines{1, 6, 9};
   const std::vector<std::vector<int64_t>> entries{{0, 2, 3, 15}, {4}, {0, 1, 2, 3, 4, 5, 7, 8, 10, 11, 12, 13, 14, 15}};
-  const auto cpu = batch_score_matrix(*model, b, false, lines, false, entries);
+  const auto pairs = mmt::testing::line_pairs(b.size(), lines, false, entries);
+  const auto cpu = batch_score_pairs(*model, b, false, pairs);
   model->to(torch::Device(gpu()));
-  const auto dev = batch_score_matrix(*model, batch_to(b, torch::Device(gpu())), false, lines, false, entries).cpu();
+  const auto dev = batch_score_pairs(*model, batch_to(b, torch::Device(gpu())), false, pairs).cpu();
   EXPECT_EQ(torch::isnan(dev).sum().item<int64_t>(), 16 * 16 - 19);
   EXPECT_TRUE(torch::isnan(cpu).equal(torch::isnan(dev)));
   EXPECT_TRUE(torch::allclose(dev.nan_to_num(0), cpu.nan_to_num(0), 1e-3, 1e-3)) << (dev - cpu).abs().nan_to_num(0).max();

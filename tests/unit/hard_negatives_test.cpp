@@ -99,7 +99,7 @@ TEST_P(ScoreMatrix, EqualsScoringEachPairAlone) {
   const bool partial = GetParam() != "single_modality";
   for (const bool by_column : {false, true}) {
     const std::vector<int64_t> lines = by_column ? std::vector<int64_t>{0, 2} : std::vector<int64_t>{1, 3};
-    const auto some = batch_score_matrix(*model, batch, false, lines, by_column);
+    const auto some = batch_score_pairs(*model, batch, false, testing::line_pairs(4, lines, by_column));
     for (int64_t i = 0; i < 4; ++i)
       for (int64_t j = 0; j < 4; ++j) {
         const int64_t line = by_column ? j : i;
@@ -122,7 +122,7 @@ TEST_P(ScoreMatrix, ScoresOnlyTheEntriesAskedFor) {
   const std::vector<int64_t> lines{4, 1};
   const std::vector<std::vector<int64_t>> entries{{0, 2, 3}, {}};  // line 1: nothing
   for (const bool by_column : {false, true}) {
-    const auto some = batch_score_matrix(*model, batch, false, lines, by_column, entries);
+    const auto some = batch_score_pairs(*model, batch, false, testing::line_pairs(5, lines, by_column, entries));
     for (int64_t i = 0; i < 5; ++i)
       for (int64_t j = 0; j < 5; ++j) {
         const int64_t line = by_column ? j : i, entry = by_column ? i : j;

@@ -299,9 +299,10 @@ TEST(DatasetBatches, ItmNegativesShowAnotherImage) {
         if (label[i] != 0) continue;
         ++negatives;
         // Which side was swapped: image_key is the row's image before the swap, so with the caption
-        // swapped the row still shows it (seen where a matched row shows that image).
-        const bool image_swapped = swap == "either" && own.count(key[i]) ? !batch.image_pixels[i].equal(own[key[i]])
-                                                                         : swap == "image";
+        // swapped the row still shows it - seen where a matched row shows that image; with either and
+        // no such row the side is unknown, and the row is not counted for a side.
+        if (swap == "either" && !own.count(key[i])) continue;
+        const bool image_swapped = swap == "either" ? !batch.image_pixels[i].equal(own[key[i]]) : swap == "image";
         ++(image_swapped ? image_swaps : caption_swaps);
         if (image_swapped) {  // the caption stays: the image shown is not the caption's own
           if (own.count(key[i])) EXPECT_FALSE(batch.image_pixels[i].equal(own[key[i]])) << "step " << step << " row " << i;

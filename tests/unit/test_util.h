@@ -6,6 +6,7 @@
 #include "mmt/config/options.h"
 #include "mmt/data/batch.h"
 #include "mmt/model/transformer.h"
+#include "mmt/train/hard_negatives.h"
 
 namespace mmt::testing {
 
@@ -29,6 +30,21 @@ inline std::vector<std::vector<int64_t>> token_rows(const Batch& b) {
     rows.push_back(ids);
   }
   return rows;
+}
+
+/// The score-matrix entries hard negatives read for `lines` of a batch of b: along row i (its caption
+/// with images) or, `by_column`, column i (its image with captions), the entries of `entries[k]` for
+/// line k - every entry of each line when `entries` is empty.
+inline std::vector<ScorePair> line_pairs(int64_t b, const std::vector<int64_t>& lines, bool by_column,
+                                         const std::vector<std::vector<int64_t>>& entries = {}) {
+  std::vector<ScorePair> pairs;
+  for (size_t k = 0; k < lines.size(); ++k) {
+    std::vector<int64_t> all;
+    for (int64_t j = 0; j < b; ++j) all.push_back(j);
+    for (const int64_t j : entries.empty() ? all : entries[k])
+      pairs.push_back(by_column ? ScorePair{j, lines[k]} : ScorePair{lines[k], j});
+  }
+  return pairs;
 }
 
 /// A random batch of b examples, t tokens, r regions; every position real.

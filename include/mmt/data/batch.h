@@ -70,6 +70,14 @@ int64_t row_with_other_image(const std::vector<int64_t>& keys, int64_t i, int64_
 /// keep their random streams).
 bool swaps_image(const TrainOptions& train, Rng& rng);
 
+/// How many negatives of each side a row turned negative makes on average (train.itm_swap): image
+/// 1 / 0, caption 0 / 1, either 0.5 / 0.5 (swaps_image's draw), both 1 / 1 (hard negatives append
+/// one of each). What the FLOP count weighs each side's pairs by.
+struct SwapSides {
+  double image = 0, caption = 0;
+};
+SwapSides swap_sides(const TrainOptions& train);
+
 /// For each row i of `rows` in a batch whose rows are all still matched: the rows j whose image (or
 /// caption) a hard ITM negative of row i may take - j != i showing another image (image_key; all
 /// other rows when the batch has no keys) and, where any of those is, only the ones masked alike

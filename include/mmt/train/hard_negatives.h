@@ -36,15 +36,9 @@ torch::Tensor batch_score_pairs(MultimodalTransformerImpl& model, const Batch& b
 /// Scores (B, B) of every caption of the batch (rows) with every image of the batch (columns): the
 /// align head's where the model has one - on the inputs before MLM / MRM masking with
 /// `align_unmasked` (train.align_inputs = unmasked; exact while every row is matched, as before the
-/// swaps) - else the ITM match scores (on the batch as the ITM loss reads it).
-/// `lines`: where the stack crosses modalities (one pair pass per entry), only these rows - these
-/// columns with `by_column` - are scored and the rest is NaN; empty = all. `entries` (with `lines`,
-/// one list per line): only these entries of each line are scored; empty = every entry of each.
-/// The pairs go through the layers above the towers B at a time. (The other paths score everything
-/// in one pass.)
-torch::Tensor batch_score_matrix(MultimodalTransformerImpl& model, const Batch& batch, bool align_unmasked = false,
-                                 const std::vector<int64_t>& lines = {}, bool by_column = false,
-                                 const std::vector<std::vector<int64_t>>& entries = {});
+/// swaps) - else the ITM match scores (on the batch as the ITM loss reads it). batch_score_pairs
+/// with every pair.
+torch::Tensor batch_score_matrix(MultimodalTransformerImpl& model, const Batch& batch, bool align_unmasked = false);
 
 /// For row i, a partner j != i drawn with probability softmax over the candidates of scores[i] (or of
 /// scores[:, i] when `by_column`: the caption is swapped, so the image stays and captions compete).
@@ -58,16 +52,19 @@ int64_t sample_partner(const torch::Tensor& scores, int64_t i, bool by_column, R
 /// k >= rows.size() (then without a draw from `rng`).
 std::vector<int64_t> draw_candidates(const std::vector<int64_t>& rows, int64_t k, Rng& rng);
 
-/// Turns the batch's hard_negative_rows into mismatched pairs: swaps the image (or caption, with
-/// train.itm_swap = caption; one of them per row, drawn at random, with either) with partners
-/// sampled from the model's scores, sets their itm_labels to
-/// 0 and clears their MLM / MRM targets. Partners are rows hard_partner_rows allows (another image -
-/// a row with none stays matched - masked alike where possible). No-op without hard_negative_rows.
-/// Deterministic in (train.seed, step). Also read from `train`: align_inputs (what the align head
-/// scores, passed to batch_score_matrix), itm_hard_temperature (the scores are divided by it before
-/// the softmax) and itm_hard_candidates (the partner is drawn among this many of the allowed rows,
-/// chosen uniformly first; 0 = all of them; only those pairs are scored where the stack crosses
-/// modalities).
+/// Turns the batch's hard_negative_rows into mismatched pairs with partners sampled from the model's
+/// scores: swaps the row's image (train.itm_swap = image), its caption (caption) or one of them
+/// drawn per row (either), setting its itm_label to 0 and clearing its MLM / MRM targets; with
+/// `both` the row stays matched and two rows are appended after the batch's, in the order of the
+/// marked rows - its caption with a partner's image, then its image with a partner's caption -
+/// labelled 0 without targets, their other fields the row's. Partners are rows hard_partner_rows
+/// allows (another image - a row with none stays matched - masked alike where possible), each side
+/// drawn by its own scores (a row of the score matrix for an image, a column for a caption).
+/// No-op without hard_negative_rows. Deterministic in (train.seed, step). Also read from `train`:
+/// align_inputs (what the align head scores, passed to batch_score_pairs), itm_hard_temperature (the
+/// scores are divided by it before the softmax) and itm_hard_candidates (the partner is drawn among
+/// this many of the allowed rows, chosen uniformly first; 0 = all of them; only those pairs are
+/// scored where the stack crosses modalities).
 void apply_hard_negatives(MultimodalTransformerImpl& model, Batch& batch, const TrainOptions& train, int64_t step);
 
 }  // namespace mmt
