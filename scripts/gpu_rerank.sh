@@ -15,7 +15,7 @@ trap pack EXIT
 step build
 gpu_build "$R"
 MMT=build-gpu/mmt
-GPU="--set runtime.device=cuda"
+GPU="--set runtime.device=cuda --set runtime.precision=fp32"  # fp32 unless a line asks for bf16 (auto would be bf16)
 SET1K="--set eval.test_sets=easy --set data.synth.num_test_images=1000 --set data.synth.captions_per_image=5 --set eval.pair_batch=8192"
 
 step "tiny CPU run on the GPU: score matrices"

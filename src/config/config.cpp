@@ -533,7 +533,7 @@ void validate_config(const ExperimentConfig& cfg) {
       throw Error("config: the binding test set needs data.synth.max_objects >= 2; drop it from eval.test_sets");
   key_choice("eval.mode", "evaluation mode", cfg.eval.mode, {"exact", "dual", "rerank"});
   positive("eval.rerank_k", cfg.eval.rerank_k);
-  key_choice("runtime.precision", "precision", cfg.runtime.precision, {"fp32", "bf16"});
+  key_choice("runtime.precision", "precision", cfg.runtime.precision, {"auto", "fp32", "bf16"});
   key_choice("runtime.fused_layers", "fused layer kernels", cfg.runtime.fused_layers, {"auto", "on", "off"});
   if (cfg.runtime.device != "cpu" && cfg.runtime.device != "auto" && cfg.runtime.device.rfind("cuda", 0) != 0)
     throw Error("config key 'runtime.device': '" + cfg.runtime.device + "' is not a device (cpu, cuda, cuda:N, auto)");

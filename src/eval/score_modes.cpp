@@ -87,7 +87,7 @@ TestSetScores score_captions(MultimodalTransformerImpl& model, const std::vector
   const int64_t nc = static_cast<int64_t>(captions.size()), ni = images.size();
   const ExactScorerOptions so = scorer_options(cfg);
   TestSetScores out;
-  out.info = {{"mode", e.mode}, {"device", resolve_device(cfg.runtime.device).str()}, {"precision", cfg.runtime.precision}};
+  out.info = {{"mode", e.mode}, {"device", resolve_device(cfg.runtime.device).str()}, {"precision", resolved_precision(cfg.runtime)}};
   if (e.mode == "exact") out.info["cache"] = e.cache;
   // How the pair passes ran, where any run: what their speed and memory depend on.
   if (e.mode != "dual" && !scores_by_one_product(model, so)) {

@@ -5,6 +5,8 @@
 
 #include <cstdlib>
 
+#include <dlfcn.h>
+
 #include <ATen/autocast_mode.h>
 #include <torch/cuda.h>
 #include <torch/version.h>
@@ -72,7 +74,32 @@ torch::Device resolve_device(const std::string& name) {
   throw Error("runtime.device: '" + name + "' is not a device (cpu, cuda, cuda:N or auto)");
 }
 
-bool use_bf16(const RuntimeOptions& r) { return r.precision == "bf16"; }
+bool auto_precision_is_bf16(torch::Device device, int compute_major) {
+  return device.is_cuda() && (compute_major < 0 || compute_major >= 8);
+}
+
+int cuda_compute_major(torch::Device device) {
+  if (!device.is_cuda()) return -1;
+  // The CUDA runtime's C entry point, looked up where libtorch's CUDA library loaded it: no CUDA
+  // header is needed, so the CPU build compiles this too (and never calls it).
+  using GetAttribute = int (*)(int*, int, int);  // cudaDeviceGetAttribute(value, attribute, device)
+  const auto get = reinterpret_cast<GetAttribute>(dlsym(RTLD_DEFAULT, "cudaDeviceGetAttribute"));
+  constexpr int kComputeCapabilityMajor = 75;  // cudaDevAttrComputeCapabilityMajor
+  int major = -1;
+  if (!get || get(&major, kComputeCapabilityMajor, device.has_index() ? device.index() : 0) != 0) return -1;
+  return major;
+}
+
+std::string resolved_precision(const RuntimeOptions& r) {
+  if (r.precision != "auto") return r.precision;
+  // Asks no GPU question on a machine without one (runtime.device = cuda there fails later, in
+  // resolve_device, with its own error).
+  if (r.device == "cpu" || !torch::cuda::is_available()) return "fp32";
+  const torch::Device device = resolve_device(r.device);
+  return auto_precision_is_bf16(device, cuda_compute_major(device)) ? "bf16" : "fp32";
+}
+
+bool use_bf16(const RuntimeOptions& r) { return resolved_precision(r) == "bf16"; }
 
 std::string describe_device(torch::Device device, bool bf16) {
   return "device " + device.str() + (bf16 ? ", bf16 autocast" : ", fp32");

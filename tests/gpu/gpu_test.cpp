@@ -9,7 +9,8 @@
  *   - libtorch's fused AdamW (the CUDA default) gives the flat-buffer update's parameters;
  *   - steps launched ahead (metrics read late) equal steps read at once; a non-finite loss,
  *     or a finite loss with a non-finite gradient, leaves the model alone, decided on the device;
- *   - a one-rank NCCL group runs every collective (built with -DMMT_NCCL=ON). */
+ *   - a one-rank NCCL group runs every collective (built with -DMMT_NCCL=ON);
+ *   - runtime.precision = auto is bf16 on a GPU of compute capability 8 on. */
 #include <gtest/gtest.h>
 #include <torch/cuda.h>
 #include <torch/version.h>
@@ -17,6 +18,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <iostream>
 #include <limits>
 
 #include "mmt/config/config.h"
@@ -52,6 +54,7 @@ ExperimentConfig small_config() {
   cfg.model.dropout = 0;
   cfg.data.synth.num_train_images = 300, cfg.data.synth.num_test_images = 10, cfg.data.synth.max_objects = 2;
   cfg.train.batch_size = 16, cfg.train.mrm_kl_weight = 1;
+  cfg.runtime.precision = "fp32";  // the tests compare against the CPU's fp32 (auto is bf16 on the GPU)
   validate_config(cfg);
   return cfg;
 }
@@ -360,6 +363,23 @@ TEST(Gpu, NcclGroupOfOneRankRunsEveryCollective) {
 // wheel the one-rank NCCL test crashed while libc10 wrote a warning (inside std::ostream code the
 // backtrace placed in our executable; docs/gpu.md): if every warning does that, this test shows
 // it apart from NCCL. Runs (and passes) on the CPU build too.
+// runtime.precision = auto on this GPU: the CUDA runtime answers its compute capability, and auto
+// is bf16 from 8.0 (Ampere) on.
+TEST(Gpu, AutoPrecisionFollowsTheComputeCapability) {
+  SKIP_WITHOUT_CUDA();
+  RuntimeOptions r;
+  r.device = gpu(), r.precision = "auto";
+  const int major = cuda_compute_major(resolve_device(gpu()));
+  if (gpu() == "cpu") {
+    EXPECT_EQ(major, -1);
+    EXPECT_EQ(resolved_precision(r), "fp32");
+    return;
+  }
+  EXPECT_GE(major, 3) << "the CUDA runtime was not asked (cudaDeviceGetAttribute not found)";
+  EXPECT_EQ(resolved_precision(r), major >= 8 ? "bf16" : "fp32");
+  std::cout << "compute capability " << major << ".x: auto is " << resolved_precision(r) << "\n";
+}
+
 TEST(Gpu, LibtorchWarningsAreWrittenWithoutACrash) {
   ::testing::internal::CaptureStderr();
   TORCH_WARN("mmt GPU test: a warning written by libc10");

@@ -4,6 +4,7 @@
 
 #include <ATen/Context.h>
 #include <ATen/Parallel.h>
+#include <torch/cuda.h>
 #include <dlfcn.h>
 
 #include <iostream>
@@ -107,6 +108,45 @@ TEST(Runtime, SingleThreadedProductsHoldForThreadsStartedInIt) {
   EXPECT_EQ(blas_inside, 1);
   EXPECT_EQ(blas_threads(), 2);
   set_blas(blas_before);
+}
+
+// runtime.precision = auto (the default): bf16 on GPUs with bf16 matrix units (compute capability
+// 8.0 on), fp32 on the CPU - the reference, bit for bit - and on older GPUs. What logs and eval.json
+// record is the resolved precision.
+TEST(Runtime, AutoPrecisionIsBf16OnlyOnGpusWithBf16Units) {
+  const torch::Device cpu(torch::kCPU), gpu(torch::kCUDA, 0);
+  EXPECT_FALSE(auto_precision_is_bf16(cpu, -1));
+  EXPECT_FALSE(auto_precision_is_bf16(cpu, 9));
+  EXPECT_TRUE(auto_precision_is_bf16(gpu, 9));   // Hopper
+  EXPECT_TRUE(auto_precision_is_bf16(gpu, 8));   // Ampere
+  EXPECT_FALSE(auto_precision_is_bf16(gpu, 7));  // Volta, Turing: emulated bf16
+  EXPECT_TRUE(auto_precision_is_bf16(gpu, -1));  // the runtime could not be asked: taken as new
+  EXPECT_EQ(cuda_compute_major(cpu), -1);
+  RuntimeOptions r;
+  EXPECT_EQ(r.precision, "auto");
+  EXPECT_EQ(resolved_precision(r), "fp32");  // runtime.device = cpu
+  EXPECT_FALSE(use_bf16(r));
+  r.precision = "bf16";
+  EXPECT_EQ(resolved_precision(r), "bf16");  // asked for: as asked, anywhere
+  r.precision = "fp32", r.device = "auto";
+  EXPECT_EQ(resolved_precision(r), "fp32");
+  r.precision = "auto";
+  if (!torch::cuda::is_available()) {
+    EXPECT_EQ(resolved_precision(r), "fp32");  // auto finds no GPU: the CPU
+    r.device = "cuda";  // refused later by resolve_device, not here
+    EXPECT_EQ(resolved_precision(r), "fp32");
+  } else {
+    const int major = cuda_compute_major(resolve_device("cuda"));
+    EXPECT_GT(major, 0) << "the CUDA runtime could not be asked";
+    EXPECT_EQ(resolved_precision(r), major >= 8 ? "bf16" : "fp32");
+  }
+  EXPECT_EQ(load_config("", {"runtime.precision=auto"}).runtime.precision, "auto");
+  try {
+    load_config("", {"runtime.precision=fp16"});
+    ADD_FAILURE() << "fp16 accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("auto"), std::string::npos) << e.what();
+  }
 }
 
 TEST(Runtime, CudaWithoutIndexIsTheLocalRanksGpu) {

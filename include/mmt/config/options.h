@@ -456,7 +456,7 @@ struct RuntimeOptions {
   int64_t threads = 0;       // libtorch intra-op threads (0 = auto: torch_threads() in runtime.h)
   int64_t blas_threads = 0;  // OpenBLAS threads (0 = number of cores)
   std::string device = "cpu";      // cpu, cuda, cuda:N, auto (CUDA when present)
-  std::string precision = "fp32";  // fp32, or bf16 autocast (matrix products in bf16, weights fp32)
+  std::string precision = "auto";  // auto (bf16 on GPUs with bf16 units, else fp32), fp32, or bf16 autocast
   double dist_timeout_s = 300;     // a collective waiting longer for another rank fails the job
   double dist_bucket_mb = 4;       // gradient buckets summed during the backward pass (0 = one sum after it)
   bool fused_adamw = true;         // CUDA: libtorch's fused AdamW kernel where it has one (>= 2)
@@ -471,7 +471,8 @@ struct RuntimeOptions {
     v.field("blas_threads", blas_threads, "OpenBLAS threads for matrix products (0 = all cores)");
     v.field("device", device, "where training and evaluation run: cpu, cuda, cuda:N, or auto (CUDA when libtorch sees a GPU)");
     v.field("precision", precision,
-            "fp32, or bf16 (autocast: matrix products, attention, LayerNorms and the residual stream in bfloat16 "
+            "auto (bf16 on a CUDA GPU of compute capability 8.0 or later - Ampere, Hopper -, fp32 on the CPU, the "
+            "reference, and on older GPUs), fp32, or bf16 (autocast: matrix products, attention, LayerNorms and the residual stream in bfloat16 "
             "with fp32 weights, norm statistics and losses; for GPUs, and CPUs with bf16 instructions "
             "(avx512_bf16, amx_bf16: 1.4x the fp32 step on the tiny preset, 1.7x on the base preset, on 2 cores) - without them it is slower than "
             "fp32, and mmt warns)");

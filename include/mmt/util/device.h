@@ -1,5 +1,5 @@
 /* Where the model runs and in which precision: runtime.device (cpu, cuda, cuda:N, auto) and
- * runtime.precision (fp32, bf16 autocast). CPU fp32 is the default and the reference; the CUDA
+ * runtime.precision (auto, fp32, bf16 autocast). CPU fp32 is the default and the reference; the CUDA
  * path is compiled in whatever libtorch the build found and is only taken when a GPU exists. */
 #pragma once
 
@@ -30,7 +30,21 @@ int default_cuda_index(int64_t visible, const std::function<const char*(const ch
 void set_fused_layers(const std::string& mode);
 bool fused_layers_on(torch::Device device);
 
-/// True when runtime.precision asks for bf16 autocast.
+/// runtime.precision = auto: bf16 on a CUDA device of compute capability 8.0 or later (Ampere on:
+/// bf16 matrix units), fp32 on the CPU (the reference) and on older GPUs (which emulate bf16,
+/// slower than fp32). `compute_major` < 0: not known (the CUDA runtime could not be asked), taken
+/// as new enough.
+bool auto_precision_is_bf16(torch::Device device, int compute_major);
+
+/// The compute capability's major number of a CUDA device (9 for an H100), asked of the CUDA
+/// runtime libtorch loaded; -1 where it cannot be asked (a CPU device, a CPU-only libtorch).
+int cuda_compute_major(torch::Device device);
+
+/// What runtime.precision means where runtime.device resolves: "fp32" or "bf16" (auto decided by
+/// auto_precision_is_bf16). Logs and eval.json record this, not "auto".
+std::string resolved_precision(const RuntimeOptions& r);
+
+/// True when runtime.precision resolves to bf16 autocast.
 bool use_bf16(const RuntimeOptions& r);
 
 /// One line for logs: "device cuda:0 (NVIDIA H100 80GB HBM3), bf16 autocast".
