@@ -482,9 +482,6 @@ void validate_config(const ExperimentConfig& cfg) {
   in_range("train.mrm_prob", t.mrm_prob, 0, 1);
   key_choice("train.mask_modalities", "masking policy", t.mask_modalities, {"both", "alternate"});
   key_choice("train.itm_swap", "ITM swap", t.itm_swap, {"image", "caption", "either", "both"});
-  if (t.itm_swap == "both" && (t.itm_negatives != "hard" || t.itm_hard_from_step > 0))
-    throw Error("config: train.itm_swap=both adds a wrong image and a wrong caption to a row, chosen by the model "
-                "(ALBEF's ITM): it needs train.itm_negatives=hard from the first step (train.itm_hard_from_step=0)");
   key_choice("train.itm_negatives", "ITM negatives", t.itm_negatives, {"random", "hard"});
   in_range("train.itm_hard_from_step", t.itm_hard_from_step, 0, 1e12);
   if (!(t.itm_hard_temperature > 0 && t.itm_hard_temperature < 1e6))

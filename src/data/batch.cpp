@@ -71,7 +71,11 @@ Batch map_tensors(const Batch& batch, const std::function<torch::Tensor(const to
 
 bool swaps_image(const TrainOptions& train, Rng& rng) {
   if (train.itm_swap == "either") return rng.bernoulli(0.5);
-  return train.itm_swap != "caption";  // both: only with hard negatives, which add rows instead (validate_config)
+  return train.itm_swap != "caption";  // both: the step adds rows instead (step_makes_negatives)
+}
+
+bool step_makes_negatives(const TrainOptions& train, int64_t micro) {
+  return train.hard_negatives_at(micro) || train.itm_swap == "both";
 }
 
 SwapSides swap_sides(const TrainOptions& train) {

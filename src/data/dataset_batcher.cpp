@@ -307,17 +307,17 @@ Batch DatasetBatcher::build(int64_t step, const BatchLoader::Plan& plan) const {
   Rng rng(shard_world_ == 1 ? derive_seed(t.seed, kPairing, static_cast<uint64_t>(step))
                             : derive_seed(t.seed, kPairing, static_cast<uint64_t>(step), static_cast<uint64_t>(shard_rank_)));
   // ITM pairing: the image (or caption) of a random other row showing another image - two captions
-  // of one image, or a file two datasets share, are no mismatched pair; hard negatives are chosen
-  // by the model later.
+  // of one image, or a file two datasets share, are no mismatched pair; hard negatives (and
+  // itm_swap = both's added rows) are made by the step.
   std::vector<int64_t> image_of(static_cast<size_t>(b)), caption_of(static_cast<size_t>(b)), itm(static_cast<size_t>(b), 1);
   std::vector<int64_t> keys(static_cast<size_t>(b));
   for (int64_t i = 0; i < b; ++i) keys[i] = rows[static_cast<size_t>(i)].key;
   std::vector<char> pending(static_cast<size_t>(b), 0);
-  const bool hard = t.hard_negatives_at(step);
+  const bool marks = step_makes_negatives(t, step);  // the step makes the negatives (hard, or both)
   for (int64_t i = 0; i < b; ++i) {
     image_of[i] = caption_of[i] = i;
     if (!rng.bernoulli(t.itm_negative_prob)) continue;
-    if (hard) {
+    if (marks) {
       pending[i] = 1;
       continue;
     }
@@ -353,8 +353,9 @@ Batch DatasetBatcher::build(int64_t step, const BatchLoader::Plan& plan) const {
   batch.itm_labels = torch::tensor(itm, torch::kInt64);
   batch.image_key = torch::tensor(keys, torch::kInt64);
   batch.caption_key = torch::tensor(caption_keys, torch::kInt64);
-  if (hard) {
+  if (marks) {
     batch.hard_negative_rows = torch::zeros({b}, torch::kBool);
+    batch.negatives_by_score = t.hard_negatives_at(step);
     batch.mask_pattern = torch::zeros({b}, torch::kInt64);
     for (int64_t i = 0; i < b; ++i)
       batch.hard_negative_rows[i] = static_cast<bool>(pending[i]),

@@ -212,16 +212,16 @@ Batch PretrainBatcher::batch(int64_t step) {
   std::vector<std::vector<int64_t>> ids(static_cast<size_t>(b));
   std::vector<int64_t> scenes(static_cast<size_t>(b)), captions(static_cast<size_t>(b)), itm(static_cast<size_t>(b), 1);
   Batch batch;
-  const bool hard = train_.hard_negatives_at(step);
+  const bool marks = step_makes_negatives(train_, step);  // the step makes the negatives (hard, or both)
   std::vector<char> pending(static_cast<size_t>(b), 0);
   std::vector<int64_t> keys(static_cast<size_t>(b));
   for (int64_t i = 0; i < b; ++i) keys[i] = examples[i].scene;
   for (int64_t i = 0; i < b; ++i) {
     scenes[i] = examples[i].scene, captions[i] = i;
     // ITM negative: swap in the image (or the caption) of another example of the batch that shows
-    // another scene. Hard negatives are chosen later, by the model (train/hard_negatives.h): the
-    // row stays matched for now and is marked.
-    if (b > 1 && hard) {
+    // another scene. Hard negatives (and itm_swap = both's added rows) are made later, by the step
+    // (train/hard_negatives.h): the row stays matched for now and is marked.
+    if (b > 1 && marks) {
       pending[i] = rng.bernoulli(train_.itm_negative_prob);
     } else if (b > 1 && rng.bernoulli(train_.itm_negative_prob)) {
       int64_t j = rng.below(b - 1);
@@ -261,8 +261,9 @@ Batch PretrainBatcher::batch(int64_t step) {
   batch.itm_labels = torch::from_blob(itm.data(), {b}, torch::kInt64).clone();
   batch.image_key = torch::from_blob(keys.data(), {b}, torch::kInt64).clone();
   batch.caption_key = torch::tensor(caption_keys, torch::kInt64);
-  if (hard) {
+  if (marks) {
     batch.hard_negative_rows = torch::zeros({b}, torch::kBool);
+    batch.negatives_by_score = train_.hard_negatives_at(step);
     batch.mask_pattern = torch::zeros({b}, torch::kInt64);
     auto rows = batch.hard_negative_rows.accessor<bool, 1>();
     auto pattern = batch.mask_pattern.accessor<int64_t, 1>();

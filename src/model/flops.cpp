@@ -221,7 +221,8 @@ StepFlops step_train_flops(const ExperimentConfig& cfg, const InputDims& dims, c
   const bool hard = std::find(hard_rows.begin(), hard_rows.end(), 1) != hard_rows.end();
   std::vector<char> matched(static_cast<size_t>(b), 1);
   const auto labels = batch.itm_labels.defined() ? per_row(batch.itm_labels) : std::vector<int64_t>(static_cast<size_t>(b), 1);
-  for (int64_t i = 0; i < b; ++i) matched[i] = labels[i] == 1 && !hard_rows[i];
+  const bool rows_stay = tr.itm_swap == "both";  // both keeps the marked rows matched and adds the negatives
+  for (int64_t i = 0; i < b; ++i) matched[i] = labels[i] == 1 && (!hard_rows[i] || rows_stay);
 
   if (tr.itm_contrastive_weight > 0 && batch.negatives && batch.negative_excluded.defined()) {
     const auto pool = image_tokens(m, *batch.negatives);
@@ -266,7 +267,7 @@ StepFlops step_train_flops(const ExperimentConfig& cfg, const InputDims& dims, c
       if (matched[a]) f.align_towers += stack_flops(m, types, t[a], r[a], 0, towers) + image_embed_flops(m, dims, r[a]) + backbone;
   }
 
-  if (hard) {  // hard_negatives.cpp batch_score_pairs, without a graph
+  if (hard) {  // the negatives the step makes (hard_negatives.cpp)
     // The rows turned negative, the partners each may take, and the sides: itm_swap = either draws
     // one per row (counted at its mean), both makes one negative of each side.
     std::vector<int64_t> lines;
@@ -284,6 +285,8 @@ StepFlops step_train_flops(const ExperimentConfig& cfg, const InputDims& dims, c
         f.main += added / static_cast<double>(n) + 2.0 * backbone_trained;
       }
     }
+    if (!batch.negatives_by_score) return f;  // partners drawn uniformly: nothing is scored
+    // batch_score_pairs, without a graph
     double fwd = static_cast<double>(b) * backbone;
     for (int64_t j = 0; j < b; ++j) fwd += image_embed_flops(m, dims, r[j]);
     if (m.align) {  // the towers, each row once
@@ -324,10 +327,11 @@ StepFlops typical_step_flops(const ExperimentConfig& cfg, const InputDims& dims,
   batch.text_mask = torch::ones({b, text_tokens}, torch::kBool);
   batch.region_mask = torch::ones({b, image_tokens}, torch::kBool);
   const int64_t mismatched = t.itm_weight > 0 || t.itm_negatives == "hard" ? std::llround(static_cast<double>(b) * t.itm_negative_prob) : 0;
-  const bool hard = t.itm_negatives == "hard" && mismatched > 0;
+  const bool hard = (t.itm_negatives == "hard" || t.itm_swap == "both") && mismatched > 0;  // the step makes them
   batch.itm_labels = torch::ones({b}, torch::kInt64);
   if (hard) {
     batch.hard_negative_rows = torch::zeros({b}, torch::kBool);
+    batch.negatives_by_score = t.itm_negatives == "hard";
     batch.hard_negative_rows.narrow(0, 0, mismatched).fill_(true);
   } else {
     batch.itm_labels.narrow(0, 0, mismatched).fill_(0);

@@ -123,12 +123,17 @@ void apply_hard_negatives(MultimodalTransformerImpl& model, Batch& batch, const 
   };
   Rng rng(derive_seed(train.seed, 0x4A3D, static_cast<uint64_t>(step)));
   const auto partners = hard_partner_rows(batch, hard_rows);
+  const bool by_score = batch.negatives_by_score;  // else uniformly among the allowed rows (both, random)
   std::vector<Negative> negatives;
   std::vector<ScorePair> pairs;
   for (size_t k = 0; k < hard_rows.size(); ++k) {
     if (partners[k].empty()) continue;  // every row shows this image: the row stays matched
     const int64_t i = hard_rows[k];
     for (const bool image_side : both ? std::vector<bool>{true, false} : std::vector<bool>{swaps_image(train, rng)}) {
+      if (!by_score) {
+        negatives.push_back({i, image_side, partners[k]});
+        continue;
+      }
       negatives.push_back({i, image_side, draw_candidates(partners[k], train.itm_hard_candidates, rng)});
       for (const int64_t j : negatives.back().candidates) pairs.push_back(image_side ? ScorePair{i, j} : ScorePair{j, i});
     }
@@ -137,11 +142,14 @@ void apply_hard_negatives(MultimodalTransformerImpl& model, Batch& batch, const 
     batch.hard_negative_rows = torch::Tensor(), batch.mask_pattern = torch::Tensor();
     return;
   }
-  const bool was_training = model.is_training();
-  model.eval();  // scores as the model would give them, no dropout
-  auto scores = batch_score_pairs(model, batch, train.align_inputs == "unmasked", pairs).to(torch::kCPU, torch::kFloat32);
-  if (train.itm_hard_temperature != 1.0) scores = scores / train.itm_hard_temperature;
-  if (was_training) model.train();
+  torch::Tensor scores;
+  if (by_score) {
+    const bool was_training = model.is_training();
+    model.eval();  // scores as the model would give them, no dropout
+    scores = batch_score_pairs(model, batch, train.align_inputs == "unmasked", pairs).to(torch::kCPU, torch::kFloat32);
+    if (train.itm_hard_temperature != 1.0) scores = scores / train.itm_hard_temperature;
+    if (was_training) model.train();
+  }
   // The rows of the new batch: where each takes its caption, its image and the rest from (its origin:
   // the row it was made for). Swapping, the batch keeps its rows; with both, every pair stays and
   // the negatives are added after them.
@@ -152,7 +160,8 @@ void apply_hard_negatives(MultimodalTransformerImpl& model, Batch& batch, const 
   std::vector<int64_t> negative(static_cast<size_t>(b), 0);
   bool captions_moved = false, images_moved = false;
   for (const Negative& n : negatives) {
-    const int64_t j = sample_partner(scores, n.row, !n.image_side, rng, n.candidates);
+    const int64_t j = by_score ? sample_partner(scores, n.row, !n.image_side, rng, n.candidates)
+                               : n.candidates[static_cast<size_t>(rng.below(static_cast<int64_t>(n.candidates.size())))];
     size_t at = static_cast<size_t>(n.row);
     if (both) {
       at = caption_of.size();

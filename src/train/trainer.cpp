@@ -180,8 +180,8 @@ TrainSummary train(const ExperimentConfig& cfg, const std::string& dir, TeeLog& 
         << "); each takes " << cfg.train.batch_size / world << "-" << (cfg.train.batch_size + world - 1) / world
         << " rows of the global batch of " << cfg.train.batch_size << "\n";
     if (cfg.train.batch_size < world) throw Error("train.batch_size " + std::to_string(cfg.train.batch_size) + " is smaller than the " + std::to_string(world) + " processes");
-    if (cfg.train.itm_negatives == "hard")
-      log << "mmt train: note: hard ITM negatives are mined among each rank's own rows (" << cfg.train.batch_size / world
+    if (cfg.train.itm_negatives == "hard" || cfg.train.itm_swap == "both")
+      log << "mmt train: note: the ITM negatives the step makes (hard, itm_swap = both) draw partners among each rank's own rows (" << cfg.train.batch_size / world
           << " candidates, not " << cfg.train.batch_size << ")\n";
   }
   log << "mmt train: " << cfg.name << " -> " << dir << "\n";

@@ -248,7 +248,8 @@ ExperimentConfig flickr_patch_batches() {
 }
 
 // train.itm_hard_from_step in the datasets' batcher: micro-batches of optimizer steps before it
-// pair random negatives, later ones leave every row matched and mark rows for the model.
+// pair random negatives, later ones leave every row matched and mark rows for the model; with
+// itm_swap = both every one marks rows.
 TEST(DatasetBatches, HardNegativesStartAtTheConfiguredStep) {
   ExperimentConfig cfg = flickr_patch_batches();
   cfg.train.grad_accum_steps = 3;
@@ -263,6 +264,17 @@ TEST(DatasetBatches, HardNegativesStartAtTheConfiguredStep) {
     else random_negatives += batch.size() - batch.itm_labels.sum().item<int64_t>();
   }
   EXPECT_GT(random_negatives, 0);
+  // itm_swap = both: the step adds its rows at every step, so every batch marks rows (all matched),
+  // drawn by score only from the hard step on.
+  cfg.train.itm_swap = "both";
+  DatasetBatcher both(cfg, nullptr);
+  auto marked = both.loader(0);
+  for (int64_t micro = 0; micro < 6; ++micro) {
+    const Batch batch = marked->next().batch;
+    ASSERT_TRUE(batch.hard_negative_rows.defined()) << "micro-batch " << micro;
+    EXPECT_EQ(batch.itm_labels.sum().item<int64_t>(), batch.size()) << micro;
+    EXPECT_EQ(batch.negatives_by_score, micro >= 3) << micro;
+  }
 }
 
 // ITM negatives never pair a caption with its own image through another row: the flickr30k fixture

@@ -122,6 +122,17 @@ TEST(ModelShape, StepFlopsCountEveryPassTheStepRuns) {
               1e-3);
   const double row = forward_flops(cfg.model, dims, t, r, 0), short_row = forward_flops(cfg.model, dims, t - 1, r, 0);
   EXPECT_NEAR(added.main - image_main, 3 * 2 * (5 * row + short_row) / 3, 1e-3 * added.main);
+  // both keeps the marked rows matched: contrastive ITM reads them as captions, as if unmarked.
+  Batch unmarked = batch;
+  unmarked.hard_negative_rows = torch::Tensor();
+  EXPECT_NEAR(added.contrastive, step_train_flops(cfg, dims, unmarked).contrastive, 1e-3);
+  // Partners drawn uniformly (both with random negatives: Batch::negatives_by_score false): the
+  // added rows still train, nothing is scored.
+  batch.negatives_by_score = false;
+  const StepFlops uniform = step_train_flops(cfg, dims, batch);
+  EXPECT_EQ(uniform.hard_negatives, 0);
+  EXPECT_NEAR(uniform.main, added.main, 1e-9 * added.main);
+  batch.negatives_by_score = true;
   cfg.train.itm_swap = "image";
   batch.text_mask[2][4] = true;
   batch.hard_negative_rows = torch::tensor({false, true, false, false});
@@ -290,6 +301,15 @@ TEST(ModelShape, SummaryListsBlocksAndTotal) {
   line = training_step_flops(cfg, dims, 20, 101);
   EXPECT_EQ(line.find("dominates"), std::string::npos) << line;
   EXPECT_LT(number_after(line, "losses: "), all / 4) << line;
+  // itm_swap = both with random negatives: half the rows add two rows each through the main pass -
+  // twice ITM alone's rows, each costing what a row does (the heads aside) - and nothing is scored.
+  cfg.train.itm_hard_candidates = 0, cfg.train.itm_negatives = "random";
+  const StepFlops plain = typical_step_flops(cfg, dims, 20, 101);
+  cfg.train.itm_swap = "both";
+  const StepFlops both = typical_step_flops(cfg, dims, 20, 101);
+  EXPECT_EQ(both.hard_negatives, 0);
+  EXPECT_NEAR(both.main / plain.main, 2.0, 0.02);
+  cfg.train.itm_swap = "image";
 }
 
 }  // namespace

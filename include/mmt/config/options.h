@@ -257,7 +257,7 @@ struct TrainOptions {
   std::string mask_modalities = "both";  // both: MLM and MRM mask an example together; alternate: one of them
   bool whole_word_mask = false;     // MLM selects whole words (a word's ## pieces together)
   double itm_negative_prob = 0.5;   // fraction of pairs made mismatched
-  std::string itm_swap = "image";   // mismatch by swapping the image, the caption, either (one per row, at random) with another pair's; both: add a row of each (hard)
+  std::string itm_swap = "image";   // mismatch by swapping the image, the caption, either (one per row, at random) with another pair's; both: add a row of each
   std::string itm_negatives = "random";  // partner of a swap: random, or hard (sampled by the model's scores)
   int64_t itm_hard_from_step = 0;   // itm_negatives = hard: optimizer steps before this one use random partners
   double itm_hard_temperature = 1.0;  // itm_negatives = hard: partners drawn by softmax(score / this)
@@ -357,8 +357,8 @@ struct TrainOptions {
     v.field("whole_word_mask", whole_word_mask, "MLM selects whole words: a word's ## continuation pieces go together");
     v.field("itm_negative_prob", itm_negative_prob, "fraction of pairs made mismatched");
     v.field("itm_swap", itm_swap, "mismatch a pair by swapping its image, its caption, or either (chosen per row at random) with another pair of the batch; "
-            "both (hard negatives): keep the pair and add two mismatched rows, its caption with another image and its image "
-            "with another caption (ALBEF)");
+            "both: keep the pair and add two mismatched rows, its caption with another image and its image "
+            "with another caption (ALBEF's, with hard negatives; partners drawn uniformly with random ones)");
     v.field("itm_negatives", itm_negatives,
             "which pair a mismatched example swaps with: random (uniform over the batch) or hard (ALBEF-style: "
             "sampled with probability softmax of the model's own match scores over the batch, without "

@@ -30,9 +30,13 @@ struct Batch {
   torch::Tensor mrm_mask;      // (B, R) bool: regions whose features were zeroed, to be predicted
   torch::Tensor region_targets;  // (B, R, F) the features before masking (MRM regression targets)
   torch::Tensor itm_labels;    // (B) int64: 1 = caption matches image, 0 = mismatched
-  // ITM with hard negatives: rows still matched that the training step turns into mismatched
-  // pairs, choosing partners by the model's scores: (B) bool.
+  // ITM negatives the training step makes (hard negatives; itm_swap = both): rows still matched
+  // that the step turns into mismatched pairs (or, with both, adds two mismatched rows for): (B) bool.
   torch::Tensor hard_negative_rows;
+  // How the step draws the partners of hard_negative_rows: by the model's scores (hard negatives),
+  // or uniformly among the same allowed rows (itm_swap = both with random negatives, or before
+  // train.itm_hard_from_step).
+  bool negatives_by_score = true;
   // Which modalities each row masks (bit 0 text, bit 1 image): (B) int64, set with hard negatives
   // so a swap only pairs rows masked alike and the masking pattern carries no hint of the label.
   torch::Tensor mask_pattern;
@@ -70,9 +74,15 @@ int64_t row_with_other_image(const std::vector<int64_t>& keys, int64_t i, int64_
 /// keep their random streams).
 bool swaps_image(const TrainOptions& train, Rng& rng);
 
+/// Whether the batch of micro-batch `micro` leaves its ITM negatives to the training step, marked
+/// in hard_negative_rows: with hard negatives from their first step on (by the model's scores),
+/// and always with itm_swap = both (its added rows are made at step time, so a rank's share of a
+/// global batch stays a slice of it).
+bool step_makes_negatives(const TrainOptions& train, int64_t micro);
+
 /// How many negatives of each side a row turned negative makes on average (train.itm_swap): image
-/// 1 / 0, caption 0 / 1, either 0.5 / 0.5 (swaps_image's draw), both 1 / 1 (hard negatives append
-/// one of each). What the FLOP count weighs each side's pairs by.
+/// 1 / 0, caption 0 / 1, either 0.5 / 0.5 (swaps_image's draw), both 1 / 1 (the step appends one of
+/// each). What the FLOP count weighs each side's pairs by.
 struct SwapSides {
   double image = 0, caption = 0;
 };

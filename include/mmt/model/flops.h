@@ -71,7 +71,9 @@ struct StepFlops {
 };
 
 /// The passes cfg.train runs on `batch` as the batcher made it (before hard negatives are swapped
-/// in: the rows batch.hard_negative_rows marks are counted as the negatives they become).
+/// in: the rows batch.hard_negative_rows marks are counted as the negatives they become - or, with
+/// itm_swap = both, as matched rows and the two rows each adds - and their partners' scoring where
+/// batch.negatives_by_score).
 StepFlops step_train_flops(const ExperimentConfig& cfg, const InputDims& dims, const Batch& batch);
 
 /// The caption length FLOP counts assume where no batch is at hand (`mmt model summary`, the
@@ -80,7 +82,8 @@ constexpr int64_t kTypicalCaptionTokens = 20;
 
 /// step_train_flops of a batch of cfg.train.batch_size examples of `text_tokens` and
 /// `image_tokens` tokens drawn as the batcher would: train.itm_negative_prob of the rows turned
-/// negative (hard ones marked where train.itm_negatives = hard), MLM / MRM at their rates on the
+/// negative (marked where the step makes them: train.itm_negatives = hard, scored, or itm_swap =
+/// both), MLM / MRM at their rates on the
 /// matched ones, contrastive ITM's pool of K images. For planning: `mmt model summary`, the ETA.
 StepFlops typical_step_flops(const ExperimentConfig& cfg, const InputDims& dims, int64_t text_tokens, int64_t image_tokens);
 

@@ -60,6 +60,9 @@ std::vector<int64_t> draw_candidates(const std::vector<int64_t>& rows, int64_t k
 /// labelled 0 without targets, their other fields the row's. Partners are rows hard_partner_rows
 /// allows (another image - a row with none stays matched - masked alike where possible), each side
 /// drawn by its own scores (a row of the score matrix for an image, a column for a caption).
+/// A batch whose partners are not drawn by score (Batch::negatives_by_score false: itm_swap = both
+/// with random negatives, or before train.itm_hard_from_step) draws each uniformly among the same
+/// allowed rows, without scoring and without a pass of the model.
 /// No-op without hard_negative_rows. Deterministic in (train.seed, step). Also read from `train`:
 /// align_inputs (what the align head scores, passed to batch_score_pairs), itm_hard_temperature (the
 /// scores are divided by it before the softmax) and itm_hard_candidates (the partner is drawn among
