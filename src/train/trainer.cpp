@@ -241,7 +241,9 @@ TrainSummary train(const ExperimentConfig& cfg, const std::string& dir, TeeLog& 
   }
   const torch::Device device = resolve_device(cfg.runtime.device);
   model->to(device);  // before the optimizer flattens the parameters
-  log << "mmt train: " << describe_device(device, use_bf16(cfg.runtime)) << "\n";
+  log << "mmt train: " << describe_device(device, use_bf16(cfg.runtime))
+      << (cfg.runtime.precision == "auto" && device.is_cuda() ? " (runtime.precision = auto; fp32 or bf16 asks for one)" : "")
+      << "\n";
   if (device.is_cpu() && !use_bf16(cfg.runtime) && cpu_bf16_is_native())
     log << "mmt train: note: this CPU has bf16 instructions: --set runtime.precision=bf16 may train faster (1.4-1.7x "
            "on a 2-core AMD Zen 5, same retrieval: docs/performance.md, \"bf16 on a CPU\"); fp32 is the study's "
