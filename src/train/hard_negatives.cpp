@@ -130,12 +130,10 @@ void apply_hard_negatives(MultimodalTransformerImpl& model, Batch& batch, const 
     if (partners[k].empty()) continue;  // every row shows this image: the row stays matched
     const int64_t i = hard_rows[k];
     for (const bool image_side : both ? std::vector<bool>{true, false} : std::vector<bool>{swaps_image(train, rng)}) {
-      if (!by_score) {
-        negatives.push_back({i, image_side, partners[k]});
-        continue;
-      }
-      negatives.push_back({i, image_side, draw_candidates(partners[k], train.itm_hard_candidates, rng)});
-      for (const int64_t j : negatives.back().candidates) pairs.push_back(image_side ? ScorePair{i, j} : ScorePair{j, i});
+      // Drawn uniformly later, a negative takes any allowed row: no candidates drawn, nothing scored.
+      negatives.push_back({i, image_side, by_score ? draw_candidates(partners[k], train.itm_hard_candidates, rng) : partners[k]});
+      if (by_score)
+        for (const int64_t j : negatives.back().candidates) pairs.push_back(image_side ? ScorePair{i, j} : ScorePair{j, i});
     }
   }
   if (negatives.empty()) {  // no row can be turned: all stay matched, with their targets
