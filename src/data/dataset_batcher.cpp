@@ -353,14 +353,7 @@ Batch DatasetBatcher::build(int64_t step, const BatchLoader::Plan& plan) const {
   batch.itm_labels = torch::tensor(itm, torch::kInt64);
   batch.image_key = torch::tensor(keys, torch::kInt64);
   batch.caption_key = torch::tensor(caption_keys, torch::kInt64);
-  if (marks) {
-    batch.hard_negative_rows = torch::zeros({b}, torch::kBool);
-    batch.negatives_by_score = t.hard_negatives_at(step);
-    batch.mask_pattern = torch::zeros({b}, torch::kInt64);
-    for (int64_t i = 0; i < b; ++i)
-      batch.hard_negative_rows[i] = static_cast<bool>(pending[i]),
-      batch.mask_pattern[i] = (mask_text[i] ? 1 : 0) | (mask_image[i] ? 2 : 0);
-  }
+  if (marks) mark_step_negatives(t, step, pending, mask_text, mask_image, batch);
   if (t.itm_contrastive_weight > 0) {  // each row's image is its caption's own for the contrastive pool
     std::vector<int64_t> own;
     for (int64_t i = 0; i < b; ++i) own.push_back(keys[static_cast<size_t>(image_of[i])]);

@@ -261,14 +261,7 @@ Batch PretrainBatcher::batch(int64_t step) {
   batch.itm_labels = torch::from_blob(itm.data(), {b}, torch::kInt64).clone();
   batch.image_key = torch::from_blob(keys.data(), {b}, torch::kInt64).clone();
   batch.caption_key = torch::tensor(caption_keys, torch::kInt64);
-  if (marks) {
-    batch.hard_negative_rows = torch::zeros({b}, torch::kBool);
-    batch.negatives_by_score = train_.hard_negatives_at(step);
-    batch.mask_pattern = torch::zeros({b}, torch::kInt64);
-    auto rows = batch.hard_negative_rows.accessor<bool, 1>();
-    auto pattern = batch.mask_pattern.accessor<int64_t, 1>();
-    for (int64_t i = 0; i < b; ++i) rows[i] = pending[i], pattern[i] = (mask_text[i] ? 1 : 0) | (mask_image[i] ? 2 : 0);
-  }
+  if (marks) mark_step_negatives(train_, step, pending, mask_text, mask_image, batch);
   if (train_.itm_contrastive_weight > 0) {
     // K distinct negative images from the whole training set, shared by the batch's captions;
     // a caption's own image, if drawn, is excluded for that caption.

@@ -59,6 +59,23 @@ TEST(HardNegatives, PartnersRespectAllowedRowsAndFallBackWhenNoneAllowed) {
   for (int j : {0, 1, 2, 4}) EXPECT_GT(seen[static_cast<size_t>(j)], 350);
 }
 
+// What both batchers hand the step: the pending rows, whether the step draws by score (hard from
+// train.itm_hard_from_step on; uniformly before, with both), and the masked sides as bits.
+TEST(HardNegatives, MarkStepNegativesRecordsRowsStepAndMaskedSides) {
+  TrainOptions train;
+  train.itm_negatives = "hard", train.itm_swap = "both", train.itm_hard_from_step = 3;
+  const std::vector<char> pending{1, 0, 1, 0}, text{1, 0, 1, 0}, image{0, 1, 1, 0};
+  for (const int64_t step : {0, 2, 3, 7}) {
+    Batch batch;
+    mark_step_negatives(train, step, pending, text, image, batch);
+    EXPECT_EQ(batch.negatives_by_score, step >= 3) << step;
+    EXPECT_TRUE(batch.hard_negative_rows.equal(torch::tensor({true, false, true, false}))) << step;
+    EXPECT_TRUE(batch.mask_pattern.equal(torch::tensor({1, 2, 3, 0}, torch::kInt64))) << step;
+  }
+  Batch batch;
+  EXPECT_THROW(mark_step_negatives(train, 0, pending, {1, 0}, image, batch), c10::Error);
+}
+
 class ScoreMatrix : public ::testing::TestWithParam<std::string> {
  protected:
   // The parameter's stack, two layers, in eval mode ("mixed": single_modality under merged).

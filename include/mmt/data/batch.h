@@ -80,6 +80,13 @@ bool swaps_image(const TrainOptions& train, Rng& rng);
 /// global batch stays a slice of it).
 bool step_makes_negatives(const TrainOptions& train, int64_t micro);
 
+/// Leaves a batch's ITM negatives to the step (step_makes_negatives): marks the rows `pending`
+/// names in hard_negative_rows, sets negatives_by_score from `step` (train.hard_negatives_at), and
+/// records each row's masked sides in mask_pattern (bit 0 the caption, bit 1 the image), which
+/// hard_partner_rows matches partners by. The vectors hold one entry per row of the batch.
+void mark_step_negatives(const TrainOptions& train, int64_t step, const std::vector<char>& pending,
+                         const std::vector<char>& mask_text, const std::vector<char>& mask_image, Batch& batch);
+
 /// How many negatives of each side a row turned negative makes on average (train.itm_swap): image
 /// 1 / 0, caption 0 / 1, either 0.5 / 0.5 (swaps_image's draw), both 1 / 1 (the step appends one of
 /// each). What the FLOP count weighs each side's pairs by.
