@@ -43,10 +43,28 @@ struct Result {
   const char* sets_key = nullptr;  // "test_sets" (synthetic) or "splits" (protocols)
 };
 
+// A run directory's result: its eval.json, else its only other evaluation result (eval-test.json
+// from `mmt eval --protocol test`, ...); several of those must be named.
+std::string result_in(const std::string& dir) {
+  const fs::path plain = fs::path(dir) / "eval.json";
+  if (file_exists(plain.string())) return plain.string();
+  std::vector<std::string> found;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    const std::string name = e.path().filename().string();
+    if (e.is_regular_file() && name.rfind("eval-", 0) == 0 && e.path().extension() == ".json") found.push_back(name);
+  }
+  std::sort(found.begin(), found.end());
+  if (found.size() == 1) return (fs::path(dir) / found[0]).string();
+  if (found.empty()) return plain.string();  // the caller says to evaluate the run
+  std::string names;
+  for (const auto& n : found) names += (names.empty() ? "" : ", ") + (fs::path(dir) / n).string();
+  throw Error("'" + dir + "' has no eval.json but several results (" + names + "): name the one to compare");
+}
+
 Result read_result(const std::string& path) {
   Result r;
   if (!fs::exists(path)) throw Error("'" + path + "' not found (a run directory or an evaluation result file)");
-  r.file = fs::is_directory(path) ? (fs::path(path) / "eval.json").string() : path;
+  r.file = fs::is_directory(path) ? result_in(path) : path;
   if (!file_exists(r.file))
     throw Error("'" + r.file + "' not found: evaluate the run first (mmt eval --run " +
                 (fs::is_directory(path) ? path : fs::path(path).parent_path().string()) + ")");

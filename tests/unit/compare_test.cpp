@@ -144,6 +144,39 @@ TEST(Compare, GroupsOfResultsAreComparedAsTheirMeans) {
   }
 }
 
+// A run directory without eval.json means its only result (eval-test.json after `mmt eval
+// --protocol test`); with several, the error names them; with none, it says to evaluate the run.
+TEST(Compare, RunDirectoryMeansItsOnlyResultWithoutEvalJson) {
+  const std::string root = ::testing::TempDir() + "mmt_compare_dirs";
+  fs::remove_all(root);
+  const std::string a = write_result(root + "/a", 1, 0, 1), b = write_result(root + "/b", 1, 3, 2);
+  BootstrapSettings s;
+  s.samples = 50;
+  std::ostringstream sink;
+  const json r = compare_results(root + "/a", root + "/b", s, sink);
+  EXPECT_EQ(r["a"], a);
+  EXPECT_EQ(r["b"], b);
+  const json direct = compare_results(a, b, s, sink);
+  EXPECT_EQ(r["sets"], direct["sets"]);
+
+  fs::copy_file(b, root + "/b/eval-best.json");
+  try {
+    compare_results(root + "/a", root + "/b", s, sink);
+    ADD_FAILURE() << "a directory with two results was read as one";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("several results (" + root + "/b/eval-best.json, " + b + ")"), std::string::npos)
+        << e.what();
+  }
+  fs::create_directories(root + "/c");
+  try {
+    compare_results(root + "/a", root + "/c", s, sink);
+    ADD_FAILURE() << "a directory without results was compared";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("evaluate the run first (mmt eval --run " + root + "/c)"), std::string::npos)
+        << e.what();
+  }
+}
+
 // The outcomes file gives what ranking the matrices gives - ties' expected values and rerank's
 // second (image -> caption) matrix included - and one from another evaluation is refused.
 TEST(Compare, OutcomesFileEqualsTheMatricesRankedAgain) {
