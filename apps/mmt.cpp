@@ -109,9 +109,10 @@ int main(int argc, char** argv) {
       "compare", "is run B better than run A beyond the luck of the test set? paired bootstrap over their test images");
   std::string compare_a, compare_b, compare_json;
   mmt::BootstrapSettings compare_settings;
-  compare->add_option("A", compare_a, "a run directory (its eval.json, else its only eval-*.json) or an evaluation result file (eval-best.json, "
-                                      "eval-flickr30k-1k.json, ...); several, comma-separated (the seeds of one "
-                                      "configuration), are compared as their mean")
+  compare->add_option("A", compare_a,
+                      "a run directory (its eval.json, else its only eval-*.json) or an evaluation "
+                      "result file (eval-best.json, eval-flickr30k-1k.json, ...); several, "
+                      "comma-separated (the seeds of one configuration), are compared as their mean")
       ->required();
   compare->add_option("B", compare_b, "the other: the same kind of result, one or several")->required();
   compare->add_option("--samples", compare_settings.samples, "resamplings of the test images (default 1000)")

@@ -11,6 +11,7 @@
 
 #include "mmt/config/config.h"
 #include "mmt/io/npy.h"
+#include "mmt/train/run_dir.h"
 #include "mmt/util/error.h"
 #include "mmt/util/fs.h"
 
@@ -46,8 +47,8 @@ struct Result {
 // A run directory's result: its eval.json, else its only other evaluation result (eval-test.json
 // from `mmt eval --protocol test`, ...); several of those must be named.
 std::string result_in(const std::string& dir) {
-  const fs::path plain = fs::path(dir) / "eval.json";
-  if (file_exists(plain.string())) return plain.string();
+  const std::string plain = RunFiles(dir).eval_json();
+  if (file_exists(plain)) return plain;
   std::vector<std::string> found;
   for (const auto& e : fs::directory_iterator(dir)) {
     const std::string name = e.path().filename().string();
@@ -55,7 +56,7 @@ std::string result_in(const std::string& dir) {
   }
   std::sort(found.begin(), found.end());
   if (found.size() == 1) return (fs::path(dir) / found[0]).string();
-  if (found.empty()) return plain.string();  // the caller says to evaluate the run
+  if (found.empty()) return plain;  // the caller says to evaluate the run
   std::string names;
   for (const auto& n : found) names += (names.empty() ? "" : ", ") + (fs::path(dir) / n).string();
   throw Error("'" + dir + "' has no eval.json but several results (" + names + "): name the one to compare");
