@@ -78,13 +78,13 @@ bool step_makes_negatives(const TrainOptions& train, int64_t micro) {
   return train.hard_negatives_at(micro) || train.itm_swap == "both";
 }
 
-void mark_step_negatives(const TrainOptions& train, int64_t step, const std::vector<char>& pending,
+void mark_step_negatives(const TrainOptions& train, int64_t micro, const std::vector<char>& pending,
                          const std::vector<char>& mask_text, const std::vector<char>& mask_image, Batch& batch) {
   const int64_t b = static_cast<int64_t>(pending.size());
   TORCH_CHECK(static_cast<int64_t>(mask_text.size()) == b && static_cast<int64_t>(mask_image.size()) == b,
               "mark_step_negatives: ", b, " rows marked, ", mask_text.size(), " / ", mask_image.size(), " masked");
   batch.hard_negative_rows = torch::zeros({b}, torch::kBool);
-  batch.negatives_by_score = train.hard_negatives_at(step);
+  batch.negatives_by_score = train.hard_negatives_at(micro);
   batch.mask_pattern = torch::zeros({b}, torch::kInt64);
   auto rows = batch.hard_negative_rows.accessor<bool, 1>();
   auto pattern = batch.mask_pattern.accessor<int64_t, 1>();

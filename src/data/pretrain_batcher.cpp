@@ -202,17 +202,17 @@ PretrainBatcher::Pool PretrainBatcher::build_pool(int64_t pool) const {
   return out;
 }
 
-Batch PretrainBatcher::batch(int64_t step) {
-  const int64_t pool = step / pool_batches_;
+Batch PretrainBatcher::batch(int64_t micro) {
+  const int64_t pool = micro / pool_batches_;
   if (pool != pool_index_) pool_ = pools_->get(pool, *this), pool_index_ = pool;
-  const auto& examples = (*pool_)[static_cast<size_t>(step % pool_batches_)];
+  const auto& examples = (*pool_)[static_cast<size_t>(micro % pool_batches_)];
   const int64_t b = static_cast<int64_t>(examples.size());
 
-  Rng rng(derive_seed(train_.seed, kPairing, static_cast<uint64_t>(step)));
+  Rng rng(derive_seed(train_.seed, kPairing, static_cast<uint64_t>(micro)));
   std::vector<std::vector<int64_t>> ids(static_cast<size_t>(b));
   std::vector<int64_t> scenes(static_cast<size_t>(b)), captions(static_cast<size_t>(b)), itm(static_cast<size_t>(b), 1);
   Batch batch;
-  const bool marks = step_makes_negatives(train_, step);  // the step makes the negatives (hard, or both)
+  const bool marks = step_makes_negatives(train_, micro);  // the step makes them (hard, or both)
   std::vector<char> pending(static_cast<size_t>(b), 0);
   std::vector<int64_t> keys(static_cast<size_t>(b));
   for (int64_t i = 0; i < b; ++i) keys[i] = examples[i].scene;
@@ -261,11 +261,11 @@ Batch PretrainBatcher::batch(int64_t step) {
   batch.itm_labels = torch::from_blob(itm.data(), {b}, torch::kInt64).clone();
   batch.image_key = torch::from_blob(keys.data(), {b}, torch::kInt64).clone();
   batch.caption_key = torch::tensor(caption_keys, torch::kInt64);
-  if (marks) mark_step_negatives(train_, step, pending, mask_text, mask_image, batch);
+  if (marks) mark_step_negatives(train_, micro, pending, mask_text, mask_image, batch);
   if (train_.itm_contrastive_weight > 0) {
     // K distinct negative images from the whole training set, shared by the batch's captions;
     // a caption's own image, if drawn, is excluded for that caption.
-    Rng neg(derive_seed(train_.seed, kNegatives, static_cast<uint64_t>(step)));
+    Rng neg(derive_seed(train_.seed, kNegatives, static_cast<uint64_t>(micro)));
     const int64_t k = train_.itm_contrastive_negatives, n = static_cast<int64_t>(world_.train_scenes().size());
     std::vector<int64_t> pool;
     std::vector<char> taken(static_cast<size_t>(n), 0);

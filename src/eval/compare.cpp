@@ -45,7 +45,8 @@ struct Result {
 };
 
 // A run directory's result: its eval.json, else its only other evaluation result (eval-test.json
-// from `mmt eval --protocol test`, ...); several of those must be named.
+// from `mmt eval --protocol test`, eval-best.json, ...: RunFiles::eval_result_name); several of
+// those must be named.
 std::string result_in(const std::string& dir) {
   const std::string plain = RunFiles(dir).eval_json();
   if (file_exists(plain)) return plain;

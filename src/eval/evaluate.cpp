@@ -187,12 +187,14 @@ struct Evaluation {
   std::ostream& log;
   LoadedRun run;
   ExperimentConfig cfg;
-  const std::string tag;  // "-best" for <run>/best's weights
+  const bool best;        // <run>/best's weights
+  const std::string tag;  // "-best" for them, in the score files' names
 
   Evaluation(const std::string& run_dir, const std::vector<std::string>& overrides, std::ostream& out_all,
              std::ostream& log_all, bool best)
       : out(root ? out_all : discard), tee(log_all), log(root ? static_cast<std::ostream&>(tee) : discard),
-        run(load_run(run_dir, best)), cfg(with_eval_overrides(run.config, overrides)), tag(best ? "-best" : "") {
+        run(load_run(run_dir, best)), cfg(with_eval_overrides(run.config, overrides)), best(best),
+        tag(best ? "-best" : "") {
     if (root) {
       tee.open_file(run_dir + "/eval.log");
       tee.file_only("mmt eval: started " + utc_timestamp() + (best ? " (best weights)" : ""));
@@ -223,12 +225,12 @@ struct Evaluation {
     return e;
   }
 
-  // <stem>.json and <stem>.md (rank 0), and the Markdown on `out`.
-  void finish(const std::string& stem, json result, const std::string& markdown) {
+  // The result file (RunFiles::eval_result) and the .md beside it (rank 0); the Markdown on `out`.
+  void finish(const std::string& file, json result, const std::string& markdown) {
     result["peak_rss_mb"] = peak_resident_mb();  // this process's, at the end
     if (root) {
-      write_file_atomic(stem + ".json", result.dump(2) + "\n");
-      write_file_atomic(stem + ".md", markdown);
+      write_file_atomic(file, result.dump(2) + "\n");
+      write_file_atomic(std::filesystem::path(file).replace_extension(".md").string(), markdown);
     }
     out << markdown << std::flush;
   }
@@ -382,7 +384,7 @@ json evaluate_run(const std::string& run_dir, const std::vector<std::string>& ov
       "order. Reference scorers on the same test set: chance (constant score); bag-of-words (knows the\n"
       "attributes present, not which object has which); truth (knows whether the caption is true of the\n"
       "image); perfect (Bayes-optimal: the grammar's exact likelihood - the ceiling). docs/evaluation.md\n";
-  ev.finish(run_dir + "/eval" + ev.tag, result, markdown);
+  ev.finish(RunFiles(run_dir).eval_result("", ev.best), result, markdown);
   return result;
 }
 
@@ -513,7 +515,7 @@ json evaluate_protocol(const std::string& run_dir, const std::string& protocol, 
   markdown += examples;
   markdown += "\nR@K in percent; ties count as a uniformly random order (docs/evaluation.md).\n";
   result["weights"] = best ? "best (validation RSUM during training)" : "final";
-  ev.finish(run_dir + "/eval-" + protocol + ev.tag, result, markdown);
+  ev.finish(RunFiles(run_dir).eval_result(protocol, ev.best), result, markdown);
   return result;
 }
 

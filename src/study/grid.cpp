@@ -15,6 +15,7 @@
 #include "mmt/eval/evaluate.h"
 #include "mmt/study/study.h"
 #include "mmt/train/progress.h"
+#include "mmt/train/run_dir.h"
 #include "mmt/train/trainer.h"
 #include "mmt/util/error.h"
 #include "mmt/util/fs.h"
@@ -293,7 +294,7 @@ void run_study(const std::string& grid_path, const std::string& out_dir, std::os
       if (ran > 0) eta = ", ETA " + Progress::format_duration(ran_seconds / ran * remaining);
       log << "mmt study: [" << done + 1 << "/" << total << "] " << cell.name << " seed " << seed << eta << "\n";
       const auto t0 = std::chrono::steady_clock::now();
-      const std::string result = grid.protocol.empty() ? "eval.json" : "eval-" + grid.protocol + ".json";
+      const std::string result = RunFiles::eval_result_name(grid.protocol);
       entry["results"] = result;
       if (file_exists(dir + "/" + result)) {
         log << "mmt study:   finished earlier: skipped\n";

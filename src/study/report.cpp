@@ -13,6 +13,7 @@
 #include "mmt/eval/bootstrap.h"
 #include "mmt/eval/compare.h"
 #include "mmt/study/study.h"
+#include "mmt/train/run_dir.h"
 #include "mmt/util/error.h"
 #include "mmt/util/fs.h"
 
@@ -194,7 +195,8 @@ std::string report_study(const std::string& out_dir, std::ostream& log) {
   for (const auto& r : runs) {
     const std::string dir = out_dir + "/" + r["dir"].get<std::string>();
     CellResults& c = cells[r["cell"].get<std::string>()];
-    const std::string result = dir + "/" + r.value("results", std::string("eval.json"));
+    // An older study.json records no "results": its runs wrote eval.json.
+    const std::string result = dir + "/" + r.value("results", RunFiles::eval_result_name());
     if (!file_exists(result)) {
       ++missing;
       if (r.value("status", std::string()) == "failed")

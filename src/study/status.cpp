@@ -67,7 +67,7 @@ std::string study_status(const std::string& out_dir, json* out_json) {
   for (int64_t s : study.value("seeds", std::vector<int64_t>{})) declared.push_back(s);
   const std::vector<int64_t> seeds = study_seeds(study.value("runs", json::array()), declared);
   const std::string protocol = grid.contains("eval") ? grid["eval"].value("protocol", std::string("test")) : "";
-  const std::string result_file = protocol.empty() ? "eval.json" : "eval-" + protocol + ".json";
+  const std::string result_file = RunFiles::eval_result_name(protocol);
   std::map<std::pair<std::string, int64_t>, json> recorded;
   for (const auto& r : study.value("runs", json::array())) recorded[{r.value("cell", std::string()), r.value("seed", int64_t{0})}] = r;
   const bool active = runner_active(out_dir);

@@ -44,6 +44,11 @@ void save_best(const RunFiles& run, MultimodalTransformerImpl& model, int64_t st
   fs::remove_all(old);
 }
 
+std::string RunFiles::eval_result_name(const std::string& protocol, bool best) {
+  const std::string tag = protocol.empty() ? std::string() : "-" + protocol;
+  return "eval" + tag + (best ? "-best" : "") + ".json";
+}
+
 std::string RunFiles::step_dir(int64_t step) const {
   char name[32];
   std::snprintf(name, sizeof name, "step-%09lld", static_cast<long long>(step));

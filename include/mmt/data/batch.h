@@ -81,10 +81,11 @@ bool swaps_image(const TrainOptions& train, Rng& rng);
 bool step_makes_negatives(const TrainOptions& train, int64_t micro);
 
 /// Leaves a batch's ITM negatives to the step (step_makes_negatives): marks the rows `pending`
-/// names in hard_negative_rows, sets negatives_by_score from `step` (train.hard_negatives_at), and
-/// records each row's masked sides in mask_pattern (bit 0 the caption, bit 1 the image), which
-/// hard_partner_rows matches partners by. The vectors hold one entry per row of the batch.
-void mark_step_negatives(const TrainOptions& train, int64_t step, const std::vector<char>& pending,
+/// names in hard_negative_rows, sets negatives_by_score from micro-batch `micro`
+/// (train.hard_negatives_at), and records each row's masked sides in mask_pattern (bit 0 the
+/// caption, bit 1 the image), which hard_partner_rows matches partners by. The vectors hold one
+/// entry per row of the batch.
+void mark_step_negatives(const TrainOptions& train, int64_t micro, const std::vector<char>& pending,
                          const std::vector<char>& mask_text, const std::vector<char>& mask_image, Batch& batch);
 
 /// How many negatives of each side a row turned negative makes on average (train.itm_swap): image

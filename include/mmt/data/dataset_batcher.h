@@ -42,6 +42,7 @@ class DatasetBatcher {
   void shard(int rank, int world);
 
   /// Loader plumbing: plan = the step's draws (sequential, moves the sampler), build = the batch.
+  /// `step` is the micro-batch index (optimizer step x train.grad_accum_steps + k).
   BatchLoader::Plan plan(int64_t step);
   Batch build(int64_t step, const BatchLoader::Plan& plan) const;
   /// A loader over this batcher from `first_step` (threads and prefetch from the config).

@@ -45,8 +45,9 @@ class PretrainBatcher {
                   const PretrainBatcher* share_pools_with = nullptr);
   ~PretrainBatcher();
 
-  /// The batch of optimizer step `step` (deterministic; any order of calls).
-  Batch batch(int64_t step);
+  /// The batch of micro-batch `micro` (optimizer step x train.grad_accum_steps + k; deterministic,
+  /// any order of calls).
+  Batch batch(int64_t micro);
 
   /// Pools of examples built so far by this batcher and those sharing its pools (tests, benches).
   int64_t pools_built() const;

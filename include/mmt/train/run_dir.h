@@ -30,8 +30,14 @@ struct RunFiles {
   std::string metrics() const { return dir + "/metrics.jsonl"; }
   std::string weights() const { return dir + "/model.safetensors"; }
   std::string checkpoint() const { return dir + "/checkpoint.json"; }
-  std::string eval_json() const { return dir + "/eval.json"; }
-  std::string eval_md() const { return dir + "/eval.md"; }
+  /// `mmt eval`'s result: eval.json (the synthetic test sets) or eval-<protocol>.json (a
+  /// real-image protocol), with "-best" before ".json" for <run>/best's weights; the same name
+  /// with .md holds its table. eval_result_name: the file name alone (what study.json records).
+  static std::string eval_result_name(const std::string& protocol = "", bool best = false);
+  std::string eval_result(const std::string& protocol = "", bool best = false) const {
+    return dir + "/" + eval_result_name(protocol, best);
+  }
+  std::string eval_json() const { return eval_result(); }
   std::string checkpoints() const { return dir + "/checkpoints"; }
   std::string best() const { return dir + "/best"; }  // best weights by held-out RSUM (train.eval_every)
   std::string step_dir(int64_t step) const;
