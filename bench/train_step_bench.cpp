@@ -137,6 +137,7 @@ int main(int argc, char** argv) {
     const torch::Device device = mmt::resolve_device(cfg.runtime.device);
     model->to(device);  // before the optimizer flattens the parameters
     model->train();
+    model->set_recompute_layers(cfg.runtime.recompute_layers);
     mmt::PretrainStep stepper(*model, cfg.train, cfg.runtime);
     mmt::PretrainBatcher batcher(world, vocab, cfg);
 

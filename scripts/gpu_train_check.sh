@@ -56,6 +56,8 @@ run_bench bf16-b1024-unfused --set runtime.precision=bf16 --set train.batch_size
 # Larger batches amortise the ~1,500 launches per step (the host's share): how far that goes.
 run_bench bf16-b2048-device --set runtime.precision=bf16 --set train.batch_size=2048 --batches device
 run_bench bf16-b4096-device --set runtime.precision=bf16 --set train.batch_size=4096 --batches device
+# Activation recomputation (runtime.recompute_layers): what one more forward pass of the layers costs.
+run_bench bf16-b4096-recompute --set runtime.precision=bf16 --set train.batch_size=4096 --batches device --set runtime.recompute_layers=true
 # The largest batch the goal was measured at, again (a second process: the spread between runs),
 # and twice it (~40 GB of activations on an H200).
 run_bench bf16-b4096-again --set runtime.precision=bf16 --set train.batch_size=4096 --batches device

@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "mmt/data/batch.h"
+#include "mmt/model/recompute.h"
 #include "mmt/util/device.h"
 #include "mmt/util/error.h"
 
@@ -192,7 +193,7 @@ Encoded MultimodalTransformerImpl::encode_embedded(torch::Tensor text, torch::Te
   Encoded out;
   const int64_t align_after = options_.align ? first_cross_modal_layer() - 1 : -1;
   for (int64_t i = first_layer; i < static_cast<int64_t>(layers->size()); ++i) {
-    std::tie(text, image) = layers[i]->as<MultimodalLayer>()->forward(text, image, text_bias, image_bias);
+    std::tie(text, image) = run_layer(i, text, image, text_bias, image_bias);
     if (i == align_after) out.align_cls = text.select(1, 0), out.align_img = image.select(1, 0);
     if (per_layer) {  // pre-norm stacks normalise the residual stream before reading it out
       out.layer_cls.push_back(options_.pre_norm ? layer_norm(text_final_norm, text.select(1, 0)) : text.select(1, 0));
@@ -208,9 +209,23 @@ std::pair<torch::Tensor, torch::Tensor> MultimodalTransformerImpl::run_layers(to
                                                                             const torch::Tensor& image_mask,
                                                                             int64_t begin, int64_t end) {
   const auto text_bias = attention_bias(text_mask), image_bias = attention_bias(image_mask);
-  for (int64_t i = begin; i < end; ++i)
-    std::tie(text, image) = layers[i]->as<MultimodalLayer>()->forward(text, image, text_bias, image_bias);
+  for (int64_t i = begin; i < end; ++i) std::tie(text, image) = run_layer(i, text, image, text_bias, image_bias);
   return {text, image};
+}
+
+std::pair<torch::Tensor, torch::Tensor> MultimodalTransformerImpl::run_layer(int64_t i, const torch::Tensor& text,
+                                                                           const torch::Tensor& image,
+                                                                           const torch::Tensor& text_bias,
+                                                                           const torch::Tensor& image_bias) {
+  auto layer = std::dynamic_pointer_cast<MultimodalLayerImpl>(layers->ptr(static_cast<size_t>(i)));
+  if (!recompute_layers_ || !torch::GradMode::is_enabled()) return layer->forward(text, image, text_bias, image_bias);
+  const auto out = recompute_in_backward(
+      [layer, text_bias, image_bias](const std::vector<torch::Tensor>& x) {
+        auto [t, im] = layer->forward(x[0], x[1], text_bias, image_bias);
+        return std::vector<torch::Tensor>{std::move(t), std::move(im)};
+      },
+      {text, image}, layer->parameters());
+  return {out[0], out[1]};
 }
 
 torch::Tensor MultimodalTransformerImpl::run_one_modality(const torch::Tensor& states, const torch::Tensor& mask,

@@ -212,6 +212,9 @@ TrainSummary train(const ExperimentConfig& cfg, const std::string& dir, TeeLog& 
   }
 
   MultimodalTransformer model(cfg.model, dims);
+  model->set_recompute_layers(cfg.runtime.recompute_layers);
+  if (cfg.runtime.recompute_layers)
+    log << "mmt train: runtime.recompute_layers: each layer keeps its inputs and runs again in the backward pass\n";
   if (!resume && !cfg.train.init.empty()) {
     // The whole model from another run's final weights (mmt finetune): same architecture and inputs.
     const RunFiles from(cfg.train.init);

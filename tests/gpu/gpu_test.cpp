@@ -61,7 +61,8 @@ ExperimentConfig small_config() {
 
 // Parameters after `steps` steps on `device` in `precision`, and the losses of each step.
 std::pair<std::vector<torch::Tensor>, std::vector<double>> train(const ExperimentConfig& base, const std::string& device,
-                                                                 const std::string& precision, int steps) {
+                                                                 const std::string& precision, int steps,
+                                                                 bool recompute_layers = false) {
   ExperimentConfig cfg = base;
   cfg.runtime.device = device, cfg.runtime.precision = precision;
   const synth::World world(cfg.data.synth);
@@ -69,6 +70,7 @@ std::pair<std::vector<torch::Tensor>, std::vector<double>> train(const Experimen
   MultimodalTransformer model(cfg.model, data_input_dims(cfg));
   model->to(torch::Device(device));
   model->train();
+  model->set_recompute_layers(recompute_layers);
   PretrainBatcher batcher(world, data_vocab(cfg), cfg);
   PretrainStep step(*model, cfg.train, cfg.runtime);
   std::vector<double> losses;
@@ -120,6 +122,24 @@ TEST(Gpu, Bf16AutocastStepsStayFiniteAndNearFp32) {
     EXPECT_TRUE(std::isfinite(bf16_loss[s])) << s;
     EXPECT_NEAR(bf16_loss[s], fp32_loss[s], 0.03 * std::abs(fp32_loss[s])) << "step " << s;
   }
+}
+
+// runtime.recompute_layers on the GPU in bf16: the backward pass runs on CUDA's device thread,
+// where autocast is off and the CUDA generator has moved on; the recomputation must put back both
+// (bf16 products, the same dropout masks) to train what the plain graph trains.
+TEST(Gpu, RecomputedLayersTrainAsThePlainGraphInBf16) {
+  SKIP_WITHOUT_CUDA();
+  auto cfg = small_config();
+  cfg.model.dropout = 0.1;
+  validate_config(cfg);
+  const auto [plain, plain_loss] = train(cfg, gpu(), "bf16", 3);
+  const auto [recomputed, recomputed_loss] = train(cfg, gpu(), "bf16", 3, /*recompute_layers=*/true);
+  for (size_t s = 0; s < plain_loss.size(); ++s)
+    EXPECT_NEAR(recomputed_loss[s], plain_loss[s], 1e-4 * std::abs(plain_loss[s])) << "step " << s;
+  ASSERT_EQ(plain.size(), recomputed.size());
+  for (size_t i = 0; i < plain.size(); ++i)
+    EXPECT_LE((plain[i] - recomputed[i]).norm().item<double>(), 1e-4 * plain[i].norm().item<double>() + 1e-7)
+        << "parameter " << i;
 }
 
 TEST(Gpu, ExactScoresEqualTheCpuScores) {

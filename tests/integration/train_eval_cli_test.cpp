@@ -210,3 +210,22 @@ TEST(TrainEval, RerankOfEveryCandidateEqualsExactAndFirstStagesAreRead) {
 }
 
 }  // namespace
+
+// runtime.recompute_layers reaches the model (the run says so) and trains what the plain graph
+// trains: with dropout, the logged losses of the two runs agree (on this CPU bit for bit).
+TEST(TrainEval, RecomputedLayersTrainAsThePlainGraph) {
+  const std::string plain = pretrain("rc-plain", 10, " --set model.dropout=0.1");
+  const std::string recomputed = pretrain("rc-on", 10, " --set model.dropout=0.1 --set runtime.recompute_layers=true");
+  EXPECT_EQ(slurp(plain + "/train.log").find("recompute_layers"), std::string::npos);
+  EXPECT_NE(slurp(recomputed + "/train.log").find("runtime.recompute_layers: each layer keeps its inputs"),
+            std::string::npos);
+  std::ifstream a(plain + "/metrics.jsonl"), b(recomputed + "/metrics.jsonl");
+  int records = 0;
+  for (std::string la, lb; std::getline(a, la) && std::getline(b, lb); ++records) {
+    const json ja = json::parse(la), jb = json::parse(lb);
+    for (const char* key : {"loss", "mlm", "itm", "grad_norm"})
+      EXPECT_NEAR(ja.at(key).get<double>(), jb.at(key).get<double>(), 1e-5 * std::abs(ja.at(key).get<double>()))
+          << key << " at step " << ja.at("step");
+  }
+  EXPECT_EQ(records, 2);
+}

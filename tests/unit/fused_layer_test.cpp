@@ -12,6 +12,7 @@
 #include "mmt/model/transformer.h"
 #include "mmt/util/device.h"
 #include "mmt/util/error.h"
+#include "test_util.h"
 
 namespace mmt {
 namespace {
@@ -48,15 +49,7 @@ TEST(FusedLayer, EqualsTheSeparateProductsForwardAndBackward) {
 // CPUs the fused and separate products agree bit for bit, on others not).
 std::set<std::string> graph_ops(const torch::Tensor& t) {
   std::set<std::string> names;
-  std::set<const torch::autograd::Node*> seen;
-  std::vector<const torch::autograd::Node*> todo{t.grad_fn().get()};
-  while (!todo.empty()) {
-    const auto* node = todo.back();
-    todo.pop_back();
-    if (!node || !seen.insert(node).second) continue;
-    names.insert(node->name());
-    for (const auto& edge : node->next_edges()) todo.push_back(edge.function.get());
-  }
+  for (const auto& [name, count] : testing::graph_op_counts(t)) names.insert(name);
   return names;
 }
 

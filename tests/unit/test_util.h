@@ -1,7 +1,13 @@
 /* Helpers shared by the unit tests: small models and random batches. */
 #pragma once
 
+#include <torch/csrc/autograd/function.h>
 #include <torch/types.h>
+
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
 
 #include "mmt/config/options.h"
 #include "mmt/data/batch.h"
@@ -19,6 +25,21 @@ inline ModelOptions small_model_options(const std::string& attention, int64_t la
 }
 
 constexpr int64_t kVocab = 30, kFeat = 8;
+
+/// The autograd operations behind a tensor: each node's name and how many nodes bear it.
+inline std::map<std::string, int> graph_op_counts(const torch::Tensor& t) {
+  std::map<std::string, int> names;
+  std::set<const torch::autograd::Node*> seen;
+  std::vector<const torch::autograd::Node*> todo{t.grad_fn().get()};
+  while (!todo.empty()) {
+    const auto* node = todo.back();
+    todo.pop_back();
+    if (!node || !seen.insert(node).second) continue;
+    ++names[node->name()];
+    for (const auto& edge : node->next_edges()) todo.push_back(edge.function.get());
+  }
+  return names;
+}
 
 /// Each row's token ids without padding (where text_mask is true).
 inline std::vector<std::vector<int64_t>> token_rows(const Batch& b) {

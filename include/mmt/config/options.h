@@ -461,6 +461,7 @@ struct RuntimeOptions {
   double dist_bucket_mb = 4;       // gradient buckets summed during the backward pass (0 = one sum after it)
   bool fused_adamw = true;         // CUDA: libtorch's fused AdamW kernel where it has one (>= 2)
   std::string fused_layers = "auto";  // q/k/v as one product, one attention call per layer: auto (CUDA), on, off
+  bool recompute_layers = false;      // training keeps each layer's inputs only and reruns it in the backward pass
 
   template <class V>
   void visit(V& v) {
@@ -489,6 +490,11 @@ struct RuntimeOptions {
             "each layer's q, k and v as one matrix product, and one attention call for both streams where both "
             "read every key: auto (on CUDA only: the CPU keeps the separate products whose numbers the study "
             "reports, bit for bit), on, off (the same math; results differ in the last bits)");
+    v.field("recompute_layers", recompute_layers,
+            "training: each transformer layer keeps only its inputs for the backward pass and runs its forward "
+            "again there (activation recomputation, 'gradient checkpointing'), with the same dropout masks and "
+            "precision: the same gradients for far less activation memory (a bigger batch fits) and about one "
+            "more forward pass of the layers' time (docs/performance.md)");
   }
 };
 

@@ -55,7 +55,7 @@ double batch_train_flops(const ModelOptions& m, const InputDims& dims, const Bat
 
 /// The model FLOPs of one training micro-batch by pass, as the training step runs them for
 /// cfg.train (real positions only; forward + backward = 3 x forward; work recomputed to save
-/// memory - contrastive ITM's graph-free chunks - counts once).
+/// memory - contrastive ITM's graph-free chunks, runtime.recompute_layers - counts once).
 struct StepFlops {
   double main = 0;            // the main pass with its heads (MLM, MRM, ITM), forward + backward
   double contrastive = 0;     // contrastive ITM: every (caption, candidate image) pair, forward + backward

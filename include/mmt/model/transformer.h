@@ -137,6 +137,11 @@ class MultimodalTransformerImpl : public torch::nn::Module {
   /// align queue's momentum model.
   MatchEmbeddings tower_align_embeddings(const Batch& batch);
 
+  /// runtime.recompute_layers: in grad mode each layer keeps only its inputs for the backward pass
+  /// and runs its forward again there (recompute.h): less activation memory, the same gradients.
+  void set_recompute_layers(bool on) { recompute_layers_ = on; }
+  bool recompute_layers() const { return recompute_layers_; }
+
   bool dual_dot() const { return options_.kind == "dual_encoder" && static_cast<bool>(text_proj); }
   bool has_align() const { return options_.align; }
 
@@ -175,9 +180,13 @@ class MultimodalTransformerImpl : public torch::nn::Module {
 
  private:
   void init_weights();
+  // Layer i over (text, image), recomputed in the backward pass when recompute_layers_.
+  std::pair<torch::Tensor, torch::Tensor> run_layer(int64_t i, const torch::Tensor& text, const torch::Tensor& image,
+                                                    const torch::Tensor& text_bias, const torch::Tensor& image_bias);
   ModelOptions options_;
   InputDims dims_;
   int64_t first_cross_modal_ = 0;  // of the stack, fixed at construction
+  bool recompute_layers_ = false;
 };
 TORCH_MODULE(MultimodalTransformer);
 
