@@ -241,12 +241,16 @@ int main(int argc, char** argv) {
                           {"matmul_peak_gflops_per_s", peak},
                           {"fraction_of_peak", gflops / peak},
                           {"text_padding_fraction", 1.0 - text_real / text_all},
-                          {"region_padding_fraction", img_all > 0 ? 1.0 - img_real / img_all : 0.0}};
+                          {"region_padding_fraction", img_all > 0 ? 1.0 - img_real / img_all : 0.0},
+                          {"cuda_memory_in_use_mb", mmt::cuda_memory_in_use_mb(device)}};  // -1: not CUDA
     std::cout << out.dump() << std::endl;
-    std::fprintf(stderr, "mmt train step: %.0f ex/s, %.1f ms/step, %.1f useful GFLOP/s = %.1f%% of the %.1f GFLOP/s %s peak (%s, %s)\n",
+    const double held_mb = mmt::cuda_memory_in_use_mb(device);
+    char held[48] = "";
+    if (held_mb >= 0) std::snprintf(held, sizeof held, ", GPU memory in use %.1f GB", held_mb / 1024);
+    std::fprintf(stderr, "mmt train step: %.0f ex/s, %.1f ms/step, %.1f useful GFLOP/s = %.1f%% of the %.1f GFLOP/s %s peak (%s, %s%s)\n",
                  examples / secs, 1000.0 * secs / steps, gflops, 100.0 * gflops / peak, peak,
                  device.is_cuda() || bf16 ? "bf16 matmul" : "sgemm", mmt::describe_device(device, bf16).c_str(),
-                 threads.c_str());
+                 threads.c_str(), held);
   } catch (const std::exception& e) {
     std::cerr << "mmt_bench_train_step: error: " << e.what() << "\n";
     return 2;

@@ -217,8 +217,10 @@ std::pair<torch::Tensor, torch::Tensor> MultimodalTransformerImpl::run_layer(int
                                                                            const torch::Tensor& image,
                                                                            const torch::Tensor& text_bias,
                                                                            const torch::Tensor& image_bias) {
+  if (!recompute_layers_ || !torch::GradMode::is_enabled())
+    return layers[i]->as<MultimodalLayer>()->forward(text, image, text_bias, image_bias);
+  // The node keeps the layer (and the masks' biases) until the backward pass reaches it.
   auto layer = std::dynamic_pointer_cast<MultimodalLayerImpl>(layers->ptr(static_cast<size_t>(i)));
-  if (!recompute_layers_ || !torch::GradMode::is_enabled()) return layer->forward(text, image, text_bias, image_bias);
   const auto out = recompute_in_backward(
       [layer, text_bias, image_bias](const std::vector<torch::Tensor>& x) {
         auto [t, im] = layer->forward(x[0], x[1], text_bias, image_bias);

@@ -579,7 +579,12 @@ TrainSummary train(const ExperimentConfig& cfg, const std::string& dir, TeeLog& 
   const double peak_mb = peak_resident_mb();
   char peak[64];
   std::snprintf(peak, sizeof peak, "; peak memory %.2f GB%s", peak_mb / 1024, comm ? " (rank 0's process)" : "");
-  log << peak << "\n";
+  log << peak;
+  if (const double held = cuda_memory_in_use_mb(device); held >= 0) {
+    std::snprintf(peak, sizeof peak, "; GPU memory in use %.1f GB", held / 1024);
+    log << peak;
+  }
+  log << "\n";
   json trained_on;
   if (real) {
     if (!sampler_state.is_null()) log << "mmt train: examples per dataset: " << datasets->counts(sampler_state);

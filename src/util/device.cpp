@@ -90,6 +90,15 @@ int cuda_compute_major(torch::Device device) {
   return major;
 }
 
+double cuda_memory_in_use_mb(torch::Device device) {
+  if (!device.is_cuda()) return -1;
+  using MemGetInfo = int (*)(size_t*, size_t*);  // cudaMemGetInfo(free, total)
+  const auto get = reinterpret_cast<MemGetInfo>(dlsym(RTLD_DEFAULT, "cudaMemGetInfo"));
+  size_t free = 0, total = 0;
+  if (!get || get(&free, &total) != 0 || total < free) return -1;
+  return static_cast<double>(total - free) / (1024.0 * 1024.0);
+}
+
 std::string resolved_precision(const RuntimeOptions& r) {
   if (r.precision != "auto") return r.precision;
   // Asks no GPU question on a machine without one (runtime.device = cuda there fails later, in
@@ -136,15 +145,17 @@ void set_autocast(bool cuda, bool enabled, torch::ScalarType type) {
 AutocastGuard::AutocastGuard(torch::Device device, bool enabled) : enabled_(enabled), cuda_(device.is_cuda()) {
   if (!enabled_) return;
   was_enabled_ = autocast_enabled(cuda_), was_dtype_ = autocast_type(cuda_);
+  was_caching_ = at::autocast::is_autocast_cache_enabled();
   set_autocast(cuda_, true, at::kBFloat16);
+  at::autocast::set_autocast_cache_enabled(false);  // see the header: casts without grad mode
   at::autocast::increment_nesting();
 }
 
 AutocastGuard::~AutocastGuard() {
   if (!enabled_) return;
-  // The cast weights are cached while autocast is on; leaving the outermost region drops them
-  // (the weights change at the next optimizer step).
+  // Anything cached all the same (by code outside mmt's guards) goes with the outermost region.
   if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+  at::autocast::set_autocast_cache_enabled(was_caching_);
   set_autocast(cuda_, was_enabled_, was_dtype_);
 }
 

@@ -142,6 +142,21 @@ TEST(Gpu, RecomputedLayersTrainAsThePlainGraphInBf16) {
         << "parameter " << i;
 }
 
+// The GPU memory the trainer's closing line and the training-step bench report: a 1 GiB tensor
+// more shows as about 1 GiB more in use (the caching allocator keeps it after it is freed).
+TEST(Gpu, MemoryInUseSeesAnAllocation) {
+  SKIP_WITHOUT_CUDA();
+  if (gpu() == "cpu") GTEST_SKIP() << "a CPU has no device memory to ask for";
+  EXPECT_EQ(cuda_memory_in_use_mb(torch::kCPU), -1);
+  const torch::Device cuda(gpu());
+  torch::zeros({1}, torch::device(cuda)).item<float>();  // the context exists
+  const double before = cuda_memory_in_use_mb(cuda);
+  ASSERT_GE(before, 0) << "cudaMemGetInfo was not found in the process";
+  const auto big = torch::ones({256 * 1024 * 1024}, torch::device(cuda));  // 1 GiB of floats
+  EXPECT_EQ(big[-1].item<float>(), 1.0f);
+  EXPECT_NEAR(cuda_memory_in_use_mb(cuda) - before, 1024, 64);
+}
+
 TEST(Gpu, ExactScoresEqualTheCpuScores) {
   SKIP_WITHOUT_CUDA();
   const auto cfg = small_config();

@@ -13,6 +13,7 @@
 #include "mmt/model/transformer.h"
 #include "mmt/train/pretrain_step.h"
 #include "mmt/util/device.h"
+#include "test_util.h"
 
 namespace mmt {
 namespace {
@@ -60,6 +61,47 @@ std::vector<double> losses(const std::string& precision) {
   std::vector<double> out;
   for (int s = 0; s < 4; ++s) out.push_back(step.run(batcher.batch(s), 1e-3, s).loss.metrics.at("loss"));
   return out;
+}
+
+// A pass without grad mode inside the autocast region - hard negatives' or contrastive ITM's
+// scoring, a recomputed layer's first run - leaves the next pass with grad mode every weight's
+// gradient. (libtorch before 2.10 cached the first pass's casts of the weights, without their
+// gradient history, and handed them to the second: with libtorch 1.13 on the CPU every bias of
+// the layers' products lost its gradient, on CUDA the weights that `linear` casts.)
+TEST(Bf16Stream, APassWithoutGradientsLeavesTheNextPassItsWeightGradients) {
+  torch::manual_seed(1);
+  MultimodalTransformer model(testing::small_model_options("merged"), InputDims{testing::kVocab, testing::kFeat});
+  model->train();
+  const Batch batch = testing::random_batch(4, 6, 3, 1);
+  // Every parameter's gradient of an ITM loss in bf16, with or without a scoring pass first.
+  const auto gradients = [&](bool scored_first) {
+    for (auto& p : model->parameters()) p.mutable_grad() = torch::Tensor();
+    torch::Tensor loss;
+    {
+      const AutocastGuard bf16(torch::kCPU, true);
+      if (scored_first) {
+        const torch::NoGradGuard no_grad;
+        model->itm_logits(model->encode(batch));
+      }
+      loss = model->itm_logits(model->encode(batch)).to(torch::kFloat32).logsumexp(1).mean();
+    }
+    loss.backward();
+    std::vector<std::pair<std::string, torch::Tensor>> g;
+    for (const auto& item : model->named_parameters())
+      g.push_back({item.key(), item.value().grad().defined() ? item.value().grad().clone() : torch::Tensor()});
+    return g;
+  };
+  const auto plain = gradients(false), scored = gradients(true);
+  ASSERT_EQ(plain.size(), scored.size());
+  int with_gradient = 0;
+  for (size_t k = 0; k < plain.size(); ++k) {
+    const auto& [name, g] = plain[k];
+    if (!g.defined()) continue;
+    ++with_gradient;
+    ASSERT_TRUE(scored[k].second.defined()) << name << " lost its gradient to the scoring pass";
+    EXPECT_TRUE(torch::equal(g, scored[k].second)) << name;
+  }
+  EXPECT_GT(with_gradient, 20);
 }
 
 TEST(Bf16Stream, TrainingStepsStayFiniteAndNearFp32) {

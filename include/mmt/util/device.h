@@ -40,6 +40,11 @@ bool auto_precision_is_bf16(torch::Device device, int compute_major);
 /// runtime libtorch loaded; -1 where it cannot be asked (a CPU device, a CPU-only libtorch).
 int cuda_compute_major(torch::Device device);
 
+/// MB of a CUDA device's memory in use (total - free, by cudaMemGetInfo on the current device:
+/// every process's; libtorch's caching allocator keeps what it reserved, so after training this
+/// is about the peak reservation), asked as cuda_compute_major asks; -1 where it cannot be asked.
+double cuda_memory_in_use_mb(torch::Device device);
+
 /// What runtime.precision means where runtime.device resolves: "fp32" or "bf16" (auto decided by
 /// auto_precision_is_bf16). Logs and eval.json record this, not "auto".
 std::string resolved_precision(const RuntimeOptions& r);
@@ -52,7 +57,11 @@ std::string describe_device(torch::Device device, bool bf16);
 
 /// Mixed precision for the lifetime of the guard: matrix products and attention in bf16 on
 /// `device`, reductions and norms in fp32 (libtorch's autocast lists), weights stay fp32.
-/// A disabled guard does nothing.
+/// A disabled guard does nothing. libtorch's cache of cast weights is off inside: before
+/// PyTorch 2.10 it kept a weight's cast made without grad mode and handed it to the next pass
+/// with grad mode in the same region, whose products then gave that weight no gradient
+/// (pytorch/pytorch#112583) - and mmt runs such passes before the graph's: hard negatives'
+/// scoring, contrastive ITM's scoring, a recomputed layer's first run.
 class AutocastGuard {
  public:
   AutocastGuard(torch::Device device, bool enabled);
@@ -64,6 +73,7 @@ class AutocastGuard {
   bool enabled_;
   bool cuda_;
   bool was_enabled_ = false;
+  bool was_caching_ = true;
   torch::ScalarType was_dtype_ = torch::kFloat32;
 };
 
