@@ -225,6 +225,7 @@ int main(int argc, char** argv) {
         img_real += b.region_mask.sum().item<double>(), img_all += static_cast<double>(b.region_mask.numel());
     }
     const double gflops = flops / secs / 1e9;
+    const double held_mb = mmt::cuda_memory_in_use_mb(device);  // asked once: JSON and line agree
     nlohmann::json out = {{"config", config_path.empty() ? "defaults" : config_path},
                           {"overrides", overrides},
                           {"threads", threads},
@@ -242,9 +243,8 @@ int main(int argc, char** argv) {
                           {"fraction_of_peak", gflops / peak},
                           {"text_padding_fraction", 1.0 - text_real / text_all},
                           {"region_padding_fraction", img_all > 0 ? 1.0 - img_real / img_all : 0.0},
-                          {"cuda_memory_in_use_mb", mmt::cuda_memory_in_use_mb(device)}};  // -1: not CUDA
+                          {"cuda_memory_in_use_mb", held_mb}};  // -1: not CUDA
     std::cout << out.dump() << std::endl;
-    const double held_mb = mmt::cuda_memory_in_use_mb(device);
     char held[48] = "";
     if (held_mb >= 0) std::snprintf(held, sizeof held, ", GPU memory in use %.1f GB", held_mb / 1024);
     std::fprintf(stderr, "mmt train step: %.0f ex/s, %.1f ms/step, %.1f useful GFLOP/s = %.1f%% of the %.1f GFLOP/s %s peak (%s, %s%s)\n",

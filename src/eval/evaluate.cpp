@@ -187,14 +187,17 @@ struct Evaluation {
   std::ostream& log;
   LoadedRun run;
   ExperimentConfig cfg;
-  const bool best;        // <run>/best's weights
-  const std::string tag;  // "-best" for them, in the score files' names
+  const bool best;  // <run>/best's weights
+
+  // The stem of a test set's or split's files beside the result: eval[-best]-<name>.
+  std::string set_stem(const std::string& name) const {
+    return std::string(best ? "eval-best-" : "eval-") + name;
+  }
 
   Evaluation(const std::string& run_dir, const std::vector<std::string>& overrides, std::ostream& out_all,
              std::ostream& log_all, bool best)
       : out(root ? out_all : discard), tee(log_all), log(root ? static_cast<std::ostream&>(tee) : discard),
-        run(load_run(run_dir, best)), cfg(with_eval_overrides(run.config, overrides)), best(best),
-        tag(best ? "-best" : "") {
+        run(load_run(run_dir, best)), cfg(with_eval_overrides(run.config, overrides)), best(best) {
     if (root) {
       tee.open_file(run_dir + "/eval.log");
       tee.file_only("mmt eval: started " + utc_timestamp() + (best ? " (best weights)" : ""));
@@ -211,7 +214,7 @@ struct Evaluation {
     e.update(scored.info);
     e["test_set_fingerprint"] = fingerprint;
     if (root) {
-      const std::string stem = "eval" + tag + "-" + name;
+      const std::string stem = set_stem(name);
       e["scores_files"] = save_scores(scored, run_dir, stem, nc, ni);
       e["caption_image_file"] = stem + "-caption-image.npy";
       save_npy(run_dir + "/" + stem + "-caption-image.npy", caption_image.data(), {nc});
@@ -248,7 +251,7 @@ std::string true_at_1_section(const std::string& name, const std::vector<float>&
   const double t1 = r1_any_relevant(scores, truth, ni, &hits);
   entry["true_at_1"] = {{"model", t1}, {"chance", reference.chance}, {"bag_of_words", reference.bag_of_words}};
   if (ev.root) {
-    const std::string file = "eval" + ev.tag + "-" + name + "-true-at-1.npy";
+    const std::string file = ev.set_stem(name) + "-true-at-1.npy";
     save_npy(run_dir + "/" + file, hits.data(), {nc});
     entry["true_at_1"]["per_caption_file"] = file;
   }
