@@ -219,4 +219,25 @@ PretrainStep::Result PretrainStep::Pending::get() {
   return result_;
 }
 
+GradientShare largest_gradient_share(MultimodalTransformerImpl& model) {
+  std::vector<std::string> names;
+  std::vector<torch::Tensor> squares;
+  for (const auto& item : model.named_parameters()) {
+    const auto& g = item.value().grad();
+    if (!g.defined()) continue;
+    names.push_back(item.key());
+    squares.push_back(g.detach().to(torch::kFloat32).square().sum());
+  }
+  GradientShare out;
+  if (squares.empty()) return out;
+  const torch::Tensor sq = torch::stack(squares).to(torch::kCPU, torch::kFloat64);  // one transfer
+  const double* v = sq.data_ptr<double>();
+  const double whole = sq.sum().item<double>();
+  const int64_t top = sq.argmax().item<int64_t>();
+  out.name = names[static_cast<size_t>(top)];
+  out.norm = std::sqrt(v[top]), out.total = std::sqrt(whole);
+  out.share = whole > 0 ? v[top] / whole : 0;
+  return out;
+}
+
 }  // namespace mmt

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -120,6 +121,38 @@ std::string session_stamp() {
 }
 
 TrainSummary train(const ExperimentConfig& cfg, const std::string& dir, TeeLog& tee, bool resume);
+
+}  // namespace
+
+namespace {
+
+// One parameter with nearly all of the gradient's norm: the global-norm clipping then shrinks
+// every other gradient by the same factor, and nothing else would say so. Seen when an input it
+// reads is degenerate - MRM's zeroed regions into a LayerNorm with a zero bias did it
+// (docs/losses.md, "A masked region's embedding").
+void warn_if_one_gradient_dominates(MultimodalTransformerImpl& model, double clip, double unclipped_norm, int64_t step,
+                                    std::ostream& log) {
+  const GradientShare g = largest_gradient_share(model);
+  constexpr double kDominant = 0.9;  // of the squared norm: all the others together under a third of its norm
+  if (g.share < kDominant || g.total <= 0) return;
+  // The gradients are read after clipping, which scales them all alike: the norms before it from
+  // the step's own (logged whenever clipping is on).
+  const double scale = unclipped_norm > 0 ? unclipped_norm / g.total : 1;
+  char share[16], line[512];
+  if (g.share > 0.9999) std::snprintf(share, sizeof share, ">99.99");
+  else std::snprintf(share, sizeof share, "%.2f", 100 * g.share);
+  std::snprintf(line, sizeof line,
+                "mmt train: note: %s %% of step %lld's squared gradient norm is %s's (norm %.4g of %.4g)", share,
+                static_cast<long long>(step), g.name.c_str(), g.norm * scale, g.total * scale);
+  log << line;
+  if (clip > 0 && g.total * scale > clip) {
+    std::snprintf(line, sizeof line,
+                  "; clipping to train.grad_clip = %g shrinks every other gradient %.3g-fold with it", clip,
+                  g.total * scale / clip);
+    log << line;
+  }
+  log << " - one parameter far above the rest usually reads a degenerate input (a constant vector into a LayerNorm)\n";
+}
 
 }  // namespace
 
@@ -416,8 +449,11 @@ TrainSummary train(const ExperimentConfig& cfg, const std::string& dir, TeeLog& 
     PretrainStep::Pending result;
   };
   std::optional<Launched> behind;
+  double read_grad_norm = -1;  // the last step read's gradient norm before clipping (-1: not logged)
   auto account = [&](Launched& l) {
     const PretrainStep::Result out = l.result.get();
+    const auto norm = out.loss.metrics.find("grad_norm");
+    read_grad_norm = norm == out.loss.metrics.end() ? -1 : norm->second;
     if (!out.finite) {
       ++summary.skipped_steps, ++interval_skipped;
       // Said when it happens (the first few; later ones are counted in metrics.jsonl and the
@@ -502,8 +538,10 @@ TrainSummary train(const ExperimentConfig& cfg, const std::string& dir, TeeLog& 
     // The last step too: a finished run can then be trained longer (--resume --set train.steps=M)
     // from where it ended, not from an older checkpoint or not at all.
     const bool checkpoint_due = done == t.steps || (t.checkpoint_every > 0 && done % t.checkpoint_every == 0) || sig;
-    if (log_due || eval_due || checkpoint_due) account(now);
+    // The first step is read at once too, while its gradients are still there to be looked at.
+    if (log_due || eval_due || checkpoint_due || step == start) account(now);
     else behind = std::move(now);
+    if (step == start) warn_if_one_gradient_dominates(*model, t.grad_clip, read_grad_norm, step + 1, log);
     if (log_due) {
       const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - interval_start).count();
       json rec = {{"step", step + 1}, {"lr", lr}, {"examples_per_s", interval_examples / secs},

@@ -1,10 +1,17 @@
 /* Float64 finite-difference checks of every loss's gradient on a tiny model: MLM, the three MRM
  * variants, ITM (one layer and every layer), dual InfoNCE, and contrastive ITM through its chunked
- * backward. */
+ * backward; and MRM's masked regions, whose zeroed features met a zero bias, leave the initial
+ * gradient balanced. */
 #include <gtest/gtest.h>
 
+#include <array>
+#include <cmath>
+
+#include "mmt/data/pretrain_batcher.h"
 #include "mmt/loss/contrastive_itm.h"
 #include "mmt/loss/pretraining.h"
+#include "mmt/train/pretrain_step.h"
+#include "mmt/util/rng.h"
 #include "test_util.h"
 
 namespace mmt {
@@ -90,6 +97,60 @@ TEST(LossGradients, FiniteDifferencesInFloat64) {
   // Contrastive ITM: its own chunked backward against finite differences of its loss.
   check("itm_contrastive", model, [&] { return contrastive_itm(*model, batch, 0.0, 2).loss; },
         [&] { contrastive_itm(*model, batch, 1.0, 2); }, {"itm_classifier.weight", "layers.1.image.query.weight"});
+}
+
+// MRM zeroes a masked region's feature, so at initialisation the region's feature embedding is
+// feature_norm(feature.bias). With the bias at zero, as BERT's initialisation leaves a Linear's,
+// that is the LayerNorm of a constant vector, whose input gradient is 1 / sqrt(1e-12) times the
+// upstream one: the bias's gradient came out ~10^4 times every other parameter's, and the global
+// norm clipping then scaled all of theirs down by as much (docs/losses.md). Initialised from the
+// normal like the weights, it is a gradient among the others - and largest_gradient_share, which
+// the trainer reads after its first step, tells the two apart.
+TEST(LossGradients, MaskedRegionsLeaveTheInitialGradientBalanced) {
+  torch::manual_seed(4);
+  MultimodalTransformer model(testing::small_model_options("merged"), InputDims{testing::kVocab, testing::kFeat, 3});
+  model->train();
+  Batch b = testing::random_batch(8, 6, 5, 31);
+  b.region_classes = torch::softmax(torch::randn({8, 5, 3}), -1);
+  Rng rng(5);
+  const std::vector<char> all(8, 1);
+  mask_regions(b, all, all, 0.3, rng);
+  ASSERT_GE(b.mrm_mask.sum().item<int64_t>(), 4);
+  TrainOptions t;
+  t.mlm_weight = t.itm_weight = 0, t.mrm_kl_weight = 1;
+  // The bias's gradient norm, the largest other one, and the whole's.
+  const auto gradients = [&] {
+    model->zero_grad();
+    pretraining_loss(*model, b, t).total.backward();
+    double bias = -1, others = 0, whole = 0;
+    for (const auto& p : model->named_parameters()) {
+      if (!p.value().grad().defined()) continue;
+      const double norm = p.value().grad().norm().item<double>();
+      whole += norm * norm;
+      if (p.key() == "image_embed.feature.bias") bias = norm;
+      else others = std::max(others, norm);
+    }
+    return std::array<double, 3>{bias, others, std::sqrt(whole)};
+  };
+  const auto drawn = gradients();
+  ASSERT_GT(drawn[0], 0);
+  EXPECT_LT(drawn[0], 10 * drawn[1]);
+  // What the trainer checks after its first step (it says so past 90 %).
+  GradientShare share = largest_gradient_share(*model);
+  EXPECT_LT(share.share, 0.5) << share.name;
+  EXPECT_NEAR(share.total, drawn[2], 1e-4 * drawn[2]);
+  // The bias put back to zero, as before: the fault, and the trainer's check sees it.
+  {
+    torch::NoGradGuard no_grad;
+    model->image_embed->feature->bias.zero_();
+  }
+  const auto zero = gradients();
+  EXPECT_GT(zero[0], 1000 * zero[1]);
+  share = largest_gradient_share(*model);
+  EXPECT_EQ(share.name, "image_embed.feature.bias");
+  EXPECT_GT(share.share, 0.99);
+  EXPECT_NEAR(share.norm, zero[0], 1e-4 * zero[0]);
+  EXPECT_NEAR(share.total, zero[2], 1e-4 * zero[2]);
 }
 
 TEST(LossGradients, DualInfoNceInFloat64) {

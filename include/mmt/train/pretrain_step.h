@@ -4,6 +4,7 @@
 #pragma once
 
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "mmt/config/options.h"
@@ -91,5 +92,16 @@ class PretrainStep {
   std::unique_ptr<AlignQueue> align_queue_;  // train.align_queue > 0
   void after_update();  // the momentum model follows the weights just updated
 };
+
+/// The parameter whose gradient holds the largest share of the whole gradient's squared norm, as
+/// the last step left the gradients (clipping scales them all alike, so the share is the
+/// clipped one's too): its name, that share (0-1), its gradient's norm and the whole's. One
+/// parameter far above all the rest (share near 1) means the global-norm clipping shrinks every
+/// other gradient by the same factor: the trainer says so after its first step.
+struct GradientShare {
+  std::string name;
+  double share = 0, norm = 0, total = 0;
+};
+GradientShare largest_gradient_share(MultimodalTransformerImpl& model);
 
 }  // namespace mmt
