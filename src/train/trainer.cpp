@@ -122,10 +122,6 @@ std::string session_stamp() {
 
 TrainSummary train(const ExperimentConfig& cfg, const std::string& dir, TeeLog& tee, bool resume);
 
-}  // namespace
-
-namespace {
-
 // One parameter with nearly all of the gradient's norm: the global-norm clipping then shrinks
 // every other gradient by the same factor, and nothing else would say so. Seen when an input it
 // reads is degenerate - MRM's zeroed regions into a LayerNorm with a zero bias did it
