@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cmath>
 #include <map>
+#include <numeric>
 #include <optional>
 
 #include "mmt/data/batch.h"
@@ -230,10 +231,10 @@ GradientShare largest_gradient_share(MultimodalTransformerImpl& model) {
   }
   GradientShare out;
   if (squares.empty()) return out;
-  const torch::Tensor sq = torch::stack(squares).to(torch::kCPU, torch::kFloat64);  // one transfer
+  const torch::Tensor sq = torch::stack(squares).to(torch::kCPU, torch::kFloat64).contiguous();  // one transfer
   const double* v = sq.data_ptr<double>();
-  const double whole = sq.sum().item<double>();
-  const int64_t top = sq.argmax().item<int64_t>();
+  const double whole = std::accumulate(v, v + sq.numel(), 0.0);
+  const int64_t top = std::max_element(v, v + sq.numel()) - v;
   out.name = names[static_cast<size_t>(top)];
   out.norm = std::sqrt(v[top]), out.total = std::sqrt(whole);
   out.share = whole > 0 ? v[top] / whole : 0;

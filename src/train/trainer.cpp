@@ -445,11 +445,8 @@ TrainSummary train(const ExperimentConfig& cfg, const std::string& dir, TeeLog& 
     PretrainStep::Pending result;
   };
   std::optional<Launched> behind;
-  double read_grad_norm = -1;  // the last step read's gradient norm before clipping (-1: not logged)
   auto account = [&](Launched& l) {
     const PretrainStep::Result out = l.result.get();
-    const auto norm = out.loss.metrics.find("grad_norm");
-    read_grad_norm = norm == out.loss.metrics.end() ? -1 : norm->second;
     if (!out.finite) {
       ++summary.skipped_steps, ++interval_skipped;
       // Said when it happens (the first few; later ones are counted in metrics.jsonl and the
@@ -470,6 +467,7 @@ TrainSummary train(const ExperimentConfig& cfg, const std::string& dir, TeeLog& 
       for (const auto& [k, v] : out.loss.metrics)
         if (std::isfinite(v)) sums[k] += v, ++counts[k];
     }
+    return out;
   };
   double data_seconds = 0;
   StepFlops total_flops;  // every model pass of the steps run (model/flops.h), all processes
@@ -535,9 +533,15 @@ TrainSummary train(const ExperimentConfig& cfg, const std::string& dir, TeeLog& 
     // from where it ended, not from an older checkpoint or not at all.
     const bool checkpoint_due = done == t.steps || (t.checkpoint_every > 0 && done % t.checkpoint_every == 0) || sig;
     // The first step is read at once too, while its gradients are still there to be looked at.
-    if (log_due || eval_due || checkpoint_due || step == start) account(now);
-    else behind = std::move(now);
-    if (step == start) warn_if_one_gradient_dominates(*model, t.grad_clip, read_grad_norm, step + 1, log);
+    if (step == start) {
+      const auto metrics = account(now).loss.metrics;
+      const auto norm = metrics.find("grad_norm");  // before clipping (logged whenever clipping is on)
+      warn_if_one_gradient_dominates(*model, t.grad_clip, norm == metrics.end() ? -1 : norm->second, step + 1, log);
+    } else if (log_due || eval_due || checkpoint_due) {
+      account(now);
+    } else {
+      behind = std::move(now);
+    }
     if (log_due) {
       const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - interval_start).count();
       json rec = {{"step", step + 1}, {"lr", lr}, {"examples_per_s", interval_examples / secs},

@@ -62,10 +62,15 @@ ExperimentConfig small_config() {
   return cfg;
 }
 
-// Parameters after `steps` steps on `device` in `precision`, and the losses of each step.
+using NamedGradients = std::vector<std::pair<std::string, torch::Tensor>>;
+
+// Parameters after `steps` steps on `device` in `precision`, and the losses of each step; with
+// `gradients`, every parameter's gradient of the last step by name (on the CPU in float64;
+// undefined where the step gave it none).
 std::pair<std::vector<torch::Tensor>, std::vector<double>> train(const ExperimentConfig& base, const std::string& device,
                                                                  const std::string& precision, int steps,
-                                                                 bool recompute_layers = false) {
+                                                                 bool recompute_layers = false,
+                                                                 NamedGradients* gradients = nullptr) {
   ExperimentConfig cfg = base;
   cfg.runtime.device = device, cfg.runtime.precision = precision;
   const synth::World world(cfg.data.synth);
@@ -80,6 +85,11 @@ std::pair<std::vector<torch::Tensor>, std::vector<double>> train(const Experimen
   for (int s = 0; s < steps; ++s) losses.push_back(step.run(batcher.batch(s), 1e-3, s).loss.metrics.at("loss"));
   std::vector<torch::Tensor> params;
   for (const auto& p : model->parameters()) params.push_back(p.detach().cpu().clone());
+  if (gradients)
+    for (const auto& item : model->named_parameters()) {
+      const auto& g = item.value().grad();
+      gradients->push_back({item.key(), g.defined() ? g.detach().to(torch::kCPU, torch::kFloat64) : torch::Tensor()});
+    }
   return {params, losses};
 }
 
@@ -145,26 +155,11 @@ TEST(Gpu, RecomputedLayersTrainAsThePlainGraphInBf16) {
         << "parameter " << i;
 }
 
-// Every parameter's gradient after one step on the GPU in `precision` (lr 0: only the gradients
-// matter), by name; undefined where the step gave it none.
-std::vector<std::pair<std::string, torch::Tensor>> step_gradients(const ExperimentConfig& base,
-                                                                  const std::string& precision) {
-  ExperimentConfig cfg = base;
-  cfg.runtime.device = gpu(), cfg.runtime.precision = precision;
-  const synth::World world(cfg.data.synth);
-  torch::manual_seed(3);
-  MultimodalTransformer model(cfg.model, data_input_dims(cfg));
-  model->to(torch::Device(gpu()));
-  model->train();
-  model->set_recompute_layers(cfg.runtime.recompute_layers);
-  PretrainBatcher batcher(world, data_vocab(cfg), cfg);
-  PretrainStep step(*model, cfg.train, cfg.runtime);
-  EXPECT_TRUE(step.run(batcher.batch(0), 0.0, 0).finite);
-  std::vector<std::pair<std::string, torch::Tensor>> g;
-  for (const auto& item : model->named_parameters()) {
-    const auto& grad = item.value().grad();
-    g.push_back({item.key(), grad.defined() ? grad.detach().to(torch::kCPU, torch::kFloat64) : torch::Tensor()});
-  }
+// Every parameter's gradient after one step on the GPU in `precision`, by name.
+NamedGradients step_gradients(const ExperimentConfig& cfg, const std::string& precision) {
+  NamedGradients g;
+  const auto loss = train(cfg, gpu(), precision, 1, cfg.runtime.recompute_layers, &g).second;
+  EXPECT_TRUE(std::isfinite(loss.front())) << precision;
   return g;
 }
 
