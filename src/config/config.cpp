@@ -281,7 +281,8 @@ const std::vector<std::string>& synthetic_analogue_names() {
 }
 
 // The six analogues of PAPER.md's datasets differ in the factors the paper names: caption noise,
-// language style, size, image distribution (objects per scene). docs/synthetic.md has the table.
+// language style, size, image distribution (objects per training scene: the test sets stay the
+// world's, so every analogue is scored on the same ones). docs/synthetic.md has the table.
 void apply_synthetic_analogue(SynthOptions& s) {
   if (s.analogue.empty()) return;
   check_choice("synthetic analogue", s.analogue, synthetic_analogue_names());
@@ -291,13 +292,13 @@ void apply_synthetic_analogue(SynthOptions& s) {
   } else if (a == "sbu") {  // SBU: web captions, sentences but noisy, smaller
     s.num_train_images = 10000, s.caption_style = "descriptive", s.caption_noise = 0.25, s.caption_corruption = 0.05;
   } else if (a == "vg") {  // Visual Genome: clean region phrases about one object, busy images
-    s.num_train_images = 10000, s.caption_style = "phrase", s.min_objects = 2;
+    s.num_train_images = 10000, s.caption_style = "phrase", s.train_min_objects = 2;
   } else if (a == "coco") {  // COCO: clean descriptive sentences
     s.num_train_images = 8000, s.caption_style = "descriptive";
   } else if (a == "coco-ln") {  // COCO Localized Narratives: COCO's images, long spoken descriptions
     s.num_train_images = 8000, s.caption_style = "narrative";
   } else if (a == "oi-ln") {  // Open Images Localized Narratives: narratives of other, busier images
-    s.num_train_images = 15000, s.caption_style = "narrative", s.min_objects = 3;
+    s.num_train_images = 15000, s.caption_style = "narrative", s.train_min_objects = 3;
   }
   s.caption_noise = std::min(s.caption_noise, 1.0);
 }
@@ -447,6 +448,11 @@ void validate_config(const ExperimentConfig& cfg) {
   const auto& s = cfg.data.synth;
   in_range("data.synth.min_objects", s.min_objects, 1, 4);
   in_range("data.synth.max_objects", s.max_objects, s.min_objects, 4);
+  if (s.train_min_objects >= 0) in_range("data.synth.train_min_objects", s.train_min_objects, 1, 4);
+  if (s.train_max_objects >= 0) in_range("data.synth.train_max_objects", s.train_max_objects, 1, 4);
+  if (s.train_objects_min() > s.train_objects_max())
+    throw Error("config: data.synth.train_min_objects (" + std::to_string(s.train_objects_min()) +
+                ") exceeds the training scenes' maximum (" + std::to_string(s.train_objects_max()) + ")");
   in_range("data.synth.num_shapes", s.num_shapes, 2, 8);
   in_range("data.synth.num_colours", s.num_colours, 2, 8);
   in_range("data.synth.binding_group_size", s.binding_group_size, 2, 8);

@@ -198,10 +198,14 @@ World::World(const SynthOptions& opt) : options_(opt) {
     tests_.push_back(std::move(t));
   }
 
+  // Training scenes come from the training distribution (an analogue's object counts); the test
+  // and validation sets above and below keep the world's, whatever the analogue.
+  SynthOptions train_opt = opt;
+  train_opt.min_objects = opt.train_objects_min(), train_opt.max_objects = opt.train_objects_max();
   Rng rng(derive_seed(opt.seed, kTrainScenes));
   train_.reserve(static_cast<size_t>(opt.num_train_images));
   while (static_cast<int64_t>(train_.size()) < opt.num_train_images) {
-    Scene s = random_scene(opt, rng);
+    Scene s = random_scene(train_opt, rng);
     if (!test_signatures.count(signature(s))) train_.push_back(std::move(s));
   }
   train_regions_ = make_regions(train_, kTrainScenes);

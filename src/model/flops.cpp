@@ -60,7 +60,9 @@ int64_t pixel_positions(const ModelOptions& m, int64_t side) {
 int64_t max_image_positions(const ExperimentConfig& cfg) {
   if (cfg.model.image_input != "regions") return pixel_positions(cfg.model, pixel_image_size(cfg));
   const int64_t regions =
-      cfg.data.source == "synthetic" ? std::min(cfg.data.synth.max_objects, cfg.data.max_regions) : cfg.data.max_regions;
+      cfg.data.source == "synthetic"
+          ? std::min(std::max(cfg.data.synth.max_objects, cfg.data.synth.train_objects_max()), cfg.data.max_regions)
+          : cfg.data.max_regions;
   return regions + 1;
 }
 

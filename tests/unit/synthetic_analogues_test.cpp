@@ -1,7 +1,8 @@
 /* Synthetic analogues of the paper's datasets: each caption style says what it should (and stays
  * true of its scene), caption noise misaligns the fraction it names, corruption replaces the
- * fraction of words it names, the named analogues set their factors (and explicit keys win), and an
- * exported analogue trains through the real-data pipeline (Karpathy reader + packed regions). */
+ * fraction of words it names, the named analogues set their factors (and explicit keys win), every
+ * analogue is scored on the same test sets, and an exported analogue trains through the real-data
+ * pipeline (Karpathy reader + packed regions). */
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -101,6 +102,38 @@ TEST(Analogues, PresetsSetTheirFactorsAndExplicitKeysWin) {
   for (const char* a : {"sbu", "coco", "coco-ln", "oi-ln"}) EXPECT_NO_THROW(load_config("", {std::string("data.synth.analogue=") + a}));
   EXPECT_THROW(load_config("", {"data.synth.analogue=laion"}), Error);
   EXPECT_THROW(load_config("", {"data.synth.caption_style=poem"}), Error);
+}
+
+// The paper scores every pretraining dataset on the same Flickr30k test set: an analogue changes
+// the training scenes (vg's and oi-ln's are busier), never the test scenes or their captions.
+TEST(Analogues, EveryAnalogueIsScoredOnTheSameTestSets) {
+  auto world_of = [](const std::string& analogue) {
+    ExperimentConfig cfg = load_config("", {"data.synth.analogue=" + analogue, "data.synth.num_train_images=300",
+                                            "data.synth.num_test_images=40"});
+    return synth::World(cfg.data.synth);
+  };
+  const synth::World cc = world_of("cc");
+  for (const std::string a : {"sbu", "vg", "coco", "coco-ln", "oi-ln"}) {
+    const synth::World w = world_of(a);
+    for (const auto& name : synth::test_set_names()) {
+      const synth::TestSet &mine = w.test_set(name), &base = cc.test_set(name);
+      ASSERT_EQ(mine.images.size(), base.images.size()) << a << " " << name;
+      for (size_t i = 0; i < mine.images.size(); ++i)
+        ASSERT_EQ(synth::describe_scene(mine.images[i]), synth::describe_scene(base.images[i])) << a << " " << name << " image " << i;
+      ASSERT_EQ(mine.captions.size(), base.captions.size());
+      for (size_t i = 0; i < mine.captions.size(); ++i) EXPECT_EQ(mine.captions[i].text, base.captions[i].text) << a;
+      EXPECT_EQ(mine.regions.features, base.regions.features) << a << " " << name;
+    }
+    // ... while the training scenes follow the analogue's image distribution.
+    const int64_t fewest = w.options().train_objects_min();
+    for (const auto& s : w.train_scenes()) ASSERT_GE(static_cast<int64_t>(s.objects.size()), fewest) << a;
+  }
+  EXPECT_EQ(world_of("vg").options().train_objects_min(), 2);
+  EXPECT_EQ(world_of("oi-ln").options().train_objects_min(), 3);
+  int64_t single = 0;  // the test sets keep scenes of one object, which vg never trains on
+  for (const auto& s : cc.test_set("easy").images) single += s.objects.size() == 1;
+  EXPECT_GT(single, 0);
+  EXPECT_THROW(load_config("", {"data.synth.train_min_objects=3", "data.synth.train_max_objects=2"}), Error);
 }
 
 TEST(Analogues, AnExportedAnalogueTrainsThroughTheRealDataPipeline) {

@@ -22,6 +22,8 @@ struct SynthOptions {
   int64_t captions_per_image = 5;    // captions per test image (Flickr30k has 5)
   int64_t min_objects = 1;           // objects per scene, at least
   int64_t max_objects = 4;           // objects per scene, at most (<= 4)
+  int64_t train_min_objects = -1;    // objects per training scene, at least (-1 = min_objects)
+  int64_t train_max_objects = -1;    // objects per training scene, at most (-1 = max_objects)
   int64_t num_shapes = 8;            // shapes used, the first N of the lexicon (2..8)
   int64_t num_colours = 8;           // colours used, the first N of the lexicon (2..8)
   int64_t binding_group_size = 4;    // images per binding group (same bag, other binding)
@@ -44,6 +46,10 @@ struct SynthOptions {
     v.field("captions_per_image", captions_per_image, "captions per test image");
     v.field("min_objects", min_objects, "objects per scene, at least (>= 1)");
     v.field("max_objects", max_objects, "objects per scene, at most (<= 4)");
+    v.field("train_min_objects", train_min_objects,
+            "objects per training scene, at least (-1 = min_objects): an analogue's image distribution; the "
+            "test and validation sets keep min_objects..max_objects, so every analogue is scored on the same sets");
+    v.field("train_max_objects", train_max_objects, "objects per training scene, at most (-1 = max_objects)");
     v.field("num_shapes", num_shapes, "shapes in use: the first N of the lexicon (2..8)");
     v.field("num_colours", num_colours, "colours in use: the first N of the lexicon (2..8)");
     v.field("binding_group_size", binding_group_size,
@@ -61,6 +67,10 @@ struct SynthOptions {
     v.field("caption_corruption", caption_corruption,
             "probability that each word of a training caption is replaced by a random lexicon word");
   }
+
+  /// The training scenes' object counts as used: train_min/max_objects, or min/max_objects.
+  int64_t train_objects_min() const { return train_min_objects < 0 ? min_objects : train_min_objects; }
+  int64_t train_objects_max() const { return train_max_objects < 0 ? max_objects : train_max_objects; }
 };
 
 /// Model shape and attention stack (docs/configs.md; PAPER.md "Attention variants").
