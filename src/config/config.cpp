@@ -303,6 +303,18 @@ void apply_synthetic_analogue(SynthOptions& s) {
   s.caption_noise = std::min(s.caption_noise, 1.0);
 }
 
+SynthOptions mixture_component(const SynthOptions& world, const std::string& analogue) {
+  const SynthOptions defaults;
+  SynthOptions s = world;
+  s.mixture.clear();
+  s.analogue = analogue;
+  s.num_train_images = defaults.num_train_images, s.caption_style = defaults.caption_style;
+  s.caption_noise = defaults.caption_noise, s.caption_corruption = defaults.caption_corruption;
+  s.train_min_objects = defaults.train_min_objects, s.train_max_objects = defaults.train_max_objects;
+  apply_synthetic_analogue(s);
+  return s;
+}
+
 // ---- API -----------------------------------------------------------------------------
 
 json parse_json_with_comments(const std::string& text, const std::string& origin) {
@@ -541,6 +553,20 @@ void validate_config(const ExperimentConfig& cfg) {
   if (cfg.runtime.device != "cpu" && cfg.runtime.device != "auto" && cfg.runtime.device.rfind("cuda", 0) != 0)
     throw Error("config key 'runtime.device': '" + cfg.runtime.device + "' is not a device (cpu, cuda, cuda:N, auto)");
   if (!s.analogue.empty()) key_choice("data.synth.analogue", "synthetic analogue", s.analogue, synthetic_analogue_names());
+  if (!s.mixture.empty()) {
+    if (!s.analogue.empty())
+      throw Error("config: data.synth.analogue and data.synth.mixture exclude each other (a mixture's parts are "
+                  "analogues, each with its own preset); drop one");
+    for (size_t i = 0; i < s.mixture.size(); ++i) {
+      key_choice("data.synth.mixture[" + std::to_string(i) + "]", "synthetic analogue", s.mixture[i],
+                 synthetic_analogue_names());
+      for (size_t j = 0; j < i; ++j)
+        if (s.mixture[j] == s.mixture[i]) throw Error("config: data.synth.mixture names '" + s.mixture[i] + "' twice");
+    }
+    if (cfg.data.source == "synthetic" && cfg.data.sampling == "weights")
+      throw Error("config: data.sampling = weights needs data.datasets' weights; a synthetic mixture samples by "
+                  "instance or dataset");
+  }
   key_choice("data.synth.caption_style", "caption style", s.caption_style, {"descriptive", "terse", "phrase", "narrative"});
   in_range("data.synth.caption_noise", s.caption_noise, 0, 1);
   in_range("data.synth.caption_corruption", s.caption_corruption, 0, 1);

@@ -18,7 +18,7 @@
 namespace mmt {
 
 namespace {
-enum Stream : uint64_t { kEpochOrder = 11, kPoolOrder, kPairing, kNegatives };
+enum Stream : uint64_t { kEpochOrder = 11, kPoolOrder, kPairing, kNegatives, kPartSlots, kPartEpochs };
 
 // What a stream's pools depend on: the config (scenes, batch and pool sizes, seed, text length,
 // the image settings that the length sort reads) and the vocabulary that encodes the captions.
@@ -156,6 +156,7 @@ PretrainBatcher::PretrainBatcher(const synth::World& world, const Vocab& vocab, 
       vocab_(vocab),
       train_(cfg.train),
       images_(world.train_scenes(), world.train_regions(), cfg),
+      sampling_(cfg.data.sampling),
       max_text_len_(cfg.model.max_text_len),
       batch_size_(cfg.train.batch_size),
       pool_batches_(cfg.data.bucket_batches),
@@ -169,24 +170,76 @@ PretrainBatcher::~PretrainBatcher() = default;
 
 int64_t PretrainBatcher::pools_built() const { return pools_->built(); }
 
+namespace {
+
+// Which scene example k of the stream shows, for examples taken in increasing k (it keeps the
+// current epoch's orders).
+//  - instance sampling (and a world of one part): scene perm_e[k % N] of epoch e = k / N, every
+//    scene once per epoch - every example equally likely;
+//  - dataset sampling (data.sampling = dataset, a mixture of D parts): an epoch is D x M slots (M:
+//    the largest part's size), M per part in a shuffled order, and a part's j-th slot of all takes
+//    the j-th example of the part's own endless stream (a fresh permutation of its scenes per
+//    epoch of it) - every part equally likely, every scene of a part once per epoch of the part.
+class SceneOrder {
+ public:
+  SceneOrder(const synth::World& world, const std::string& sampling, uint64_t seed) : world_(world), seed_(seed) {
+    const auto& parts = world.components();
+    by_part_ = parts.size() > 1 && sampling == "dataset";
+    for (const auto& p : parts) largest_ = std::max(largest_, p.count);
+  }
+
+  int64_t scene(int64_t k) {
+    if (!by_part_) {
+      const int64_t n = static_cast<int64_t>(world_.train_scenes().size()), e = k / n;
+      if (e != epoch_) epoch_ = e, perm_ = permutation(n, derive_seed(seed_, kEpochOrder, static_cast<uint64_t>(e)));
+      return perm_[static_cast<size_t>(k % n)];
+    }
+    const auto& parts = world_.components();
+    const int64_t slots = static_cast<int64_t>(parts.size()) * largest_, e = k / slots;
+    if (e != epoch_) {
+      epoch_ = e;
+      slot_part_.resize(static_cast<size_t>(slots)), slot_rank_.resize(static_cast<size_t>(slots));
+      for (int64_t i = 0; i < slots; ++i) slot_part_[i] = i / largest_;
+      Rng rng(derive_seed(seed_, kPartSlots, static_cast<uint64_t>(e)));
+      rng.shuffle(slot_part_);
+      std::vector<int64_t> taken(parts.size(), 0);
+      for (int64_t i = 0; i < slots; ++i) slot_rank_[i] = taken[static_cast<size_t>(slot_part_[i])]++;
+    }
+    const int64_t r = k % slots, d = slot_part_[static_cast<size_t>(r)];
+    const auto& part = parts[static_cast<size_t>(d)];
+    const int64_t j = e * largest_ + slot_rank_[static_cast<size_t>(r)], pe = j / part.count;
+    auto& cached = part_perms_[d];
+    if (cached.first != pe || cached.second.empty())
+      cached = {pe, permutation(part.count, derive_seed(seed_, kPartEpochs, static_cast<uint64_t>(d), static_cast<uint64_t>(pe)))};
+    return part.first + cached.second[static_cast<size_t>(j % part.count)];
+  }
+
+ private:
+  static std::vector<int64_t> permutation(int64_t n, uint64_t seed) {
+    std::vector<int64_t> p(static_cast<size_t>(n));
+    std::iota(p.begin(), p.end(), 0);
+    Rng rng(seed);
+    rng.shuffle(p);
+    return p;
+  }
+
+  const synth::World& world_;
+  uint64_t seed_;
+  bool by_part_ = false;
+  int64_t largest_ = 0, epoch_ = -1;
+  std::vector<int64_t> perm_, slot_part_, slot_rank_;
+  std::map<int64_t, std::pair<int64_t, std::vector<int64_t>>> part_perms_;  // part -> (its epoch, order)
+};
+
+}  // namespace
+
 PretrainBatcher::Pool PretrainBatcher::build_pool(int64_t pool) const {
-  // Example k of the stream is scene perm_e[k % N] of epoch e = k / N: every scene once per epoch.
-  const int64_t n = static_cast<int64_t>(world_.train_scenes().size());
   const int64_t first = pool * pool_batches_ * batch_size_, count = pool_batches_ * batch_size_;
   std::vector<Example> examples;
   examples.reserve(static_cast<size_t>(count));
-  std::vector<int64_t> perm;
-  int64_t epoch = -1;
+  SceneOrder order(world_, sampling_, train_.seed);
   for (int64_t k = first; k < first + count; ++k) {
-    const int64_t e = k / n;
-    if (e != epoch) {
-      perm.resize(static_cast<size_t>(n));
-      std::iota(perm.begin(), perm.end(), 0);
-      Rng rng(derive_seed(train_.seed, kEpochOrder, static_cast<uint64_t>(e)));
-      rng.shuffle(perm);
-      epoch = e;
-    }
-    const int64_t scene = perm[static_cast<size_t>(k % n)];
+    const int64_t scene = order.scene(k);
     // The caption stream id is the example index: a scene gets new captions each epoch.
     examples.push_back({scene, vocab_.encode(world_.train_caption(scene, static_cast<uint64_t>(k)).text, max_text_len_)});
   }

@@ -2,6 +2,7 @@
  * simulated detector that turns scenes into region features. */
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <numeric>
 #include <unordered_set>
 
@@ -22,7 +23,7 @@ constexpr int64_t kReservedTestScenes = 5000;  // COCO's 5k test size
 
 // Stream ids keep the random streams of different purposes independent.
 enum Stream : uint64_t { kTrainScenes = 1, kEasyScenes, kBindingScenes, kTestCaptions, kTrainCaptions,
-                         kDetector, kPrototypes, kValidationScenes };
+                         kDetector, kPrototypes, kValidationScenes, kMixtureScenes };
 
 // Fixed captions of an evaluation set: `per_image` distinct ones for each image (20 redraws of a
 // repeat, then it stays), image-major, from the stream `seed`.
@@ -200,13 +201,29 @@ World::World(const SynthOptions& opt) : options_(opt) {
 
   // Training scenes come from the training distribution (an analogue's object counts); the test
   // and validation sets above and below keep the world's, whatever the analogue.
-  SynthOptions train_opt = opt;
-  train_opt.min_objects = opt.train_objects_min(), train_opt.max_objects = opt.train_objects_max();
-  Rng rng(derive_seed(opt.seed, kTrainScenes));
-  train_.reserve(static_cast<size_t>(opt.num_train_images));
-  while (static_cast<int64_t>(train_.size()) < opt.num_train_images) {
-    Scene s = random_scene(train_opt, rng);
-    if (!test_signatures.count(signature(s))) train_.push_back(std::move(s));
+  auto draw_train = [&](Component c, Rng& rng) {
+    SynthOptions train_opt = c.options;
+    train_opt.min_objects = c.options.train_objects_min(), train_opt.max_objects = c.options.train_objects_max();
+    c.first = static_cast<int64_t>(train_.size()), c.count = c.options.num_train_images;
+    while (static_cast<int64_t>(train_.size()) < c.first + c.count) {
+      Scene s = random_scene(train_opt, rng);
+      if (!test_signatures.count(signature(s))) train_.push_back(std::move(s));
+    }
+    components_.push_back(std::move(c));
+  };
+  if (opt.mixture.empty()) {
+    Rng rng(derive_seed(opt.seed, kTrainScenes));
+    draw_train({"", opt}, rng);
+  } else {
+    // Each part draws scenes of its own, as the paper's datasets hold different images - but
+    // coco-ln's are coco's (Localized Narratives describe COCO's images).
+    const auto& names = synthetic_analogue_names();
+    for (const auto& a : opt.mixture) {
+      const std::string images = a == "coco-ln" ? "coco" : a;
+      const auto source = static_cast<uint64_t>(std::find(names.begin(), names.end(), images) - names.begin());
+      Rng rng(derive_seed(opt.seed, kMixtureScenes, source));
+      draw_train({a, mixture_component(opt, a)}, rng);
+    }
   }
   train_regions_ = make_regions(train_, kTrainScenes);
 }
@@ -243,14 +260,23 @@ const TestSet& World::test_set(const std::string& name) const {
   throw Error("the " + name + " test set needs scenes of 2 or more objects (data.synth.max_objects >= 2)");
 }
 
+const World::Component& World::component_of(int64_t index) const {
+  if (index < 0 || index >= static_cast<int64_t>(train_.size()))
+    throw Error("synthetic world: training scene " + std::to_string(index) + " of " + std::to_string(train_.size()));
+  auto it = std::upper_bound(components_.begin(), components_.end(), index,
+                             [](int64_t i, const Component& c) { return i < c.first; });
+  return *(it - 1);
+}
+
 Caption World::train_caption(int64_t index, uint64_t stream) const {
   Rng rng(derive_seed(options_.seed, kTrainCaptions, stream, static_cast<uint64_t>(index)));
-  const auto& o = options_;
+  const Component& part = component_of(index);
+  const auto& o = part.options;
   if (o.caption_style == "descriptive" && o.caption_noise == 0 && o.caption_corruption == 0)
     return sample_caption(train_[static_cast<size_t>(index)], rng);  // the default world's exact stream
   int64_t described = index;
-  if (o.caption_noise > 0 && rng.bernoulli(o.caption_noise)) {  // misaligned: about another scene
-    described = rng.below(static_cast<int64_t>(train_.size()) - 1);
+  if (o.caption_noise > 0 && part.count > 1 && rng.bernoulli(o.caption_noise)) {  // misaligned: another scene
+    described = part.first + rng.below(part.count - 1);
     if (described >= index) ++described;
   }
   Caption c = styled_caption(train_[static_cast<size_t>(described)], o.caption_style, rng);
@@ -262,6 +288,22 @@ Caption World::train_caption(int64_t index, uint64_t stream) const {
     c.text = text;
   }
   return c;
+}
+
+std::string describe_mixture(const World& world, const std::string& sampling) {
+  const auto& parts = world.components();
+  const bool by_part = parts.size() > 1 && sampling == "dataset";
+  const double n = static_cast<double>(world.train_scenes().size());
+  std::string s = std::string("mixture by ") + (by_part ? "dataset" : "instance") + ":";
+  char buf[160];
+  for (size_t i = 0; i < parts.size(); ++i) {
+    const double share = by_part ? 1.0 / static_cast<double>(parts.size()) : static_cast<double>(parts[i].count) / n;
+    std::snprintf(buf, sizeof buf, "%s %s %lld scenes (%.1f %% of examples)", i ? "," : "",
+                  parts[i].analogue.empty() ? "world" : parts[i].analogue.c_str(),
+                  static_cast<long long>(parts[i].count), 100.0 * share);
+    s += buf;
+  }
+  return s;
 }
 
 RegionStore World::make_regions(const std::vector<Scene>& scenes, uint64_t split) const {

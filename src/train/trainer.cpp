@@ -238,6 +238,7 @@ TrainSummary train(const ExperimentConfig& cfg, const std::string& dir, TeeLog& 
     log << "mmt train: synthetic world of " << synth_world->train_scenes().size() << " train scenes built in "
         << Progress::format_duration(std::chrono::duration<double>(std::chrono::steady_clock::now() - t_data).count())
         << "\n";
+    if (!cfg.data.synth.mixture.empty()) log << "mmt train: " << synth::describe_mixture(*synth_world, cfg.data.sampling) << "\n";
   }
 
   MultimodalTransformer model(cfg.model, dims);

@@ -34,6 +34,7 @@ struct SynthOptions {
   std::string caption_style = "descriptive";  // training captions: descriptive, terse, phrase, narrative
   double caption_noise = 0.0;        // training captions describing another scene (misaligned alt-text)
   double caption_corruption = 0.0;   // each word of a training caption replaced by a random word
+  std::vector<std::string> mixture;  // analogues whose training data are mixed (data.sampling: how)
 
   template <class V>
   void visit(V& v) {
@@ -66,12 +67,26 @@ struct SynthOptions {
             "fraction of training captions that describe another scene (web alt-text misalignment)");
     v.field("caption_corruption", caption_corruption,
             "probability that each word of a training caption is replaced by a random lexicon word");
+    v.field("mixture", mixture,
+            "analogues whose training data are mixed, as the paper mixed its datasets (e.g. [\"cc\", \"sbu\", "
+            "\"vg\", \"coco\"]: UNITER's set), sampled by data.sampling: instance or dataset. Each part has its "
+            "analogue's size, captions and training objects (these keys' own values then do not apply), and "
+            "scenes of its own (coco and coco-ln share theirs, as the datasets share COCO's images); the test "
+            "sets stay the world's. [] = one world, the keys above");
   }
 
   /// The training scenes' object counts as used: train_min/max_objects, or min/max_objects.
   int64_t train_objects_min() const { return train_min_objects < 0 ? min_objects : train_min_objects; }
   int64_t train_objects_max() const { return train_max_objects < 0 ? max_objects : train_max_objects; }
 };
+
+/// The named analogues of the paper's datasets (data.synth.analogue; docs/synthetic.md).
+const std::vector<std::string>& synthetic_analogue_names();
+/// Sets the fields of s.analogue's preset ("" = none); throws Error listing the valid names.
+void apply_synthetic_analogue(SynthOptions& s);
+/// One part of a synthetic mixture: `world` (its seed, features, test sets) with `analogue`'s
+/// training data - the keys an analogue's preset sets start from their defaults, then the preset.
+SynthOptions mixture_component(const SynthOptions& world, const std::string& analogue);
 
 /// Model shape and attention stack (docs/configs.md; PAPER.md "Attention variants").
 struct ModelOptions {

@@ -1,6 +1,7 @@
 /* Pretraining batches from the synthetic world: an endless, deterministic stream (a pure
  * function of the seed and the step, so a run can resume at any step), with length
- * bucketing, MLM masking (BERT's 15% and 80/10/10) and ITM negatives by image swap. */
+ * bucketing, MLM masking (BERT's 15% and 80/10/10) and ITM negatives by image swap. A mixture
+ * of analogues (data.synth.mixture) is drawn by instance or by dataset (data.sampling). */
 #pragma once
 
 #include <cstdint>
@@ -66,6 +67,7 @@ class PretrainBatcher {
   Vocab vocab_;  // a copy: small, and no dangling reference to a temporary
   TrainOptions train_;
   SyntheticImages images_;
+  std::string sampling_;  // data.sampling: how a mixture's parts are drawn
   int64_t max_text_len_, batch_size_, pool_batches_;
   std::shared_ptr<Pools> pools_;
   int64_t pool_index_ = -1;

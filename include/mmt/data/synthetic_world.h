@@ -147,6 +147,16 @@ class World {
   explicit World(const SynthOptions& options);
 
   const SynthOptions& options() const { return options_; }
+  /// The training data's parts: one, the world's options, or with data.synth.mixture one per
+  /// mixed analogue (mixture_component), their scenes one after another in train_scenes().
+  struct Component {
+    std::string analogue;  // "" = the world's own options
+    SynthOptions options;
+    int64_t first = 0, count = 0;  // train_scenes()[first, first + count)
+  };
+  const std::vector<Component>& components() const { return components_; }
+  /// The part training scene `index` belongs to.
+  const Component& component_of(int64_t index) const;
   const std::vector<Scene>& train_scenes() const { return train_; }
   const RegionStore& train_regions() const { return train_regions_; }
   /// A test set by name (easy, binding); throws Error listing the valid names.
@@ -155,9 +165,9 @@ class World {
   /// each) whose layouts no train scene and no reserved test scene has - for choosing weights
   /// during training (train.eval_every) without looking at a test set. Built on first use.
   const TestSet& validation_set() const;
-  /// Samples a training caption for scene `index`, deterministic in (seed, stream, index): in
-  /// options().caption_style, describing another scene with probability caption_noise, and each
-  /// word replaced by a random lexicon word with probability caption_corruption.
+  /// Samples a training caption for scene `index`, deterministic in (seed, stream, index): in its
+  /// part's caption_style, describing another scene of its part with probability caption_noise,
+  /// and each word replaced by a random lexicon word with probability caption_corruption.
   Caption train_caption(int64_t index, uint64_t stream) const;
 
   /// Layout signature: objects with attributes and a coarse 3x3 cell, order-free.
@@ -167,6 +177,7 @@ class World {
   RegionStore make_regions(const std::vector<Scene>& scenes, uint64_t split) const;
 
   SynthOptions options_;
+  std::vector<Component> components_;
   std::vector<float> shape_proto_, colour_proto_, size_proto_;  // (N, feature_dim)
   std::vector<Scene> train_;
   RegionStore train_regions_;
@@ -175,5 +186,8 @@ class World {
   mutable std::once_flag validation_once_;
   mutable TestSet validation_;
 };
+
+/// A mixture's parts for the logs: "mixture by dataset: cc 30000 scenes (25.0 % of examples), ...".
+std::string describe_mixture(const World& world, const std::string& sampling);
 
 }  // namespace mmt::synth
