@@ -287,6 +287,12 @@ void apply_synthetic_analogue(SynthOptions& s) {
   if (s.analogue.empty()) return;
   check_choice("synthetic analogue", s.analogue, synthetic_analogue_names());
   const std::string a = s.analogue;
+  // Every key an analogue owns starts from its default, so a preset is the whole of its data
+  // whatever `s` held (a mixture's part starts from the world's options).
+  const SynthOptions defaults;
+  s.num_train_images = defaults.num_train_images, s.caption_style = defaults.caption_style;
+  s.caption_noise = defaults.caption_noise, s.caption_corruption = defaults.caption_corruption;
+  s.train_min_objects = defaults.train_min_objects, s.train_max_objects = defaults.train_max_objects;
   if (a == "cc") {  // Conceptual Captions: large, web alt-text: terse, misaligned, corrupted
     s.num_train_images = 30000, s.caption_style = "terse", s.caption_noise = 0.3, s.caption_corruption = 0.1;
   } else if (a == "sbu") {  // SBU: web captions, sentences but noisy, smaller
@@ -304,13 +310,9 @@ void apply_synthetic_analogue(SynthOptions& s) {
 }
 
 SynthOptions mixture_component(const SynthOptions& world, const std::string& analogue) {
-  const SynthOptions defaults;
   SynthOptions s = world;
   s.mixture.clear();
   s.analogue = analogue;
-  s.num_train_images = defaults.num_train_images, s.caption_style = defaults.caption_style;
-  s.caption_noise = defaults.caption_noise, s.caption_corruption = defaults.caption_corruption;
-  s.train_min_objects = defaults.train_min_objects, s.train_max_objects = defaults.train_max_objects;
   apply_synthetic_analogue(s);
   return s;
 }

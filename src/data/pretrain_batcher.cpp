@@ -186,6 +186,7 @@ class SceneOrder {
     const auto& parts = world.components();
     by_part_ = parts.size() > 1 && sampling == "dataset";
     for (const auto& p : parts) largest_ = std::max(largest_, p.count);
+    part_perms_.resize(parts.size(), {-1, {}});
   }
 
   int64_t scene(int64_t k) {
@@ -208,8 +209,8 @@ class SceneOrder {
     const int64_t r = k % slots, d = slot_part_[static_cast<size_t>(r)];
     const auto& part = parts[static_cast<size_t>(d)];
     const int64_t j = e * largest_ + slot_rank_[static_cast<size_t>(r)], pe = j / part.count;
-    auto& cached = part_perms_[d];
-    if (cached.first != pe || cached.second.empty())
+    auto& cached = part_perms_[static_cast<size_t>(d)];
+    if (cached.first != pe)
       cached = {pe, permutation(part.count, derive_seed(seed_, kPartEpochs, static_cast<uint64_t>(d), static_cast<uint64_t>(pe)))};
     return part.first + cached.second[static_cast<size_t>(j % part.count)];
   }
@@ -228,7 +229,7 @@ class SceneOrder {
   bool by_part_ = false;
   int64_t largest_ = 0, epoch_ = -1;
   std::vector<int64_t> perm_, slot_part_, slot_rank_;
-  std::map<int64_t, std::pair<int64_t, std::vector<int64_t>>> part_perms_;  // part -> (its epoch, order)
+  std::vector<std::pair<int64_t, std::vector<int64_t>>> part_perms_;  // per part: (its epoch, its order)
 };
 
 }  // namespace
